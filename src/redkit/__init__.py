@@ -1,0 +1,22 @@
+"""redkit: caching, rate limiting and sessions on Redis, Redis Cluster and Upstash.
+
+Sync and asyncio, one library. Start with :func:`connect` or :func:`from_env`.
+"""
+
+from __future__ import annotations
+
+from redkit import errors
+from redkit.drivers.connect import Connection, connect, from_env
+from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Connection",
+    "EmbeddedCluster",
+    "EmbeddedRedis",
+    "__version__",
+    "connect",
+    "errors",
+    "from_env",
+]

@@ -1,0 +1,87 @@
+"""What a driver is, and how a feature gets one from whatever the user passed.
+
+Features never import a driver (see DESIGN.md). They take a *backend* — anything with
+``sync_driver()`` and ``async_driver()``, such as :class:`redkit.Connection` — and ask it for
+the driver they need. Foreign objects (a URL string, a redis-py client) are turned into a
+backend by adapters that the drivers package registers when it is imported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+from redkit.core.ops import RedisOp
+
+__all__ = [
+    "AsyncDriver",
+    "Backend",
+    "SyncDriver",
+    "as_backend",
+    "register_adapter",
+]
+
+
+class SyncDriver(Protocol):
+    """Executes operations on a Redis, blocking."""
+
+    def execute(self, op: RedisOp) -> Any:
+        """Run one command, script call or pipeline and return its reply."""
+        ...
+
+    def close(self) -> None:
+        """Release the driver's connections."""
+        ...
+
+
+class AsyncDriver(Protocol):
+    """Executes operations on a Redis, in asyncio."""
+
+    async def execute(self, op: RedisOp) -> Any:
+        """Run one command, script call or pipeline and return its reply."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the driver's connections."""
+        ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A source of drivers: what every redkit facade accepts as its ``redis`` argument."""
+
+    def sync_driver(self) -> SyncDriver:
+        """The driver for blocking code."""
+        ...
+
+    def async_driver(self) -> AsyncDriver:
+        """The driver for the running event loop."""
+        ...
+
+
+Adapter = Callable[[object], "Backend | None"]
+_adapters: list[Adapter] = []
+
+
+def register_adapter(adapter: Adapter) -> None:
+    """Teach :func:`as_backend` a new kind of object; the adapter returns ``None`` to pass."""
+    if adapter not in _adapters:
+        _adapters.append(adapter)
+
+
+def as_backend(obj: object) -> Backend:
+    """Return ``obj`` as a :class:`Backend`, adapting URL strings and client objects.
+
+    Raises:
+        TypeError: when nothing knows how to use ``obj`` as a Redis.
+
+    """
+    if isinstance(obj, Backend):
+        return obj
+    for adapter in _adapters:
+        backend = adapter(obj)
+        if backend is not None:
+            return backend
+    raise TypeError(
+        f"expected a redkit Connection, a Redis URL or a redis-py client, got {type(obj).__name__}"
+    )

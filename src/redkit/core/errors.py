@@ -1,0 +1,65 @@
+"""Typed errors raised by redkit.
+
+Every error redkit raises on purpose derives from :class:`RedkitError`, so an application can
+catch them all at once. Errors that describe bad input also derive from the matching builtin
+(``ValueError``, ``TypeError``) so code written against the builtins keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "BackendTimeout",
+    "BackendUnavailable",
+    "CommandError",
+    "ConfigurationError",
+    "EmbeddedRedisError",
+    "InvalidKeyError",
+    "RedisServerNotFound",
+    "RedkitError",
+]
+
+
+class RedkitError(Exception):
+    """Base class of every error redkit raises on purpose."""
+
+
+class ConfigurationError(RedkitError, ValueError):
+    """A setting is missing or malformed.
+
+    Attributes:
+        variable: the environment variable or argument at fault, when there is one.
+
+    """
+
+    def __init__(self, message: str, *, variable: str | None = None) -> None:
+        super().__init__(message)
+        self.variable = variable
+
+
+class InvalidKeyError(RedkitError, ValueError):
+    """A key or key part cannot be used: empty, of the wrong type, or otherwise unusable."""
+
+
+class BackendError(RedkitError):
+    """Talking to Redis failed. Subclasses say how."""
+
+
+class BackendUnavailable(BackendError):
+    """Redis could not be reached, or the connection dropped."""
+
+
+class BackendTimeout(BackendError):
+    """Redis did not answer within the configured timeout."""
+
+
+class CommandError(BackendError):
+    """Redis answered with an error reply (a failed command or script)."""
+
+
+class EmbeddedRedisError(RedkitError):
+    """An embedded ``redis-server`` (or cluster) could not be started or stopped."""
+
+
+class RedisServerNotFound(EmbeddedRedisError):
+    """No ``redis-server`` binary was found to start an embedded server."""

@@ -1,0 +1,98 @@
+"""Flows and the two runners that drive them.
+
+A flow is a generator that yields operations (:mod:`redkit.core.ops`) and receives their
+results; its return value is the result of the whole behaviour. Each behaviour of redkit is
+written once, as a flow, and runs blocking or in asyncio by handing it to :func:`run_sync` or
+:func:`run_async` — the shape of httpx's ``Auth.auth_flow``.
+
+When an operation fails, the runner throws the exception into the flow at the ``yield`` that
+asked for it. A flow that does not catch it lets it propagate to the caller; a flow that does
+can apply its failure policy (fall back to the loader, allow on timeout, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Generator
+from typing import Any, TypeAlias, TypeVar
+
+from redkit.core.driver import AsyncDriver, SyncDriver
+from redkit.core.ops import Call, Op, Sleep
+
+__all__ = ["Flow", "run_async", "run_sync"]
+
+T = TypeVar("T")
+
+#: A generator that yields operations, receives their results and returns a ``T``.
+Flow: TypeAlias = Generator[Op, Any, T]
+
+
+def run_sync(flow: Flow[T], driver: SyncDriver) -> T:
+    """Drive ``flow`` to completion, blocking, and return its result."""
+    try:
+        op = next(flow)
+        while True:
+            try:
+                reply: Any
+                if isinstance(op, Sleep):
+                    time.sleep(op.seconds)
+                    reply = None
+                elif isinstance(op, Call):
+                    reply = _call(op)
+                    if inspect.isawaitable(reply):
+                        _discard(reply)
+                        raise TypeError(
+                            f"{_name(op)} returned an awaitable: use the Async* variant of "
+                            "this API with async functions"
+                        )
+                else:
+                    reply = driver.execute(op)
+            except Exception as exc:
+                op = flow.throw(exc)
+                continue
+            op = flow.send(reply)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+
+
+async def run_async(flow: Flow[T], driver: AsyncDriver) -> T:
+    """Drive ``flow`` to completion in asyncio and return its result."""
+    try:
+        op = next(flow)
+        while True:
+            try:
+                reply: Any
+                if isinstance(op, Sleep):
+                    await asyncio.sleep(op.seconds)
+                    reply = None
+                elif isinstance(op, Call):
+                    reply = _call(op)
+                    if inspect.isawaitable(reply):
+                        reply = await reply
+                else:
+                    reply = await driver.execute(op)
+            except Exception as exc:
+                op = flow.throw(exc)
+                continue
+            op = flow.send(reply)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+
+
+def _call(op: Call) -> Any:
+    return op.fn(*op.args, **(op.kwargs or {}))
+
+
+def _name(op: Call) -> str:
+    return getattr(op.fn, "__qualname__", repr(op.fn))
+
+
+def _discard(awaitable: Any) -> None:
+    # Close an unawaited coroutine so Python does not warn "never awaited" on top of our error.
+    close = getattr(awaitable, "close", None)
+    if close is not None:
+        close()

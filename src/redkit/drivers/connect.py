@@ -1,0 +1,298 @@
+"""From a URL or the environment to a :class:`Connection`.
+
+``redis://`` and ``rediss://`` (TLS) name a standalone server, ``unix:///path`` a server on a
+unix socket, ``redis+cluster://`` and ``rediss+cluster://`` any node of a Redis Cluster. A
+:class:`Connection` validates its URL at once but opens nothing until first used; it then
+creates a sync client, an asyncio client, or both, on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import weakref
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
+
+from redkit.core.driver import register_adapter
+from redkit.core.errors import ConfigurationError
+from redkit.drivers.redis import REDIS_ERRORS, AsyncRedisDriver, RedisDriver, translate_error
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_SOCKET_TIMEOUT",
+    "Connection",
+    "connect",
+    "from_env",
+    "mask_url",
+]
+
+#: Seconds to wait for a TCP (or unix socket) connection to open.
+DEFAULT_CONNECT_TIMEOUT = 2.0
+#: Seconds to wait for any reply. Rate limiters and caches add their own, shorter budgets.
+DEFAULT_SOCKET_TIMEOUT = 5.0
+
+_STANDALONE = ("redis", "rediss", "unix")
+_CLUSTER = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+_UPSTASH_VARIABLES = (
+    ("UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN"),
+    ("KV_REST_API_URL", "KV_REST_API_TOKEN"),
+)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for logs and reprs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def _validate(url: object, variable: str | None) -> tuple[bool, str]:
+    """Check ``url``; return (is_cluster, the URL redis-py understands)."""
+
+    def fail(why: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"{variable or 'the URL'} is not a usable Redis URL: {why}", variable=variable
+        )
+
+    if not isinstance(url, str):
+        raise fail(f"expected a string, got {type(url).__name__}")
+    if not url.strip():
+        raise fail("it is empty")
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port  # raises ValueError for a non-numeric or out-of-range port
+    except ValueError as exc:
+        raise fail(f"{exc} in {mask_url(url)!r}") from exc
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        raise fail(
+            f"{mask_url(url)!r} is an HTTP URL; Upstash's REST API is not supported yet: "
+            "give the redis:// or rediss:// URL of the database instead"
+        )
+    if scheme not in _STANDALONE and scheme not in _CLUSTER:
+        known = ", ".join(f"{s}://" for s in (*_STANDALONE, *_CLUSTER))
+        raise fail(f"unknown scheme {parts.scheme + '://'!r} (expected one of {known})")
+    if scheme == "unix":
+        if not parts.path:
+            raise fail("a unix:// URL needs a socket path, as in unix:///run/redis.sock")
+    elif not parts.hostname:
+        raise fail(f"no host in {mask_url(url)!r}")
+    elif port == 0:
+        raise fail("port 0 is not a port a server listens on")
+    if scheme != "unix":
+        db = parts.path.strip("/")
+        if db and not db.isdigit():
+            raise fail(f"the database must be a number, got {db!r}")
+        if scheme in _CLUSTER and db not in ("", "0"):
+            raise fail("Redis Cluster has only database 0")
+    if scheme in _STANDALONE:
+        return False, url.strip()
+    # redis-py knows no "+cluster" schemes: it is told by the client class instead.
+    return True, urlunsplit(parts._replace(scheme=_CLUSTER[scheme]))
+
+
+class Connection:
+    """A Redis, standalone or cluster, that redkit facades can use sync and async.
+
+    Create one with :func:`connect` or :func:`from_env` and share it: every facade built on it
+    uses the same connection pools. Clients are created on first use; the asyncio client is
+    created once per event loop, since asyncio connections belong to the loop that opened them.
+    Socket and connect timeouts are always on.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        variable: str | None = None,
+        **client_options: Any,
+    ) -> None:
+        self.is_cluster, self._client_url = _validate(url, variable)
+        for name, value in (
+            ("socket_timeout", socket_timeout),
+            ("connect_timeout", connect_timeout),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigurationError(
+                    f"{name} must be a positive number of seconds, got {value!r}", variable=name
+                )
+        self.url = url
+        self._options: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": connect_timeout,
+            **client_options,
+            "decode_responses": False,
+        }
+        self._sync: RedisDriver | None = None
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedisDriver] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __repr__(self) -> str:
+        kind = "cluster" if self.is_cluster else "standalone"
+        return f"<redkit.Connection {kind} {mask_url(self.url)!r}>"
+
+    def sync_driver(self) -> RedisDriver:
+        """The blocking driver, created on first use."""
+        if self._sync is None:
+            client: redis.Redis | redis.cluster.RedisCluster
+            if self.is_cluster:
+                try:  # the blocking cluster client connects at once to learn the topology
+                    client = redis.cluster.RedisCluster.from_url(
+                        self._client_url, retry=_cluster_retry(), **self._options
+                    )
+                except REDIS_ERRORS as exc:
+                    raise translate_error(exc) from exc
+            else:
+                client = redis.Redis.from_url(
+                    self._client_url, retry=_standalone_retry(), **self._options
+                )
+            self._sync = RedisDriver(client)
+        return self._sync
+
+    def async_driver(self) -> AsyncRedisDriver:
+        """The asyncio driver of the running event loop, created on first use in that loop."""
+        loop = asyncio.get_running_loop()
+        driver = self._async.get(loop)
+        if driver is None:
+            client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+            if self.is_cluster:
+                client = redis.asyncio.cluster.RedisCluster.from_url(
+                    self._client_url, retry=_cluster_retry(), **self._options
+                )
+            else:
+                client = redis.asyncio.Redis.from_url(
+                    self._client_url, retry=_standalone_retry(), **self._options
+                )
+            driver = self._async[loop] = AsyncRedisDriver(client)
+        return driver
+
+    def close(self) -> None:
+        """Close the blocking client; :meth:`aclose` closes the asyncio ones."""
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+
+    async def aclose(self) -> None:
+        """Close the asyncio client of the running loop, and the blocking client."""
+        driver = self._async.pop(asyncio.get_running_loop(), None)
+        if driver is not None:
+            await driver.aclose()
+        self.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def _standalone_retry() -> Retry:
+    # One quick reconnect when a pooled connection turns out dead; never a retry after a
+    # timeout, which would double the wait and could apply a write twice.
+    return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+
+
+def _cluster_retry() -> Retry:
+    # A cluster retries to follow topology changes (failover, resharding); keep that short.
+    return Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
+
+
+def connect(url: str, **options: Any) -> Connection:
+    """Validate ``url`` and return a :class:`Connection` to it (nothing is opened yet).
+
+    Options: ``socket_timeout`` and ``connect_timeout`` in seconds, and any keyword that
+    redis-py's ``from_url`` accepts (``max_connections``, ``ssl_ca_certs``, ...).
+
+    Raises:
+        ConfigurationError: for a malformed or unsupported URL.
+
+    """
+    return Connection(url, **options)
+
+
+def from_env(environ: Mapping[str, str] | None = None, **options: Any) -> Connection:
+    """A :class:`Connection` configured by ``REDIS_URL``.
+
+    Raises:
+        ConfigurationError: naming the variable, when ``REDIS_URL`` is missing or malformed,
+            and saying so plainly when only Upstash's REST variables are set.
+
+    """
+    env = os.environ if environ is None else environ
+    url = env.get("REDIS_URL")
+    if url is not None:
+        return Connection(url, variable="REDIS_URL", **options)
+    for url_var, token_var in _UPSTASH_VARIABLES:
+        if env.get(url_var):
+            raise ConfigurationError(
+                f"found {url_var}{' and ' + token_var if env.get(token_var) else ''} but no "
+                "REDIS_URL: Upstash's REST API is not supported by this version of redkit yet; "
+                "set REDIS_URL to the database's rediss:// URL (shown in the Upstash console)",
+                variable="REDIS_URL",
+            )
+    raise ConfigurationError(
+        "REDIS_URL is not set: set it to redis://host:port, rediss://..., unix:///path or "
+        "redis+cluster://host:port",
+        variable="REDIS_URL",
+    )
+
+
+def _adapt(obj: object) -> Connection | _ClientBackend | None:
+    if isinstance(obj, str):
+        return Connection(obj)
+    if isinstance(obj, (redis.Redis, redis.cluster.RedisCluster)):
+        return _ClientBackend(sync=RedisDriver(obj))
+    if isinstance(obj, (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)):
+        return _ClientBackend(asyncio_=AsyncRedisDriver(obj))
+    return None
+
+
+class _ClientBackend:
+    """A user's own redis-py client, used as it is (its pool, its options)."""
+
+    def __init__(
+        self, *, sync: RedisDriver | None = None, asyncio_: AsyncRedisDriver | None = None
+    ) -> None:
+        self._sync = sync
+        self._async = asyncio_
+
+    def sync_driver(self) -> RedisDriver:
+        if self._sync is None:
+            raise TypeError(
+                "this is an asyncio redis-py client: it serves the Async* facades only; give "
+                "the blocking ones a redis.Redis client or a redkit Connection"
+            )
+        return self._sync
+
+    def async_driver(self) -> AsyncRedisDriver:
+        if self._async is None:
+            raise TypeError(
+                "this is a blocking redis-py client: it serves the blocking facades only; give "
+                "the Async* ones a redis.asyncio client or a redkit Connection"
+            )
+        return self._async
+
+
+register_adapter(_adapt)

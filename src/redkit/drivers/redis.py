@@ -1,0 +1,182 @@
+"""Drivers on redis-py: sync and asyncio, standalone and cluster.
+
+A driver executes the operations of :mod:`redkit.core.ops` and nothing else; it owns all I/O.
+redis-py uses hiredis for parsing when it is installed (``pip install redkit[hiredis]``).
+
+Scripts run with ``EVALSHA`` and are re-sent with ``EVAL`` on ``NOSCRIPT``: after a
+``SCRIPT FLUSH``, after a restart, and on a cluster node that has never seen the script.
+Inside a transaction a script is always sent with ``EVAL``: a ``NOSCRIPT`` inside ``EXEC``
+would leave the other commands of the transaction applied and the script not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
+from redis import exceptions as rx
+
+from redkit.core.errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    CommandError,
+    ConfigurationError,
+)
+from redkit.core.ops import Command, Pipeline, RedisOp, ScriptCall
+
+__all__ = ["REDIS_ERRORS", "AsyncRedisDriver", "RedisDriver", "translate_error"]
+
+SyncClient = redis.Redis | redis.cluster.RedisCluster
+AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+
+
+#: What redis-py raises: RedisError, and the cluster client's own exception family.
+REDIS_ERRORS = (rx.RedisError, rx.RedisClusterException)
+
+
+def translate_error(exc: Exception) -> BackendError:
+    """Map a redis-py exception to the matching :mod:`redkit.errors` type."""
+    # The cluster client wraps "no node reachable" around the socket error: look at the cause.
+    cause = exc.__cause__ if isinstance(exc, rx.RedisClusterException) else None
+    if isinstance(exc, rx.TimeoutError) or isinstance(cause, rx.TimeoutError):
+        return BackendTimeout(f"Redis did not answer in time: {exc}")
+    if isinstance(exc, (rx.ConnectionError, rx.ClusterDownError, rx.SlotNotCoveredError)) or (
+        isinstance(cause, rx.ConnectionError)
+    ):
+        return BackendUnavailable(f"Redis is unavailable: {exc}")
+    if isinstance(exc, (rx.ResponseError, rx.RedisClusterException)):
+        # A server error reply, or the cluster client refusing a command (keys in two slots).
+        return CommandError(str(exc))
+    return BackendError(f"{type(exc).__name__}: {exc}")
+
+
+def _check_binary_safe(client: SyncClient | AsyncClient) -> None:
+    # redkit stores bytes (cached values, packed state); a client that decodes replies to text
+    # would corrupt them, so refuse it up front rather than fail on the first binary value.
+    if client.get_encoder().decode_responses:
+        raise ConfigurationError(
+            "redkit needs a redis-py client created with decode_responses=False "
+            "(the default); pass a URL or a redkit Connection to let redkit create one"
+        )
+
+
+def _script_args(call: ScriptCall) -> tuple[Any, ...]:
+    return (len(call.keys), *call.keys, *call.args)
+
+
+def _queue(pipe: Any, op: Pipeline) -> None:
+    # Queuing is synchronous on every redis-py pipeline, sync or asyncio.
+    for item in op.ops:
+        if isinstance(item, Command):
+            pipe.execute_command(*item.args)
+        elif op.transaction:
+            pipe.execute_command("EVAL", item.script.source, *_script_args(item))
+        else:
+            pipe.execute_command("EVALSHA", item.script.sha, *_script_args(item))
+
+
+def _pipeline_results(op: Pipeline, results: list[Any]) -> tuple[list[Any], list[int]]:
+    """Translate per-item errors; return the results and the indexes to re-run with EVAL."""
+    rerun: list[int] = []
+    for index, result in enumerate(results):
+        if isinstance(result, rx.NoScriptError) and isinstance(op.ops[index], ScriptCall):
+            rerun.append(index)
+        elif isinstance(result, REDIS_ERRORS):
+            results[index] = translate_error(result)
+    return results, rerun
+
+
+class RedisDriver:
+    """Blocking driver on a ``redis.Redis`` or ``redis.cluster.RedisCluster`` client."""
+
+    def __init__(self, client: SyncClient) -> None:
+        _check_binary_safe(client)
+        self.client = client
+        self.is_cluster = isinstance(client, redis.cluster.RedisCluster)
+        # Bound once: the hot path skips an attribute lookup (and redis-py leaves it untyped).
+        self._command: Callable[..., Any] = client.execute_command
+
+    def execute(self, op: RedisOp) -> Any:
+        """Run one command, script call or pipeline and return its reply."""
+        try:
+            if isinstance(op, Command):
+                return self._command(*op.args)
+            if isinstance(op, ScriptCall):
+                return self._run_script(op)
+            return self._run_pipeline(op)
+        except REDIS_ERRORS as exc:
+            raise translate_error(exc) from exc
+
+    def _run_script(self, call: ScriptCall) -> Any:
+        try:
+            return self._command("EVALSHA", call.script.sha, *_script_args(call))
+        except rx.NoScriptError:
+            return self._command("EVAL", call.script.source, *_script_args(call))
+
+    def _run_pipeline(self, op: Pipeline) -> list[Any]:
+        pipe = self.client.pipeline(transaction=op.transaction)
+        _queue(pipe, op)
+        results, rerun = _pipeline_results(op, pipe.execute(raise_on_error=False))
+        for index in rerun:
+            call = op.ops[index]
+            assert isinstance(call, ScriptCall)
+            try:
+                results[index] = self._command("EVAL", call.script.source, *_script_args(call))
+            except rx.ResponseError as exc:
+                results[index] = translate_error(exc)
+        return results
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
+
+
+class AsyncRedisDriver:
+    """Asyncio driver on a ``redis.asyncio.Redis`` or ``redis.asyncio.cluster.RedisCluster``."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        _check_binary_safe(client)
+        self.client = client
+        self.is_cluster = isinstance(client, redis.asyncio.cluster.RedisCluster)
+        self._command: Callable[..., Awaitable[Any]] = client.execute_command
+
+    async def execute(self, op: RedisOp) -> Any:
+        """Run one command, script call or pipeline and return its reply."""
+        try:
+            if isinstance(op, Command):
+                return await self._command(*op.args)
+            if isinstance(op, ScriptCall):
+                return await self._run_script(op)
+            return await self._run_pipeline(op)
+        except REDIS_ERRORS as exc:
+            raise translate_error(exc) from exc
+
+    async def _run_script(self, call: ScriptCall) -> Any:
+        try:
+            return await self._command("EVALSHA", call.script.sha, *_script_args(call))
+        except rx.NoScriptError:
+            return await self._command("EVAL", call.script.source, *_script_args(call))
+
+    async def _run_pipeline(self, op: Pipeline) -> list[Any]:
+        pipe = self.client.pipeline(transaction=op.transaction)
+        _queue(pipe, op)
+        results, rerun = _pipeline_results(op, await pipe.execute(raise_on_error=False))
+        for index in rerun:
+            call = op.ops[index]
+            assert isinstance(call, ScriptCall)
+            try:
+                results[index] = await self._command(
+                    "EVAL", call.script.source, *_script_args(call)
+                )
+            except rx.ResponseError as exc:
+                results[index] = translate_error(exc)
+        return results
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+        await self.client.aclose()

