@@ -8,13 +8,33 @@ from __future__ import annotations
 from redkit import errors
 from redkit.drivers.connect import Connection, connect, from_env
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
+from redkit.ratelimit import (
+    AsyncRatelimit,
+    CachedFixedWindow,
+    EphemeralCache,
+    FixedWindow,
+    Ratelimit,
+    RatelimitResult,
+    Remaining,
+    SlidingWindow,
+    TokenBucket,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncRatelimit",
+    "CachedFixedWindow",
     "Connection",
     "EmbeddedCluster",
     "EmbeddedRedis",
+    "EphemeralCache",
+    "FixedWindow",
+    "Ratelimit",
+    "RatelimitResult",
+    "Remaining",
+    "SlidingWindow",
+    "TokenBucket",
     "__version__",
     "connect",
     "errors",

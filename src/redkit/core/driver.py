@@ -48,13 +48,21 @@ class AsyncDriver(Protocol):
 
 @runtime_checkable
 class Backend(Protocol):
-    """A source of drivers: what every redkit facade accepts as its ``redis`` argument."""
+    """A source of drivers: what every redkit facade accepts as its ``redis`` argument.
 
-    def sync_driver(self) -> SyncDriver:
+    ``timeout`` asks for a driver whose every wait (connecting, each reply) is bounded by that
+    many seconds, for callers with a budget of their own, such as a rate limiter that must
+    answer in time. A backend that cannot tighten its timeouts (a user's own client) ignores it.
+    """
+
+    #: Whether this is a Redis Cluster: keys of one script must then share a hash tag.
+    is_cluster: bool
+
+    def sync_driver(self, *, timeout: float | None = None) -> SyncDriver:
         """The driver for blocking code."""
         ...
 
-    def async_driver(self) -> AsyncDriver:
+    def async_driver(self, *, timeout: float | None = None) -> AsyncDriver:
         """The driver for the running event loop."""
         ...
 

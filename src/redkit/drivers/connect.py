@@ -138,60 +138,76 @@ class Connection:
             **client_options,
             "decode_responses": False,
         }
-        self._sync: RedisDriver | None = None
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedisDriver] = (
-            weakref.WeakKeyDictionary()
-        )
+        # One driver per requested timeout: redis-py sets timeouts per client, not per call.
+        self._sync: dict[float | None, RedisDriver] = {}
+        self._async: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[float | None, AsyncRedisDriver]
+        ] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         kind = "cluster" if self.is_cluster else "standalone"
         return f"<redkit.Connection {kind} {mask_url(self.url)!r}>"
 
-    def sync_driver(self) -> RedisDriver:
-        """The blocking driver, created on first use."""
-        if self._sync is None:
+    def _options_within(self, timeout: float | None) -> dict[str, Any]:
+        """Client options whose connect and socket timeouts do not exceed ``timeout``."""
+        if timeout is None:
+            return self._options
+        return {
+            **self._options,
+            "socket_timeout": min(timeout, self._options["socket_timeout"]),
+            "socket_connect_timeout": min(timeout, self._options["socket_connect_timeout"]),
+        }
+
+    def sync_driver(self, *, timeout: float | None = None) -> RedisDriver:
+        """The blocking driver, created on first use; ``timeout`` bounds each of its waits."""
+        driver = self._sync.get(timeout)
+        if driver is None:
+            options = self._options_within(timeout)
             client: redis.Redis | redis.cluster.RedisCluster
             if self.is_cluster:
                 try:  # the blocking cluster client connects at once to learn the topology
                     client = redis.cluster.RedisCluster.from_url(
-                        self._client_url, retry=_cluster_retry(), **self._options
+                        self._client_url, retry=_cluster_retry(), **options
                     )
                 except REDIS_ERRORS as exc:
                     raise translate_error(exc) from exc
             else:
                 client = redis.Redis.from_url(
-                    self._client_url, retry=_standalone_retry(), **self._options
+                    self._client_url, retry=_standalone_retry(), **options
                 )
-            self._sync = RedisDriver(client)
-        return self._sync
+            driver = self._sync[timeout] = RedisDriver(client)
+        return driver
 
-    def async_driver(self) -> AsyncRedisDriver:
+    def async_driver(self, *, timeout: float | None = None) -> AsyncRedisDriver:
         """The asyncio driver of the running event loop, created on first use in that loop."""
         loop = asyncio.get_running_loop()
-        driver = self._async.get(loop)
+        drivers = self._async.get(loop)
+        if drivers is None:
+            drivers = self._async[loop] = {}
+        driver = drivers.get(timeout)
         if driver is None:
+            options = self._options_within(timeout)
             client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
             if self.is_cluster:
                 client = redis.asyncio.cluster.RedisCluster.from_url(
-                    self._client_url, retry=_cluster_retry(), **self._options
+                    self._client_url, retry=_cluster_retry(), **options
                 )
             else:
                 client = redis.asyncio.Redis.from_url(
-                    self._client_url, retry=_standalone_retry(), **self._options
+                    self._client_url, retry=_standalone_retry(), **options
                 )
-            driver = self._async[loop] = AsyncRedisDriver(client)
+            driver = drivers[timeout] = AsyncRedisDriver(client)
         return driver
 
     def close(self) -> None:
-        """Close the blocking client; :meth:`aclose` closes the asyncio ones."""
-        if self._sync is not None:
-            self._sync.close()
-            self._sync = None
+        """Close the blocking clients; :meth:`aclose` closes the asyncio ones."""
+        drivers, self._sync = self._sync, {}
+        for driver in drivers.values():
+            driver.close()
 
     async def aclose(self) -> None:
-        """Close the asyncio client of the running loop, and the blocking client."""
-        driver = self._async.pop(asyncio.get_running_loop(), None)
-        if driver is not None:
+        """Close the asyncio clients of the running loop, and the blocking clients."""
+        for driver in self._async.pop(asyncio.get_running_loop(), {}).values():
             await driver.aclose()
         self.close()
 
@@ -270,15 +286,17 @@ def _adapt(obj: object) -> Connection | _ClientBackend | None:
 
 
 class _ClientBackend:
-    """A user's own redis-py client, used as it is (its pool, its options)."""
+    """A user's own redis-py client, used as it is (its pool, its options, its timeouts)."""
 
     def __init__(
         self, *, sync: RedisDriver | None = None, asyncio_: AsyncRedisDriver | None = None
     ) -> None:
         self._sync = sync
         self._async = asyncio_
+        driver = sync or asyncio_
+        self.is_cluster = driver is not None and driver.is_cluster
 
-    def sync_driver(self) -> RedisDriver:
+    def sync_driver(self, *, timeout: float | None = None) -> RedisDriver:
         if self._sync is None:
             raise TypeError(
                 "this is an asyncio redis-py client: it serves the Async* facades only; give "
@@ -286,7 +304,7 @@ class _ClientBackend:
             )
         return self._sync
 
-    def async_driver(self) -> AsyncRedisDriver:
+    def async_driver(self, *, timeout: float | None = None) -> AsyncRedisDriver:
         if self._async is None:
             raise TypeError(
                 "this is a blocking redis-py client: it serves the blocking facades only; give "

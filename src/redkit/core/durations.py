@@ -1,0 +1,65 @@
+"""Durations as people write them: ``"10 s"``, ``"500ms"``, ``2.5``, ``timedelta(hours=1)``.
+
+Strings follow ``@upstash/ratelimit``: a whole number and a unit (``ms``, ``s``, ``m``, ``h``,
+``d``), with at most one space between them. Numbers are seconds. Every parser returns whole
+milliseconds, the unit Redis expires keys in and Upstash aligns windows on.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import timedelta
+from typing import TypeAlias
+
+__all__ = ["MAX_DURATION_MS", "Duration", "duration_ms"]
+
+#: A duration: ``"10 s"``, a number of seconds, or a ``timedelta``.
+Duration: TypeAlias = str | int | float | timedelta
+
+#: Ten years: longer durations are almost certainly a unit mistake, and the arithmetic on them
+#: (epoch milliseconds plus a window) must stay exact in Lua's doubles.
+MAX_DURATION_MS = 10 * 365 * 86_400_000
+
+_PATTERN = re.compile(r"^(\d+) ?(ms|s|m|h|d)$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def duration_ms(value: Duration, *, name: str = "duration") -> int:
+    """``value`` in whole milliseconds, at least 1 and at most :data:`MAX_DURATION_MS`.
+
+    Raises:
+        ValueError: naming ``name``, for a malformed, non-positive or too long duration.
+        TypeError: for a value that is not a duration at all.
+
+    """
+    if isinstance(value, str):
+        match = _PATTERN.match(value.strip())
+        if match is None:
+            raise ValueError(
+                f'{name} must look like "10 s", "500 ms", "1 m", "1 h" or "1 d" (a whole number '
+                f"and a unit of ms, s, m, h or d), got {value!r}"
+            )
+        ms = int(match.group(1)) * _UNIT_MS[match.group(2)]
+    elif isinstance(value, timedelta):
+        ms = _seconds_to_ms(value.total_seconds(), name, value)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        ms = _seconds_to_ms(float(value), name, value)
+    else:
+        raise TypeError(
+            f'{name} must be a string such as "10 s", a number of seconds or a timedelta, '
+            f"got {type(value).__name__}"
+        )
+    if ms < 1:
+        raise ValueError(f"{name} must be at least 1 ms, got {value!r}")
+    if ms > MAX_DURATION_MS:
+        raise ValueError(f"{name} must be at most 10 years, got {value!r}")
+    return ms
+
+
+def _seconds_to_ms(seconds: float, name: str, original: object) -> int:
+    if not math.isfinite(seconds):
+        raise ValueError(f"{name} must be a finite number of seconds, got {original!r}")
+    if seconds > MAX_DURATION_MS / 1000:
+        raise ValueError(f"{name} must be at most 10 years, got {original!r}")
+    return round(seconds * 1000)

@@ -1,0 +1,30 @@
+"""Rate limiting: ``@upstash/ratelimit``'s algorithms and keys, sync and asyncio.
+
+See :class:`Ratelimit` and :class:`AsyncRatelimit`.
+"""
+
+from __future__ import annotations
+
+from redkit.ratelimit.ephemeral import EphemeralCache
+from redkit.ratelimit.facade import AsyncRatelimit, Ratelimit
+from redkit.ratelimit.limiters import (
+    CachedFixedWindow,
+    FixedWindow,
+    Limiter,
+    SlidingWindow,
+    TokenBucket,
+)
+from redkit.ratelimit.result import RatelimitResult, Remaining
+
+__all__ = [
+    "AsyncRatelimit",
+    "CachedFixedWindow",
+    "EphemeralCache",
+    "FixedWindow",
+    "Limiter",
+    "Ratelimit",
+    "RatelimitResult",
+    "Remaining",
+    "SlidingWindow",
+    "TokenBucket",
+]

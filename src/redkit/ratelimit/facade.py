@@ -1,0 +1,264 @@
+"""``Ratelimit`` and ``AsyncRatelimit``: the same flows, run blocking or in asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Literal
+
+from redkit.core.clock import Clock, ServerClock, resolve_clock
+from redkit.core.driver import AsyncDriver, Backend, SyncDriver, as_backend
+from redkit.core.durations import Duration
+from redkit.core.errors import BackendError
+from redkit.core.flow import run_async, run_sync
+from redkit.ratelimit.ephemeral import EphemeralCache
+from redkit.ratelimit.flows import DEFAULT_PREFIX, RatelimitFlows, TimeoutPolicy
+from redkit.ratelimit.limiters import Limiter
+from redkit.ratelimit.result import RatelimitResult, Remaining
+
+__all__ = ["AsyncRatelimit", "Ratelimit"]
+
+log = logging.getLogger("redkit.ratelimit")
+
+#: Seconds: ``@upstash/ratelimit``'s default budget for one decision.
+DEFAULT_TIMEOUT = 5.0
+
+
+def _flows(
+    redis: object,
+    limiter: Limiter,
+    prefix: str,
+    ephemeral_cache: bool | EphemeralCache,
+    timeout: float | None,
+    on_timeout: TimeoutPolicy,
+    clock: Clock | Literal["server", "client"] | None,
+) -> tuple[Backend, RatelimitFlows, float | None]:
+    backend = as_backend(redis)
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
+    ):
+        raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+    if isinstance(ephemeral_cache, EphemeralCache):
+        cache: EphemeralCache | None = ephemeral_cache
+    elif ephemeral_cache is True:
+        cache = EphemeralCache()
+    elif ephemeral_cache is False:
+        cache = None
+    else:
+        raise TypeError(
+            f"ephemeral_cache must be True, False or an EphemeralCache, got {ephemeral_cache!r}"
+        )
+    flows = RatelimitFlows(
+        limiter,
+        prefix=prefix,
+        cluster=backend.is_cluster,
+        clock=resolve_clock(clock, default=ServerClock()),
+        ephemeral_cache=cache,
+        on_timeout=on_timeout,
+    )
+    return backend, flows, float(timeout) if timeout else None
+
+
+class Ratelimit:
+    """A rate limiter, blocking: one round trip per decision, on Redis or Redis Cluster.
+
+    Args:
+        redis: a :class:`redkit.Connection`, a Redis URL, or a redis-py client.
+        limiter: :class:`FixedWindow`, :class:`SlidingWindow`, :class:`TokenBucket` or
+            :class:`CachedFixedWindow`.
+        prefix: the start of every key; ``@upstash/ratelimit``'s by default, so the two
+            libraries share counters.
+        ephemeral_cache: remember blocked identifiers in this process and refuse them without
+            a round trip until their block ends. ``True`` (a cache of this limiter's own),
+            ``False``, or an :class:`EphemeralCache` to share between limiters.
+        timeout: seconds one decision may take; ``None`` or 0 leaves only the connection's
+            own timeouts. Past it, or when Redis is down, ``on_timeout`` answers.
+        on_timeout: ``"allow"`` (fail open, the default) or ``"deny"`` (fail closed); either
+            way the result says ``reason="timeout"``.
+        clock: ``"server"`` (the default: Redis's ``TIME``, one clock for every app server),
+            ``"client"`` (this machine's clock, as ``@upstash/ratelimit`` uses), or a clock
+            object such as :class:`redkit.core.clock.VirtualClock`.
+
+    """
+
+    def __init__(
+        self,
+        redis: object,
+        limiter: Limiter,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        ephemeral_cache: bool | EphemeralCache = True,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        on_timeout: TimeoutPolicy = "allow",
+        clock: Clock | Literal["server", "client"] | None = None,
+    ) -> None:
+        backend, self._flows, self._timeout = _flows(
+            redis, limiter, prefix, ephemeral_cache, timeout, on_timeout, clock
+        )
+        self._backend = backend
+        self._driver: SyncDriver | None = None
+        self._syncer: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    @property
+    def limiter(self) -> Limiter:
+        """The algorithm this limiter applies."""
+        return self._flows.limiter
+
+    def _sync_driver(self) -> SyncDriver:
+        if self._driver is None:
+            self._driver = self._backend.sync_driver(timeout=self._timeout)
+        return self._driver
+
+    def limit(self, identifier: str | int, rate: int = 1) -> RatelimitResult:
+        """Decide one request of cost ``rate`` for ``identifier``.
+
+        A negative ``rate`` gives tokens back (a refund); ``rate=0`` reports without consuming.
+        """
+        result = run_sync(self._flows.limit(identifier, rate), self._sync_driver())
+        self._sync_later()
+        return result
+
+    def limit_many(self, identifiers: Iterable[str | int], rate: int = 1) -> list[RatelimitResult]:
+        """Decide one request for each identifier, in one pipelined round trip."""
+        results = run_sync(self._flows.limit_many(identifiers, rate), self._sync_driver())
+        self._sync_later()
+        return results
+
+    def block_until_ready(
+        self, identifier: str | int, timeout: Duration, rate: int = 1
+    ) -> RatelimitResult:
+        """Wait until ``identifier`` is admitted or ``timeout`` (seconds, ``"5 s"``) passes."""
+        result = run_sync(
+            self._flows.block_until_ready(identifier, timeout, rate), self._sync_driver()
+        )
+        self._sync_later()
+        return result
+
+    def get_remaining(self, identifier: str | int) -> Remaining:
+        """What ``identifier`` has left now, with token refills applied; consumes nothing."""
+        return run_sync(self._flows.get_remaining(identifier), self._sync_driver())
+
+    def reset(self, identifier: str | int) -> int:
+        """Delete ``identifier``'s state (exactly its keys) and unblock it; return keys deleted."""
+        return run_sync(self._flows.reset(identifier), self._sync_driver())
+
+    def flush(self) -> None:
+        """Send the cached fixed window's pending counts to Redis now, and wait for it."""
+        run_sync(self._flows.sync_local(), self._sync_driver())
+
+    def _sync_later(self) -> None:
+        local = self._flows.local
+        if local is None or not local.has_pending():
+            return
+        if self._syncer is None:
+            self._syncer = threading.Thread(
+                target=self._sync_forever, name="redkit-ratelimit-sync", daemon=True
+            )
+            self._syncer.start()
+        self._wake.set()
+
+    def _sync_forever(self) -> None:
+        # The cached fixed window's background job: callers never wait for Redis.
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            try:
+                self.flush()
+            except BackendError as exc:
+                log.warning("cached fixed window: counts not sent to Redis yet: %s", exc)
+                self._wake.wait(0.1)  # the counts were put back; retry soon, not in a loop
+
+
+class AsyncRatelimit:
+    """A rate limiter for asyncio: the same arguments and methods as :class:`Ratelimit`.
+
+    Args:
+        redis: a :class:`redkit.Connection`, a Redis URL, or a redis-py asyncio client.
+        limiter: the algorithm, as for :class:`Ratelimit`.
+        prefix: the start of every key, as for :class:`Ratelimit`.
+        ephemeral_cache: as for :class:`Ratelimit`.
+        timeout: seconds one decision may take, as for :class:`Ratelimit`.
+        on_timeout: ``"allow"`` or ``"deny"``, as for :class:`Ratelimit`.
+        clock: ``"server"``, ``"client"`` or a clock object, as for :class:`Ratelimit`.
+
+    """
+
+    def __init__(
+        self,
+        redis: object,
+        limiter: Limiter,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        ephemeral_cache: bool | EphemeralCache = True,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        on_timeout: TimeoutPolicy = "allow",
+        clock: Clock | Literal["server", "client"] | None = None,
+    ) -> None:
+        backend, self._flows, self._timeout = _flows(
+            redis, limiter, prefix, ephemeral_cache, timeout, on_timeout, clock
+        )
+        self._backend = backend
+        self._syncing: set[asyncio.Task[None]] = set()
+
+    @property
+    def limiter(self) -> Limiter:
+        """The algorithm this limiter applies."""
+        return self._flows.limiter
+
+    def _async_driver(self) -> AsyncDriver:
+        return self._backend.async_driver(timeout=self._timeout)
+
+    async def limit(self, identifier: str | int, rate: int = 1) -> RatelimitResult:
+        """Decide one request of cost ``rate`` for ``identifier``; see :meth:`Ratelimit.limit`."""
+        result = await run_async(self._flows.limit(identifier, rate), self._async_driver())
+        self._sync_later()
+        return result
+
+    async def limit_many(
+        self, identifiers: Iterable[str | int], rate: int = 1
+    ) -> list[RatelimitResult]:
+        """Decide one request for each identifier, in one pipelined round trip."""
+        results = await run_async(self._flows.limit_many(identifiers, rate), self._async_driver())
+        self._sync_later()
+        return results
+
+    async def block_until_ready(
+        self, identifier: str | int, timeout: Duration, rate: int = 1
+    ) -> RatelimitResult:
+        """Wait until ``identifier`` is admitted or ``timeout`` (seconds, ``"5 s"``) passes."""
+        result = await run_async(
+            self._flows.block_until_ready(identifier, timeout, rate), self._async_driver()
+        )
+        self._sync_later()
+        return result
+
+    async def get_remaining(self, identifier: str | int) -> Remaining:
+        """What ``identifier`` has left now, with token refills applied; consumes nothing."""
+        return await run_async(self._flows.get_remaining(identifier), self._async_driver())
+
+    async def reset(self, identifier: str | int) -> int:
+        """Delete ``identifier``'s state (exactly its keys) and unblock it; return keys deleted."""
+        return await run_async(self._flows.reset(identifier), self._async_driver())
+
+    async def flush(self) -> None:
+        """Send the cached fixed window's pending counts to Redis now, and wait for it."""
+        await run_async(self._flows.sync_local(), self._async_driver())
+
+    def _sync_later(self) -> None:
+        local = self._flows.local
+        if local is None or not local.has_pending() or self._syncing:
+            return
+        task = asyncio.get_running_loop().create_task(self._sync_now())
+        self._syncing.add(task)  # keep a reference: the loop holds tasks only weakly
+        task.add_done_callback(self._syncing.discard)
+
+    async def _sync_now(self) -> None:
+        local = self._flows.local
+        try:
+            while local is not None and local.has_pending():  # counts that came in meanwhile
+                await self.flush()
+        except BackendError as exc:
+            log.warning("cached fixed window: counts not sent to Redis yet: %s", exc)

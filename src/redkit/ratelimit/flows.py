@@ -1,0 +1,268 @@
+"""Every rate-limit behaviour, written once as a flow; the facades only pick a runner.
+
+A decision is one script call: the script reads the clock (or takes the caller's), applies the
+algorithm and writes, atomically, in one round trip. Around it, this module adds what needs no
+Redis: the ephemeral cache of blocked identifiers, the cached fixed window's local counts, and
+the timeout policy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from redkit.core import keys
+from redkit.core.clock import Clock
+from redkit.core.durations import Duration, duration_ms
+from redkit.core.errors import BackendError, BackendTimeout, BackendUnavailable, InvalidKeyError
+from redkit.core.flow import Flow
+from redkit.core.ops import Pipeline, ScriptCall, Sleep
+from redkit.core.replies import as_int
+from redkit.ratelimit.ephemeral import EphemeralCache
+from redkit.ratelimit.limiters import (
+    MAX_TOKENS,
+    SERVER_TIME,
+    CachedFixedWindow,
+    Limiter,
+    ratelimit_script,
+)
+from redkit.ratelimit.local import LocalWindows
+from redkit.ratelimit.result import RatelimitResult, Remaining
+
+__all__ = ["DEFAULT_PREFIX", "MAX_IDENTIFIER_BYTES", "RatelimitFlows", "TimeoutPolicy"]
+
+#: ``@upstash/ratelimit``'s default prefix, so both libraries share counters out of the box.
+DEFAULT_PREFIX = "@upstash/ratelimit"
+#: Longer identifiers are stored as a digest: a key stays small whatever a client sends.
+MAX_IDENTIFIER_BYTES = 512
+
+TimeoutPolicy = Literal["allow", "deny"]
+#: Errors that mean "Redis did not answer", as opposed to Redis answering with an error.
+_NO_ANSWER = (BackendTimeout, BackendUnavailable)
+
+
+def _monotonic_ms() -> float:
+    return time.monotonic() * 1000.0
+
+
+def _identifier_part(identifier: object, cluster: bool) -> str:
+    """The identifier as it appears in keys: verbatim (Upstash's layout) or as a hash tag."""
+    if cluster:
+        # Every key of one identifier must hash to one slot; escaping keeps braces inside the
+        # identifier from ending the tag early.
+        return keys.hash_tag(identifier)  # type: ignore[arg-type]  # escape() checks the type
+    if type(identifier) is str and 0 < len(identifier) <= 128 and identifier.isascii():
+        return identifier  # the common case, checked cheaply
+    if isinstance(identifier, bool) or not isinstance(identifier, (str, int)):
+        raise InvalidKeyError(
+            f"an identifier must be str or int, got {type(identifier).__name__}: {identifier!r:.80}"
+        )
+    if isinstance(identifier, int):
+        return str(identifier)
+    if not identifier:
+        raise InvalidKeyError("an identifier must not be empty")
+    try:
+        size = len(identifier.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise InvalidKeyError(
+            f"an identifier must be valid Unicode text: {identifier!r:.80}"
+        ) from exc
+    # '#' and a digest: the layout other escaped parts use for long values (see core.keys).
+    return "#" + keys.digest(identifier) if size > MAX_IDENTIFIER_BYTES else identifier
+
+
+def _check_rate(rate: object) -> int:
+    if isinstance(rate, bool) or not isinstance(rate, int):
+        raise TypeError(f"rate must be an int, got {type(rate).__name__}: {rate!r:.40}")
+    if abs(rate) > MAX_TOKENS:
+        raise ValueError(f"rate must be between -{MAX_TOKENS:_} and {MAX_TOKENS:_}, got {rate:_}")
+    return rate
+
+
+class RatelimitFlows:
+    """The flows of one configured rate limiter; :class:`~redkit.Ratelimit` runs them."""
+
+    def __init__(
+        self,
+        limiter: Limiter,
+        *,
+        prefix: str,
+        cluster: bool,
+        clock: Clock,
+        ephemeral_cache: EphemeralCache | None,
+        on_timeout: TimeoutPolicy,
+    ) -> None:
+        if not isinstance(limiter, Limiter):
+            raise TypeError(
+                "limiter must be FixedWindow, SlidingWindow, TokenBucket or CachedFixedWindow, "
+                f"got {type(limiter).__name__}"
+            )
+        if on_timeout not in ("allow", "deny"):
+            raise ValueError(f'on_timeout must be "allow" or "deny", got {on_timeout!r}')
+        self.limiter = limiter
+        self.prefix = keys.check_prefix(prefix)
+        self.cluster = cluster
+        self.clock = clock
+        self.cache = ephemeral_cache
+        self.on_timeout: TimeoutPolicy = on_timeout
+        # Blocks are timed on a local clock: monotonic, unless the test's virtual clock rules.
+        self.local_ms = _monotonic_ms if clock.server else clock.now_ms
+        self.local = LocalWindows(limiter) if isinstance(limiter, CachedFixedWindow) else None
+
+    # -- keys and time ---------------------------------------------------------------------
+
+    def base_key(self, identifier: str | int) -> str:
+        """``prefix:identifier``, the key every other key of the identifier starts with."""
+        return self.prefix + ":" + _identifier_part(identifier, self.cluster)
+
+    def _now(self) -> int:
+        return SERVER_TIME if self.clock.server else int(self.clock.now_ms())
+
+    # -- results ---------------------------------------------------------------------------
+
+    def timeout_result(self) -> RatelimitResult:
+        """The answer when Redis did not answer: per the ``on_timeout`` policy."""
+        return RatelimitResult(self.on_timeout == "allow", self.limiter.limit, 0, 0, 0.0, "timeout")
+
+    def _settle(self, base: str, rate: int, reply: Any, local_now: float) -> RatelimitResult:
+        """Turn a script's reply into a result, and keep the ephemeral cache in step."""
+        allowed, limit, remaining, reset, retry_ms, now = reply
+        if allowed:
+            if rate < 0 and self.cache is not None:
+                self.cache.pop(base)  # a refund may have unblocked the identifier
+            return RatelimitResult(True, limit, remaining, reset)
+        if retry_ms < 0:  # a cost above the limit: it can never pass
+            return RatelimitResult(False, limit, remaining, reset, max(0, reset - now) / 1000)
+        if self.cache is not None:
+            self.cache.block(base, local_now + retry_ms, reset)
+        return RatelimitResult(False, limit, remaining, reset, retry_ms / 1000)
+
+    def _cached_block(self, base: str, local_now: float) -> RatelimitResult | None:
+        block = None if self.cache is None else self.cache.blocked(base, local_now)
+        if block is None:
+            return None
+        retry = (block.until - local_now) / 1000
+        return RatelimitResult(False, self.limiter.limit, 0, block.reset, retry, "cacheBlock")
+
+    # -- flows -----------------------------------------------------------------------------
+
+    def limit(self, identifier: str | int, rate: int = 1) -> Flow[RatelimitResult]:
+        """Decide one request of cost ``rate`` (negative refunds, zero peeks)."""
+        base = self.base_key(identifier)
+        rate = _check_rate(rate)
+        local_now = self.local_ms()
+        if rate > 0:
+            cached = self._cached_block(base, local_now)
+            if cached is not None:
+                return cached
+        if self.local is not None:
+            counted = self.local.count(base, rate, local_now)
+            if counted is not None:
+                return counted
+        try:
+            reply = yield self.limiter.call(base, self._now(), rate)
+        except _NO_ANSWER:
+            return self.timeout_result()
+        result = self._settle(base, rate, reply, local_now)
+        if self.local is not None:
+            self.local.seed(base, result, reply[5], local_now)
+        return result
+
+    def limit_many(
+        self, identifiers: Iterable[str | int], rate: int = 1
+    ) -> Flow[list[RatelimitResult]]:
+        """Decide one request for each identifier, in one pipelined round trip."""
+        rate = _check_rate(rate)
+        bases = [self.base_key(identifier) for identifier in identifiers]
+        local_now = self.local_ms()
+        results: list[RatelimitResult | None] = [None] * len(bases)
+        asked: list[tuple[int, str]] = []
+        calls: list[ScriptCall] = []
+        now = self._now()
+        for index, base in enumerate(bases):
+            answered = self._cached_block(base, local_now) if rate > 0 else None
+            if answered is None and self.local is not None:
+                answered = self.local.count(base, rate, local_now)
+            if answered is not None:
+                results[index] = answered
+            else:
+                asked.append((index, base))
+                calls.append(self.limiter.call(base, now, rate))
+        if calls:
+            try:
+                replies = yield Pipeline(tuple(calls))
+            except _NO_ANSWER:
+                replies = [BackendTimeout("no answer")] * len(calls)
+            for (index, base), reply in zip(asked, replies, strict=True):
+                if isinstance(reply, _NO_ANSWER):
+                    results[index] = self.timeout_result()
+                elif isinstance(reply, BackendError):
+                    raise reply
+                else:
+                    result = self._settle(base, rate, reply, local_now)
+                    if self.local is not None:
+                        self.local.seed(base, result, reply[5], local_now)
+                    results[index] = result
+        return [result for result in results if result is not None]
+
+    def get_remaining(self, identifier: str | int) -> Flow[Remaining]:
+        """What ``identifier`` has left now (refills applied), consuming nothing."""
+        base = self.base_key(identifier)
+        _, limit, remaining, reset, _, _ = yield self.limiter.call(base, self._now(), 0)
+        return Remaining(remaining, reset, limit)
+
+    def reset(self, identifier: str | int) -> Flow[int]:
+        """Delete exactly ``identifier``'s keys; return how many existed."""
+        base = self.base_key(identifier)
+        now = self._now()
+        window = self.limiter.window_ms
+        names: tuple[str, ...] = (base,)
+        if window and now != SERVER_TIME:
+            bucket = now // window
+            names = (base, *(f"{base}:{b}" for b in (bucket - 1, bucket, bucket + 1)))
+        if self.local is not None:
+            self.local.forget(base)  # before the delete: no pending count may recreate a key
+        deleted = yield ScriptCall(ratelimit_script("reset"), names, (now, window))
+        if self.cache is not None:
+            self.cache.pop(base)
+        return as_int(deleted)
+
+    def block_until_ready(
+        self, identifier: str | int, timeout: Duration, rate: int = 1
+    ) -> Flow[RatelimitResult]:
+        """Retry until admitted or until ``timeout`` has passed; return the last answer.
+
+        It sleeps exactly until the limiter says a retry can pass, and gives up at once when
+        that moment lies beyond the deadline instead of sleeping in vain.
+        """
+        budget = duration_ms(timeout, name="timeout") / 1000
+        deadline = time.monotonic() + budget
+        while True:
+            result = yield from self.limit(identifier, rate)
+            if result.success or result.reason == "timeout":
+                return result
+            left = deadline - time.monotonic()
+            if result.retry_after > left:
+                return result
+            # A floor: never spin, even if a retry is reported as due right now.
+            yield Sleep(max(result.retry_after, 0.001))
+
+    def sync_local(self) -> Flow[None]:
+        """Send the cached fixed window's locally admitted counts to Redis (a background job)."""
+        if self.local is None:
+            return
+        pending = self.local.take_pending()
+        if not pending:
+            return
+        add = ratelimit_script("add")
+        window = self.limiter.window_ms
+        calls = tuple(ScriptCall(add, (key,), (delta, window)) for key, delta in pending)
+        try:
+            totals = yield Pipeline(calls)
+        except BackendError:
+            self.local.restore_pending(pending)
+            raise
+        for (key, _), total in zip(pending, totals, strict=True):
+            if not isinstance(total, BackendError):
+                self.local.fold(key, as_int(total))

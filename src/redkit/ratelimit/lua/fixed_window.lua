@@ -1,0 +1,33 @@
+-- Fixed window, in @upstash/ratelimit's layout: one counter per epoch-aligned window at
+-- "<prefix>:<identifier>:<window number>", expiring one window after its first write.
+-- KEYS[1]  the identifier's base key; KEYS[2] (optional) the counter, when the caller named it
+-- ARGV[1]  now (ms, or -1 for server time)   ARGV[2] rate: cost, negative refunds, 0 peeks
+-- ARGV[3]  the limit                          ARGV[4] the window in ms
+-- Returns {allowed, limit, remaining, reset, retry_ms, now}; retry_ms -1 means "never".
+local rate = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+local window = tonumber(ARGV[4])
+local bucket = math.floor(NOW / window)
+local key = KEYS[2] or (KEYS[1] .. ':' .. rk_int(bucket))
+local reset = (bucket + 1) * window
+local used = tonumber(redis.call('GET', key) or '0')
+
+if rate > 0 and used + rate > limit then
+  -- Refused: nothing is written, so a refused request costs nothing (Upstash counts it).
+  local retry = -1
+  if rate <= limit then
+    retry = reset - NOW
+  end
+  return {0, limit, math.max(0, limit - used), reset, retry, NOW}
+end
+
+if rate < 0 and used + rate < 0 then
+  rate = -used -- a refund gives back at most what this window has used
+end
+if rate ~= 0 then
+  used = redis.call('INCRBY', key, rate)
+  if used == rate then
+    redis.call('PEXPIRE', key, window)
+  end
+end
+return {1, limit, math.max(0, limit - used), reset, 0, NOW}
