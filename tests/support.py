@@ -10,8 +10,12 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
+import redis
+import redis.cluster
+
 from redkit.core.flow import Flow, run_async, run_sync
 from redkit.drivers.connect import Connection
+from redkit.ratelimit import AsyncRatelimit, Limiter, Ratelimit
 
 T = TypeVar("T")
 
@@ -78,8 +82,66 @@ class Backend:
             return self.loop.run(result)
         return result
 
+    def ratelimit(self, limiter: Limiter, **options: Any) -> Any:
+        """A ``Ratelimit`` (or, in async mode, an ``AsyncRatelimit``) called as if blocking."""
+        facade = AsyncRatelimit if self.is_async else Ratelimit
+        return Blocking(facade(self.conn, limiter, **options), self)
+
+    # -- looking at the server from outside ------------------------------------------------
+
+    @property
+    def admin(self) -> redis.Redis | redis.cluster.RedisCluster:
+        """A plain redis-py client (standalone or cluster) for inspecting what was written."""
+        return self.conn.sync_driver().client
+
+    def all_keys(self) -> set[str]:
+        """Every key in the database (on a cluster: on every master)."""
+        admin = self.admin
+        if isinstance(admin, redis.cluster.RedisCluster):
+            found: set[str] = set()
+            for node in admin.get_primaries():
+                found.update(k.decode() for k in admin.keys(target_nodes=node))
+            return found
+        return {k.decode() for k in admin.keys("*")}
+
+    def reset_command_stats(self) -> None:
+        admin = self.admin
+        if isinstance(admin, redis.cluster.RedisCluster):
+            admin.config_resetstat(target_nodes=redis.cluster.RedisCluster.PRIMARIES)
+        else:
+            admin.config_resetstat()
+
+    def command_calls(self, *names: str) -> int:
+        """How many times the server ran these commands since the last stats reset."""
+        admin = self.admin
+        if isinstance(admin, redis.cluster.RedisCluster):
+            per_node = admin.info("commandstats", target_nodes=redis.cluster.RedisCluster.PRIMARIES)
+            stats = list(per_node.values())
+        else:
+            stats = [admin.info("commandstats")]
+        return sum(
+            int(node.get(f"cmdstat_{name}", {}).get("calls", 0)) for node in stats for name in names
+        )
+
     def __repr__(self) -> str:
         return f"<Backend {self.topology}-{self.mode}>"
+
+
+class Blocking:
+    """Calls an object's methods, awaiting coroutines on the loop thread.
+
+    One test body thus drives a blocking facade and its asyncio twin alike.
+    """
+
+    def __init__(self, target: Any, backend: Backend) -> None:
+        self.target = target
+        self._backend = backend
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.target, name)
+        if not callable(attribute):
+            return attribute
+        return lambda *args, **kwargs: self._backend.call(attribute, *args, **kwargs)
 
 
 def process_alive(pid: int) -> bool:

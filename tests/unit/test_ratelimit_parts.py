@@ -1,0 +1,143 @@
+"""Rate-limit configuration, results and the ephemeral cache (no server)."""
+
+from __future__ import annotations
+
+import inspect
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+import redkit
+from redkit import (
+    AsyncRatelimit,
+    CachedFixedWindow,
+    EphemeralCache,
+    FixedWindow,
+    Ratelimit,
+    RatelimitResult,
+    SlidingWindow,
+    TokenBucket,
+)
+from redkit.core.errors import InvalidKeyError
+from redkit.ratelimit.limiters import MAX_TOKENS
+
+URL = "redis://127.0.0.1:1"  # never contacted: configuration errors come first
+
+
+def test_limiters_take_upstash_durations() -> None:
+    assert FixedWindow(10, "10 s").window_ms == 10_000
+    assert SlidingWindow(10, timedelta(minutes=1)).window_ms == 60_000
+    bucket = TokenBucket(5, 0.5, 20)
+    assert (bucket.refill_rate, bucket.interval_ms, bucket.max_tokens, bucket.limit) == (
+        5, 500, 20, 20,
+    )  # fmt: skip
+    assert CachedFixedWindow(3, "1 m").limit == 3
+    assert FixedWindow(10, "10 s") == FixedWindow(10, "10 s")  # values, comparable
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda: FixedWindow(0, "1 s"), ValueError, "tokens must be between 1"),
+        (lambda: FixedWindow(-3, "1 s"), ValueError, "tokens must be between 1"),
+        (lambda: FixedWindow(MAX_TOKENS + 1, "1 s"), ValueError, "tokens must be between 1"),
+        (lambda: FixedWindow(1.5, "1 s"), TypeError, "tokens must be an int"),
+        (lambda: FixedWindow("10", "1 s"), TypeError, "tokens must be an int"),
+        (lambda: FixedWindow(True, "1 s"), TypeError, "tokens must be an int"),
+        (lambda: SlidingWindow(10, "0 s"), ValueError, "window must be at least 1 ms"),
+        (lambda: SlidingWindow(10, "10 years"), ValueError, "window must look like"),
+        (lambda: SlidingWindow(10, 10**10), ValueError, "window must be at most 10 years"),
+        (lambda: TokenBucket(0, "1 s", 10), ValueError, "refill_rate must be between 1"),
+        (lambda: TokenBucket(1, "1 s", 0), ValueError, "max_tokens must be between 1"),
+        (lambda: TokenBucket(1, -1, 10), ValueError, "interval must be at least 1 ms"),
+    ],
+)
+def test_bad_limiter_arguments_say_what_is_wrong(
+    make: Any, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        make()
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"prefix": ""}, InvalidKeyError, "must not be empty"),
+        ({"prefix": "rl:*"}, InvalidKeyError, "must not contain"),
+        ({"prefix": "rl{x}"}, InvalidKeyError, "must not contain"),
+        ({"on_timeout": "maybe"}, ValueError, "on_timeout must be"),
+        ({"timeout": -1}, ValueError, "timeout must be"),
+        ({"timeout": "5"}, ValueError, "timeout must be"),
+        ({"ephemeral_cache": "yes"}, TypeError, "ephemeral_cache must be"),
+        ({"clock": "sundial"}, ValueError, "clock must be"),
+    ],
+)
+def test_bad_facade_options_say_what_is_wrong(
+    options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    for facade in (Ratelimit, AsyncRatelimit):
+        with pytest.raises(error, match=message):
+            facade(URL, FixedWindow(1, "1 s"), **options)
+
+
+def test_a_limiter_must_be_a_limiter() -> None:
+    with pytest.raises(TypeError, match="limiter must be FixedWindow"):
+        Ratelimit(URL, "10 per second")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="expected a redkit Connection"):
+        Ratelimit(42, FixedWindow(1, "1 s"))
+
+
+def test_sync_and_async_facades_have_the_same_signatures() -> None:
+    def public(cls: type) -> dict[str, inspect.Signature]:
+        return {
+            name: inspect.signature(member)
+            for name, member in inspect.getmembers(cls)
+            if not name.startswith("_") and callable(member)
+        } | {"__init__": inspect.signature(cls.__init__)}
+
+    sync, asyncio_ = public(Ratelimit), public(AsyncRatelimit)
+    assert sync.keys() == asyncio_.keys()
+    for name, signature in sync.items():
+        assert signature == asyncio_[name], name
+        member = getattr(AsyncRatelimit, name)
+        if name != "__init__":
+            assert inspect.iscoroutinefunction(member), name
+
+
+def test_result_is_truthy_when_admitted_and_frozen() -> None:
+    admitted = RatelimitResult(True, 10, 9, 1_700_000_000_000)
+    refused = RatelimitResult(False, 10, 0, 1_700_000_000_000, 1.5)
+    assert admitted
+    assert not refused
+    assert (admitted.retry_after, admitted.reason) == (0.0, None)
+    with pytest.raises(AttributeError):
+        admitted.success = False  # type: ignore[misc]
+
+
+def test_ephemeral_cache_blocks_until_the_deadline_and_evicts_the_oldest() -> None:
+    cache = EphemeralCache(max_size=2)
+    cache.block("a", until=100.0, reset=5)
+    cache.block("b", until=100.0, reset=6)
+    assert cache.blocked("a", 99.9) == (100.0, 5)
+    assert cache.blocked("a", 100.0) is None  # lazily dropped once over
+    assert len(cache) == 1
+    cache.block("c", until=200.0, reset=7)
+    cache.block("d", until=200.0, reset=8)
+    assert cache.blocked("b", 0) is None  # the oldest went when "d" came
+    cache.pop("c")
+    assert cache.blocked("c", 0) is None
+    cache.clear()
+    assert len(cache) == 0
+    assert "0/2" in repr(cache)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="max_size"):
+            EphemeralCache(max_size=bad)  # type: ignore[arg-type]
+
+
+def test_the_public_names_are_exported() -> None:
+    names = ["Ratelimit", "AsyncRatelimit", "FixedWindow", "SlidingWindow", "TokenBucket",
+             "CachedFixedWindow", "EphemeralCache", "RatelimitResult", "Remaining"]  # fmt: skip
+    for name in names:
+        assert name in redkit.__all__
+        assert getattr(redkit, name).__doc__
