@@ -25,7 +25,7 @@ from redis.retry import Retry
 
 from redkit.core.driver import register_adapter
 from redkit.core.errors import ConfigurationError
-from redkit.drivers.redis import REDIS_ERRORS, AsyncRedisDriver, RedisDriver, translate_error
+from redkit.drivers.redis import AsyncRedisDriver, RedisDriver
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -163,19 +163,21 @@ class Connection:
         driver = self._sync.get(timeout)
         if driver is None:
             options = self._options_within(timeout)
-            client: redis.Redis | redis.cluster.RedisCluster
             if self.is_cluster:
-                try:  # the blocking cluster client connects at once to learn the topology
-                    client = redis.cluster.RedisCluster.from_url(
-                        self._client_url, retry=_cluster_retry(), **options
-                    )
-                except REDIS_ERRORS as exc:
-                    raise translate_error(exc) from exc
-            else:
-                client = redis.Redis.from_url(
-                    self._client_url, retry=_standalone_retry(), **options
+                # The blocking cluster client connects at once to learn the topology: create
+                # it on first use, so that a cluster that is down fails inside a call.
+                url = self._client_url
+                driver = RedisDriver(
+                    lambda: redis.cluster.RedisCluster.from_url(
+                        url, retry=_cluster_retry(), **options
+                    ),
+                    is_cluster=True,
                 )
-            driver = self._sync[timeout] = RedisDriver(client)
+            else:
+                driver = RedisDriver(
+                    redis.Redis.from_url(self._client_url, retry=_standalone_retry(), **options)
+                )
+            self._sync[timeout] = driver
         return driver
 
     def async_driver(self, *, timeout: float | None = None) -> AsyncRedisDriver:

@@ -92,14 +92,48 @@ def _pipeline_results(op: Pipeline, results: list[Any]) -> tuple[list[Any], list
 
 
 class RedisDriver:
-    """Blocking driver on a ``redis.Redis`` or ``redis.cluster.RedisCluster`` client."""
+    """Blocking driver on a ``redis.Redis`` or ``redis.cluster.RedisCluster`` client.
 
-    def __init__(self, client: SyncClient) -> None:
-        _check_binary_safe(client)
-        self.client = client
-        self.is_cluster = isinstance(client, redis.cluster.RedisCluster)
+    ``client`` may also be a function that creates the client, called on first use: the
+    blocking cluster client connects as soon as it is created, and a Redis that is down must
+    surface inside :meth:`execute` (where callers apply their failure policy), not before.
+    """
+
+    def __init__(
+        self, client: SyncClient | Callable[[], SyncClient], *, is_cluster: bool = False
+    ) -> None:
+        self._client: SyncClient | None = None
+        self._factory: Callable[[], SyncClient] | None = None
         # Bound once: the hot path skips an attribute lookup (and redis-py leaves it untyped).
-        self._command: Callable[..., Any] = client.execute_command
+        self._command: Callable[..., Any]
+        if isinstance(client, (redis.Redis, redis.cluster.RedisCluster)):
+            self._adopt(client)
+        else:
+            self._factory = client
+            self.is_cluster = is_cluster
+            self._command = self._first_command
+
+    def _adopt(self, client: SyncClient) -> None:
+        _check_binary_safe(client)
+        self._client = client
+        self.is_cluster = isinstance(client, redis.cluster.RedisCluster)
+        self._command = client.execute_command
+
+    @property
+    def client(self) -> SyncClient:
+        """The redis-py client, created on first use."""
+        if self._client is None:
+            assert self._factory is not None
+            try:
+                self._adopt(self._factory())
+            except REDIS_ERRORS as exc:
+                raise translate_error(exc) from exc
+        assert self._client is not None
+        return self._client
+
+    def _first_command(self, *args: Any) -> Any:
+        _ = self.client  # creating the client binds _command to it
+        return self._command(*args)
 
     def execute(self, op: RedisOp) -> Any:
         """Run one command, script call or pipeline and return its reply."""
@@ -133,7 +167,8 @@ class RedisDriver:
 
     def close(self) -> None:
         """Close the client's connections."""
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
 
 class AsyncRedisDriver:
