@@ -101,6 +101,8 @@ class Ratelimit:
         self._driver: SyncDriver | None = None
         self._syncer: threading.Thread | None = None
         self._wake = threading.Event()
+        # Held while counts travel to Redis, so flush() and reset() wait for a sync under way.
+        self._syncing = threading.Lock()
 
     @property
     def limiter(self) -> Limiter:
@@ -143,11 +145,13 @@ class Ratelimit:
 
     def reset(self, identifier: str | int) -> int:
         """Delete ``identifier``'s state (exactly its keys) and unblock it; return keys deleted."""
-        return run_sync(self._flows.reset(identifier), self._sync_driver())
+        with self._syncing:  # no count on its way may recreate a deleted key
+            return run_sync(self._flows.reset(identifier), self._sync_driver())
 
     def flush(self) -> None:
         """Send the cached fixed window's pending counts to Redis now, and wait for it."""
-        run_sync(self._flows.sync_local(), self._sync_driver())
+        with self._syncing:
+            run_sync(self._flows.sync_local(), self._sync_driver())
 
     def _sync_later(self) -> None:
         local = self._flows.local
@@ -202,6 +206,8 @@ class AsyncRatelimit:
         )
         self._backend = backend
         self._syncing: set[asyncio.Task[None]] = set()
+        # Held while counts travel to Redis, so flush() and reset() wait for a sync under way.
+        self._sync_lock = asyncio.Lock()
 
     @property
     def limiter(self) -> Limiter:
@@ -241,11 +247,13 @@ class AsyncRatelimit:
 
     async def reset(self, identifier: str | int) -> int:
         """Delete ``identifier``'s state (exactly its keys) and unblock it; return keys deleted."""
-        return await run_async(self._flows.reset(identifier), self._async_driver())
+        async with self._sync_lock:  # no count on its way may recreate a deleted key
+            return await run_async(self._flows.reset(identifier), self._async_driver())
 
     async def flush(self) -> None:
         """Send the cached fixed window's pending counts to Redis now, and wait for it."""
-        await run_async(self._flows.sync_local(), self._async_driver())
+        async with self._sync_lock:
+            await run_async(self._flows.sync_local(), self._async_driver())
 
     def _sync_later(self) -> None:
         local = self._flows.local

@@ -156,18 +156,27 @@ class RatelimitFlows:
             cached = self._cached_block(base, local_now)
             if cached is not None:
                 return cached
-        if self.local is not None:
-            counted = self.local.count(base, rate, local_now)
-            if counted is not None:
-                return counted
+        local = self.local
+        if local is None:
+            try:
+                reply = yield self.limiter.call(base, self._now(), rate)
+            except _NO_ANSWER:
+                return self.timeout_result()
+            return self._settle(base, rate, reply, local_now)
+        counted = local.count(base, rate, local_now)
+        if counted is not None:
+            return counted
+        local.asking(base, rate)
         try:
-            reply = yield self.limiter.call(base, self._now(), rate)
-        except _NO_ANSWER:
-            return self.timeout_result()
-        result = self._settle(base, rate, reply, local_now)
-        if self.local is not None:
-            self.local.seed(base, result, reply[5], local_now)
-        return result
+            try:
+                reply = yield self.limiter.call(base, self._now(), rate)
+            except _NO_ANSWER:
+                return self.timeout_result()
+            result = self._settle(base, rate, reply, local_now)
+            local.seed(base, result, rate, reply[5], local_now)
+            return result
+        finally:
+            local.answered(base, rate)  # after the seed: the request is counted in between
 
     def limit_many(
         self, identifiers: Iterable[str | int], rate: int = 1
@@ -190,20 +199,28 @@ class RatelimitFlows:
                 asked.append((index, base))
                 calls.append(self.limiter.call(base, now, rate))
         if calls:
+            for _, base in asked:
+                if self.local is not None:
+                    self.local.asking(base, rate)
             try:
-                replies = yield Pipeline(tuple(calls))
-            except _NO_ANSWER:
-                replies = [BackendTimeout("no answer")] * len(calls)
-            for (index, base), reply in zip(asked, replies, strict=True):
-                if isinstance(reply, _NO_ANSWER):
-                    results[index] = self.timeout_result()
-                elif isinstance(reply, BackendError):
-                    raise reply
-                else:
-                    result = self._settle(base, rate, reply, local_now)
+                try:
+                    replies = yield Pipeline(tuple(calls))
+                except _NO_ANSWER:
+                    replies = [BackendTimeout("no answer")] * len(calls)
+                for (index, base), reply in zip(asked, replies, strict=True):
+                    if isinstance(reply, _NO_ANSWER):
+                        results[index] = self.timeout_result()
+                    elif isinstance(reply, BackendError):
+                        raise reply
+                    else:
+                        result = self._settle(base, rate, reply, local_now)
+                        if self.local is not None:
+                            self.local.seed(base, result, rate, reply[5], local_now)
+                        results[index] = result
+            finally:
+                for _, base in asked:
                     if self.local is not None:
-                        self.local.seed(base, result, reply[5], local_now)
-                    results[index] = result
+                        self.local.answered(base, rate)
         return [result for result in results if result is not None]
 
     def get_remaining(self, identifier: str | int) -> Flow[Remaining]:

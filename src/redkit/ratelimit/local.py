@@ -35,6 +35,9 @@ class LocalWindows:
         self.max_size = max_size
         self._windows: OrderedDict[str, _Window] = OrderedDict()
         self._pending: dict[str, int] = {}
+        # Costs of requests on their way to Redis: Redis may admit them without knowing what
+        # this process admitted locally meanwhile, so local decisions leave room for them.
+        self._asking: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def count(self, base: str, rate: int, local_now: float) -> RatelimitResult | None:
@@ -43,7 +46,7 @@ class LocalWindows:
             window = self._windows.get(base)
             if window is None or window.until <= local_now:
                 return None
-            if rate > 0 and window.count + rate > self.limit:
+            if rate > 0 and window.count + self._asking.get(base, 0) + rate > self.limit:
                 retry = (window.until - local_now) / 1000
                 remaining = max(0, self.limit - window.count)
                 return RatelimitResult(False, self.limit, remaining, window.reset, retry)
@@ -54,20 +57,42 @@ class LocalWindows:
             remaining = max(0, self.limit - window.count)
             return RatelimitResult(True, self.limit, remaining, window.reset)
 
-    def seed(self, base: str, result: RatelimitResult, server_now: int, local_now: float) -> None:
-        """Start counting locally from what Redis answered at ``server_now``."""
-        bucket = result.reset // self.window_ms - 1
-        window = _Window(
-            key=f"{base}:{bucket}",
-            until=local_now + (result.reset - server_now),
-            reset=result.reset,
-            count=result.limit - result.remaining,
-        )
+    def seed(
+        self, base: str, result: RatelimitResult, rate: int, server_now: int, local_now: float
+    ) -> None:
+        """Count locally from what Redis answered at ``server_now`` to a request of ``rate``.
+
+        Several threads or tasks may ask Redis at once before the first answer arrives; an
+        answer for a window already counted here merges in without losing local admissions
+        (not yet in Redis): the local count must never fall below what this process admitted.
+        """
+        key = f"{base}:{result.reset // self.window_ms - 1}"
+        total = result.limit - result.remaining
+        admitted = rate if result.success and rate > 0 else 0
         with self._lock:
-            self._windows[base] = window
+            window = self._windows.get(base)
+            if window is not None and window.key == key:
+                window.count = max(window.count + admitted, total)
+            else:
+                until = local_now + (result.reset - server_now)
+                self._windows[base] = _Window(key, until, result.reset, total)
             self._windows.move_to_end(base)
             while len(self._windows) > self.max_size:
                 self._windows.popitem(last=False)
+
+    def asking(self, base: str, rate: int) -> None:
+        """Note a request of ``rate`` sent to Redis; :meth:`answered` ends it."""
+        if rate > 0:
+            with self._lock:
+                self._asking[base] = self._asking.get(base, 0) + rate
+
+    def answered(self, base: str, rate: int) -> None:
+        """The request noted by :meth:`asking` has its answer (or failed)."""
+        if rate > 0:
+            with self._lock:
+                left = self._asking.pop(base, 0) - rate
+                if left > 0:
+                    self._asking[base] = left
 
     def has_pending(self) -> bool:
         """Whether counts wait to be sent to Redis."""

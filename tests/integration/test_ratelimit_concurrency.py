@@ -1,0 +1,86 @@
+"""Several processes, each with threads or asyncio tasks, hammer one identifier at once."""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from hammer import hammer
+from redkit import CachedFixedWindow, FixedWindow, SlidingWindow, TokenBucket
+from redkit.ratelimit import Limiter
+
+LIMIT = 40
+LIMITERS: list[Limiter] = [
+    FixedWindow(LIMIT, "1 h"),
+    SlidingWindow(LIMIT, "1 h"),
+    TokenBucket(1, "1 h", LIMIT),
+    CachedFixedWindow(LIMIT, "1 h"),
+]
+# Two processes with threads, one with asyncio tasks: 3 x 4 x 25 = 300 attempts per limiter.
+PROCESSES = [("threads", 4), ("threads", 4), ("tasks", 4)]
+CALLS = 25
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("topology", ["standalone", "cluster"])
+def test_processes_hammering_one_identifier_never_pass_the_limit(
+    topology: str, request: pytest.FixtureRequest
+) -> None:
+    if topology == "cluster":
+        server = request.getfixturevalue("redis_cluster")
+        server.flushall()
+    else:
+        server = request.getfixturevalue("redis_server")
+        with server.client() as admin:
+            admin.flushall()
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(len(PROCESSES))
+    results: Any = context.Queue()
+    processes = [
+        context.Process(
+            target=hammer,
+            args=(server.url, LIMITERS, "user:42", mode, workers, CALLS, barrier, results),
+        )
+        for mode, workers in PROCESSES
+    ]
+    for process in processes:
+        process.start()
+    per_limiter: dict[int, list[list[int]]] = {index: [] for index in range(len(LIMITERS))}
+    deadline = time.monotonic() + 90
+    try:
+        for _ in range(len(PROCESSES) * len(LIMITERS)):
+            while True:
+                try:
+                    index, admitted = results.get(timeout=0.5)
+                    break
+                except queue.Empty:
+                    failed = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+                    assert not failed, f"a worker process failed (exit codes {failed})"
+                    assert time.monotonic() < deadline, "the workers did not report in time"
+            per_limiter[index].append(admitted)
+    finally:
+        for process in processes:
+            process.join(30)
+            if process.is_alive():
+                process.kill()
+    assert [process.exitcode for process in processes] == [0] * len(processes)
+
+    fixed, sliding, bucket, cached = (per_limiter[i] for i in range(len(LIMITERS)))
+    # Exact limiters: at most LIMIT per window (the test may straddle a window's end), and the
+    # limit is reached, since 300 attempts were made.
+    for admitted in (fixed, sliding):
+        per_window = Counter(reset for process in admitted for reset in process)
+        assert max(per_window.values()) <= LIMIT
+        assert sum(per_window.values()) >= LIMIT
+    # A full bucket of LIMIT, refilled by one token an hour after the first take.
+    assert sum(len(process) for process in bucket) in (LIMIT, LIMIT + 1)
+    # The cached window: each process alone stays within the limit, all of them within P x L.
+    for process in cached:
+        assert all(count <= LIMIT for count in Counter(process).values())
+    per_window = Counter(reset for process in cached for reset in process)
+    assert LIMIT <= max(per_window.values()) <= len(PROCESSES) * LIMIT
