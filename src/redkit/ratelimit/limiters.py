@@ -38,6 +38,12 @@ def ratelimit_script(name: str) -> Script:
     return Script(name, head + "\n" + load_script(__package__, name).source)
 
 
+# Read once, at import: the hot path only refers to them.
+_FIXED_WINDOW = ratelimit_script("fixed_window")
+_SLIDING_WINDOW = ratelimit_script("sliding_window")
+_TOKEN_BUCKET = ratelimit_script("token_bucket")
+
+
 def _count(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r:.40}")
@@ -87,9 +93,7 @@ class FixedWindow(Limiter):
         keys: tuple[str, ...] = (base,)
         if now != SERVER_TIME:  # name the counter, so every key the script touches is declared
             keys = (base, f"{base}:{now // self.window_ms}")
-        return ScriptCall(
-            ratelimit_script("fixed_window"), keys, (now, rate, self.limit, self.window_ms)
-        )
+        return ScriptCall(_FIXED_WINDOW, keys, (now, rate, self.limit, self.window_ms))
 
 
 @dataclass(frozen=True)
@@ -122,9 +126,7 @@ class SlidingWindow(Limiter):
         if now != SERVER_TIME:
             bucket = now // self.window_ms
             keys = (base, f"{base}:{bucket}", f"{base}:{bucket - 1}")
-        return ScriptCall(
-            ratelimit_script("sliding_window"), keys, (now, rate, self.limit, self.window_ms)
-        )
+        return ScriptCall(_SLIDING_WINDOW, keys, (now, rate, self.limit, self.window_ms))
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,7 @@ class TokenBucket(Limiter):
     def call(self, base: str, now: int, rate: int) -> ScriptCall:
         """Build this algorithm's script call (see :meth:`Limiter.call`)."""
         return ScriptCall(
-            ratelimit_script("token_bucket"),
+            _TOKEN_BUCKET,
             (base,),
             (now, rate, self.limit, self.refill_rate, self.interval_ms),
         )

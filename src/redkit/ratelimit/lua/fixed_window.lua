@@ -10,24 +10,32 @@ local window = tonumber(ARGV[4])
 local bucket = math.floor(NOW / window)
 local key = KEYS[2] or (KEYS[1] .. ':' .. rk_int(bucket))
 local reset = (bucket + 1) * window
-local used = tonumber(redis.call('GET', key) or '0')
-
-if rate > 0 and used + rate > limit then
-  -- Refused: nothing is written, so a refused request costs nothing (Upstash counts it).
-  local retry = -1
-  if rate <= limit then
-    retry = reset - NOW
+if rate > 0 then
+  -- The common case in one write: count first, and take it back if that went past the limit.
+  local used = redis.call('INCRBY', key, rate)
+  if used > limit then
+    -- Refused: nothing stays written, so a refused request costs nothing (Upstash counts it).
+    if used == rate then
+      redis.call('DEL', key)
+    else
+      redis.call('DECRBY', key, rate)
+    end
+    used = used - rate
+    local retry = -1
+    if rate <= limit then
+      retry = reset - NOW
+    end
+    return {0, limit, math.max(0, limit - used), reset, retry, NOW}
   end
-  return {0, limit, math.max(0, limit - used), reset, retry, NOW}
-end
-
-if rate < 0 and used + rate < 0 then
-  rate = -used -- a refund gives back at most what this window has used
-end
-if rate ~= 0 then
-  used = redis.call('INCRBY', key, rate)
   if used == rate then
     redis.call('PEXPIRE', key, window)
   end
+  return {1, limit, limit - used, reset, 0, NOW}
+end
+
+local used = tonumber(redis.call('GET', key) or '0')
+if rate < 0 and used > 0 then
+  -- A refund gives back at most what this window has used.
+  used = redis.call('INCRBY', key, math.max(rate, -used))
 end
 return {1, limit, math.max(0, limit - used), reset, 0, NOW}
