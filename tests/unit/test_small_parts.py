@@ -87,6 +87,6 @@ def test_scripts_are_named_by_their_sha1() -> None:
 
 
 def test_load_script_reads_package_resources_once() -> None:
-    first = load_script("redkit.demo", "window")
+    first = load_script("redkit.ratelimit", "add")
     assert "INCRBY" in first.source
-    assert load_script("redkit.demo", "window") is first
+    assert load_script("redkit.ratelimit", "add") is first

@@ -1,7 +1,7 @@
 """``redkit demo``: a short walkthrough on a real Redis that redkit starts itself.
 
-It makes a few rate-limit decisions with a Lua script and a few cache reads and writes, all as
-flows, once with the blocking runner and once with the asyncio runner, then stops the server.
+It makes a few rate-limit decisions with :class:`redkit.Ratelimit` and a few cache reads and
+writes, once blocking and once in asyncio, then stops the server.
 With ``REDIS_URL`` set it uses that Redis instead (and removes only the keys it wrote).
 """
 
@@ -12,42 +12,21 @@ import json
 import os
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple, TextIO
+from typing import Any, TextIO
 
 from redkit.core import keys
 from redkit.core.flow import Flow, run_async, run_sync
-from redkit.core.ops import Call, ScriptCall, command
+from redkit.core.ops import Call, command
 from redkit.core.replies import as_int, as_text
-from redkit.core.scripts import load_script
 from redkit.drivers.connect import Connection, from_env
 from redkit.drivers.embedded import EmbeddedRedis, redis_server_version
+from redkit.ratelimit import AsyncRatelimit, Ratelimit, RatelimitResult, SlidingWindow
 
-__all__ = ["Decision", "cache_key", "cached", "cleanup", "decide", "main"]
+__all__ = ["cache_key", "cached", "cleanup", "main"]
 
 PREFIX = "redkit-demo"
-
-
-class Decision(NamedTuple):
-    """One rate-limit decision."""
-
-    allowed: bool
-    used: int
-    reset_in_ms: int
-    key: str
-
-
-def decide(identifier: str, limit: int, window_ms: int, cost: int = 1) -> Flow[Decision]:
-    """Flow: one fixed-window decision for ``identifier``, in one script call.
-
-    Windows are aligned to the epoch, so the counter lives until its window ends.
-    """
-    now = int(time.time() * 1000)
-    bucket = now // window_ms
-    reset_in = (bucket + 1) * window_ms - now
-    key = keys.join(PREFIX, "rl", keys.hash_tag(identifier), str(bucket))
-    script = load_script("redkit.demo", "window")
-    allowed, used, pttl = yield ScriptCall(script, (key,), (limit, reset_in, cost))
-    return Decision(bool(allowed), as_int(used), max(as_int(pttl), 0), key)
+#: The demo's limit: 5 requests per sliding 10 s window.
+LIMITER = SlidingWindow(5, "10 s")
 
 
 def cache_key(name: str) -> str:
@@ -79,13 +58,22 @@ def _products() -> list[dict[str, Any]]:
     return [{"id": 1, "name": "Kettle"}, {"id": 2, "name": "Teapot"}]
 
 
-def _walk(run: Callable[[Flow[Any]], Any], out: TextIO, who: str, written: set[str]) -> None:
-    out.write(f"\nRate limit: 5 requests per 10 s for {who!r} (a Lua script, one round trip)\n")
+def _walk(
+    limit: Callable[[str], RatelimitResult],
+    run: Callable[[Flow[Any]], Any],
+    out: TextIO,
+    who: str,
+    written: set[str],
+) -> None:
+    out.write(f"\nRate limit: 5 requests per sliding 10 s for {who!r} (one script call each)\n")
     for n in range(1, 8):
-        d = run(decide(who, limit=5, window_ms=10_000))
-        written.add(d.key)
-        verdict = "allowed" if d.allowed else "limited"
-        out.write(f"  request {n}: {verdict:8} used {d.used}/5, resets in {d.reset_in_ms} ms\n")
+        result = limit(who)
+        verdict = "allowed" if result.success else "limited"
+        why = f" ({result.reason})" if result.reason else ""
+        out.write(
+            f"  request {n}: {verdict:8} {result.remaining}/5 left, "
+            f"retry in {result.retry_after:.2f} s{why}\n"
+        )
     out.write("\nCache-aside: products, 300 s TTL\n")
     written.add(cache_key(f"products:{who}"))
     for n in range(1, 4):
@@ -99,23 +87,31 @@ def _walk(run: Callable[[Flow[Any]], Any], out: TextIO, who: str, written: set[s
 def _run_walkthrough(conn: Connection, out: TextIO) -> None:
     written: set[str] = set()
     driver = conn.sync_driver()
-    out.write("\n== blocking runner ==")
-    _walk(lambda flow: run_sync(flow, driver), out, "ip:203.0.113.7", written)
+    ratelimit = Ratelimit(conn, LIMITER, prefix=PREFIX)
+    out.write("\n== blocking ==")
+    _walk(ratelimit.limit, lambda flow: run_sync(flow, driver), out, "ip:203.0.113.7", written)
 
-    async def in_asyncio() -> None:
+    async def in_asyncio() -> int:
+        async_ratelimit = AsyncRatelimit(conn, LIMITER, prefix=PREFIX)
         adriver = conn.async_driver()
         loop = asyncio.get_running_loop()
-        out.write("\n== asyncio runner (the same flows) ==")
+        out.write("\n== asyncio (the same flows, another runner) ==")
+
+        # The printing loop runs in a worker thread; the calls run on the event loop.
+        def limit(who: str) -> RatelimitResult:
+            return asyncio.run_coroutine_threadsafe(async_ratelimit.limit(who), loop).result()
 
         def run(flow: Flow[Any]) -> Any:
-            # The printing loop runs in a worker thread; each flow runs on the event loop.
             return asyncio.run_coroutine_threadsafe(run_async(flow, adriver), loop).result()
 
-        await loop.run_in_executor(None, _walk, run, out, "ip:198.51.100.4", written)
+        await loop.run_in_executor(None, _walk, limit, run, out, "ip:198.51.100.4", written)
+        removed = await async_ratelimit.reset("ip:198.51.100.4")
         await conn.aclose()
+        return removed
 
-    asyncio.run(in_asyncio())
-    removed = run_sync(cleanup(written), conn.sync_driver())
+    removed = asyncio.run(in_asyncio())
+    removed += ratelimit.reset("ip:203.0.113.7")
+    removed += run_sync(cleanup(written), conn.sync_driver())
     out.write(f"\nRemoved the demo's {removed} keys.\n")
     conn.close()
 
