@@ -15,8 +15,8 @@ if rate > 0 then
   local used = redis.call('INCRBY', key, rate)
   if used > limit then
     -- Refused: nothing stays written, so a refused request costs nothing (Upstash counts it).
-    if used == rate then
-      redis.call('DEL', key)
+    if used == rate and redis.call('PTTL', key) == -1 then
+      redis.call('DEL', key) -- this INCRBY created it (a counter refunded to 0 has its TTL)
     else
       redis.call('DECRBY', key, rate)
     end
