@@ -19,7 +19,7 @@ from redkit import (
     SlidingWindow,
     TokenBucket,
 )
-from redkit.core.errors import InvalidKeyError
+from redkit.core.errors import InvalidArgumentError, InvalidKeyError
 from redkit.ratelimit.limiters import MAX_TOKENS
 
 URL = "redis://127.0.0.1:1"  # never contacted: configuration errors come first
@@ -56,8 +56,12 @@ def test_limiters_take_upstash_durations() -> None:
 def test_bad_limiter_arguments_say_what_is_wrong(
     make: Any, error: type[Exception], message: str
 ) -> None:
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=message) as raised:
         make()
+    # One typed error, catchable as ValueError and TypeError alike.
+    assert isinstance(raised.value, InvalidArgumentError)
+    assert isinstance(raised.value, ValueError)
+    assert isinstance(raised.value, TypeError)
 
 
 @pytest.mark.parametrize(

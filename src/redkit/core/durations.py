@@ -12,6 +12,8 @@ import re
 from datetime import timedelta
 from typing import TypeAlias
 
+from redkit.core.errors import InvalidArgumentError
+
 __all__ = ["MAX_DURATION_MS", "Duration", "duration_ms"]
 
 #: A duration: ``"10 s"``, a number of seconds, or a ``timedelta``.
@@ -36,7 +38,7 @@ def duration_ms(value: Duration, *, name: str = "duration") -> int:
     if isinstance(value, str):
         match = _PATTERN.match(value.strip())
         if match is None:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f'{name} must look like "10 s", "500 ms", "1 m", "1 h" or "1 d" (a whole number '
                 f"and a unit of ms, s, m, h or d), got {value!r}"
             )
@@ -46,20 +48,20 @@ def duration_ms(value: Duration, *, name: str = "duration") -> int:
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         ms = _seconds_to_ms(float(value), name, value)
     else:
-        raise TypeError(
+        raise InvalidArgumentError(
             f'{name} must be a string such as "10 s", a number of seconds or a timedelta, '
             f"got {type(value).__name__}"
         )
     if ms < 1:
-        raise ValueError(f"{name} must be at least 1 ms, got {value!r}")
+        raise InvalidArgumentError(f"{name} must be at least 1 ms, got {value!r}")
     if ms > MAX_DURATION_MS:
-        raise ValueError(f"{name} must be at most 10 years, got {value!r}")
+        raise InvalidArgumentError(f"{name} must be at most 10 years, got {value!r}")
     return ms
 
 
 def _seconds_to_ms(seconds: float, name: str, original: object) -> int:
     if not math.isfinite(seconds):
-        raise ValueError(f"{name} must be a finite number of seconds, got {original!r}")
+        raise InvalidArgumentError(f"{name} must be a finite number of seconds, got {original!r}")
     if seconds > MAX_DURATION_MS / 1000:
-        raise ValueError(f"{name} must be at most 10 years, got {original!r}")
+        raise InvalidArgumentError(f"{name} must be at most 10 years, got {original!r}")
     return round(seconds * 1000)

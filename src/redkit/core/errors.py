@@ -14,6 +14,7 @@ __all__ = [
     "CommandError",
     "ConfigurationError",
     "EmbeddedRedisError",
+    "InvalidArgumentError",
     "InvalidKeyError",
     "RedisServerNotFound",
     "RedkitError",
@@ -35,6 +36,13 @@ class ConfigurationError(RedkitError, ValueError):
     def __init__(self, message: str, *, variable: str | None = None) -> None:
         super().__init__(message)
         self.variable = variable
+
+
+class InvalidArgumentError(RedkitError, ValueError, TypeError):
+    """An argument is out of range or of the wrong type; the message says which and why.
+
+    It is both a ``ValueError`` and a ``TypeError``, so code that catches either keeps working.
+    """
 
 
 class InvalidKeyError(RedkitError, ValueError):

@@ -19,11 +19,13 @@ from collections.abc import Generator
 from typing import Any, TypeAlias, TypeVar
 
 from redkit.core.driver import AsyncDriver, SyncDriver
-from redkit.core.ops import Call, Op, Sleep
+from redkit.core.ops import Call, Command, Op, Pipeline, ScriptCall, Sleep
 
 __all__ = ["Flow", "run_async", "run_sync"]
 
 T = TypeVar("T")
+
+_REDIS_OPS = (ScriptCall, Command, Pipeline)
 
 #: A generator that yields operations, receives their results and returns a ``T``.
 Flow: TypeAlias = Generator[Op, Any, T]
@@ -36,10 +38,12 @@ def run_sync(flow: Flow[T], driver: SyncDriver) -> T:
         while True:
             try:
                 reply: Any
-                if isinstance(op, Sleep):
+                if isinstance(op, _REDIS_OPS):  # the common case first
+                    reply = driver.execute(op)
+                elif isinstance(op, Sleep):
                     time.sleep(op.seconds)
                     reply = None
-                elif isinstance(op, Call):
+                else:
                     reply = _call(op)
                     if inspect.isawaitable(reply):
                         _discard(reply)
@@ -47,8 +51,6 @@ def run_sync(flow: Flow[T], driver: SyncDriver) -> T:
                             f"{_name(op)} returned an awaitable: use the Async* variant of "
                             "this API with async functions"
                         )
-                else:
-                    reply = driver.execute(op)
             except Exception as exc:
                 op = flow.throw(exc)
                 continue
@@ -65,15 +67,15 @@ async def run_async(flow: Flow[T], driver: AsyncDriver) -> T:
         while True:
             try:
                 reply: Any
-                if isinstance(op, Sleep):
+                if isinstance(op, _REDIS_OPS):
+                    reply = await driver.execute(op)
+                elif isinstance(op, Sleep):
                     await asyncio.sleep(op.seconds)
                     reply = None
-                elif isinstance(op, Call):
+                else:
                     reply = _call(op)
                     if inspect.isawaitable(reply):
                         reply = await reply
-                else:
-                    reply = await driver.execute(op)
             except Exception as exc:
                 op = flow.throw(exc)
                 continue

@@ -16,6 +16,8 @@ import threading
 from collections import OrderedDict
 from typing import NamedTuple
 
+from redkit.core.errors import InvalidArgumentError
+
 __all__ = ["Block", "EphemeralCache"]
 
 
@@ -37,7 +39,7 @@ class EphemeralCache:
 
     def __init__(self, max_size: int = 10_000) -> None:
         if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
-            raise ValueError(f"max_size must be a positive int, got {max_size!r}")
+            raise InvalidArgumentError(f"max_size must be a positive int, got {max_size!r}")
         self.max_size = max_size
         self._blocks: OrderedDict[str, Block] = OrderedDict()
         self._lock = threading.Lock()

@@ -11,7 +11,7 @@ from typing import Literal
 from redkit.core.clock import Clock, ServerClock, resolve_clock
 from redkit.core.driver import AsyncDriver, Backend, SyncDriver, as_backend
 from redkit.core.durations import Duration
-from redkit.core.errors import BackendError
+from redkit.core.errors import BackendError, InvalidArgumentError
 from redkit.core.flow import run_async, run_sync
 from redkit.ratelimit.ephemeral import EphemeralCache
 from redkit.ratelimit.flows import DEFAULT_PREFIX, RatelimitFlows, TimeoutPolicy
@@ -39,7 +39,9 @@ def _flows(
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
     ):
-        raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+        raise InvalidArgumentError(
+            f"timeout must be a number of seconds >= 0 or None, got {timeout!r}"
+        )
     if isinstance(ephemeral_cache, EphemeralCache):
         cache: EphemeralCache | None = ephemeral_cache
     elif ephemeral_cache is True:
@@ -47,7 +49,7 @@ def _flows(
     elif ephemeral_cache is False:
         cache = None
     else:
-        raise TypeError(
+        raise InvalidArgumentError(
             f"ephemeral_cache must be True, False or an EphemeralCache, got {ephemeral_cache!r}"
         )
     flows = RatelimitFlows(

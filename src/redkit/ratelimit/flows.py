@@ -15,7 +15,13 @@ from typing import Any, Literal
 from redkit.core import keys
 from redkit.core.clock import Clock
 from redkit.core.durations import Duration, duration_ms
-from redkit.core.errors import BackendError, BackendTimeout, BackendUnavailable, InvalidKeyError
+from redkit.core.errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    InvalidArgumentError,
+    InvalidKeyError,
+)
 from redkit.core.flow import Flow
 from redkit.core.ops import Pipeline, ScriptCall, Sleep
 from redkit.core.replies import as_int
@@ -75,9 +81,11 @@ def _identifier_part(identifier: object, cluster: bool) -> str:
 
 def _check_rate(rate: object) -> int:
     if isinstance(rate, bool) or not isinstance(rate, int):
-        raise TypeError(f"rate must be an int, got {type(rate).__name__}: {rate!r:.40}")
+        raise InvalidArgumentError(f"rate must be an int, got {type(rate).__name__}: {rate!r:.40}")
     if abs(rate) > MAX_TOKENS:
-        raise ValueError(f"rate must be between -{MAX_TOKENS:_} and {MAX_TOKENS:_}, got {rate:_}")
+        raise InvalidArgumentError(
+            f"rate must be between -{MAX_TOKENS:_} and {MAX_TOKENS:_}, got {rate:_}"
+        )
     return rate
 
 
@@ -95,14 +103,15 @@ class RatelimitFlows:
         on_timeout: TimeoutPolicy,
     ) -> None:
         if not isinstance(limiter, Limiter):
-            raise TypeError(
+            raise InvalidArgumentError(
                 "limiter must be FixedWindow, SlidingWindow, TokenBucket or CachedFixedWindow, "
                 f"got {type(limiter).__name__}"
             )
         if on_timeout not in ("allow", "deny"):
-            raise ValueError(f'on_timeout must be "allow" or "deny", got {on_timeout!r}')
+            raise InvalidArgumentError(f'on_timeout must be "allow" or "deny", got {on_timeout!r}')
         self.limiter = limiter
         self.prefix = keys.check_prefix(prefix)
+        self._prefix_sep = prefix + ":"
         self.cluster = cluster
         self.clock = clock
         self.cache = ephemeral_cache
@@ -115,7 +124,7 @@ class RatelimitFlows:
 
     def base_key(self, identifier: str | int) -> str:
         """``prefix:identifier``, the key every other key of the identifier starts with."""
-        return self.prefix + ":" + _identifier_part(identifier, self.cluster)
+        return self._prefix_sep + _identifier_part(identifier, self.cluster)
 
     def _now(self) -> int:
         return SERVER_TIME if self.clock.server else int(self.clock.now_ms())
@@ -139,45 +148,48 @@ class RatelimitFlows:
             self.cache.block(base, local_now + retry_ms, reset)
         return RatelimitResult(False, limit, remaining, reset, retry_ms / 1000)
 
-    def _cached_block(self, base: str, local_now: float) -> RatelimitResult | None:
-        block = None if self.cache is None else self.cache.blocked(base, local_now)
-        if block is None:
-            return None
-        retry = (block.until - local_now) / 1000
-        return RatelimitResult(False, self.limiter.limit, 0, block.reset, retry, "cacheBlock")
+    def _answer_locally(self, base: str, rate: int, local_now: float) -> RatelimitResult | None:
+        """An answer that needs no Redis: a blocked identifier, or the cached window's count."""
+        if rate > 0 and self.cache is not None:
+            block = self.cache.blocked(base, local_now)
+            if block is not None:
+                retry = (block.until - local_now) / 1000
+                return RatelimitResult(
+                    False, self.limiter.limit, 0, block.reset, retry, "cacheBlock"
+                )
+        if self.local is not None:
+            return self.local.count(base, rate, local_now)
+        return None
+
+    def _answer(self, base: str, rate: int, reply: Any, local_now: float) -> RatelimitResult:
+        """Redis's answer as a result; the cached window starts counting from it."""
+        result = self._settle(base, rate, reply, local_now)
+        if self.local is not None:
+            self.local.seed(base, result, rate, reply[5], local_now)
+        return result
 
     # -- flows -----------------------------------------------------------------------------
 
     def limit(self, identifier: str | int, rate: int = 1) -> Flow[RatelimitResult]:
         """Decide one request of cost ``rate`` (negative refunds, zero peeks)."""
         base = self.base_key(identifier)
-        rate = _check_rate(rate)
+        if type(rate) is not int or not -MAX_TOKENS <= rate <= MAX_TOKENS:
+            rate = _check_rate(rate)  # raises, saying what is wrong
         local_now = self.local_ms()
-        if rate > 0:
-            cached = self._cached_block(base, local_now)
-            if cached is not None:
-                return cached
-        local = self.local
-        if local is None:
-            try:
-                reply = yield self.limiter.call(base, self._now(), rate)
-            except _NO_ANSWER:
-                return self.timeout_result()
-            return self._settle(base, rate, reply, local_now)
-        counted = local.count(base, rate, local_now)
-        if counted is not None:
-            return counted
-        local.asking(base, rate)
+        local_answer = self._answer_locally(base, rate, local_now)
+        if local_answer is not None:
+            return local_answer
+        if self.local is not None:
+            self.local.asking(base, rate)
         try:
             try:
                 reply = yield self.limiter.call(base, self._now(), rate)
             except _NO_ANSWER:
                 return self.timeout_result()
-            result = self._settle(base, rate, reply, local_now)
-            local.seed(base, result, rate, reply[5], local_now)
-            return result
+            return self._answer(base, rate, reply, local_now)
         finally:
-            local.answered(base, rate)  # after the seed: the request is counted in between
+            if self.local is not None:
+                self.local.answered(base, rate)  # after the seed: counted in between
 
     def limit_many(
         self, identifiers: Iterable[str | int], rate: int = 1
@@ -186,42 +198,31 @@ class RatelimitFlows:
         rate = _check_rate(rate)
         bases = [self.base_key(identifier) for identifier in identifiers]
         local_now = self.local_ms()
-        results: list[RatelimitResult | None] = [None] * len(bases)
-        asked: list[tuple[int, str]] = []
-        calls: list[ScriptCall] = []
         now = self._now()
-        for index, base in enumerate(bases):
-            answered = self._cached_block(base, local_now) if rate > 0 else None
-            if answered is None and self.local is not None:
-                answered = self.local.count(base, rate, local_now)
-            if answered is not None:
-                results[index] = answered
-            else:
-                asked.append((index, base))
-                calls.append(self.limiter.call(base, now, rate))
-        if calls:
+        results = [self._answer_locally(base, rate, local_now) for base in bases]
+        asked = [(index, base) for index, base in enumerate(bases) if results[index] is None]
+        if not asked:
+            return [result for result in results if result is not None]
+        for _, base in asked:
+            if self.local is not None:
+                self.local.asking(base, rate)
+        try:
+            try:
+                calls = tuple(self.limiter.call(base, now, rate) for _, base in asked)
+                replies = yield Pipeline(calls)
+            except _NO_ANSWER:
+                replies = [BackendTimeout("no answer")] * len(asked)
+            for (index, base), reply in zip(asked, replies, strict=True):
+                if isinstance(reply, _NO_ANSWER):
+                    results[index] = self.timeout_result()
+                elif isinstance(reply, BackendError):
+                    raise reply
+                else:
+                    results[index] = self._answer(base, rate, reply, local_now)
+        finally:
             for _, base in asked:
                 if self.local is not None:
-                    self.local.asking(base, rate)
-            try:
-                try:
-                    replies = yield Pipeline(tuple(calls))
-                except _NO_ANSWER:
-                    replies = [BackendTimeout("no answer")] * len(calls)
-                for (index, base), reply in zip(asked, replies, strict=True):
-                    if isinstance(reply, _NO_ANSWER):
-                        results[index] = self.timeout_result()
-                    elif isinstance(reply, BackendError):
-                        raise reply
-                    else:
-                        result = self._settle(base, rate, reply, local_now)
-                        if self.local is not None:
-                            self.local.seed(base, result, rate, reply[5], local_now)
-                        results[index] = result
-            finally:
-                for _, base in asked:
-                    if self.local is not None:
-                        self.local.answered(base, rate)
+                    self.local.answered(base, rate)
         return [result for result in results if result is not None]
 
     def get_remaining(self, identifier: str | int) -> Flow[Remaining]:

@@ -11,6 +11,7 @@ import functools
 from dataclasses import dataclass, field
 
 from redkit.core.durations import Duration, duration_ms
+from redkit.core.errors import InvalidArgumentError
 from redkit.core.ops import ScriptCall
 from redkit.core.scripts import Script, load_script
 
@@ -46,9 +47,11 @@ _TOKEN_BUCKET = ratelimit_script("token_bucket")
 
 def _count(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r:.40}")
+        raise InvalidArgumentError(
+            f"{name} must be an int, got {type(value).__name__}: {value!r:.40}"
+        )
     if not 1 <= value <= MAX_TOKENS:
-        raise ValueError(f"{name} must be between 1 and {MAX_TOKENS:_}, got {value:_}")
+        raise InvalidArgumentError(f"{name} must be between 1 and {MAX_TOKENS:_}, got {value:_}")
     return value
 
 

@@ -8,7 +8,7 @@ local rate = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 local window = tonumber(ARGV[4])
 local bucket = math.floor(NOW / window)
-local key = KEYS[2] or (KEYS[1] .. ':' .. rk_int(bucket))
+local key = KEYS[2] or (KEYS[1] .. ':' .. bucket)
 local reset = (bucket + 1) * window
 if rate > 0 then
   -- The common case in one write: count first, and take it back if that went past the limit.

@@ -13,5 +13,5 @@ if window == 0 then
   return redis.call('DEL', KEYS[1])
 end
 local bucket = math.floor(NOW / window)
-return redis.call('DEL', KEYS[1], KEYS[1] .. ':' .. rk_int(bucket - 1),
-  KEYS[1] .. ':' .. rk_int(bucket), KEYS[1] .. ':' .. rk_int(bucket + 1))
+return redis.call('DEL', KEYS[1], KEYS[1] .. ':' .. (bucket - 1),
+  KEYS[1] .. ':' .. bucket, KEYS[1] .. ':' .. (bucket + 1))
