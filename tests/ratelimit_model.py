@@ -68,8 +68,9 @@ class RatelimitModel:
     ttl_ms: dict[str, int] = field(default_factory=dict)
     #: Keys the last call wrote (set, incremented or deleted).
     written: set[str] = field(default_factory=set)
-    #: The ephemeral cache: base -> (blocked until, in ms on the virtual clock; reset).
-    blocks: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: The ephemeral cache: base -> (blocked until, in ms on the virtual clock; reset; the
+    #: refused rate).
+    blocks: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     # -- the public operations -------------------------------------------------------------
 
@@ -79,9 +80,10 @@ class RatelimitModel:
         limit = self.params.limit
         if self.ephemeral and rate > 0:
             block = self.blocks.get(base)
-            if block is not None and block[0] > now:
+            # A block holds for requests costing at least what the refused one did.
+            if block is not None and block[0] > now and rate >= block[2]:
                 # Answered from memory; retry_after is what is left of the block.
-                until, reset = block
+                until, reset, _ = block
                 return RatelimitResult(False, limit, 0, reset, (until - now) / 1000, "cacheBlock")
         decision = self._decide(base, rate, now)
         if decision.success:
@@ -94,7 +96,7 @@ class RatelimitModel:
             retry = max(0, decision.reset - now) / 1000
             return RatelimitResult(False, limit, decision.remaining, decision.reset, retry)
         if self.ephemeral:
-            self.blocks[base] = (now + decision.retry_ms, decision.reset)
+            self.blocks[base] = (now + decision.retry_ms, decision.reset, rate)
         return RatelimitResult(
             False, limit, decision.remaining, decision.reset, decision.retry_ms / 1000
         )

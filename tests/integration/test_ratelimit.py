@@ -232,15 +232,27 @@ def test_the_ephemeral_cache_is_bounded_and_shareable(backend: Backend) -> None:
 
 
 def test_block_until_ready_waits_for_the_retry(backend: Backend) -> None:
-    rl = backend.ratelimit(TokenBucket(1, "200 ms", 1))
+    rl = backend.ratelimit(TokenBucket(1, "300 ms", 1))
     assert rl.limit("w").success
     started = time.monotonic()
     result = rl.block_until_ready("w", 5)
     assert result.success
-    assert time.monotonic() - started < 2
-    refused = rl.block_until_ready("w", 0.05, rate=1)  # the next token is ~200 ms away
+    assert 0.1 < time.monotonic() - started < 3  # it did wait, for about one refill
+    slow = backend.ratelimit(TokenBucket(1, "1 h", 1), prefix="slow")
+    assert slow.limit("w").success
+    refused = slow.block_until_ready("w", 0.5)  # the next token is an hour away
     assert not refused.success
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 4
+
+
+def test_block_until_ready_returns_at_once_for_a_cost_that_never_passes(
+    backend: Backend,
+) -> None:
+    rl = backend.ratelimit(TokenBucket(1, "10 ms", 2))
+    started = time.monotonic()
+    result = rl.block_until_ready("w", "5 s", rate=3)
+    assert not result.success
+    assert time.monotonic() - started < 1
 
 
 def test_block_until_ready_gives_up_at_once_when_the_deadline_is_too_close(
@@ -332,3 +344,54 @@ def test_cached_fixed_window_bound_across_processes(backend: Backend) -> None:
     assert admitted <= 2 * 6
     key = next(iter(backend.all_keys()))
     assert int(backend.admin.get(key)) == admitted  # Redis holds every admission
+
+
+def test_server_time_keys_are_upstashs_too(backend: Backend) -> None:
+    # On the default clock the script names the counters itself, from Redis's TIME.
+    fixed = backend.ratelimit(FixedWindow(10, "1 h"), prefix="st")
+    sliding = backend.ratelimit(SlidingWindow(10, "1 h"), prefix="ss")
+    for _ in range(3):
+        seconds, _micros = backend.admin.time()
+        bucket = seconds * 1000 // 3_600_000
+        fixed.limit("user:1")
+        sliding.limit("user:1")
+        expected = {f"{base(backend, 'user:1', p)}:{bucket}" for p in ("st", "ss")}
+        if backend.all_keys() == expected:
+            break
+        fixed.reset("user:1")  # an hour ended in between: try again
+        sliding.reset("user:1")
+    assert backend.all_keys() == expected
+    assert fixed.reset("user:1") == 1
+    assert sliding.reset("user:1") == 1
+    assert backend.all_keys() == set()
+
+
+def test_a_block_holds_only_for_requests_as_costly_as_the_refused_one(backend: Backend) -> None:
+    rl = backend.ratelimit(FixedWindow(5, "1 m"), clock=VirtualClock(T0))
+    assert rl.limit("u", rate=3).success
+    refused = rl.limit("u", rate=3)
+    assert (refused.success, refused.reason, refused.remaining) == (False, None, 2)
+    assert rl.limit("u", rate=4).reason == "cacheBlock"
+    cheaper = rl.limit("u", rate=2)  # fits in what is left: Redis is asked, and admits it
+    assert (cheaper.success, cheaper.reason) == (True, None)
+
+
+def test_a_refund_counted_locally_lifts_the_block(backend: Backend) -> None:
+    rl = backend.ratelimit(CachedFixedWindow(2, "1 m"), clock=VirtualClock(T0))
+    rl.limit("u")
+    rl.limit("u")
+    assert not rl.limit("u").success  # refused locally: no block needed
+    rl.flush()
+    other = backend.ratelimit(CachedFixedWindow(2, "1 m"), clock=VirtualClock(T0))
+    assert not other.limit("u").success  # refused by Redis: blocked in this process
+    assert other.limit("u").reason == "cacheBlock"
+    assert other.limit("u", rate=-1).success  # counted locally
+    assert other.limit("u").success  # the block is gone
+
+
+def test_closing_a_cached_window_sends_every_count(backend: Backend) -> None:
+    rl = backend.ratelimit(CachedFixedWindow(100, "1 h"), clock=VirtualClock(T0))
+    admitted = sum(rl.limit(f"id-{n % 3}").success for n in range(60))
+    rl.close()
+    counters = [int(backend.admin.get(key)) for key in backend.all_keys()]
+    assert sum(counters) == admitted == 60

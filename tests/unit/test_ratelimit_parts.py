@@ -123,7 +123,7 @@ def test_ephemeral_cache_blocks_until_the_deadline_and_evicts_the_oldest() -> No
     cache = EphemeralCache(max_size=2)
     cache.block("a", until=100.0, reset=5)
     cache.block("b", until=100.0, reset=6)
-    assert cache.blocked("a", 99.9) == (100.0, 5)
+    assert cache.blocked("a", 99.9) == (100.0, 5, 1)
     assert cache.blocked("a", 100.0) is None  # lazily dropped once over
     assert len(cache) == 1
     cache.block("c", until=200.0, reset=7)

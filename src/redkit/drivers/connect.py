@@ -169,7 +169,7 @@ class Connection:
                 url = self._client_url
                 driver = RedisDriver(
                     lambda: redis.cluster.RedisCluster.from_url(
-                        url, retry=_cluster_retry(), **options
+                        url, retry=_cluster_retry(timeout), **options
                     ),
                     is_cluster=True,
                 )
@@ -192,7 +192,7 @@ class Connection:
             client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
             if self.is_cluster:
                 client = redis.asyncio.cluster.RedisCluster.from_url(
-                    self._client_url, retry=_cluster_retry(), **options
+                    self._client_url, retry=_cluster_retry(timeout), **options
                 )
             else:
                 client = redis.asyncio.Redis.from_url(
@@ -232,8 +232,13 @@ def _standalone_retry() -> Retry:
     return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
 
-def _cluster_retry() -> Retry:
+def _cluster_retry(timeout: float | None) -> Retry:
     # A cluster retries to follow topology changes (failover, resharding); keep that short.
+    # redis-py's cluster client retries timeouts too, whatever the Retry says, and a retry
+    # re-sends the command: so a caller with a time budget gets no retries at all (a moved
+    # slot is still followed: redirections are not retries).
+    if timeout is not None:
+        return Retry(NoBackoff(), 0)
     return Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
 
 

@@ -11,6 +11,7 @@ would leave the other commands of the transaction applied and the script not.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -104,6 +105,7 @@ class RedisDriver:
     ) -> None:
         self._client: SyncClient | None = None
         self._factory: Callable[[], SyncClient] | None = None
+        self._creating = threading.Lock()
         # Bound once: the hot path skips an attribute lookup (and redis-py leaves it untyped).
         self._command: Callable[..., Any]
         if isinstance(client, (redis.Redis, redis.cluster.RedisCluster)):
@@ -123,11 +125,13 @@ class RedisDriver:
     def client(self) -> SyncClient:
         """The redis-py client, created on first use."""
         if self._client is None:
-            assert self._factory is not None
-            try:
-                self._adopt(self._factory())
-            except REDIS_ERRORS as exc:
-                raise translate_error(exc) from exc
+            with self._creating:  # one client, even when threads start at once
+                if self._client is None:
+                    assert self._factory is not None
+                    try:
+                        self._adopt(self._factory())
+                    except REDIS_ERRORS as exc:
+                        raise translate_error(exc) from exc
         assert self._client is not None
         return self._client
 

@@ -28,6 +28,8 @@ class Block(NamedTuple):
     until: float
     #: The ``reset`` Redis reported, in epoch ms, repeated in cached answers.
     reset: int
+    #: The refused cost: cheaper requests may still pass, so they are not blocked.
+    rate: int = 1
 
 
 class EphemeralCache:
@@ -44,22 +46,26 @@ class EphemeralCache:
         self._blocks: OrderedDict[str, Block] = OrderedDict()
         self._lock = threading.Lock()
 
-    def blocked(self, key: str, now: float) -> Block | None:
-        """The block on ``key`` if it still holds at local time ``now``; drops an expired one."""
+    def blocked(self, key: str, now: float, rate: int = 1) -> Block | None:
+        """The block on ``key`` of a request of cost ``rate`` at local time ``now``, if any.
+
+        A block holds for requests that cost at least as much as the refused one did; an
+        expired block is dropped.
+        """
         block = self._blocks.get(key)  # a lock-free read: the common case is "not blocked"
         if block is None:
             return None
         if block.until > now:
-            return block
+            return block if rate >= block.rate else None
         with self._lock:
             if self._blocks.get(key) is block:
                 del self._blocks[key]
         return None
 
-    def block(self, key: str, until: float, reset: int) -> None:
-        """Block ``key`` until local time ``until``."""
+    def block(self, key: str, until: float, reset: int, rate: int = 1) -> None:
+        """Block requests of ``key`` that cost ``rate`` or more until local time ``until``."""
         with self._lock:
-            self._blocks[key] = Block(until, reset)
+            self._blocks[key] = Block(until, reset, rate)
             self._blocks.move_to_end(key)
             while len(self._blocks) > self.max_size:
                 self._blocks.popitem(last=False)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import weakref
 from collections.abc import Iterable
 from typing import Literal
 
 from redkit.core.clock import Clock, ServerClock, resolve_clock
 from redkit.core.driver import AsyncDriver, Backend, SyncDriver, as_backend
 from redkit.core.durations import Duration
-from redkit.core.errors import BackendError, InvalidArgumentError
+from redkit.core.errors import InvalidArgumentError
 from redkit.core.flow import run_async, run_sync
+from redkit.ratelimit.background import AsyncFlusher, ThreadFlusher
 from redkit.ratelimit.ephemeral import EphemeralCache
 from redkit.ratelimit.flows import DEFAULT_PREFIX, RatelimitFlows, TimeoutPolicy
 from redkit.ratelimit.limiters import Limiter
@@ -101,10 +103,10 @@ class Ratelimit:
         )
         self._backend = backend
         self._driver: SyncDriver | None = None
-        self._syncer: threading.Thread | None = None
-        self._wake = threading.Event()
         # Held while counts travel to Redis, so flush() and reset() wait for a sync under way.
         self._syncing = threading.Lock()
+        local = self._flows.local
+        self._flusher = None if local is None else ThreadFlusher(self.flush, local.has_pending)
 
     @property
     def limiter(self) -> Limiter:
@@ -155,27 +157,16 @@ class Ratelimit:
         with self._syncing:
             run_sync(self._flows.sync_local(), self._sync_driver())
 
+    def close(self) -> None:
+        """Stop the background sync of the cached fixed window and send what it counted."""
+        if self._flusher is not None:
+            self._flusher.close()
+            self.flush()
+
     def _sync_later(self) -> None:
         local = self._flows.local
-        if local is None or not local.has_pending():
-            return
-        if self._syncer is None:
-            self._syncer = threading.Thread(
-                target=self._sync_forever, name="redkit-ratelimit-sync", daemon=True
-            )
-            self._syncer.start()
-        self._wake.set()
-
-    def _sync_forever(self) -> None:
-        # The cached fixed window's background job: callers never wait for Redis.
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            try:
-                self.flush()
-            except BackendError as exc:
-                log.warning("cached fixed window: counts not sent to Redis yet: %s", exc)
-                self._wake.wait(0.1)  # the counts were put back; retry soon, not in a loop
+        if local is not None and self._flusher is not None and local.has_pending():
+            self._flusher.kick()
 
 
 class AsyncRatelimit:
@@ -207,9 +198,20 @@ class AsyncRatelimit:
             redis, limiter, prefix, ephemeral_cache, timeout, on_timeout, clock
         )
         self._backend = backend
-        self._syncing: set[asyncio.Task[None]] = set()
-        # Held while counts travel to Redis, so flush() and reset() wait for a sync under way.
-        self._sync_lock = asyncio.Lock()
+        # Held while counts travel to Redis, so flush() and reset() wait for a sync under way;
+        # one per event loop, since an asyncio lock belongs to the loop that first used it.
+        self._sync_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+        local = self._flows.local
+        self._flusher = None if local is None else AsyncFlusher(self.flush, local.has_pending)
+
+    def _sync_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = self._sync_locks.get(loop)
+        if lock is None:
+            lock = self._sync_locks[loop] = asyncio.Lock()
+        return lock
 
     @property
     def limiter(self) -> Limiter:
@@ -249,26 +251,21 @@ class AsyncRatelimit:
 
     async def reset(self, identifier: str | int) -> int:
         """Delete ``identifier``'s state (exactly its keys) and unblock it; return keys deleted."""
-        async with self._sync_lock:  # no count on its way may recreate a deleted key
+        async with self._sync_lock():  # no count on its way may recreate a deleted key
             return await run_async(self._flows.reset(identifier), self._async_driver())
 
     async def flush(self) -> None:
         """Send the cached fixed window's pending counts to Redis now, and wait for it."""
-        async with self._sync_lock:
+        async with self._sync_lock():
             await run_async(self._flows.sync_local(), self._async_driver())
+
+    async def close(self) -> None:
+        """Wait for the cached fixed window's background sync and send what it counted."""
+        if self._flusher is not None:
+            await self._flusher.close()
+            await self.flush()
 
     def _sync_later(self) -> None:
         local = self._flows.local
-        if local is None or not local.has_pending() or self._syncing:
-            return
-        task = asyncio.get_running_loop().create_task(self._sync_now())
-        self._syncing.add(task)  # keep a reference: the loop holds tasks only weakly
-        task.add_done_callback(self._syncing.discard)
-
-    async def _sync_now(self) -> None:
-        local = self._flows.local
-        try:
-            while local is not None and local.has_pending():  # counts that came in meanwhile
-                await self.flush()
-        except BackendError as exc:
-            log.warning("cached fixed window: counts not sent to Redis yet: %s", exc)
+        if local is not None and self._flusher is not None and local.has_pending():
+            self._flusher.kick()

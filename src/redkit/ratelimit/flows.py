@@ -145,21 +145,24 @@ class RatelimitFlows:
         if retry_ms < 0:  # a cost above the limit: it can never pass
             return RatelimitResult(False, limit, remaining, reset, max(0, reset - now) / 1000)
         if self.cache is not None:
-            self.cache.block(base, local_now + retry_ms, reset)
+            self.cache.block(base, local_now + retry_ms, reset, rate)
         return RatelimitResult(False, limit, remaining, reset, retry_ms / 1000)
 
     def _answer_locally(self, base: str, rate: int, local_now: float) -> RatelimitResult | None:
         """An answer that needs no Redis: a blocked identifier, or the cached window's count."""
         if rate > 0 and self.cache is not None:
-            block = self.cache.blocked(base, local_now)
+            block = self.cache.blocked(base, local_now, rate)
             if block is not None:
                 retry = (block.until - local_now) / 1000
                 return RatelimitResult(
                     False, self.limiter.limit, 0, block.reset, retry, "cacheBlock"
                 )
-        if self.local is not None:
-            return self.local.count(base, rate, local_now)
-        return None
+        if self.local is None:
+            return None
+        counted = self.local.count(base, rate, local_now)
+        if counted is not None and counted.success and rate < 0 and self.cache is not None:
+            self.cache.pop(base)  # a refund may have unblocked the identifier
+        return counted
 
     def _answer(self, base: str, rate: int, reply: Any, local_now: float) -> RatelimitResult:
         """Redis's answer as a result; the cached window starts counting from it."""
@@ -179,8 +182,6 @@ class RatelimitFlows:
         local_answer = self._answer_locally(base, rate, local_now)
         if local_answer is not None:
             return local_answer
-        if self.local is not None:
-            self.local.asking(base, rate)
         try:
             try:
                 reply = yield self.limiter.call(base, self._now(), rate)
@@ -189,7 +190,7 @@ class RatelimitFlows:
             return self._answer(base, rate, reply, local_now)
         finally:
             if self.local is not None:
-                self.local.answered(base, rate)  # after the seed: counted in between
+                self.local.answered(base, rate)  # after the seed: never uncounted in between
 
     def limit_many(
         self, identifiers: Iterable[str | int], rate: int = 1
@@ -203,9 +204,6 @@ class RatelimitFlows:
         asked = [(index, base) for index, base in enumerate(bases) if results[index] is None]
         if not asked:
             return [result for result in results if result is not None]
-        for _, base in asked:
-            if self.local is not None:
-                self.local.asking(base, rate)
         try:
             try:
                 calls = tuple(self.limiter.call(base, now, rate) for _, base in asked)
@@ -259,8 +257,8 @@ class RatelimitFlows:
         deadline = time.monotonic() + budget
         while True:
             result = yield from self.limit(identifier, rate)
-            if result.success or result.reason == "timeout":
-                return result
+            if result.success or result.reason == "timeout" or rate > self.limiter.limit:
+                return result  # admitted, or Redis out of reach, or a cost that never passes
             left = deadline - time.monotonic()
             if result.retry_after > left:
                 return result

@@ -41,10 +41,16 @@ class LocalWindows:
         self._lock = threading.Lock()
 
     def count(self, base: str, rate: int, local_now: float) -> RatelimitResult | None:
-        """Decide locally, or ``None`` when this process does not know the current window."""
+        """Decide locally, or ``None`` when this process does not know the current window.
+
+        ``None`` means "ask Redis": the request's cost is then noted as on its way, in the same
+        locked step, and :meth:`answered` must follow once Redis has answered (or failed).
+        """
         with self._lock:
             window = self._windows.get(base)
             if window is None or window.until <= local_now:
+                if rate > 0:
+                    self._asking[base] = self._asking.get(base, 0) + rate
                 return None
             if rate > 0 and window.count + self._asking.get(base, 0) + rate > self.limit:
                 retry = (window.until - local_now) / 1000
@@ -73,6 +79,8 @@ class LocalWindows:
             window = self._windows.get(base)
             if window is not None and window.key == key:
                 window.count = max(window.count + admitted, total)
+            elif window is not None and window.reset > result.reset:
+                return  # a late answer about a window that has already ended
             else:
                 until = local_now + (result.reset - server_now)
                 self._windows[base] = _Window(key, until, result.reset, total)
@@ -80,14 +88,8 @@ class LocalWindows:
             while len(self._windows) > self.max_size:
                 self._windows.popitem(last=False)
 
-    def asking(self, base: str, rate: int) -> None:
-        """Note a request of ``rate`` sent to Redis; :meth:`answered` ends it."""
-        if rate > 0:
-            with self._lock:
-                self._asking[base] = self._asking.get(base, 0) + rate
-
     def answered(self, base: str, rate: int) -> None:
-        """The request noted by :meth:`asking` has its answer (or failed)."""
+        """A request that :meth:`count` sent to Redis has its answer (or failed)."""
         if rate > 0:
             with self._lock:
                 left = self._asking.pop(base, 0) - rate
