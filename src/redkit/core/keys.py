@@ -36,6 +36,7 @@ __all__ = [
     "join",
     "stable_hash",
     "unescape",
+    "verbatim",
 ]
 
 SEP = ":"
@@ -49,6 +50,21 @@ _DECODE = {f"%{ord(ch):02X}": ch for ch in _ESCAPED}
 _PREFIX_FORBIDDEN = frozenset("*?[]\\{}")
 
 
+def _text(part: object, what: str) -> str:
+    """``part`` as text, or a clear error: it must be a non-empty str (valid Unicode) or int."""
+    if isinstance(part, bool) or not isinstance(part, (str, int)):
+        raise InvalidKeyError(f"{what} must be str or int, got {type(part).__name__}: {part!r:.80}")
+    if isinstance(part, int):
+        return str(part)
+    if not part:
+        raise InvalidKeyError(f"{what} must not be empty")
+    try:
+        part.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates cannot be sent to Redis
+        raise InvalidKeyError(f"{what} must be valid Unicode text: {part!r:.80}") from exc
+    return part
+
+
 def escape(part: str | int) -> str:
     """Make one user-supplied key part safe to embed in a key.
 
@@ -56,22 +72,27 @@ def escape(part: str | int) -> str:
         InvalidKeyError: for an empty string or a value that is neither ``str`` nor ``int``.
 
     """
-    if isinstance(part, bool) or not isinstance(part, (str, int)):
-        raise InvalidKeyError(
-            f"a key part must be str or int, got {type(part).__name__}: {part!r:.80}"
-        )
-    if isinstance(part, int):
-        return str(part)
-    if not part:
-        raise InvalidKeyError("a key part must not be empty")
-    escaped = part.translate(_ENCODE)
-    try:
-        size = len(escaped.encode("utf-8"))
-    except UnicodeEncodeError as exc:  # lone surrogates cannot be sent to Redis
-        raise InvalidKeyError(f"a key part must be valid Unicode text: {part!r:.80}") from exc
-    if size > MAX_PART_BYTES:
-        return "#" + digest(part)
+    text = _text(part, "a key part")
+    escaped = text.translate(_ENCODE)
+    if len(escaped.encode("utf-8")) > MAX_PART_BYTES:
+        return "#" + digest(text)
     return escaped
+
+
+def verbatim(part: str | int, *, max_bytes: int, what: str = "a key part") -> str:
+    """A user-supplied part kept as it is, for a key layout shared with another library.
+
+    Only where nothing widens a pattern with it (the keys are used whole, never matched). A
+    part longer than ``max_bytes`` is replaced by ``#`` and a digest, as :func:`escape` does.
+
+    Raises:
+        InvalidKeyError: for an empty string or a value that is neither ``str`` nor ``int``.
+
+    """
+    text = _text(part, what)
+    if len(text.encode("utf-8")) > max_bytes:
+        return "#" + digest(text)
+    return text
 
 
 def unescape(part: str) -> str:

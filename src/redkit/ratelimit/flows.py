@@ -20,7 +20,6 @@ from redkit.core.errors import (
     BackendTimeout,
     BackendUnavailable,
     InvalidArgumentError,
-    InvalidKeyError,
 )
 from redkit.core.flow import Flow
 from redkit.core.ops import Pipeline, ScriptCall, Sleep
@@ -53,30 +52,15 @@ def _monotonic_ms() -> float:
     return time.monotonic() * 1000.0
 
 
-def _identifier_part(identifier: object, cluster: bool) -> str:
+def _identifier_part(identifier: str | int, cluster: bool) -> str:
     """The identifier as it appears in keys: verbatim (Upstash's layout) or as a hash tag."""
     if cluster:
         # Every key of one identifier must hash to one slot; escaping keeps braces inside the
         # identifier from ending the tag early.
-        return keys.hash_tag(identifier)  # type: ignore[arg-type]  # escape() checks the type
+        return keys.hash_tag(identifier)
     if type(identifier) is str and 0 < len(identifier) <= 128 and identifier.isascii():
         return identifier  # the common case, checked cheaply
-    if isinstance(identifier, bool) or not isinstance(identifier, (str, int)):
-        raise InvalidKeyError(
-            f"an identifier must be str or int, got {type(identifier).__name__}: {identifier!r:.80}"
-        )
-    if isinstance(identifier, int):
-        return str(identifier)
-    if not identifier:
-        raise InvalidKeyError("an identifier must not be empty")
-    try:
-        size = len(identifier.encode("utf-8"))
-    except UnicodeEncodeError as exc:
-        raise InvalidKeyError(
-            f"an identifier must be valid Unicode text: {identifier!r:.80}"
-        ) from exc
-    # '#' and a digest: the layout other escaped parts use for long values (see core.keys).
-    return "#" + keys.digest(identifier) if size > MAX_IDENTIFIER_BYTES else identifier
+    return keys.verbatim(identifier, max_bytes=MAX_IDENTIFIER_BYTES, what="an identifier")
 
 
 def _check_rate(rate: object) -> int:

@@ -73,14 +73,8 @@ class Limiter:
 
 
 @dataclass(frozen=True)
-class FixedWindow(Limiter):
-    """At most ``tokens`` requests in each window; windows are aligned to the Unix epoch.
-
-    Args:
-        tokens: requests admitted per window.
-        window: the window: ``"10 s"``, seconds, or a ``timedelta``.
-
-    """
+class _Windowed(Limiter):
+    """What the window algorithms share: a number of requests per window."""
 
     tokens: int
     window: Duration
@@ -91,6 +85,17 @@ class FixedWindow(Limiter):
         object.__setattr__(self, "limit", _count(self.tokens, "tokens"))
         object.__setattr__(self, "window_ms", duration_ms(self.window, name="window"))
 
+
+@dataclass(frozen=True)
+class FixedWindow(_Windowed):
+    """At most ``tokens`` requests in each window; windows are aligned to the Unix epoch.
+
+    Args:
+        tokens: requests admitted per window.
+        window: the window: ``"10 s"``, seconds, or a ``timedelta``.
+
+    """
+
     def call(self, base: str, now: int, rate: int) -> ScriptCall:
         """Build this algorithm's script call (see :meth:`Limiter.call`)."""
         keys: tuple[str, ...] = (base,)
@@ -100,7 +105,7 @@ class FixedWindow(Limiter):
 
 
 @dataclass(frozen=True)
-class SlidingWindow(Limiter):
+class SlidingWindow(_Windowed):
     """About ``tokens`` requests in any window-long span, counted in two weighted windows.
 
     The estimate is Upstash's: the current window's count plus the previous window's count
@@ -113,15 +118,6 @@ class SlidingWindow(Limiter):
         window: the window: ``"10 s"``, seconds, or a ``timedelta``.
 
     """
-
-    tokens: int
-    window: Duration
-    limit: int = field(init=False, repr=False)
-    window_ms: int = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "limit", _count(self.tokens, "tokens"))
-        object.__setattr__(self, "window_ms", duration_ms(self.window, name="window"))
 
     def call(self, base: str, now: int, rate: int) -> ScriptCall:
         """Build this algorithm's script call (see :meth:`Limiter.call`)."""
