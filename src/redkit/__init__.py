@@ -10,6 +10,7 @@ from redkit.drivers.connect import Connection, connect, from_env
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
 from redkit.ratelimit import (
     AsyncRatelimit,
+    AsyncTieredRatelimit,
     CachedFixedWindow,
     EphemeralCache,
     FixedWindow,
@@ -17,6 +18,7 @@ from redkit.ratelimit import (
     RatelimitResult,
     Remaining,
     SlidingWindow,
+    TieredRatelimit,
     TokenBucket,
 )
 
@@ -24,6 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncRatelimit",
+    "AsyncTieredRatelimit",
     "CachedFixedWindow",
     "Connection",
     "EmbeddedCluster",
@@ -34,6 +37,7 @@ __all__ = [
     "RatelimitResult",
     "Remaining",
     "SlidingWindow",
+    "TieredRatelimit",
     "TokenBucket",
     "__version__",
     "connect",

@@ -15,9 +15,11 @@ from redkit.ratelimit.limiters import (
     TokenBucket,
 )
 from redkit.ratelimit.result import RatelimitResult, Remaining
+from redkit.ratelimit.tiers import AsyncTieredRatelimit, TieredRatelimit
 
 __all__ = [
     "AsyncRatelimit",
+    "AsyncTieredRatelimit",
     "CachedFixedWindow",
     "EphemeralCache",
     "FixedWindow",
@@ -26,5 +28,6 @@ __all__ = [
     "RatelimitResult",
     "Remaining",
     "SlidingWindow",
+    "TieredRatelimit",
     "TokenBucket",
 ]
