@@ -7,6 +7,8 @@ through the sync and the async driver. Every key is removed before each test.
 from __future__ import annotations
 
 import os
+import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -72,3 +74,32 @@ def backend(request: pytest.FixtureRequest, loop_thread: LoopThread) -> Backend:
             admin.flushall()
         conn = request.getfixturevalue("standalone_conn")
     return Backend(conn, topology=topology, mode=mode, loop=loop_thread)
+
+
+@pytest.fixture
+def hung_port() -> Iterator[int]:
+    """A TCP port that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    for conn in accepted:
+        conn.close()
+    listener.close()

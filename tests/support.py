@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
@@ -159,3 +160,10 @@ def process_alive(pid: int) -> bool:
         return True
     state = text.rsplit(")", 1)[1].split()[0]
     return state not in ("Z", "X")
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port

@@ -6,6 +6,7 @@ Sync and asyncio, one library. Start with :func:`connect` or :func:`from_env`.
 from __future__ import annotations
 
 from redkit import errors
+from redkit.cache import MISSING, AsyncCache, Cache
 from redkit.drivers.connect import Connection, connect, from_env
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
 from redkit.ratelimit import (
@@ -25,8 +26,11 @@ from redkit.ratelimit import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "MISSING",
+    "AsyncCache",
     "AsyncRatelimit",
     "AsyncTieredRatelimit",
+    "Cache",
     "CachedFixedWindow",
     "Connection",
     "EmbeddedCluster",

@@ -4,56 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from redkit import FixedWindow, SlidingWindow, TokenBucket, connect
 from redkit.drivers.embedded import EmbeddedRedis
-from support import Backend, LoopThread
+from support import Backend, LoopThread, closed_port
 
 # Generous against a loaded 2-core machine, yet far below the connection's own 5 s timeout.
 MARGIN = 1.5
-
-
-@pytest.fixture
-def hung_port() -> Iterator[int]:
-    """A TCP port that accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.05)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join(5)
-    for conn in accepted:
-        conn.close()
-    listener.close()
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:

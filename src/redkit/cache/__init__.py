@@ -1,0 +1,26 @@
+"""Caching: cache-aside and decorators, sync and asyncio, on Redis and Redis Cluster.
+
+See :class:`Cache` and :class:`AsyncCache`.
+"""
+
+from __future__ import annotations
+
+from redkit.cache.facade import AsyncCache, Cache
+from redkit.cache.flows import MISSING, CacheStats
+from redkit.cache.serializers import (
+    JsonSerializer,
+    MsgpackSerializer,
+    PickleSerializer,
+    Serializer,
+)
+
+__all__ = [
+    "MISSING",
+    "AsyncCache",
+    "Cache",
+    "CacheStats",
+    "JsonSerializer",
+    "MsgpackSerializer",
+    "PickleSerializer",
+    "Serializer",
+]

@@ -1,0 +1,340 @@
+"""``Cache`` and ``AsyncCache``: the same flows, run blocking or in asyncio."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, ParamSpec, TypeVar
+
+from redkit.cache.flows import MISSING, CacheFlows, CacheStats
+from redkit.cache.serializers import (
+    JsonSerializer,
+    MsgpackSerializer,
+    PickleSerializer,
+    Serializer,
+)
+from redkit.cache.singleflight import AsyncSingleFlight, SingleFlight
+from redkit.core import keys
+from redkit.core.driver import AsyncDriver, Backend, SyncDriver, as_backend
+from redkit.core.durations import Duration, duration_ms
+from redkit.core.errors import InvalidArgumentError
+from redkit.core.flow import run_async, run_sync
+
+__all__ = ["MISSING", "AsyncCache", "Cache"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Seconds one cache operation may wait for Redis before it counts as a miss.
+DEFAULT_TIMEOUT = 1.0
+#: The shortest secret accepted for signing pickled entries.
+MIN_SECRET_BYTES = 16
+
+
+def _ttl(value: Duration | None, name: str) -> int | None:
+    return None if value is None else duration_ms(value, name=name)
+
+
+def _serializer(
+    choice: str | Serializer, secret: str | bytes | None
+) -> tuple[Serializer, bytes | None]:
+    key = secret.encode() if isinstance(secret, str) else secret
+    if key is not None and len(key) < MIN_SECRET_BYTES:
+        raise InvalidArgumentError(f"secret must be at least {MIN_SECRET_BYTES} bytes long")
+    serializer: Serializer
+    if choice == "json":
+        serializer = JsonSerializer()
+    elif choice == "msgpack":
+        serializer = MsgpackSerializer()
+    elif choice == "pickle":
+        serializer = PickleSerializer()
+    elif isinstance(choice, str):
+        raise InvalidArgumentError(
+            f'serializer must be "json", "msgpack", "pickle" or a Serializer, got {choice!r}'
+        )
+    else:
+        serializer = choice
+    if serializer.needs_signature and key is None:
+        raise InvalidArgumentError(
+            "pickled entries run code when read: give the cache a secret (secret=...) so "
+            "that every entry is signed and a forged one is never unpickled"
+        )
+    return serializer, key
+
+
+def _setup(
+    redis: object,
+    namespace: str,
+    version: str | None,
+    default_ttl: Duration | None,
+    negative_ttl: Duration | None,
+    serializer: str | Serializer,
+    secret: str | bytes | None,
+    timeout: float | None,
+) -> tuple[Backend, CacheFlows, float | None]:
+    backend = as_backend(redis)
+    chosen, key = _serializer(serializer, secret)
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+    ):
+        raise InvalidArgumentError(
+            f"timeout must be a positive number of seconds or None, got {timeout!r}"
+        )
+    flows = CacheFlows(
+        namespace=namespace,
+        version=version,
+        default_ttl_ms=_ttl(default_ttl, "default_ttl"),
+        negative_ttl_ms=_ttl(negative_ttl, "negative_ttl"),
+        serializer=chosen,
+        secret=key,
+    )
+    return backend, flows, timeout
+
+
+class _KeyMaker:
+    """The cache key of one call of a decorated function."""
+
+    def __init__(self, fn: Callable[..., Any], template: str | None) -> None:
+        self.signature = inspect.signature(fn)
+        self.template = template
+        self.name = f"{fn.__module__}.{fn.__qualname__}"
+
+    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise InvalidArgumentError(f"{self.name}: {exc}") from exc
+        bound.apply_defaults()
+        if self.template is not None:
+            return self.template.format(**bound.arguments)
+        # The qualified name and a stable hash of the arguments, by name: the same call gives
+        # the same key in every process, and f(1, b=2) is f(a=1, b=2).
+        arguments = {k: v for k, v in bound.arguments.items() if k not in ("self", "cls")}
+        return f"{self.name}:{keys.stable_hash(arguments)}"
+
+
+class Cache:
+    """A Redis cache, blocking.
+
+    Args:
+        redis: a :class:`redkit.Connection`, a Redis URL, or a redis-py client.
+        namespace: the start of every key (``<namespace>:<version>:<key>``).
+        version: a version part of every key: change it to leave every old entry behind.
+        default_ttl: how long entries live (``"5 m"``, seconds, ``timedelta``); ``None`` for
+            no expiry.
+        negative_ttl: how long a loaded ``None`` ("not found") lives, when it should be
+            shorter than ``default_ttl``.
+        serializer: ``"json"`` (the default), ``"msgpack"``, ``"pickle"`` (needs ``secret``),
+            or a :class:`~redkit.cache.serializers.Serializer`.
+        secret: signs every pickled entry, bound to its key (at least 16 bytes).
+        timeout: seconds one operation may wait for Redis; then a read is a miss.
+
+    """
+
+    def __init__(
+        self,
+        redis: object,
+        *,
+        namespace: str = "cache",
+        version: str | None = None,
+        default_ttl: Duration | None = 300,
+        negative_ttl: Duration | None = None,
+        serializer: str | Serializer = "json",
+        secret: str | bytes | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._backend, self._flows, self._timeout = _setup(
+            redis, namespace, version, default_ttl, negative_ttl, serializer, secret, timeout
+        )
+        self._driver: SyncDriver | None = None
+        self._single_flight = SingleFlight()
+
+    def _sync_driver(self) -> SyncDriver:
+        if self._driver is None:
+            self._driver = self._backend.sync_driver(timeout=self._timeout)
+        return self._driver
+
+    @property
+    def stats(self) -> CacheStats:
+        """Hits, misses, loads, errors and corrupt entries seen so far."""
+        return self._flows.stats
+
+    def get(self, key: str | int, default: Any = None) -> Any:
+        """The cached value, or ``default`` (pass ``default=MISSING`` to tell a cached None)."""
+        return run_sync(self._flows.get(key, default), self._sync_driver())
+
+    def get_many(self, keys: Iterable[str | int]) -> dict[str | int, Any]:
+        """The cached values of those keys that hold one, in one round trip."""
+        return run_sync(self._flows.get_many(keys), self._sync_driver())
+
+    def set(self, key: str | int, value: Any, ttl: Duration | None = None) -> bool:
+        """Store ``value``; ``False`` when Redis could not take it."""
+        return run_sync(self._flows.set(key, value, _ttl(ttl, "ttl")), self._sync_driver())
+
+    def set_many(self, values: Mapping[str | int, Any], ttl: Duration | None = None) -> bool:
+        """Store every value in one round trip; ``False`` when any could not be stored."""
+        return run_sync(self._flows.set_many(values, _ttl(ttl, "ttl")), self._sync_driver())
+
+    def delete(self, *keys: str | int) -> int:
+        """Remove those keys; return how many existed. Raises if Redis cannot be reached."""
+        return run_sync(self._flows.delete(*keys), self._sync_driver())
+
+    def touch(self, key: str | int, ttl: Duration | None = None) -> bool:
+        """Give ``key`` a new time to live; ``False`` when it does not exist."""
+        return run_sync(self._flows.touch(key, _ttl(ttl, "ttl")), self._sync_driver())
+
+    def ttl(self, key: str | int) -> float | None:
+        """Seconds ``key`` has left; ``None`` when missing or without expiry."""
+        return run_sync(self._flows.ttl(key), self._sync_driver())
+
+    def get_or_set(
+        self, key: str | int, loader: Callable[[], Any], ttl: Duration | None = None
+    ) -> Any:
+        """The cached value, or ``loader()``'s, stored for next time (one load per process)."""
+        flow = functools.partial(self._flows.get_or_set, key, loader, _ttl(ttl, "ttl"))
+        return self._single_flight.run(
+            self._flows.key(key), lambda: run_sync(flow(), self._sync_driver())
+        )
+
+    def cached(
+        self, ttl: Duration | None = None, *, key: str | None = None
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorate a function: its results are cached per arguments.
+
+        ``key`` is a template filled with the arguments by name (``"user:{uid}"``); by default
+        the key is the function's qualified name and a stable hash of its arguments. The
+        wrapper has ``.invalidate(*args, **kwargs)`` and ``.refresh(*args, **kwargs)``.
+        """
+
+        def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+            make_key = _KeyMaker(fn, key)
+
+            @functools.wraps(fn)
+            def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                value: R = self.get_or_set(make_key(args, kwargs), lambda: fn(*args, **kwargs), ttl)
+                return value
+
+            def invalidate(*args: Any, **kwargs: Any) -> int:
+                return self.delete(make_key(args, kwargs))
+
+            def refresh(*args: Any, **kwargs: Any) -> R:
+                value = fn(*args, **kwargs)
+                self.set(make_key(args, kwargs), value, ttl)
+                return value
+
+            wrapper.invalidate = invalidate  # type: ignore[attr-defined]
+            wrapper.refresh = refresh  # type: ignore[attr-defined]
+            return wrapper
+
+        return decorate
+
+
+class AsyncCache:
+    """A Redis cache for asyncio: the arguments and methods of :class:`Cache`, as coroutines.
+
+    Args:
+        redis: a :class:`redkit.Connection`, a Redis URL, or a redis-py asyncio client.
+        namespace: as for :class:`Cache`.
+        version: as for :class:`Cache`.
+        default_ttl: as for :class:`Cache`.
+        negative_ttl: as for :class:`Cache`.
+        serializer: as for :class:`Cache`.
+        secret: as for :class:`Cache`.
+        timeout: as for :class:`Cache`.
+
+    """
+
+    def __init__(
+        self,
+        redis: object,
+        *,
+        namespace: str = "cache",
+        version: str | None = None,
+        default_ttl: Duration | None = 300,
+        negative_ttl: Duration | None = None,
+        serializer: str | Serializer = "json",
+        secret: str | bytes | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._backend, self._flows, self._timeout = _setup(
+            redis, namespace, version, default_ttl, negative_ttl, serializer, secret, timeout
+        )
+        self._single_flight = AsyncSingleFlight()
+
+    def _async_driver(self) -> AsyncDriver:
+        return self._backend.async_driver(timeout=self._timeout)
+
+    @property
+    def stats(self) -> CacheStats:
+        """Hits, misses, loads, errors and corrupt entries seen so far."""
+        return self._flows.stats
+
+    async def get(self, key: str | int, default: Any = None) -> Any:
+        """The cached value, or ``default`` (pass ``default=MISSING`` to tell a cached None)."""
+        return await run_async(self._flows.get(key, default), self._async_driver())
+
+    async def get_many(self, keys: Iterable[str | int]) -> dict[str | int, Any]:
+        """The cached values of those keys that hold one, in one round trip."""
+        return await run_async(self._flows.get_many(keys), self._async_driver())
+
+    async def set(self, key: str | int, value: Any, ttl: Duration | None = None) -> bool:
+        """Store ``value``; ``False`` when Redis could not take it."""
+        return await run_async(self._flows.set(key, value, _ttl(ttl, "ttl")), self._async_driver())
+
+    async def set_many(self, values: Mapping[str | int, Any], ttl: Duration | None = None) -> bool:
+        """Store every value in one round trip; ``False`` when any could not be stored."""
+        return await run_async(self._flows.set_many(values, _ttl(ttl, "ttl")), self._async_driver())
+
+    async def delete(self, *keys: str | int) -> int:
+        """Remove those keys; return how many existed. Raises if Redis cannot be reached."""
+        return await run_async(self._flows.delete(*keys), self._async_driver())
+
+    async def touch(self, key: str | int, ttl: Duration | None = None) -> bool:
+        """Give ``key`` a new time to live; ``False`` when it does not exist."""
+        return await run_async(self._flows.touch(key, _ttl(ttl, "ttl")), self._async_driver())
+
+    async def ttl(self, key: str | int) -> float | None:
+        """Seconds ``key`` has left; ``None`` when missing or without expiry."""
+        return await run_async(self._flows.ttl(key), self._async_driver())
+
+    async def get_or_set(
+        self, key: str | int, loader: Callable[[], Any], ttl: Duration | None = None
+    ) -> Any:
+        """The cached value, or ``loader()``'s (sync or async), stored for next time."""
+        flow = functools.partial(self._flows.get_or_set, key, loader, _ttl(ttl, "ttl"))
+        return await self._single_flight.run(
+            self._flows.key(key), lambda: run_async(flow(), self._async_driver())
+        )
+
+    def cached(
+        self, ttl: Duration | None = None, *, key: str | None = None
+    ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+        """Decorate an async function: its results are cached per arguments.
+
+        As :meth:`Cache.cached`; ``.invalidate`` and ``.refresh`` are coroutines here.
+        """
+
+        def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+            make_key = _KeyMaker(fn, key)
+
+            @functools.wraps(fn)
+            async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                value: R = await self.get_or_set(
+                    make_key(args, kwargs), lambda: fn(*args, **kwargs), ttl
+                )
+                return value
+
+            async def invalidate(*args: Any, **kwargs: Any) -> int:
+                return await self.delete(make_key(args, kwargs))
+
+            async def refresh(*args: Any, **kwargs: Any) -> R:
+                value = await fn(*args, **kwargs)
+                await self.set(make_key(args, kwargs), value, ttl)
+                return value
+
+            wrapper.invalidate = invalidate  # type: ignore[attr-defined]
+            wrapper.refresh = refresh  # type: ignore[attr-defined]
+            return wrapper
+
+        return decorate

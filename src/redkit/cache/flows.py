@@ -1,0 +1,260 @@
+"""Every cache behaviour, written once as a flow; :class:`~redkit.Cache` runs them.
+
+Keys read ``<namespace>:<version>:<key>`` (no version part when there is none). Values are
+entries (:mod:`redkit.cache.envelope`): the serialized value with the moment it was stored, its
+expiry and how long its loader took, which is what early refresh needs.
+
+Failure policy: a read that Redis cannot answer is a miss (``get_or_set`` then answers from the
+loader), a write that fails is logged and reported as ``False``; a *delete* that fails raises,
+since an invalidation that silently did not happen would leave stale data behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from redkit.cache.envelope import CorruptEntry, Entry, pack, unpack
+from redkit.cache.serializers import Serializer
+from redkit.core import keys
+from redkit.core.errors import BackendError, BackendTimeout, BackendUnavailable
+from redkit.core.flow import Flow
+from redkit.core.ops import Call, Pipeline, command
+from redkit.core.replies import as_int, is_ok
+
+__all__ = ["MAX_KEY_BYTES", "MISSING", "CacheFlows", "CacheStats"]
+
+log = logging.getLogger("redkit.cache")
+
+#: Keys longer than this (in UTF-8) are stored under a digest.
+MAX_KEY_BYTES = 512
+#: Errors that mean "Redis did not answer": reads become misses, writes report False.
+_NO_ANSWER = (BackendTimeout, BackendUnavailable)
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+#: What ``get(key, default=MISSING)`` returns for a miss, so a cached ``None`` is told apart.
+MISSING: Any = _Missing()
+
+
+@dataclass
+class CacheStats:
+    """Counters of what a cache did, since it was created."""
+
+    hits: int = 0
+    misses: int = 0
+    loads: int = 0
+    errors: int = 0
+    corrupt: int = 0
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class CacheFlows:
+    """The flows of one configured cache."""
+
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        version: str | None,
+        default_ttl_ms: int | None,
+        negative_ttl_ms: int | None,
+        serializer: Serializer,
+        secret: bytes | None,
+    ) -> None:
+        prefix = keys.check_prefix(namespace)
+        if version is not None:
+            prefix += ":" + keys.escape(version)
+        self._prefix = prefix + ":"
+        self.namespace = namespace
+        self.version = version
+        self.default_ttl_ms = default_ttl_ms
+        self.negative_ttl_ms = negative_ttl_ms
+        self.serializer = serializer
+        self.secret = secret
+        self.stats = CacheStats()
+        self._stats_lock = threading.Lock()
+
+    # -- keys, entries, counters -----------------------------------------------------------
+
+    def key(self, key: str | int) -> str:
+        """The Redis key of the cache key ``key``."""
+        return self._prefix + keys.verbatim(key, max_bytes=MAX_KEY_BYTES, what="a cache key")
+
+    def _count(self, **deltas: int) -> None:
+        with self._stats_lock:
+            for name, delta in deltas.items():
+                setattr(self.stats, name, getattr(self.stats, name) + delta)
+
+    def _ttl_ms(self, ttl_ms: int | None, value: Any) -> int | None:
+        if value is None and self.negative_ttl_ms is not None:
+            return self.negative_ttl_ms  # "nothing there" is cached for its own, shorter time
+        return self.default_ttl_ms if ttl_ms is None else ttl_ms
+
+    def _encode(self, redis_key: str, value: Any, ttl_ms: int | None, load_ms: int = 0) -> bytes:
+        now = _now_ms()
+        expires = now + ttl_ms if ttl_ms else 0
+        return pack(
+            self.serializer, redis_key, value, created_ms=now, load_ms=load_ms,
+            expires_ms=expires, secret=self.secret,
+        )  # fmt: skip
+
+    def _decode(self, redis_key: str, raw: Any) -> Entry | None:
+        """The entry in a GET reply; ``None`` for a miss or for bytes that are no entry."""
+        if raw is None:
+            return None
+        try:
+            return unpack(self.serializer, redis_key, bytes(raw), secret=self.secret)
+        except CorruptEntry as exc:
+            self._count(corrupt=1)
+            log.warning(
+                "cache key %r holds no readable entry (%s): treated as a miss", redis_key, exc
+            )
+            return None
+
+    @staticmethod
+    def _set_command(redis_key: str, data: bytes, ttl_ms: int | None) -> Any:
+        if ttl_ms:
+            return command("SET", redis_key, data, "PX", ttl_ms)
+        return command("SET", redis_key, data)
+
+    # -- flows -----------------------------------------------------------------------------
+
+    def get(self, key: str | int, default: Any = None) -> Flow[Any]:
+        """The cached value of ``key``, or ``default`` on a miss."""
+        redis_key = self.key(key)
+        try:
+            raw = yield command("GET", redis_key)
+        except _NO_ANSWER as exc:
+            self._count(errors=1, misses=1)
+            log.warning("cache read of %r failed, counted as a miss: %s", redis_key, exc)
+            return default
+        entry = self._decode(redis_key, raw)
+        if entry is None:
+            self._count(misses=1)
+            return default
+        self._count(hits=1)
+        return entry.value
+
+    def get_many(self, cache_keys: Iterable[str | int]) -> Flow[dict[str | int, Any]]:
+        """The cached values of those keys that hold one, in one round trip."""
+        wanted = list(dict.fromkeys(cache_keys))
+        redis_keys = [self.key(key) for key in wanted]
+        if not wanted:
+            return {}
+        try:
+            # A pipeline of GETs, not MGET: on a cluster the keys live in many slots.
+            replies = yield Pipeline(tuple(command("GET", k) for k in redis_keys))
+        except _NO_ANSWER as exc:
+            self._count(errors=1, misses=len(wanted))
+            log.warning("cache read of %d keys failed, counted as misses: %s", len(wanted), exc)
+            return {}
+        found: dict[str | int, Any] = {}
+        for key, redis_key, raw in zip(wanted, redis_keys, replies, strict=True):
+            entry = None if isinstance(raw, BackendError) else self._decode(redis_key, raw)
+            if entry is not None:
+                found[key] = entry.value
+        self._count(hits=len(found), misses=len(wanted) - len(found))
+        return found
+
+    def set(self, key: str | int, value: Any, ttl_ms: int | None = None) -> Flow[bool]:
+        """Store ``value`` under ``key``; ``False`` when Redis could not take it."""
+        redis_key = self.key(key)
+        ttl_ms = self._ttl_ms(ttl_ms, value)
+        data = self._encode(redis_key, value, ttl_ms)
+        try:
+            reply = yield self._set_command(redis_key, data, ttl_ms)
+        except _NO_ANSWER as exc:
+            self._count(errors=1)
+            log.warning("cache write of %r failed: %s", redis_key, exc)
+            return False
+        return is_ok(reply)
+
+    def set_many(self, values: Mapping[str | int, Any], ttl_ms: int | None = None) -> Flow[bool]:
+        """Store every value, in one round trip; ``False`` when any could not be stored."""
+        ops = []
+        for key, value in values.items():
+            redis_key = self.key(key)
+            entry_ttl = self._ttl_ms(ttl_ms, value)
+            ops.append(
+                self._set_command(redis_key, self._encode(redis_key, value, entry_ttl), entry_ttl)
+            )
+        if not ops:
+            return True
+        try:
+            replies = yield Pipeline(tuple(ops))
+        except _NO_ANSWER as exc:
+            self._count(errors=1)
+            log.warning("cache write of %d keys failed: %s", len(ops), exc)
+            return False
+        return all(is_ok(reply) for reply in replies)
+
+    def delete(self, *cache_keys: str | int) -> Flow[int]:
+        """Remove those keys; return how many existed. Raises when Redis cannot be reached."""
+        redis_keys = [self.key(key) for key in cache_keys]
+        if not redis_keys:
+            return 0
+        replies = yield Pipeline(tuple(command("UNLINK", k) for k in redis_keys))
+        for reply in replies:
+            if isinstance(reply, BackendError):
+                raise reply
+        return sum(as_int(reply) for reply in replies)
+
+    def touch(self, key: str | int, ttl_ms: int | None = None) -> Flow[bool]:
+        """Give ``key`` a new time to live (the default one when ``ttl_ms`` is None)."""
+        ttl_ms = self.default_ttl_ms if ttl_ms is None else ttl_ms
+        redis_key = self.key(key)
+        reply = yield (
+            command("PEXPIRE", redis_key, ttl_ms) if ttl_ms else command("PERSIST", redis_key)
+        )
+        return as_int(reply) == 1
+
+    def ttl(self, key: str | int) -> Flow[float | None]:
+        """Seconds ``key`` has left; ``None`` when it is missing or never expires."""
+        reply = as_int((yield command("PTTL", self.key(key))))
+        return None if reply < 0 else reply / 1000
+
+    def get_or_set(
+        self, key: str | int, loader: Callable[[], Any], ttl_ms: int | None = None
+    ) -> Flow[Any]:
+        """Cache-aside: the cached value, or ``loader()``'s, stored for next time."""
+        redis_key = self.key(key)
+        try:
+            raw = yield command("GET", redis_key)
+        except _NO_ANSWER as exc:
+            # Redis is out of reach: the loader answers, and nothing is stored.
+            self._count(errors=1, misses=1, loads=1)
+            log.warning("cache read of %r failed, loading without the cache: %s", redis_key, exc)
+            return (yield Call(loader))
+        entry = self._decode(redis_key, raw)
+        if entry is not None:
+            self._count(hits=1)
+            return entry.value
+        self._count(misses=1, loads=1)
+        started = time.monotonic()
+        value = yield Call(loader)
+        load_ms = round((time.monotonic() - started) * 1000)
+        ttl_ms = self._ttl_ms(ttl_ms, value)
+        data = self._encode(redis_key, value, ttl_ms, load_ms)
+        try:
+            yield self._set_command(redis_key, data, ttl_ms)
+        except _NO_ANSWER as exc:
+            self._count(errors=1)
+            log.warning(
+                "cache write of %r failed; the loaded value is still returned: %s", redis_key, exc
+            )
+        return value

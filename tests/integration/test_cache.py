@@ -1,0 +1,247 @@
+"""The cache on real servers: standalone and cluster, sync and async (see conftest)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from redkit.cache import MISSING, AsyncCache, Cache
+from redkit.cache.envelope import pack
+from redkit.cache.serializers import JsonSerializer, PickleSerializer
+from redkit.core.errors import InvalidArgumentError, InvalidKeyError
+from support import Backend, Blocking
+
+SECRET = b"0123456789abcdef-test-secret"
+
+
+def make_cache(backend: Backend, **options: Any) -> Any:
+    facade = AsyncCache if backend.is_async else Cache
+    options.setdefault("namespace", "t")
+    return Blocking(facade(backend.conn, **options), backend)
+
+
+def test_set_get_delete_and_a_cached_none_is_not_a_miss(backend: Backend) -> None:
+    cache = make_cache(backend)
+    assert cache.get("user:1") is None
+    assert cache.get("user:1", default=MISSING) is MISSING
+    assert cache.set("user:1", {"name": "Ada", "tags": ["x"], "n": 1.5})
+    assert cache.get("user:1") == {"name": "Ada", "tags": ["x"], "n": 1.5}
+    assert cache.set("nothing", None)
+    assert cache.get("nothing", default=MISSING) is None  # cached None, not a miss
+    assert cache.delete("user:1", "nothing", "never-there") == 2
+    assert cache.get("user:1", default=MISSING) is MISSING
+    assert (cache.stats.hits, cache.stats.misses) == (2, 3)
+
+
+def test_keys_are_namespaced_and_versioned(backend: Backend) -> None:
+    v1 = make_cache(backend, namespace="app", version="v1")
+    v2 = make_cache(backend, namespace="app", version="v2")
+    v1.set("user:{42}*", "old")
+    assert v2.get("user:{42}*") is None  # a new version leaves old entries behind
+    assert backend.all_keys() == {"app:v1:user:{42}*"}
+    assert v1.get("user:{42}*") == "old"
+
+
+def test_ttls_touch_and_defaults(backend: Backend) -> None:
+    cache = make_cache(backend, default_ttl="1 m", negative_ttl="5 s")
+    cache.set("a", 1)
+    assert 50 < cache.ttl("a") <= 60
+    cache.set("b", 2, ttl=3600)
+    assert 3500 < cache.ttl("b") <= 3600
+    cache.set("none", None)
+    assert 0 < cache.ttl("none") <= 5  # "not found" lives for the negative TTL
+    assert cache.touch("a", "2 h")
+    assert 7000 < cache.ttl("a") <= 7200
+    assert not cache.touch("missing")
+    assert cache.ttl("missing") is None
+    forever = make_cache(backend, namespace="forever", default_ttl=None)
+    forever.set("k", 1)
+    assert forever.ttl("k") is None
+
+
+def test_get_many_and_set_many_span_cluster_slots(backend: Backend) -> None:
+    cache = make_cache(backend)
+    values = {f"item:{n}": n for n in range(50)}
+    assert cache.set_many(values)
+    found = cache.get_many([*values, "missing"])
+    assert found == values
+    assert cache.get_many([]) == {}
+    assert cache.delete(*values) == 50
+
+
+def test_get_or_set_loads_once_then_hits(backend: Backend) -> None:
+    cache = make_cache(backend)
+    loads: list[int] = []
+
+    def loader() -> dict[str, int]:
+        loads.append(1)
+        return {"id": 7}
+
+    assert cache.get_or_set("user:7", loader) == {"id": 7}
+    assert cache.get_or_set("user:7", loader) == {"id": 7}
+    assert len(loads) == 1
+    assert cache.stats.loads == 1
+
+
+def test_concurrent_callers_in_one_process_share_one_load(backend: Backend) -> None:
+    cache = make_cache(backend)
+    loads: list[int] = []
+    release = threading.Event()
+
+    def slow_loader() -> str:
+        loads.append(1)
+        release.wait(5)
+        return "value"
+
+    if backend.is_async:
+        facade = cache.target
+
+        async def many() -> list[Any]:
+            async def async_loader() -> str:
+                loads.append(1)
+                await asyncio.sleep(0.2)
+                return "value"
+
+            return await asyncio.gather(
+                *(facade.get_or_set("hot", async_loader) for _ in range(20))
+            )
+
+        results = backend.loop.run(many())
+    else:
+        results = []
+        threads = [
+            threading.Thread(target=lambda: results.append(cache.get_or_set("hot", slow_loader)))
+            for _ in range(20)
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.2)
+        release.set()
+        for thread in threads:
+            thread.join(10)
+    assert results == ["value"] * 20
+    assert len(loads) == 1
+
+
+def test_the_decorator_keys_by_arguments_and_can_invalidate_and_refresh(backend: Backend) -> None:
+    cache = make_cache(backend)
+    calls: list[tuple[int, str]] = []
+
+    if backend.is_async:
+
+        @cache.target.cached(ttl="1 m", key="user:{uid}:{fields}")
+        async def get_user(uid: int, fields: str = "all") -> dict[str, Any]:
+            calls.append((uid, fields))
+            return {"uid": uid, "fields": fields, "n": len(calls)}
+
+        @cache.target.cached()
+        async def total(a: int, b: int = 0) -> int:
+            calls.append((a, "total"))
+            return a + b
+
+    else:
+
+        @cache.target.cached(ttl="1 m", key="user:{uid}:{fields}")
+        def get_user(uid: int, fields: str = "all") -> dict[str, Any]:
+            calls.append((uid, fields))
+            return {"uid": uid, "fields": fields, "n": len(calls)}
+
+        @cache.target.cached()
+        def total(a: int, b: int = 0) -> int:
+            calls.append((a, "total"))
+            return a + b
+
+    call = backend.call
+    assert call(get_user, 1)["n"] == 1
+    assert call(get_user, uid=1)["n"] == 1  # the same call, by keyword: a hit
+    assert call(get_user, 1, "name")["n"] == 2
+    assert "t:user:1:all" in backend.all_keys()
+    assert call(get_user.refresh, 1)["n"] == 3
+    assert call(get_user, 1)["n"] == 3
+    assert call(get_user.invalidate, 1) == 1
+    assert call(get_user, 1)["n"] == 4
+    assert call(total, 1, 2) == 3
+    assert call(total, a=1, b=2) == 3
+    assert calls.count((1, "total")) == 1  # the default key is stable across call styles
+    assert any(key.startswith("t:test_cache.") for key in backend.all_keys())
+
+
+def test_corrupt_or_foreign_bytes_are_a_logged_miss(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = make_cache(backend)
+    admin = backend.admin
+    admin.set("t:plain", "written by someone else")
+    admin.set("t:truncated", b"\xffrk\x01")
+    good = pack(JsonSerializer(), "t:bad-json", 1, created_ms=0)
+    admin.set("t:bad-json", good[:-1] + b"{")
+    for key in ("plain", "truncated", "bad-json"):
+        assert cache.get(key, default=MISSING) is MISSING
+    assert cache.stats.corrupt == 3
+    assert "treated as a miss" in caplog.text
+    assert cache.get_or_set("plain", lambda: "reloaded") == "reloaded"  # and healed
+    assert cache.get("plain") == "reloaded"
+
+
+def test_pickle_needs_a_secret_and_refuses_forged_entries(backend: Backend) -> None:
+    facade = AsyncCache if backend.is_async else Cache
+    with pytest.raises(InvalidArgumentError, match="give the cache a secret"):
+        facade(backend.conn, serializer="pickle")
+    with pytest.raises(InvalidArgumentError, match="at least 16 bytes"):
+        facade(backend.conn, serializer="pickle", secret="short")
+    cache = make_cache(backend, serializer="pickle", secret=SECRET)
+    cache.set("obj", {1, 2, 3})
+    assert cache.get("obj") == {1, 2, 3}
+    # An entry signed with another secret, or moved under another key, is never unpickled.
+    forged = pack(PickleSerializer(), "t:obj2", ["evil"], created_ms=0, secret=b"x" * 32)
+    backend.admin.set("t:obj2", forged)
+    assert cache.get("obj2", default=MISSING) is MISSING
+    backend.admin.set("t:moved", backend.admin.get("t:obj"))
+    assert cache.get("moved", default=MISSING) is MISSING
+    json_cache = make_cache(backend)  # another serializer's entry is a miss, not a crash
+    assert json_cache.get("obj", default=MISSING) is MISSING
+
+
+def test_msgpack_round_trips(backend: Backend) -> None:
+    cache = make_cache(backend, serializer="msgpack")
+    value = {"bytes": b"\x00\xff", "list": [1, 2.5, None, True], "text": "ü"}
+    cache.set("m", value)
+    assert cache.get("m") == value
+
+
+@pytest.mark.parametrize(
+    ("key", "error"),
+    [
+        ("", InvalidKeyError),
+        (None, InvalidKeyError),
+        (1.5, InvalidKeyError),
+        (b"k", InvalidKeyError),
+    ],
+)
+def test_bad_keys_are_refused(backend: Backend, key: Any, error: type[Exception]) -> None:
+    cache = make_cache(backend)
+    with pytest.raises(error):
+        cache.get(key)
+    with pytest.raises(error):
+        cache.set(key, 1)
+
+
+def test_huge_and_unicode_keys_work(backend: Backend) -> None:
+    cache = make_cache(backend)
+    for key in ("ключ-🙂", "k" * 100_000, 12345):
+        cache.set(key, key)
+        assert cache.get(key) == key
+    assert all(len(k) < 600 for k in backend.all_keys())
+
+
+def test_values_that_cannot_be_stored_say_why(backend: Backend) -> None:
+    cache = make_cache(backend)
+    with pytest.raises(InvalidArgumentError, match="cannot cache a value of type object as JSON"):
+        cache.set("x", object())
+    with pytest.raises(InvalidArgumentError, match="as JSON"):
+        cache.get_or_set("y", lambda: {1, 2})
+    assert backend.all_keys() == set()

@@ -1,0 +1,147 @@
+"""Cache entries, serializers, single flight and the facades' shape (no server)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from redkit.cache import AsyncCache, Cache
+from redkit.cache.envelope import CorruptEntry, pack, unpack
+from redkit.cache.serializers import JsonSerializer, MsgpackSerializer, PickleSerializer
+from redkit.cache.singleflight import AsyncSingleFlight, SingleFlight
+from redkit.core.errors import InvalidArgumentError
+
+URL = "redis://127.0.0.1:1"  # never contacted
+
+
+def test_an_entry_round_trips_with_its_metadata() -> None:
+    data = pack(
+        JsonSerializer(), "k", {"a": [1, None]}, created_ms=5, fresh_until_ms=6, load_ms=7,
+        expires_ms=8,
+    )  # fmt: skip
+    entry = unpack(JsonSerializer(), "k", data)
+    assert entry == ({"a": [1, None]}, 5, 6, 7, 8)
+    assert data.startswith(b"\xffrk")  # never valid UTF-8: no plain string passes for one
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"{}", b"\xffrk", b"\xffrk\x02" + bytes(40), b"plain text", bytes(range(256))]
+)
+def test_what_is_not_an_entry_is_corrupt(data: bytes) -> None:
+    with pytest.raises(CorruptEntry):
+        unpack(JsonSerializer(), "k", data)
+
+
+def test_signed_entries_check_key_and_secret() -> None:
+    secret = b"s" * 16
+    data = pack(PickleSerializer(), "k", {1, 2}, created_ms=0, secret=secret)
+    assert unpack(PickleSerializer(), "k", data, secret=secret).value == {1, 2}
+    for key, other_secret in (("other", secret), ("k", b"t" * 16), ("k", None)):
+        with pytest.raises(CorruptEntry):
+            unpack(PickleSerializer(), key, data, secret=other_secret)
+    tampered = data[:-1] + bytes([data[-1] ^ 1])
+    with pytest.raises(CorruptEntry, match="signature"):
+        unpack(PickleSerializer(), "k", tampered, secret=secret)
+    with pytest.raises(ValueError, match="needs a secret"):
+        pack(PickleSerializer(), "k", 1, created_ms=0)
+
+
+def test_json_without_orjson_and_msgpack() -> None:
+    plain = JsonSerializer()
+    plain._orjson = None  # the standard library path
+    assert plain.loads(plain.dumps({"ü": [1, 2.5]})) == {"ü": [1, 2.5]}
+    with pytest.raises(InvalidArgumentError, match="as JSON"):
+        plain.dumps(float("nan"))
+    packer = MsgpackSerializer()
+    assert packer.loads(packer.dumps([b"\x00", "x"])) == [b"\x00", "x"]
+    with pytest.raises(ValueError, match="malformed msgpack"):
+        packer.loads(b"\xc1")
+    with pytest.raises(InvalidArgumentError, match="as msgpack"):
+        packer.dumps(object())
+
+
+def test_single_flight_shares_one_call_among_threads() -> None:
+    flight = SingleFlight()
+    calls: list[int] = []
+    gate = threading.Event()
+
+    def work() -> int:
+        calls.append(1)
+        gate.wait(5)
+        return 42
+
+    results: list[int] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(flight.run("k", work))) for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.1)
+    gate.set()
+    for thread in threads:
+        thread.join(5)
+    assert (results, len(calls)) == ([42] * 8, 1)
+
+    def boom() -> int:
+        raise KeyError("no")
+
+    with pytest.raises(KeyError):
+        flight.run("k", boom)
+    assert flight.run("k", lambda: 7) == 7  # a finished call leaves nothing behind
+
+
+def test_single_flight_shares_one_call_among_tasks() -> None:
+    flight = AsyncSingleFlight()
+    calls: list[int] = []
+
+    async def work() -> int:
+        calls.append(1)
+        await asyncio.sleep(0.05)
+        return 42
+
+    async def failing() -> int:
+        await asyncio.sleep(0.01)
+        raise KeyError("no")
+
+    async def main() -> None:
+        assert await asyncio.gather(*(flight.run("k", work) for _ in range(10))) == [42] * 10
+        outcomes = await asyncio.gather(
+            *(flight.run("e", failing) for _ in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(outcome, KeyError) for outcome in outcomes)
+
+    asyncio.run(main())
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"serializer": "yaml"}, "serializer must be"),
+        ({"serializer": "pickle"}, "give the cache a secret"),
+        ({"default_ttl": "forever"}, "default_ttl must look like"),
+        ({"negative_ttl": 0}, "negative_ttl must be at least"),
+        ({"timeout": 0}, "timeout must be"),
+        ({"namespace": "a*"}, "must not contain"),
+    ],
+)
+def test_bad_cache_options_say_what_is_wrong(options: dict[str, Any], message: str) -> None:
+    for facade in (Cache, AsyncCache):
+        with pytest.raises(ValueError, match=message):
+            facade(URL, **options)
+
+
+def test_sync_and_async_caches_have_the_same_signatures() -> None:
+    for name, member in inspect.getmembers(Cache):
+        if name.startswith("_") and name != "__init__":
+            continue
+        twin = getattr(AsyncCache, name)
+        if callable(member) and name != "cached":
+            assert inspect.signature(member) == inspect.signature(twin), name
+            if name != "__init__":
+                assert inspect.iscoroutinefunction(twin), name
