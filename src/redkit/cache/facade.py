@@ -197,6 +197,52 @@ class Cache:
             self._flows.key(key), lambda: run_sync(flow(), self._sync_driver())
         )
 
+    def write_through(
+        self, key: str | int, write: Callable[[], Any], ttl: Duration | None = None
+    ) -> Any:
+        """Run ``write`` (the database write), then cache its result; see the flow's doc."""
+        return run_sync(
+            self._flows.write_through(key, write, _ttl(ttl, "ttl")), self._sync_driver()
+        )
+
+    def delete_pattern(
+        self,
+        pattern: str,
+        *parts: str | int,
+        batch: int = 500,
+        progress: Callable[[int], Any] | None = None,
+    ) -> int:
+        """Delete the keys matching ``pattern``; return how many were deleted.
+
+        ``pattern`` is a glob over cache keys, such as ``"user:{}:*"``: each ``{}`` takes one of
+        ``parts``, matched literally. ``SCAN`` walks every master, in batches of ``batch``.
+        """
+        flow = self._flows.delete_pattern(pattern, parts, batch=batch, progress=progress)
+        return run_sync(flow, self._sync_driver())
+
+    def writes(
+        self, ttl: Duration | None = None, *, key: str
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorate a write function (write-through): its result is cached under ``key``.
+
+        ``key`` is a template filled with the function's arguments; when caching the result
+        fails, the key is deleted, so no stale value survives the write.
+        """
+
+        def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+            make_key = _KeyMaker(fn, key)
+
+            @functools.wraps(fn)
+            def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                value: R = self.write_through(
+                    make_key(args, kwargs), lambda: fn(*args, **kwargs), ttl
+                )
+                return value
+
+            return wrapper
+
+        return decorate
+
     def cached(
         self, ttl: Duration | None = None, *, key: str | None = None
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -306,6 +352,44 @@ class AsyncCache:
         return await self._single_flight.run(
             self._flows.key(key), lambda: run_async(flow(), self._async_driver())
         )
+
+    async def write_through(
+        self, key: str | int, write: Callable[[], Any], ttl: Duration | None = None
+    ) -> Any:
+        """Run ``write`` (sync or async), then cache its result; see :meth:`Cache.write_through`."""
+        return await run_async(
+            self._flows.write_through(key, write, _ttl(ttl, "ttl")), self._async_driver()
+        )
+
+    async def delete_pattern(
+        self,
+        pattern: str,
+        *parts: str | int,
+        batch: int = 500,
+        progress: Callable[[int], Any] | None = None,
+    ) -> int:
+        """Delete the keys matching ``pattern``; see :meth:`Cache.delete_pattern`."""
+        flow = self._flows.delete_pattern(pattern, parts, batch=batch, progress=progress)
+        return await run_async(flow, self._async_driver())
+
+    def writes(
+        self, ttl: Duration | None = None, *, key: str
+    ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+        """Decorate an async write function: write-through, as :meth:`Cache.writes`."""
+
+        def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+            make_key = _KeyMaker(fn, key)
+
+            @functools.wraps(fn)
+            async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                value: R = await self.write_through(
+                    make_key(args, kwargs), lambda: fn(*args, **kwargs), ttl
+                )
+                return value
+
+            return wrapper
+
+        return decorate
 
     def cached(
         self, ttl: Duration | None = None, *, key: str | None = None

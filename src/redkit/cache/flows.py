@@ -21,9 +21,14 @@ from typing import Any
 from redkit.cache.envelope import CorruptEntry, Entry, pack, unpack
 from redkit.cache.serializers import Serializer
 from redkit.core import keys
-from redkit.core.errors import BackendError, BackendTimeout, BackendUnavailable
+from redkit.core.errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    InvalidArgumentError,
+)
 from redkit.core.flow import Flow
-from redkit.core.ops import Call, Pipeline, command
+from redkit.core.ops import Call, Masters, OnNode, Pipeline, command
 from redkit.core.replies import as_int, is_ok
 
 __all__ = ["MAX_KEY_BYTES", "MISSING", "CacheFlows", "CacheStats"]
@@ -258,3 +263,79 @@ class CacheFlows:
                 "cache write of %r failed; the loaded value is still returned: %s", redis_key, exc
             )
         return value
+
+    def write_through(
+        self, key: str | int, write: Callable[[], Any], ttl_ms: int | None = None
+    ) -> Flow[Any]:
+        """Run ``write`` (the database write), then cache what it returned.
+
+        When the value cannot be cached, the key is deleted instead: after a successful write
+        the cache holds the new value or nothing, never the old one. If even the delete fails,
+        the error is raised, so the caller knows a stale value may remain.
+        """
+        redis_key = self.key(key)
+        value = yield Call(write)
+        ttl_ms = self._ttl_ms(ttl_ms, value)
+        try:
+            data = self._encode(redis_key, value, ttl_ms)
+        except InvalidArgumentError:
+            yield command("UNLINK", redis_key)
+            raise
+        try:
+            yield self._set_command(redis_key, data, ttl_ms)
+        except BackendError as exc:
+            log.warning("cache write-through of %r failed, deleting the key: %s", redis_key, exc)
+            self._count(errors=1)
+            yield command("UNLINK", redis_key)  # raises if Redis cannot even delete
+        return value
+
+    def pattern(self, pattern: str, parts: tuple[str | int, ...]) -> str:
+        """The ``SCAN MATCH`` pattern of a cache-key pattern: each ``{}`` takes one part, escaped.
+
+        The pattern's own wildcards (``*``, ``?``, ``[...]``) are the developer's; the parts,
+        which may come from users, are matched literally and can never widen it.
+        """
+        literal = [keys.glob_escape(keys.verbatim(p, max_bytes=MAX_KEY_BYTES)) for p in parts]
+        try:
+            filled = pattern.format(*literal)
+        except (IndexError, KeyError, ValueError) as exc:
+            raise InvalidArgumentError(
+                f"pattern {pattern!r} needs one {{}} per part ({len(parts)} given): {exc}"
+            ) from exc
+        return keys.glob_escape(self._prefix) + filled
+
+    def delete_pattern(
+        self,
+        pattern: str,
+        parts: tuple[str | int, ...] = (),
+        *,
+        batch: int = 500,
+        progress: Callable[[int], Any] | None = None,
+    ) -> Flow[int]:
+        """Delete every key matching ``pattern``, with ``SCAN`` on every master, in batches.
+
+        Never ``KEYS``: each step is one ``SCAN`` page and one pipelined ``UNLINK`` of what it
+        found, so Redis stays responsive however many keys match. ``progress`` is called with
+        the running count after each batch. Returns how many keys were deleted.
+        """
+        match = self.pattern(pattern, parts)
+        deleted = 0
+        for node in (yield Masters()):
+            cursor = 0
+            while True:
+                cursor_reply, found = yield OnNode(
+                    node, command("SCAN", cursor, "MATCH", match, "COUNT", batch)
+                )
+                cursor = as_int(cursor_reply)
+                if found:
+                    # One UNLINK per key: on a cluster the keys of one node span many slots.
+                    replies = yield Pipeline(tuple(command("UNLINK", k) for k in found))
+                    for reply in replies:
+                        if isinstance(reply, BackendError):
+                            raise reply
+                    deleted += sum(as_int(reply) for reply in replies)
+                    if progress is not None:
+                        yield Call(progress, (deleted,))
+                if cursor == 0:
+                    break
+        return deleted

@@ -19,13 +19,13 @@ from collections.abc import Generator
 from typing import Any, TypeAlias, TypeVar
 
 from redkit.core.driver import AsyncDriver, SyncDriver
-from redkit.core.ops import Call, Command, Op, Pipeline, ScriptCall, Sleep
+from redkit.core.ops import Call, Command, Masters, OnNode, Op, Pipeline, ScriptCall, Sleep
 
 __all__ = ["Flow", "run_async", "run_sync"]
 
 T = TypeVar("T")
 
-_REDIS_OPS = (ScriptCall, Command, Pipeline)
+_REDIS_OPS = (ScriptCall, Command, Pipeline, Masters, OnNode)
 
 #: A generator that yields operations, receives their results and returns a ``T``.
 Flow: TypeAlias = Generator[Op, Any, T]

@@ -32,6 +32,7 @@ __all__ = [
     "check_prefix",
     "digest",
     "escape",
+    "glob_escape",
     "hash_tag",
     "join",
     "stable_hash",
@@ -93,6 +94,14 @@ def verbatim(part: str | int, *, max_bytes: int, what: str = "a key part") -> st
     if len(text.encode("utf-8")) > max_bytes:
         return "#" + digest(text)
     return text
+
+
+_GLOB_ESCAPE = str.maketrans({ch: "\\" + ch for ch in "*?[]\\"})
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a ``SCAN MATCH`` pattern that matches exactly it (wildcards backslashed)."""
+    return text.translate(_GLOB_ESCAPE)
 
 
 def unescape(part: str) -> str:

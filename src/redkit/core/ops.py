@@ -24,6 +24,8 @@ __all__ = [
     "Arg",
     "Call",
     "Command",
+    "Masters",
+    "OnNode",
     "Op",
     "Pipeline",
     "RedisOp",
@@ -72,6 +74,21 @@ class Pipeline(NamedTuple):
     transaction: bool = False
 
 
+class Masters(NamedTuple):
+    """The names of the servers that hold the keyspace: every master of a cluster.
+
+    A standalone server answers ``[None]``: one server, which needs no name. Walking the whole
+    keyspace (``SCAN``) means walking each of these with :class:`OnNode`.
+    """
+
+
+class OnNode(NamedTuple):
+    """Run a command on one server named by :class:`Masters` (``None``: the only one)."""
+
+    node: str | None
+    command: Command
+
+
 class Sleep(NamedTuple):
     """Wait: ``time.sleep`` in the sync runner, ``asyncio.sleep`` in the async one."""
 
@@ -91,7 +108,7 @@ class Call(NamedTuple):
 
 
 #: An operation a driver executes.
-RedisOp: TypeAlias = Command | ScriptCall | Pipeline
+RedisOp: TypeAlias = Command | ScriptCall | Pipeline | Masters | OnNode
 
 #: Anything a flow may yield.
-Op: TypeAlias = Command | ScriptCall | Pipeline | Sleep | Call
+Op: TypeAlias = Command | ScriptCall | Pipeline | Masters | OnNode | Sleep | Call

@@ -28,7 +28,7 @@ from redkit.core.errors import (
     CommandError,
     ConfigurationError,
 )
-from redkit.core.ops import Command, Pipeline, RedisOp, ScriptCall
+from redkit.core.ops import Command, Masters, Pipeline, RedisOp, ScriptCall
 
 __all__ = ["REDIS_ERRORS", "AsyncRedisDriver", "RedisDriver", "translate_error"]
 
@@ -64,6 +64,16 @@ def _check_binary_safe(client: SyncClient | AsyncClient) -> None:
             "redkit needs a redis-py client created with decode_responses=False "
             "(the default); pass a URL or a redkit Connection to let redkit create one"
         )
+
+
+def _one_node(reply: Any, node: Any) -> Any:
+    # The cluster client reshapes some replies even when the command ran on one node: most as
+    # {node name: reply}, SCAN as ({node name: cursor}, keys). Give back what the node said.
+    if isinstance(reply, dict) and len(reply) == 1 and node.name in reply:
+        return reply[node.name]
+    if isinstance(reply, tuple) and len(reply) == 2 and isinstance(reply[0], dict):
+        return [_one_node(reply[0], node), reply[1]]
+    return reply
 
 
 def _script_args(call: ScriptCall) -> tuple[Any, ...]:
@@ -140,13 +150,22 @@ class RedisDriver:
         return self._command(*args)
 
     def execute(self, op: RedisOp) -> Any:
-        """Run one command, script call or pipeline and return its reply."""
+        """Run one operation (a command, script call, pipeline, node query) and reply."""
         try:
             if isinstance(op, Command):
                 return self._command(*op.args)
             if isinstance(op, ScriptCall):
                 return self._run_script(op)
-            return self._run_pipeline(op)
+            if isinstance(op, Pipeline):
+                return self._run_pipeline(op)
+            # redis-py leaves its blocking cluster client untyped.
+            cluster: Any = self.client if self.is_cluster else None
+            if isinstance(op, Masters):
+                return [None] if cluster is None else [n.name for n in cluster.get_primaries()]
+            if cluster is not None and op.node is not None:
+                node = cluster.get_node(node_name=op.node)
+                return _one_node(cluster.execute_command(*op.command.args, target_nodes=node), node)
+            return self._command(*op.command.args)
         except REDIS_ERRORS as exc:
             raise translate_error(exc) from exc
 
@@ -185,13 +204,25 @@ class AsyncRedisDriver:
         self._command: Callable[..., Awaitable[Any]] = client.execute_command
 
     async def execute(self, op: RedisOp) -> Any:
-        """Run one command, script call or pipeline and return its reply."""
+        """Run one operation (a command, script call, pipeline, node query) and reply."""
         try:
             if isinstance(op, Command):
                 return await self._command(*op.args)
             if isinstance(op, ScriptCall):
                 return await self._run_script(op)
-            return await self._run_pipeline(op)
+            if isinstance(op, Pipeline):
+                return await self._run_pipeline(op)
+            client = self.client
+            if isinstance(op, Masters):
+                if isinstance(client, redis.asyncio.cluster.RedisCluster):
+                    await client.initialize()  # the topology is learnt on first use
+                    return [node.name for node in client.get_primaries()]
+                return [None]
+            if isinstance(client, redis.asyncio.cluster.RedisCluster) and op.node is not None:
+                node = client.get_node(node_name=op.node)
+                reply = await client.execute_command(*op.command.args, target_nodes=node)
+                return _one_node(reply, node)
+            return await self._command(*op.command.args)
         except REDIS_ERRORS as exc:
             raise translate_error(exc) from exc
 
