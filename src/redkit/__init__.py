@@ -10,9 +10,12 @@ from redkit.cache import MISSING, AsyncCache, Cache
 from redkit.drivers.connect import Connection, connect, from_env
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
 from redkit.ratelimit import (
+    AsyncConcurrency,
     AsyncRatelimit,
     AsyncTieredRatelimit,
     CachedFixedWindow,
+    Concurrency,
+    ConcurrencyLimit,
     EphemeralCache,
     FixedWindow,
     Ratelimit,
@@ -28,10 +31,13 @@ __version__ = "0.1.0"
 __all__ = [
     "MISSING",
     "AsyncCache",
+    "AsyncConcurrency",
     "AsyncRatelimit",
     "AsyncTieredRatelimit",
     "Cache",
     "CachedFixedWindow",
+    "Concurrency",
+    "ConcurrencyLimit",
     "Connection",
     "EmbeddedCluster",
     "EmbeddedRedis",

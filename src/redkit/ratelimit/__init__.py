@@ -5,6 +5,13 @@ See :class:`Ratelimit` and :class:`AsyncRatelimit`.
 
 from __future__ import annotations
 
+from redkit.ratelimit.concurrency import (
+    AcquireContext,
+    AsyncConcurrency,
+    Concurrency,
+    ConcurrencyLimit,
+    Lease,
+)
 from redkit.ratelimit.ephemeral import EphemeralCache
 from redkit.ratelimit.facade import AsyncRatelimit, Ratelimit
 from redkit.ratelimit.limiters import (
@@ -18,11 +25,16 @@ from redkit.ratelimit.result import RatelimitResult, Remaining
 from redkit.ratelimit.tiers import AsyncTieredRatelimit, TieredRatelimit
 
 __all__ = [
+    "AcquireContext",
+    "AsyncConcurrency",
     "AsyncRatelimit",
     "AsyncTieredRatelimit",
     "CachedFixedWindow",
+    "Concurrency",
+    "ConcurrencyLimit",
     "EphemeralCache",
     "FixedWindow",
+    "Lease",
     "Limiter",
     "Ratelimit",
     "RatelimitResult",
