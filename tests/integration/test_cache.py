@@ -42,7 +42,7 @@ def test_keys_are_namespaced_and_versioned(backend: Backend) -> None:
     v2 = make_cache(backend, namespace="app", version="v2")
     v1.set("user:{42}*", "old")
     assert v2.get("user:{42}*") is None  # a new version leaves old entries behind
-    assert backend.all_keys() == {"app:v1:user:{42}*"}
+    assert backend.all_keys() == {"app:v1:g0:user:{42}*"}
     assert v1.get("user:{42}*") == "old"
 
 
@@ -159,7 +159,7 @@ def test_the_decorator_keys_by_arguments_and_can_invalidate_and_refresh(backend:
     assert call(get_user, 1)["n"] == 1
     assert call(get_user, uid=1)["n"] == 1  # the same call, by keyword: a hit
     assert call(get_user, 1, "name")["n"] == 2
-    assert "t:user:1:all" in backend.all_keys()
+    assert "t:g0:user:1:all" in backend.all_keys()
     assert call(get_user.refresh, 1)["n"] == 3
     assert call(get_user, 1)["n"] == 3
     assert call(get_user.invalidate, 1) == 1
@@ -167,7 +167,7 @@ def test_the_decorator_keys_by_arguments_and_can_invalidate_and_refresh(backend:
     assert call(total, 1, 2) == 3
     assert call(total, a=1, b=2) == 3
     assert calls.count((1, "total")) == 1  # the default key is stable across call styles
-    assert any(key.startswith("t:test_cache.") for key in backend.all_keys())
+    assert any(key.startswith("t:g0:test_cache.") for key in backend.all_keys())
 
 
 def test_corrupt_or_foreign_bytes_are_a_logged_miss(
@@ -175,10 +175,10 @@ def test_corrupt_or_foreign_bytes_are_a_logged_miss(
 ) -> None:
     cache = make_cache(backend)
     admin = backend.admin
-    admin.set("t:plain", "written by someone else")
-    admin.set("t:truncated", b"\xffrk\x01")
-    good = pack(JsonSerializer(), "t:bad-json", 1, created_ms=0)
-    admin.set("t:bad-json", good[:-1] + b"{")
+    admin.set("t:g0:plain", "written by someone else")
+    admin.set("t:g0:truncated", b"\xffrk\x01")
+    good = pack(JsonSerializer(), "t:g0:bad-json", 1, created_ms=0)
+    admin.set("t:g0:bad-json", good[:-1] + b"{")
     for key in ("plain", "truncated", "bad-json"):
         assert cache.get(key, default=MISSING) is MISSING
     assert cache.stats.corrupt == 3
@@ -197,10 +197,10 @@ def test_pickle_needs_a_secret_and_refuses_forged_entries(backend: Backend) -> N
     cache.set("obj", {1, 2, 3})
     assert cache.get("obj") == {1, 2, 3}
     # An entry signed with another secret, or moved under another key, is never unpickled.
-    forged = pack(PickleSerializer(), "t:obj2", ["evil"], created_ms=0, secret=b"x" * 32)
-    backend.admin.set("t:obj2", forged)
+    forged = pack(PickleSerializer(), "t:g0:obj2", ["evil"], created_ms=0, secret=b"x" * 32)
+    backend.admin.set("t:g0:obj2", forged)
     assert cache.get("obj2", default=MISSING) is MISSING
-    backend.admin.set("t:moved", backend.admin.get("t:obj"))
+    backend.admin.set("t:g0:moved", backend.admin.get("t:g0:obj"))
     assert cache.get("moved", default=MISSING) is MISSING
     json_cache = make_cache(backend)  # another serializer's entry is a miss, not a crash
     assert json_cache.get("obj", default=MISSING) is MISSING
@@ -245,3 +245,17 @@ def test_values_that_cannot_be_stored_say_why(backend: Backend) -> None:
     with pytest.raises(InvalidArgumentError, match="as JSON"):
         cache.get_or_set("y", lambda: {1, 2})
     assert backend.all_keys() == set()
+
+
+def test_bump_version_leaves_the_whole_namespace_behind(backend: Backend) -> None:
+    cache = make_cache(backend, namespace="ns")
+    other = make_cache(backend, namespace="ns")  # another process, in effect
+    cache.set_many({"a": 1, "b": 2})
+    assert other.get("a") == 1
+    assert cache.bump_version() == 1
+    assert cache.get("a", default=MISSING) is MISSING  # at once in the process that bumped
+    other.target._flows.generation_check_s = 0  # the other process's next check is due
+    assert other.get("b", default=MISSING) is MISSING
+    other.set("a", 10)
+    assert cache.get("a") == 10
+    assert {"ns:g0:a", "ns:g0:b", "ns:g1:a", "ns#generation"} == backend.all_keys()

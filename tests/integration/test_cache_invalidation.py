@@ -80,8 +80,14 @@ def test_a_failed_write_caches_nothing(backend: Backend) -> None:
 
 def test_pattern_delete_removes_all_and_only_the_matching_keys(backend: Backend) -> None:
     cache = make_cache(backend)
-    matching = [f"t:user:{n}:profile" for n in range(100_000)]
-    others = ["t:user:1", "t:users:2:profile", "other:user:3:profile", "t:user:*x", "t:post:1"]
+    matching = [f"t:g0:user:{n}:profile" for n in range(100_000)]
+    others = [
+        "t:g0:user:1",
+        "t:g0:users:2:profile",
+        "other:g0:user:3:profile",
+        "t:g1:user:4:profile",
+        "t:g0:post:1",
+    ]
     fill(backend, matching + others)
     seen: list[int] = []
     deleted = cache.delete_pattern("user:*:profile", batch=1_000, progress=seen.append)
@@ -106,16 +112,18 @@ def test_pattern_parts_are_matched_literally(backend: Backend) -> None:
 
 def test_pattern_delete_never_leaves_the_namespace(backend: Backend) -> None:
     cache = make_cache(backend, namespace="mine", version="v1")
-    fill(backend, ["mine:v1:a", "mine:v2:a", "yours:v1:a", "mine:v1x:a"])
+    fill(
+        backend, ["mine:v1:g0:a", "mine:v2:g0:a", "yours:v1:g0:a", "mine:v1x:g0:a", "mine:v1:g1:a"]
+    )
     assert cache.delete_pattern("*") == 1
-    assert backend.all_keys() == {"mine:v2:a", "yours:v1:a", "mine:v1x:a"}
+    assert backend.all_keys() == {"mine:v2:g0:a", "yours:v1:g0:a", "mine:v1x:g0:a", "mine:v1:g1:a"}
 
 
 def test_the_cluster_is_walked_node_by_node(backend: Backend) -> None:
     if not backend.is_cluster:
         pytest.skip("a standalone server is one node")
     cache = make_cache(backend)
-    fill(backend, [f"t:k:{n}" for n in range(300)])
+    fill(backend, [f"t:g0:k:{n}" for n in range(300)])
     admin = backend.admin
     assert isinstance(admin, redis.cluster.RedisCluster)
     per_node = [admin.dbsize(target_nodes=node) for node in admin.get_primaries()]

@@ -197,6 +197,14 @@ class Cache:
             self._flows.key(key), lambda: run_sync(flow(), self._sync_driver())
         )
 
+    def bump_version(self) -> int:
+        """Leave every entry of the namespace behind at once (O(1)); return the new generation.
+
+        Old entries are no longer read and expire on their own. This process sees the new
+        generation at once, others within a second.
+        """
+        return run_sync(self._flows.bump_version(), self._sync_driver())
+
     def write_through(
         self, key: str | int, write: Callable[[], Any], ttl: Duration | None = None
     ) -> Any:
@@ -352,6 +360,10 @@ class AsyncCache:
         return await self._single_flight.run(
             self._flows.key(key), lambda: run_async(flow(), self._async_driver())
         )
+
+    async def bump_version(self) -> int:
+        """Leave every entry of the namespace behind at once; see :meth:`Cache.bump_version`."""
+        return await run_async(self._flows.bump_version(), self._async_driver())
 
     async def write_through(
         self, key: str | int, write: Callable[[], Any], ttl: Duration | None = None

@@ -37,6 +37,8 @@ log = logging.getLogger("redkit.cache")
 
 #: Keys longer than this (in UTF-8) are stored under a digest.
 MAX_KEY_BYTES = 512
+#: Seconds a process trusts the namespace generation it read (see ``bump_version``).
+GENERATION_CHECK_S = 1.0
 #: Errors that mean "Redis did not answer": reads become misses, writes report False.
 _NO_ANSWER = (BackendTimeout, BackendUnavailable)
 
@@ -85,6 +87,11 @@ class CacheFlows:
         if version is not None:
             prefix += ":" + keys.escape(version)
         self._prefix = prefix + ":"
+        # The namespace's generation: part of every key, so bump_version() leaves every entry
+        # behind at once. '#' keeps it apart from any cache key, which all start with prefix:.
+        self._generation_key = prefix + "#generation"
+        self._generation: tuple[int, float] | None = None  # (generation, when read)
+        self.generation_check_s = GENERATION_CHECK_S
         self.namespace = namespace
         self.version = version
         self.default_ttl_ms = default_ttl_ms
@@ -97,8 +104,36 @@ class CacheFlows:
     # -- keys, entries, counters -----------------------------------------------------------
 
     def key(self, key: str | int) -> str:
+        """``key`` checked, as it appears in Redis keys (after the namespace and generation)."""
+        return keys.verbatim(key, max_bytes=MAX_KEY_BYTES, what="a cache key")
+
+    def _namespace(self) -> Flow[str]:
+        """The start of every key: ``<namespace>[:<version>]:g<generation>:``.
+
+        The generation is read at most once per :attr:`generation_check_s`, so another
+        process's bump is seen within that bound.
+        """
+        known = self._generation
+        if known is not None and time.monotonic() - known[1] < self.generation_check_s:
+            return f"{self._prefix}g{known[0]}:"
+        reply = yield command("GET", self._generation_key)
+        generation = 0 if reply is None else as_int(reply)
+        self._generation = (generation, time.monotonic())
+        return f"{self._prefix}g{generation}:"
+
+    def redis_key(self, key: str | int) -> Flow[str]:
         """The Redis key of the cache key ``key``."""
-        return self._prefix + keys.verbatim(key, max_bytes=MAX_KEY_BYTES, what="a cache key")
+        return (yield from self._namespace()) + self.key(key)
+
+    def bump_version(self) -> Flow[int]:
+        """Start a new generation of the namespace: every entry written before is left behind.
+
+        O(1): old entries expire on their own; other processes see the bump within
+        ``generation_check_s``.
+        """
+        generation = as_int((yield command("INCR", self._generation_key)))
+        self._generation = (generation, time.monotonic())
+        return generation
 
     def _count(self, **deltas: int) -> None:
         with self._stats_lock:
@@ -141,10 +176,11 @@ class CacheFlows:
 
     def get(self, key: str | int, default: Any = None) -> Flow[Any]:
         """The cached value of ``key``, or ``default`` on a miss."""
-        redis_key = self.key(key)
         try:
+            redis_key = yield from self.redis_key(key)
             raw = yield command("GET", redis_key)
         except _NO_ANSWER as exc:
+            redis_key = self.key(key)
             self._count(errors=1, misses=1)
             log.warning("cache read of %r failed, counted as a miss: %s", redis_key, exc)
             return default
@@ -158,10 +194,12 @@ class CacheFlows:
     def get_many(self, cache_keys: Iterable[str | int]) -> Flow[dict[str | int, Any]]:
         """The cached values of those keys that hold one, in one round trip."""
         wanted = list(dict.fromkeys(cache_keys))
-        redis_keys = [self.key(key) for key in wanted]
+        names = [self.key(key) for key in wanted]
         if not wanted:
             return {}
         try:
+            namespace = yield from self._namespace()
+            redis_keys = [namespace + name for name in names]
             # A pipeline of GETs, not MGET: on a cluster the keys live in many slots.
             replies = yield Pipeline(tuple(command("GET", k) for k in redis_keys))
         except _NO_ANSWER as exc:
@@ -178,10 +216,11 @@ class CacheFlows:
 
     def set(self, key: str | int, value: Any, ttl_ms: int | None = None) -> Flow[bool]:
         """Store ``value`` under ``key``; ``False`` when Redis could not take it."""
-        redis_key = self.key(key)
+        redis_key = self.key(key)  # a bad key is refused before anything is sent
         ttl_ms = self._ttl_ms(ttl_ms, value)
-        data = self._encode(redis_key, value, ttl_ms)
         try:
+            redis_key = yield from self.redis_key(key)
+            data = self._encode(redis_key, value, ttl_ms)
             reply = yield self._set_command(redis_key, data, ttl_ms)
         except _NO_ANSWER as exc:
             self._count(errors=1)
@@ -191,9 +230,18 @@ class CacheFlows:
 
     def set_many(self, values: Mapping[str | int, Any], ttl_ms: int | None = None) -> Flow[bool]:
         """Store every value, in one round trip; ``False`` when any could not be stored."""
+        names = {key: self.key(key) for key in values}
+        if not names:
+            return True
+        try:
+            namespace = yield from self._namespace()
+        except _NO_ANSWER as exc:
+            self._count(errors=1)
+            log.warning("cache write of %d keys failed: %s", len(names), exc)
+            return False
         ops = []
         for key, value in values.items():
-            redis_key = self.key(key)
+            redis_key = namespace + names[key]
             entry_ttl = self._ttl_ms(ttl_ms, value)
             ops.append(
                 self._set_command(redis_key, self._encode(redis_key, value, entry_ttl), entry_ttl)
@@ -210,9 +258,11 @@ class CacheFlows:
 
     def delete(self, *cache_keys: str | int) -> Flow[int]:
         """Remove those keys; return how many existed. Raises when Redis cannot be reached."""
-        redis_keys = [self.key(key) for key in cache_keys]
-        if not redis_keys:
+        names = [self.key(key) for key in cache_keys]
+        if not names:
             return 0
+        namespace = yield from self._namespace()
+        redis_keys = [namespace + name for name in names]
         replies = yield Pipeline(tuple(command("UNLINK", k) for k in redis_keys))
         for reply in replies:
             if isinstance(reply, BackendError):
@@ -222,7 +272,7 @@ class CacheFlows:
     def touch(self, key: str | int, ttl_ms: int | None = None) -> Flow[bool]:
         """Give ``key`` a new time to live (the default one when ``ttl_ms`` is None)."""
         ttl_ms = self.default_ttl_ms if ttl_ms is None else ttl_ms
-        redis_key = self.key(key)
+        redis_key = yield from self.redis_key(key)
         reply = yield (
             command("PEXPIRE", redis_key, ttl_ms) if ttl_ms else command("PERSIST", redis_key)
         )
@@ -230,7 +280,8 @@ class CacheFlows:
 
     def ttl(self, key: str | int) -> Flow[float | None]:
         """Seconds ``key`` has left; ``None`` when it is missing or never expires."""
-        reply = as_int((yield command("PTTL", self.key(key))))
+        redis_key = yield from self.redis_key(key)
+        reply = as_int((yield command("PTTL", redis_key)))
         return None if reply < 0 else reply / 1000
 
     def get_or_set(
@@ -239,6 +290,7 @@ class CacheFlows:
         """Cache-aside: the cached value, or ``loader()``'s, stored for next time."""
         redis_key = self.key(key)
         try:
+            redis_key = yield from self.redis_key(key)
             raw = yield command("GET", redis_key)
         except _NO_ANSWER as exc:
             # Redis is out of reach: the loader answers, and nothing is stored.
@@ -273,8 +325,9 @@ class CacheFlows:
         the cache holds the new value or nothing, never the old one. If even the delete fails,
         the error is raised, so the caller knows a stale value may remain.
         """
-        redis_key = self.key(key)
+        self.key(key)  # a bad key is refused before the write runs
         value = yield Call(write)
+        redis_key = yield from self.redis_key(key)
         ttl_ms = self._ttl_ms(ttl_ms, value)
         try:
             data = self._encode(redis_key, value, ttl_ms)
@@ -289,7 +342,7 @@ class CacheFlows:
             yield command("UNLINK", redis_key)  # raises if Redis cannot even delete
         return value
 
-    def pattern(self, pattern: str, parts: tuple[str | int, ...]) -> str:
+    def pattern(self, pattern: str, parts: tuple[str | int, ...], namespace: str) -> str:
         """The ``SCAN MATCH`` pattern of a cache-key pattern: each ``{}`` takes one part, escaped.
 
         The pattern's own wildcards (``*``, ``?``, ``[...]``) are the developer's; the parts,
@@ -302,7 +355,7 @@ class CacheFlows:
             raise InvalidArgumentError(
                 f"pattern {pattern!r} needs one {{}} per part ({len(parts)} given): {exc}"
             ) from exc
-        return keys.glob_escape(self._prefix) + filled
+        return keys.glob_escape(namespace) + filled
 
     def delete_pattern(
         self,
@@ -318,7 +371,7 @@ class CacheFlows:
         found, so Redis stays responsive however many keys match. ``progress`` is called with
         the running count after each batch. Returns how many keys were deleted.
         """
-        match = self.pattern(pattern, parts)
+        match = self.pattern(pattern, parts, (yield from self._namespace()))
         deleted = 0
         for node in (yield Masters()):
             cursor = 0
