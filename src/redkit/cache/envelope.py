@@ -1,10 +1,11 @@
-"""The bytes of a cache entry: a small header, an optional signature, then the value.
+"""The bytes of a cache entry: a small header, its tag stamps, a signature, then the value.
 
 Layout (big-endian): ``0xFF "rk"``, format version (1 byte), serializer id (1 byte), flags
 (1 byte, reserved), created at (epoch ms, 8 bytes), fresh until (epoch ms, 8 bytes; 0 when the
 entry never goes stale before it expires), load time (ms, 4 bytes), expires at (epoch ms, 8
-bytes; 0 for no expiry); then, for signed serializers, an HMAC-SHA256 over the cache key, the
-header and the payload (32 bytes); then the payload.
+bytes; 0 for no expiry), length of the tag stamps (4 bytes); the tag stamps (JSON: each tag's
+token when the entry was written); then, for signed serializers, an HMAC-SHA256 over the cache
+key and everything before and after it (32 bytes); then the payload.
 
 ``0xFF`` never starts UTF-8 text, so no plain string written by another client can pass for an
 entry. What does not parse — foreign bytes, a truncated value, another serializer's entry, a bad
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import struct
 from typing import Any, NamedTuple
 
@@ -24,7 +26,7 @@ __all__ = ["CorruptEntry", "Entry", "pack", "unpack"]
 
 _MAGIC = b"\xffrk"
 _VERSION = 1
-_HEADER = struct.Struct(">3sBBBQQIQ")
+_HEADER = struct.Struct(">3sBBBQQIQI")
 _MAC_SIZE = 32
 
 
@@ -44,6 +46,8 @@ class Entry(NamedTuple):
     load_ms: int
     #: Epoch ms when the key expires (0: never).
     expires_ms: int
+    #: The token of each of the entry's tags when it was written (see ``invalidate_tags``).
+    tags: dict[str, str] = {}  # noqa: RUF012 - a NamedTuple default, never mutated
 
 
 def _mac(secret: bytes, key: str, body: bytes) -> bytes:
@@ -60,14 +64,16 @@ def pack(
     fresh_until_ms: int = 0,
     load_ms: int = 0,
     expires_ms: int = 0,
+    tags: dict[str, str] | None = None,
     secret: bytes | None = None,
 ) -> bytes:
     """The bytes to store for ``value`` under ``key``."""
     payload = serializer.dumps(value)
+    stamps = json.dumps(tags, separators=(",", ":"), sort_keys=True).encode() if tags else b""
     header = _HEADER.pack(
         _MAGIC, _VERSION, serializer.id, 0, created_ms, fresh_until_ms,
-        min(max(load_ms, 0), 0xFFFFFFFF), expires_ms,
-    )  # fmt: skip
+        min(max(load_ms, 0), 0xFFFFFFFF), expires_ms, len(stamps),
+    ) + stamps  # fmt: skip
     if serializer.needs_signature:
         if secret is None:
             raise ValueError("a signing serializer needs a secret")
@@ -84,14 +90,16 @@ def unpack(serializer: Serializer, key: str, data: bytes, *, secret: bytes | Non
     """
     if len(data) < _HEADER.size or not data.startswith(_MAGIC):
         raise CorruptEntry("not a redkit cache entry")
-    _magic, version, serializer_id, _flags, created, fresh_until, load_ms, expires = (
+    _magic, version, serializer_id, _flags, created, fresh_until, load_ms, expires, stamps_size = (
         _HEADER.unpack_from(data)
     )
     if version != _VERSION:
         raise CorruptEntry(f"entry format {version} is not understood here")
     if serializer_id != serializer.id:
         raise CorruptEntry(f"entry written by serializer {serializer_id}, not {serializer.id}")
-    body_start = _HEADER.size
+    body_start = _HEADER.size + stamps_size
+    if len(data) < body_start:
+        raise CorruptEntry("the entry is cut short")
     if serializer.needs_signature:
         if secret is None:
             raise CorruptEntry("a signed entry, and no secret to check it")
@@ -103,7 +111,10 @@ def unpack(serializer: Serializer, key: str, data: bytes, *, secret: bytes | Non
     else:
         payload = data[body_start:]
     try:
+        tags = json.loads(data[_HEADER.size : body_start]) if stamps_size else {}
+        if not isinstance(tags, dict):
+            raise ValueError("tag stamps must be an object")
         value = serializer.loads(payload)
     except ValueError as exc:  # json, orjson and the others raise ValueError subclasses
-        raise CorruptEntry(f"the value does not decode: {exc}") from exc
-    return Entry(value, created, fresh_until, load_ms, expires)
+        raise CorruptEntry(f"the entry does not decode: {exc}") from exc
+    return Entry(value, created, fresh_until, load_ms, expires, tags)

@@ -93,25 +93,39 @@ def _setup(
 
 
 class _KeyMaker:
-    """The cache key of one call of a decorated function."""
+    """The cache key (and tags) of one call of a decorated function."""
 
-    def __init__(self, fn: Callable[..., Any], template: str | None) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], template: str | None, tags: Iterable[str] = ()
+    ) -> None:
         self.signature = inspect.signature(fn)
         self.template = template
+        self.tag_templates = list(tags)
         self.name = f"{fn.__module__}.{fn.__qualname__}"
 
-    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise InvalidArgumentError(f"{self.name}: {exc}") from exc
         bound.apply_defaults()
+        return dict(bound.arguments)
+
+    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        arguments = self._arguments(args, kwargs)
         if self.template is not None:
-            return self.template.format(**bound.arguments)
+            return self.template.format(**arguments)
         # The qualified name and a stable hash of the arguments, by name: the same call gives
         # the same key in every process, and f(1, b=2) is f(a=1, b=2).
-        arguments = {k: v for k, v in bound.arguments.items() if k not in ("self", "cls")}
+        arguments = {k: v for k, v in arguments.items() if k not in ("self", "cls")}
         return f"{self.name}:{keys.stable_hash(arguments)}"
+
+    def tags(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
+        """The call's tags: each template filled with the arguments (``"user:{uid}"``)."""
+        if not self.tag_templates:
+            return []
+        arguments = self._arguments(args, kwargs)
+        return [template.format(**arguments) for template in self.tag_templates]
 
 
 class Cache:
@@ -168,13 +182,27 @@ class Cache:
         """The cached values of those keys that hold one, in one round trip."""
         return run_sync(self._flows.get_many(keys), self._sync_driver())
 
-    def set(self, key: str | int, value: Any, ttl: Duration | None = None) -> bool:
-        """Store ``value``; ``False`` when Redis could not take it."""
-        return run_sync(self._flows.set(key, value, _ttl(ttl, "ttl")), self._sync_driver())
+    def set(
+        self, key: str | int, value: Any, ttl: Duration | None = None, *, tags: Iterable[str] = ()
+    ) -> bool:
+        """Store ``value`` (stamped with ``tags``); ``False`` when Redis could not take it."""
+        flow = self._flows.set(key, value, _ttl(ttl, "ttl"), tags)
+        return run_sync(flow, self._sync_driver())
 
-    def set_many(self, values: Mapping[str | int, Any], ttl: Duration | None = None) -> bool:
+    def set_many(
+        self,
+        values: Mapping[str | int, Any],
+        ttl: Duration | None = None,
+        *,
+        tags: Iterable[str] = (),
+    ) -> bool:
         """Store every value in one round trip; ``False`` when any could not be stored."""
-        return run_sync(self._flows.set_many(values, _ttl(ttl, "ttl")), self._sync_driver())
+        flow = self._flows.set_many(values, _ttl(ttl, "ttl"), tags)
+        return run_sync(flow, self._sync_driver())
+
+    def invalidate_tags(self, *tags: str) -> int:
+        """Make every entry stamped with any of ``tags`` stale at once (O(1) per tag)."""
+        return run_sync(self._flows.invalidate_tags(*tags), self._sync_driver())
 
     def delete(self, *keys: str | int) -> int:
         """Remove those keys; return how many existed. Raises if Redis cannot be reached."""
@@ -189,12 +217,17 @@ class Cache:
         return run_sync(self._flows.ttl(key), self._sync_driver())
 
     def get_or_set(
-        self, key: str | int, loader: Callable[[], Any], ttl: Duration | None = None
+        self,
+        key: str | int,
+        loader: Callable[[], Any],
+        ttl: Duration | None = None,
+        *,
+        tags: Iterable[str] = (),
     ) -> Any:
         """The cached value, or ``loader()``'s, stored for next time (one load per process)."""
-        flow = functools.partial(self._flows.get_or_set, key, loader, _ttl(ttl, "ttl"))
+        flow = functools.partial(self._flows.get_or_set, key, loader, _ttl(ttl, "ttl"), tags)
         return self._single_flight.run(
-            self._flows.key(key), lambda: run_sync(flow(), self._sync_driver())
+            self._flows.flight_key(key), lambda: run_sync(flow(), self._sync_driver())
         )
 
     def bump_version(self) -> int:
@@ -206,12 +239,20 @@ class Cache:
         return run_sync(self._flows.bump_version(), self._sync_driver())
 
     def write_through(
-        self, key: str | int, write: Callable[[], Any], ttl: Duration | None = None
+        self,
+        key: str | int,
+        write: Callable[[], Any],
+        ttl: Duration | None = None,
+        *,
+        tags: Iterable[str] = (),
     ) -> Any:
-        """Run ``write`` (the database write), then cache its result; see the flow's doc."""
-        return run_sync(
-            self._flows.write_through(key, write, _ttl(ttl, "ttl")), self._sync_driver()
-        )
+        """Run ``write`` (the database write), then cache its result.
+
+        When the result cannot be cached the key is deleted instead, so the cache holds the
+        new value or nothing, never the old one; if even that fails, the error is raised.
+        """
+        flow = self._flows.write_through(key, write, _ttl(ttl, "ttl"), tags)
+        return run_sync(flow, self._sync_driver())
 
     def delete_pattern(
         self,
@@ -229,7 +270,7 @@ class Cache:
         return run_sync(flow, self._sync_driver())
 
     def writes(
-        self, ttl: Duration | None = None, *, key: str
+        self, ttl: Duration | None = None, *, key: str, tags: Iterable[str] = ()
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorate a write function (write-through): its result is cached under ``key``.
 
@@ -238,13 +279,14 @@ class Cache:
         """
 
         def decorate(fn: Callable[P, R]) -> Callable[P, R]:
-            make_key = _KeyMaker(fn, key)
+            make_key = _KeyMaker(fn, key, tags)
 
             @functools.wraps(fn)
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
                 value: R = self.write_through(
-                    make_key(args, kwargs), lambda: fn(*args, **kwargs), ttl
-                )
+                    make_key(args, kwargs), lambda: fn(*args, **kwargs), ttl,
+                    tags=make_key.tags(args, kwargs),
+                )  # fmt: skip
                 return value
 
             return wrapper
@@ -252,7 +294,7 @@ class Cache:
         return decorate
 
     def cached(
-        self, ttl: Duration | None = None, *, key: str | None = None
+        self, ttl: Duration | None = None, *, key: str | None = None, tags: Iterable[str] = ()
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorate a function: its results are cached per arguments.
 
@@ -262,11 +304,14 @@ class Cache:
         """
 
         def decorate(fn: Callable[P, R]) -> Callable[P, R]:
-            make_key = _KeyMaker(fn, key)
+            make_key = _KeyMaker(fn, key, tags)
 
             @functools.wraps(fn)
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-                value: R = self.get_or_set(make_key(args, kwargs), lambda: fn(*args, **kwargs), ttl)
+                value: R = self.get_or_set(
+                    make_key(args, kwargs), lambda: fn(*args, **kwargs), ttl,
+                    tags=make_key.tags(args, kwargs),
+                )  # fmt: skip
                 return value
 
             def invalidate(*args: Any, **kwargs: Any) -> int:
@@ -274,7 +319,7 @@ class Cache:
 
             def refresh(*args: Any, **kwargs: Any) -> R:
                 value = fn(*args, **kwargs)
-                self.set(make_key(args, kwargs), value, ttl)
+                self.set(make_key(args, kwargs), value, ttl, tags=make_key.tags(args, kwargs))
                 return value
 
             wrapper.invalidate = invalidate  # type: ignore[attr-defined]
@@ -332,13 +377,27 @@ class AsyncCache:
         """The cached values of those keys that hold one, in one round trip."""
         return await run_async(self._flows.get_many(keys), self._async_driver())
 
-    async def set(self, key: str | int, value: Any, ttl: Duration | None = None) -> bool:
-        """Store ``value``; ``False`` when Redis could not take it."""
-        return await run_async(self._flows.set(key, value, _ttl(ttl, "ttl")), self._async_driver())
+    async def set(
+        self, key: str | int, value: Any, ttl: Duration | None = None, *, tags: Iterable[str] = ()
+    ) -> bool:
+        """Store ``value`` (stamped with ``tags``); ``False`` when Redis could not take it."""
+        flow = self._flows.set(key, value, _ttl(ttl, "ttl"), tags)
+        return await run_async(flow, self._async_driver())
 
-    async def set_many(self, values: Mapping[str | int, Any], ttl: Duration | None = None) -> bool:
+    async def set_many(
+        self,
+        values: Mapping[str | int, Any],
+        ttl: Duration | None = None,
+        *,
+        tags: Iterable[str] = (),
+    ) -> bool:
         """Store every value in one round trip; ``False`` when any could not be stored."""
-        return await run_async(self._flows.set_many(values, _ttl(ttl, "ttl")), self._async_driver())
+        flow = self._flows.set_many(values, _ttl(ttl, "ttl"), tags)
+        return await run_async(flow, self._async_driver())
+
+    async def invalidate_tags(self, *tags: str) -> int:
+        """Make every entry stamped with any of ``tags`` stale at once (O(1) per tag)."""
+        return await run_async(self._flows.invalidate_tags(*tags), self._async_driver())
 
     async def delete(self, *keys: str | int) -> int:
         """Remove those keys; return how many existed. Raises if Redis cannot be reached."""
@@ -353,12 +412,17 @@ class AsyncCache:
         return await run_async(self._flows.ttl(key), self._async_driver())
 
     async def get_or_set(
-        self, key: str | int, loader: Callable[[], Any], ttl: Duration | None = None
+        self,
+        key: str | int,
+        loader: Callable[[], Any],
+        ttl: Duration | None = None,
+        *,
+        tags: Iterable[str] = (),
     ) -> Any:
         """The cached value, or ``loader()``'s (sync or async), stored for next time."""
-        flow = functools.partial(self._flows.get_or_set, key, loader, _ttl(ttl, "ttl"))
+        flow = functools.partial(self._flows.get_or_set, key, loader, _ttl(ttl, "ttl"), tags)
         return await self._single_flight.run(
-            self._flows.key(key), lambda: run_async(flow(), self._async_driver())
+            self._flows.flight_key(key), lambda: run_async(flow(), self._async_driver())
         )
 
     async def bump_version(self) -> int:
@@ -366,12 +430,16 @@ class AsyncCache:
         return await run_async(self._flows.bump_version(), self._async_driver())
 
     async def write_through(
-        self, key: str | int, write: Callable[[], Any], ttl: Duration | None = None
+        self,
+        key: str | int,
+        write: Callable[[], Any],
+        ttl: Duration | None = None,
+        *,
+        tags: Iterable[str] = (),
     ) -> Any:
         """Run ``write`` (sync or async), then cache its result; see :meth:`Cache.write_through`."""
-        return await run_async(
-            self._flows.write_through(key, write, _ttl(ttl, "ttl")), self._async_driver()
-        )
+        flow = self._flows.write_through(key, write, _ttl(ttl, "ttl"), tags)
+        return await run_async(flow, self._async_driver())
 
     async def delete_pattern(
         self,
@@ -385,18 +453,19 @@ class AsyncCache:
         return await run_async(flow, self._async_driver())
 
     def writes(
-        self, ttl: Duration | None = None, *, key: str
+        self, ttl: Duration | None = None, *, key: str, tags: Iterable[str] = ()
     ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
         """Decorate an async write function: write-through, as :meth:`Cache.writes`."""
 
         def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-            make_key = _KeyMaker(fn, key)
+            make_key = _KeyMaker(fn, key, tags)
 
             @functools.wraps(fn)
             async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
                 value: R = await self.write_through(
-                    make_key(args, kwargs), lambda: fn(*args, **kwargs), ttl
-                )
+                    make_key(args, kwargs), lambda: fn(*args, **kwargs), ttl,
+                    tags=make_key.tags(args, kwargs),
+                )  # fmt: skip
                 return value
 
             return wrapper
@@ -404,7 +473,7 @@ class AsyncCache:
         return decorate
 
     def cached(
-        self, ttl: Duration | None = None, *, key: str | None = None
+        self, ttl: Duration | None = None, *, key: str | None = None, tags: Iterable[str] = ()
     ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
         """Decorate an async function: its results are cached per arguments.
 
@@ -412,13 +481,14 @@ class AsyncCache:
         """
 
         def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-            make_key = _KeyMaker(fn, key)
+            make_key = _KeyMaker(fn, key, tags)
 
             @functools.wraps(fn)
             async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
                 value: R = await self.get_or_set(
-                    make_key(args, kwargs), lambda: fn(*args, **kwargs), ttl
-                )
+                    make_key(args, kwargs), lambda: fn(*args, **kwargs), ttl,
+                    tags=make_key.tags(args, kwargs),
+                )  # fmt: skip
                 return value
 
             async def invalidate(*args: Any, **kwargs: Any) -> int:
@@ -426,7 +496,7 @@ class AsyncCache:
 
             async def refresh(*args: Any, **kwargs: Any) -> R:
                 value = await fn(*args, **kwargs)
-                await self.set(make_key(args, kwargs), value, ttl)
+                await self.set(make_key(args, kwargs), value, ttl, tags=make_key.tags(args, kwargs))
                 return value
 
             wrapper.invalidate = invalidate  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ since an invalidation that silently did not happen would leave stale data behind
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -28,8 +29,9 @@ from redkit.core.errors import (
     InvalidArgumentError,
 )
 from redkit.core.flow import Flow
-from redkit.core.ops import Call, Masters, OnNode, Pipeline, command
-from redkit.core.replies import as_int, is_ok
+from redkit.core.ops import Call, Masters, OnNode, Pipeline, ScriptCall, command
+from redkit.core.replies import as_int, as_text, is_ok
+from redkit.core.scripts import load_script
 
 __all__ = ["MAX_KEY_BYTES", "MISSING", "CacheFlows", "CacheStats"]
 
@@ -39,6 +41,7 @@ log = logging.getLogger("redkit.cache")
 MAX_KEY_BYTES = 512
 #: Seconds a process trusts the namespace generation it read (see ``bump_version``).
 GENERATION_CHECK_S = 1.0
+_TAG_TOKEN = load_script("redkit.cache", "tag_token")
 #: Errors that mean "Redis did not answer": reads become misses, writes report False.
 _NO_ANSWER = (BackendTimeout, BackendUnavailable)
 
@@ -90,6 +93,7 @@ class CacheFlows:
         # The namespace's generation: part of every key, so bump_version() leaves every entry
         # behind at once. '#' keeps it apart from any cache key, which all start with prefix:.
         self._generation_key = prefix + "#generation"
+        self._tag_prefix = prefix + "#tag:"
         self._generation: tuple[int, float] | None = None  # (generation, when read)
         self.generation_check_s = GENERATION_CHECK_S
         self.namespace = namespace
@@ -100,8 +104,15 @@ class CacheFlows:
         self.secret = secret
         self.stats = CacheStats()
         self._stats_lock = threading.Lock()
+        # Counts this process's invalidations: a load that began before one must not be joined
+        # (single flight) by a caller that came after it, or that caller gets a stale value.
+        self.epoch = 0
 
     # -- keys, entries, counters -----------------------------------------------------------
+
+    def flight_key(self, key: str | int) -> str:
+        """The single-flight key of ``key`` (only loads begun since the last invalidation)."""
+        return f"{self.epoch}:{self.key(key)}"
 
     def key(self, key: str | int) -> str:
         """``key`` checked, as it appears in Redis keys (after the namespace and generation)."""
@@ -125,6 +136,54 @@ class CacheFlows:
         """The Redis key of the cache key ``key``."""
         return (yield from self._namespace()) + self.key(key)
 
+    def _tag_key(self, tag: str) -> str:
+        if not isinstance(tag, str) or not tag:
+            raise InvalidArgumentError(f"a tag must be a non-empty str, got {tag!r}")
+        return self._tag_prefix + keys.escape(tag)
+
+    def _stamp(self, tags: Iterable[str]) -> Flow[dict[str, str]]:
+        """The current token of each tag (created on first use), to stamp an entry with.
+
+        Read *before* the value is produced: an invalidation that lands between this read and
+        the write leaves the entry with an old token, so it is never served.
+        """
+        wanted = sorted(set(tags))
+        if not wanted:
+            return {}
+        calls = tuple(
+            ScriptCall(_TAG_TOKEN, (self._tag_key(tag),), (secrets.token_hex(8),)) for tag in wanted
+        )
+        replies = yield Pipeline(calls)
+        for reply in replies:
+            if isinstance(reply, BackendError):
+                raise reply
+        return {tag: as_text(reply) for tag, reply in zip(wanted, replies, strict=True)}
+
+    def _still_valid(self, entries: list[Entry]) -> Flow[list[bool]]:
+        """Whether each entry's tags still hold the tokens it was stamped with."""
+        tags = sorted({tag for entry in entries for tag in entry.tags})
+        if not tags:
+            return [True] * len(entries)
+        replies = yield Pipeline(tuple(command("GET", self._tag_key(tag)) for tag in tags))
+        current = {}
+        for tag, reply in zip(tags, replies, strict=True):
+            if isinstance(reply, BackendError):
+                raise reply
+            current[tag] = None if reply is None else as_text(reply)
+        return [all(current[t] == token for t, token in e.tags.items()) for e in entries]
+
+    def invalidate_tags(self, *tags: str) -> Flow[int]:
+        """Make every entry stamped with any of ``tags`` stale, in O(1) per tag."""
+        names = [self._tag_key(tag) for tag in tags]
+        if not names:
+            return 0
+        replies = yield Pipeline(tuple(command("SET", n, secrets.token_hex(8)) for n in names))
+        for reply in replies:
+            if isinstance(reply, BackendError):
+                raise reply
+        self.epoch += 1  # once Redis has it: a load begun before may have read the old state
+        return len(names)
+
     def bump_version(self) -> Flow[int]:
         """Start a new generation of the namespace: every entry written before is left behind.
 
@@ -132,6 +191,7 @@ class CacheFlows:
         ``generation_check_s``.
         """
         generation = as_int((yield command("INCR", self._generation_key)))
+        self.epoch += 1
         self._generation = (generation, time.monotonic())
         return generation
 
@@ -145,12 +205,19 @@ class CacheFlows:
             return self.negative_ttl_ms  # "nothing there" is cached for its own, shorter time
         return self.default_ttl_ms if ttl_ms is None else ttl_ms
 
-    def _encode(self, redis_key: str, value: Any, ttl_ms: int | None, load_ms: int = 0) -> bytes:
+    def _encode(
+        self,
+        redis_key: str,
+        value: Any,
+        ttl_ms: int | None,
+        load_ms: int = 0,
+        tags: dict[str, str] | None = None,
+    ) -> bytes:
         now = _now_ms()
         expires = now + ttl_ms if ttl_ms else 0
         return pack(
             self.serializer, redis_key, value, created_ms=now, load_ms=load_ms,
-            expires_ms=expires, secret=self.secret,
+            expires_ms=expires, tags=tags, secret=self.secret,
         )  # fmt: skip
 
     def _decode(self, redis_key: str, raw: Any) -> Entry | None:
@@ -174,17 +241,37 @@ class CacheFlows:
 
     # -- flows -----------------------------------------------------------------------------
 
+    def _read(self, redis_keys: list[str]) -> Flow[list[Entry | None]]:
+        """The live entries under ``redis_keys`` (``None`` for misses, corrupt or stale ones).
+
+        One round trip, and one more only when some entries carry tags to check.
+        """
+        if len(redis_keys) == 1:
+            replies = [(yield command("GET", redis_keys[0]))]
+        else:
+            # A pipeline of GETs, not MGET: on a cluster the keys live in many slots.
+            replies = yield Pipeline(tuple(command("GET", k) for k in redis_keys))
+        entries = [
+            None if isinstance(raw, BackendError) else self._decode(redis_key, raw)
+            for redis_key, raw in zip(redis_keys, replies, strict=True)
+        ]
+        tagged = [entry for entry in entries if entry is not None and entry.tags]
+        if tagged:
+            valid = yield from self._still_valid(tagged)
+            stale = {id(entry) for entry, ok in zip(tagged, valid, strict=True) if not ok}
+            entries = [None if id(entry) in stale else entry for entry in entries]
+        return entries
+
     def get(self, key: str | int, default: Any = None) -> Flow[Any]:
         """The cached value of ``key``, or ``default`` on a miss."""
+        redis_key = self.key(key)
         try:
             redis_key = yield from self.redis_key(key)
-            raw = yield command("GET", redis_key)
+            (entry,) = yield from self._read([redis_key])
         except _NO_ANSWER as exc:
-            redis_key = self.key(key)
             self._count(errors=1, misses=1)
             log.warning("cache read of %r failed, counted as a miss: %s", redis_key, exc)
             return default
-        entry = self._decode(redis_key, raw)
         if entry is None:
             self._count(misses=1)
             return default
@@ -199,28 +286,29 @@ class CacheFlows:
             return {}
         try:
             namespace = yield from self._namespace()
-            redis_keys = [namespace + name for name in names]
-            # A pipeline of GETs, not MGET: on a cluster the keys live in many slots.
-            replies = yield Pipeline(tuple(command("GET", k) for k in redis_keys))
+            entries = yield from self._read([namespace + name for name in names])
         except _NO_ANSWER as exc:
             self._count(errors=1, misses=len(wanted))
             log.warning("cache read of %d keys failed, counted as misses: %s", len(wanted), exc)
             return {}
-        found: dict[str | int, Any] = {}
-        for key, redis_key, raw in zip(wanted, redis_keys, replies, strict=True):
-            entry = None if isinstance(raw, BackendError) else self._decode(redis_key, raw)
-            if entry is not None:
-                found[key] = entry.value
+        found = {
+            key: entry.value
+            for key, entry in zip(wanted, entries, strict=True)
+            if entry is not None
+        }
         self._count(hits=len(found), misses=len(wanted) - len(found))
         return found
 
-    def set(self, key: str | int, value: Any, ttl_ms: int | None = None) -> Flow[bool]:
-        """Store ``value`` under ``key``; ``False`` when Redis could not take it."""
+    def set(
+        self, key: str | int, value: Any, ttl_ms: int | None = None, tags: Iterable[str] = ()
+    ) -> Flow[bool]:
+        """Store ``value`` under ``key``, stamped with ``tags``; ``False`` if Redis refused."""
         redis_key = self.key(key)  # a bad key is refused before anything is sent
         ttl_ms = self._ttl_ms(ttl_ms, value)
         try:
             redis_key = yield from self.redis_key(key)
-            data = self._encode(redis_key, value, ttl_ms)
+            stamps = yield from self._stamp(tags)
+            data = self._encode(redis_key, value, ttl_ms, tags=stamps)
             reply = yield self._set_command(redis_key, data, ttl_ms)
         except _NO_ANSWER as exc:
             self._count(errors=1)
@@ -228,31 +316,26 @@ class CacheFlows:
             return False
         return is_ok(reply)
 
-    def set_many(self, values: Mapping[str | int, Any], ttl_ms: int | None = None) -> Flow[bool]:
-        """Store every value, in one round trip; ``False`` when any could not be stored."""
+    def set_many(
+        self, values: Mapping[str | int, Any], ttl_ms: int | None = None, tags: Iterable[str] = ()
+    ) -> Flow[bool]:
+        """Store every value, stamped with ``tags``, in one round trip; ``False`` on failure."""
         names = {key: self.key(key) for key in values}
         if not names:
             return True
         try:
             namespace = yield from self._namespace()
-        except _NO_ANSWER as exc:
-            self._count(errors=1)
-            log.warning("cache write of %d keys failed: %s", len(names), exc)
-            return False
-        ops = []
-        for key, value in values.items():
-            redis_key = namespace + names[key]
-            entry_ttl = self._ttl_ms(ttl_ms, value)
-            ops.append(
-                self._set_command(redis_key, self._encode(redis_key, value, entry_ttl), entry_ttl)
-            )
-        if not ops:
-            return True
-        try:
+            stamps = yield from self._stamp(tags)
+            ops = []
+            for key, value in values.items():
+                redis_key = namespace + names[key]
+                entry_ttl = self._ttl_ms(ttl_ms, value)
+                data = self._encode(redis_key, value, entry_ttl, tags=stamps)
+                ops.append(self._set_command(redis_key, data, entry_ttl))
             replies = yield Pipeline(tuple(ops))
         except _NO_ANSWER as exc:
             self._count(errors=1)
-            log.warning("cache write of %d keys failed: %s", len(ops), exc)
+            log.warning("cache write of %d keys failed: %s", len(names), exc)
             return False
         return all(is_ok(reply) for reply in replies)
 
@@ -267,6 +350,7 @@ class CacheFlows:
         for reply in replies:
             if isinstance(reply, BackendError):
                 raise reply
+        self.epoch += 1
         return sum(as_int(reply) for reply in replies)
 
     def touch(self, key: str | int, ttl_ms: int | None = None) -> Flow[bool]:
@@ -285,28 +369,32 @@ class CacheFlows:
         return None if reply < 0 else reply / 1000
 
     def get_or_set(
-        self, key: str | int, loader: Callable[[], Any], ttl_ms: int | None = None
+        self,
+        key: str | int,
+        loader: Callable[[], Any],
+        ttl_ms: int | None = None,
+        tags: Iterable[str] = (),
     ) -> Flow[Any]:
-        """Cache-aside: the cached value, or ``loader()``'s, stored for next time."""
+        """Cache-aside: the cached value, or ``loader()``'s, stored with ``tags`` for next time."""
         redis_key = self.key(key)
         try:
             redis_key = yield from self.redis_key(key)
-            raw = yield command("GET", redis_key)
+            (entry,) = yield from self._read([redis_key])
+            if entry is not None:
+                self._count(hits=1)
+                return entry.value
+            stamps = yield from self._stamp(tags)  # before loading: see _stamp
         except _NO_ANSWER as exc:
             # Redis is out of reach: the loader answers, and nothing is stored.
             self._count(errors=1, misses=1, loads=1)
             log.warning("cache read of %r failed, loading without the cache: %s", redis_key, exc)
             return (yield Call(loader))
-        entry = self._decode(redis_key, raw)
-        if entry is not None:
-            self._count(hits=1)
-            return entry.value
         self._count(misses=1, loads=1)
         started = time.monotonic()
         value = yield Call(loader)
         load_ms = round((time.monotonic() - started) * 1000)
         ttl_ms = self._ttl_ms(ttl_ms, value)
-        data = self._encode(redis_key, value, ttl_ms, load_ms)
+        data = self._encode(redis_key, value, ttl_ms, load_ms, tags=stamps)
         try:
             yield self._set_command(redis_key, data, ttl_ms)
         except _NO_ANSWER as exc:
@@ -317,7 +405,11 @@ class CacheFlows:
         return value
 
     def write_through(
-        self, key: str | int, write: Callable[[], Any], ttl_ms: int | None = None
+        self,
+        key: str | int,
+        write: Callable[[], Any],
+        ttl_ms: int | None = None,
+        tags: Iterable[str] = (),
     ) -> Flow[Any]:
         """Run ``write`` (the database write), then cache what it returned.
 
@@ -325,21 +417,27 @@ class CacheFlows:
         the cache holds the new value or nothing, never the old one. If even the delete fails,
         the error is raised, so the caller knows a stale value may remain.
         """
-        self.key(key)  # a bad key is refused before the write runs
+        redis_key = self.key(key)  # a bad key is refused before the write runs
+        stamps: dict[str, str] | None = None
+        try:
+            redis_key = yield from self.redis_key(key)
+            stamps = yield from self._stamp(tags)  # before the write: see _stamp
+        except _NO_ANSWER as exc:
+            log.warning("cache write-through of %r cannot reach Redis: %s", redis_key, exc)
         value = yield Call(write)
-        redis_key = yield from self.redis_key(key)
         ttl_ms = self._ttl_ms(ttl_ms, value)
         try:
-            data = self._encode(redis_key, value, ttl_ms)
-        except InvalidArgumentError:
-            yield command("UNLINK", redis_key)
-            raise
-        try:
+            if stamps is None:
+                raise BackendUnavailable("Redis was out of reach before the write")
+            data = self._encode(redis_key, value, ttl_ms, tags=stamps)
             yield self._set_command(redis_key, data, ttl_ms)
-        except BackendError as exc:
+        except (BackendError, InvalidArgumentError) as exc:
             log.warning("cache write-through of %r failed, deleting the key: %s", redis_key, exc)
             self._count(errors=1)
             yield command("UNLINK", redis_key)  # raises if Redis cannot even delete
+            if isinstance(exc, InvalidArgumentError):
+                raise
+        self.epoch += 1  # a load begun before the write must not be joined after it
         return value
 
     def pattern(self, pattern: str, parts: tuple[str | int, ...], namespace: str) -> str:
@@ -391,4 +489,5 @@ class CacheFlows:
                         yield Call(progress, (deleted,))
                 if cursor == 0:
                     break
+        self.epoch += 1
         return deleted
