@@ -28,6 +28,8 @@ R = TypeVar("R")
 
 #: Seconds one cache operation may wait for Redis before it counts as a miss.
 DEFAULT_TIMEOUT = 1.0
+#: How long one process may load a missing key while the others wait for it.
+DEFAULT_LEASE = "5 s"
 #: The shortest secret accepted for signing pickled entries.
 MIN_SECRET_BYTES = 16
 
@@ -69,6 +71,7 @@ def _setup(
     version: str | None,
     default_ttl: Duration | None,
     negative_ttl: Duration | None,
+    lease: Duration | None,
     serializer: str | Serializer,
     secret: str | bytes | None,
     timeout: float | None,
@@ -86,6 +89,7 @@ def _setup(
         version=version,
         default_ttl_ms=_ttl(default_ttl, "default_ttl"),
         negative_ttl_ms=_ttl(negative_ttl, "negative_ttl"),
+        lease_ms=_ttl(lease, "lease"),
         serializer=chosen,
         secret=key,
     )
@@ -139,6 +143,8 @@ class Cache:
             no expiry.
         negative_ttl: how long a loaded ``None`` ("not found") lives, when it should be
             shorter than ``default_ttl``.
+        lease: on a miss, one process takes a lease this long and loads while the others wait
+            for its value (at most this long, then they load too); ``None`` turns it off.
         serializer: ``"json"`` (the default), ``"msgpack"``, ``"pickle"`` (needs ``secret``),
             or a :class:`~redkit.cache.serializers.Serializer`.
         secret: signs every pickled entry, bound to its key (at least 16 bytes).
@@ -154,13 +160,15 @@ class Cache:
         version: str | None = None,
         default_ttl: Duration | None = 300,
         negative_ttl: Duration | None = None,
+        lease: Duration | None = DEFAULT_LEASE,
         serializer: str | Serializer = "json",
         secret: str | bytes | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
         self._backend, self._flows, self._timeout = _setup(
-            redis, namespace, version, default_ttl, negative_ttl, serializer, secret, timeout
-        )
+            redis, namespace, version, default_ttl, negative_ttl, lease, serializer, secret,
+            timeout,
+        )  # fmt: skip
         self._driver: SyncDriver | None = None
         self._single_flight = SingleFlight()
 
@@ -338,6 +346,7 @@ class AsyncCache:
         version: as for :class:`Cache`.
         default_ttl: as for :class:`Cache`.
         negative_ttl: as for :class:`Cache`.
+        lease: as for :class:`Cache`.
         serializer: as for :class:`Cache`.
         secret: as for :class:`Cache`.
         timeout: as for :class:`Cache`.
@@ -352,13 +361,15 @@ class AsyncCache:
         version: str | None = None,
         default_ttl: Duration | None = 300,
         negative_ttl: Duration | None = None,
+        lease: Duration | None = DEFAULT_LEASE,
         serializer: str | Serializer = "json",
         secret: str | bytes | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
         self._backend, self._flows, self._timeout = _setup(
-            redis, namespace, version, default_ttl, negative_ttl, serializer, secret, timeout
-        )
+            redis, namespace, version, default_ttl, negative_ttl, lease, serializer, secret,
+            timeout,
+        )  # fmt: skip
         self._single_flight = AsyncSingleFlight()
 
     def _async_driver(self) -> AsyncDriver:

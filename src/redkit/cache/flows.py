@@ -29,7 +29,7 @@ from redkit.core.errors import (
     InvalidArgumentError,
 )
 from redkit.core.flow import Flow
-from redkit.core.ops import Call, Masters, OnNode, Pipeline, ScriptCall, command
+from redkit.core.ops import Call, Masters, OnNode, Pipeline, ScriptCall, Sleep, command
 from redkit.core.replies import as_int, as_text, is_ok
 from redkit.core.scripts import load_script
 
@@ -42,6 +42,9 @@ MAX_KEY_BYTES = 512
 #: Seconds a process trusts the namespace generation it read (see ``bump_version``).
 GENERATION_CHECK_S = 1.0
 _TAG_TOKEN = load_script("redkit.cache", "tag_token")
+_RELEASE_LEASE = load_script("redkit.cache", "release_lease")
+#: Pauses (seconds) between looks at a key another process is loading: short, then longer.
+_FIRST_WAIT, _LONGEST_WAIT = 0.005, 0.1
 #: Errors that mean "Redis did not answer": reads become misses, writes report False.
 _NO_ANSWER = (BackendTimeout, BackendUnavailable)
 
@@ -67,6 +70,10 @@ class CacheStats:
     loads: int = 0
     errors: int = 0
     corrupt: int = 0
+    #: Loads this process was granted the cross-process lease for.
+    leases_won: int = 0
+    #: Misses that waited for another process's load instead of loading.
+    leases_lost: int = 0
 
 
 def _now_ms() -> int:
@@ -83,6 +90,7 @@ class CacheFlows:
         version: str | None,
         default_ttl_ms: int | None,
         negative_ttl_ms: int | None,
+        lease_ms: int | None = None,
         serializer: Serializer,
         secret: bytes | None,
     ) -> None:
@@ -94,12 +102,14 @@ class CacheFlows:
         # behind at once. '#' keeps it apart from any cache key, which all start with prefix:.
         self._generation_key = prefix + "#generation"
         self._tag_prefix = prefix + "#tag:"
+        self._lease_prefix = prefix + "#lease:"
         self._generation: tuple[int, float] | None = None  # (generation, when read)
         self.generation_check_s = GENERATION_CHECK_S
         self.namespace = namespace
         self.version = version
         self.default_ttl_ms = default_ttl_ms
         self.negative_ttl_ms = negative_ttl_ms
+        self.lease_ms = lease_ms
         self.serializer = serializer
         self.secret = secret
         self.stats = CacheStats()
@@ -368,6 +378,33 @@ class CacheFlows:
         reply = as_int((yield command("PTTL", redis_key)))
         return None if reply < 0 else reply / 1000
 
+    def _lease(self, redis_key: str) -> Flow[tuple[str | None, Entry | None]]:
+        """Take the lease to load ``redis_key``, or wait for the process that holds it.
+
+        Returns ``(token, None)`` when this caller is to load, ``(None, entry)`` when another
+        process's load arrived meanwhile, and ``(None, None)`` when it did not arrive within
+        the lease: the caller then loads after all (a crashed loader never blocks anyone for
+        longer). Waiting holds no connection: it is a sleep between two reads.
+        """
+        if not self.lease_ms:
+            return None, None
+        lease_key = self._lease_prefix + redis_key
+        token = secrets.token_hex(8)
+        won = yield command("SET", lease_key, token, "NX", "PX", self.lease_ms)
+        if won is not None and won is not False:
+            self._count(leases_won=1)
+            return token, None
+        self._count(leases_lost=1)
+        deadline = time.monotonic() + self.lease_ms / 1000
+        pause = _FIRST_WAIT
+        while time.monotonic() < deadline:
+            yield Sleep(min(pause, max(deadline - time.monotonic(), 0)))
+            pause = min(pause * 2, _LONGEST_WAIT)
+            (entry,) = yield from self._read([redis_key])
+            if entry is not None:
+                return None, entry
+        return None, None
+
     def get_or_set(
         self,
         key: str | int,
@@ -375,11 +412,18 @@ class CacheFlows:
         ttl_ms: int | None = None,
         tags: Iterable[str] = (),
     ) -> Flow[Any]:
-        """Cache-aside: the cached value, or ``loader()``'s, stored with ``tags`` for next time."""
+        """Cache-aside: the cached value, or ``loader()``'s, stored with ``tags`` for next time.
+
+        On a miss, one process across all takes a lease and loads; the others wait for its
+        value (see :meth:`_lease`).
+        """
         redis_key = self.key(key)
+        token: str | None = None
         try:
             redis_key = yield from self.redis_key(key)
             (entry,) = yield from self._read([redis_key])
+            if entry is None:
+                token, entry = yield from self._lease(redis_key)
             if entry is not None:
                 self._count(hits=1)
                 return entry.value
@@ -390,19 +434,27 @@ class CacheFlows:
             log.warning("cache read of %r failed, loading without the cache: %s", redis_key, exc)
             return (yield Call(loader))
         self._count(misses=1, loads=1)
-        started = time.monotonic()
-        value = yield Call(loader)
-        load_ms = round((time.monotonic() - started) * 1000)
-        ttl_ms = self._ttl_ms(ttl_ms, value)
-        data = self._encode(redis_key, value, ttl_ms, load_ms, tags=stamps)
         try:
-            yield self._set_command(redis_key, data, ttl_ms)
-        except _NO_ANSWER as exc:
-            self._count(errors=1)
-            log.warning(
-                "cache write of %r failed; the loaded value is still returned: %s", redis_key, exc
-            )
-        return value
+            started = time.monotonic()
+            value = yield Call(loader)
+            load_ms = round((time.monotonic() - started) * 1000)
+            ttl_ms = self._ttl_ms(ttl_ms, value)
+            data = self._encode(redis_key, value, ttl_ms, load_ms, tags=stamps)
+            try:
+                yield self._set_command(redis_key, data, ttl_ms)
+            except _NO_ANSWER as exc:
+                self._count(errors=1)
+                log.warning(
+                    "cache write of %r failed; the loaded value is still returned: %s",
+                    redis_key, exc,
+                )  # fmt: skip
+            return value
+        finally:
+            if token is not None:
+                try:  # let waiters stop waiting (they would see the value anyway)
+                    yield ScriptCall(_RELEASE_LEASE, (self._lease_prefix + redis_key,), (token,))
+                except BackendError as exc:
+                    log.warning("cache lease of %r not released (it expires): %s", redis_key, exc)
 
     def write_through(
         self,
