@@ -50,6 +50,7 @@ from redkit import (
     SlidingWindow,
     TokenBucket,
 )
+from redkit.ratelimit.limiters import GCRA, MAX_LOG_TOKENS, SlidingLog
 
 SYNC = "sync"
 ASYNC = "async"
@@ -235,6 +236,9 @@ def redkit_limiters() -> dict[str, Any]:
         "SlidingWindow": SlidingWindow(HIGH, window),
         "TokenBucket": TokenBucket(HIGH, "1 s", HIGH),
         "CachedFixedWindow": CachedFixedWindow(HIGH, window),
+        # One request per µs at most (T >= 1 µs), in bursts of a second's worth.
+        "GCRA": GCRA(10**6, "1 s", 10**6),
+        "SlidingLog": SlidingLog(MAX_LOG_TOKENS, window),
     }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 from redkit import AsyncRatelimit, Ratelimit, connect
@@ -24,18 +25,20 @@ def hammer(
     results: Any,
 ) -> None:
     """For each limiter, after all processes meet at ``barrier``: ``workers`` threads (or asyncio
-    tasks) each make ``calls`` decisions. Puts (limiter index, resets of the admitted ones)."""
+    tasks) each make ``calls`` decisions. Puts (limiter index, resets of the admitted ones,
+    and the wall-clock times, in s, at which this process started and finished them)."""
     conn = connect(url)
     for index, limiter in enumerate(limiters):
         barrier.wait(30)
         # One prefix per limiter: window algorithms share Upstash's counter keys otherwise.
         rl_options = {"prefix": f"hammer-{index}", "ephemeral_cache": False}
+        started = time.time()
         if mode == "threads":
             admitted = _threads(Ratelimit(conn, limiter, **rl_options), identifier, workers, calls)
         else:
             rl = AsyncRatelimit(conn, limiter, **rl_options)
             admitted = asyncio.run(_tasks(conn, rl, identifier, workers, calls))
-        results.put((index, admitted))
+        results.put((index, admitted, started, time.time()))
 
 
 def _threads(rl: Ratelimit, identifier: str, workers: int, calls: int) -> list[int]:

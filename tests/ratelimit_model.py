@@ -1,9 +1,10 @@
 """A pure-Python reference model of redkit's rate limiters, written from docs/ratelimit.md.
 
-It answers ``limit``, ``get_remaining`` and ``reset`` for the fixed window, the sliding window
-and the token bucket, with the ephemeral cache on or off, at a given integer ``now`` (epoch ms).
-Its Redis state lives in plain dicts keyed exactly like the Redis keys (``base:bucket`` for
-window counters, ``base`` for a bucket hash), so a test can also compare the keyspace itself.
+It answers ``limit``, ``get_remaining`` and ``reset`` for the fixed window, the sliding window,
+the token bucket, GCRA and the sliding log (docs/gcra-and-sliding-log.md), with the ephemeral
+cache on or off, at a given integer ``now`` (epoch ms). Its Redis state lives in plain dicts
+keyed exactly like the Redis keys (``base:bucket`` for window counters, ``base`` for a bucket
+hash, ``base:gcra`` and ``base:log``), so a test can also compare the keyspace itself.
 
 It is deliberately not a transcription of the Lua: the sliding window's ``retry_after`` is
 found by a search over future milliseconds and the token bucket's by stepping through future
@@ -22,7 +23,7 @@ from redkit.ratelimit.result import RatelimitResult, Remaining
 
 __all__ = ["Decision", "Kind", "Params", "RatelimitModel", "sliding_weighted"]
 
-Kind = Literal["fixed", "sliding", "token"]
+Kind = Literal["fixed", "sliding", "token", "gcra", "log"]
 
 
 @dataclass(frozen=True)
@@ -30,11 +31,11 @@ class Params:
     """One limiter's configuration, in the doc's letters."""
 
     kind: Kind
-    #: L (requests per window) or M (the bucket's max_tokens).
+    #: L (requests per window), M (the bucket's max_tokens) or B (GCRA's burst).
     limit: int
-    #: W (the window) or I (the refill interval), in ms.
+    #: W (the window), I (the refill interval) or P (GCRA's period), in ms.
     window_ms: int
-    #: R, tokens per refill (token bucket only).
+    #: R, tokens per refill (token bucket) or requests per period (GCRA).
     refill: int = 0
 
 
@@ -47,6 +48,8 @@ class Decision:
     reset: int
     #: ms until a request of the same rate could pass; 0 when admitted, None when never.
     retry_ms: int | None
+    #: The same wait in µs, for GCRA (which reports it to the µs); None elsewhere.
+    retry_us: int | None = None
 
 
 def sliding_weighted(elapsed: int, count: int, window_ms: int) -> int:
@@ -64,13 +67,19 @@ class RatelimitModel:
     strings: dict[str, int] = field(default_factory=dict)
     #: Token buckets, as the Redis hashes ``base`` with fields refilledAt and tokens.
     hashes: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: GCRA's state ``base:gcra`` as ITU-T I.371's continuous-state leaky bucket: the bucket
+    #: content X (µs of pending emission) and the last conformance time LCT (epoch µs). Redis
+    #: holds the TAT, ``LCT + X``.
+    meters: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: Sliding logs ``base:log``: the admission times (ms) of every unit still stored.
+    logs: dict[str, list[int]] = field(default_factory=dict)
     #: The TTL (ms) of the last PEXPIRE on each key, so a test can see a short-lived key.
     ttl_ms: dict[str, int] = field(default_factory=dict)
     #: Keys the last call wrote (set, incremented or deleted).
     written: set[str] = field(default_factory=set)
     #: The ephemeral cache: base -> (blocked until, in ms on the virtual clock; reset; the
     #: refused rate).
-    blocks: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    blocks: dict[str, tuple[float, int, int]] = field(default_factory=dict)
 
     # -- the public operations -------------------------------------------------------------
 
@@ -95,6 +104,13 @@ class RatelimitModel:
             # wait in the doc's sense, so it blocks nothing in the ephemeral cache.
             retry = max(0, decision.reset - now) / 1000
             return RatelimitResult(False, limit, decision.remaining, decision.reset, retry)
+        if decision.retry_us is not None:
+            # GCRA: blocked for the wait to the µs, reported in seconds to the µs.
+            if self.ephemeral:
+                self.blocks[base] = (now + decision.retry_us / 1000, decision.reset, rate)
+            return RatelimitResult(
+                False, limit, decision.remaining, decision.reset, decision.retry_us / 1_000_000
+            )
         if self.ephemeral:
             self.blocks[base] = (now + decision.retry_ms, decision.reset, rate)
         return RatelimitResult(
@@ -111,7 +127,9 @@ class RatelimitModel:
         """``reset(identifier)``: delete the bucket and the windows around now; unblock."""
         self.written = set()
         names = [base]
-        if self.params.kind != "token":
+        if self.params.kind in ("gcra", "log"):
+            names = [f"{base}:{self.params.kind}"]
+        elif self.params.kind != "token":
             bucket = now // self.params.window_ms
             names += [f"{base}:{b}" for b in (bucket - 1, bucket, bucket + 1)]
         deleted = sum(self._delete(name) for name in names)
@@ -136,6 +154,10 @@ class RatelimitModel:
             return self._fixed(base, rate, now)
         if self.params.kind == "sliding":
             return self._sliding(base, rate, now)
+        if self.params.kind == "gcra":
+            return self._gcra(f"{base}:gcra", rate, now)
+        if self.params.kind == "log":
+            return self._log(f"{base}:log", rate, now)
         return self._token(base, rate, now)
 
     def _fixed(self, base: str, rate: int, now: int) -> Decision:
@@ -232,6 +254,97 @@ class RatelimitModel:
             steps += 1
         return steps * self.params.window_ms
 
+    def _gcra(self, key: str, rate: int, now: int) -> Decision:
+        """GCRA as a continuous-state leaky bucket (ITU-T I.371), not as a TAT.
+
+        The bucket holds X µs of emission still to drain; it drains one µs per µs. A cell
+        adds T; ``burst`` cells fit in an empty bucket, so a request of n cells conforms iff
+        the drained content plus n*T is at most B*T. A wait is found by bisection over future
+        µs, remaining by adding cells one by one.
+        """
+        burst = self.params.limit
+        t = math.ceil(self.params.window_ms * 1000 / self.params.refill)  # emission interval
+        now_us = now * 1000
+        content, last = self.meters.get(key, (0, now_us))
+
+        def drained(at: int) -> int:
+            return max(0, content - (at - last))
+
+        def conforms(at: int, cells: int) -> bool:
+            return drained(at) + cells * t <= burst * t
+
+        def remaining(level: int) -> int:
+            cells = 0
+            while level + (cells + 1) * t <= burst * t:
+                cells += 1
+            return cells
+
+        level = drained(now_us)
+        if rate > 0 and not conforms(now_us, rate):
+            reset = -(-(now_us + level) // 1000)
+            if rate > burst:
+                return Decision(False, remaining(level), reset, None)
+            low, high = now_us, now_us + level + 1  # low does not conform, high does
+            assert conforms(high, rate)
+            while high - low > 1:
+                mid = (low + high) // 2
+                if conforms(mid, rate):
+                    high = mid
+                else:
+                    low = mid
+            wait = high - now_us
+            return Decision(False, remaining(level), reset, -(-wait // 1000), wait)
+        if rate > 0:
+            level += rate * t
+        elif rate < 0:
+            level = max(0, level - min(-rate, burst) * t)
+        if level != drained(now_us):  # a write: the TAT moved
+            if level == 0:
+                self._delete(key)
+            else:
+                self.meters[key] = (level, now_us)
+                self.ttl_ms[key] = -(-level // 1000)
+                self.written.add(key)
+        return Decision(True, remaining(level), -(-(now_us + level) // 1000), 0)
+
+    def _log(self, key: str, rate: int, now: int) -> Decision:
+        """The sliding log as a plain list of admission times; waits found by scanning ahead."""
+        limit, window = self.params.limit, self.params.window_ms
+        times = self.logs.get(key, [])
+
+        def used_at(at: int) -> int:
+            return sum(1 for stamp in times if stamp > at - window)
+
+        def reset_of(stamps: list[int]) -> int:
+            inside = [stamp for stamp in stamps if stamp > now - window]
+            return min(inside) + window if inside else now + window
+
+        used = used_at(now)
+        if rate > 0 and used + rate > limit:
+            if rate > limit:
+                return Decision(False, max(0, limit - used), reset_of(times), None)
+            # Try every moment an entry leaves the window, in order.
+            for at in sorted(stamp + window for stamp in times):
+                if at > now and used_at(at) + rate <= limit:
+                    return Decision(False, max(0, limit - used), reset_of(times), at - now)
+            raise AssertionError("a request within the limit fits once the log has drained")
+        if rate != 0:
+            kept = [stamp for stamp in times if stamp > now - window]  # a write trims first
+            if rate > 0:
+                kept += [now] * rate
+            else:
+                kept.sort()
+                del kept[max(0, len(kept) + rate) :]  # the newest go back
+            if kept != times:
+                self.written.add(key)
+            if kept:
+                self.logs[key] = kept
+                self.ttl_ms[key] = max(kept) + window - now
+            else:
+                self._delete(key)
+            times = kept
+        return Decision(True, max(0, limit - used_at(now)), reset_of(times), 0)
+
     # -- the keyspace ----------------------------------------------------------------------
 
     def _add(self, key: str, delta: int, *, ttl: int) -> None:
@@ -244,9 +357,9 @@ class RatelimitModel:
         self.written.add(key)
 
     def _delete(self, key: str) -> bool:
-        existed = key in self.strings or key in self.hashes
-        self.strings.pop(key, None)
-        self.hashes.pop(key, None)
+        existed = any(key in store for store in (self.strings, self.hashes, self.meters, self.logs))
+        for store in (self.strings, self.hashes, self.meters, self.logs):
+            store.pop(key, None)
         self.ttl_ms.pop(key, None)
         if existed:
             self.written.add(key)

@@ -10,6 +10,7 @@ from redkit.cache import MISSING, AsyncCache, Cache
 from redkit.drivers.connect import Connection, connect, from_env
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
 from redkit.ratelimit import (
+    GCRA,
     AsyncConcurrency,
     AsyncRatelimit,
     AsyncTieredRatelimit,
@@ -21,6 +22,7 @@ from redkit.ratelimit import (
     Ratelimit,
     RatelimitResult,
     Remaining,
+    SlidingLog,
     SlidingWindow,
     TieredRatelimit,
     TokenBucket,
@@ -29,6 +31,7 @@ from redkit.ratelimit import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "GCRA",
     "MISSING",
     "AsyncCache",
     "AsyncConcurrency",
@@ -46,6 +49,7 @@ __all__ = [
     "Ratelimit",
     "RatelimitResult",
     "Remaining",
+    "SlidingLog",
     "SlidingWindow",
     "TieredRatelimit",
     "TokenBucket",

@@ -13,13 +13,18 @@ import pytest
 from hammer import hammer
 from redkit import CachedFixedWindow, FixedWindow, SlidingWindow, TokenBucket
 from redkit.ratelimit import Limiter
+from redkit.ratelimit.limiters import GCRA, SlidingLog
 
 LIMIT = 40
+#: GCRA's emission interval: refills come during the test, not only the burst.
+GCRA_RATE_PER_S = 50
 LIMITERS: list[Limiter] = [
     FixedWindow(LIMIT, "1 h"),
     SlidingWindow(LIMIT, "1 h"),
     TokenBucket(1, "1 h", LIMIT),
     CachedFixedWindow(LIMIT, "1 h"),
+    GCRA(GCRA_RATE_PER_S, "1 s", LIMIT),
+    SlidingLog(LIMIT, "1 h"),
 ]
 # Two processes with threads, one with asyncio tasks: 3 x 4 x 25 = 300 attempts per limiter.
 PROCESSES = [("threads", 4), ("threads", 4), ("tasks", 4)]
@@ -51,18 +56,20 @@ def test_processes_hammering_one_identifier_never_pass_the_limit(
     for process in processes:
         process.start()
     per_limiter: dict[int, list[list[int]]] = {index: [] for index in range(len(LIMITERS))}
+    spans: dict[int, list[tuple[float, float]]] = {index: [] for index in range(len(LIMITERS))}
     deadline = time.monotonic() + 90
     try:
         for _ in range(len(PROCESSES) * len(LIMITERS)):
             while True:
                 try:
-                    index, admitted = results.get(timeout=0.5)
+                    index, admitted, started, finished = results.get(timeout=0.5)
                     break
                 except queue.Empty:
                     failed = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
                     assert not failed, f"a worker process failed (exit codes {failed})"
                     assert time.monotonic() < deadline, "the workers did not report in time"
             per_limiter[index].append(admitted)
+            spans[index].append((started, finished))
     finally:
         for process in processes:
             process.join(30)
@@ -70,7 +77,7 @@ def test_processes_hammering_one_identifier_never_pass_the_limit(
                 process.kill()
     assert [process.exitcode for process in processes] == [0] * len(processes)
 
-    fixed, sliding, bucket, cached = (per_limiter[i] for i in range(len(LIMITERS)))
+    fixed, sliding, bucket, cached, gcra, log = (per_limiter[i] for i in range(len(LIMITERS)))
     # Exact limiters: at most LIMIT per window (the test may straddle a window's end), and the
     # limit is reached, since 300 attempts were made.
     for admitted in (fixed, sliding):
@@ -84,3 +91,11 @@ def test_processes_hammering_one_identifier_never_pass_the_limit(
         assert all(count <= LIMIT for count in Counter(process).values())
     per_window = Counter(reset for process in cached for reset in process)
     assert LIMIT <= max(per_window.values()) <= len(PROCESSES) * LIMIT
+    # GCRA: at most the burst plus one per emission interval over the time the processes ran
+    # (a little more than the span in which they were admitted).
+    gcra_spans = spans[4]
+    elapsed = max(end for _, end in gcra_spans) - min(start for start, _ in gcra_spans)
+    admitted_gcra = sum(len(process) for process in gcra)
+    assert LIMIT <= admitted_gcra <= LIMIT + elapsed * GCRA_RATE_PER_S + 1
+    # The sliding log: exactly the limit in the test's (far less than an hour's) window.
+    assert sum(len(process) for process in log) == LIMIT

@@ -35,7 +35,7 @@ from redkit import AsyncRatelimit, FixedWindow, Ratelimit, SlidingWindow, TokenB
 from redkit.core import keys
 from redkit.core.clock import VirtualClock
 from redkit.core.ops import command
-from redkit.ratelimit.limiters import Limiter
+from redkit.ratelimit.limiters import GCRA, Limiter, SlidingLog
 from support import Backend
 
 #: Identifiers with a key separator, braces (a hash tag on a cluster) and non-ASCII text.
@@ -46,6 +46,9 @@ WINDOWS: dict[str | int, int] = {"1 m": 60_000, 90: 90_000, "7 m": 420_000, "1 h
 SHORT_TTL_MS = 10_000
 #: An example must finish well within SHORT_TTL_MS of real time for the above to hold.
 MAX_EXAMPLE_SECONDS = SHORT_TTL_MS / 1000 / 2
+
+#: Algorithms whose keys may be written with a TTL far shorter than a window.
+SHORT_LIVED = ("token", "gcra", "log")
 
 #: How the clock moves: by a little, far, by whole windows, or to an edge (+-1 ms).
 ADVANCES = ("a little", "far", "whole windows", "window edge", "last reset", "retry")
@@ -68,6 +71,16 @@ def configs(draw: st.DrawFn, kind: Kind) -> tuple[Params, Limiter, int]:
         max_tokens = draw(st.integers(1, 10))
         params = Params(kind, max_tokens, window_ms, refill)
         limiter = TokenBucket(refill, window, max_tokens)
+    elif kind == "gcra":
+        # Rates that divide the period in µs and rates that do not (T rounded up).
+        rate = draw(st.sampled_from([1, 2, 3, 4, 7]))
+        burst = draw(st.integers(1, 10))
+        params = Params(kind, burst, window_ms, rate)
+        limiter = GCRA(rate, window, burst)
+    elif kind == "log":
+        limit = draw(st.integers(1, 10))
+        params = Params(kind, limit, window_ms)
+        limiter = SlidingLog(limit, window)
     else:
         limit = draw(st.integers(1, 10))
         params = Params(kind, limit, window_ms)
@@ -130,9 +143,11 @@ def make_machine(
         def settle_short_lived_bucket(self) -> None:
             # A bucket key written with a TTL short enough to expire in real time: move the
             # clock to when it is full (logically new) and delete it, as expiry would.
+            # GCRA's key likewise lives until its TAT has passed, and a sliding log's until its
+            # newest entry leaves the window: then they carry no state either.
             for key in list(self.model.written):  # forget() touches the set
                 ttl = self.model.ttl_ms.get(key)
-                if self.params.kind == "token" and ttl is not None and ttl < SHORT_TTL_MS:
+                if self.params.kind in SHORT_LIVED and ttl is not None and ttl < SHORT_TTL_MS:
                     self.move_clock(ttl)
                     backend.execute(command("DEL", key))
                     self.model.forget(key)
@@ -209,6 +224,10 @@ def make_machine(
                     kind_of = client.type(key).decode()
                     if kind_of == "string":
                         found[key] = int(client.get(key))
+                    elif kind_of == "zset":
+                        # A sliding log: only its scores mean something; members are unique.
+                        entries = client.zrange(key, 0, -1, withscores=True)
+                        found[key] = sorted(int(score) for _, score in entries)
                     else:
                         assert kind_of == "hash", (key, kind_of)
                         fields = client.hgetall(key)
@@ -216,6 +235,11 @@ def make_machine(
                     # Every key expires some day: nothing is left behind for good.
                     assert client.pttl(key) > 0, key
             expected: dict[str, Any] = {**self.model.strings, **self.model.hashes}
+            for key, (content, last) in self.model.meters.items():
+                expected[key] = last + content  # GCRA: Redis holds the TAT
+            for key, stamps in self.model.logs.items():
+                expected[key] = sorted(stamps)
+                assert len(stamps) <= self.params.limit  # the memory bound
             assert found == expected, f"keys: expected {expected!r}, found {found!r}"
 
     return RatelimitVsModel
@@ -223,7 +247,7 @@ def make_machine(
 
 # A failure shrinks over real Redis round trips, which takes a while: let it report.
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("kind", ["fixed", "sliding", "token"])
+@pytest.mark.parametrize("kind", ["fixed", "sliding", "token", "gcra", "log"])
 def test_limiter_matches_model(
     backend: Backend, kind: Kind, request: pytest.FixtureRequest
 ) -> None:

@@ -15,9 +15,11 @@ from redkit.ratelimit.concurrency import (
 from redkit.ratelimit.ephemeral import EphemeralCache
 from redkit.ratelimit.facade import AsyncRatelimit, Ratelimit
 from redkit.ratelimit.limiters import (
+    GCRA,
     CachedFixedWindow,
     FixedWindow,
     Limiter,
+    SlidingLog,
     SlidingWindow,
     TokenBucket,
 )
@@ -25,6 +27,7 @@ from redkit.ratelimit.result import RatelimitResult, Remaining
 from redkit.ratelimit.tiers import AsyncTieredRatelimit, TieredRatelimit
 
 __all__ = [
+    "GCRA",
     "AcquireContext",
     "AsyncConcurrency",
     "AsyncRatelimit",
@@ -39,6 +42,7 @@ __all__ = [
     "Ratelimit",
     "RatelimitResult",
     "Remaining",
+    "SlidingLog",
     "SlidingWindow",
     "TieredRatelimit",
     "TokenBucket",

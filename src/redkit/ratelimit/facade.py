@@ -70,8 +70,8 @@ class Ratelimit:
 
     Args:
         redis: a :class:`redkit.Connection`, a Redis URL, or a redis-py client.
-        limiter: :class:`FixedWindow`, :class:`SlidingWindow`, :class:`TokenBucket` or
-            :class:`CachedFixedWindow`.
+        limiter: :class:`FixedWindow`, :class:`SlidingWindow`, :class:`TokenBucket`,
+            :class:`CachedFixedWindow`, :class:`GCRA` or :class:`SlidingLog`.
         prefix: the start of every key; ``@upstash/ratelimit``'s by default, so the two
             libraries share counters.
         ephemeral_cache: remember blocked identifiers in this process and refuse them without

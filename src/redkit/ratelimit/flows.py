@@ -88,7 +88,8 @@ class RatelimitFlows:
     ) -> None:
         if not isinstance(limiter, Limiter):
             raise InvalidArgumentError(
-                "limiter must be FixedWindow, SlidingWindow, TokenBucket or CachedFixedWindow, "
+                "limiter must be FixedWindow, SlidingWindow, TokenBucket, CachedFixedWindow, "
+                "GCRA or SlidingLog, "
                 f"got {type(limiter).__name__}"
             )
         if on_timeout not in ("allow", "deny"):
@@ -121,16 +122,19 @@ class RatelimitFlows:
 
     def _settle(self, base: str, rate: int, reply: Any, local_now: float) -> RatelimitResult:
         """Turn a script's reply into a result, and keep the ephemeral cache in step."""
-        allowed, limit, remaining, reset, retry_ms, now = reply
+        allowed, limit, remaining, reset, retry_ms, now = reply[:6]
         if allowed:
             if rate < 0 and self.cache is not None:
                 self.cache.pop(base)  # a refund may have unblocked the identifier
             return RatelimitResult(True, limit, remaining, reset)
         if retry_ms < 0:  # a cost above the limit: it can never pass
             return RatelimitResult(False, limit, remaining, reset, max(0, reset - now) / 1000)
+        retry_after = retry_ms / 1000
+        if len(reply) > 6:  # the wait in microseconds too (GCRA): finer than retry_ms
+            retry_ms, retry_after = reply[6] / 1000, reply[6] / 1_000_000
         if self.cache is not None:
             self.cache.block(base, local_now + retry_ms, reset, rate)
-        return RatelimitResult(False, limit, remaining, reset, retry_ms / 1000)
+        return RatelimitResult(False, limit, remaining, reset, retry_after)
 
     def _answer_locally(self, base: str, rate: int, local_now: float) -> RatelimitResult | None:
         """An answer that needs no Redis: a blocked identifier, or the cached window's count."""
@@ -210,7 +214,8 @@ class RatelimitFlows:
     def get_remaining(self, identifier: str | int) -> Flow[Remaining]:
         """What ``identifier`` has left now (refills applied), consuming nothing."""
         base = self.base_key(identifier)
-        _, limit, remaining, reset, _, _ = yield self.limiter.call(base, self._now(), 0)
+        reply = yield self.limiter.call(base, self._now(), 0)
+        limit, remaining, reset = reply[1:4]
         return Remaining(remaining, reset, limit)
 
     def reset(self, identifier: str | int) -> Flow[int]:
@@ -218,7 +223,7 @@ class RatelimitFlows:
         base = self.base_key(identifier)
         now = self._now()
         window = self.limiter.window_ms
-        names: tuple[str, ...] = (base,)
+        names: tuple[str, ...] = (self.limiter.state_key(base),)
         if window and now != SERVER_TIME:
             bucket = now // window
             names = (base, *(f"{base}:{b}" for b in (bucket - 1, bucket, bucket + 1)))

@@ -10,16 +10,19 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
-from redkit.core.durations import Duration, duration_ms
+from redkit.core.durations import MAX_DURATION_MS, Duration, duration_ms
 from redkit.core.errors import InvalidArgumentError
 from redkit.core.ops import ScriptCall
 from redkit.core.scripts import Script, load_script
 
 __all__ = [
+    "GCRA",
+    "MAX_LOG_TOKENS",
     "MAX_TOKENS",
     "CachedFixedWindow",
     "FixedWindow",
     "Limiter",
+    "SlidingLog",
     "SlidingWindow",
     "TokenBucket",
     "ratelimit_script",
@@ -27,6 +30,10 @@ __all__ = [
 
 #: The largest limit or token count: counts stay exact integers in Lua's doubles.
 MAX_TOKENS = 10**12
+
+#: The largest limit of a :class:`SlidingLog`: its log holds one sorted-set entry (roughly
+#: 70-100 bytes) per admitted unit of cost in the window, and an admission writes them all.
+MAX_LOG_TOKENS = 100_000
 
 #: The ``now`` argument that tells a script to read the server's ``TIME``.
 SERVER_TIME = -1
@@ -43,6 +50,8 @@ def ratelimit_script(name: str) -> Script:
 _FIXED_WINDOW = ratelimit_script("fixed_window")
 _SLIDING_WINDOW = ratelimit_script("sliding_window")
 _TOKEN_BUCKET = ratelimit_script("token_bucket")
+_GCRA = ratelimit_script("gcra")
+_SLIDING_LOG = ratelimit_script("sliding_log")
 
 
 def _count(value: object, name: str) -> int:
@@ -70,6 +79,10 @@ class Limiter:
         ``now`` is the caller's clock in epoch ms, or ``-1`` for the server's own time.
         """
         raise NotImplementedError
+
+    def state_key(self, base: str) -> str:
+        """The key holding the identifier's state besides any window counters: ``base``."""
+        return base
 
 
 @dataclass(frozen=True)
@@ -174,3 +187,102 @@ class CachedFixedWindow(FixedWindow):
     processes may together admit up to ``P * tokens`` when they all start a window at once.
     Best for high-volume limits where that bound is acceptable.
     """
+
+
+@dataclass(frozen=True)
+class GCRA(Limiter):
+    """The generic cell rate algorithm: ``rate`` per ``period``, in bursts of up to ``burst``.
+
+    It runs on a microsecond clock. A request of cost ``n`` is ``n`` cells, one every emission
+    interval ``T = period / rate`` (rounded up to whole microseconds); the state is the
+    theoretical arrival time (TAT) at which the bucket is full again, in one string key
+    ``<base>:gcra``. A request is admitted iff ``max(TAT, now) + n*T - now <= burst*T``: a new
+    identifier may take ``burst`` at once, then one more every ``T``. It is a token bucket of
+    ``burst`` tokens refilled continuously, one every ``T``, with exact ``retry_after`` (to the
+    microsecond) and O(1) state. Semantics: docs/gcra-and-sliding-log.md.
+
+    Args:
+        rate: requests admitted per ``period`` on average.
+        period: the period: ``"1 s"``, seconds, or a ``timedelta`` (whole ms).
+        burst: the most requests admitted at once (also the result's ``limit``).
+
+    """
+
+    rate: int
+    period: Duration
+    burst: int
+    limit: int = field(init=False, repr=False)
+    window_ms: int = field(init=False, repr=False, default=0)
+    period_ms: int = field(init=False, repr=False)
+    #: T, the emission interval: ``ceil(period / rate)`` in microseconds.
+    emission_us: int = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        rate = _count(self.rate, "rate")
+        object.__setattr__(self, "limit", _count(self.burst, "burst"))
+        period_ms = duration_ms(self.period, name="period")
+        object.__setattr__(self, "period_ms", period_ms)
+        if rate > period_ms * 1000:
+            raise InvalidArgumentError(
+                f"rate must be at most one request per microsecond of period ({period_ms * 1000:_}"
+                f" for a period of {period_ms:_} ms), got {rate:_}"
+            )
+        emission_us = -(-period_ms * 1000 // rate)
+        object.__setattr__(self, "emission_us", emission_us)
+        if self.limit * emission_us > MAX_DURATION_MS * 1000:
+            raise InvalidArgumentError(
+                "burst * period / rate (the time an emptied bucket takes to fill up) must be "
+                f"at most 10 years, got {self.limit * emission_us / 1e6:_.0f} s"
+            )
+
+    def call(self, base: str, now: int, rate: int) -> ScriptCall:
+        """Build this algorithm's script call (see :meth:`Limiter.call`)."""
+        return ScriptCall(_GCRA, (f"{base}:gcra",), (now, rate, self.limit, self.emission_us))
+
+    def state_key(self, base: str) -> str:
+        """``<base>:gcra``, the string holding the theoretical arrival time in epoch µs."""
+        return f"{base}:gcra"
+
+
+@dataclass(frozen=True)
+class SlidingLog(Limiter):
+    """An exact sliding window: at most ``tokens`` requests in any ``window``-long span.
+
+    Every admitted unit of cost is one entry, scored with its admission time (epoch ms), in a
+    sorted set ``<base>:log``. A request of cost ``n`` is admitted iff the entries of the last
+    ``window`` (scores in ``(now - window, now]``) plus ``n`` are at most ``tokens``. Entries
+    that left the window are trimmed on every write and refused requests add nothing, so the
+    set never holds more than ``tokens`` entries (at most :data:`MAX_LOG_TOKENS`).
+
+    Args:
+        tokens: requests admitted per sliding window.
+        window: the window: ``"10 s"``, seconds, or a ``timedelta``.
+
+    """
+
+    tokens: int
+    window: Duration
+    limit: int = field(init=False, repr=False)
+    window_ms: int = field(init=False, repr=False, default=0)
+    #: The window's length in ms (``window_ms`` is 0: there are no window counters).
+    log_window_ms: int = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        tokens = _count(self.tokens, "tokens")
+        if tokens > MAX_LOG_TOKENS:
+            raise InvalidArgumentError(
+                f"tokens must be at most {MAX_LOG_TOKENS:_} for a sliding log (one entry per "
+                f"request in the window), got {tokens:_}"
+            )
+        object.__setattr__(self, "limit", tokens)
+        object.__setattr__(self, "log_window_ms", duration_ms(self.window, name="window"))
+
+    def call(self, base: str, now: int, rate: int) -> ScriptCall:
+        """Build this algorithm's script call (see :meth:`Limiter.call`)."""
+        return ScriptCall(
+            _SLIDING_LOG, (f"{base}:log",), (now, rate, self.limit, self.log_window_ms)
+        )
+
+    def state_key(self, base: str) -> str:
+        """``<base>:log``, the sorted set of admission times."""
+        return f"{base}:log"
