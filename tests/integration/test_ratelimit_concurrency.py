@@ -14,6 +14,7 @@ from hammer import hammer
 from redkit import CachedFixedWindow, FixedWindow, SlidingWindow, TokenBucket
 from redkit.ratelimit import Limiter
 from redkit.ratelimit.limiters import GCRA, SlidingLog
+from redkit.ratelimit.multi import MultiLimit
 
 LIMIT = 40
 #: GCRA's emission interval: refills come during the test, not only the burst.
@@ -25,6 +26,8 @@ LIMITERS: list[Limiter] = [
     CachedFixedWindow(LIMIT, "1 h"),
     GCRA(GCRA_RATE_PER_S, "1 s", LIMIT),
     SlidingLog(LIMIT, "1 h"),
+    # Several limits at once: the bucket refuses first, and the window must not keep a charge.
+    MultiLimit.of([FixedWindow(LIMIT * 5, "1 h"), TokenBucket(1, "1 h", LIMIT)]),
 ]
 # Two processes with threads, one with asyncio tasks: 3 x 4 x 25 = 300 attempts per limiter.
 PROCESSES = [("threads", 4), ("threads", 4), ("tasks", 4)]
@@ -77,7 +80,9 @@ def test_processes_hammering_one_identifier_never_pass_the_limit(
                 process.kill()
     assert [process.exitcode for process in processes] == [0] * len(processes)
 
-    fixed, sliding, bucket, cached, gcra, log = (per_limiter[i] for i in range(len(LIMITERS)))
+    fixed, sliding, bucket, cached, gcra, log, multi = (
+        per_limiter[i] for i in range(len(LIMITERS))
+    )
     # Exact limiters: at most LIMIT per window (the test may straddle a window's end), and the
     # limit is reached, since 300 attempts were made.
     for admitted in (fixed, sliding):
@@ -99,3 +104,12 @@ def test_processes_hammering_one_identifier_never_pass_the_limit(
     assert LIMIT <= admitted_gcra <= LIMIT + elapsed * GCRA_RATE_PER_S + 1
     # The sliding log: exactly the limit in the test's (far less than an hour's) window.
     assert sum(len(process) for process in log) == LIMIT
+    # Several limits: the bucket's LIMIT (plus a refill at most), and the window counted
+    # exactly the admitted requests: no refused request left a charge behind.
+    admitted_multi = sum(len(process) for process in multi)
+    assert admitted_multi in (LIMIT, LIMIT + 1)
+    conn = server.connect()
+    admin = conn.sync_driver().client
+    window_counts = [int(admin.get(key)) for key in admin.scan_iter("hammer-6:*:limit0:*")]
+    conn.close()
+    assert sum(window_counts) == admitted_multi

@@ -23,6 +23,7 @@ from redkit.ratelimit.limiters import (
     SlidingWindow,
     TokenBucket,
 )
+from redkit.ratelimit.multi import MultiLimit
 from redkit.ratelimit.result import RatelimitResult, Remaining
 from redkit.ratelimit.tiers import AsyncTieredRatelimit, TieredRatelimit
 
@@ -39,6 +40,7 @@ __all__ = [
     "FixedWindow",
     "Lease",
     "Limiter",
+    "MultiLimit",
     "Ratelimit",
     "RatelimitResult",
     "Remaining",

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from redkit.core.clock import Clock, ServerClock, resolve_clock
@@ -18,6 +18,7 @@ from redkit.ratelimit.background import AsyncFlusher, ThreadFlusher
 from redkit.ratelimit.ephemeral import EphemeralCache
 from redkit.ratelimit.flows import DEFAULT_PREFIX, RatelimitFlows, TimeoutPolicy
 from redkit.ratelimit.limiters import Limiter
+from redkit.ratelimit.multi import MultiLimit
 from redkit.ratelimit.result import RatelimitResult, Remaining
 
 __all__ = ["AsyncRatelimit", "Ratelimit"]
@@ -30,7 +31,7 @@ DEFAULT_TIMEOUT = 5.0
 
 def _flows(
     redis: object,
-    limiter: Limiter,
+    limiter: Limiter | Sequence[Limiter],
     prefix: str,
     ephemeral_cache: bool | EphemeralCache,
     timeout: float | None,
@@ -54,6 +55,8 @@ def _flows(
         raise InvalidArgumentError(
             f"ephemeral_cache must be True, False or an EphemeralCache, got {ephemeral_cache!r}"
         )
+    if isinstance(limiter, (list, tuple)):
+        limiter = MultiLimit.of(limiter)  # several limits, checked and charged together
     flows = RatelimitFlows(
         limiter,
         prefix=prefix,
@@ -90,7 +93,7 @@ class Ratelimit:
     def __init__(
         self,
         redis: object,
-        limiter: Limiter,
+        limiter: Limiter | Sequence[Limiter],
         *,
         prefix: str = DEFAULT_PREFIX,
         ephemeral_cache: bool | EphemeralCache = True,
@@ -186,7 +189,7 @@ class AsyncRatelimit:
     def __init__(
         self,
         redis: object,
-        limiter: Limiter,
+        limiter: Limiter | Sequence[Limiter],
         *,
         prefix: str = DEFAULT_PREFIX,
         ephemeral_cache: bool | EphemeralCache = True,

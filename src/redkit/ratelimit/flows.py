@@ -78,7 +78,7 @@ class RatelimitFlows:
 
     def __init__(
         self,
-        limiter: Limiter,
+        limiter: object,  # checked here: facades pass on whatever the user gave
         *,
         prefix: str,
         cluster: bool,
@@ -89,12 +89,12 @@ class RatelimitFlows:
         if not isinstance(limiter, Limiter):
             raise InvalidArgumentError(
                 "limiter must be FixedWindow, SlidingWindow, TokenBucket, CachedFixedWindow, "
-                "GCRA or SlidingLog, "
+                "GCRA, SlidingLog, or a list of them, "
                 f"got {type(limiter).__name__}"
             )
         if on_timeout not in ("allow", "deny"):
             raise InvalidArgumentError(f'on_timeout must be "allow" or "deny", got {on_timeout!r}')
-        self.limiter = limiter
+        self.limiter: Limiter = limiter
         self.prefix = keys.check_prefix(prefix)
         self._prefix_sep = prefix + ":"
         self.cluster = cluster
@@ -127,14 +127,17 @@ class RatelimitFlows:
             if rate < 0 and self.cache is not None:
                 self.cache.pop(base)  # a refund may have unblocked the identifier
             return RatelimitResult(True, limit, remaining, reset)
+        # Several limits: the 8th field is the (1-based) position of the one that refused.
+        refused_by = reply[7] - 1 if len(reply) > 7 else None
         if retry_ms < 0:  # a cost above the limit: it can never pass
-            return RatelimitResult(False, limit, remaining, reset, max(0, reset - now) / 1000)
+            never = max(0, reset - now) / 1000
+            return RatelimitResult(False, limit, remaining, reset, never, refused_by=refused_by)
         retry_after = retry_ms / 1000
-        if len(reply) > 6:  # the wait in microseconds too (GCRA): finer than retry_ms
+        if len(reply) > 6 and reply[6] >= 0:  # the wait in µs too (GCRA): finer than retry_ms
             retry_ms, retry_after = reply[6] / 1000, reply[6] / 1_000_000
         if self.cache is not None:
             self.cache.block(base, local_now + retry_ms, reset, rate)
-        return RatelimitResult(False, limit, remaining, reset, retry_after)
+        return RatelimitResult(False, limit, remaining, reset, retry_after, refused_by=refused_by)
 
     def _answer_locally(self, base: str, rate: int, local_now: float) -> RatelimitResult | None:
         """An answer that needs no Redis: a blocked identifier, or the cached window's count."""
@@ -222,14 +225,20 @@ class RatelimitFlows:
         """Delete exactly ``identifier``'s keys; return how many existed."""
         base = self.base_key(identifier)
         now = self._now()
-        window = self.limiter.window_ms
-        names: tuple[str, ...] = (self.limiter.state_key(base),)
-        if window and now != SERVER_TIME:
-            bucket = now // window
-            names = (base, *(f"{base}:{b}" for b in (bucket - 1, bucket, bucket + 1)))
+        parts = self.limiter.state(base)
+        if now != SERVER_TIME:  # name every key, so the script touches only declared keys
+            named: list[tuple[str, int]] = []
+            for key, window in parts:
+                named.append((key, 0))
+                if window:
+                    bucket = now // window
+                    named.extend((f"{key}:{b}", 0) for b in (bucket - 1, bucket, bucket + 1))
+            parts = named
         if self.local is not None:
             self.local.forget(base)  # before the delete: no pending count may recreate a key
-        deleted = yield ScriptCall(ratelimit_script("reset"), names, (now, window))
+        names = tuple(key for key, _ in parts)
+        windows = tuple(window for _, window in parts)
+        deleted = yield ScriptCall(ratelimit_script("reset"), names, (now, *windows))
         if self.cache is not None:
             self.cache.pop(base)
         return as_int(deleted)

@@ -84,6 +84,14 @@ class Limiter:
         """The key holding the identifier's state besides any window counters: ``base``."""
         return base
 
+    def state(self, base: str) -> list[tuple[str, int]]:
+        """What :meth:`~redkit.Ratelimit.reset` deletes: (key, window in ms) pairs.
+
+        A window of 0 means the key itself; otherwise the key's window counters around now
+        go too (``<key>:<window number>``).
+        """
+        return [(self.state_key(base), self.window_ms)]
+
 
 @dataclass(frozen=True)
 class _Windowed(Limiter):

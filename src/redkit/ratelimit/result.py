@@ -28,6 +28,9 @@ class RatelimitResult:
         reason: ``None`` for an answer from Redis; ``"timeout"`` when Redis was too slow or
             down and the ``on_timeout`` policy answered; ``"cacheBlock"`` when the ephemeral
             cache answered without asking Redis.
+        refused_by: with several limits, the position (from 0) of the limit that refused;
+            ``None`` otherwise. ``limit``, ``remaining`` and ``reset`` are that limit's (when
+            all admit, those of the limit with the least left).
 
     """
 
@@ -37,6 +40,7 @@ class RatelimitResult:
     reset: int
     retry_after: float = 0.0
     reason: Reason | None = None
+    refused_by: int | None = None
 
     def __bool__(self) -> bool:
         return self.success
