@@ -37,6 +37,7 @@ def _flows(
     timeout: float | None,
     on_timeout: TimeoutPolicy,
     clock: Clock | Literal["server", "client"] | None,
+    dynamic_limits: bool,
 ) -> tuple[Backend, RatelimitFlows, float | None]:
     backend = as_backend(redis)
     if timeout is not None and (
@@ -64,6 +65,7 @@ def _flows(
         clock=resolve_clock(clock, default=ServerClock()),
         ephemeral_cache=cache,
         on_timeout=on_timeout,
+        dynamic_limits=dynamic_limits,
     )
     return backend, flows, float(timeout) if timeout else None
 
@@ -87,6 +89,9 @@ class Ratelimit:
         clock: ``"server"`` (the default: Redis's ``TIME``, one clock for every app server),
             ``"client"`` (this machine's clock, as ``@upstash/ratelimit`` uses), or a clock
             object such as :class:`redkit.core.clock.VirtualClock`.
+        dynamic_limits: let the limit be changed at run time, for everyone
+            (:meth:`set_dynamic_limit`, in ``@upstash/ratelimit``'s key) or per identifier
+            (:meth:`set_identifier_limit`); costs one more read in each decision.
 
     """
 
@@ -100,9 +105,10 @@ class Ratelimit:
         timeout: float | None = DEFAULT_TIMEOUT,
         on_timeout: TimeoutPolicy = "allow",
         clock: Clock | Literal["server", "client"] | None = None,
+        dynamic_limits: bool = False,
     ) -> None:
         backend, self._flows, self._timeout = _flows(
-            redis, limiter, prefix, ephemeral_cache, timeout, on_timeout, clock
+            redis, limiter, prefix, ephemeral_cache, timeout, on_timeout, clock, dynamic_limits
         )
         self._backend = backend
         self._driver: SyncDriver | None = None
@@ -155,6 +161,22 @@ class Ratelimit:
         with self._syncing:  # no count on its way may recreate a deleted key
             return run_sync(self._flows.reset(identifier), self._sync_driver())
 
+    def set_dynamic_limit(self, limit: int | None) -> None:
+        """Override the limit for every identifier; ``None`` removes the override."""
+        run_sync(self._flows.set_dynamic_limit(limit), self._sync_driver())
+
+    def get_dynamic_limit(self) -> int | None:
+        """The limit override for every identifier, or ``None``."""
+        return run_sync(self._flows.get_dynamic_limit(), self._sync_driver())
+
+    def set_identifier_limit(self, identifier: str | int, limit: int | None) -> None:
+        """Override one identifier's limit (it beats the global one); ``None`` removes it."""
+        run_sync(self._flows.set_identifier_limit(identifier, limit), self._sync_driver())
+
+    def get_identifier_limit(self, identifier: str | int) -> int | None:
+        """One identifier's own limit override, or ``None``."""
+        return run_sync(self._flows.get_identifier_limit(identifier), self._sync_driver())
+
     def flush(self) -> None:
         """Send the cached fixed window's pending counts to Redis now, and wait for it."""
         with self._syncing:
@@ -183,6 +205,7 @@ class AsyncRatelimit:
         timeout: seconds one decision may take, as for :class:`Ratelimit`.
         on_timeout: ``"allow"`` or ``"deny"``, as for :class:`Ratelimit`.
         clock: ``"server"``, ``"client"`` or a clock object, as for :class:`Ratelimit`.
+        dynamic_limits: as for :class:`Ratelimit`.
 
     """
 
@@ -196,9 +219,10 @@ class AsyncRatelimit:
         timeout: float | None = DEFAULT_TIMEOUT,
         on_timeout: TimeoutPolicy = "allow",
         clock: Clock | Literal["server", "client"] | None = None,
+        dynamic_limits: bool = False,
     ) -> None:
         backend, self._flows, self._timeout = _flows(
-            redis, limiter, prefix, ephemeral_cache, timeout, on_timeout, clock
+            redis, limiter, prefix, ephemeral_cache, timeout, on_timeout, clock, dynamic_limits
         )
         self._backend = backend
         # Held while counts travel to Redis, so flush() and reset() wait for a sync under way;
@@ -256,6 +280,22 @@ class AsyncRatelimit:
         """Delete ``identifier``'s state (exactly its keys) and unblock it; return keys deleted."""
         async with self._sync_lock():  # no count on its way may recreate a deleted key
             return await run_async(self._flows.reset(identifier), self._async_driver())
+
+    async def set_dynamic_limit(self, limit: int | None) -> None:
+        """Override the limit for every identifier; ``None`` removes the override."""
+        await run_async(self._flows.set_dynamic_limit(limit), self._async_driver())
+
+    async def get_dynamic_limit(self) -> int | None:
+        """The limit override for every identifier, or ``None``."""
+        return await run_async(self._flows.get_dynamic_limit(), self._async_driver())
+
+    async def set_identifier_limit(self, identifier: str | int, limit: int | None) -> None:
+        """Override one identifier's limit (it beats the global one); ``None`` removes it."""
+        await run_async(self._flows.set_identifier_limit(identifier, limit), self._async_driver())
+
+    async def get_identifier_limit(self, identifier: str | int) -> int | None:
+        """One identifier's own limit override, or ``None``."""
+        return await run_async(self._flows.get_identifier_limit(identifier), self._async_driver())
 
     async def flush(self) -> None:
         """Send the cached fixed window's pending counts to Redis now, and wait for it."""

@@ -22,18 +22,23 @@ from redkit.core.errors import (
     InvalidArgumentError,
 )
 from redkit.core.flow import Flow
-from redkit.core.ops import Pipeline, ScriptCall, Sleep
+from redkit.core.ops import Pipeline, ScriptCall, Sleep, command
 from redkit.core.replies import as_int
 from redkit.core.scripts import load_script
+from redkit.ratelimit import dynamic
 from redkit.ratelimit.ephemeral import EphemeralCache
 from redkit.ratelimit.limiters import (
+    MAX_LOG_TOKENS,
     MAX_TOKENS,
     SERVER_TIME,
     CachedFixedWindow,
     Limiter,
+    SlidingLog,
+    _count,
     ratelimit_script,
 )
 from redkit.ratelimit.local import LocalWindows
+from redkit.ratelimit.multi import MultiLimit
 from redkit.ratelimit.result import RatelimitResult, Remaining
 
 __all__ = ["DEFAULT_PREFIX", "MAX_IDENTIFIER_BYTES", "RatelimitFlows", "TimeoutPolicy"]
@@ -44,6 +49,8 @@ DEFAULT_PREFIX = "@upstash/ratelimit"
 MAX_IDENTIFIER_BYTES = 512
 
 TimeoutPolicy = Literal["allow", "deny"]
+#: Seconds a process on a cluster trusts the global dynamic limit it read.
+GLOBAL_OVERRIDE_CHECK_S = 1.0
 #: Errors that mean "Redis did not answer", as opposed to Redis answering with an error.
 _NO_ANSWER = (BackendTimeout, BackendUnavailable)
 
@@ -85,6 +92,7 @@ class RatelimitFlows:
         clock: Clock,
         ephemeral_cache: EphemeralCache | None,
         on_timeout: TimeoutPolicy,
+        dynamic_limits: bool = False,
     ) -> None:
         if not isinstance(limiter, Limiter):
             raise InvalidArgumentError(
@@ -104,6 +112,14 @@ class RatelimitFlows:
         # Blocks are timed on a local clock: monotonic, unless the test's virtual clock rules.
         self.local_ms = _monotonic_ms if clock.server else clock.now_ms
         self.local = LocalWindows(limiter) if isinstance(limiter, CachedFixedWindow) else None
+        if dynamic_limits and isinstance(limiter, (CachedFixedWindow, MultiLimit)):
+            raise InvalidArgumentError(
+                "dynamic limits apply to one limit decided in Redis: not to a cached fixed "
+                "window, nor to several limits"
+            )
+        self.dynamic_limits = dynamic_limits
+        # The global override as this process last read it (on a cluster only; see dynamic).
+        self._global: tuple[int | None, float] | None = None
 
     # -- keys and time ---------------------------------------------------------------------
 
@@ -162,6 +178,55 @@ class RatelimitFlows:
             self.local.seed(base, result, rate, reply[5], local_now)
         return result
 
+    # -- dynamic limits --------------------------------------------------------------------
+
+    def _with_overrides(self, call: ScriptCall, base: str) -> Flow[ScriptCall]:
+        """``call`` honouring the dynamic limits (see :mod:`redkit.ratelimit.dynamic`)."""
+        if not self.cluster:
+            return dynamic.dynamic_call(call, base, self.prefix, None, in_script=True)
+        known = self._global
+        if known is None or time.monotonic() - known[1] >= GLOBAL_OVERRIDE_CHECK_S:
+            reply = yield command("GET", dynamic.global_key(self.prefix))
+            known = self._global = (None if reply is None else as_int(reply), time.monotonic())
+        return dynamic.dynamic_call(call, base, self.prefix, known[0], in_script=False)
+
+    def _check_dynamic(self, limit: int | None) -> int | None:
+        if not self.dynamic_limits:
+            raise InvalidArgumentError(
+                "dynamic limits are off: create the limiter with dynamic_limits=True"
+            )
+        if limit is None:
+            return None
+        checked = _count(limit, "a dynamic limit")
+        if isinstance(self.limiter, SlidingLog) and checked > MAX_LOG_TOKENS:
+            raise InvalidArgumentError(f"a sliding log's limit is at most {MAX_LOG_TOKENS:_}")
+        return checked
+
+    def set_dynamic_limit(self, limit: int | None) -> Flow[None]:
+        """Override the limit for every identifier (``None`` removes the override)."""
+        checked = self._check_dynamic(limit)
+        key = dynamic.global_key(self.prefix)
+        yield command("DEL", key) if checked is None else command("SET", key, checked)
+        self._global = (checked, time.monotonic())
+
+    def get_dynamic_limit(self) -> Flow[int | None]:
+        """The override for every identifier, or ``None``."""
+        self._check_dynamic(None)
+        reply = yield command("GET", dynamic.global_key(self.prefix))
+        return None if reply is None else as_int(reply)
+
+    def set_identifier_limit(self, identifier: str | int, limit: int | None) -> Flow[None]:
+        """Override the limit of one identifier (``None`` removes it); it beats the global one."""
+        checked = self._check_dynamic(limit)
+        key = dynamic.identifier_key(self.base_key(identifier))
+        yield command("DEL", key) if checked is None else command("SET", key, checked)
+
+    def get_identifier_limit(self, identifier: str | int) -> Flow[int | None]:
+        """One identifier's own override, or ``None``."""
+        self._check_dynamic(None)
+        reply = yield command("GET", dynamic.identifier_key(self.base_key(identifier)))
+        return None if reply is None else as_int(reply)
+
     # -- flows -----------------------------------------------------------------------------
 
     def limit(self, identifier: str | int, rate: int = 1) -> Flow[RatelimitResult]:
@@ -175,7 +240,10 @@ class RatelimitFlows:
             return local_answer
         try:
             try:
-                reply = yield self.limiter.call(base, self._now(), rate)
+                call = self.limiter.call(base, self._now(), rate)
+                if self.dynamic_limits:
+                    call = yield from self._with_overrides(call, base)
+                reply = yield call
             except _NO_ANSWER:
                 return self.timeout_result()
             return self._answer(base, rate, reply, local_now)
@@ -197,8 +265,11 @@ class RatelimitFlows:
             return [result for result in results if result is not None]
         try:
             try:
-                calls = tuple(self.limiter.call(base, now, rate) for _, base in asked)
-                replies = yield Pipeline(calls)
+                calls = [self.limiter.call(base, now, rate) for _, base in asked]
+                if self.dynamic_limits:
+                    for i, (_, base) in enumerate(asked):
+                        calls[i] = yield from self._with_overrides(calls[i], base)
+                replies = yield Pipeline(tuple(calls))
             except _NO_ANSWER:
                 replies = [BackendTimeout("no answer")] * len(asked)
             for (index, base), reply in zip(asked, replies, strict=True):
@@ -217,7 +288,10 @@ class RatelimitFlows:
     def get_remaining(self, identifier: str | int) -> Flow[Remaining]:
         """What ``identifier`` has left now (refills applied), consuming nothing."""
         base = self.base_key(identifier)
-        reply = yield self.limiter.call(base, self._now(), 0)
+        call = self.limiter.call(base, self._now(), 0)
+        if self.dynamic_limits:
+            call = yield from self._with_overrides(call, base)
+        reply = yield call
         limit, remaining, reset = reply[1:4]
         return Remaining(remaining, reset, limit)
 
