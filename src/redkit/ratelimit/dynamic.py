@@ -1,48 +1,78 @@
-"""Dynamic limits: change a limit at run time, for everyone or for one identifier.
+"""Guards around one algorithm's script: the deny list and dynamic limits, in the same call.
 
-The global override lives where ``@upstash/ratelimit`` keeps it, ``<prefix>:dynamic:global``
-(a number), so either library can set it for both. Beyond it, an identifier may have its own,
-``<prefix>:<identifier>:dynamic`` (a customer's custom plan), which wins over the global one.
-Either replaces the configured limit (a window's requests, a bucket's or GCRA's burst, a log's
-tokens) in the same script that decides, so a change applies to the very next decision.
+**Deny list.** Denied identifiers, IPs, user agents and countries live where
+``@upstash/ratelimit`` keeps them, the set ``<prefix>:denyList:all``. The script checks the
+request's values against it first and, when one is denied, answers without running the
+algorithm: a denied request consumes nothing.
 
-On Redis Cluster the global key lives in a slot of its own, which a script deciding for an
-identifier may not touch: there each process reads it at most once a second and passes it to
-the script, so a change is seen within a second. The identifier's own override shares the
-identifier's hash tag and is always read in the script.
+**Dynamic limits.** The global override lives in ``<prefix>:dynamic:global`` (a number), as in
+``@upstash/ratelimit``; an identifier may have its own, ``<prefix>:<identifier>:dynamic`` (a
+customer's plan), which wins. Either replaces the configured limit (a window's requests, a
+bucket's or GCRA's burst, a log's tokens) before the algorithm runs, so a change applies to the
+very next decision.
+
+On Redis Cluster the global keys (the deny list, the global override) live in slots of their
+own, which a script deciding for an identifier may not touch: there each process reads them
+itself, at most once a second for the override and every few seconds for the deny list, and
+the decision uses what it read. The identifier's own override shares its hash tag and is
+always read in the script.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 from redkit.core.ops import Arg, ScriptCall
 from redkit.core.scripts import Script, load_script
 
-__all__ = ["GLOBAL_IN_SCRIPT", "GLOBAL_PASSED", "dynamic_call", "global_key", "identifier_key"]
+__all__ = ["DENIED", "deny_key", "global_key", "guarded_call", "identifier_key"]
 
-#: How the global override reaches the script: read there (standalone), or passed in ARGV.
-GLOBAL_IN_SCRIPT, GLOBAL_PASSED = "key", "value"
+#: The first field of a script's reply when a checked value is on the deny list.
+DENIED = -1
 
 _MAIN = """
--- KEYS[1] the identifier's override; KEYS[2] the global override when ARGV[2] is "key"; then
--- the algorithm's keys. ARGV[3] the global override when ARGV[2] is "value" ("" for none);
--- ARGV[4..] the algorithm's arguments, whose third is the limit an override replaces.
-local override = redis.call('GET', KEYS[1])
-local first = 2
-if ARGV[2] == 'key' then
-  first = 3
-  if not override then
-    override = redis.call('GET', KEYS[2])
+-- KEYS: [the deny list] [the identifier's override] [the global override], as ARGV says, then
+-- the algorithm's keys. ARGV[2] how many values to check against the deny list (0: none),
+-- then those values; then "" (no dynamic limits), "key" (the global override is in KEYS) or
+-- "value" (passed next: a number or ""), and that value; then the algorithm's arguments,
+-- whose third is the limit an override replaces.
+local k, a = 1, 3
+local checks = tonumber(ARGV[2])
+if checks > 0 then
+  local values = {}
+  for i = 1, checks do
+    values[i] = ARGV[a]
+    a = a + 1
   end
-elseif not override and ARGV[3] ~= '' then
-  override = ARGV[3]
+  local found = redis.call('SMISMEMBER', KEYS[k], unpack(values))
+  k = k + 1
+  for i = 1, checks do
+    if found[i] == 1 then
+      return {-1, i, NOW}
+    end
+  end
+end
+local mode, passed = ARGV[a], ARGV[a + 1]
+a = a + 2
+local override = nil
+if mode ~= '' then
+  override = redis.call('GET', KEYS[k])
+  k = k + 1
+  if mode == 'key' then
+    if not override then
+      override = redis.call('GET', KEYS[k])
+    end
+    k = k + 1
+  elseif not override and passed ~= '' then
+    override = passed
+  end
 end
 local keys, args = {}, {}
-for i = first, #KEYS do
+for i = k, #KEYS do
   keys[#keys + 1] = KEYS[i]
 end
-for i = 4, #ARGV do
+for i = a, #ARGV do
   args[#args + 1] = ARGV[i]
 end
 if override then
@@ -57,9 +87,14 @@ def _script(name: str) -> Script:
     head = load_script(__package__, "now").source
     body = load_script(__package__, name).source
     return Script(
-        f"dynamic:{name}",
+        f"guarded:{name}",
         "\n".join([head, f"local function algorithm(KEYS, ARGV)\n{body}\nend", _MAIN]),
     )
+
+
+def deny_key(prefix: str) -> str:
+    """``<prefix>:denyList:all``, as ``@upstash/ratelimit`` names it."""
+    return f"{prefix}:denyList:all"
 
 
 def global_key(prefix: str) -> str:
@@ -68,24 +103,38 @@ def global_key(prefix: str) -> str:
 
 
 def identifier_key(base: str) -> str:
-    """The identifier's own override, beside its other keys."""
+    """The identifier's own limit override, beside its other keys."""
     return f"{base}:dynamic"
 
 
-def dynamic_call(
-    call: ScriptCall, base: str, prefix: str, global_override: int | None, *, in_script: bool
+def guarded_call(
+    call: ScriptCall,
+    *,
+    prefix: str,
+    base: str,
+    deny_values: Sequence[str] = (),
+    dynamic: bool = False,
+    global_in_script: bool = True,
+    global_override: int | None = None,
 ) -> ScriptCall:
-    """``call`` (one algorithm's decision) made to honour the overrides.
+    """``call`` (one algorithm's decision) behind the deny list and the limit overrides.
 
-    With ``in_script`` the script reads the global override itself; otherwise
-    ``global_override`` (what this process last read) is passed along.
+    ``deny_values`` are checked in the script (pass none to skip the check). With
+    ``global_in_script`` the script reads the global override; otherwise ``global_override``
+    (what this process last read) is passed along.
     """
-    keys: tuple[str, ...] = (identifier_key(base),)
-    args: tuple[Arg, ...]
-    if in_script:
-        keys += (global_key(prefix),)
-        args = (call.args[0], GLOBAL_IN_SCRIPT, "")
+    keys: list[str] = []
+    args: list[Arg] = [call.args[0], len(deny_values)]
+    if deny_values:
+        keys.append(deny_key(prefix))
+        args.extend(deny_values)
+    if not dynamic:
+        args.extend(("", ""))
     else:
-        passed = "" if global_override is None else global_override
-        args = (call.args[0], GLOBAL_PASSED, passed)
-    return ScriptCall(_script(call.script.name), keys + call.keys, args + call.args)
+        keys.append(identifier_key(base))
+        if global_in_script:
+            keys.append(global_key(prefix))
+            args.extend(("key", ""))
+        else:
+            args.extend(("value", "" if global_override is None else global_override))
+    return ScriptCall(_script(call.script.name), (*keys, *call.keys), (*args, *call.args))

@@ -38,6 +38,7 @@ def _flows(
     on_timeout: TimeoutPolicy,
     clock: Clock | Literal["server", "client"] | None,
     dynamic_limits: bool,
+    enable_protection: bool,
 ) -> tuple[Backend, RatelimitFlows, float | None]:
     backend = as_backend(redis)
     if timeout is not None and (
@@ -66,6 +67,7 @@ def _flows(
         ephemeral_cache=cache,
         on_timeout=on_timeout,
         dynamic_limits=dynamic_limits,
+        protection=enable_protection,
     )
     return backend, flows, float(timeout) if timeout else None
 
@@ -92,6 +94,9 @@ class Ratelimit:
         dynamic_limits: let the limit be changed at run time, for everyone
             (:meth:`set_dynamic_limit`, in ``@upstash/ratelimit``'s key) or per identifier
             (:meth:`set_identifier_limit`); costs one more read in each decision.
+        enable_protection: refuse requests whose identifier, IP, user agent or country is on
+            the deny list (``@upstash/ratelimit``'s ``<prefix>:denyList:all``; see
+            :meth:`deny`), checked in the deciding script: a denied request consumes nothing.
 
     """
 
@@ -106,10 +111,12 @@ class Ratelimit:
         on_timeout: TimeoutPolicy = "allow",
         clock: Clock | Literal["server", "client"] | None = None,
         dynamic_limits: bool = False,
+        enable_protection: bool = False,
     ) -> None:
         backend, self._flows, self._timeout = _flows(
-            redis, limiter, prefix, ephemeral_cache, timeout, on_timeout, clock, dynamic_limits
-        )
+            redis, limiter, prefix, ephemeral_cache, timeout, on_timeout, clock, dynamic_limits,
+            enable_protection,
+        )  # fmt: skip
         self._backend = backend
         self._driver: SyncDriver | None = None
         # Held while counts travel to Redis, so flush() and reset() wait for a sync under way.
@@ -127,12 +134,22 @@ class Ratelimit:
             self._driver = self._backend.sync_driver(timeout=self._timeout)
         return self._driver
 
-    def limit(self, identifier: str | int, rate: int = 1) -> RatelimitResult:
+    def limit(
+        self,
+        identifier: str | int,
+        rate: int = 1,
+        *,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        country: str | None = None,
+    ) -> RatelimitResult:
         """Decide one request of cost ``rate`` for ``identifier``.
 
         A negative ``rate`` gives tokens back (a refund); ``rate=0`` reports without consuming.
+        With protection on, ``ip``, ``user_agent`` and ``country`` meet the deny list too.
         """
-        result = run_sync(self._flows.limit(identifier, rate), self._sync_driver())
+        flow = self._flows.limit(identifier, rate, ip=ip, user_agent=user_agent, country=country)
+        result = run_sync(flow, self._sync_driver())
         self._sync_later()
         return result
 
@@ -160,6 +177,18 @@ class Ratelimit:
         """Delete ``identifier``'s state (exactly its keys) and unblock it; return keys deleted."""
         with self._syncing:  # no count on its way may recreate a deleted key
             return run_sync(self._flows.reset(identifier), self._sync_driver())
+
+    def deny(self, *values: str) -> int:
+        """Put identifiers, IPs, user agents or countries on the deny list (count the new)."""
+        return run_sync(self._flows.deny(*values), self._sync_driver())
+
+    def allow(self, *values: str) -> int:
+        """Take values off the deny list; return how many were on it."""
+        return run_sync(self._flows.allow(*values), self._sync_driver())
+
+    def denied(self) -> set[str]:
+        """Every value on the deny list."""
+        return run_sync(self._flows.denied(), self._sync_driver())
 
     def set_dynamic_limit(self, limit: int | None) -> None:
         """Override the limit for every identifier; ``None`` removes the override."""
@@ -206,6 +235,7 @@ class AsyncRatelimit:
         on_timeout: ``"allow"`` or ``"deny"``, as for :class:`Ratelimit`.
         clock: ``"server"``, ``"client"`` or a clock object, as for :class:`Ratelimit`.
         dynamic_limits: as for :class:`Ratelimit`.
+        enable_protection: as for :class:`Ratelimit`.
 
     """
 
@@ -220,10 +250,12 @@ class AsyncRatelimit:
         on_timeout: TimeoutPolicy = "allow",
         clock: Clock | Literal["server", "client"] | None = None,
         dynamic_limits: bool = False,
+        enable_protection: bool = False,
     ) -> None:
         backend, self._flows, self._timeout = _flows(
-            redis, limiter, prefix, ephemeral_cache, timeout, on_timeout, clock, dynamic_limits
-        )
+            redis, limiter, prefix, ephemeral_cache, timeout, on_timeout, clock, dynamic_limits,
+            enable_protection,
+        )  # fmt: skip
         self._backend = backend
         # Held while counts travel to Redis, so flush() and reset() wait for a sync under way;
         # one per event loop, since an asyncio lock belongs to the loop that first used it.
@@ -248,9 +280,18 @@ class AsyncRatelimit:
     def _async_driver(self) -> AsyncDriver:
         return self._backend.async_driver(timeout=self._timeout)
 
-    async def limit(self, identifier: str | int, rate: int = 1) -> RatelimitResult:
+    async def limit(
+        self,
+        identifier: str | int,
+        rate: int = 1,
+        *,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        country: str | None = None,
+    ) -> RatelimitResult:
         """Decide one request of cost ``rate`` for ``identifier``; see :meth:`Ratelimit.limit`."""
-        result = await run_async(self._flows.limit(identifier, rate), self._async_driver())
+        flow = self._flows.limit(identifier, rate, ip=ip, user_agent=user_agent, country=country)
+        result = await run_async(flow, self._async_driver())
         self._sync_later()
         return result
 
@@ -280,6 +321,18 @@ class AsyncRatelimit:
         """Delete ``identifier``'s state (exactly its keys) and unblock it; return keys deleted."""
         async with self._sync_lock():  # no count on its way may recreate a deleted key
             return await run_async(self._flows.reset(identifier), self._async_driver())
+
+    async def deny(self, *values: str) -> int:
+        """Put identifiers, IPs, user agents or countries on the deny list (count the new)."""
+        return await run_async(self._flows.deny(*values), self._async_driver())
+
+    async def allow(self, *values: str) -> int:
+        """Take values off the deny list; return how many were on it."""
+        return await run_async(self._flows.allow(*values), self._async_driver())
+
+    async def denied(self) -> set[str]:
+        """Every value on the deny list."""
+        return await run_async(self._flows.denied(), self._async_driver())
 
     async def set_dynamic_limit(self, limit: int | None) -> None:
         """Override the limit for every identifier; ``None`` removes the override."""

@@ -23,7 +23,7 @@ from redkit.core.errors import (
 )
 from redkit.core.flow import Flow
 from redkit.core.ops import Pipeline, ScriptCall, Sleep, command
-from redkit.core.replies import as_int
+from redkit.core.replies import as_int, as_text
 from redkit.core.scripts import load_script
 from redkit.ratelimit import dynamic
 from redkit.ratelimit.ephemeral import EphemeralCache
@@ -51,6 +51,10 @@ MAX_IDENTIFIER_BYTES = 512
 TimeoutPolicy = Literal["allow", "deny"]
 #: Seconds a process on a cluster trusts the global dynamic limit it read.
 GLOBAL_OVERRIDE_CHECK_S = 1.0
+#: Seconds a process trusts its copy of the deny list, where the script cannot read it.
+DENY_COPY_CHECK_S = 10.0
+#: Denied values answered from memory: how many, and for how long (ms), as Upstash's SDK.
+DENIED_CACHE_SIZE, DENIED_CACHE_MS = 1000, 60_000
 #: Errors that mean "Redis did not answer", as opposed to Redis answering with an error.
 _NO_ANSWER = (BackendTimeout, BackendUnavailable)
 
@@ -68,6 +72,28 @@ def _identifier_part(identifier: str | int, cluster: bool) -> str:
     if type(identifier) is str and 0 < len(identifier) <= 128 and identifier.isascii():
         return identifier  # the common case, checked cheaply
     return keys.verbatim(identifier, max_bytes=MAX_IDENTIFIER_BYTES, what="an identifier")
+
+
+def _deny_values(
+    identifier: str | int, ip: str | None, user_agent: str | None, country: str | None
+) -> tuple[str, ...]:
+    """What a request offers to the deny list: its identifier and what else it carries."""
+    values = [str(identifier)]
+    for name, value in (("ip", ip), ("user_agent", user_agent), ("country", country)):
+        if value is not None:
+            if not isinstance(value, str):
+                raise InvalidArgumentError(f"{name} must be a str, got {type(value).__name__}")
+            values.append(value)
+    return tuple(values)
+
+
+def _deny_entries(values: tuple[object, ...]) -> tuple[str, ...]:
+    if not values:
+        raise InvalidArgumentError("give at least one value")
+    for value in values:
+        if not isinstance(value, str) or not value:
+            raise InvalidArgumentError(f"deny list values are non-empty str, got {value!r:.80}")
+    return values  # type: ignore[return-value]  # checked just above
 
 
 def _check_rate(rate: object) -> int:
@@ -93,6 +119,7 @@ class RatelimitFlows:
         ephemeral_cache: EphemeralCache | None,
         on_timeout: TimeoutPolicy,
         dynamic_limits: bool = False,
+        protection: bool = False,
     ) -> None:
         if not isinstance(limiter, Limiter):
             raise InvalidArgumentError(
@@ -120,6 +147,15 @@ class RatelimitFlows:
         self.dynamic_limits = dynamic_limits
         # The global override as this process last read it (on a cluster only; see dynamic).
         self._global: tuple[int | None, float] | None = None
+        self.protection = protection
+        # Exact, in the deciding script, where the deny list can share it: one standalone
+        # server and one limit decided in Redis. Elsewhere a copy read every few seconds.
+        self._deny_in_script = (
+            protection and not cluster and not isinstance(limiter, (CachedFixedWindow, MultiLimit))
+        )
+        self._deny_copy: tuple[frozenset[str], float] | None = None
+        # Values found denied, answered from memory for a while (a bounded cache).
+        self._recently_denied = EphemeralCache(max_size=DENIED_CACHE_SIZE)
 
     # -- keys and time ---------------------------------------------------------------------
 
@@ -180,15 +216,65 @@ class RatelimitFlows:
 
     # -- dynamic limits --------------------------------------------------------------------
 
-    def _with_overrides(self, call: ScriptCall, base: str) -> Flow[ScriptCall]:
-        """``call`` honouring the dynamic limits (see :mod:`redkit.ratelimit.dynamic`)."""
-        if not self.cluster:
-            return dynamic.dynamic_call(call, base, self.prefix, None, in_script=True)
-        known = self._global
-        if known is None or time.monotonic() - known[1] >= GLOBAL_OVERRIDE_CHECK_S:
-            reply = yield command("GET", dynamic.global_key(self.prefix))
-            known = self._global = (None if reply is None else as_int(reply), time.monotonic())
-        return dynamic.dynamic_call(call, base, self.prefix, known[0], in_script=False)
+    def _guard(self, call: ScriptCall, base: str, values: tuple[str, ...] = ()) -> Flow[ScriptCall]:
+        """``call`` behind the deny list and the dynamic limits (see :mod:`.dynamic`)."""
+        deny_values = values if self._deny_in_script else ()
+        if not self.dynamic_limits and not deny_values:
+            return call
+        global_override = None
+        if self.dynamic_limits and self.cluster:
+            known = self._global
+            if known is None or time.monotonic() - known[1] >= GLOBAL_OVERRIDE_CHECK_S:
+                reply = yield command("GET", dynamic.global_key(self.prefix))
+                known = self._global = (None if reply is None else as_int(reply), time.monotonic())
+            global_override = known[0]
+        return dynamic.guarded_call(
+            call, prefix=self.prefix, base=base, deny_values=deny_values,
+            dynamic=self.dynamic_limits, global_in_script=not self.cluster,
+            global_override=global_override,
+        )  # fmt: skip
+
+    def denied_result(self, value: str) -> RatelimitResult:
+        """The answer to a request carrying a denied value: refused, nothing consumed."""
+        return RatelimitResult(False, self.limiter.limit, 0, 0, 0.0, "denyList", denied_value=value)
+
+    def _denied_locally(self, values: tuple[str, ...], local_now: float) -> Flow[str | None]:
+        """A value of ``values`` known to be denied without asking the deciding script."""
+        for value in values:
+            if self._recently_denied.blocked(value, local_now) is not None:
+                return value
+        if self._deny_in_script:
+            return None
+        copy = self._deny_copy
+        if copy is None or time.monotonic() - copy[1] >= DENY_COPY_CHECK_S:
+            members = yield command("SMEMBERS", dynamic.deny_key(self.prefix))
+            copy = self._deny_copy = (frozenset(as_text(m) for m in members), time.monotonic())
+        return next((value for value in values if value in copy[0]), None)
+
+    def _remember_denied(self, value: str, local_now: float) -> RatelimitResult:
+        self._recently_denied.block(value, local_now + DENIED_CACHE_MS, 0)
+        return self.denied_result(value)
+
+    def deny(self, *values: str) -> Flow[int]:
+        """Put values (identifiers, IPs, user agents, countries) on the deny list."""
+        checked = _deny_entries(values)
+        added = yield command("SADD", dynamic.deny_key(self.prefix), *checked)
+        self._deny_copy = None
+        return as_int(added)
+
+    def allow(self, *values: str) -> Flow[int]:
+        """Take values off the deny list; return how many were on it."""
+        checked = _deny_entries(values)
+        removed = yield command("SREM", dynamic.deny_key(self.prefix), *checked)
+        for value in checked:
+            self._recently_denied.pop(value)
+        self._deny_copy = None
+        return as_int(removed)
+
+    def denied(self) -> Flow[set[str]]:
+        """Every value on the deny list."""
+        members = yield command("SMEMBERS", dynamic.deny_key(self.prefix))
+        return {as_text(member) for member in members}
 
     def _check_dynamic(self, limit: int | None) -> int | None:
         if not self.dynamic_limits:
@@ -229,23 +315,45 @@ class RatelimitFlows:
 
     # -- flows -----------------------------------------------------------------------------
 
-    def limit(self, identifier: str | int, rate: int = 1) -> Flow[RatelimitResult]:
-        """Decide one request of cost ``rate`` (negative refunds, zero peeks)."""
+    def limit(
+        self,
+        identifier: str | int,
+        rate: int = 1,
+        *,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        country: str | None = None,
+    ) -> Flow[RatelimitResult]:
+        """Decide one request of cost ``rate`` (negative refunds, zero peeks).
+
+        With protection on, ``identifier``, ``ip``, ``user_agent`` and ``country`` are checked
+        against the deny list first.
+        """
         base = self.base_key(identifier)
         if type(rate) is not int or not -MAX_TOKENS <= rate <= MAX_TOKENS:
             rate = _check_rate(rate)  # raises, saying what is wrong
         local_now = self.local_ms()
+        values = _deny_values(identifier, ip, user_agent, country) if self.protection else ()
+        try:
+            if values:
+                denied = yield from self._denied_locally(values, local_now)
+                if denied is not None:
+                    return self._remember_denied(denied, local_now)
+        except _NO_ANSWER:
+            return self.timeout_result()
         local_answer = self._answer_locally(base, rate, local_now)
         if local_answer is not None:
             return local_answer
         try:
             try:
                 call = self.limiter.call(base, self._now(), rate)
-                if self.dynamic_limits:
-                    call = yield from self._with_overrides(call, base)
+                if self.dynamic_limits or self._deny_in_script:
+                    call = yield from self._guard(call, base, values)
                 reply = yield call
             except _NO_ANSWER:
                 return self.timeout_result()
+            if reply[0] == dynamic.DENIED:
+                return self._remember_denied(values[reply[1] - 1], local_now)
             return self._answer(base, rate, reply, local_now)
         finally:
             if self.local is not None:
@@ -256,19 +364,34 @@ class RatelimitFlows:
     ) -> Flow[list[RatelimitResult]]:
         """Decide one request for each identifier, in one pipelined round trip."""
         rate = _check_rate(rate)
-        bases = [self.base_key(identifier) for identifier in identifiers]
+        wanted = list(identifiers)
+        bases = [self.base_key(identifier) for identifier in wanted]
         local_now = self.local_ms()
         now = self._now()
-        results = [self._answer_locally(base, rate, local_now) for base in bases]
+        no_values: tuple[str, ...] = ()
+        deny_values = [
+            _deny_values(identifier, None, None, None) if self.protection else no_values
+            for identifier in wanted
+        ]
+        results: list[RatelimitResult | None] = []
+        try:
+            for values in deny_values:
+                denied = (yield from self._denied_locally(values, local_now)) if values else None
+                results.append(None if denied is None else self._remember_denied(denied, local_now))
+        except _NO_ANSWER:
+            return [self.timeout_result() for _ in bases]
+        for index, base in enumerate(bases):
+            if results[index] is None:
+                results[index] = self._answer_locally(base, rate, local_now)
         asked = [(index, base) for index, base in enumerate(bases) if results[index] is None]
         if not asked:
             return [result for result in results if result is not None]
         try:
             try:
                 calls = [self.limiter.call(base, now, rate) for _, base in asked]
-                if self.dynamic_limits:
-                    for i, (_, base) in enumerate(asked):
-                        calls[i] = yield from self._with_overrides(calls[i], base)
+                if self.dynamic_limits or self._deny_in_script:
+                    for i, (index, base) in enumerate(asked):
+                        calls[i] = yield from self._guard(calls[i], base, deny_values[index])
                 replies = yield Pipeline(tuple(calls))
             except _NO_ANSWER:
                 replies = [BackendTimeout("no answer")] * len(asked)
@@ -277,6 +400,9 @@ class RatelimitFlows:
                     results[index] = self.timeout_result()
                 elif isinstance(reply, BackendError):
                     raise reply
+                elif reply[0] == dynamic.DENIED:
+                    value = deny_values[index][reply[1] - 1]
+                    results[index] = self._remember_denied(value, local_now)
                 else:
                     results[index] = self._answer(base, rate, reply, local_now)
         finally:
@@ -290,7 +416,7 @@ class RatelimitFlows:
         base = self.base_key(identifier)
         call = self.limiter.call(base, self._now(), 0)
         if self.dynamic_limits:
-            call = yield from self._with_overrides(call, base)
+            call = yield from self._guard(call, base)
         reply = yield call
         limit, remaining, reset = reply[1:4]
         return Remaining(remaining, reset, limit)

@@ -7,9 +7,9 @@ from typing import Literal, NamedTuple, TypeAlias
 
 __all__ = ["RatelimitResult", "Reason", "Remaining"]
 
-#: Why an answer did not come from Redis: it did not answer in time (or was down), or the
-#: identifier was already known to be blocked.
-Reason: TypeAlias = Literal["timeout", "cacheBlock"]
+#: Why an answer is not an algorithm's: Redis did not answer in time (or was down), the
+#: identifier was already known to be blocked, or a value of the request is denied.
+Reason: TypeAlias = Literal["timeout", "cacheBlock", "denyList"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +27,12 @@ class RatelimitResult:
             admitted: it reports the time until ``reset``.
         reason: ``None`` for an answer from Redis; ``"timeout"`` when Redis was too slow or
             down and the ``on_timeout`` policy answered; ``"cacheBlock"`` when the ephemeral
-            cache answered without asking Redis.
+            cache answered without asking Redis; ``"denyList"`` when a value of the request
+            is on the deny list (nothing is consumed then).
         refused_by: with several limits, the position (from 0) of the limit that refused;
             ``None`` otherwise. ``limit``, ``remaining`` and ``reset`` are that limit's (when
             all admit, those of the limit with the least left).
+        denied_value: with ``reason="denyList"``, the value found on the deny list.
 
     """
 
@@ -41,6 +43,7 @@ class RatelimitResult:
     retry_after: float = 0.0
     reason: Reason | None = None
     refused_by: int | None = None
+    denied_value: str | None = None
 
     def __bool__(self) -> bool:
         return self.success
