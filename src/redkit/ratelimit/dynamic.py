@@ -32,13 +32,32 @@ __all__ = ["DENIED", "deny_key", "global_key", "guarded_call", "identifier_key"]
 DENIED = -1
 
 _MAIN = """
--- KEYS: [the deny list] [the identifier's override] [the global override], as ARGV says, then
--- the algorithm's keys. ARGV[2] how many values to check against the deny list (0: none),
--- then those values; then "" (no dynamic limits), "key" (the global override is in KEYS) or
--- "value" (passed next: a number or ""), and that value; then the algorithm's arguments,
--- whose third is the limit an override replaces.
+-- ARGV[2] "1" when this script counts the decision in the analytics, then the retention in
+-- ms, the hourly sets' key start and the three events (allowed, blocked, denied); then how
+-- many values to check against the deny list (0: none), and those values; then "" (no
+-- dynamic limits), "key" (the global override is in KEYS) or "value" (passed next: a number
+-- or ""), and that value; then the algorithm's arguments, whose third is the limit an
+-- override replaces. KEYS: [the deny list] [the identifier's override] [the global
+-- override], as ARGV says, then the algorithm's keys.
 local k, a = 1, 3
-local checks = tonumber(ARGV[2])
+local counted = ARGV[2] == '1'
+local retention, events, members
+if counted then
+  retention, events = tonumber(ARGV[3]), ARGV[4]
+  members = {ARGV[5], ARGV[6], ARGV[7]}
+  a = 8
+end
+local function count(which)
+  if counted then
+    local hour = math.floor(NOW / 3600000) * 3600000
+    redis.call('ZINCRBY', events .. hour, 1, members[which])
+    -- Relative to the decision's clock, which may not be the server's.
+    redis.call('PEXPIRE', events .. hour, hour + 3600000 + retention - NOW)
+  end
+end
+
+local checks = tonumber(ARGV[a])
+a = a + 1
 if checks > 0 then
   local values = {}
   for i = 1, checks do
@@ -49,6 +68,7 @@ if checks > 0 then
   k = k + 1
   for i = 1, checks do
     if found[i] == 1 then
+      count(3)
       return {-1, i, NOW}
     end
   end
@@ -78,7 +98,9 @@ end
 if override then
   args[3] = override
 end
-return algorithm(keys, args)
+local reply = algorithm(keys, args)
+count(reply[1] == 1 and 1 or 2)
+return reply
 """
 
 
@@ -116,15 +138,23 @@ def guarded_call(
     dynamic: bool = False,
     global_in_script: bool = True,
     global_override: int | None = None,
+    analytics: tuple[int, str, str, str, str] | None = None,
 ) -> ScriptCall:
     """``call`` (one algorithm's decision) behind the deny list and the limit overrides.
 
     ``deny_values`` are checked in the script (pass none to skip the check). With
     ``global_in_script`` the script reads the global override; otherwise ``global_override``
-    (what this process last read) is passed along.
+    (what this process last read) is passed along. ``analytics`` (the retention in ms, the
+    hourly sets' key start, and the allowed, blocked and denied events) makes the script count
+    the decision.
     """
     keys: list[str] = []
-    args: list[Arg] = [call.args[0], len(deny_values)]
+    args: list[Arg] = [call.args[0]]
+    if analytics is None:
+        args.append("")
+    else:
+        args.extend(("1", *analytics))  # retention, key start, and the three events
+    args.append(len(deny_values))
     if deny_values:
         keys.append(deny_key(prefix))
         args.extend(deny_values)

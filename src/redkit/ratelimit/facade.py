@@ -14,6 +14,7 @@ from redkit.core.driver import AsyncDriver, Backend, SyncDriver, as_backend
 from redkit.core.durations import Duration
 from redkit.core.errors import InvalidArgumentError
 from redkit.core.flow import run_async, run_sync
+from redkit.ratelimit.analytics import Analytics, Usage
 from redkit.ratelimit.background import AsyncFlusher, ThreadFlusher
 from redkit.ratelimit.ephemeral import EphemeralCache
 from redkit.ratelimit.flows import DEFAULT_PREFIX, RatelimitFlows, TimeoutPolicy
@@ -39,6 +40,7 @@ def _flows(
     clock: Clock | Literal["server", "client"] | None,
     dynamic_limits: bool,
     enable_protection: bool,
+    analytics: bool,
 ) -> tuple[Backend, RatelimitFlows, float | None]:
     backend = as_backend(redis)
     if timeout is not None and (
@@ -68,6 +70,7 @@ def _flows(
         on_timeout=on_timeout,
         dynamic_limits=dynamic_limits,
         protection=enable_protection,
+        analytics=Analytics(prefix) if analytics else None,
     )
     return backend, flows, float(timeout) if timeout else None
 
@@ -97,6 +100,8 @@ class Ratelimit:
         enable_protection: refuse requests whose identifier, IP, user agent or country is on
             the deny list (``@upstash/ratelimit``'s ``<prefix>:denyList:all``; see
             :meth:`deny`), checked in the deciding script: a denied request consumes nothing.
+        analytics: count allowed, blocked and denied requests per identifier and hour, in
+            ``@upstash/ratelimit``'s layout (see :meth:`get_usage`).
 
     """
 
@@ -112,17 +117,19 @@ class Ratelimit:
         clock: Clock | Literal["server", "client"] | None = None,
         dynamic_limits: bool = False,
         enable_protection: bool = False,
+        analytics: bool = False,
     ) -> None:
         backend, self._flows, self._timeout = _flows(
             redis, limiter, prefix, ephemeral_cache, timeout, on_timeout, clock, dynamic_limits,
-            enable_protection,
+            enable_protection, analytics,
         )  # fmt: skip
         self._backend = backend
         self._driver: SyncDriver | None = None
         # Held while counts travel to Redis, so flush() and reset() wait for a sync under way.
         self._syncing = threading.Lock()
-        local = self._flows.local
-        self._flusher = None if local is None else ThreadFlusher(self.flush, local.has_pending)
+        flows = self._flows
+        background = flows.local is not None or flows.analytics is not None
+        self._flusher = ThreadFlusher(self.flush, flows.has_pending) if background else None
 
     @property
     def limiter(self) -> Limiter:
@@ -178,6 +185,18 @@ class Ratelimit:
         with self._syncing:  # no count on its way may recreate a deleted key
             return run_sync(self._flows.reset(identifier), self._sync_driver())
 
+    def get_usage(self, hours: int = 24) -> Usage:
+        """Allowed, blocked and denied counts per identifier over the last ``hours``."""
+        return run_sync(self._flows.usage(hours), self._sync_driver())
+
+    def get_usage_over_time(self, hours: int = 24) -> list[dict[str, int]]:
+        """The counts of each of the last ``hours`` (``time`` is the hour's start), oldest first."""
+        return run_sync(self._flows.usage_over_time(hours), self._sync_driver())
+
+    def get_top(self, count: int = 5, hours: int = 24) -> dict[str, list[tuple[str, int]]]:
+        """The ``count`` most allowed and most blocked identifiers over the last ``hours``."""
+        return run_sync(self._flows.top(count, hours), self._sync_driver())
+
     def deny(self, *values: str) -> int:
         """Put identifiers, IPs, user agents or countries on the deny list (count the new)."""
         return run_sync(self._flows.deny(*values), self._sync_driver())
@@ -218,8 +237,7 @@ class Ratelimit:
             self.flush()
 
     def _sync_later(self) -> None:
-        local = self._flows.local
-        if local is not None and self._flusher is not None and local.has_pending():
+        if self._flusher is not None and self._flows.has_pending():
             self._flusher.kick()
 
 
@@ -236,6 +254,7 @@ class AsyncRatelimit:
         clock: ``"server"``, ``"client"`` or a clock object, as for :class:`Ratelimit`.
         dynamic_limits: as for :class:`Ratelimit`.
         enable_protection: as for :class:`Ratelimit`.
+        analytics: as for :class:`Ratelimit`.
 
     """
 
@@ -251,10 +270,11 @@ class AsyncRatelimit:
         clock: Clock | Literal["server", "client"] | None = None,
         dynamic_limits: bool = False,
         enable_protection: bool = False,
+        analytics: bool = False,
     ) -> None:
         backend, self._flows, self._timeout = _flows(
             redis, limiter, prefix, ephemeral_cache, timeout, on_timeout, clock, dynamic_limits,
-            enable_protection,
+            enable_protection, analytics,
         )  # fmt: skip
         self._backend = backend
         # Held while counts travel to Redis, so flush() and reset() wait for a sync under way;
@@ -262,8 +282,9 @@ class AsyncRatelimit:
         self._sync_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
-        local = self._flows.local
-        self._flusher = None if local is None else AsyncFlusher(self.flush, local.has_pending)
+        flows = self._flows
+        background = flows.local is not None or flows.analytics is not None
+        self._flusher = AsyncFlusher(self.flush, flows.has_pending) if background else None
 
     def _sync_lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
@@ -322,6 +343,18 @@ class AsyncRatelimit:
         async with self._sync_lock():  # no count on its way may recreate a deleted key
             return await run_async(self._flows.reset(identifier), self._async_driver())
 
+    async def get_usage(self, hours: int = 24) -> Usage:
+        """Allowed, blocked and denied counts per identifier over the last ``hours``."""
+        return await run_async(self._flows.usage(hours), self._async_driver())
+
+    async def get_usage_over_time(self, hours: int = 24) -> list[dict[str, int]]:
+        """The counts of each of the last ``hours`` (``time`` is the hour's start), oldest first."""
+        return await run_async(self._flows.usage_over_time(hours), self._async_driver())
+
+    async def get_top(self, count: int = 5, hours: int = 24) -> dict[str, list[tuple[str, int]]]:
+        """The ``count`` most allowed and most blocked identifiers over the last ``hours``."""
+        return await run_async(self._flows.top(count, hours), self._async_driver())
+
     async def deny(self, *values: str) -> int:
         """Put identifiers, IPs, user agents or countries on the deny list (count the new)."""
         return await run_async(self._flows.deny(*values), self._async_driver())
@@ -362,6 +395,5 @@ class AsyncRatelimit:
             await self.flush()
 
     def _sync_later(self) -> None:
-        local = self._flows.local
-        if local is not None and self._flusher is not None and local.has_pending():
+        if self._flusher is not None and self._flows.has_pending():
             self._flusher.kick()

@@ -26,6 +26,7 @@ from redkit.core.ops import Pipeline, ScriptCall, Sleep, command
 from redkit.core.replies import as_int, as_text
 from redkit.core.scripts import load_script
 from redkit.ratelimit import dynamic
+from redkit.ratelimit.analytics import Analytics, Outcome, Usage, event
 from redkit.ratelimit.ephemeral import EphemeralCache
 from redkit.ratelimit.limiters import (
     MAX_LOG_TOKENS,
@@ -96,6 +97,13 @@ def _deny_entries(values: tuple[object, ...]) -> tuple[str, ...]:
     return values  # type: ignore[return-value]  # checked just above
 
 
+def _hours(hours: object) -> int:
+    # Upstash's readers look back at most 256 hours; a query past the retention finds nothing.
+    if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= 24 * 90:
+        raise InvalidArgumentError(f"hours must be an int from 1 to {24 * 90}, got {hours!r}")
+    return hours
+
+
 def _check_rate(rate: object) -> int:
     if isinstance(rate, bool) or not isinstance(rate, int):
         raise InvalidArgumentError(f"rate must be an int, got {type(rate).__name__}: {rate!r:.40}")
@@ -120,6 +128,7 @@ class RatelimitFlows:
         on_timeout: TimeoutPolicy,
         dynamic_limits: bool = False,
         protection: bool = False,
+        analytics: Analytics | None = None,
     ) -> None:
         if not isinstance(limiter, Limiter):
             raise InvalidArgumentError(
@@ -156,6 +165,14 @@ class RatelimitFlows:
         self._deny_copy: tuple[frozenset[str], float] | None = None
         # Values found denied, answered from memory for a while (a bounded cache).
         self._recently_denied = EphemeralCache(max_size=DENIED_CACHE_SIZE)
+        self.analytics = analytics
+        # Decisions made by one script on a standalone server count themselves, in the script.
+        self._analytics_in_script = (
+            analytics is not None
+            and not cluster
+            and not isinstance(limiter, (CachedFixedWindow, MultiLimit))
+        )
+        self._guarded = dynamic_limits or self._deny_in_script or self._analytics_in_script
 
     # -- keys and time ---------------------------------------------------------------------
 
@@ -216,10 +233,21 @@ class RatelimitFlows:
 
     # -- dynamic limits --------------------------------------------------------------------
 
-    def _guard(self, call: ScriptCall, base: str, values: tuple[str, ...] = ()) -> Flow[ScriptCall]:
-        """``call`` behind the deny list and the dynamic limits (see :mod:`.dynamic`)."""
+    def _guard(
+        self, call: ScriptCall, base: str, values: tuple[str, ...] = (), identifier: str = ""
+    ) -> Flow[ScriptCall]:
+        """``call`` behind the deny list and dynamic limits (see :mod:`.dynamic`).
+
+        Given the ``identifier``, the script also counts the decision in the analytics.
+        """
         deny_values = values if self._deny_in_script else ()
-        if not self.dynamic_limits and not deny_values:
+        counted = None
+        if identifier and self._analytics_in_script and self.analytics is not None:
+            counted = (
+                self.analytics.retention_ms, f"{self.prefix}:events:",
+                event(identifier, True), event(identifier, False), event(identifier, "denied"),
+            )  # fmt: skip
+        if not self.dynamic_limits and not deny_values and counted is None:
             return call
         global_override = None
         if self.dynamic_limits and self.cluster:
@@ -231,7 +259,7 @@ class RatelimitFlows:
         return dynamic.guarded_call(
             call, prefix=self.prefix, base=base, deny_values=deny_values,
             dynamic=self.dynamic_limits, global_in_script=not self.cluster,
-            global_override=global_override,
+            global_override=global_override, analytics=counted,
         )  # fmt: skip
 
     def denied_result(self, value: str) -> RatelimitResult:
@@ -254,6 +282,17 @@ class RatelimitFlows:
     def _remember_denied(self, value: str, local_now: float) -> RatelimitResult:
         self._recently_denied.block(value, local_now + DENIED_CACHE_MS, 0)
         return self.denied_result(value)
+
+    def _tally(self, identifier: str | int, result: RatelimitResult) -> RatelimitResult:
+        """Count an answer that no script counted (see :mod:`.analytics`)."""
+        if self.analytics is not None and result.reason != "timeout":
+            outcome: Outcome = "denied" if result.reason == "denyList" else result.success
+            self.analytics.count(str(identifier), outcome, self.wall_ms())
+        return result
+
+    def wall_ms(self) -> float:
+        """Epoch ms as the analytics' hours count them: the limiter's clock, or this one's."""
+        return time.time() * 1000 if self.clock.server else self.clock.now_ms()
 
     def deny(self, *values: str) -> Flow[int]:
         """Put values (identifiers, IPs, user agents, countries) on the deny list."""
@@ -338,23 +377,26 @@ class RatelimitFlows:
             if values:
                 denied = yield from self._denied_locally(values, local_now)
                 if denied is not None:
-                    return self._remember_denied(denied, local_now)
+                    return self._tally(identifier, self._remember_denied(denied, local_now))
         except _NO_ANSWER:
             return self.timeout_result()
         local_answer = self._answer_locally(base, rate, local_now)
         if local_answer is not None:
-            return local_answer
+            return self._tally(identifier, local_answer)
         try:
             try:
                 call = self.limiter.call(base, self._now(), rate)
-                if self.dynamic_limits or self._deny_in_script:
-                    call = yield from self._guard(call, base, values)
+                if self._guarded:
+                    call = yield from self._guard(call, base, values, str(identifier))
                 reply = yield call
             except _NO_ANSWER:
                 return self.timeout_result()
             if reply[0] == dynamic.DENIED:
                 return self._remember_denied(values[reply[1] - 1], local_now)
-            return self._answer(base, rate, reply, local_now)
+            result = self._answer(base, rate, reply, local_now)
+            if self.analytics is None or self._analytics_in_script:
+                return result
+            return self._tally(identifier, result)
         finally:
             if self.local is not None:
                 self.local.answered(base, rate)  # after the seed: never uncounted in between
@@ -381,17 +423,22 @@ class RatelimitFlows:
         except _NO_ANSWER:
             return [self.timeout_result() for _ in bases]
         for index, base in enumerate(bases):
-            if results[index] is None:
-                results[index] = self._answer_locally(base, rate, local_now)
+            answered = results[index]
+            if answered is None:
+                answered = results[index] = self._answer_locally(base, rate, local_now)
+            if answered is not None:
+                self._tally(wanted[index], answered)
         asked = [(index, base) for index, base in enumerate(bases) if results[index] is None]
         if not asked:
             return [result for result in results if result is not None]
         try:
             try:
                 calls = [self.limiter.call(base, now, rate) for _, base in asked]
-                if self.dynamic_limits or self._deny_in_script:
+                if self._guarded:
                     for i, (index, base) in enumerate(asked):
-                        calls[i] = yield from self._guard(calls[i], base, deny_values[index])
+                        calls[i] = yield from self._guard(
+                            calls[i], base, deny_values[index], str(wanted[index])
+                        )
                 replies = yield Pipeline(tuple(calls))
             except _NO_ANSWER:
                 replies = [BackendTimeout("no answer")] * len(asked)
@@ -404,7 +451,10 @@ class RatelimitFlows:
                     value = deny_values[index][reply[1] - 1]
                     results[index] = self._remember_denied(value, local_now)
                 else:
-                    results[index] = self._answer(base, rate, reply, local_now)
+                    result = self._answer(base, rate, reply, local_now)
+                    if not self._analytics_in_script:
+                        self._tally(wanted[index], result)
+                    results[index] = result
         finally:
             for _, base in asked:
                 if self.local is not None:
@@ -463,8 +513,34 @@ class RatelimitFlows:
             # A floor: never spin, even if a retry is reported as due right now.
             yield Sleep(max(result.retry_after, 0.001))
 
+    def _analytics_on(self) -> Analytics:
+        if self.analytics is None:
+            raise InvalidArgumentError("analytics are off: create the limiter with analytics=True")
+        return self.analytics
+
+    def usage(self, hours: int) -> Flow[Usage]:
+        """Allowed, blocked and denied counts per identifier over the last ``hours``."""
+        return (yield from self._analytics_on().usage(self.wall_ms(), _hours(hours)))
+
+    def usage_over_time(self, hours: int) -> Flow[list[dict[str, int]]]:
+        """The counts of each of the last ``hours``, oldest first."""
+        return (yield from self._analytics_on().usage_over_time(self.wall_ms(), _hours(hours)))
+
+    def top(self, count: int, hours: int) -> Flow[dict[str, list[tuple[str, int]]]]:
+        """The most allowed and the most blocked identifiers over the last ``hours``."""
+        analytics = self._analytics_on()
+        return (yield from analytics.top(self.wall_ms(), _hours(hours), _count(count, "count")))
+
+    def has_pending(self) -> bool:
+        """Whether counts made in this process wait to be sent (see :meth:`sync_local`)."""
+        return (self.local is not None and self.local.has_pending()) or (
+            self.analytics is not None and self.analytics.has_pending()
+        )
+
     def sync_local(self) -> Flow[None]:
-        """Send the cached fixed window's locally admitted counts to Redis (a background job)."""
+        """Send what this process counted: the cached window's admissions and the analytics."""
+        if self.analytics is not None:
+            yield from self.analytics.flush(self.wall_ms())
         if self.local is None:
             return
         pending = self.local.take_pending()
