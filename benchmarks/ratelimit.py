@@ -229,16 +229,22 @@ async def async_handwritten(env: Env, slug: str) -> AsyncOp:
 # -- rows: redkit ------------------------------------------------------------------------------
 
 
-def redkit_limiters() -> dict[str, Any]:
+def redkit_limiters() -> dict[str, tuple[Any, dict[str, Any]]]:
+    """Each redkit row: its limiter and the options it adds (the cost of each feature)."""
     window = f"{WINDOW_S} s"
+    fixed = FixedWindow(HIGH, window)
     return {
-        "FixedWindow": FixedWindow(HIGH, window),
-        "SlidingWindow": SlidingWindow(HIGH, window),
-        "TokenBucket": TokenBucket(HIGH, "1 s", HIGH),
-        "CachedFixedWindow": CachedFixedWindow(HIGH, window),
+        "FixedWindow": (fixed, {}),
+        "SlidingWindow": (SlidingWindow(HIGH, window), {}),
+        "TokenBucket": (TokenBucket(HIGH, "1 s", HIGH), {}),
+        "CachedFixedWindow": (CachedFixedWindow(HIGH, window), {}),
         # One request per µs at most (T >= 1 µs), in bursts of a second's worth.
-        "GCRA": GCRA(10**6, "1 s", 10**6),
-        "SlidingLog": SlidingLog(MAX_LOG_TOKENS, window),
+        "GCRA": (GCRA(10**6, "1 s", 10**6), {}),
+        "SlidingLog": (SlidingLog(MAX_LOG_TOKENS, window), {}),
+        "FixedWindow + analytics": (fixed, {"analytics": True}),
+        "FixedWindow + deny list": (fixed, {"enable_protection": True}),
+        "FixedWindow + dynamic limits": (fixed, {"dynamic_limits": True}),
+        "FixedWindow + TokenBucket (two limits)": ([fixed, TokenBucket(HIGH, "1 s", HIGH)], {}),
     }
 
 
@@ -246,8 +252,9 @@ def redkit_sync(kind: str) -> Callable[[Env, str], SyncOp]:
     def setup(env: Env, slug: str) -> SyncOp:
         connection = env.server.connect()
         env.cleanups.append(connection.close)
-        limiter = Ratelimit(connection, redkit_limiters()[kind])
-        if kind == "CachedFixedWindow":
+        algorithm, options = redkit_limiters()[kind]
+        limiter = Ratelimit(connection, algorithm, **options)
+        if kind == "CachedFixedWindow" or options.get("analytics"):
             env.cleanups.insert(0, limiter.flush)
         return limiter.limit
 
@@ -258,8 +265,9 @@ def redkit_async(kind: str) -> Callable[[Env, str], Awaitable[AsyncOp]]:
     async def setup(env: Env, slug: str) -> AsyncOp:
         connection = env.server.connect()
         env.async_cleanups.append(connection.aclose)
-        limiter = AsyncRatelimit(connection, redkit_limiters()[kind])
-        if kind == "CachedFixedWindow":
+        algorithm, options = redkit_limiters()[kind]
+        limiter = AsyncRatelimit(connection, algorithm, **options)
+        if kind == "CachedFixedWindow" or options.get("analytics"):
             env.async_cleanups.insert(0, limiter.flush)
         return limiter.limit
 

@@ -33,7 +33,7 @@ DENIED = -1
 
 _MAIN = """
 -- ARGV[2] "1" when this script counts the decision in the analytics, then the retention in
--- ms, the hourly sets' key start and the three events (allowed, blocked, denied); then how
+-- ms, the hourly sets' key start and the identifier as JSON text; then how
 -- many values to check against the deny list (0: none), and those values; then "" (no
 -- dynamic limits), "key" (the global override is in KEYS) or "value" (passed next: a number
 -- or ""), and that value; then the algorithm's arguments, whose third is the limit an
@@ -41,18 +41,21 @@ _MAIN = """
 -- override], as ARGV says, then the algorithm's keys.
 local k, a = 1, 3
 local counted = ARGV[2] == '1'
-local retention, events, members
+local retention, events, identifier
 if counted then
-  retention, events = tonumber(ARGV[3]), ARGV[4]
-  members = {ARGV[5], ARGV[6], ARGV[7]}
-  a = 8
+  retention, events, identifier = tonumber(ARGV[3]), ARGV[4], ARGV[5]
+  a = 6
 end
-local function count(which)
+-- An event exactly as Upstash's SDK writes it: JSON.stringify({identifier, success}).
+local function count(success)
   if counted then
     local hour = math.floor(NOW / 3600000) * 3600000
-    redis.call('ZINCRBY', events .. hour, 1, members[which])
-    -- Relative to the decision's clock, which may not be the server's.
-    redis.call('PEXPIRE', events .. hour, hour + 3600000 + retention - NOW)
+    local member = '{"identifier":' .. identifier .. ',"success":' .. success .. '}'
+    if tonumber(redis.call('ZINCRBY', events .. hour, 1, member)) == 1 then
+      -- A new event this hour (so maybe a new set): keep it for the retention, counted on
+      -- the decision's clock, which may not be the server's.
+      redis.call('PEXPIRE', events .. hour, hour + 3600000 + retention - NOW)
+    end
   end
 end
 
@@ -68,7 +71,7 @@ if checks > 0 then
   k = k + 1
   for i = 1, checks do
     if found[i] == 1 then
-      count(3)
+      count('"denied"')
       return {-1, i, NOW}
     end
   end
@@ -99,7 +102,7 @@ if override then
   args[3] = override
 end
 local reply = algorithm(keys, args)
-count(reply[1] == 1 and 1 or 2)
+count(reply[1] == 1 and 'true' or 'false')
 return reply
 """
 
@@ -138,22 +141,22 @@ def guarded_call(
     dynamic: bool = False,
     global_in_script: bool = True,
     global_override: int | None = None,
-    analytics: tuple[int, str, str, str, str] | None = None,
+    analytics: tuple[int, str, str] | None = None,
 ) -> ScriptCall:
     """``call`` (one algorithm's decision) behind the deny list and the limit overrides.
 
     ``deny_values`` are checked in the script (pass none to skip the check). With
     ``global_in_script`` the script reads the global override; otherwise ``global_override``
     (what this process last read) is passed along. ``analytics`` (the retention in ms, the
-    hourly sets' key start, and the allowed, blocked and denied events) makes the script count
-    the decision.
+    hourly sets' key start, and the identifier as JSON text) makes the script count the
+    decision.
     """
     keys: list[str] = []
     args: list[Arg] = [call.args[0]]
     if analytics is None:
         args.append("")
     else:
-        args.extend(("1", *analytics))  # retention, key start, and the three events
+        args.extend(("1", *analytics))  # retention, key start, identifier as JSON
     args.append(len(deny_values))
     if deny_values:
         keys.append(deny_key(prefix))

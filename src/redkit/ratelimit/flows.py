@@ -8,6 +8,7 @@ the timeout policy.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -26,7 +27,7 @@ from redkit.core.ops import Pipeline, ScriptCall, Sleep, command
 from redkit.core.replies import as_int, as_text
 from redkit.core.scripts import load_script
 from redkit.ratelimit import dynamic
-from redkit.ratelimit.analytics import Analytics, Outcome, Usage, event
+from redkit.ratelimit.analytics import Analytics, Outcome, Usage
 from redkit.ratelimit.ephemeral import EphemeralCache
 from redkit.ratelimit.limiters import (
     MAX_LOG_TOKENS,
@@ -243,10 +244,8 @@ class RatelimitFlows:
         deny_values = values if self._deny_in_script else ()
         counted = None
         if identifier and self._analytics_in_script and self.analytics is not None:
-            counted = (
-                self.analytics.retention_ms, f"{self.prefix}:events:",
-                event(identifier, True), event(identifier, False), event(identifier, "denied"),
-            )  # fmt: skip
+            identifier_json = json.dumps(identifier, ensure_ascii=False)  # as JSON.stringify
+            counted = (self.analytics.retention_ms, f"{self.prefix}:events:", identifier_json)
         if not self.dynamic_limits and not deny_values and counted is None:
             return call
         global_override = None
