@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import socket
 import threading
@@ -77,10 +78,10 @@ class Backend:
         return self.loop.run(go())
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Call ``fn``; await it on the loop thread when it is a coroutine function."""
+        """Call ``fn``; await what it returns on the loop thread when that is awaitable."""
         result = fn(*args, **kwargs)
-        if asyncio.iscoroutine(result):
-            return self.loop.run(result)
+        if inspect.isawaitable(result):
+            return self.loop.run(_awaited(result))
         return result
 
     def ratelimit(self, limiter: Limiter, **options: Any) -> Any:
@@ -126,6 +127,10 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"<Backend {self.topology}-{self.mode}>"
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
 
 
 class Blocking:

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
-import socket
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +13,7 @@ from redkit.core import keys
 from redkit.core.clock import VirtualClock
 from redkit.core.errors import BackendError, InvalidArgumentError, InvalidKeyError
 from redkit.ratelimit.concurrency import AsyncConcurrency, Concurrency, ConcurrencyLimit, Lease
-from support import Backend, LoopThread
+from support import Backend, Blocking, LoopThread, closed_port
 
 T0 = 1_700_000_000_000
 # Virtual-clock leases are long: the key's TTL runs on the server's real clock.
@@ -28,34 +24,9 @@ class Boom(Exception):
     pass
 
 
-class Awaiting:
-    """A facade's methods called as if blocking: awaitables are awaited on the loop thread."""
-
-    def __init__(self, target: Any, backend: Backend) -> None:
-        self.target = target
-        self._backend = backend
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self.target, name)
-        if not callable(attribute):
-            return attribute
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            result = attribute(*args, **kwargs)
-            if inspect.isawaitable(result):
-                return self._backend.loop.run(awaited(result))
-            return result
-
-        return call
-
-
-async def awaited(awaitable: Any) -> Any:
-    return await awaitable
-
-
 def limiter_for(backend: Backend, limit: ConcurrencyLimit, **options: Any) -> Any:
     facade = AsyncConcurrency if backend.is_async else Concurrency
-    return Awaiting(facade(backend.conn, limit, **options), backend)
+    return Blocking(facade(backend.conn, limit, **options), backend)
 
 
 def key_of(backend: Backend, identifier: str, prefix: str = "@upstash/ratelimit") -> str:
@@ -327,42 +298,6 @@ def test_bad_arguments_say_what_is_wrong(backend: Backend) -> None:
 # -- Redis slow or down -------------------------------------------------------------------
 
 MARGIN = 1.5
-
-
-@pytest.fixture
-def hung_port() -> Iterator[int]:
-    """A TCP port that accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.05)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join(5)
-    for conn in accepted:
-        conn.close()
-    listener.close()
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:

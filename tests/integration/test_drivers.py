@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +15,7 @@ from redkit.core.ops import Call, Pipeline, ScriptCall, Sleep, command
 from redkit.core.replies import as_int, is_ok
 from redkit.core.scripts import Script
 from redkit.drivers.connect import Connection, connect
-from support import Backend
+from support import Backend, closed_port
 
 # Each test gets its own script text, so its first call is sure to miss the script cache.
 _counter = iter(range(1_000_000))
@@ -176,47 +173,11 @@ def _script_flush_everywhere(backend: Backend) -> None:
 # --- failure: a Redis that is down or does not answer -----------------------------------
 
 
-@pytest.fixture
-def silent_server() -> Iterator[int]:
-    """A TCP port that accepts connections and never answers: a hung Redis."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join(5)
-    for conn in accepted:
-        conn.close()
-    listener.close()
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_redis_that_does_not_answer_is_a_timeout(
-    silent_server: int, mode: str, loop_thread: Any
+    hung_port: int, mode: str, loop_thread: Any
 ) -> None:
-    conn = connect(f"redis://127.0.0.1:{silent_server}", socket_timeout=0.2, connect_timeout=0.2)
+    conn = connect(f"redis://127.0.0.1:{hung_port}", socket_timeout=0.2, connect_timeout=0.2)
     backend = Backend(conn, topology="standalone", mode=mode, loop=loop_thread)
     with pytest.raises(BackendTimeout):
         backend.execute(command("PING"))
@@ -226,7 +187,7 @@ def test_a_redis_that_does_not_answer_is_a_timeout(
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:{port}", "redis+cluster://127.0.0.1:{port}"])
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_redis_that_is_down_is_unavailable(url: str, mode: str, loop_thread: Any) -> None:
-    conn = connect(url.format(port=_closed_port()), connect_timeout=0.5)
+    conn = connect(url.format(port=closed_port()), connect_timeout=0.5)
     backend = Backend(conn, topology="cluster" if "cluster" in url else "standalone", mode=mode,
                       loop=loop_thread)  # fmt: skip
     with pytest.raises(BackendUnavailable):
