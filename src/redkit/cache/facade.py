@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
-from redkit.cache.flows import MISSING, CacheFlows, CacheStats
+from redkit.cache.flows import MISSING, CacheFlows, CacheStats, Lookup
 from redkit.cache.serializers import (
     JsonSerializer,
     MsgpackSerializer,
@@ -23,6 +26,8 @@ from redkit.core.flow import run_async, run_sync
 
 __all__ = ["MISSING", "AsyncCache", "Cache"]
 
+log = logging.getLogger("redkit.cache")
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -36,6 +41,14 @@ MIN_SECRET_BYTES = 16
 
 def _ttl(value: Duration | None, name: str) -> int | None:
     return None if value is None else duration_ms(value, name=name)
+
+
+def _non_negative(value: float | None, name: str, most: float) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= most:
+        raise InvalidArgumentError(f"{name} must be a number from 0 to {most}, got {value!r}")
+    return float(value)
 
 
 def _serializer(
@@ -72,6 +85,9 @@ def _setup(
     default_ttl: Duration | None,
     negative_ttl: Duration | None,
     lease: Duration | None,
+    early_refresh: float | None,
+    stale_ttl: Duration | None,
+    ttl_jitter: float,
     serializer: str | Serializer,
     secret: str | bytes | None,
     timeout: float | None,
@@ -90,6 +106,9 @@ def _setup(
         default_ttl_ms=_ttl(default_ttl, "default_ttl"),
         negative_ttl_ms=_ttl(negative_ttl, "negative_ttl"),
         lease_ms=_ttl(lease, "lease"),
+        early_refresh=_non_negative(early_refresh, "early_refresh", 10.0),
+        stale_ms=_ttl(stale_ttl, "stale_ttl"),
+        ttl_jitter=_non_negative(ttl_jitter, "ttl_jitter", 0.5) or 0.0,
         serializer=chosen,
         secret=key,
     )
@@ -145,6 +164,12 @@ class Cache:
             shorter than ``default_ttl``.
         lease: on a miss, one process takes a lease this long and loads while the others wait
             for its value (at most this long, then they load too); ``None`` turns it off.
+        early_refresh: XFetch's beta: a value near its end is reloaded early by one reader,
+            the sooner the longer it took to load (1.0 is the paper's choice; ``None``: off).
+        stale_ttl: stale-while-revalidate: keep a value this long past its time, served at
+            once while one caller reloads it in the background.
+        ttl_jitter: shorten each time to live by up to this fraction (0 to 0.5), at random,
+            so entries written together do not expire together.
         serializer: ``"json"`` (the default), ``"msgpack"``, ``"pickle"`` (needs ``secret``),
             or a :class:`~redkit.cache.serializers.Serializer`.
         secret: signs every pickled entry, bound to its key (at least 16 bytes).
@@ -161,16 +186,20 @@ class Cache:
         default_ttl: Duration | None = 300,
         negative_ttl: Duration | None = None,
         lease: Duration | None = DEFAULT_LEASE,
+        early_refresh: float | None = 1.0,
+        stale_ttl: Duration | None = None,
+        ttl_jitter: float = 0.0,
         serializer: str | Serializer = "json",
         secret: str | bytes | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
         self._backend, self._flows, self._timeout = _setup(
-            redis, namespace, version, default_ttl, negative_ttl, lease, serializer, secret,
-            timeout,
+            redis, namespace, version, default_ttl, negative_ttl, lease, early_refresh,
+            stale_ttl, ttl_jitter, serializer, secret, timeout,
         )  # fmt: skip
         self._driver: SyncDriver | None = None
         self._single_flight = SingleFlight()
+        self._refresher: ThreadPoolExecutor | None = None
 
     def _sync_driver(self) -> SyncDriver:
         if self._driver is None:
@@ -233,10 +262,30 @@ class Cache:
         tags: Iterable[str] = (),
     ) -> Any:
         """The cached value, or ``loader()``'s, stored for next time (one load per process)."""
-        flow = functools.partial(self._flows.get_or_set, key, loader, _ttl(ttl, "ttl"), tags)
-        return self._single_flight.run(
+        ttl_ms = _ttl(ttl, "ttl")
+        flow = functools.partial(self._flows.get_or_set, key, loader, ttl_ms, tags)
+        lookup: Lookup = self._single_flight.run(
             self._flows.flight_key(key), lambda: run_sync(flow(), self._sync_driver())
         )
+        if lookup.refresh:
+            self._refresh_later(key, loader, ttl_ms, tags)
+        return lookup.value
+
+    def _refresh_later(
+        self, key: str | int, loader: Callable[[], Any], ttl_ms: int | None, tags: Iterable[str]
+    ) -> None:
+        if self._refresher is None:
+            self._refresher = ThreadPoolExecutor(2, thread_name_prefix="redkit-cache-refresh")
+        flight = "refresh:" + self._flows.flight_key(key)
+        flow = functools.partial(self._flows.refresh, key, loader, ttl_ms, list(tags))
+
+        def refresh() -> None:
+            try:
+                self._single_flight.run(flight, lambda: run_sync(flow(), self._sync_driver()))
+            except Exception:
+                log.exception("cache: background refresh of %r failed", key)
+
+        self._refresher.submit(refresh)
 
     def bump_version(self) -> int:
         """Leave every entry of the namespace behind at once (O(1)); return the new generation.
@@ -347,6 +396,9 @@ class AsyncCache:
         default_ttl: as for :class:`Cache`.
         negative_ttl: as for :class:`Cache`.
         lease: as for :class:`Cache`.
+        early_refresh: as for :class:`Cache`.
+        stale_ttl: as for :class:`Cache`.
+        ttl_jitter: as for :class:`Cache`.
         serializer: as for :class:`Cache`.
         secret: as for :class:`Cache`.
         timeout: as for :class:`Cache`.
@@ -362,15 +414,19 @@ class AsyncCache:
         default_ttl: Duration | None = 300,
         negative_ttl: Duration | None = None,
         lease: Duration | None = DEFAULT_LEASE,
+        early_refresh: float | None = 1.0,
+        stale_ttl: Duration | None = None,
+        ttl_jitter: float = 0.0,
         serializer: str | Serializer = "json",
         secret: str | bytes | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
         self._backend, self._flows, self._timeout = _setup(
-            redis, namespace, version, default_ttl, negative_ttl, lease, serializer, secret,
-            timeout,
+            redis, namespace, version, default_ttl, negative_ttl, lease, early_refresh,
+            stale_ttl, ttl_jitter, serializer, secret, timeout,
         )  # fmt: skip
         self._single_flight = AsyncSingleFlight()
+        self._refreshing: set[asyncio.Task[None]] = set()
 
     def _async_driver(self) -> AsyncDriver:
         return self._backend.async_driver(timeout=self._timeout)
@@ -431,10 +487,28 @@ class AsyncCache:
         tags: Iterable[str] = (),
     ) -> Any:
         """The cached value, or ``loader()``'s (sync or async), stored for next time."""
-        flow = functools.partial(self._flows.get_or_set, key, loader, _ttl(ttl, "ttl"), tags)
-        return await self._single_flight.run(
+        ttl_ms = _ttl(ttl, "ttl")
+        flow = functools.partial(self._flows.get_or_set, key, loader, ttl_ms, tags)
+        lookup: Lookup = await self._single_flight.run(
             self._flows.flight_key(key), lambda: run_async(flow(), self._async_driver())
         )
+        if lookup.refresh:
+            task = asyncio.get_running_loop().create_task(
+                self._refresh(key, loader, ttl_ms, list(tags))
+            )
+            self._refreshing.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self._refreshing.discard)
+        return lookup.value
+
+    async def _refresh(
+        self, key: str | int, loader: Callable[[], Any], ttl_ms: int | None, tags: list[str]
+    ) -> None:
+        flight = "refresh:" + self._flows.flight_key(key)
+        flow = functools.partial(self._flows.refresh, key, loader, ttl_ms, tags)
+        try:
+            await self._single_flight.run(flight, lambda: run_async(flow(), self._async_driver()))
+        except Exception:
+            log.exception("cache: background refresh of %r failed", key)
 
     async def bump_version(self) -> int:
         """Leave every entry of the namespace behind at once; see :meth:`Cache.bump_version`."""

@@ -12,12 +12,14 @@ since an invalidation that silently did not happen would leave stale data behind
 from __future__ import annotations
 
 import logging
+import math
+import random
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from redkit.cache.envelope import CorruptEntry, Entry, pack, unpack
 from redkit.cache.serializers import Serializer
@@ -33,7 +35,7 @@ from redkit.core.ops import Call, Masters, OnNode, Pipeline, ScriptCall, Sleep, 
 from redkit.core.replies import as_int, as_text, is_ok
 from redkit.core.scripts import load_script
 
-__all__ = ["MAX_KEY_BYTES", "MISSING", "CacheFlows", "CacheStats"]
+__all__ = ["MAX_KEY_BYTES", "MISSING", "CacheFlows", "CacheStats", "Lookup"]
 
 log = logging.getLogger("redkit.cache")
 
@@ -61,6 +63,13 @@ class _Missing:
 MISSING: Any = _Missing()
 
 
+class Lookup(NamedTuple):
+    """What ``get_or_set`` found: the value, and whether it is stale and wants a refresh."""
+
+    value: Any
+    refresh: bool
+
+
 @dataclass
 class CacheStats:
     """Counters of what a cache did, since it was created."""
@@ -74,6 +83,10 @@ class CacheStats:
     leases_won: int = 0
     #: Misses that waited for another process's load instead of loading.
     leases_lost: int = 0
+    #: Stale values served while a background refresh ran (stale-while-revalidate).
+    stale_served: int = 0
+    #: Values reloaded before they expired (XFetch early refresh).
+    early_refreshes: int = 0
 
 
 def _now_ms() -> int:
@@ -91,6 +104,9 @@ class CacheFlows:
         default_ttl_ms: int | None,
         negative_ttl_ms: int | None,
         lease_ms: int | None = None,
+        early_refresh: float | None = None,
+        stale_ms: int | None = None,
+        ttl_jitter: float = 0.0,
         serializer: Serializer,
         secret: bytes | None,
     ) -> None:
@@ -110,6 +126,10 @@ class CacheFlows:
         self.default_ttl_ms = default_ttl_ms
         self.negative_ttl_ms = negative_ttl_ms
         self.lease_ms = lease_ms
+        self.early_refresh = early_refresh
+        self.stale_ms = stale_ms
+        self.ttl_jitter = ttl_jitter
+        self._random = random.random  # replaceable by tests
         self.serializer = serializer
         self.secret = secret
         self.stats = CacheStats()
@@ -213,7 +233,11 @@ class CacheFlows:
     def _ttl_ms(self, ttl_ms: int | None, value: Any) -> int | None:
         if value is None and self.negative_ttl_ms is not None:
             return self.negative_ttl_ms  # "nothing there" is cached for its own, shorter time
-        return self.default_ttl_ms if ttl_ms is None else ttl_ms
+        ttl = self.default_ttl_ms if ttl_ms is None else ttl_ms
+        if ttl and self.ttl_jitter:
+            # Entries written together do not all expire together (and reload together).
+            ttl = max(1, round(ttl * (1 - self.ttl_jitter * self._random())))
+        return ttl
 
     def _encode(
         self,
@@ -224,10 +248,11 @@ class CacheFlows:
         tags: dict[str, str] | None = None,
     ) -> bytes:
         now = _now_ms()
-        expires = now + ttl_ms if ttl_ms else 0
+        fresh_until = now + ttl_ms if ttl_ms else 0
+        expires = fresh_until + self.stale_ms if fresh_until and self.stale_ms else fresh_until
         return pack(
-            self.serializer, redis_key, value, created_ms=now, load_ms=load_ms,
-            expires_ms=expires, tags=tags, secret=self.secret,
+            self.serializer, redis_key, value, created_ms=now, fresh_until_ms=fresh_until,
+            load_ms=load_ms, expires_ms=expires, tags=tags, secret=self.secret,
         )  # fmt: skip
 
     def _decode(self, redis_key: str, raw: Any) -> Entry | None:
@@ -243,11 +268,29 @@ class CacheFlows:
             )
             return None
 
-    @staticmethod
-    def _set_command(redis_key: str, data: bytes, ttl_ms: int | None) -> Any:
+    def _set_command(self, redis_key: str, data: bytes, ttl_ms: int | None) -> Any:
         if ttl_ms:
-            return command("SET", redis_key, data, "PX", ttl_ms)
+            # A stale entry is kept for the stale window after it stops being fresh.
+            return command("SET", redis_key, data, "PX", ttl_ms + (self.stale_ms or 0))
         return command("SET", redis_key, data)
+
+    def _freshness(self, entry: Entry) -> str:
+        """How an entry stands: ``"fresh"``, ``"stale"`` or ``"early"``.
+
+        Stale: past its time (serve it, refresh in the background). Early: still fresh, but
+        XFetch picked this read to refresh it now.
+        """
+        now = _now_ms()
+        if entry.fresh_until_ms and now >= entry.fresh_until_ms:
+            return "stale"
+        if self.early_refresh and entry.fresh_until_ms and entry.load_ms:
+            # XFetch (Vattani et al., VLDB 2015): look ahead an exponentially distributed time,
+            # scaled by how long a reload takes; far from expiry almost never, close to it
+            # almost surely, and no coordination between readers.
+            ahead = -entry.load_ms * self.early_refresh * math.log(1.0 - self._random())
+            if now + ahead >= entry.fresh_until_ms:
+                return "early"
+        return "fresh"
 
     # -- flows -----------------------------------------------------------------------------
 
@@ -378,6 +421,17 @@ class CacheFlows:
         reply = as_int((yield command("PTTL", redis_key)))
         return None if reply < 0 else reply / 1000
 
+    def _try_lease(self, redis_key: str) -> Flow[str | None]:
+        """The lease to reload ``redis_key`` now, or ``None`` if another caller holds it.
+
+        Without leases every caller may reload: the token is then empty.
+        """
+        if not self.lease_ms:
+            return ""
+        token = secrets.token_hex(8)
+        won = yield command("SET", self._lease_prefix + redis_key, token, "NX", "PX", self.lease_ms)
+        return token if won is not None and won is not False else None
+
     def _lease(self, redis_key: str) -> Flow[tuple[str | None, Entry | None]]:
         """Take the lease to load ``redis_key``, or wait for the process that holds it.
 
@@ -411,29 +465,66 @@ class CacheFlows:
         loader: Callable[[], Any],
         ttl_ms: int | None = None,
         tags: Iterable[str] = (),
-    ) -> Flow[Any]:
+    ) -> Flow[Lookup]:
         """Cache-aside: the cached value, or ``loader()``'s, stored with ``tags`` for next time.
 
         On a miss, one process across all takes a lease and loads; the others wait for its
-        value (see :meth:`_lease`).
+        value (see :meth:`_lease`). A value close to its end may be reloaded early by one
+        reader (XFetch); a stale one is served while the caller refreshes it in the background
+        (the returned :class:`Lookup` says so).
         """
         redis_key = self.key(key)
         token: str | None = None
         try:
             redis_key = yield from self.redis_key(key)
             (entry,) = yield from self._read([redis_key])
-            if entry is None:
-                token, entry = yield from self._lease(redis_key)
             if entry is not None:
-                self._count(hits=1)
-                return entry.value
+                state = self._freshness(entry)
+                if state == "stale":
+                    self._count(hits=1, stale_served=1)
+                    return Lookup(entry.value, True)
+                if state == "early":
+                    token = yield from self._try_lease(redis_key)
+                if token is None:  # fresh, or someone else is already reloading it
+                    self._count(hits=1)
+                    return Lookup(entry.value, False)
+                self._count(early_refreshes=1)
+            else:
+                token, entry = yield from self._lease(redis_key)
+                if entry is not None:
+                    self._count(hits=1)
+                    return Lookup(entry.value, False)
             stamps = yield from self._stamp(tags)  # before loading: see _stamp
         except _NO_ANSWER as exc:
             # Redis is out of reach: the loader answers, and nothing is stored.
             self._count(errors=1, misses=1, loads=1)
             log.warning("cache read of %r failed, loading without the cache: %s", redis_key, exc)
-            return (yield Call(loader))
-        self._count(misses=1, loads=1)
+            return Lookup((yield Call(loader)), False)
+        self._count(misses=1)
+        value = yield from self._load(redis_key, loader, ttl_ms, stamps, token)
+        return Lookup(value, False)
+
+    def refresh(
+        self, key: str | int, loader: Callable[[], Any], ttl_ms: int | None, tags: Iterable[str]
+    ) -> Flow[None]:
+        """Reload a stale ``key`` (a background job), unless another caller already is."""
+        redis_key = yield from self.redis_key(key)
+        token = yield from self._try_lease(redis_key)
+        if token is None:
+            return
+        stamps = yield from self._stamp(tags)
+        yield from self._load(redis_key, loader, ttl_ms, stamps, token)
+
+    def _load(
+        self,
+        redis_key: str,
+        loader: Callable[[], Any],
+        ttl_ms: int | None,
+        stamps: dict[str, str],
+        token: str | None,
+    ) -> Flow[Any]:
+        """Run the loader and store its value; give the lease back (``token``) after."""
+        self._count(loads=1)
         try:
             started = time.monotonic()
             value = yield Call(loader)
@@ -450,7 +541,7 @@ class CacheFlows:
                 )  # fmt: skip
             return value
         finally:
-            if token is not None:
+            if token:
                 try:  # let waiters stop waiting (they would see the value anyway)
                     yield ScriptCall(_RELEASE_LEASE, (self._lease_prefix + redis_key,), (token,))
                 except BackendError as exc:
