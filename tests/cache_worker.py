@@ -36,3 +36,10 @@ def stampede(url: str, key: str, threads: int, barrier: Any, results: Any) -> No
     for worker in workers:
         worker.join(30)
     results.put(values)
+
+
+def write_once(url: str, key: str, value: Any) -> None:
+    """Another process: write ``key`` through a cache that has a local tier too."""
+    cache = Cache(connect(url), namespace="tier", local_ttl="60 s")
+    cache.set(key, value)
+    cache.close()

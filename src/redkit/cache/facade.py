@@ -19,7 +19,7 @@ from redkit.cache.serializers import (
 )
 from redkit.cache.singleflight import AsyncSingleFlight, SingleFlight
 from redkit.core import keys
-from redkit.core.driver import AsyncDriver, Backend, SyncDriver, as_backend
+from redkit.core.driver import AsyncDriver, Backend, Subscribable, SyncDriver, as_backend
 from redkit.core.durations import Duration, duration_ms
 from redkit.core.errors import InvalidArgumentError
 from redkit.core.flow import run_async, run_sync
@@ -41,6 +41,12 @@ MIN_SECRET_BYTES = 16
 
 def _ttl(value: Duration | None, name: str) -> int | None:
     return None if value is None else duration_ms(value, name=name)
+
+
+def _size(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"local_size must be a positive int, got {value!r}")
+    return value
 
 
 def _non_negative(value: float | None, name: str, most: float) -> float | None:
@@ -88,6 +94,8 @@ def _setup(
     early_refresh: float | None,
     stale_ttl: Duration | None,
     ttl_jitter: float,
+    local_ttl: Duration | None,
+    local_size: int,
     serializer: str | Serializer,
     secret: str | bytes | None,
     timeout: float | None,
@@ -109,10 +117,22 @@ def _setup(
         early_refresh=_non_negative(early_refresh, "early_refresh", 10.0),
         stale_ms=_ttl(stale_ttl, "stale_ttl"),
         ttl_jitter=_non_negative(ttl_jitter, "ttl_jitter", 0.5) or 0.0,
+        local_ttl_s=None if local_ttl is None else duration_ms(local_ttl, name="local_ttl") / 1000,
+        local_size=_size(local_size),
         serializer=chosen,
         secret=key,
     )
     return backend, flows, timeout
+
+
+def _listen(backend: Backend, flows: CacheFlows) -> Callable[[], None] | None:
+    """Subscribe the local tier to other processes' announcements, where there is one."""
+    if flows.local is None:
+        return None
+    if not isinstance(backend, Subscribable):
+        log.warning("cache: this Redis client cannot subscribe: local copies live out local_ttl")
+        return None
+    return backend.subscribe(flows.channel, flows.local.on_message)
 
 
 class _KeyMaker:
@@ -170,6 +190,11 @@ class Cache:
             once while one caller reloads it in the background.
         ttl_jitter: shorten each time to live by up to this fraction (0 to 0.5), at random,
             so entries written together do not expire together.
+        local_ttl: keep values in this process's memory too, for this long at most: a hit
+            there costs no round trip. Writes and deletes are announced over pub/sub, so every
+            process drops its copy at once (within ``local_ttl`` if a message is lost). All
+            processes sharing a namespace should use the local tier alike.
+        local_size: the local tier's capacity, in entries (least recently used go first).
         serializer: ``"json"`` (the default), ``"msgpack"``, ``"pickle"`` (needs ``secret``),
             or a :class:`~redkit.cache.serializers.Serializer`.
         secret: signs every pickled entry, bound to its key (at least 16 bytes).
@@ -189,14 +214,17 @@ class Cache:
         early_refresh: float | None = 1.0,
         stale_ttl: Duration | None = None,
         ttl_jitter: float = 0.0,
+        local_ttl: Duration | None = None,
+        local_size: int = 10_000,
         serializer: str | Serializer = "json",
         secret: str | bytes | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
         self._backend, self._flows, self._timeout = _setup(
             redis, namespace, version, default_ttl, negative_ttl, lease, early_refresh,
-            stale_ttl, ttl_jitter, serializer, secret, timeout,
+            stale_ttl, ttl_jitter, local_ttl, local_size, serializer, secret, timeout,
         )  # fmt: skip
+        self._unsubscribe = _listen(self._backend, self._flows)
         self._driver: SyncDriver | None = None
         self._single_flight = SingleFlight()
         self._refresher: ThreadPoolExecutor | None = None
@@ -286,6 +314,15 @@ class Cache:
                 log.exception("cache: background refresh of %r failed", key)
 
         self._refresher.submit(refresh)
+
+    def close(self) -> None:
+        """Stop listening for other processes' changes (the local tier) and background work."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._refresher is not None:
+            self._refresher.shutdown(wait=True)
+            self._refresher = None
 
     def bump_version(self) -> int:
         """Leave every entry of the namespace behind at once (O(1)); return the new generation.
@@ -399,6 +436,8 @@ class AsyncCache:
         early_refresh: as for :class:`Cache`.
         stale_ttl: as for :class:`Cache`.
         ttl_jitter: as for :class:`Cache`.
+        local_ttl: as for :class:`Cache`.
+        local_size: as for :class:`Cache`.
         serializer: as for :class:`Cache`.
         secret: as for :class:`Cache`.
         timeout: as for :class:`Cache`.
@@ -417,14 +456,17 @@ class AsyncCache:
         early_refresh: float | None = 1.0,
         stale_ttl: Duration | None = None,
         ttl_jitter: float = 0.0,
+        local_ttl: Duration | None = None,
+        local_size: int = 10_000,
         serializer: str | Serializer = "json",
         secret: str | bytes | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
         self._backend, self._flows, self._timeout = _setup(
             redis, namespace, version, default_ttl, negative_ttl, lease, early_refresh,
-            stale_ttl, ttl_jitter, serializer, secret, timeout,
+            stale_ttl, ttl_jitter, local_ttl, local_size, serializer, secret, timeout,
         )  # fmt: skip
+        self._unsubscribe = _listen(self._backend, self._flows)
         self._single_flight = AsyncSingleFlight()
         self._refreshing: set[asyncio.Task[None]] = set()
 
@@ -509,6 +551,14 @@ class AsyncCache:
             await self._single_flight.run(flight, lambda: run_async(flow(), self._async_driver()))
         except Exception:
             log.exception("cache: background refresh of %r failed", key)
+
+    async def close(self) -> None:
+        """Stop listening for other processes' changes and wait for background refreshes."""
+        if self._unsubscribe is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._unsubscribe)
+            self._unsubscribe = None
+        if self._refreshing:
+            await asyncio.gather(*self._refreshing, return_exceptions=True)
 
     async def bump_version(self) -> int:
         """Leave every entry of the namespace behind at once; see :meth:`Cache.bump_version`."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from redkit.cache.envelope import CorruptEntry, Entry, pack, unpack
+from redkit.cache.local import ALL, LocalTier
 from redkit.cache.serializers import Serializer
 from redkit.core import keys
 from redkit.core.errors import (
@@ -87,6 +88,8 @@ class CacheStats:
     stale_served: int = 0
     #: Values reloaded before they expired (XFetch early refresh).
     early_refreshes: int = 0
+    #: Hits answered by the local tier, without a round trip.
+    local_hits: int = 0
 
 
 def _now_ms() -> int:
@@ -107,6 +110,8 @@ class CacheFlows:
         early_refresh: float | None = None,
         stale_ms: int | None = None,
         ttl_jitter: float = 0.0,
+        local_ttl_s: float | None = None,
+        local_size: int = 10_000,
         serializer: Serializer,
         secret: bytes | None,
     ) -> None:
@@ -119,6 +124,8 @@ class CacheFlows:
         self._generation_key = prefix + "#generation"
         self._tag_prefix = prefix + "#tag:"
         self._lease_prefix = prefix + "#lease:"
+        #: Where writes are announced, so other processes drop their local copies.
+        self.channel = prefix + "#invalidate"
         self._generation: tuple[int, float] | None = None  # (generation, when read)
         self.generation_check_s = GENERATION_CHECK_S
         self.namespace = namespace
@@ -130,6 +137,7 @@ class CacheFlows:
         self.stale_ms = stale_ms
         self.ttl_jitter = ttl_jitter
         self._random = random.random  # replaceable by tests
+        self.local = None if not local_ttl_s else LocalTier(local_ttl_s, local_size)
         self.serializer = serializer
         self.secret = secret
         self.stats = CacheStats()
@@ -202,6 +210,25 @@ class CacheFlows:
             current[tag] = None if reply is None else as_text(reply)
         return [all(current[t] == token for t, token in e.tags.items()) for e in entries]
 
+    def _changed(self, names: list[str]) -> Flow[None]:
+        """After a write or an invalidation: no stale copy may be served from here on.
+
+        Loads that began before are not joined by later callers (``epoch``), and local copies
+        are dropped, here and, through a broadcast, in every other process.
+        """
+        self.epoch += 1
+        if self.local is None:
+            return
+        for name in names:
+            self.local.drop(name)
+        announcements = tuple(
+            command("PUBLISH", self.channel, self.local.message(n)) for n in names
+        )
+        try:
+            yield Pipeline(announcements)
+        except BackendError as exc:  # the others' copies then expire within the local ttl
+            log.warning("cache: change of %d keys not announced: %s", len(names), exc)
+
     def invalidate_tags(self, *tags: str) -> Flow[int]:
         """Make every entry stamped with any of ``tags`` stale, in O(1) per tag."""
         names = [self._tag_key(tag) for tag in tags]
@@ -211,7 +238,7 @@ class CacheFlows:
         for reply in replies:
             if isinstance(reply, BackendError):
                 raise reply
-        self.epoch += 1  # once Redis has it: a load begun before may have read the old state
+        yield from self._changed([ALL])  # once Redis has it: loads begun before read old state
         return len(names)
 
     def bump_version(self) -> Flow[int]:
@@ -221,7 +248,7 @@ class CacheFlows:
         ``generation_check_s``.
         """
         generation = as_int((yield command("INCR", self._generation_key)))
-        self.epoch += 1
+        yield from self._changed([ALL])
         self._generation = (generation, time.monotonic())
         return generation
 
@@ -318,6 +345,11 @@ class CacheFlows:
     def get(self, key: str | int, default: Any = None) -> Flow[Any]:
         """The cached value of ``key``, or ``default`` on a miss."""
         redis_key = self.key(key)
+        if self.local is not None:
+            held = self.local.get(redis_key)
+            if LocalTier.has(held):
+                self._count(hits=1, local_hits=1)
+                return held
         try:
             redis_key = yield from self.redis_key(key)
             (entry,) = yield from self._read([redis_key])
@@ -329,27 +361,39 @@ class CacheFlows:
             self._count(misses=1)
             return default
         self._count(hits=1)
+        if self.local is not None:
+            self.local.put(self.key(key), entry.value)
         return entry.value
 
     def get_many(self, cache_keys: Iterable[str | int]) -> Flow[dict[str | int, Any]]:
         """The cached values of those keys that hold one, in one round trip."""
-        wanted = list(dict.fromkeys(cache_keys))
+        found: dict[str | int, Any] = {}
+        wanted = []
+        for key in dict.fromkeys(cache_keys):
+            held = self.local.get(self.key(key)) if self.local is not None else None
+            if self.local is not None and LocalTier.has(held):
+                found[key] = held
+            else:
+                wanted.append(key)
+        self._count(hits=len(found), local_hits=len(found))
         names = [self.key(key) for key in wanted]
         if not wanted:
-            return {}
+            return found
         try:
             namespace = yield from self._namespace()
             entries = yield from self._read([namespace + name for name in names])
         except _NO_ANSWER as exc:
             self._count(errors=1, misses=len(wanted))
             log.warning("cache read of %d keys failed, counted as misses: %s", len(wanted), exc)
-            return {}
-        found = {
-            key: entry.value
-            for key, entry in zip(wanted, entries, strict=True)
-            if entry is not None
-        }
-        self._count(hits=len(found), misses=len(wanted) - len(found))
+            return found
+        loaded = 0
+        for key, name, entry in zip(wanted, names, entries, strict=True):
+            if entry is not None:
+                found[key] = entry.value
+                loaded += 1
+                if self.local is not None:
+                    self.local.put(name, entry.value)
+        self._count(hits=loaded, misses=len(wanted) - loaded)
         return found
 
     def set(
@@ -363,10 +407,13 @@ class CacheFlows:
             stamps = yield from self._stamp(tags)
             data = self._encode(redis_key, value, ttl_ms, tags=stamps)
             reply = yield self._set_command(redis_key, data, ttl_ms)
+            yield from self._changed([self.key(key)])
         except _NO_ANSWER as exc:
             self._count(errors=1)
             log.warning("cache write of %r failed: %s", redis_key, exc)
             return False
+        if self.local is not None:
+            self.local.put(self.key(key), value)
         return is_ok(reply)
 
     def set_many(
@@ -386,10 +433,14 @@ class CacheFlows:
                 data = self._encode(redis_key, value, entry_ttl, tags=stamps)
                 ops.append(self._set_command(redis_key, data, entry_ttl))
             replies = yield Pipeline(tuple(ops))
+            yield from self._changed(list(names.values()))
         except _NO_ANSWER as exc:
             self._count(errors=1)
             log.warning("cache write of %d keys failed: %s", len(names), exc)
             return False
+        if self.local is not None:
+            for key, value in values.items():
+                self.local.put(names[key], value)
         return all(is_ok(reply) for reply in replies)
 
     def delete(self, *cache_keys: str | int) -> Flow[int]:
@@ -403,7 +454,7 @@ class CacheFlows:
         for reply in replies:
             if isinstance(reply, BackendError):
                 raise reply
-        self.epoch += 1
+        yield from self._changed(names)
         return sum(as_int(reply) for reply in replies)
 
     def touch(self, key: str | int, ttl_ms: int | None = None) -> Flow[bool]:
@@ -473,7 +524,12 @@ class CacheFlows:
         reader (XFetch); a stale one is served while the caller refreshes it in the background
         (the returned :class:`Lookup` says so).
         """
-        redis_key = self.key(key)
+        name = redis_key = self.key(key)
+        if self.local is not None:
+            held = self.local.get(name)
+            if LocalTier.has(held):
+                self._count(hits=1, local_hits=1)
+                return Lookup(held, False)
         token: str | None = None
         try:
             redis_key = yield from self.redis_key(key)
@@ -487,6 +543,8 @@ class CacheFlows:
                     token = yield from self._try_lease(redis_key)
                 if token is None:  # fresh, or someone else is already reloading it
                     self._count(hits=1)
+                    if self.local is not None and state == "fresh":
+                        self.local.put(name, entry.value)
                     return Lookup(entry.value, False)
                 self._count(early_refreshes=1)
             else:
@@ -502,6 +560,9 @@ class CacheFlows:
             return Lookup((yield Call(loader)), False)
         self._count(misses=1)
         value = yield from self._load(redis_key, loader, ttl_ms, stamps, token)
+        yield from self._changed([name])  # other processes' copies are older than this load
+        if self.local is not None:
+            self.local.put(name, value)
         return Lookup(value, False)
 
     def refresh(
@@ -513,7 +574,10 @@ class CacheFlows:
         if token is None:
             return
         stamps = yield from self._stamp(tags)
-        yield from self._load(redis_key, loader, ttl_ms, stamps, token)
+        value = yield from self._load(redis_key, loader, ttl_ms, stamps, token)
+        yield from self._changed([self.key(key)])
+        if self.local is not None:
+            self.local.put(self.key(key), value)
 
     def _load(
         self,
@@ -580,7 +644,9 @@ class CacheFlows:
             yield command("UNLINK", redis_key)  # raises if Redis cannot even delete
             if isinstance(exc, InvalidArgumentError):
                 raise
-        self.epoch += 1  # a load begun before the write must not be joined after it
+        yield from self._changed([self.key(key)])
+        if self.local is not None:
+            self.local.put(self.key(key), value)
         return value
 
     def pattern(self, pattern: str, parts: tuple[str | int, ...], namespace: str) -> str:
@@ -632,5 +698,5 @@ class CacheFlows:
                         yield Call(progress, (deleted,))
                 if cursor == 0:
                     break
-        self.epoch += 1
+        yield from self._changed([ALL])
         return deleted

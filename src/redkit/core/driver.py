@@ -16,6 +16,7 @@ from redkit.core.ops import RedisOp
 __all__ = [
     "AsyncDriver",
     "Backend",
+    "Subscribable",
     "SyncDriver",
     "as_backend",
     "register_adapter",
@@ -64,6 +65,18 @@ class Backend(Protocol):
 
     def async_driver(self, *, timeout: float | None = None) -> AsyncDriver:
         """The driver for the running event loop."""
+        ...
+
+
+@runtime_checkable
+class Subscribable(Protocol):
+    """A backend that can listen on a pub/sub channel (used to keep local caches coherent)."""
+
+    def subscribe(self, channel: str, on_message: Callable[[bytes], None]) -> Callable[[], None]:
+        """Call ``on_message`` with each message on ``channel`` until the returned function runs.
+
+        Messages arrive on a background thread.
+        """
         ...
 
 

@@ -9,9 +9,11 @@ creates a sync client, an asyncio client, or both, on demand.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -35,6 +37,8 @@ __all__ = [
     "from_env",
     "mask_url",
 ]
+
+log = logging.getLogger("redkit")
 
 #: Seconds to wait for a TCP (or unix socket) connection to open.
 DEFAULT_CONNECT_TIMEOUT = 2.0
@@ -200,6 +204,36 @@ class Connection:
                 )
             driver = drivers[timeout] = AsyncRedisDriver(client)
         return driver
+
+    def subscribe(self, channel: str, on_message: Callable[[bytes], None]) -> Callable[[], None]:
+        """Call ``on_message`` with each message on ``channel``, from a daemon thread.
+
+        The subscription has a connection of its own (on a cluster, messages published on any
+        node reach every node). It reconnects by itself after an error. Returns the function
+        that stops it.
+        """
+        client: Any
+        if self.is_cluster:
+            client = redis.cluster.RedisCluster.from_url(self._client_url, **self._options)
+        else:
+            client = redis.Redis.from_url(self._client_url, **self._options)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(**{channel: lambda message: on_message(message["data"])})
+
+        def survive(error: BaseException, pubsub: Any, thread: Any) -> None:
+            # A dropped connection is re-established on the next read; don't spin meanwhile.
+            log.warning("subscription to %r: %s; retrying", channel, error)
+            time.sleep(0.5)
+
+        thread = pubsub.run_in_thread(sleep_time=0.2, daemon=True, exception_handler=survive)
+
+        def stop() -> None:
+            thread.stop()
+            thread.join(5)
+            pubsub.close()
+            client.close()
+
+        return stop
 
     def close(self) -> None:
         """Close the blocking clients; :meth:`aclose` closes the asyncio ones."""
