@@ -129,3 +129,36 @@ def test_the_cluster_is_walked_node_by_node(backend: Backend) -> None:
     per_node = [admin.dbsize(target_nodes=node) for node in admin.get_primaries()]
     assert all(count > 0 for count in per_node)  # the keys really are spread
     assert cache.delete_pattern("k:*") == 300
+
+
+def test_write_through_never_deletes_a_key_outside_the_cache(backend: Backend) -> None:
+    from redkit.cache.flows import CacheFlows
+    from redkit.cache.serializers import JsonSerializer
+    from redkit.core.errors import BackendTimeout
+    from redkit.core.flow import run_sync
+    from redkit.core.ops import Command, RedisOp
+
+    if backend.is_async:
+        return  # one flow, driven step by step with the blocking runner
+    flows = CacheFlows(
+        namespace="wt", version=None, default_ttl_ms=60_000, negative_ttl_ms=None,
+        serializer=JsonSerializer(), secret=None,
+    )  # fmt: skip
+    real = backend.conn.sync_driver()
+    backend.admin.set("k", "someone else's")  # the bare key: not the cache's
+    run_sync(flows.set("k", "old"), real)
+    flows._generation = None
+    failures = iter([True])
+
+    class GenerationTimesOutOnce:
+        def execute(self, op: RedisOp) -> Any:
+            generation_read = isinstance(op, Command) and op.args[:2] == ("GET", "wt#generation")
+            if generation_read and next(failures, False):
+                raise BackendTimeout("no answer")
+            if isinstance(op, Command) and op.args[0] == "SET" and op.args[1] == "wt:g0:k":
+                raise BackendTimeout("no answer")  # and the cache write fails too
+            return real.execute(op)
+
+    assert run_sync(flows.write_through("k", lambda: "new"), GenerationTimesOutOnce()) == "new"
+    assert backend.admin.get("k") == b"someone else's"
+    assert run_sync(flows.get("k", MISSING), real) is MISSING  # the old value is gone

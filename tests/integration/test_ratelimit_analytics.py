@@ -75,3 +75,16 @@ def test_analytics_must_be_on_and_queries_checked(backend: Backend) -> None:
     for bad in (0, 10_000, 1.5):
         with pytest.raises(InvalidArgumentError, match="hours must be"):
             rl.get_usage(hours=bad)
+
+
+def test_a_denied_request_counts_under_the_denied_value(backend: Backend) -> None:
+    rl = backend.ratelimit(
+        FixedWindow(5, "1 m"), clock=VirtualClock(T0), analytics=True, enable_protection=True,
+        prefix="d",
+    )  # fmt: skip
+    rl.deny("203.0.113.9", "a/b")
+    rl.limit("user:1", ip="203.0.113.9")
+    rl.limit("user:2", user_agent="a/b")
+    rl.flush()
+    # As Upstash's SDK records it: under the value found on the deny list, "/" unescaped.
+    assert upstash_reader(backend, "d") == {("203.0.113.9", "denied"): 1, ("a/b", "denied"): 1}

@@ -88,3 +88,23 @@ def test_limit_many_honours_overrides(backend: Backend) -> None:
     results = rl.limit_many(["vip", "vip", "other"])
     assert [r.success for r in results] == [True, False, True]
     assert [r.limit for r in results] == [1, 1, 10]
+
+
+def test_a_new_limit_lifts_blocks_made_under_the_old_one(backend: Backend) -> None:
+    rl = backend.ratelimit(FixedWindow(1, "1 m"), dynamic_limits=True, clock=VirtualClock(T0))
+    rl.limit("u")
+    assert not rl.limit("u").success
+    assert rl.limit("u").reason == "cacheBlock"
+    rl.set_identifier_limit("u", 3)
+    assert rl.limit("u").success  # asked Redis again, under the new limit
+
+
+def test_overrides_written_as_other_numbers_are_read(backend: Backend) -> None:
+    rl = backend.ratelimit(FixedWindow(10, "1 m"), dynamic_limits=True, prefix="n")
+    backend.admin.set("n:dynamic:global", "2.5")  # Upstash's SDK takes any number
+    assert rl.get_dynamic_limit() == 2
+    backend.admin.set("n:dynamic:global", "many")
+    assert rl.get_dynamic_limit() is None
+    slow = backend.ratelimit(GCRA(1, "1 d", 1), dynamic_limits=True)
+    with pytest.raises(InvalidArgumentError, match="10 years"):
+        slow.set_dynamic_limit(10_000)

@@ -84,3 +84,9 @@ def test_sync_and_async_tiers_have_the_same_signatures() -> None:
             assert inspect.signature(member) == inspect.signature(twin), name
             if name != "__init__":
                 assert inspect.iscoroutinefunction(twin), name
+
+
+def test_tiers_share_one_connection_even_from_a_url(redis_server: Any) -> None:
+    tiered = TieredRatelimit(redis_server.url, PLANS)
+    backends = {id(limiter._backend) for limiter in tiered.tiers.values()}
+    assert len(backends) == 1

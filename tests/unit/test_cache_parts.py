@@ -149,3 +149,27 @@ def test_sync_and_async_caches_have_the_same_signatures() -> None:
             assert inspect.signature(member) == inspect.signature(twin), name
             if name != "__init__":
                 assert inspect.iscoroutinefunction(twin), name
+
+
+def test_when_the_leader_is_cancelled_a_waiter_takes_over() -> None:
+    flight = AsyncSingleFlight()
+    started = asyncio.Event()
+
+    async def slow() -> int:
+        started.set()
+        await asyncio.sleep(5)
+        return 1
+
+    async def quick() -> int:
+        return 2
+
+    async def main() -> None:
+        leader = asyncio.create_task(flight.run("k", slow))
+        await started.wait()
+        follower = asyncio.create_task(flight.run("k", quick))
+        await asyncio.sleep(0)
+        leader.cancel()
+        assert await follower == 2  # not cancelled along with the leader: it loaded itself
+        assert leader.cancelled()
+
+    asyncio.run(main())

@@ -603,13 +603,22 @@ class CacheFlows:
                     "cache write of %r failed; the loaded value is still returned: %s",
                     redis_key, exc,
                 )  # fmt: skip
-            return value
-        finally:
-            if token:
-                try:  # let waiters stop waiting (they would see the value anyway)
-                    yield ScriptCall(_RELEASE_LEASE, (self._lease_prefix + redis_key,), (token,))
-                except BackendError as exc:
-                    log.warning("cache lease of %r not released (it expires): %s", redis_key, exc)
+        except GeneratorExit:
+            raise  # abandoned (a cancelled task): no more round trips; the lease expires
+        except BaseException:
+            yield from self._release(redis_key, token)
+            raise
+        yield from self._release(redis_key, token)
+        return value
+
+    def _release(self, redis_key: str, token: str | None) -> Flow[None]:
+        """Give a load lease back, so waiters stop waiting (they would see the value anyway)."""
+        if not token:
+            return
+        try:
+            yield ScriptCall(_RELEASE_LEASE, (self._lease_prefix + redis_key,), (token,))
+        except BackendError as exc:
+            log.warning("cache lease of %r not released (it expires): %s", redis_key, exc)
 
     def write_through(
         self,
@@ -625,9 +634,11 @@ class CacheFlows:
         the error is raised, so the caller knows a stale value may remain.
         """
         redis_key = self.key(key)  # a bad key is refused before the write runs
+        namespaced = False
         stamps: dict[str, str] | None = None
         try:
             redis_key = yield from self.redis_key(key)
+            namespaced = True
             stamps = yield from self._stamp(tags)  # before the write: see _stamp
         except _NO_ANSWER as exc:
             log.warning("cache write-through of %r cannot reach Redis: %s", redis_key, exc)
@@ -641,6 +652,8 @@ class CacheFlows:
         except (BackendError, InvalidArgumentError) as exc:
             log.warning("cache write-through of %r failed, deleting the key: %s", redis_key, exc)
             self._count(errors=1)
+            if not namespaced:  # never the bare key: it is not the cache's
+                redis_key = yield from self.redis_key(key)
             yield command("UNLINK", redis_key)  # raises if Redis cannot even delete
             if isinstance(exc, InvalidArgumentError):
                 raise

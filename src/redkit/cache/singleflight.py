@@ -60,9 +60,15 @@ class AsyncSingleFlight:
         if calls is None:
             calls = self._calls[loop] = {}
         call = calls.get(key)
-        if call is not None:
-            # shield: a waiter that is cancelled must not cancel the leader's work for others.
-            return await asyncio.shield(call)
+        while call is not None:
+            try:
+                # shield: a waiter that is cancelled must not cancel the leader's work.
+                return await asyncio.shield(call)
+            except asyncio.CancelledError:
+                if not call.cancelled():
+                    raise  # this waiter itself was cancelled
+            # The leader was cancelled, not this waiter: take over, or join the new leader.
+            call = calls.get(key)
         call = calls[key] = loop.create_future()
         try:
             result = await work()
@@ -77,4 +83,5 @@ class AsyncSingleFlight:
             call.set_result(result)
             return result
         finally:
-            del calls[key]
+            if calls.get(key) is call:
+                del calls[key]

@@ -66,6 +66,13 @@ def _check_binary_safe(client: SyncClient | AsyncClient) -> None:
         )
 
 
+def _known_node(cluster: Any, name: str) -> Any:
+    node = cluster.get_node(node_name=name)
+    if node is None:  # a failover or a reshard since Masters answered
+        raise BackendUnavailable(f"the cluster node {name} is gone; start over")
+    return node
+
+
 def _one_node(reply: Any, node: Any) -> Any:
     # The cluster client reshapes some replies even when the command ran on one node: most as
     # {node name: reply}, SCAN as ({node name: cursor}, keys). Give back what the node said.
@@ -163,7 +170,7 @@ class RedisDriver:
             if isinstance(op, Masters):
                 return [None] if cluster is None else [n.name for n in cluster.get_primaries()]
             if cluster is not None and op.node is not None:
-                node = cluster.get_node(node_name=op.node)
+                node = _known_node(cluster, op.node)
                 return _one_node(cluster.execute_command(*op.command.args, target_nodes=node), node)
             return self._command(*op.command.args)
         except REDIS_ERRORS as exc:
@@ -219,7 +226,7 @@ class AsyncRedisDriver:
                     return [node.name for node in client.get_primaries()]
                 return [None]
             if isinstance(client, redis.asyncio.cluster.RedisCluster) and op.node is not None:
-                node = client.get_node(node_name=op.node)
+                node = _known_node(client, op.node)
                 reply = await client.execute_command(*op.command.args, target_nodes=node)
                 return _one_node(reply, node)
             return await self._command(*op.command.args)

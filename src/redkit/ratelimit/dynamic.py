@@ -46,11 +46,12 @@ if counted then
   retention, events, identifier = tonumber(ARGV[3]), ARGV[4], ARGV[5]
   a = 6
 end
--- An event exactly as Upstash's SDK writes it: JSON.stringify({identifier, success}).
-local function count(success)
+-- An event exactly as Upstash's SDK writes it: JSON.stringify({identifier, success}), where a
+-- denied request counts under the denied value (given as JSON text too).
+local function count(success, who)
   if counted then
     local hour = math.floor(NOW / 3600000) * 3600000
-    local member = '{"identifier":' .. identifier .. ',"success":' .. success .. '}'
+    local member = '{"identifier":' .. (who or identifier) .. ',"success":' .. success .. '}'
     if tonumber(redis.call('ZINCRBY', events .. hour, 1, member)) == 1 then
       -- A new event this hour (so maybe a new set): keep it for the retention, counted on
       -- the decision's clock, which may not be the server's.
@@ -71,7 +72,8 @@ if checks > 0 then
   k = k + 1
   for i = 1, checks do
     if found[i] == 1 then
-      count('"denied"')
+      -- cjson writes "/" as "\\/"; JSON.stringify does not.
+      count('"denied"', (string.gsub(cjson.encode(values[i]), '\\/', '/')))
       return {-1, i, NOW}
     end
   end

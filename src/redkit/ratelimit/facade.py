@@ -99,7 +99,9 @@ class Ratelimit:
             (:meth:`set_identifier_limit`); costs one more read in each decision.
         enable_protection: refuse requests whose identifier, IP, user agent or country is on
             the deny list (``@upstash/ratelimit``'s ``<prefix>:denyList:all``; see
-            :meth:`deny`), checked in the deciding script: a denied request consumes nothing.
+            :meth:`deny`): a denied request consumes nothing. Checked in the deciding script on
+            one standalone server; on a cluster, and for several limits or a cached window,
+            against a copy each process reads every 10 s.
         analytics: count allowed, blocked and denied requests per identifier and hour, in
             ``@upstash/ratelimit``'s layout (see :meth:`get_usage`).
 

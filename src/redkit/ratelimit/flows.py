@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from redkit.core import keys
 from redkit.core.clock import Clock
-from redkit.core.durations import Duration, duration_ms
+from redkit.core.durations import MAX_DURATION_MS, Duration, duration_ms
 from redkit.core.errors import (
     BackendError,
     BackendTimeout,
@@ -30,6 +30,7 @@ from redkit.ratelimit import dynamic
 from redkit.ratelimit.analytics import Analytics, Outcome, Usage
 from redkit.ratelimit.ephemeral import EphemeralCache
 from redkit.ratelimit.limiters import (
+    GCRA,
     MAX_LOG_TOKENS,
     MAX_TOKENS,
     SERVER_TIME,
@@ -96,6 +97,19 @@ def _deny_entries(values: tuple[object, ...]) -> tuple[str, ...]:
         if not isinstance(value, str) or not value:
             raise InvalidArgumentError(f"deny list values are non-empty str, got {value!r:.80}")
     return values  # type: ignore[return-value]  # checked just above
+
+
+def _override(reply: Any) -> int | None:
+    """A stored limit override, or ``None``.
+
+    Upstash's SDK may have written any number: it is floored; what is no number is ignored.
+    """
+    if reply is None:
+        return None
+    try:
+        return max(1, int(float(as_text(reply))))
+    except ValueError:
+        return None
 
 
 def _hours(hours: object) -> int:
@@ -253,7 +267,7 @@ class RatelimitFlows:
             known = self._global
             if known is None or time.monotonic() - known[1] >= GLOBAL_OVERRIDE_CHECK_S:
                 reply = yield command("GET", dynamic.global_key(self.prefix))
-                known = self._global = (None if reply is None else as_int(reply), time.monotonic())
+                known = self._global = (_override(reply), time.monotonic())
             global_override = known[0]
         return dynamic.guarded_call(
             call, prefix=self.prefix, base=base, deny_values=deny_values,
@@ -286,7 +300,9 @@ class RatelimitFlows:
         """Count an answer that no script counted (see :mod:`.analytics`)."""
         if self.analytics is not None and result.reason != "timeout":
             outcome: Outcome = "denied" if result.reason == "denyList" else result.success
-            self.analytics.count(str(identifier), outcome, self.wall_ms())
+            # As Upstash's SDK: a denied request counts under the value that was denied.
+            who = result.denied_value if result.denied_value is not None else str(identifier)
+            self.analytics.count(who, outcome, self.wall_ms())
         return result
 
     def wall_ms(self) -> float:
@@ -324,6 +340,10 @@ class RatelimitFlows:
         checked = _count(limit, "a dynamic limit")
         if isinstance(self.limiter, SlidingLog) and checked > MAX_LOG_TOKENS:
             raise InvalidArgumentError(f"a sliding log's limit is at most {MAX_LOG_TOKENS:_}")
+        if isinstance(self.limiter, GCRA) and checked * self.limiter.emission_us > (
+            MAX_DURATION_MS * 1000
+        ):
+            raise InvalidArgumentError("a GCRA burst may span at most 10 years of emissions")
         return checked
 
     def set_dynamic_limit(self, limit: int | None) -> Flow[None]:
@@ -332,24 +352,29 @@ class RatelimitFlows:
         key = dynamic.global_key(self.prefix)
         yield command("DEL", key) if checked is None else command("SET", key, checked)
         self._global = (checked, time.monotonic())
+        if self.cache is not None:
+            self.cache.clear()  # blocks decided under the old limit no longer hold
 
     def get_dynamic_limit(self) -> Flow[int | None]:
         """The override for every identifier, or ``None``."""
         self._check_dynamic(None)
         reply = yield command("GET", dynamic.global_key(self.prefix))
-        return None if reply is None else as_int(reply)
+        return _override(reply)
 
     def set_identifier_limit(self, identifier: str | int, limit: int | None) -> Flow[None]:
         """Override the limit of one identifier (``None`` removes it); it beats the global one."""
         checked = self._check_dynamic(limit)
-        key = dynamic.identifier_key(self.base_key(identifier))
+        base = self.base_key(identifier)
+        key = dynamic.identifier_key(base)
+        if self.cache is not None:
+            self.cache.pop(base)  # a block decided under the old limit no longer holds
         yield command("DEL", key) if checked is None else command("SET", key, checked)
 
     def get_identifier_limit(self, identifier: str | int) -> Flow[int | None]:
         """One identifier's own override, or ``None``."""
         self._check_dynamic(None)
         reply = yield command("GET", dynamic.identifier_key(self.base_key(identifier)))
-        return None if reply is None else as_int(reply)
+        return _override(reply)
 
     # -- flows -----------------------------------------------------------------------------
 
@@ -504,7 +529,7 @@ class RatelimitFlows:
         deadline = time.monotonic() + budget
         while True:
             result = yield from self.limit(identifier, rate)
-            if result.success or result.reason == "timeout" or rate > self.limiter.limit:
+            if result.success or result.reason == "timeout" or rate > result.limit:
                 return result  # admitted, or Redis out of reach, or a cost that never passes
             left = deadline - time.monotonic()
             if result.retry_after > left:

@@ -13,6 +13,7 @@ from typing import Generic, Literal, TypeVar
 
 from redkit.core import keys
 from redkit.core.clock import Clock
+from redkit.core.driver import as_backend
 from redkit.core.durations import Duration
 from redkit.core.errors import InvalidArgumentError
 from redkit.ratelimit.ephemeral import EphemeralCache
@@ -94,9 +95,11 @@ class TieredRatelimit:
         on_timeout: TimeoutPolicy = "allow",
         clock: Clock | Literal["server", "client"] | None = None,
     ) -> None:
+        backend = as_backend(redis)  # one connection for every tier, even from a URL
+
         def make(limiter: Limiter, tier_prefix: str, cache: EphemeralCache | bool) -> Ratelimit:
             return Ratelimit(
-                redis, limiter, prefix=tier_prefix, ephemeral_cache=cache, timeout=timeout,
+                backend, limiter, prefix=tier_prefix, ephemeral_cache=cache, timeout=timeout,
                 on_timeout=on_timeout, clock=clock,
             )  # fmt: skip
 
@@ -162,11 +165,13 @@ class AsyncTieredRatelimit:
         on_timeout: TimeoutPolicy = "allow",
         clock: Clock | Literal["server", "client"] | None = None,
     ) -> None:
+        backend = as_backend(redis)  # one connection for every tier, even from a URL
+
         def make(
             limiter: Limiter, tier_prefix: str, cache: EphemeralCache | bool
         ) -> AsyncRatelimit:
             return AsyncRatelimit(
-                redis, limiter, prefix=tier_prefix, ephemeral_cache=cache, timeout=timeout,
+                backend, limiter, prefix=tier_prefix, ephemeral_cache=cache, timeout=timeout,
                 on_timeout=on_timeout, clock=clock,
             )  # fmt: skip
 
