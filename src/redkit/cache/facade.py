@@ -19,6 +19,7 @@ from redkit.cache.serializers import (
 )
 from redkit.cache.singleflight import AsyncSingleFlight, SingleFlight
 from redkit.core import keys
+from redkit.core.breaker import AsyncBreakerDriver, Breaker, BreakerDriver
 from redkit.core.driver import AsyncDriver, Backend, Subscribable, SyncDriver, as_backend
 from redkit.core.durations import Duration, duration_ms
 from redkit.core.errors import InvalidArgumentError
@@ -225,19 +226,27 @@ class Cache:
             stale_ttl, ttl_jitter, local_ttl, local_size, serializer, secret, timeout,
         )  # fmt: skip
         self._unsubscribe = _listen(self._backend, self._flows)
+        # Stops waiting on a Redis that is down: reads miss at once, the loader answers.
+        self._breaker = Breaker()
         self._driver: SyncDriver | None = None
         self._single_flight = SingleFlight()
         self._refresher: ThreadPoolExecutor | None = None
 
     def _sync_driver(self) -> SyncDriver:
         if self._driver is None:
-            self._driver = self._backend.sync_driver(timeout=self._timeout)
+            driver = self._backend.sync_driver(timeout=self._timeout)
+            self._driver = BreakerDriver(driver, self._breaker)
         return self._driver
 
     @property
     def stats(self) -> CacheStats:
         """Hits, misses, loads, errors and corrupt entries seen so far."""
         return self._flows.stats
+
+    @property
+    def breaker(self) -> Breaker:
+        """The circuit breaker in front of Redis (open after 5 unanswered calls, for 5 s)."""
+        return self._breaker
 
     def get(self, key: str | int, default: Any = None) -> Any:
         """The cached value, or ``default`` (pass ``default=MISSING`` to tell a cached None)."""
@@ -467,16 +476,23 @@ class AsyncCache:
             stale_ttl, ttl_jitter, local_ttl, local_size, serializer, secret, timeout,
         )  # fmt: skip
         self._unsubscribe = _listen(self._backend, self._flows)
+        # Stops waiting on a Redis that is down: reads miss at once, the loader answers.
+        self._breaker = Breaker()
         self._single_flight = AsyncSingleFlight()
         self._refreshing: set[asyncio.Task[None]] = set()
 
     def _async_driver(self) -> AsyncDriver:
-        return self._backend.async_driver(timeout=self._timeout)
+        return AsyncBreakerDriver(self._backend.async_driver(timeout=self._timeout), self._breaker)
 
     @property
     def stats(self) -> CacheStats:
         """Hits, misses, loads, errors and corrupt entries seen so far."""
         return self._flows.stats
+
+    @property
+    def breaker(self) -> Breaker:
+        """The circuit breaker in front of Redis (open after 5 unanswered calls, for 5 s)."""
+        return self._breaker
 
     async def get(self, key: str | int, default: Any = None) -> Any:
         """The cached value, or ``default`` (pass ``default=MISSING`` to tell a cached None)."""

@@ -1,0 +1,110 @@
+"""A circuit breaker in front of a driver: stop waiting on a Redis that is down.
+
+After ``threshold`` operations in a row that got no answer (a timeout, a refused connection),
+the breaker *opens*: for ``cooldown`` seconds every operation fails at once with
+:class:`~redkit.errors.BackendUnavailable`, without touching the network, so callers fall back
+(a cache answers from its loader) at full speed instead of each waiting out a timeout. Then one
+operation is let through as a trial: an answer closes the breaker, another failure opens it
+again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from redkit.core.driver import AsyncDriver, SyncDriver
+from redkit.core.errors import BackendTimeout, BackendUnavailable
+from redkit.core.ops import RedisOp
+
+__all__ = ["AsyncBreakerDriver", "Breaker", "BreakerDriver"]
+
+_NO_ANSWER = (BackendTimeout, BackendUnavailable)
+
+
+class Breaker:
+    """The breaker's state, shared by the drivers it guards (thread-safe)."""
+
+    def __init__(self, threshold: int = 5, cooldown: float = 5.0) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._failures = 0
+        self._open_until = 0.0
+        self._trial = False
+        self._lock = threading.Lock()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether operations are being refused now."""
+        return self._failures >= self.threshold and time.monotonic() < self._open_until
+
+    def admit(self) -> None:
+        """Let an operation through, or raise ``BackendUnavailable`` while open."""
+        if self._failures < self.threshold:
+            return  # closed: the common case, without the lock
+        with self._lock:
+            if time.monotonic() < self._open_until or self._trial:
+                raise BackendUnavailable("Redis is not answering (circuit open): not waiting")
+            self._trial = True  # half-open: this operation is the trial
+
+    def succeeded(self) -> None:
+        """An operation got an answer: close."""
+        if self._failures:
+            with self._lock:
+                self._failures = 0
+                self._trial = False
+
+    def failed(self) -> None:
+        """An operation got no answer: count it, and open at the threshold."""
+        with self._lock:
+            self._failures += 1
+            self._trial = False
+            if self._failures >= self.threshold:
+                self._open_until = time.monotonic() + self.cooldown
+
+
+class BreakerDriver:
+    """A blocking driver behind a :class:`Breaker`."""
+
+    def __init__(self, driver: SyncDriver, breaker: Breaker) -> None:
+        self.driver = driver
+        self.breaker = breaker
+
+    def execute(self, op: RedisOp) -> Any:
+        """Run ``op``, unless the breaker is open."""
+        self.breaker.admit()
+        try:
+            reply = self.driver.execute(op)
+        except _NO_ANSWER:
+            self.breaker.failed()
+            raise
+        self.breaker.succeeded()
+        return reply
+
+    def close(self) -> None:
+        """Close the driver behind the breaker."""
+        self.driver.close()
+
+
+class AsyncBreakerDriver:
+    """An asyncio driver behind a :class:`Breaker`."""
+
+    def __init__(self, driver: AsyncDriver, breaker: Breaker) -> None:
+        self.driver = driver
+        self.breaker = breaker
+
+    async def execute(self, op: RedisOp) -> Any:
+        """Run ``op``, unless the breaker is open."""
+        self.breaker.admit()
+        try:
+            reply = await self.driver.execute(op)
+        except _NO_ANSWER:
+            self.breaker.failed()
+            raise
+        self.breaker.succeeded()
+        return reply
+
+    async def aclose(self) -> None:
+        """Close the driver behind the breaker."""
+        await self.driver.aclose()
