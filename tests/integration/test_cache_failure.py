@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -12,32 +14,38 @@ from redkit.core.errors import BackendTimeout, BackendUnavailable
 from support import Backend, Blocking, LoopThread, closed_port
 
 
-def cache_at(url: str, mode: str, loop: LoopThread) -> Blocking:
+@contextlib.contextmanager
+def cache_at(url: str, mode: str, loop: LoopThread) -> Iterator[Blocking]:
     backend = Backend(connect(url), topology="standalone", mode=mode, loop=loop)
     facade = AsyncCache if backend.is_async else Cache
-    return Blocking(facade(backend.conn, timeout=0.3), backend)
+    try:
+        yield Blocking(facade(backend.conn, timeout=0.3), backend)
+    finally:  # no connection may be left for the garbage collector to complain about
+        if backend.is_async:
+            loop.run(backend.conn.aclose())
+        backend.conn.close()
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_hung_redis_leaves_the_loader_to_answer_in_time(
     hung_port: int, mode: str, loop_thread: LoopThread
 ) -> None:
-    cache = cache_at(f"redis://127.0.0.1:{hung_port}", mode, loop_thread)
-    started = time.monotonic()
-    assert cache.get_or_set("k", lambda: "from the database") == "from the database"
-    assert cache.get("k", default=MISSING) is MISSING
-    assert cache.set("k", 1) is False
-    assert time.monotonic() - started < 3 * 0.3 + 1.5
-    with pytest.raises(BackendTimeout):
-        cache.delete("k")  # an invalidation that did not happen must not pass in silence
-    assert cache.stats.errors >= 3
+    with cache_at(f"redis://127.0.0.1:{hung_port}", mode, loop_thread) as cache:
+        started = time.monotonic()
+        assert cache.get_or_set("k", lambda: "from the database") == "from the database"
+        assert cache.get("k", default=MISSING) is MISSING
+        assert cache.set("k", 1) is False
+        assert time.monotonic() - started < 3 * 0.3 + 1.5
+        with pytest.raises(BackendTimeout):
+            cache.delete("k")  # an invalidation that did not happen must not pass in silence
+        assert cache.stats.errors >= 3
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_redis_that_is_down_is_a_miss(mode: str, loop_thread: LoopThread) -> None:
-    cache = cache_at(f"redis://127.0.0.1:{closed_port()}", mode, loop_thread)
-    assert cache.get_or_set("k", lambda: 5) == 5
-    assert cache.get_many(["a", "b"]) == {}
-    assert cache.set_many({"a": 1}) is False
-    with pytest.raises(BackendUnavailable):
-        cache.delete("a")
+    with cache_at(f"redis://127.0.0.1:{closed_port()}", mode, loop_thread) as cache:
+        assert cache.get_or_set("k", lambda: 5) == 5
+        assert cache.get_many(["a", "b"]) == {}
+        assert cache.set_many({"a": 1}) is False
+        with pytest.raises(BackendUnavailable):
+            cache.delete("a")

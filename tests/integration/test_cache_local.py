@@ -80,7 +80,8 @@ def test_a_write_in_another_process_drops_the_local_copy(
     topology: str, request: pytest.FixtureRequest
 ) -> None:
     server = request.getfixturevalue("redis_cluster" if topology == "cluster" else "redis_server")
-    cache = Cache(server.connect(), namespace="tier", local_ttl="60 s")
+    conn = server.connect()
+    cache = Cache(conn, namespace="tier", local_ttl="60 s")
     cache.set("shared", "old")
     assert cache.get("shared") == "old"
     process = multiprocessing.get_context("spawn").Process(
@@ -91,3 +92,4 @@ def test_a_write_in_another_process_drops_the_local_copy(
     assert process.exitcode == 0
     assert eventually(lambda: cache.get("shared") == "new")
     cache.close()
+    conn.close()

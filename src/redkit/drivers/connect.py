@@ -142,6 +142,7 @@ class Connection:
             **client_options,
             "decode_responses": False,
         }
+        self._subscriptions: list[Callable[[], None]] = []
         # One driver per requested timeout: redis-py sets timeouts per client, not per call.
         self._sync: dict[float | None, RedisDriver] = {}
         self._async: weakref.WeakKeyDictionary[
@@ -228,15 +229,20 @@ class Connection:
         thread = pubsub.run_in_thread(sleep_time=0.2, daemon=True, exception_handler=survive)
 
         def stop() -> None:
-            thread.stop()
-            thread.join(5)
-            pubsub.close()
-            client.close()
+            if stop in self._subscriptions:  # once, whoever asks first
+                self._subscriptions.remove(stop)
+                thread.stop()
+                thread.join(5)
+                pubsub.close()
+                client.close()
 
+        self._subscriptions.append(stop)
         return stop
 
     def close(self) -> None:
-        """Close the blocking clients; :meth:`aclose` closes the asyncio ones."""
+        """Close the blocking clients and subscriptions; :meth:`aclose` closes the asyncio ones."""
+        for stop in list(self._subscriptions):
+            stop()
         drivers, self._sync = self._sync, {}
         for driver in drivers.values():
             driver.close()
