@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
-from redkit.cache.flows import MISSING, CacheFlows, CacheStats, Lookup
+from redkit.cache.flows import MISSING, UNREACHABLE, CacheFlows, CacheStats
 from redkit.cache.serializers import (
     JsonSerializer,
     MsgpackSerializer,
@@ -300,10 +300,14 @@ class Cache:
     ) -> Any:
         """The cached value, or ``loader()``'s, stored for next time (one load per process)."""
         ttl_ms = _ttl(ttl, "ttl")
-        flow = functools.partial(self._flows.get_or_set, key, loader, ttl_ms, tags)
-        lookup: Lookup = self._single_flight.run(
-            self._flows.flight_key(key), lambda: run_sync(flow(), self._sync_driver())
-        )
+        lookup = run_sync(self._flows.peek(key), self._sync_driver())  # a hit: no flight
+        if lookup is not None and lookup.value is UNREACHABLE:
+            return run_sync(self._flows.load_only(loader), self._sync_driver())
+        if lookup is None:
+            flow = functools.partial(self._flows.get_or_set, key, loader, ttl_ms, tags)
+            lookup = self._single_flight.run(
+                self._flows.flight_key(key), lambda: run_sync(flow(), self._sync_driver())
+            )
         if lookup.refresh:
             self._refresh_later(key, loader, ttl_ms, tags)
         return lookup.value
@@ -546,10 +550,14 @@ class AsyncCache:
     ) -> Any:
         """The cached value, or ``loader()``'s (sync or async), stored for next time."""
         ttl_ms = _ttl(ttl, "ttl")
-        flow = functools.partial(self._flows.get_or_set, key, loader, ttl_ms, tags)
-        lookup: Lookup = await self._single_flight.run(
-            self._flows.flight_key(key), lambda: run_async(flow(), self._async_driver())
-        )
+        lookup = await run_async(self._flows.peek(key), self._async_driver())  # a hit: no flight
+        if lookup is not None and lookup.value is UNREACHABLE:
+            return await run_async(self._flows.load_only(loader), self._async_driver())
+        if lookup is None:
+            flow = functools.partial(self._flows.get_or_set, key, loader, ttl_ms, tags)
+            lookup = await self._single_flight.run(
+                self._flows.flight_key(key), lambda: run_async(flow(), self._async_driver())
+            )
         if lookup.refresh:
             task = asyncio.get_running_loop().create_task(
                 self._refresh(key, loader, ttl_ms, list(tags))

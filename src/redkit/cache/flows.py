@@ -62,6 +62,8 @@ class _Missing:
 
 #: What ``get(key, default=MISSING)`` returns for a miss, so a cached ``None`` is told apart.
 MISSING: Any = _Missing()
+#: The value of a :meth:`CacheFlows.peek` when Redis did not answer.
+UNREACHABLE: Any = object()
 
 
 class Lookup(NamedTuple):
@@ -509,6 +511,40 @@ class CacheFlows:
             if entry is not None:
                 return None, entry
         return None, None
+
+    def peek(self, key: str | int) -> Flow[Lookup | None]:
+        """``get_or_set``'s hit, when there is one and it needs no load: the fast path.
+
+        ``None`` when the full :meth:`get_or_set` must run (a miss, or XFetch picked this read
+        to reload early); :data:`UNREACHABLE` as the value when Redis did not answer.
+        """
+        name = self.key(key)
+        if self.local is not None:
+            held = self.local.get(name)
+            if LocalTier.has(held):
+                self._count(hits=1, local_hits=1)
+                return Lookup(held, False)
+        try:
+            redis_key = yield from self.redis_key(key)
+            (entry,) = yield from self._read([redis_key])
+        except _NO_ANSWER as exc:
+            self._count(errors=1, misses=1)
+            log.warning("cache read of %r failed, loading without the cache: %s", name, exc)
+            return Lookup(UNREACHABLE, False)
+        if entry is None:
+            return None
+        state = self._freshness(entry)
+        if state == "early":
+            return None
+        self._count(hits=1, stale_served=int(state == "stale"))
+        if self.local is not None and state == "fresh":
+            self.local.put(name, entry.value)
+        return Lookup(entry.value, state == "stale")
+
+    def load_only(self, loader: Callable[[], Any]) -> Flow[Any]:
+        """The loader's value, with Redis out of reach: nothing is read or stored."""
+        self._count(loads=1)
+        return (yield Call(loader))
 
     def get_or_set(
         self,
