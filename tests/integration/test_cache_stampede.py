@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import time
 from typing import Any
 
 import pytest
@@ -51,10 +52,53 @@ def test_waiters_load_themselves_when_the_lease_holder_never_delivers(backend: B
     facade = AsyncCache if backend.is_async else Cache
     cache = Blocking(facade(backend.conn, namespace="t", lease="300 ms"), backend)
     # Another process took the lease, then died without loading.
-    backend.admin.set("t#lease:t:g0:k", "someone-else", px=300)
+    backend.admin.set("{t:g0:k}#lease", "someone-else", px=300)
     assert cache.get_or_set("k", lambda: "mine") == "mine"
     assert (cache.stats.leases_lost, cache.stats.loads) == (1, 1)
     assert cache.get("k") == "mine"
     no_lease = Blocking(facade(backend.conn, namespace="u", lease=None), backend)
     assert no_lease.get_or_set("k", lambda: 1) == 1
     assert no_lease.stats.leases_won == 0
+
+
+def test_a_load_that_began_before_a_write_never_covers_it(backend: Backend) -> None:
+    from redkit.cache import AsyncCache, Cache
+
+    facade = AsyncCache if backend.is_async else Cache
+    cache = Blocking(facade(backend.conn, namespace="w"), backend)
+    other = Blocking(facade(backend.conn, namespace="w"), backend)  # another process
+
+    def slow_old_read() -> str:
+        # While this load reads the old row, another process writes the new one through.
+        other.write_through("row", lambda: "new")
+        return "old"
+
+    async def slow_old_read_async() -> str:  # the same, on the event loop
+        await other.target.write_through("row", lambda: "new")
+        return "old"
+
+    loader: Any = slow_old_read_async if backend.is_async else slow_old_read
+    assert cache.get_or_set("row", loader) == "old"  # the caller gets what it loaded
+    assert cache.get("row") == "new"  # but the cache keeps the newer write
+
+
+def test_waiters_take_over_at_once_when_the_loader_fails(backend: Backend) -> None:
+    from redkit.cache import AsyncCache, Cache
+
+    facade = AsyncCache if backend.is_async else Cache
+    cache = Blocking(facade(backend.conn, namespace="f", lease="10 s"), backend)
+    # Another process holds the lease, then gives up without a value (its load failed).
+    lease = "{f:g0:k}#lease"
+    backend.admin.set(lease, "theirs", px=10_000)
+
+    def give_up_soon() -> None:
+        time.sleep(0.2)
+        backend.admin.delete(lease)
+
+    import threading
+
+    threading.Thread(target=give_up_soon).start()
+    started = time.monotonic()
+    assert cache.get_or_set("k", lambda: "mine") == "mine"
+    assert time.monotonic() - started < 2  # not the 10 s lease
+    assert cache.stats.leases_won == 1

@@ -395,3 +395,24 @@ def test_closing_a_cached_window_sends_every_count(backend: Backend) -> None:
     rl.close()
     counters = [int(backend.admin.get(key)) for key in backend.all_keys()]
     assert sum(counters) == admitted == 60
+
+
+def test_a_thousand_concurrent_tasks_are_all_decided(backend: Backend) -> None:
+    if not backend.is_async or backend.is_cluster:
+        # The fix under test is the standalone asyncio pool, which makes extra tasks wait for a
+        # connection. (A burst of hundreds of new connections to one cluster node overflows
+        # its accept queue on this machine; that limit is the operating system's.)
+        pytest.skip("concurrent tasks on one standalone server's asyncio pool")
+    import asyncio
+
+    from redkit import AsyncRatelimit
+
+    rl = AsyncRatelimit(backend.conn, FixedWindow(10**6, "1 h"), ephemeral_cache=False)
+
+    async def many() -> list[Any]:
+        return await asyncio.gather(*(rl.limit(f"u{n}") for n in range(1_000)))
+
+    results = backend.loop.run(many())
+    # More tasks than pooled connections wait for one: none is answered by the timeout policy.
+    timeouts = sum(result.reason == "timeout" for result in results)
+    assert (len(results), timeouts) == (1_000, 0)

@@ -46,6 +46,9 @@ MAX_KEY_BYTES = 512
 GENERATION_CHECK_S = 1.0
 _TAG_TOKEN = load_script("redkit.cache", "tag_token")
 _RELEASE_LEASE = load_script("redkit.cache", "release_lease")
+_STORE_IF_LEASED = load_script("redkit.cache", "store_if_leased")
+#: What a write leaves in a key's lease: loads that began before it must not store.
+_WRITTEN = "written"
 #: Pauses (seconds) between looks at a key another process is loading: short, then longer.
 _FIRST_WAIT, _LONGEST_WAIT = 0.005, 0.1
 #: Errors that mean "Redis did not answer": reads become misses, writes report False.
@@ -94,6 +97,15 @@ class CacheStats:
     local_hits: int = 0
 
 
+def lease_key(redis_key: str) -> str:
+    """The load lease of ``redis_key``, in the same cluster slot (so one script sees both)."""
+    start = redis_key.find("{")
+    end = redis_key.find("}", start + 1)
+    if start != -1 and end > start + 1:  # the key has a hash tag of its own: keep it
+        return redis_key + "#lease"
+    return "{" + redis_key + "}#lease"
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -125,7 +137,6 @@ class CacheFlows:
         # behind at once. '#' keeps it apart from any cache key, which all start with prefix:.
         self._generation_key = prefix + "#generation"
         self._tag_prefix = prefix + "#tag:"
-        self._lease_prefix = prefix + "#lease:"
         #: Where writes are announced, so other processes drop their local copies.
         self.channel = prefix + "#invalidate"
         self._generation: tuple[int, float] | None = None  # (generation, when read)
@@ -211,6 +222,14 @@ class CacheFlows:
                 raise reply
             current[tag] = None if reply is None else as_text(reply)
         return [all(current[t] == token for t, token in e.tags.items()) for e in entries]
+
+    def _fence(self, redis_keys: list[str]) -> tuple[Any, ...]:
+        """Commands that mark these keys written, for loads that began before (see _load)."""
+        if not self.lease_ms:
+            return ()
+        return tuple(
+            command("SET", lease_key(k), _WRITTEN, "PX", self.lease_ms) for k in redis_keys
+        )
 
     def _changed(self, names: list[str]) -> Flow[None]:
         """After a write or an invalidation: no stale copy may be served from here on.
@@ -408,7 +427,9 @@ class CacheFlows:
             redis_key = yield from self.redis_key(key)
             stamps = yield from self._stamp(tags)
             data = self._encode(redis_key, value, ttl_ms, tags=stamps)
-            reply = yield self._set_command(redis_key, data, ttl_ms)
+            store = self._set_command(redis_key, data, ttl_ms)
+            replies = yield Pipeline((store, *self._fence([redis_key])))
+            reply = replies[0]
             yield from self._changed([self.key(key)])
         except _NO_ANSWER as exc:
             self._count(errors=1)
@@ -434,7 +455,9 @@ class CacheFlows:
                 entry_ttl = self._ttl_ms(ttl_ms, value)
                 data = self._encode(redis_key, value, entry_ttl, tags=stamps)
                 ops.append(self._set_command(redis_key, data, entry_ttl))
-            replies = yield Pipeline(tuple(ops))
+            written = len(ops)
+            fence = self._fence([namespace + name for name in names.values()])
+            replies = (yield Pipeline((*ops, *fence)))[:written]
             yield from self._changed(list(names.values()))
         except _NO_ANSWER as exc:
             self._count(errors=1)
@@ -452,7 +475,8 @@ class CacheFlows:
             return 0
         namespace = yield from self._namespace()
         redis_keys = [namespace + name for name in names]
-        replies = yield Pipeline(tuple(command("UNLINK", k) for k in redis_keys))
+        unlinks = tuple(command("UNLINK", k) for k in redis_keys)
+        replies = (yield Pipeline((*unlinks, *self._fence(redis_keys))))[: len(unlinks)]
         for reply in replies:
             if isinstance(reply, BackendError):
                 raise reply
@@ -482,7 +506,7 @@ class CacheFlows:
         if not self.lease_ms:
             return ""
         token = secrets.token_hex(8)
-        won = yield command("SET", self._lease_prefix + redis_key, token, "NX", "PX", self.lease_ms)
+        won = yield command("SET", lease_key(redis_key), token, "NX", "PX", self.lease_ms)
         return token if won is not None and won is not False else None
 
     def _lease(self, redis_key: str) -> Flow[tuple[str | None, Entry | None]]:
@@ -495,10 +519,8 @@ class CacheFlows:
         """
         if not self.lease_ms:
             return None, None
-        lease_key = self._lease_prefix + redis_key
-        token = secrets.token_hex(8)
-        won = yield command("SET", lease_key, token, "NX", "PX", self.lease_ms)
-        if won is not None and won is not False:
+        token = yield from self._try_lease(redis_key)
+        if token:
             self._count(leases_won=1)
             return token, None
         self._count(leases_lost=1)
@@ -510,6 +532,13 @@ class CacheFlows:
             (entry,) = yield from self._read([redis_key])
             if entry is not None:
                 return None, entry
+            if not as_int((yield command("EXISTS", lease_key(redis_key)))):
+                # The loader gave up (its load failed, or its value could not be stored):
+                # take over now instead of waiting out the lease.
+                token = yield from self._try_lease(redis_key)
+                if token:
+                    self._count(leases_won=1)
+                    return token, None
         return None, None
 
     def peek(self, key: str | int) -> Flow[Lookup | None]:
@@ -632,7 +661,13 @@ class CacheFlows:
             ttl_ms = self._ttl_ms(ttl_ms, value)
             data = self._encode(redis_key, value, ttl_ms, load_ms, tags=stamps)
             try:
-                yield self._set_command(redis_key, data, ttl_ms)
+                if token:  # a write since the load began wins over this older value
+                    px = ttl_ms + (self.stale_ms or 0) if ttl_ms else 0
+                    yield ScriptCall(
+                        _STORE_IF_LEASED, (redis_key, lease_key(redis_key)), (token, data, px)
+                    )
+                else:
+                    yield self._set_command(redis_key, data, ttl_ms)
             except _NO_ANSWER as exc:
                 self._count(errors=1)
                 log.warning(
@@ -652,7 +687,7 @@ class CacheFlows:
         if not token:
             return
         try:
-            yield ScriptCall(_RELEASE_LEASE, (self._lease_prefix + redis_key,), (token,))
+            yield ScriptCall(_RELEASE_LEASE, (lease_key(redis_key),), (token,))
         except BackendError as exc:
             log.warning("cache lease of %r not released (it expires): %s", redis_key, exc)
 
@@ -684,13 +719,19 @@ class CacheFlows:
             if stamps is None:
                 raise BackendUnavailable("Redis was out of reach before the write")
             data = self._encode(redis_key, value, ttl_ms, tags=stamps)
-            yield self._set_command(redis_key, data, ttl_ms)
+            store = self._set_command(redis_key, data, ttl_ms)
+            replies = yield Pipeline((store, *self._fence([redis_key])))
+            if isinstance(replies[0], BackendError):
+                raise replies[0]
         except (BackendError, InvalidArgumentError) as exc:
             log.warning("cache write-through of %r failed, deleting the key: %s", redis_key, exc)
             self._count(errors=1)
             if not namespaced:  # never the bare key: it is not the cache's
                 redis_key = yield from self.redis_key(key)
-            yield command("UNLINK", redis_key)  # raises if Redis cannot even delete
+            # Raises if Redis cannot even delete: the caller must know a stale value may remain.
+            unlinked = yield Pipeline((command("UNLINK", redis_key), *self._fence([redis_key])))
+            if isinstance(unlinked[0], BackendError):
+                raise unlinked[0] from exc
             if isinstance(exc, InvalidArgumentError):
                 raise
         yield from self._changed([self.key(key)])

@@ -42,6 +42,8 @@ log = logging.getLogger("redkit")
 
 #: Seconds to wait for a TCP (or unix socket) connection to open.
 DEFAULT_CONNECT_TIMEOUT = 2.0
+#: Connections an asyncio client opens to a standalone server at most; more tasks wait.
+DEFAULT_ASYNC_CONNECTIONS = 100
 #: Seconds to wait for any reply. Rate limiters and caches add their own, shorter budgets.
 DEFAULT_SOCKET_TIMEOUT = 5.0
 
@@ -200,9 +202,17 @@ class Connection:
                     self._client_url, retry=_cluster_retry(timeout), **options
                 )
             else:
-                client = redis.asyncio.Redis.from_url(
-                    self._client_url, retry=_standalone_retry(), **options
+                # More tasks than connections wait for one (up to the socket timeout) instead
+                # of failing: redis-py's default pool refuses the 101st concurrent command.
+                settings = dict(options)
+                pool = redis.asyncio.BlockingConnectionPool.from_url(
+                    self._client_url,
+                    max_connections=settings.pop("max_connections", DEFAULT_ASYNC_CONNECTIONS),
+                    timeout=settings["socket_timeout"],
+                    retry=_standalone_retry(),
+                    **settings,
                 )
+                client = redis.asyncio.Redis.from_pool(pool)
             driver = drivers[timeout] = AsyncRedisDriver(client)
         return driver
 
