@@ -6,7 +6,7 @@ Sync and asyncio, one library. Start with :func:`connect` or :func:`from_env`.
 from __future__ import annotations
 
 from redkit import errors
-from redkit.cache import MISSING, AsyncCache, Cache
+from redkit.cache import MISSING, AsyncCache, Cache, hash_query
 from redkit.drivers.connect import Connection, connect, from_env
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
 from redkit.ratelimit import (
@@ -57,4 +57,5 @@ __all__ = [
     "connect",
     "errors",
     "from_env",
+    "hash_query",
 ]

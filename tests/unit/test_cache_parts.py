@@ -173,3 +173,16 @@ def test_when_the_leader_is_cancelled_a_waiter_takes_over() -> None:
         assert leader.cancelled()
 
     asyncio.run(main())
+
+
+def test_hash_query_is_stable_and_canonical() -> None:
+    from redkit import hash_query
+
+    query = {"where": {"age": {"gt": 30}, "city": "Oslo"}, "tags": {"b", "a"}, "limit": 10}
+    same = {"limit": 10, "tags": {"a", "b"}, "where": {"city": "Oslo", "age": {"gt": 30}}}
+    assert hash_query(query) == hash_query(same)
+    assert hash_query(query) != hash_query({**query, "limit": 11})
+    # The same in every process and Python version: a fixed digest of the canonical JSON.
+    assert hash_query({"a": 1}) == "015abd7f5cc57a2dd94b7590f04ad808"
+    with pytest.raises(TypeError, match="cannot hash"):
+        hash_query({"when": object()})

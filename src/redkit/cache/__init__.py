@@ -13,6 +13,7 @@ from redkit.cache.serializers import (
     PickleSerializer,
     Serializer,
 )
+from redkit.core.keys import stable_hash as hash_query
 
 __all__ = [
     "MISSING",
@@ -23,4 +24,5 @@ __all__ = [
     "MsgpackSerializer",
     "PickleSerializer",
     "Serializer",
+    "hash_query",
 ]
