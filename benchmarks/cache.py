@@ -31,14 +31,11 @@ import collections
 import datetime
 import functools
 import gc
-import importlib.metadata
 import inspect
 import itertools
 import json
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -50,6 +47,16 @@ from urllib.parse import urlparse
 import redis
 import redis.asyncio
 import redis.utils
+from harness import (
+    AsyncOp,
+    SyncOp,
+    command_stats,
+    cpu_stall_us,
+    format_commands,
+    run_async,
+    run_sync,
+    versions,
+)
 
 from redkit import AsyncCache, Cache, EmbeddedRedis
 
@@ -57,7 +64,6 @@ SYNC = "sync"
 ASYNC = "async"
 IDENTIFIERS = 1000
 TASKS = 50
-SYNC_BATCH = 50  # sync loops read the clock once per this many calls
 #: Long enough that no entry written before measuring expires (or is refreshed) during a run.
 TTL_S = 3600
 #: The stampede: cold reads of one key, the loader's time, and the sync threads.
@@ -91,9 +97,12 @@ VALUE_JSON = json.dumps(VALUE)
 #: Loader calls per row slug, during the hit rounds (a loader call there is a miss).
 LOADS: collections.Counter[str] = collections.Counter()
 
-SyncOp = Callable[[str], Any]
-AsyncOp = Callable[[str], Awaitable[Any]]
 Cleanup = Callable[[], Any]
+
+
+def is_missed(answer: Any) -> bool:
+    """A read that found nothing counts against the row."""
+    return answer is None
 
 
 @dataclass
@@ -146,49 +155,6 @@ class Stampede:
 # -- measuring the hit path ------------------------------------------------------------------
 
 
-def run_sync(op: SyncOp, ids: list[str], seconds: float) -> tuple[float, int, int]:
-    """Read identifiers in turn for ``seconds``; return (reads/s, reads, misses)."""
-    chunks = itertools.cycle([ids[k : k + SYNC_BATCH] for k in range(0, len(ids), SYNC_BATCH)])
-    calls = misses = 0
-    clock = time.perf_counter
-    start = clock()
-    end = start + seconds
-    while True:
-        for identifier in next(chunks):
-            if op(identifier) is None:
-                misses += 1
-        calls += SYNC_BATCH
-        now = clock()
-        if now >= end:
-            return calls / (now - start), calls, misses
-
-
-async def run_async(
-    op: AsyncOp, ids: list[str], seconds: float, tasks: int
-) -> tuple[float, int, int]:
-    """``tasks`` tasks reading concurrently for ``seconds``: (reads/s, reads, misses)."""
-    clock = time.perf_counter
-    count = len(ids)
-
-    async def worker(first: int) -> tuple[int, int]:
-        index, calls, misses = first, 0, 0
-        while clock() < end:
-            if await op(ids[index]) is None:
-                misses += 1
-            index += 1
-            if index == count:
-                index = 0
-            calls += 1
-        return calls, misses
-
-    start = clock()
-    end = start + seconds
-    results = await asyncio.gather(*(worker(k * count // tasks) for k in range(tasks)))
-    elapsed = clock() - start
-    calls = sum(c for c, _ in results)
-    return calls / elapsed, calls, sum(m for _, m in results)
-
-
 async def read_all(op: AsyncOp, ids: list[str], tasks: int) -> list[Any]:
     """Read every identifier once, from ``tasks`` tasks."""
 
@@ -198,26 +164,6 @@ async def read_all(op: AsyncOp, ids: list[str], tasks: int) -> list[Any]:
     return [
         v for values in await asyncio.gather(*(worker(k) for k in range(tasks))) for v in values
     ]
-
-
-def command_stats(client: redis.Redis) -> dict[str, int]:
-    stats = client.info("commandstats")
-    return {
-        name.removeprefix("cmdstat_"): int(value["calls"])
-        for name, value in stats.items()
-        if name.removeprefix("cmdstat_") not in ("info", "config")
-    }
-
-
-def format_commands(stats: dict[str, int], calls: int) -> str:
-    per_call = sorted(((n / calls, name) for name, n in stats.items()), key=lambda p: (-p[0], p[1]))
-
-    def number(value: float) -> str:
-        if value >= 10:
-            return f"{value:,.0f}"
-        return "<0.01" if value < 0.005 else f"{value:.2f}".rstrip("0").rstrip(".")
-
-    return ", ".join(f"{name} {number(value)}" for value, name in per_call) or "none"
 
 
 def count_load(slug: str) -> dict[str, Any]:
@@ -587,31 +533,10 @@ def peer_of(name: str) -> str | None:
 # -- the run -----------------------------------------------------------------------------------
 
 
-def versions(binary: str) -> dict[str, str]:
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
-    facts = {
-        "redis-server": out.stdout.strip(),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "platform": platform.platform(),
-        "hiredis in use": str(redis.utils.HIREDIS_AVAILABLE),
-    }
-    for dist in ("redkit", "redis", "hiredis", "orjson", *PEERS):
-        try:
-            facts[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            facts[dist] = "not installed"
+def facts_of(binary: str) -> dict[str, str]:
+    facts = versions(binary, ("orjson", *PEERS))
     facts["value"] = f"a dict of {len(VALUE)} fields, {len(VALUE_JSON)} bytes as JSON"
     return facts
-
-
-def cpu_stall_us() -> int | None:
-    """Linux PSI: microseconds that some runnable task waited for a CPU, since boot."""
-    try:
-        with open("/proc/pressure/cpu", encoding="ascii") as pressure:
-            first = pressure.readline().split()
-    except OSError:
-        return None
-    return int(first[-1].removeprefix("total="))
 
 
 def take_loads(row: Row) -> int:
@@ -627,12 +552,14 @@ def prepare(
         row.op = row.setup(env, row.slug, row.ids)
         values = [row.op(identifier) for identifier in row.ids]
         admin.config_resetstat()
-        _, calls, misses = run_sync(row.op, row.ids, 0.1)
+        _, calls, misses = run_sync(row.op, row.ids, 0.1, is_missed)
     else:
         row.op = loop.run_until_complete(row.setup(env, row.slug, row.ids))
         values = loop.run_until_complete(read_all(row.op, row.ids, tasks))
         admin.config_resetstat()
-        _, calls, misses = loop.run_until_complete(run_async(row.op, row.ids, 0.1, tasks))
+        _, calls, misses = loop.run_until_complete(
+            run_async(row.op, row.ids, 0.1, tasks, is_missed)
+        )
     row.commands = format_commands(command_stats(admin), calls)
     wrong = sum(value != VALUE for value in values)
     if wrong or misses or take_loads(row):
@@ -650,10 +577,10 @@ def measure(
         for row in order:
             gc.collect()
             if row.mode == SYNC:
-                rate, _, misses = run_sync(row.op, row.ids, seconds)
+                rate, _, misses = run_sync(row.op, row.ids, seconds, is_missed)
             else:
                 rate, _, misses = loop.run_until_complete(
-                    run_async(row.op, row.ids, seconds, tasks)
+                    run_async(row.op, row.ids, seconds, tasks, is_missed)
                 )
             rates[id(row)] = rate
             row.rates.append(rate)
@@ -787,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     with EmbeddedRedis() as server:
-        facts = versions(server.binary)
+        facts = facts_of(server.binary)
         started = datetime.datetime.now(datetime.timezone.utc)
         print(
             f"{len(rows)} rows, {rounds} rounds x {seconds} s, {IDENTIFIERS} identifiers, "

@@ -24,13 +24,9 @@ import asyncio
 import datetime
 import functools
 import gc
-import importlib.metadata
-import itertools
 import json
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -40,6 +36,16 @@ from typing import Any
 import redis
 import redis.asyncio
 import redis.utils
+from harness import (
+    AsyncOp,
+    SyncOp,
+    command_stats,
+    cpu_stall_us,
+    format_commands,
+    run_async,
+    run_sync,
+    versions,
+)
 
 from redkit import (
     AsyncRatelimit,
@@ -59,7 +65,6 @@ TASKS = 50
 #: Far above what a benchmark can send to one identifier in a window: every call is admitted.
 HIGH = 10**9
 WINDOW_S = 60
-SYNC_BATCH = 50  # sync loops read the clock once per this many calls
 
 PING_NOTE = "reference only"
 EVALSHA_LUA = "return 1"
@@ -70,8 +75,12 @@ if n == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return n
 """
 
-SyncOp = Callable[[str], Any]
-AsyncOp = Callable[[str], Awaitable[Any]]
+
+def is_denied(answer: Any) -> bool:
+    """A refused decision counts against the row (every call should be admitted)."""
+    return not answer
+
+
 Cleanup = Callable[[], Any]
 
 
@@ -105,49 +114,6 @@ class Row:
 # -- measuring -------------------------------------------------------------------------------
 
 
-def run_sync(op: SyncOp, ids: list[str], seconds: float) -> tuple[float, int, int]:
-    """Call ``op`` on identifiers in turn for ``seconds``; return (calls/s, calls, denied)."""
-    chunks = itertools.cycle([ids[k : k + SYNC_BATCH] for k in range(0, len(ids), SYNC_BATCH)])
-    calls = denied = 0
-    clock = time.perf_counter
-    start = clock()
-    end = start + seconds
-    while True:
-        for identifier in next(chunks):
-            if not op(identifier):
-                denied += 1
-        calls += SYNC_BATCH
-        now = clock()
-        if now >= end:
-            return calls / (now - start), calls, denied
-
-
-async def run_async(
-    op: AsyncOp, ids: list[str], seconds: float, tasks: int
-) -> tuple[float, int, int]:
-    """``tasks`` tasks calling ``op`` concurrently for ``seconds``: (calls/s, calls, denied)."""
-    clock = time.perf_counter
-    count = len(ids)
-
-    async def worker(first: int) -> tuple[int, int]:
-        index, calls, denied = first, 0, 0
-        while clock() < end:
-            if not await op(ids[index]):
-                denied += 1
-            index += 1
-            if index == count:
-                index = 0
-            calls += 1
-        return calls, denied
-
-    start = clock()
-    end = start + seconds
-    results = await asyncio.gather(*(worker(k * count // tasks) for k in range(tasks)))
-    elapsed = clock() - start
-    calls = sum(c for c, _ in results)
-    return calls / elapsed, calls, sum(d for _, d in results)
-
-
 async def touch_all(op: AsyncOp, ids: list[str], tasks: int) -> bool:
     """Call ``op`` once on every identifier, from ``tasks`` tasks; whether all were admitted."""
 
@@ -155,24 +121,6 @@ async def touch_all(op: AsyncOp, ids: list[str], tasks: int) -> bool:
         return all([await op(identifier) for identifier in ids[first::tasks]])
 
     return all(await asyncio.gather(*(worker(k) for k in range(tasks))))
-
-
-def command_stats(client: redis.Redis) -> dict[str, int]:
-    stats = client.info("commandstats")
-    return {
-        name.removeprefix("cmdstat_"): int(value["calls"])
-        for name, value in stats.items()
-        if name.removeprefix("cmdstat_") not in ("info", "config")
-    }
-
-
-def format_commands(stats: dict[str, int], calls: int) -> str:
-    per_call = sorted(((n / calls, name) for name, n in stats.items()), key=lambda p: (-p[0], p[1]))
-
-    def number(value: float) -> str:
-        return "<0.01" if value < 0.005 else f"{value:.2f}".rstrip("0").rstrip(".")
-
-    return ", ".join(f"{name} {number(value)}" for value, name in per_call) or "none"
 
 
 # -- rows: floors ------------------------------------------------------------------------------
@@ -467,32 +415,6 @@ def peer_of(row: Row) -> str | None:
 # -- the run -----------------------------------------------------------------------------------
 
 
-def versions(binary: str) -> dict[str, str]:
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
-    facts = {
-        "redis-server": out.stdout.strip(),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "platform": platform.platform(),
-        "hiredis in use": str(redis.utils.HIREDIS_AVAILABLE),
-    }
-    for dist in ("redkit", "redis", "hiredis", *PEERS):
-        try:
-            facts[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            facts[dist] = "not installed"
-    return facts
-
-
-def cpu_stall_us() -> int | None:
-    """Linux PSI: microseconds that some runnable task waited for a CPU, since boot."""
-    try:
-        with open("/proc/pressure/cpu", encoding="ascii") as pressure:
-            first = pressure.readline().split()
-    except OSError:
-        return None
-    return int(first[-1].removeprefix("total="))
-
-
 def prepare(
     row: Row, env: Env, loop: asyncio.AbstractEventLoop, admin: redis.Redis, tasks: int
 ) -> None:
@@ -504,13 +426,15 @@ def prepare(
             if not row.op(identifier):
                 raise RuntimeError(f"{row.name}: denied during warm-up")
         admin.config_resetstat()
-        _, calls, denied = run_sync(row.op, row.ids, 0.1)
+        _, calls, denied = run_sync(row.op, row.ids, 0.1, is_denied)
     else:
         row.op = loop.run_until_complete(row.setup(env, row.slug))
         if not loop.run_until_complete(touch_all(row.op, row.ids, tasks)):
             raise RuntimeError(f"{row.name}: denied during warm-up")
         admin.config_resetstat()
-        _, calls, denied = loop.run_until_complete(run_async(row.op, row.ids, 0.1, tasks))
+        _, calls, denied = loop.run_until_complete(
+            run_async(row.op, row.ids, 0.1, tasks, is_denied)
+        )
     row.commands = format_commands(command_stats(admin), calls)
     if denied:
         raise RuntimeError(f"{row.name}: denied during warm-up")
@@ -527,10 +451,10 @@ def measure(
         for row in order:
             gc.collect()
             if row.mode == SYNC:
-                rate, _, denied = run_sync(row.op, row.ids, seconds)
+                rate, _, denied = run_sync(row.op, row.ids, seconds, is_denied)
             else:
                 rate, _, denied = loop.run_until_complete(
-                    run_async(row.op, row.ids, seconds, tasks)
+                    run_async(row.op, row.ids, seconds, tasks, is_denied)
                 )
             rates[id(row)] = rate
             row.rates.append(rate)
@@ -592,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     with EmbeddedRedis() as server:
-        facts = versions(server.binary)
+        facts = versions(server.binary, PEERS)
         started = datetime.datetime.now(datetime.timezone.utc)
         print(
             f"{len(rows)} rows, {rounds} rounds x {seconds} s, {IDENTIFIERS} identifiers, "

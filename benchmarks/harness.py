@@ -1,0 +1,117 @@
+"""What the benchmark scripts share: timed loops, server command counts, machine facts.
+
+Scripts import it as ``harness`` (they run from this folder: ``python benchmarks/<name>.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import itertools
+import platform
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import redis
+import redis.utils
+
+SYNC_BATCH = 50  # sync loops read the clock once per this many calls
+
+SyncOp = Callable[[str], Any]
+AsyncOp = Callable[[str], Awaitable[Any]]
+#: Whether an answer counts against the row (a denied decision, a cache miss).
+Failed = Callable[[Any], bool]
+
+
+def run_sync(op: SyncOp, ids: list[str], seconds: float, failed: Failed) -> tuple[float, int, int]:
+    """Call ``op`` on identifiers in turn for ``seconds``: (calls/s, calls, failed answers)."""
+    chunks = itertools.cycle([ids[k : k + SYNC_BATCH] for k in range(0, len(ids), SYNC_BATCH)])
+    calls = failures = 0
+    clock = time.perf_counter
+    start = clock()
+    end = start + seconds
+    while True:
+        for identifier in next(chunks):
+            if failed(op(identifier)):
+                failures += 1
+        calls += SYNC_BATCH
+        now = clock()
+        if now >= end:
+            return calls / (now - start), calls, failures
+
+
+async def run_async(
+    op: AsyncOp, ids: list[str], seconds: float, tasks: int, failed: Failed
+) -> tuple[float, int, int]:
+    """``tasks`` tasks calling ``op`` concurrently for ``seconds``: (calls/s, calls, failed)."""
+    clock = time.perf_counter
+    count = len(ids)
+
+    async def worker(first: int) -> tuple[int, int]:
+        index, calls, failures = first, 0, 0
+        while clock() < end:
+            if failed(await op(ids[index])):
+                failures += 1
+            index += 1
+            if index == count:
+                index = 0
+            calls += 1
+        return calls, failures
+
+    start = clock()
+    end = start + seconds
+    results = await asyncio.gather(*(worker(k * count // tasks) for k in range(tasks)))
+    elapsed = clock() - start
+    calls = sum(c for c, _ in results)
+    return calls / elapsed, calls, sum(f for _, f in results)
+
+
+def command_stats(client: redis.Redis) -> dict[str, int]:
+    """Calls per server command since the last ``CONFIG RESETSTAT`` (the harness's own left out)."""
+    stats = client.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): int(value["calls"])
+        for name, value in stats.items()
+        if name.removeprefix("cmdstat_") not in ("info", "config")
+    }
+
+
+def format_commands(stats: dict[str, int], calls: int) -> str:
+    """Server commands per call, most first: ``"evalsha 1, incrby 1"``."""
+    per_call = sorted(((n / calls, name) for name, n in stats.items()), key=lambda p: (-p[0], p[1]))
+
+    def number(value: float) -> str:
+        if value >= 10:
+            return f"{value:,.0f}"
+        return "<0.01" if value < 0.005 else f"{value:.2f}".rstrip("0").rstrip(".")
+
+    return ", ".join(f"{name} {number(value)}" for value, name in per_call) or "none"
+
+
+def versions(binary: str, dists: Iterable[str]) -> dict[str, str]:
+    """The facts a result needs: the server, Python, the platform and the packages' versions."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    facts = {
+        "redis-server": out.stdout.strip(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "platform": platform.platform(),
+        "hiredis in use": str(redis.utils.HIREDIS_AVAILABLE),
+    }
+    for dist in ("redkit", "redis", "hiredis", *dists):
+        try:
+            facts[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            facts[dist] = "not installed"
+    return facts
+
+
+def cpu_stall_us() -> int | None:
+    """Linux PSI: microseconds that some runnable task waited for a CPU, since boot."""
+    try:
+        with open("/proc/pressure/cpu", encoding="ascii") as pressure:
+            first = pressure.readline().split()
+    except OSError:
+        return None
+    return int(first[-1].removeprefix("total="))
