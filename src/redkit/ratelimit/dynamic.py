@@ -24,7 +24,8 @@ import functools
 from collections.abc import Sequence
 
 from redkit.core.ops import Arg, ScriptCall
-from redkit.core.scripts import Script, load_script
+from redkit.core.scripts import Script
+from redkit.ratelimit.limiters import as_function, script_head
 
 __all__ = ["DENIED", "deny_key", "global_key", "guarded_call", "identifier_key"]
 
@@ -111,11 +112,8 @@ return reply
 
 @functools.cache
 def _script(name: str) -> Script:
-    head = load_script(__package__, "now").source
-    body = load_script(__package__, name).source
     return Script(
-        f"guarded:{name}",
-        "\n".join([head, f"local function algorithm(KEYS, ARGV)\n{body}\nend", _MAIN]),
+        f"guarded:{name}", "\n".join([script_head(), as_function(name, "algorithm"), _MAIN])
     )
 
 

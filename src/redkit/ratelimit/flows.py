@@ -172,21 +172,16 @@ class RatelimitFlows:
         # The global override as this process last read it (on a cluster only; see dynamic).
         self._global: tuple[int | None, float] | None = None
         self.protection = protection
-        # Exact, in the deciding script, where the deny list can share it: one standalone
-        # server and one limit decided in Redis. Elsewhere a copy read every few seconds.
-        self._deny_in_script = (
-            protection and not cluster and not isinstance(limiter, (CachedFixedWindow, MultiLimit))
-        )
+        # The deny list is checked, and analytics counted, in the deciding script where that
+        # script can reach the global keys: one standalone server, one limit decided in Redis.
+        # Elsewhere: a copy of the deny list read every few seconds, and a local tally.
+        scripted = not cluster and not isinstance(limiter, (CachedFixedWindow, MultiLimit))
+        self._deny_in_script = protection and scripted
         self._deny_copy: tuple[frozenset[str], float] | None = None
         # Values found denied, answered from memory for a while (a bounded cache).
         self._recently_denied = EphemeralCache(max_size=DENIED_CACHE_SIZE)
         self.analytics = analytics
-        # Decisions made by one script on a standalone server count themselves, in the script.
-        self._analytics_in_script = (
-            analytics is not None
-            and not cluster
-            and not isinstance(limiter, (CachedFixedWindow, MultiLimit))
-        )
+        self._analytics_in_script = analytics is not None and scripted
         self._guarded = dynamic_limits or self._deny_in_script or self._analytics_in_script
 
     # -- keys and time ---------------------------------------------------------------------

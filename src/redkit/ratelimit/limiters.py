@@ -39,11 +39,20 @@ MAX_LOG_TOKENS = 100_000
 SERVER_TIME = -1
 
 
+def script_head() -> str:
+    """The shared head of every rate-limit script: where ``NOW`` comes from."""
+    return load_script(__package__, "now").source
+
+
+def as_function(name: str, function: str) -> str:
+    """``lua/<name>.lua`` as a Lua function ``function(KEYS, ARGV)``, for composed scripts."""
+    return f"local function {function}(KEYS, ARGV)\n{load_script(__package__, name).source}\nend"
+
+
 @functools.cache
 def ratelimit_script(name: str) -> Script:
     """``lua/<name>.lua`` with the shared head (the clock) in front of it."""
-    head = load_script(__package__, "now").source
-    return Script(name, head + "\n" + load_script(__package__, name).source)
+    return Script(name, script_head() + "\n" + load_script(__package__, name).source)
 
 
 # Read once, at import: the hot path only refers to them.

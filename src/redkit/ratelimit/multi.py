@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 from redkit.core.errors import InvalidArgumentError
 from redkit.core.ops import Arg, ScriptCall
-from redkit.core.scripts import Script, load_script
-from redkit.ratelimit.limiters import CachedFixedWindow, Limiter
+from redkit.core.scripts import Script
+from redkit.ratelimit.limiters import CachedFixedWindow, Limiter, as_function, script_head
 
 __all__ = ["MultiLimit"]
 
@@ -83,11 +83,7 @@ return reply
 @functools.cache
 def _composed(names: tuple[str, ...]) -> Script:
     """One script running the named algorithm scripts as functions, all or none."""
-    head = load_script(__package__, "now").source
-    parts = [head]
-    for name in dict.fromkeys(names):
-        body = load_script(__package__, name).source
-        parts.append(f"local function {name}(KEYS, ARGV)\n{body}\nend")
+    parts = [script_head(), *(as_function(name, name) for name in dict.fromkeys(names))]
     parts.append(f"local ALGORITHMS = {{{', '.join(names)}}}")
     parts.append(_MAIN)
     return Script("multi:" + "+".join(names), "\n".join(parts))
