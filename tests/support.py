@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import socket
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
@@ -172,3 +173,16 @@ def closed_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+@contextlib.contextmanager
+def owned_backend(url: str, mode: str, loop: LoopThread) -> Iterator[Backend]:
+    """A standalone Backend on a connection of its own, closed after (sync and async clients:
+    no connection is left for the garbage collector to warn about)."""
+    backend = Backend(Connection(url), topology="standalone", mode=mode, loop=loop)
+    try:
+        yield backend
+    finally:
+        if backend.is_async:
+            loop.run(backend.conn.aclose())
+        backend.conn.close()

@@ -15,19 +15,14 @@ from redkit.cache import AsyncCache, Cache
 from redkit.core.breaker import Breaker
 from redkit.core.errors import BackendUnavailable
 from redkit.drivers.embedded import EmbeddedRedis
-from support import Backend, Blocking, LoopThread
+from support import Blocking, LoopThread, owned_backend
 
 
 @contextlib.contextmanager
 def cache_on(server: EmbeddedRedis, mode: str, loop: LoopThread) -> Iterator[Any]:
-    backend = Backend(server.connect(), topology="standalone", mode=mode, loop=loop)
-    facade = AsyncCache if backend.is_async else Cache
-    try:
+    with owned_backend(server.url, mode, loop) as backend:
+        facade = AsyncCache if backend.is_async else Cache
         yield Blocking(facade(backend.conn, namespace="b", timeout=0.3), backend)
-    finally:  # no connection may be left for the garbage collector to complain about
-        if backend.is_async:
-            loop.run(backend.conn.aclose())
-        backend.conn.close()
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

@@ -8,22 +8,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from redkit import connect
 from redkit.cache import MISSING, AsyncCache, Cache
 from redkit.core.errors import BackendTimeout, BackendUnavailable
-from support import Backend, Blocking, LoopThread, closed_port
+from support import Blocking, LoopThread, closed_port, owned_backend
 
 
 @contextlib.contextmanager
 def cache_at(url: str, mode: str, loop: LoopThread) -> Iterator[Blocking]:
-    backend = Backend(connect(url), topology="standalone", mode=mode, loop=loop)
-    facade = AsyncCache if backend.is_async else Cache
-    try:
+    with owned_backend(url, mode, loop) as backend:
+        facade = AsyncCache if backend.is_async else Cache
         yield Blocking(facade(backend.conn, timeout=0.3), backend)
-    finally:  # no connection may be left for the garbage collector to complain about
-        if backend.is_async:
-            loop.run(backend.conn.aclose())
-        backend.conn.close()
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
