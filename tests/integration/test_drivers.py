@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 
 from redkit.core import keys
 from redkit.core.clock import ServerClock, current_ms
@@ -213,3 +214,53 @@ def test_one_connection_serves_several_event_loops(standalone_conn: Connection) 
 
     assert asyncio.run(ping()) is True
     assert asyncio.run(ping()) is True
+
+
+
+def test_async_tasks_beyond_the_connection_limit_wait_for_one(
+    standalone_conn: Connection,
+) -> None:
+    """More tasks than connections queue for one (redis-py's own pool would refuse them)."""
+    import asyncio
+
+    conn = connect(standalone_conn.url, max_connections=2)
+
+    async def scenario() -> list[Any]:
+        driver = conn.async_driver()
+        # Two BLPOPs hold both connections for 0.3 s; the PINGs queue behind them.
+        held = [driver.execute(command("BLPOP", f"nothing:{n}", "0.3")) for n in range(2)]
+        queued = [driver.execute(command("PING")) for _ in range(5)]
+        try:
+            return await asyncio.gather(*held, *queued)
+        finally:
+            await conn.aclose()
+
+    assert asyncio.run(scenario()) == [None, None, True, True, True, True, True]
+
+
+def test_a_task_that_waits_too_long_for_a_connection_is_a_timeout(
+    standalone_conn: Connection,
+) -> None:
+    import asyncio
+
+    from redkit.drivers.redis import AsyncRedisDriver
+
+    async def scenario() -> tuple[BaseException | None, Any]:
+        client = redis.asyncio.Redis.from_url(standalone_conn.url, max_connections=1)
+        driver = AsyncRedisDriver(client, slots=1, slot_wait=0.1)
+        busy = asyncio.ensure_future(driver.execute(command("BLPOP", "nothing", "0.5")))
+        await asyncio.sleep(0.05)
+        refused: BaseException | None = None
+        try:
+            await driver.execute(command("PING"))
+        except BackendTimeout as exc:
+            refused = exc
+        await busy
+        after = await driver.execute(command("PING"))  # the slot is free again
+        await client.aclose()
+        return refused, after
+
+    refused, after = asyncio.run(scenario())
+    assert isinstance(refused, BackendTimeout)
+    assert "stayed busy" in str(refused)
+    assert after is True

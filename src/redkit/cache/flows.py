@@ -187,6 +187,10 @@ class CacheFlows:
         """The Redis key of the cache key ``key``."""
         return (yield from self._namespace()) + self.key(key)
 
+    def _redis_key(self, name: str) -> Flow[str]:
+        """The Redis key of ``name``, a key already checked by :meth:`key`."""
+        return (yield from self._namespace()) + name
+
     def _tag_key(self, tag: str) -> str:
         if not isinstance(tag, str) or not tag:
             raise InvalidArgumentError(f"a tag must be a non-empty str, got {tag!r}")
@@ -365,25 +369,25 @@ class CacheFlows:
 
     def get(self, key: str | int, default: Any = None) -> Flow[Any]:
         """The cached value of ``key``, or ``default`` on a miss."""
-        redis_key = self.key(key)
+        name = self.key(key)
         if self.local is not None:
-            held = self.local.get(redis_key)
+            held = self.local.get(name)
             if LocalTier.has(held):
                 self._count(hits=1, local_hits=1)
                 return held
         try:
-            redis_key = yield from self.redis_key(key)
+            redis_key = yield from self._redis_key(name)
             (entry,) = yield from self._read([redis_key])
         except _NO_ANSWER as exc:
             self._count(errors=1, misses=1)
-            log.warning("cache read of %r failed, counted as a miss: %s", redis_key, exc)
+            log.warning("cache read of %r failed, counted as a miss: %s", name, exc)
             return default
         if entry is None:
             self._count(misses=1)
             return default
         self._count(hits=1)
         if self.local is not None:
-            self.local.put(self.key(key), entry.value)
+            self.local.put(name, entry.value)
         return entry.value
 
     def get_many(self, cache_keys: Iterable[str | int]) -> Flow[dict[str | int, Any]]:
@@ -554,7 +558,7 @@ class CacheFlows:
                 self._count(hits=1, local_hits=1)
                 return Lookup(held, False)
         try:
-            redis_key = yield from self.redis_key(key)
+            redis_key = yield from self._redis_key(name)
             (entry,) = yield from self._read([redis_key])
         except _NO_ANSWER as exc:
             self._count(errors=1, misses=1)

@@ -201,19 +201,20 @@ class Connection:
                 client = redis.asyncio.cluster.RedisCluster.from_url(
                     self._client_url, retry=_cluster_retry(timeout), **options
                 )
+                driver = AsyncRedisDriver(client)
             else:
                 # More tasks than connections wait for one (up to the socket timeout) instead
                 # of failing: redis-py's default pool refuses the 101st concurrent command.
                 settings = dict(options)
-                pool = redis.asyncio.BlockingConnectionPool.from_url(
+                most = settings.pop("max_connections", DEFAULT_ASYNC_CONNECTIONS)
+                client = redis.asyncio.Redis.from_url(
                     self._client_url,
-                    max_connections=settings.pop("max_connections", DEFAULT_ASYNC_CONNECTIONS),
-                    timeout=settings["socket_timeout"],
+                    max_connections=most,
                     retry=_standalone_retry(),
                     **settings,
                 )
-                client = redis.asyncio.Redis.from_pool(pool)
-            driver = drivers[timeout] = AsyncRedisDriver(client)
+                driver = AsyncRedisDriver(client, slots=most, slot_wait=settings["socket_timeout"])
+            drivers[timeout] = driver
         return driver
 
     def subscribe(self, channel: str, on_message: Callable[[bytes], None]) -> Callable[[], None]:
