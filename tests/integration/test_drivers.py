@@ -216,7 +216,6 @@ def test_one_connection_serves_several_event_loops(standalone_conn: Connection) 
     assert asyncio.run(ping()) is True
 
 
-
 def test_async_tasks_beyond_the_connection_limit_wait_for_one(
     standalone_conn: Connection,
 ) -> None:
