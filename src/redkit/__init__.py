@@ -27,6 +27,7 @@ from redkit.ratelimit import (
     TieredRatelimit,
     TokenBucket,
 )
+from redkit.sessions import AsyncSessionStore, Session, SessionInfo, SessionStore
 
 __version__ = "0.1.0"
 
@@ -36,6 +37,7 @@ __all__ = [
     "AsyncCache",
     "AsyncConcurrency",
     "AsyncRatelimit",
+    "AsyncSessionStore",
     "AsyncTieredRatelimit",
     "Cache",
     "CachedFixedWindow",
@@ -49,6 +51,9 @@ __all__ = [
     "Ratelimit",
     "RatelimitResult",
     "Remaining",
+    "Session",
+    "SessionInfo",
+    "SessionStore",
     "SlidingLog",
     "SlidingWindow",
     "TieredRatelimit",

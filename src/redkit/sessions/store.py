@@ -1,0 +1,245 @@
+"""``SessionStore`` and ``AsyncSessionStore``: the same flows, run blocking or in asyncio."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from redkit.core.driver import as_backend
+from redkit.core.durations import Duration, duration_ms
+from redkit.core.errors import InvalidArgumentError
+from redkit.core.flow import run_async, run_sync
+from redkit.sessions.flows import SessionFlows
+from redkit.sessions.model import Session, SessionInfo
+
+__all__ = ["AsyncSessionStore", "SessionStore"]
+
+#: Seconds one session operation may wait for Redis. Sessions fail closed: past it, the call
+#: raises :class:`~redkit.errors.BackendError` and the request is refused, never let in.
+DEFAULT_TIMEOUT = 2.0
+_KEEP: Any = object()
+
+
+def _flows(
+    prefix: str,
+    idle_ttl: Duration,
+    absolute_ttl: Duration | None,
+    max_sessions_per_user: int | None,
+    timeout: float | None,
+) -> SessionFlows:
+    idle_ms = duration_ms(idle_ttl, name="idle_ttl")
+    absolute_ms = None if absolute_ttl is None else duration_ms(absolute_ttl, name="absolute_ttl")
+    if absolute_ms is not None and absolute_ms < idle_ms:
+        raise InvalidArgumentError("absolute_ttl must not be shorter than idle_ttl")
+    if max_sessions_per_user is not None and (
+        isinstance(max_sessions_per_user, bool)
+        or not isinstance(max_sessions_per_user, int)
+        or max_sessions_per_user < 1
+    ):
+        raise InvalidArgumentError(
+            f"max_sessions_per_user must be a positive int or None, got {max_sessions_per_user!r}"
+        )
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+    ):
+        raise InvalidArgumentError(
+            f"timeout must be a positive number of seconds or None, got {timeout!r}"
+        )
+    return SessionFlows(
+        prefix=prefix, idle_ms=idle_ms, absolute_ms=absolute_ms, max_per_user=max_sessions_per_user
+    )
+
+
+class SessionStore:
+    """Server-side sessions in Redis, with idle and absolute timeouts and a per-user index.
+
+    Args:
+        redis: a :class:`redkit.Connection`, a Redis URL, or a redis-py client.
+        idle_ttl: a session unused this long expires; each read or save extends it.
+        absolute_ttl: a session expires this long after its creation, however active;
+            ``None`` for no such bound (not recommended).
+        prefix: the start of every key the store writes.
+        max_sessions_per_user: the most sessions one user may hold; creating one more ends the
+            oldest. ``None``: no bound.
+        timeout: seconds each call may wait for Redis before it raises
+            :class:`~redkit.errors.BackendError` (sessions fail closed).
+
+    Session ids are ``<handle>.<secret>``: a 128-bit public handle and a 256-bit secret, from
+    :mod:`secrets`. Redis stores only a SHA-256 digest of the id. Concurrent saves of one
+    session merge per key; a key changed by two requests at once is a
+    :class:`~redkit.sessions.SessionConflictError` for the later one, never a lost write.
+
+    """
+
+    def __init__(
+        self,
+        redis: object,
+        *,
+        idle_ttl: Duration = "24 h",
+        absolute_ttl: Duration | None = "30 d",
+        prefix: str = "session",
+        max_sessions_per_user: int | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._flows = _flows(prefix, idle_ttl, absolute_ttl, max_sessions_per_user, timeout)
+        self._backend = as_backend(redis)
+        self._timeout = timeout
+
+    def _run(self, flow: Any) -> Any:
+        return run_sync(flow, self._backend.sync_driver(timeout=self._timeout))
+
+    def create(
+        self,
+        data: Mapping[str, Any] | None = None,
+        *,
+        user_id: str | int | None = None,
+        user_agent: str | None = None,
+        ip: str | None = None,
+    ) -> str:
+        """Start a session holding ``data`` (JSON values); return its id."""
+        session_id: str = self._run(self._flows.create(data, user_id, user_agent, ip))
+        return session_id
+
+    def get(self, session_id: str | None, *, touch: bool = True) -> Session | None:
+        """The session, or ``None`` when the id is malformed, unknown, expired or revoked.
+
+        A read is activity: it extends the idle timeout, unless ``touch=False``.
+        """
+        session: Session | None = self._run(self._flows.get(session_id, touch))
+        return session
+
+    def save(self, session_id: str, data: Mapping[str, Any]) -> bool:
+        """Store the keys of ``data`` that changed; ``False`` when the session is gone.
+
+        Pass the :class:`Session` that :meth:`get` returned: only its changed keys are sent,
+        and a key another request changed since the read raises
+        :class:`~redkit.sessions.SessionConflictError` (nothing is written then). Any other
+        mapping replaces the session's data. Nothing changed, nothing is sent.
+        """
+        stored: bool = self._run(self._flows.save(session_id, data))
+        return stored
+
+    def touch(self, session_id: str) -> bool:
+        """Extend the idle timeout (never past the absolute one); ``False`` when gone."""
+        touched: bool = self._run(self._flows.touch(session_id))
+        return touched
+
+    def rotate(self, session_id: str, *, user_id: str | int | None = _KEEP) -> str | None:
+        """A new id for the session, same data; the old id stops working at once.
+
+        Call it on every change of privilege (a login): an id fixed by an attacker before it
+        is then worthless. ``user_id`` hands the session to that user. ``None`` when the
+        session does not exist.
+        """
+        keep_user = user_id is _KEEP
+        flow = self._flows.rotate(session_id, None if keep_user else user_id, not keep_user)
+        new_id: str | None = self._run(flow)
+        return new_id
+
+    def delete(self, session_id: str) -> bool:
+        """End the session (a logout); ``False`` when it did not exist."""
+        deleted: bool = self._run(self._flows.delete(session_id))
+        return deleted
+
+    def list_user_sessions(self, user_id: str | int) -> list[SessionInfo]:
+        """The user's live sessions, oldest first, with when and where each was used."""
+        sessions: list[SessionInfo] = self._run(self._flows.list_user_sessions(user_id))
+        return sessions
+
+    def revoke_session(self, user_id: str | int, handle: str) -> bool:
+        """End one of the user's sessions, named by its handle (from the listing)."""
+        revoked: bool = self._run(self._flows.revoke_session(user_id, handle))
+        return revoked
+
+    def revoke_user_sessions(self, user_id: str | int, *, keep: str | None = None) -> int:
+        """End every session of the user ("log out everywhere"), except the session ``keep``.
+
+        Returns how many were ended.
+        """
+        count: int = self._run(self._flows.revoke_user_sessions(user_id, keep))
+        return count
+
+
+class AsyncSessionStore:
+    """Server-side sessions for asyncio: the arguments and methods of :class:`SessionStore`.
+
+    Args:
+        redis: a :class:`redkit.Connection`, a Redis URL, or a redis-py asyncio client.
+        idle_ttl: as for :class:`SessionStore`.
+        absolute_ttl: as for :class:`SessionStore`.
+        prefix: as for :class:`SessionStore`.
+        max_sessions_per_user: as for :class:`SessionStore`.
+        timeout: as for :class:`SessionStore`.
+
+    """
+
+    def __init__(
+        self,
+        redis: object,
+        *,
+        idle_ttl: Duration = "24 h",
+        absolute_ttl: Duration | None = "30 d",
+        prefix: str = "session",
+        max_sessions_per_user: int | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._flows = _flows(prefix, idle_ttl, absolute_ttl, max_sessions_per_user, timeout)
+        self._backend = as_backend(redis)
+        self._timeout = timeout
+
+    async def _run(self, flow: Any) -> Any:
+        return await run_async(flow, self._backend.async_driver(timeout=self._timeout))
+
+    async def create(
+        self,
+        data: Mapping[str, Any] | None = None,
+        *,
+        user_id: str | int | None = None,
+        user_agent: str | None = None,
+        ip: str | None = None,
+    ) -> str:
+        """Start a session holding ``data``; see :meth:`SessionStore.create`."""
+        session_id: str = await self._run(self._flows.create(data, user_id, user_agent, ip))
+        return session_id
+
+    async def get(self, session_id: str | None, *, touch: bool = True) -> Session | None:
+        """The session, or ``None``; see :meth:`SessionStore.get`."""
+        session: Session | None = await self._run(self._flows.get(session_id, touch))
+        return session
+
+    async def save(self, session_id: str, data: Mapping[str, Any]) -> bool:
+        """Store the changed keys; see :meth:`SessionStore.save`."""
+        stored: bool = await self._run(self._flows.save(session_id, data))
+        return stored
+
+    async def touch(self, session_id: str) -> bool:
+        """Extend the idle timeout; see :meth:`SessionStore.touch`."""
+        touched: bool = await self._run(self._flows.touch(session_id))
+        return touched
+
+    async def rotate(self, session_id: str, *, user_id: str | int | None = _KEEP) -> str | None:
+        """A new id for the session; see :meth:`SessionStore.rotate`."""
+        keep_user = user_id is _KEEP
+        flow = self._flows.rotate(session_id, None if keep_user else user_id, not keep_user)
+        new_id: str | None = await self._run(flow)
+        return new_id
+
+    async def delete(self, session_id: str) -> bool:
+        """End the session; see :meth:`SessionStore.delete`."""
+        deleted: bool = await self._run(self._flows.delete(session_id))
+        return deleted
+
+    async def list_user_sessions(self, user_id: str | int) -> list[SessionInfo]:
+        """The user's live sessions; see :meth:`SessionStore.list_user_sessions`."""
+        sessions: list[SessionInfo] = await self._run(self._flows.list_user_sessions(user_id))
+        return sessions
+
+    async def revoke_session(self, user_id: str | int, handle: str) -> bool:
+        """End one of the user's sessions; see :meth:`SessionStore.revoke_session`."""
+        revoked: bool = await self._run(self._flows.revoke_session(user_id, handle))
+        return revoked
+
+    async def revoke_user_sessions(self, user_id: str | int, *, keep: str | None = None) -> int:
+        """End every session of the user; see :meth:`SessionStore.revoke_user_sessions`."""
+        count: int = await self._run(self._flows.revoke_user_sessions(user_id, keep))
+        return count
