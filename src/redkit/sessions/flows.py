@@ -159,10 +159,10 @@ class SessionFlows:
                 raise
         return session_id
 
-    def _index(self, user: str, handle: str, created_ms: int) -> Flow[None]:
+    def _index(self, user: str, handle: str, since_us: int) -> Flow[None]:
         """Add ``handle`` to the user's index; evict the oldest beyond ``max_per_user``."""
         index = self.user_key(user)
-        yield command("ZADD", index, created_ms, handle)
+        yield command("ZADD", index, since_us, handle)
         if self.max_per_user is None:
             return
         handles = yield from self._live_handles(user)

@@ -8,6 +8,8 @@
 local key, op = KEYS[1], ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- Microseconds order a user's sessions: two logins within one millisecond stay in order.
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
 -- The record's absolute deadline when ARGV[2] is its token and it is still live, else nil.
 local function live()
@@ -39,7 +41,7 @@ if op == 'create' then
              'user', ARGV[5], 'ua', ARGV[6], 'ip', ARGV[7])
   for i = 8, #ARGV, 2 do redis.call('HSET', key, 'd:' .. ARGV[i], ARGV[i + 1]) end
   touch(tonumber(ARGV[3]), deadline)
-  return now
+  return now_us
 end
 
 if op == 'read' then
@@ -52,14 +54,15 @@ end
 
 if op == 'save' then
   -- ARGV: token, idle ms, then triples: key, its JSON as read ('' when absent), its JSON now
-  -- ('' to delete). A key that another request changed since (to anything but this same
-  -- value) is a conflict, and then nothing is written. Returns {1, version}, or {-1, keys...}.
+  -- ('' to delete). A key that another request changed since is a conflict, even when it now
+  -- holds this very value (two increments from 5 both write 6), and then nothing is written.
+  -- Returns {1, version}, or {-1, keys...}.
   local deadline = live()
   if not deadline then return 0 end
   local conflicts = {}
   for i = 4, #ARGV, 3 do
     local current = redis.call('HGET', key, 'd:' .. ARGV[i]) or ''
-    if current ~= ARGV[i + 1] and current ~= ARGV[i + 2] then
+    if current ~= ARGV[i + 1] then
       conflicts[#conflicts + 1] = ARGV[i]
     end
   end
@@ -85,14 +88,14 @@ end
 
 if op == 'rotate' then
   -- ARGV: token, idle ms, the new token, 1 to set the user, the user.
-  -- Returns {1, the user before, now}.
+  -- Returns {1, the user before, now in microseconds}.
   local deadline = live()
   if not deadline then return 0 end
   local user = redis.call('HGET', key, 'user') or ''
   redis.call('HSET', key, 'tok', ARGV[4])
   if ARGV[5] == '1' then redis.call('HSET', key, 'user', ARGV[6]) end
   touch(tonumber(ARGV[3]), deadline)
-  return {1, user, now}
+  return {1, user, now_us}
 end
 
 if op == 'delete' then
