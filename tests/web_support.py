@@ -46,9 +46,13 @@ def serve_asgi(app: Any) -> Iterator[str]:
 @contextlib.contextmanager
 def serve_wsgi(app: Any) -> Iterator[str]:
     """Serve ``app`` with werkzeug's threaded server on 127.0.0.1; yield its base URL."""
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    class Quiet(WSGIRequestHandler):
+        def log_request(self, *args: Any, **kwargs: Any) -> None:
+            pass  # one line per request would bury the test output
+
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
