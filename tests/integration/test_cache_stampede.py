@@ -102,3 +102,19 @@ def test_waiters_take_over_at_once_when_the_loader_fails(backend: Backend) -> No
     assert cache.get_or_set("k", lambda: "mine") == "mine"
     assert time.monotonic() - started < 2  # not the 10 s lease
     assert cache.stats.leases_won == 1
+
+
+def test_a_load_after_a_write_takes_the_lease_the_write_left(backend: Backend) -> None:
+    """A write fences the loads that began before it; a load after it never waits on that."""
+    from redkit.cache import AsyncCache, Cache
+
+    facade = AsyncCache if backend.is_async else Cache
+    cache = Blocking(facade(backend.conn, namespace="d", lease="30 s"), backend)
+    assert cache.get_or_set("k", lambda: 1) == 1
+    assert cache.delete("k") == 1  # leaves the fence on the lease key
+    assert cache.get_or_set("k", lambda: 2) == 2
+    cache.set("k", 3)
+    cache.delete("k")
+    assert cache.get_or_set("k", lambda: 4) == 4
+    assert (cache.stats.leases_won, cache.stats.leases_lost) == (3, 0)
+    assert cache.get("k") == 4

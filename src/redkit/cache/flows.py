@@ -47,6 +47,7 @@ GENERATION_CHECK_S = 1.0
 _TAG_TOKEN = load_script("redkit.cache", "tag_token")
 _RELEASE_LEASE = load_script("redkit.cache", "release_lease")
 _STORE_IF_LEASED = load_script("redkit.cache", "store_if_leased")
+_TAKE_LEASE = load_script("redkit.cache", "take_lease")
 #: What a write leaves in a key's lease: loads that began before it must not store.
 _WRITTEN = "written"
 #: Pauses (seconds) between looks at a key another process is loading: short, then longer.
@@ -510,8 +511,10 @@ class CacheFlows:
         if not self.lease_ms:
             return ""
         token = secrets.token_hex(8)
-        won = yield command("SET", lease_key(redis_key), token, "NX", "PX", self.lease_ms)
-        return token if won is not None and won is not False else None
+        won = yield ScriptCall(
+            _TAKE_LEASE, (lease_key(redis_key),), (token, self.lease_ms, _WRITTEN)
+        )
+        return token if as_int(won) == 1 else None
 
     def _lease(self, redis_key: str) -> Flow[tuple[str | None, Entry | None]]:
         """Take the lease to load ``redis_key``, or wait for the process that holds it.
@@ -536,13 +539,12 @@ class CacheFlows:
             (entry,) = yield from self._read([redis_key])
             if entry is not None:
                 return None, entry
-            if not as_int((yield command("EXISTS", lease_key(redis_key)))):
-                # The loader gave up (its load failed, or its value could not be stored):
-                # take over now instead of waiting out the lease.
-                token = yield from self._try_lease(redis_key)
-                if token:
-                    self._count(leases_won=1)
-                    return token, None
+            # The loader may have given up (its load failed, or a write fenced its value
+            # out): take over now instead of waiting out the lease.
+            token = yield from self._try_lease(redis_key)
+            if token:
+                self._count(leases_won=1)
+                return token, None
         return None, None
 
     def peek(self, key: str | int) -> Flow[Lookup | None]:
