@@ -7,6 +7,7 @@ base URL (``http://127.0.0.1:<port>``) and stop the server when the block ends.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import threading
@@ -14,23 +15,41 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from redkit.drivers.connect import Connection
+
 __all__ = ["serve_asgi", "serve_wsgi"]
 
 
 @contextlib.contextmanager
-def serve_asgi(app: Any) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 and a free port; yield its base URL."""
+def serve_asgi(app: Any, conn: Connection | None = None) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 and a free port; yield its base URL.
+
+    uvicorn's proxy headers are off: it would otherwise rewrite the client address from
+    ``X-Forwarded-For`` itself (it trusts 127.0.0.1 by default), and the tests are about
+    redkit's own resolution. ``conn``'s asyncio clients, which belong to the server thread's
+    event loop, are closed in that loop before it ends.
+    """
     import uvicorn
 
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="auto", access_log=False)
+    config = uvicorn.Config(
+        app, lifespan="auto", log_level="warning", access_log=False, proxy_headers=False
+    )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+
+    async def main() -> None:
+        try:
+            await server.serve(sockets=[listener])
+        finally:
+            if conn is not None:
+                await conn.aclose()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start")
@@ -39,7 +58,7 @@ def serve_asgi(app: Any) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(10)
+        thread.join(30)
         listener.close()
 
 

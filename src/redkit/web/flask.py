@@ -1,0 +1,314 @@
+"""The Flask extension: ``ext = Redkit(); ext.init_app(app)``.
+
+Today it brings rate limits: an app-wide default limit, per-view limits (``@ext.limit``),
+exempt views and blueprints (``@ext.exempt``), the same 429 body and headers as the ASGI side.
+The response cache and the session interface will join it; :meth:`Redkit.init_cache` and
+:meth:`Redkit.init_sessions` are where they plug in.
+
+Settings (``app.config``, prefix ``REDKIT_``; an argument of the extension is the default):
+
+- ``REDKIT_RATELIMIT_ENABLED``: ``False`` turns every limit off (tests, maintenance).
+- ``REDKIT_RATELIMIT_DEFAULT``: the app-wide limiter (a ``Ratelimit``/``TieredRatelimit``).
+- ``REDKIT_RATELIMIT_HEADERS_IETF`` / ``REDKIT_RATELIMIT_HEADERS_LEGACY``: header sets.
+- ``REDKIT_RATELIMIT_TRUSTED_PROXIES`` (CIDRs) or ``REDKIT_RATELIMIT_PROXY_HOPS`` (a count),
+  and ``REDKIT_RATELIMIT_PROXY_HEADER`` (``"x-forwarded-for"`` or ``"forwarded"``): whose
+  forwarding header the default key believes. (Or put werkzeug's ``ProxyFix`` in front:
+  ``request.remote_addr`` is then already the client.)
+- ``REDKIT_RATELIMIT_IPV6_PREFIX``: IPv6 clients are grouped by this prefix (64).
+- ``REDKIT_RATELIMIT_EXEMPT``: endpoint names never limited (``["static"]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from flask import Blueprint, Flask, Response, current_app, g, request, session
+
+from redkit.core.errors import InvalidArgumentError
+from redkit.web.clientip import TrustedProxies
+from redkit.web.keys import by_client_ip
+from redkit.web.request import KeyFunc, TierFunc, session_user_id
+from redkit.web.rule import AnyRatelimit, Decision, LimitRule
+
+__all__ = ["FlaskRequest", "Redkit", "RedkitState"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The key in ``app.extensions``.
+EXTENSION = "redkit"
+
+
+class FlaskRequest:
+    """The current Flask request seen as a :class:`~redkit.web.request.RequestInfo`."""
+
+    @property
+    def peer(self) -> str | None:
+        """``request.remote_addr`` (the client's, if ``ProxyFix`` rewrote it)."""
+        return request.remote_addr
+
+    def headers(self, name: str) -> list[str]:
+        """Every value of header ``name``."""
+        return request.headers.getlist(name)
+
+    def user_id(self) -> object | None:
+        """``g.user_id``, else the session's ``user_id``."""
+        user = g.get("user_id")
+        return user if user is not None else session_user_id(session)
+
+    @property
+    def native(self) -> Any:
+        """``flask.request``."""
+        return request._get_current_object()  # type: ignore[attr-defined]
+
+
+@dataclass
+class _Spec:
+    """A per-view limit as declared; made into a rule per app (headers follow its config)."""
+
+    ratelimit: AnyRatelimit
+    options: dict[str, Any]
+
+
+@dataclass
+class RedkitState:
+    """What the extension keeps per app, in ``app.extensions["redkit"]``.
+
+    Attributes:
+        extension: the :class:`Redkit` that set the app up.
+        enabled: whether limits apply (``REDKIT_RATELIMIT_ENABLED``).
+        default: the app-wide limit, if any.
+        ietf: the IETF headers' switch.
+        legacy: the legacy headers' switch.
+        key: the key of limits that name none (the client IP, per the proxy settings).
+        exempt: endpoint names never limited.
+        cache: reserved for the response cache.
+        sessions: reserved for the session interface.
+
+    """
+
+    extension: Redkit
+    enabled: bool
+    default: LimitRule | None
+    ietf: bool
+    legacy: bool
+    key: KeyFunc
+    exempt: frozenset[str]
+    rules: dict[int, LimitRule] = field(default_factory=dict)
+    cache: Any = None
+    sessions: Any = None
+
+
+class Redkit:
+    """redkit in a Flask app: rate limits today; the response cache and sessions to come.
+
+    Args:
+        app: the app, to set it up at once (else call :meth:`init_app`).
+        ratelimit: the app-wide default limiter (``REDKIT_RATELIMIT_DEFAULT`` overrides it);
+            a blocking :class:`~redkit.Ratelimit` or :class:`~redkit.TieredRatelimit`.
+        key: who a request counts against under the default limit (and under view limits
+            that name none); the client IP per the proxy settings by default.
+        tier: for a tiered default limiter, a tier name or a function choosing one.
+        cost: what one request costs under the default limit.
+
+    Views with limits of their own (:meth:`limit`) are not counted by the default limit.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        ratelimit: AnyRatelimit | None = None,
+        key: KeyFunc | None = None,
+        tier: str | TierFunc | None = None,
+        cost: int = 1,
+    ) -> None:
+        self._default = ratelimit
+        self._key = key
+        self._tier = tier
+        self._cost = cost
+        self._view_limits: dict[str, list[_Spec]] = {}
+        self._exempt_views: set[str] = set()
+        self._exempt_blueprints: set[str] = set()
+        if app is not None:
+            self.init_app(app)
+
+    # -- set-up -----------------------------------------------------------------------------
+
+    def init_app(self, app: Flask) -> None:
+        """Read the app's ``REDKIT_*`` settings and register the extension's hooks."""
+        if EXTENSION in app.extensions:
+            raise InvalidArgumentError("redkit is set up on this app already")
+        app.extensions[EXTENSION] = self.init_ratelimit(app)
+        self.init_cache(app)
+        self.init_sessions(app)
+
+    def init_ratelimit(self, app: Flask) -> RedkitState:
+        """Set up rate limiting on ``app``: settings, the default limit, the request hooks."""
+        config = app.config
+        config.setdefault("REDKIT_RATELIMIT_ENABLED", True)
+        config.setdefault("REDKIT_RATELIMIT_DEFAULT", self._default)
+        config.setdefault("REDKIT_RATELIMIT_HEADERS_IETF", True)
+        config.setdefault("REDKIT_RATELIMIT_HEADERS_LEGACY", True)
+        config.setdefault("REDKIT_RATELIMIT_TRUSTED_PROXIES", ())
+        config.setdefault("REDKIT_RATELIMIT_PROXY_HOPS", 0)
+        config.setdefault("REDKIT_RATELIMIT_PROXY_HEADER", "x-forwarded-for")
+        config.setdefault("REDKIT_RATELIMIT_IPV6_PREFIX", 64)
+        config.setdefault("REDKIT_RATELIMIT_EXEMPT", ["static"])
+        networks = config["REDKIT_RATELIMIT_TRUSTED_PROXIES"]
+        hops = config["REDKIT_RATELIMIT_PROXY_HOPS"]
+        proxies = (
+            TrustedProxies(networks, hops=hops, header=config["REDKIT_RATELIMIT_PROXY_HEADER"])
+            if networks or hops
+            else None
+        )
+        key = self._key or by_client_ip(proxies, ipv6_prefix=config["REDKIT_RATELIMIT_IPV6_PREFIX"])
+        ietf = bool(config["REDKIT_RATELIMIT_HEADERS_IETF"])
+        legacy = bool(config["REDKIT_RATELIMIT_HEADERS_LEGACY"])
+        default = config["REDKIT_RATELIMIT_DEFAULT"]
+        rule = None
+        if default is not None:
+            options = {"key": key, "tier": self._tier, "cost": self._cost}
+            rule = self._rule(default, {**options, "ietf": ietf, "legacy": legacy})
+        app.before_request(self._before_request)
+        app.after_request(self._after_request)
+        return RedkitState(
+            extension=self,
+            enabled=bool(config["REDKIT_RATELIMIT_ENABLED"]),
+            default=rule,
+            ietf=ietf,
+            legacy=legacy,
+            key=key,
+            exempt=frozenset(config["REDKIT_RATELIMIT_EXEMPT"]),
+        )
+
+    def init_cache(self, app: Flask) -> None:
+        """Hook for the response cache (``REDKIT_CACHE_*``); reserved, does nothing yet."""
+
+    def init_sessions(self, app: Flask) -> None:
+        """Hook for the session interface (``REDKIT_SESSION_*``); reserved, does nothing yet."""
+
+    @staticmethod
+    def _rule(ratelimit: AnyRatelimit, options: dict[str, Any]) -> LimitRule:
+        rule = LimitRule(ratelimit, **options)
+        if rule.is_async:
+            raise InvalidArgumentError(
+                "Flask needs a blocking Ratelimit or TieredRatelimit, not an asyncio one"
+            )
+        return rule
+
+    # -- decorators -------------------------------------------------------------------------
+
+    def limit(
+        self,
+        ratelimit: AnyRatelimit,
+        *,
+        key: KeyFunc | None = None,
+        tier: str | TierFunc | None = None,
+        cost: int = 1,
+        scope: str | None = None,
+        ietf: bool | None = None,
+        legacy: bool | None = None,
+        policy_name: str = "default",
+    ) -> Callable[[F], F]:
+        """Give a view a limit of its own, instead of the default: ``@ext.limit(limiter)``.
+
+        Place it under ``@app.route`` (either order works). Stacked, every limit applies,
+        in order, each charged on its own (for all-or-none, give one ``Ratelimit`` a list of
+        limits). ``ietf`` / ``legacy`` default to the app's settings and ``key`` to its
+        default key; the other arguments are those of :class:`~redkit.web.rule.LimitRule`.
+        """
+        options: dict[str, Any] = {
+            "key": key, "tier": tier, "cost": cost, "scope": scope, "ietf": ietf,
+            "legacy": legacy, "policy_name": policy_name,
+        }  # fmt: skip
+        spec = _Spec(ratelimit, options)
+        # Checked now, so a mistake shows at import rather than at the first request.
+        self._rule(ratelimit, {**options, "ietf": True, "legacy": True})
+
+        def decorate(view: F) -> F:
+            # Prepended: decorators apply bottom-up, and the top one should be checked first.
+            self._view_limits.setdefault(_view_name(view), []).insert(0, spec)
+            return view
+
+        return decorate
+
+    def exempt(self, target: F | Blueprint) -> F | Blueprint:
+        """Never limit this view, or any view of this blueprint: ``@ext.exempt``."""
+        if isinstance(target, Blueprint):
+            self._exempt_blueprints.add(target.name)
+        else:
+            self._exempt_views.add(_view_name(target))
+        return target
+
+    # -- the request hooks ------------------------------------------------------------------
+
+    def _rules_for_request(self, state: RedkitState) -> list[LimitRule]:
+        if not state.enabled or request.endpoint in state.exempt:
+            return []
+        if request.blueprint is not None and any(
+            part in self._exempt_blueprints for part in _blueprint_chain(request.blueprint)
+        ):
+            return []
+        view = current_app.view_functions.get(request.endpoint or "")
+        if view is None:
+            return [state.default] if state.default is not None else []
+        name = _view_name(view)
+        if name in self._exempt_views:
+            return []
+        specs = self._view_limits.get(name)
+        if not specs:
+            return [state.default] if state.default is not None else []
+        rules = []
+        for spec in specs:
+            rule = state.rules.get(id(spec))
+            if rule is None:
+                # What the view left open follows the app's settings.
+                options = dict(spec.options)
+                for name, value in (
+                    ("ietf", state.ietf),
+                    ("legacy", state.legacy),
+                    ("key", state.key),
+                ):
+                    if options[name] is None:
+                        options[name] = value
+                rule = state.rules[id(spec)] = self._rule(spec.ratelimit, options)
+            rules.append(rule)
+        return rules
+
+    def _before_request(self) -> Response | None:
+        state: RedkitState = current_app.extensions[EXTENSION]
+        decisions: list[Decision] = []
+        g._redkit_ratelimit = decisions
+        info = FlaskRequest()
+        for rule in self._rules_for_request(state):
+            decision = rule.check_sync(info)
+            if decision is None:
+                continue
+            decisions.append(decision)
+            if not decision.allowed:
+                return Response(decision.body(), status=429, mimetype="application/json")
+        return None
+
+    def _after_request(self, response: Response) -> Response:
+        decisions: list[Decision] = g.get("_redkit_ratelimit") or []
+        if decisions:
+            # The refusal, else the limit with the least left, is the one worth telling.
+            shown = next(
+                (d for d in decisions if not d.allowed),
+                min(decisions, key=lambda d: d.result.remaining),
+            )
+            for name, value in shown.headers:
+                response.headers[name] = value
+        return response
+
+
+def _view_name(view: Callable[..., Any]) -> str:
+    return f"{view.__module__}.{view.__qualname__}"
+
+
+def _blueprint_chain(name: str) -> list[str]:
+    """``"a.b.c"`` -> ``["a", "a.b", "a.b.c"]``: a nested blueprint's parents are exempt too."""
+    parts = name.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]

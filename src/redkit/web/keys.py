@@ -1,0 +1,157 @@
+"""Key functions (who a request counts against) and tier resolvers (which plan applies).
+
+Each ``by_*`` function returns a :data:`~redkit.web.request.KeyFunc`. Identifiers carry their
+kind (``ip:``, ``user:``, ``apikey:``) so an IP and a user id never share a bucket. Raw API
+keys never reach Redis: the identifier holds a SHA-256 digest of the key.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from redkit.core.errors import InvalidArgumentError
+from redkit.core.keys import digest
+from redkit.web.clientip import TrustedProxies, group_address, resolve_client_ip
+from redkit.web.request import KeyFunc, RequestInfo, TierFunc
+
+__all__ = [
+    "API_KEY_HEADER",
+    "by_api_key",
+    "by_client_ip",
+    "by_user",
+    "hash_api_key",
+    "tier_by_api_key",
+]
+
+#: The header API keys come in unless told otherwise.
+API_KEY_HEADER = "X-API-Key"
+
+
+def by_client_ip(
+    proxies: TrustedProxies | None = None, *, ipv6_prefix: int = 64, ipv4_prefix: int = 32
+) -> Callable[[RequestInfo], str]:
+    """Count requests per client address: ``ip:<address>``, or ``ip:<network>`` for IPv6.
+
+    Args:
+        proxies: the proxies whose forwarding header may be believed; without them only the
+            socket peer counts (see :mod:`redkit.web.clientip`).
+        ipv6_prefix: IPv6 clients are grouped by this prefix (a /64 is one subscriber).
+        ipv4_prefix: IPv4 clients are grouped by this prefix (32: one address each).
+
+    A request without an IP peer (a unix socket) counts as ``ip:unknown``.
+    """
+    _check_prefix(ipv6_prefix, 128, "ipv6_prefix")
+    _check_prefix(ipv4_prefix, 32, "ipv4_prefix")
+    header = proxies.header if proxies is not None else ""
+
+    def key(request: RequestInfo) -> str:
+        values = request.headers(header) if header else []
+        address = resolve_client_ip(request.peer, values, proxies)
+        if address is None:
+            return "ip:unknown"
+        return "ip:" + group_address(address, ipv6_prefix=ipv6_prefix, ipv4_prefix=ipv4_prefix)
+
+    return key
+
+
+def _check_prefix(value: int, top: int, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+        raise InvalidArgumentError(f"{name} must be an int from 0 to {top}, got {value!r}")
+
+
+def by_user(
+    get_user: Callable[[Any], object | None] | None = None,
+    *,
+    fallback: KeyFunc | None = None,
+    anonymous: bool = True,
+) -> KeyFunc:
+    """Count requests per signed-in user: ``user:<id>``.
+
+    Args:
+        get_user: called with the framework's request (Starlette ``Request``,
+            ``flask.Request``); returns the user id or ``None``. By default the framework's
+            usual places are read (see :meth:`RequestInfo.user_id`).
+        fallback: the key of anonymous requests; by default their client IP
+            (:func:`by_client_ip`, socket peer only).
+        anonymous: ``False`` leaves anonymous requests unlimited instead of using
+            ``fallback``.
+
+    """
+    other = fallback if fallback is not None else by_client_ip()
+
+    def key(request: RequestInfo) -> str | Awaitable[str | None] | None:
+        user = get_user(request.native) if get_user is not None else request.user_id()
+        if user is not None and user != "":
+            return f"user:{user}"
+        return other(request) if anonymous else None
+
+    return key
+
+
+def hash_api_key(raw: str) -> str:
+    """The part of an identifier that stands for an API key: 128 bits of its SHA-256."""
+    return digest(raw)
+
+
+def by_api_key(header: str = API_KEY_HEADER, *, fallback: KeyFunc | None = None) -> KeyFunc:
+    """Count requests per API key: ``apikey:<sha-256 digest of the key>``.
+
+    Args:
+        header: the header the key comes in.
+        fallback: the key of requests without an API key; by default their client IP. Pass
+            a function returning ``None`` to leave them unlimited.
+
+    """
+    other = fallback if fallback is not None else by_client_ip()
+
+    def key(request: RequestInfo) -> str | Awaitable[str | None] | None:
+        raw = _first(request.headers(header))
+        if raw is None:
+            return other(request)
+        return "apikey:" + hash_api_key(raw)
+
+    return key
+
+
+def _first(values: list[str]) -> str | None:
+    for value in values:
+        value = value.strip()
+        if value:
+            return value
+    return None
+
+
+def tier_by_api_key(
+    tiers: Mapping[str, str] | Callable[[str], str | Awaitable[str | None] | None],
+    *,
+    default: str,
+    header: str = API_KEY_HEADER,
+) -> TierFunc:
+    """Pick a :class:`~redkit.TieredRatelimit` tier from the request's API key.
+
+    Args:
+        tiers: API keys mapped to tier names, or a function of the raw key returning the
+            tier name or ``None`` (a database lookup; a coroutine function under ASGI).
+        default: the tier of requests without a key, or with a key ``tiers`` does not know.
+        header: the header the key comes in.
+
+    """
+    lookup = tiers.get if isinstance(tiers, Mapping) else tiers
+
+    def tier(request: RequestInfo) -> str | Awaitable[str]:
+        raw = _first(request.headers(header))
+        if raw is None:
+            return default
+        found = lookup(raw)
+        if inspect.isawaitable(found):
+            return _or_default(found, default)
+        return found if found is not None else default
+
+    return tier
+
+
+async def _or_default(found: Awaitable[str | None], default: str) -> str:
+    name = await found
+    return name if name is not None else default

@@ -1,0 +1,154 @@
+"""Rate limits for Starlette (and any ASGI app): a pure ASGI middleware.
+
+``RateLimitMiddleware`` decides each HTTP request before the app sees it. An admitted request
+goes on, and its rate-limit headers are added as the response starts; a refused one gets the
+429 from the middleware itself, and the app is never called. Other scopes (lifespan,
+websocket) pass through untouched.
+
+It is a plain ASGI class, not ``BaseHTTPMiddleware``: no task group or stream per request,
+and context variables propagate as usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from redkit.web.request import KeyFunc, RequestInfo, TierFunc, session_user_id
+from redkit.web.rule import AnyRatelimit, Decision, LimitRule
+
+__all__ = ["RateLimitMiddleware", "ScopeRequest", "send_too_many_requests"]
+
+
+class ScopeRequest:
+    """An ASGI HTTP scope seen as a :class:`~redkit.web.request.RequestInfo`.
+
+    Args:
+        scope: the ASGI scope.
+        request: the Starlette request, when one exists already (a FastAPI dependency).
+
+    """
+
+    def __init__(self, scope: Scope, request: Request | None = None) -> None:
+        self.scope = scope
+        self._request = request
+
+    @property
+    def peer(self) -> str | None:
+        """``scope["client"][0]``; ``None`` for a unix socket or a test transport."""
+        client = self.scope.get("client")
+        return str(client[0]) if client else None
+
+    def headers(self, name: str) -> list[str]:
+        """Every value of header ``name``, decoded as latin-1 (as HTTP/1.1 carries them)."""
+        wanted = name.lower().encode("latin-1")
+        return [v.decode("latin-1") for k, v in self.scope.get("headers", ()) if k == wanted]
+
+    def user_id(self) -> object | None:
+        """``request.state.user_id``, an authenticated ``scope["user"]``, or the session's."""
+        state = self.scope.get("state")
+        user: object | None = state.get("user_id") if isinstance(state, dict) else None
+        if user is None:
+            auth = self.scope.get("user")
+            if auth is not None and getattr(auth, "is_authenticated", False):
+                user = getattr(auth, "identity", None) or None
+        if user is None:
+            user = session_user_id(self.scope.get("session"))
+        return user
+
+    @property
+    def native(self) -> Request:
+        """A Starlette ``Request`` on the scope."""
+        if self._request is None:
+            self._request = Request(self.scope)
+        return self._request
+
+
+async def send_too_many_requests(send: Send, decision: Decision) -> None:
+    """Send the 429 of a refused ``decision``: the JSON body, Retry-After, the headers."""
+    body = decision.body()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in decision.headers),
+    ]
+    await send({"type": "http.response.start", "status": 429, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RateLimitMiddleware:
+    """An app-wide rate limit, as pure ASGI middleware.
+
+    ``app.add_middleware(RateLimitMiddleware, ratelimit=limiter, key=by_client_ip())`` or
+    ``Middleware(RateLimitMiddleware, ratelimit=limiter)``.
+
+    Args:
+        app: the ASGI app.
+        ratelimit: any redkit limiter; a blocking one runs in the threadpool.
+        key: who a request counts against (default: client IP, socket peer).
+        tier: for a tiered limiter, a tier name or a function choosing one.
+        cost: what one request costs.
+        scope: a namespace in front of each identifier.
+        ietf: send ``RateLimit-Policy`` / ``RateLimit``.
+        legacy: send ``X-RateLimit-*``.
+        policy_name: the IETF headers' name for this limit.
+        exempt: paths (exact) that are never limited, e.g. ``{"/health"}``.
+        skip: a predicate on the request; true exempts it.
+
+    Headers the app sets itself (a route's own, narrower limit) are left as they are.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        ratelimit: AnyRatelimit,
+        *,
+        key: KeyFunc | None = None,
+        tier: str | TierFunc | None = None,
+        cost: int = 1,
+        scope: str | None = None,
+        ietf: bool = True,
+        legacy: bool = True,
+        policy_name: str = "default",
+        exempt: Collection[str] = (),
+        skip: Callable[[RequestInfo], bool] | None = None,
+    ) -> None:
+        self.app = app
+        self.rule = LimitRule(
+            ratelimit, key=key, tier=tier, cost=cost, scope=scope, ietf=ietf, legacy=legacy,
+            policy_name=policy_name,
+        )  # fmt: skip
+        self.exempt = frozenset(exempt)
+        self.skip = skip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Decide an HTTP request, then answer 429 or call the app with headers added."""
+        if scope["type"] != "http" or scope.get("path") in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        request = ScopeRequest(scope)
+        if self.skip is not None and self.skip(request):
+            await self.app(scope, receive, send)
+            return
+        decision = await self.rule.check_async(request, run_in_threadpool)
+        if decision is None:
+            await self.app(scope, receive, send)
+        elif not decision.allowed:
+            await send_too_many_requests(send, decision)
+        else:
+            await self.app(scope, receive, _adding_headers(send, decision.headers))
+
+
+def _adding_headers(send: Send, extra: list[tuple[str, str]]) -> Send:
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = MutableHeaders(scope=message)
+            for name, value in extra:
+                headers.setdefault(name, value)
+        await send(message)
+
+    return send_with_headers
