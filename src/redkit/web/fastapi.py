@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from redkit.web._inject import inject
 from redkit.web.request import KeyFunc, TierFunc
 from redkit.web.rule import AnyRatelimit, Decision, LimitRule
 from redkit.web.starlette import ScopeRequest
@@ -35,9 +36,6 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-_REQUEST = "redkit_request__"
-_RESPONSE = "redkit_response__"
 
 
 class RateLimitExceeded(HTTPException):
@@ -167,16 +165,12 @@ def rate_limit(
     )  # fmt: skip
 
     def decorate(func: F) -> F:
-        # Stacked decorators share one injected request; the innermost takes it out.
-        stacked = _REQUEST in inspect.signature(func).parameters
-        signature = inspect.signature(func) if stacked else _injected_signature(func)
+        injection = inject(func)
         is_async = inspect.iscoroutinefunction(func)
 
         @functools.wraps(func)
         async def endpoint(*args: Any, **kwargs: Any) -> Any:
-            take = kwargs.get if stacked else kwargs.pop
-            request = typing.cast(Request, take(_REQUEST))
-            response = typing.cast(Response, take(_RESPONSE))
+            request, response = injection.take(args, kwargs)
             decision = await rule.check_async(
                 ScopeRequest(request.scope, request), run_in_threadpool
             )
@@ -189,40 +183,14 @@ def rate_limit(
             if isinstance(result, Response):
                 if decision is not None and result.status_code != 429:  # not an inner refusal's
                     _set_headers(result, decision)
-            elif decision is not None:
+            elif decision is not None and response is not None:
                 _set_headers(response, decision)
             return result
 
         # FastAPI reads __signature__; without __wrapped__ nothing looks past it to the
         # original (whose signature lacks the injected parameters).
         del endpoint.__wrapped__
-        endpoint.__signature__ = signature  # type: ignore[attr-defined]
+        endpoint.__signature__ = injection.signature  # type: ignore[attr-defined]
         return typing.cast(F, endpoint)
 
     return decorate
-
-
-def _injected_signature(func: Callable[..., Any]) -> inspect.Signature:
-    """``func``'s signature with resolved annotations and the hidden request and response."""
-    signature = inspect.signature(func)
-    # Resolve string annotations (``from __future__ import annotations``) here, in the
-    # function's own module: FastAPI would look them up in this module's globals.
-    try:
-        hints = typing.get_type_hints(func, include_extras=True)
-    except NameError:  # a name imported only for type checkers: keep the text
-        hints = {}
-    params = [
-        p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()
-    ]
-    injected = [
-        inspect.Parameter(_REQUEST, inspect.Parameter.KEYWORD_ONLY, annotation=Request),
-        inspect.Parameter(_RESPONSE, inspect.Parameter.KEYWORD_ONLY, annotation=Response),
-    ]
-    # Keyword-only parameters must come before a **kwargs, if there is one.
-    at = next(
-        (i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD), len(params)
-    )
-    params[at:at] = injected
-    return signature.replace(
-        parameters=params, return_annotation=hints.get("return", signature.return_annotation)
-    )

@@ -1,0 +1,130 @@
+"""Response caching for FastAPI and Starlette endpoints: ``@cache_response(cache, ttl=...)``.
+
+Put it under the route decorator. The endpoint needs no ``request`` parameter under FastAPI
+(one is injected, as :func:`redkit.web.fastapi.rate_limit` does); a Starlette endpoint gets its
+request as usual. What the endpoint returns becomes the cached body: a ``Response`` as it is
+(its ``body``: streaming responses are not cached), anything else as FastAPI's JSON encoding of
+it. See :mod:`redkit.web.response_cache` for the rules (keys, what is stored, ETags, 304s).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse, Response
+
+from redkit.cache import AsyncCache
+from redkit.core.durations import Duration
+from redkit.web._inject import inject
+from redkit.web.response_cache import CachedResponse, ResponseCachePolicy, Uncacheable
+
+__all__ = ["cache_response", "invalidate_response"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _as_response(result: Any) -> Response:
+    if isinstance(result, Response):
+        return result
+    try:
+        from fastapi.encoders import jsonable_encoder
+    except ImportError:  # plain Starlette: the value must be JSON already
+        return JSONResponse(result)
+    return JSONResponse(jsonable_encoder(result))
+
+
+def cache_response(
+    cache: AsyncCache,
+    ttl: Duration,
+    *,
+    vary: Sequence[str] = (),
+    tags: Iterable[str] = (),
+    prefix: str = "response",
+) -> Callable[[F], F]:
+    """Cache a GET/HEAD endpoint's responses in ``cache`` for ``ttl``.
+
+    Args:
+        cache: the :class:`~redkit.AsyncCache` that stores the responses; its stampede
+            protection applies (one endpoint call per key at a time, the lease across
+            processes).
+        ttl: how long a response is served from the cache (also its ``max-age``).
+        vary: request headers whose values are part of the key.
+        tags: tags on every entry: ``await cache.invalidate_tags(*tags)`` drops them all.
+        prefix: the start of the keys (after the cache's namespace).
+
+    The wrapper has ``.invalidate(path, query="")``: drop the cached response of one URL.
+    """
+    policy = ResponseCachePolicy(ttl, vary=vary, tags=tags, prefix=prefix)
+
+    def decorate(func: F) -> F:
+        injection = inject(func)
+        is_async = inspect.iscoroutinefunction(func)
+
+        async def call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            if is_async:
+                return await func(*args, **kwargs)
+            return await run_in_threadpool(func, *args, **kwargs)
+
+        @functools.wraps(func)
+        async def endpoint(*args: Any, **kwargs: Any) -> Any:
+            request, _response = injection.take(args, kwargs)
+            if not policy.applies(request.method):
+                return await call(args, kwargs)
+            read, write = policy.request_directives(request.headers.get("cache-control"))
+            key = policy.key(request.url.path, request.url.query, request.headers)
+            called = False
+
+            async def load() -> dict[str, Any]:
+                nonlocal called
+                called = True
+                response = _as_response(await call(args, kwargs))
+                entry = policy.capture(response.status_code, response.headers.items(),
+                                       bytes(response.body))  # fmt: skip
+                if entry is None:
+                    raise Uncacheable(response)
+                return entry.to_json()
+
+            try:
+                if read:
+                    stored = await cache.get_or_set(
+                        key, load, policy.ttl_ms / 1000, tags=policy.tags
+                    )
+                else:
+                    stored = await load()
+                    if write:
+                        await cache.set(key, stored, policy.ttl_ms / 1000, tags=policy.tags)
+            except Uncacheable as passed:
+                return passed.response
+            entry = CachedResponse.from_json(stored)
+            if entry is None:  # a foreign value under the key: answer without the cache
+                return _as_response(await call(args, kwargs))
+            answer = policy.answer(
+                entry, hit=not called, if_none_match=request.headers.get("if-none-match")
+            )
+            return Response(answer.body, status_code=answer.status, headers=dict(answer.headers))
+
+        async def invalidate(
+            path: str, query: str = "", headers: dict[str, str] | None = None
+        ) -> int:
+            """Drop the cached response of ``path`` with ``query`` (and the ``vary`` headers)."""
+            return await cache.delete(policy.key(path, query, headers or {}))
+
+        endpoint.invalidate = invalidate  # type: ignore[attr-defined]
+        # FastAPI reads __signature__; __wrapped__ would lead it back to the original.
+        del endpoint.__wrapped__
+        endpoint.__signature__ = injection.signature  # type: ignore[attr-defined]
+        return typing.cast(F, endpoint)
+
+    return decorate
+
+
+async def invalidate_response(
+    cache: AsyncCache, path: str, query: str = "", *, prefix: str = "response"
+) -> int:
+    """Drop the cached response of one URL (for endpoints cached without ``vary``)."""
+    return await cache.delete(ResponseCachePolicy(1, prefix=prefix).key(path, query, {}))

@@ -1,0 +1,88 @@
+"""Response caching for Flask views: ``@cache_response(cache, ttl=...)``.
+
+Put it under ``@app.get(...)`` (or ``@app.route``). What the view returns goes through Flask's
+``make_response`` and its bytes become the cached body (streamed responses are not cached).
+See :mod:`redkit.web.response_cache` for the rules (keys, what is stored, ETags, 304s).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar, cast
+
+from flask import Response, make_response, request
+
+from redkit.cache import Cache
+from redkit.core.durations import Duration
+from redkit.web.response_cache import CachedResponse, ResponseCachePolicy, Uncacheable
+
+__all__ = ["cache_response"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def cache_response(
+    cache: Cache,
+    ttl: Duration,
+    *,
+    vary: Sequence[str] = (),
+    tags: Iterable[str] = (),
+    prefix: str = "response",
+) -> Callable[[F], F]:
+    """Cache a GET/HEAD view's responses in ``cache`` for ``ttl``.
+
+    The arguments of :func:`redkit.web.fastapi_cache.cache_response`, with a blocking
+    :class:`~redkit.Cache`. The wrapper has ``.invalidate(path, query="")``.
+    """
+    policy = ResponseCachePolicy(ttl, vary=vary, tags=tags, prefix=prefix)
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not policy.applies(request.method):
+                return view(*args, **kwargs)
+            read, write = policy.request_directives(request.headers.get("Cache-Control"))
+            query = request.query_string.decode("latin-1")
+            headers = {name.lower(): value for name, value in request.headers.items()}
+            key = policy.key(request.path, query, headers)
+            called = False
+
+            def load() -> dict[str, Any]:
+                nonlocal called
+                called = True
+                response = make_response(view(*args, **kwargs))
+                if response.is_streamed:
+                    raise Uncacheable(response)
+                entry = policy.capture(
+                    response.status_code, response.headers.items(), response.get_data()
+                )
+                if entry is None:
+                    raise Uncacheable(response)
+                return entry.to_json()
+
+            try:
+                if read:
+                    stored = cache.get_or_set(key, load, policy.ttl_ms / 1000, tags=policy.tags)
+                else:
+                    stored = load()
+                    if write:
+                        cache.set(key, stored, policy.ttl_ms / 1000, tags=policy.tags)
+            except Uncacheable as passed:
+                return passed.response
+            entry = CachedResponse.from_json(stored)
+            if entry is None:  # a foreign value under the key: answer without the cache
+                return view(*args, **kwargs)
+            answer = policy.answer(
+                entry, hit=not called, if_none_match=request.headers.get("If-None-Match")
+            )
+            return Response(answer.body, status=answer.status, headers=answer.headers)
+
+        def invalidate(path: str, query: str = "", headers: dict[str, str] | None = None) -> int:
+            """Drop the cached response of ``path`` with ``query`` (and the ``vary`` headers)."""
+            return cache.delete(policy.key(path, query, headers or {}))
+
+        wrapper.invalidate = invalidate  # type: ignore[attr-defined]
+        return cast(F, wrapper)
+
+    return decorate

@@ -1,0 +1,190 @@
+"""Response caching without a framework: keys, what may be stored, ETags and 304s.
+
+The Starlette/FastAPI and Flask adapters ask this module three things: the cache key of a
+request, whether a response may be stored, and the status, headers and body to answer with
+(from the cache or not). Entries go through a :class:`redkit.Cache` / :class:`redkit.AsyncCache`
+and its ``get_or_set``, so concurrent misses of one URL are one call of the endpoint (single
+flight, and the lease across processes).
+
+Rules:
+
+- Only ``GET`` and ``HEAD`` are cached (a ``HEAD`` is answered from the ``GET`` entry, and the
+  server leaves the body out).
+- The key is the path and a stable hash of the query parameters (order does not matter:
+  ``?a=1&b=2`` is ``?b=2&a=1``), plus the values of the request headers named in ``vary``.
+- Only a ``200`` without ``Set-Cookie`` and without ``Cache-Control: private`` or ``no-store``
+  is stored: a response meant for one visitor is never served to another.
+- A request's ``Cache-Control: no-cache`` skips the cached copy (the fresh response replaces
+  it); ``no-store`` neither reads nor writes the cache.
+- Every answer carries a strong ``ETag`` (a digest of the body), ``Cache-Control: max-age`` (the
+  time the entry has left) and ``X-Cache: HIT`` or ``MISS``; a matching ``If-None-Match`` gets
+  ``304 Not Modified`` without a body.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from redkit.core.durations import Duration, duration_ms
+from redkit.core.errors import InvalidArgumentError
+from redkit.core.keys import stable_hash as hash_query
+
+__all__ = ["Answer", "CachedResponse", "ResponseCachePolicy", "Uncacheable"]
+
+#: Response headers kept with a cached body; others (Date, Set-Cookie, ...) are not replayed.
+_KEPT_HEADERS = frozenset({"content-type", "content-language", "content-encoding", "vary"})
+
+
+@dataclass(frozen=True)
+class CachedResponse:
+    """A stored response: what is replayed on a hit."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    etag: str
+    stored_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as JSON values (the cache stores JSON)."""
+        return {
+            "status": self.status,
+            "headers": [list(pair) for pair in self.headers],
+            "body": base64.b64encode(self.body).decode("ascii"),
+            "etag": self.etag,
+            "stored_at": self.stored_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> CachedResponse | None:
+        """The entry from :meth:`to_json`; ``None`` for anything else (a foreign value)."""
+        try:
+            return cls(
+                status=int(data["status"]),
+                headers=tuple((str(k), str(v)) for k, v in data["headers"]),
+                body=base64.b64decode(data["body"], validate=True),
+                etag=str(data["etag"]),
+                stored_at=float(data["stored_at"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+class Uncacheable(Exception):
+    """Raised inside the cache's loader to hand back a response that must not be stored."""
+
+    def __init__(self, response: Any) -> None:
+        super().__init__("response not cacheable")
+        self.response = response
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The status, headers and body to send (the body is empty for a 304)."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def _directives(value: str | None) -> set[str]:
+    if not value:
+        return set()
+    return {part.strip().split("=", 1)[0].lower() for part in value.split(",") if part.strip()}
+
+
+def _etag_matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    # Weak comparison, as RFC 9110 asks for If-None-Match: W/"x" matches "x".
+    wanted = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == wanted for tag in if_none_match.split(","))
+
+
+class ResponseCachePolicy:
+    """How one cached endpoint keys, stores and answers.
+
+    Args:
+        ttl: how long a response is served from the cache.
+        vary: request headers whose values are part of the key (``"Accept-Language"``).
+        tags: tags stamped on every entry (invalidate them all with
+            ``cache.invalidate_tags(...)``).
+        prefix: the start of every key (the cache's namespace comes before it).
+
+    """
+
+    def __init__(
+        self,
+        ttl: Duration,
+        *,
+        vary: Sequence[str] = (),
+        tags: Iterable[str] = (),
+        prefix: str = "response",
+    ) -> None:
+        self.ttl_ms = duration_ms(ttl, name="ttl")
+        if isinstance(vary, str):
+            raise InvalidArgumentError("vary must be a list of header names, not one string")
+        self.vary = tuple(name.lower() for name in vary)
+        self.tags = list(tags)
+        self.prefix = prefix
+
+    def key(self, path: str, query_string: str, headers: Mapping[str, str]) -> str:
+        """The cache key of a request: path, hashed query, and the ``vary`` headers."""
+        params = sorted(parse_qsl(query_string, keep_blank_values=True))
+        parts: dict[str, Any] = {"q": params}
+        if self.vary:
+            parts["h"] = [headers.get(name, "") for name in self.vary]
+        return f"{self.prefix}:{path}?{hash_query(parts)}"
+
+    @staticmethod
+    def applies(method: str) -> bool:
+        """Whether requests of ``method`` are cached at all."""
+        return method.upper() in ("GET", "HEAD")
+
+    @staticmethod
+    def request_directives(cache_control: str | None) -> tuple[bool, bool]:
+        """``(read, write)``: may this request be served from, and stored into, the cache."""
+        directives = _directives(cache_control)
+        if "no-store" in directives:
+            return False, False
+        return "no-cache" not in directives, True
+
+    def capture(
+        self, status: int, headers: Iterable[tuple[str, str]], body: bytes
+    ) -> CachedResponse | None:
+        """The entry to store for this response, or ``None`` when it must not be stored."""
+        pairs = [(name.lower(), value) for name, value in headers]
+        if status != 200 or any(name == "set-cookie" for name, _ in pairs):
+            return None
+        control = _directives(", ".join(v for name, v in pairs if name == "cache-control"))
+        if control & {"private", "no-store", "no-cache"}:
+            return None
+        kept = tuple((name, value) for name, value in pairs if name in _KEPT_HEADERS)
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        return CachedResponse(status, kept, body, etag, time.time())
+
+    def answer(self, entry: CachedResponse, *, hit: bool, if_none_match: str | None) -> Answer:
+        """What to send for ``entry``: a 304 when the client's ETag matches.
+
+        A ``HEAD`` gets the ``GET`` answer: the server leaves the body out.
+        """
+        left_s = max(0, math.ceil(self.ttl_ms / 1000 - (time.time() - entry.stored_at)))
+        headers = [
+            *entry.headers,
+            ("etag", entry.etag),
+            ("cache-control", f"max-age={left_s}"),
+            ("x-cache", "HIT" if hit else "MISS"),
+        ]
+        if _etag_matches(if_none_match, entry.etag):
+            kept = [(k, v) for k, v in headers if k not in ("content-type", "content-encoding")]
+            return Answer(304, kept, b"")
+        return Answer(entry.status, headers, entry.body)
