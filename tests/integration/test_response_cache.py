@@ -305,3 +305,47 @@ def test_stacked_with_a_rate_limit_and_the_endpoints_own_request(conn: Connectio
         replies[3].headers["retry-after"])}  # fmt: skip
     parameters = schema["paths"]["/stacked"]["get"]["parameters"]
     assert [p["name"] for p in parameters] == ["n"]  # nothing injected shows in the API
+
+
+def test_the_flask_extension_brings_limits_response_cache_and_sessions(conn: Connection) -> None:
+    import warnings
+
+    from redkit import FixedWindow, Ratelimit, SessionStore
+    from redkit.web.flask import Redkit
+
+    counter = Counter()
+    app = flask.Flask(__name__)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the plain-HTTP cookie warning, asserted elsewhere
+        ext = Redkit(
+            app,
+            ratelimit=Ratelimit(conn, FixedWindow(100, "1 m"), prefix="ext-default"),
+            cache=Cache(conn, namespace="ext", timeout=5),
+            sessions=SessionStore(conn, prefix="ext-session"),
+            session_options={"secure": False},
+        )
+
+    @app.get("/catalog")
+    @ext.limit(Ratelimit(conn, FixedWindow(3, "1 m"), prefix="ext-catalog"))
+    @ext.cache_response(ttl="1 m")
+    def catalog() -> Any:
+        return {"call": counter.bump()}
+
+    @app.post("/login")
+    def login() -> Any:
+        flask.session.regenerate(user_id="ada")  # type: ignore[attr-defined]
+        flask.session["theme"] = "dark"
+        return {"ok": True}
+
+    @app.get("/me")
+    def me() -> Any:
+        return {"user": flask.session.user_id, "theme": flask.session.get("theme")}  # type: ignore[attr-defined]
+
+    with serve_wsgi(app) as url, httpx.Client(base_url=url) as client:
+        replies = [client.get("/catalog") for _ in range(4)]
+        assert client.post("/login").status_code == 200
+        assert client.get("/me").json() == {"user": "ada", "theme": "dark"}
+    assert [r.status_code for r in replies] == [200, 200, 200, 429]
+    assert [r.headers.get("x-cache") for r in replies[:3]] == ["MISS", "HIT", "HIT"]
+    assert replies[0].headers["x-ratelimit-limit"] == "3"
+    assert counter.calls == 1

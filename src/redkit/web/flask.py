@@ -1,9 +1,9 @@
 """The Flask extension: ``ext = Redkit(); ext.init_app(app)``.
 
-Today it brings rate limits: an app-wide default limit, per-view limits (``@ext.limit``),
-exempt views and blueprints (``@ext.exempt``), the same 429 body and headers as the ASGI side.
-The response cache and the session interface will join it; :meth:`Redkit.init_cache` and
-:meth:`Redkit.init_sessions` are where they plug in.
+It brings rate limits (an app-wide default limit, per-view limits with ``@ext.limit``, exempt
+views and blueprints with ``@ext.exempt``, the same 429 body and headers as the ASGI side),
+response caching (``@ext.cache_response(ttl=...)`` on the app's :class:`~redkit.Cache`) and
+server-side sessions (the app's ``flask.session`` kept in a :class:`~redkit.SessionStore`).
 
 Settings (``app.config``, prefix ``REDKIT_``; an argument of the extension is the default):
 
@@ -16,18 +16,26 @@ Settings (``app.config``, prefix ``REDKIT_``; an argument of the extension is th
   ``request.remote_addr`` is then already the client.)
 - ``REDKIT_RATELIMIT_IPV6_PREFIX``: IPv6 clients are grouped by this prefix (64).
 - ``REDKIT_RATELIMIT_EXEMPT``: endpoint names never limited (``["static"]``).
+- ``REDKIT_CACHE``: the :class:`~redkit.Cache` that ``@ext.cache_response`` stores in.
+- ``REDKIT_SESSION_STORE``: a :class:`~redkit.SessionStore`: ``flask.session`` lives there
+  (see :mod:`redkit.sessions.flask`); ``REDKIT_SESSION_OPTIONS``: its cookie options.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, g, request, session
 
+from redkit.cache import Cache
+from redkit.core.durations import Duration
 from redkit.core.errors import InvalidArgumentError
+from redkit.sessions import SessionStore
+from redkit.sessions.flask import RedisSessions
 from redkit.web.clientip import TrustedProxies
+from redkit.web.flask_cache import cache_response
 from redkit.web.keys import by_client_ip
 from redkit.web.request import KeyFunc, TierFunc, session_user_id
 from redkit.web.rule import AnyRatelimit, Decision, LimitRule
@@ -83,8 +91,8 @@ class RedkitState:
         legacy: the legacy headers' switch.
         key: the key of limits that name none (the client IP, per the proxy settings).
         exempt: endpoint names never limited.
-        cache: reserved for the response cache.
-        sessions: reserved for the session interface.
+        cache: the :class:`~redkit.Cache` of ``@ext.cache_response``, if any.
+        sessions: the :class:`~redkit.SessionStore` behind ``flask.session``, if any.
 
     """
 
@@ -101,7 +109,7 @@ class RedkitState:
 
 
 class Redkit:
-    """redkit in a Flask app: rate limits today; the response cache and sessions to come.
+    """redkit in a Flask app: rate limits, response caching and server-side sessions.
 
     Args:
         app: the app, to set it up at once (else call :meth:`init_app`).
@@ -111,6 +119,12 @@ class Redkit:
             that name none); the client IP per the proxy settings by default.
         tier: for a tiered default limiter, a tier name or a function choosing one.
         cost: what one request costs under the default limit.
+        cache: the :class:`~redkit.Cache` that :meth:`cache_response` stores responses in
+            (``REDKIT_CACHE`` overrides it).
+        sessions: a :class:`~redkit.SessionStore`: ``flask.session`` becomes a server-side
+            session in it (``REDKIT_SESSION_STORE`` overrides it).
+        session_options: the cookie options of
+            :class:`~redkit.sessions.flask.RedisSessionInterface` (``REDKIT_SESSION_OPTIONS``).
 
     Views with limits of their own (:meth:`limit`) are not counted by the default limit.
     """
@@ -123,8 +137,14 @@ class Redkit:
         key: KeyFunc | None = None,
         tier: str | TierFunc | None = None,
         cost: int = 1,
+        cache: Cache | None = None,
+        sessions: SessionStore | None = None,
+        session_options: Mapping[str, Any] | None = None,
     ) -> None:
         self._default = ratelimit
+        self._cache = cache
+        self._sessions = sessions
+        self._session_options = dict(session_options or {})
         self._key = key
         self._tier = tier
         self._cost = cost
@@ -140,9 +160,9 @@ class Redkit:
         """Read the app's ``REDKIT_*`` settings and register the extension's hooks."""
         if EXTENSION in app.extensions:
             raise InvalidArgumentError("redkit is set up on this app already")
-        app.extensions[EXTENSION] = self.init_ratelimit(app)
-        self.init_cache(app)
-        self.init_sessions(app)
+        state = app.extensions[EXTENSION] = self.init_ratelimit(app)
+        state.cache = self.init_cache(app)
+        state.sessions = self.init_sessions(app)
 
     def init_ratelimit(self, app: Flask) -> RedkitState:
         """Set up rate limiting on ``app``: settings, the default limit, the request hooks."""
@@ -183,11 +203,42 @@ class Redkit:
             exempt=frozenset(config["REDKIT_RATELIMIT_EXEMPT"]),
         )
 
-    def init_cache(self, app: Flask) -> None:
-        """Hook for the response cache (``REDKIT_CACHE_*``); reserved, does nothing yet."""
+    def init_cache(self, app: Flask) -> Cache | None:
+        """The app's response cache (``REDKIT_CACHE``), if it has one."""
+        cache = app.config.setdefault("REDKIT_CACHE", self._cache)
+        if cache is not None and not isinstance(cache, Cache):
+            raise InvalidArgumentError(
+                f"REDKIT_CACHE must be a blocking redkit Cache, got {type(cache).__name__}"
+            )
+        return cache
 
-    def init_sessions(self, app: Flask) -> None:
-        """Hook for the session interface (``REDKIT_SESSION_*``); reserved, does nothing yet."""
+    def init_sessions(self, app: Flask) -> SessionStore | None:
+        """Keep ``flask.session`` in the app's session store (``REDKIT_SESSION_STORE``)."""
+        store = app.config.setdefault("REDKIT_SESSION_STORE", self._sessions)
+        options = app.config.setdefault("REDKIT_SESSION_OPTIONS", self._session_options)
+        if store is None:
+            return None
+        if not isinstance(store, SessionStore):
+            raise InvalidArgumentError(
+                f"REDKIT_SESSION_STORE must be a blocking SessionStore, got {type(store).__name__}"
+            )
+        RedisSessions(store, **options).init_app(app)
+        return store
+
+    def cache_response(
+        self,
+        ttl: Duration,
+        *,
+        vary: Sequence[str] = (),
+        tags: Iterable[str] = (),
+        prefix: str = "response",
+    ) -> Callable[[F], F]:
+        """Cache a GET/HEAD view's responses in the app's cache.
+
+        The arguments of :func:`redkit.web.flask_cache.cache_response`, but the cache: the
+        app's (``Redkit(cache=...)`` or ``REDKIT_CACHE``), found per request.
+        """
+        return cache_response(_app_cache, ttl, vary=vary, tags=tags, prefix=prefix)
 
     @staticmethod
     def _rule(ratelimit: AnyRatelimit, options: dict[str, Any]) -> LimitRule:
@@ -302,6 +353,14 @@ class Redkit:
             for name, value in shown.headers:
                 response.headers[name] = value
         return response
+
+
+def _app_cache() -> Cache:
+    state = current_app.extensions.get(EXTENSION)
+    if state is None or state.cache is None:
+        raise InvalidArgumentError("@ext.cache_response needs a cache: Redkit(cache=Cache(...))")
+    cache: Cache = state.cache
+    return cache
 
 
 def _view_name(view: Callable[..., Any]) -> str:

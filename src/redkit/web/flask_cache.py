@@ -23,7 +23,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def cache_response(
-    cache: Cache,
+    cache: Cache | Callable[[], Cache],
     ttl: Duration,
     *,
     vary: Sequence[str] = (),
@@ -33,15 +33,18 @@ def cache_response(
     """Cache a GET/HEAD view's responses in ``cache`` for ``ttl``.
 
     The arguments of :func:`redkit.web.fastapi_cache.cache_response`, with a blocking
-    :class:`~redkit.Cache`. The wrapper has ``.invalidate(path, query="")``.
+    :class:`~redkit.Cache` (or a function returning it, called per request: the Flask
+    extension finds the app's). The wrapper has ``.invalidate(path, query="")``.
     """
     policy = ResponseCachePolicy(ttl, vary=vary, tags=tags, prefix=prefix)
+    resolve: Callable[[], Cache] = (lambda: cache) if isinstance(cache, Cache) else cache
 
     def decorate(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if not policy.applies(request.method):
                 return view(*args, **kwargs)
+            cache = resolve()
             read, write = policy.request_directives(request.headers.get("Cache-Control"))
             query = request.query_string.decode("latin-1")
             headers = {name.lower(): value for name, value in request.headers.items()}
@@ -80,7 +83,7 @@ def cache_response(
 
         def invalidate(path: str, query: str = "", headers: dict[str, str] | None = None) -> int:
             """Drop the cached response of ``path`` with ``query`` (and the ``vary`` headers)."""
-            return cache.delete(policy.key(path, query, headers or {}))
+            return resolve().delete(policy.key(path, query, headers or {}))
 
         wrapper.invalidate = invalidate  # type: ignore[attr-defined]
         return cast(F, wrapper)
