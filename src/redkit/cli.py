@@ -18,12 +18,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"redkit {redkit.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser(
+    demo = commands.add_parser(
         "demo",
-        help="walk through redkit on an embedded Redis (or the one at REDIS_URL)",
-        description="Start a real redis-server, make rate-limit decisions and cache reads "
-        "with it, and stop it. With REDIS_URL set, use that Redis instead.",
+        help="serve the demo API on an embedded Redis (or the one at REDIS_URL)",
+        description="Serve a FastAPI demo of redkit's rate limits, caches and sessions, on a "
+        "SQLite database and a real redis-server that it starts and stops itself. With "
+        "REDIS_URL set, use that Redis instead. Ctrl-C stops it.",
     )
+    demo.add_argument("--host", default="127.0.0.1", help="the address to serve on")
+    demo.add_argument("--port", type=int, default=8000, help="the port (taken: a free one)")
     return parser
 
 
@@ -32,9 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "demo":
-            from redkit.demo.walkthrough import main as demo
+            from redkit.demo.server import main as demo
 
-            return demo(sys.stdout)
+            return demo(sys.stdout, host=args.host, port=args.port)
     except RedkitError as exc:
         print(f"redkit: error: {exc}", file=sys.stderr)
         return 1

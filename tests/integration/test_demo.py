@@ -1,49 +1,254 @@
-"""``redkit demo``: the README's first command."""
+"""The demo service (``redkit demo``, the README's first command), served for real.
+
+The app runs under uvicorn on loopback, on a standalone server and on a cluster, and is driven
+with httpx; ``/api/stats`` counts the SQL statements the database ran, so a cache hit shows as
+a request that ran none. The command itself is run as a process, stopped with Ctrl-C (SIGINT).
+"""
 
 from __future__ import annotations
 
-import io
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from typing import Any
 
-from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
+import httpx
+import pytest
+
+from redkit.demo.app import create_app
+from redkit.demo.db import Database
+from redkit.drivers.connect import Connection
+from redkit.drivers.embedded import EmbeddedRedis
+from redkit.web import TrustedProxies
 from support import process_alive
+from web_support import serve_asgi
+
+ALICE = {"name": "alice", "password": "wonderland"}
+# The demo serves plain HTTP, so its session cookie is not Secure: the middleware warns.
+pytestmark = pytest.mark.filterwarnings("ignore:session cookies without the Secure flag")
 
 
-def test_demo_runs_on_its_own_embedded_redis_and_stops_it() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "redkit", "demo"], capture_output=True, text=True, timeout=60
+@pytest.fixture(params=["standalone", "cluster"])
+def conn(request: pytest.FixtureRequest) -> Connection:
+    if request.param == "cluster":
+        request.getfixturevalue("redis_cluster").flushall()
+        return request.getfixturevalue("cluster_conn")  # type: ignore[no-any-return]
+    with request.getfixturevalue("redis_server").client() as admin:
+        admin.flushall()
+    return request.getfixturevalue("standalone_conn")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def demo(conn: Connection) -> Iterator[tuple[str, Database]]:
+    db = Database()
+    with serve_asgi(create_app(conn, db)) as url:
+        yield url, db
+
+
+def early_in_window(window_s: int, needed_s: float = 3.0) -> None:
+    """Wait for the next window when this one ends within ``needed_s``.
+
+    The windows are aligned to the epoch; requests that straddle a boundary are rightly
+    counted in two windows (the sliding window weights the previous one), which would blur
+    "the 11th request is refused".
+    """
+    left = window_s - time.time() % window_s
+    if left < needed_s:
+        time.sleep(left + 0.05)
+
+
+def queries(client: httpx.Client) -> int:
+    count: int = client.get("/api/stats").json()["database_queries"]
+    return count
+
+
+def test_the_seed_route_limits_by_ip_and_serves_from_cache(demo: tuple[str, Database]) -> None:
+    url, _db = demo
+    with httpx.Client(base_url=url) as client:
+        before = queries(client)
+        early_in_window(10)
+        replies = [client.get("/api/products") for _ in range(11)]
+        after = queries(client)
+    assert [r.status_code for r in replies] == [200] * 10 + [429]
+    assert [r.json()["source"] for r in replies[:3]] == ["database", "cache", "cache"]
+    assert after - before == 1  # ten answers, one query
+    allowed, refused = replies[9], replies[10]
+    assert allowed.headers["ratelimit-policy"] == '"default";q=10;w=10'
+    assert allowed.headers["x-ratelimit-limit"] == "10"
+    assert allowed.headers["x-ratelimit-remaining"] == "0"
+    retry = int(refused.headers["retry-after"])
+    assert 1 <= retry <= 10
+    assert refused.json() == {"error": "Too many requests", "retryAfter": retry}
+    assert refused.headers["ratelimit"] == f'"default";r=0;t={retry}'
+    assert refused.headers["x-ratelimit-remaining"] == "0"
+    assert int(refused.headers["x-ratelimit-reset"]) >= int(time.time())
+
+
+def test_cache_aside_and_write_through_of_a_user(demo: tuple[str, Database]) -> None:
+    url, _db = demo
+    with httpx.Client(base_url=url) as client:
+        start = queries(client)
+        first = client.get("/api/users/2").json()
+        assert client.get("/api/users/2").json() == first
+        assert queries(client) - start == 1  # the second read was a hit
+        assert client.get("/api/users/99").status_code == 404
+        assert client.patch("/api/users/1", json={"bio": "x"}).status_code == 401
+        assert client.post("/api/login", json=ALICE).status_code == 200
+        assert client.patch("/api/users/2", json={"bio": "x"}).status_code == 403
+        client.get("/api/users/1")  # cached before the write
+        before_write = queries(client)
+        updated = client.patch("/api/users/1", json={"bio": "Curiouser"}).json()
+        assert updated["bio"] == "Curiouser"
+        after_write = queries(client)
+        assert after_write > before_write  # the database was written
+        assert client.get("/api/users/1").json() == updated  # the cache holds the new value
+        assert queries(client) == after_write  # and that read ran no query
+
+
+def test_search_keys_are_hashed_queries(demo: tuple[str, Database]) -> None:
+    url, _db = demo
+    with httpx.Client(base_url=url) as client:
+        start = queries(client)
+        one = client.get("/api/search", params={"q": "kettle", "category": "kitchen"}).json()
+        two = client.get("/api/search?category=kitchen&q=KETTLE").json()
+        other = client.get("/api/search", params={"q": "lamp"}).json()
+        assert queries(client) - start == 2
+    assert one["key"] == two["key"] != other["key"]
+    assert re.fullmatch(r"search:[0-9a-f]{32}", one["key"])
+    assert [p["name"] for p in one["results"]] == ["Kettle"]
+    assert [p["name"] for p in other["results"]] == ["Desk lamp"]
+
+
+def test_the_catalog_response_is_cached_with_an_etag(demo: tuple[str, Database]) -> None:
+    url, _db = demo
+    with httpx.Client(base_url=url) as client:
+        first = client.get("/api/catalog")
+        second = client.get("/api/catalog")
+        unchanged = client.get("/api/catalog", headers={"If-None-Match": first.headers["etag"]})
+    assert (first.headers["x-cache"], second.headers["x-cache"]) == ("MISS", "HIT")
+    assert unchanged.status_code == 304
+    assert unchanged.content == b""
+
+
+def test_api_keys_pick_their_tier(demo: tuple[str, Database]) -> None:
+    url, _db = demo
+    with httpx.Client(base_url=url) as client:
+        early_in_window(60)
+        free = [client.get("/api/reports", headers={"X-API-Key": "demo-free-key"})
+                for _ in range(11)]  # fmt: skip
+        pro = client.get("/api/reports", headers={"X-API-Key": "demo-pro-key"})
+        enterprise = client.get("/api/reports", headers={"X-API-Key": "demo-enterprise-key"})
+    assert [r.status_code for r in free] == [200] * 10 + [429]
+    assert free[0].headers["ratelimit-policy"] == '"free";q=10;w=60'
+    assert pro.status_code == 200
+    assert pro.json()["tier"] == "pro"
+    assert pro.headers["ratelimit-policy"] == '"pro";q=100;w=60'
+    assert enterprise.headers["x-ratelimit-limit"] == "1000"
+
+
+def test_sessions_login_rotation_logout_and_everywhere(demo: tuple[str, Database]) -> None:
+    url, _db = demo
+    with httpx.Client(base_url=url) as laptop, httpx.Client(base_url=url) as phone:
+        assert laptop.get("/api/me").json() == {"user_id": None}
+        assert laptop.post("/api/login", json={**ALICE, "password": "no"}).status_code == 401
+        first = laptop.post("/api/login", json=ALICE)
+        first_id = laptop.cookies["session"]
+        again = laptop.post("/api/login", json=ALICE)  # a second login rotates the id again
+        assert "session=" in first.headers["set-cookie"]
+        assert "HttpOnly" in again.headers["set-cookie"]
+        assert laptop.cookies["session"] != first_id
+        stale = httpx.get(f"{url}/api/me", cookies={"session": first_id}).json()
+        assert stale == {"user_id": None}  # the pre-rotation id is dead
+        phone.post("/api/login", json=ALICE)
+        me = laptop.get("/api/me").json()
+        assert me["user_id"] == 1
+        assert [s["this_one"] for s in me["sessions"]] == [True, False]
+        ended = phone.post("/api/logout-everywhere").json()
+        assert ended == {"sessions_ended": 2}
+        assert laptop.get("/api/me").json() == {"user_id": None}
+        assert phone.get("/api/me").json() == {"user_id": None}
+        laptop.post("/api/login", json=ALICE)
+        logout = laptop.post("/api/logout")
+        assert "Max-Age=0" in logout.headers["set-cookie"]
+        assert laptop.get("/api/me").json() == {"user_id": None}
+
+
+def test_only_a_trusted_proxy_moves_the_client_to_another_bucket(conn: Connection) -> None:
+    def exhaust(app: Any) -> tuple[int, int]:
+        with serve_asgi(app) as url, httpx.Client(base_url=url) as client:
+            early_in_window(10)
+            for _ in range(10):
+                client.get("/api/products", headers={"X-Forwarded-For": "203.0.113.7"})
+            spoofed = client.get("/api/products", headers={"X-Forwarded-For": "198.51.100.1"})
+            plain = client.get("/api/products")
+            return spoofed.status_code, plain.status_code
+
+    untrusted = create_app(conn, Database())
+    trusting = create_app(conn, Database(), proxies=TrustedProxies(["127.0.0.1/32"]))
+    # Without trust the header is ignored: every request counts against 127.0.0.1.
+    assert exhaust(untrusted) == (429, 429)
+    _flush(conn)
+    # Behind a trusted proxy each forwarded client has its own bucket, and the proxy's own.
+    assert exhaust(trusting) == (200, 200)
+
+
+def _flush(conn: Connection) -> None:
+    from redkit.core.ops import Masters, OnNode, command
+
+    driver = conn.sync_driver()
+    for node in driver.execute(Masters()):
+        driver.execute(OnNode(node, command("FLUSHALL")))
+
+
+def test_the_command_serves_until_ctrl_c_and_stops_its_redis() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "redkit", "demo", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "REDIS_URL"},
     )
-    assert done.returncode == 0, done.stderr
-    out = done.stdout
-    pid = int(re.search(r"\(pid (\d+)\)", out).group(1))  # type: ignore[union-attr]
-    assert not process_alive(pid)
-    # Five of seven requests pass the 5-per-window limit, in each runner...
-    assert out.count("allowed") == 10
-    assert out.count("limited") == 4
-    # ...and the cache misses once, then hits.
-    assert out.count(": miss") == 2
-    assert out.count(": hit") == 4
+    try:
+        assert process.stdout is not None
+        started = process.stdout.readline()
+        pid = int(re.search(r"\(pid (\d+)\)", started).group(1))  # type: ignore[union-attr]
+        line = process.stdout.readline()
+        url = re.search(r"(http://\S+)/", line).group(1)  # type: ignore[union-attr]
+        page = httpx.get(url + "/", timeout=30)
+        assert page.status_code == 200
+        assert "curl" in page.text
+        assert httpx.get(url + "/api/products", timeout=30).json()["source"] == "database"
+        assert process_alive(pid)
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
     assert "Stopped the embedded redis-server" in out
+    assert not process_alive(pid)
 
 
-def test_demo_uses_redis_url_and_removes_only_its_keys(
-    redis_server: EmbeddedRedis, redis_cluster: EmbeddedCluster
-) -> None:
-    from redkit.demo.walkthrough import main
-
-    for url, clients in (
-        (redis_server.url, [redis_server.client()]),
-        (redis_cluster.url, redis_cluster.node_clients()),
-    ):
-        clients[0].set("someone-else:key", "kept")
-        out = io.StringIO()
-        assert main(out, {"REDIS_URL": url}) == 0
-        assert "Using the Redis at REDIS_URL" in out.getvalue()
-        assert re.search(r"Removed the demo's (\d+) keys", out.getvalue())
-        keys = [key for client in clients for key in client.keys("*")]
-        assert keys == [b"someone-else:key"]
-        for client in clients:
-            client.flushall()
-            client.close()
+def test_the_command_uses_redis_url_when_set(redis_server: EmbeddedRedis) -> None:
+    with redis_server.client() as admin:
+        admin.flushall()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "redkit", "demo", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "REDIS_URL": redis_server.url},
+    )
+    try:
+        assert process.stdout is not None
+        assert "Using the Redis at REDIS_URL" in process.stdout.readline()
+        url = re.search(r"(http://\S+)/", process.stdout.readline()).group(1)  # type: ignore[union-attr]
+        httpx.get(url + "/api/products", timeout=30)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    with redis_server.client() as admin:
+        assert admin.dbsize() > 0  # the demo wrote there, and left the server running
