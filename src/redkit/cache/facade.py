@@ -41,7 +41,18 @@ MIN_SECRET_BYTES = 16
 
 
 def _ttl(value: Duration | None, name: str) -> int | None:
-    return None if value is None else duration_ms(value, name=name)
+    if value is None:
+        return None
+    try:
+        return _duration_ms(value, name)
+    except TypeError:  # unhashable: not a duration, and duration_ms says so clearly
+        return duration_ms(value, name=name)
+
+
+@functools.lru_cache(maxsize=256, typed=True)  # typed: True is not 1
+def _duration_ms(value: Duration, name: str) -> int:
+    # The same few TTLs ("5 m") come with every call: parse (and check) each once.
+    return duration_ms(value, name=name)
 
 
 def _size(value: object) -> int:

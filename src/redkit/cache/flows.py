@@ -278,6 +278,11 @@ class CacheFlows:
         self._generation = (generation, time.monotonic())
         return generation
 
+    def _hit(self) -> None:
+        # The hot path's own counter: no keyword dict, no getattr/setattr.
+        with self._stats_lock:
+            self.stats.hits += 1
+
     def _count(self, **deltas: int) -> None:
         with self._stats_lock:
             for name, delta in deltas.items():
@@ -386,7 +391,7 @@ class CacheFlows:
         if entry is None:
             self._count(misses=1)
             return default
-        self._count(hits=1)
+        self._hit()
         if self.local is not None:
             self.local.put(name, entry.value)
         return entry.value
@@ -571,7 +576,10 @@ class CacheFlows:
         state = self._freshness(entry)
         if state == "early":
             return None
-        self._count(hits=1, stale_served=int(state == "stale"))
+        if state == "stale":
+            self._count(hits=1, stale_served=1)
+        else:
+            self._hit()
         if self.local is not None and state == "fresh":
             self.local.put(name, entry.value)
         return Lookup(entry.value, state == "stale")
