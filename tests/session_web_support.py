@@ -10,8 +10,9 @@ Every app has the same routes:
 - ``POST /login?user=``: regenerate the session, handing it to the user.
 - ``POST /logout``: invalidate it.
 - ``POST /logout-everywhere``: end every session of the session's user.
-- ``POST /wait-set?key=&value=``: read the session, tell the test (``gate.loaded``), wait
-  for ``gate.release``, then set the value: two requests of one session, interleaved.
+- ``POST /wait-set?key=&value=[&login=]``: read the session, tell the test (``gate.loaded``),
+  wait for ``gate.release``, then (log in and) set the value: two requests of one session,
+  interleaved.
 - ``GET /unloaded`` (ASGI only): use ``request.session`` without loading it.
 """
 
@@ -101,6 +102,8 @@ def starlette_app(store: AsyncSessionStore, conn: Connection, gate: Gate, **opti
         session = await load_session(request)
         gate.loaded.set()
         await asyncio.to_thread(gate.release.wait, 30)
+        if "login" in request.query_params:
+            session.regenerate(user_id=request.query_params["login"])
         session[request.query_params["key"]] = request.query_params["value"]
         return JSONResponse({"ok": True})
 
@@ -160,9 +163,13 @@ def fastapi_app(store: AsyncSessionStore, conn: Connection, gate: Gate, **option
         return {"revoked": await session.store.revoke_user_sessions(session.user_id)}
 
     @app.post("/wait-set")
-    async def wait_set(key: str, value: str, session: RequestSession = Loaded) -> dict[str, Any]:
+    async def wait_set(
+        key: str, value: str, login: str | None = None, session: RequestSession = Loaded
+    ) -> dict[str, Any]:
         gate.loaded.set()
         await asyncio.to_thread(gate.release.wait, 30)
+        if login is not None:
+            session.regenerate(user_id=login)
         session[key] = value
         return {"ok": True}
 
@@ -216,6 +223,8 @@ def flask_app(store: SessionStore, gate: Gate, **options: Any) -> flask.Flask:
         session = current_session().load()
         gate.loaded.set()
         gate.release.wait(30)
+        if "login" in flask.request.args:
+            session.regenerate(user_id=flask.request.args["login"])
         session[flask.request.args["key"]] = flask.request.args["value"]
         return {"ok": True}
 

@@ -264,6 +264,27 @@ def test_concurrent_writes_of_one_key_conflict(start: StartSite, browsers: Any) 
     assert browser.me()["data"] == {"a": "0", "x": "2"}
 
 
+def test_a_login_whose_save_conflicts_still_hands_out_the_new_id(
+    start: StartSite, browsers: Any
+) -> None:
+    site = start()
+    browser = browsers(site)
+    browser.post("/set", params={"key": "a", "value": "0"})
+    before = browser.cookie
+    slow = {"key": "x", "value": "2", "login": "ada"}
+    fast, refused = _interleave(site, browser, slow, {"key": "x", "value": "1"})
+    assert fast.status_code == 200
+    assert refused.status_code == 409
+    # The rotation happened before the conflicting save: the old id is dead, so the 409 must
+    # carry the new one, or the client would be left with no session at all.
+    [raw] = session_cookies(refused)
+    match = COOKIE.fullmatch(raw)
+    assert match is not None, raw
+    assert match.group(1) != before
+    browser.cookie = match.group(1)
+    assert browser.me()["user"] == "ada"
+
+
 # -- the cookie on the wire --------------------------------------------------------------------
 
 

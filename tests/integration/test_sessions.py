@@ -321,3 +321,35 @@ def test_a_redis_that_is_down_fails_closed(mode: str, loop_thread: LoopThread) -
             store.get("A" * 22 + "." + "B" * 43)
         with pytest.raises(BackendError):
             store.create({"a": 1})
+
+
+def test_the_size_limit_holds_over_many_saves(backend: Backend) -> None:
+    store = make_store(backend)
+    sid = store.create({"a": "x" * 400_000})
+    session = store.get(sid)
+    session["b"] = "y" * 400_000
+    assert store.save(sid, session)
+    session["c"] = "z" * 400_000  # 400 KB more: each change is small, the session is not
+    with pytest.raises(InvalidArgumentError, match="limit"):
+        store.save(sid, session)
+    assert sorted(store.get(sid)) == ["a", "b"]
+
+
+def test_a_session_handed_to_another_user_leaves_the_first_ones_index(backend: Backend) -> None:
+    store = make_store(backend, max_sessions_per_user=2)
+    shared = store.create({}, user_id="ann")
+    kept = store.create({}, user_id="ann")
+    moved = store.rotate(shared, user_id="ben")
+    handle = shared.partition(".")[0]
+    assert backend.admin.zrange('session:user:{"ann"}', 0, -1) == [kept.partition(".")[0].encode()]
+    assert backend.admin.zrange('session:user:{"ben"}', 0, -1) == [handle.encode()]
+    assert [info.user_id for info in store.list_user_sessions("ben")] == ["ben"]
+    assert len(store.list_user_sessions("ann")) == 1
+    newer = store.create({}, user_id="ann")  # ann holds two again: nothing is evicted
+    assert store.get(kept) is not None
+    assert store.get(newer) is not None
+    assert store.revoke_user_sessions("ann") == 2
+    assert store.get(moved) is not None  # ben's session is not ann's to end
+    anonymous = store.rotate(moved, user_id=None)  # handed to nobody: out of ben's list
+    assert store.list_user_sessions("ben") == []
+    assert store.get(anonymous).user_id is None

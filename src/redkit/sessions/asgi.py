@@ -137,7 +137,7 @@ class SessionMiddleware:
     ``--forwarded-allow-ips`` in front when behind a proxy), saves the changed keys, rotates
     the id after :meth:`RequestSession.regenerate`, or deletes the session after
     :meth:`RequestSession.invalidate`. A cookie is sent only with a new id (or to clear it),
-    with ``Cache-Control: no-store`` unless the app set one, and ``Vary: Cookie`` whenever the
+    with ``Cache-Control: no-store`` (replacing the app's own), and ``Vary: Cookie`` whenever the
     session was used. An id the store does not know is never reused.
 
     Sessions fail closed. When the app's response has not started yet, the middleware
@@ -255,9 +255,10 @@ class _Reply:
             cookie = self._cookie.clear_cookie()
         if cookie is not None:
             headers.append((b"set-cookie", cookie.encode("latin-1")))
-            # OWASP: a response that hands out a session id must not sit in a shared cache.
-            if not any(key.lower() == b"cache-control" for key, _ in headers):
-                headers.append((b"cache-control", b"no-store"))
+            # OWASP: a response that hands out a session id must not sit in any cache, whatever
+            # the app said (a "public, max-age" would give the id to the next visitor).
+            headers[:] = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
+            headers.append((b"cache-control", b"no-store"))
         if cookie is not None or self._session.accessed:
             _vary_on_cookie(headers)
 

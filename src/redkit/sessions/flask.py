@@ -159,8 +159,8 @@ class RedisSessionInterface(SessionInterface):
         if cookie is not None:
             response.headers.add("Set-Cookie", cookie)
             # OWASP: a response that hands out a session id must not sit in a shared cache.
-            if "Cache-Control" not in response.headers:
-                response.headers["Cache-Control"] = "no-store"
+            # Whatever the view said: a cached response would hand the id to the next visitor.
+            response.headers["Cache-Control"] = "no-store"
         if cookie is not None or session.accessed:
             response.vary.add("Cookie")
 

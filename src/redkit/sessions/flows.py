@@ -172,13 +172,20 @@ class SessionFlows:
             yield from self._revoke(user, oldest)
 
     def _live_handles(self, user: str) -> Flow[list[str]]:
-        """The user's indexed handles, oldest first, after dropping those whose record is gone."""
+        """The user's indexed handles, oldest first, without those no longer theirs.
+
+        A handle leaves the index when its session ended, expired or went to another user.
+        """
         index = self.user_key(user)
         handles = [as_text(h) for h in (yield command("ZRANGE", index, 0, -1))]
         if not handles:
             return []
-        exists = yield Pipeline(tuple(command("EXISTS", self.record_key(h)) for h in handles))
-        dead = [h for h, alive in zip(handles, exists, strict=True) if alive == 0]
+        owners = yield Pipeline(tuple(command("HGET", self.record_key(h), "user") for h in handles))
+        dead = [
+            h
+            for h, owner in zip(handles, owners, strict=True)
+            if owner is None or isinstance(owner, Exception) or as_text(owner) != user
+        ]
         if dead:
             yield command("ZREM", index, *dead)
         return [h for h in handles if h not in dead]
@@ -219,13 +226,14 @@ class SessionFlows:
             current.clear()
             current.update(replacement)
             session = current
-        changes = session.changes()
+        encoded = session.encoded()
+        changes = session.changes(encoded)
         if not changes:
             return True
+        _check_size([*encoded, *encoded.values()])  # the whole session, not just this change
         args: list[str] = []
         for key, before, now in changes:
             args += [key, before or "", now or ""]
-        _check_size([now for _key, _before, now in changes if now])
         handle = session_id.partition(".")[0]
         reply = yield self._call(handle, "save", _digest(session_id), self.idle_ms, *args)
         if not isinstance(reply, list):
@@ -260,12 +268,15 @@ class SessionFlows:
         if not isinstance(reply, list):
             return None
         old_user = as_text(reply[1])
-        if set_user and user and user != old_user:
-            try:
-                yield from self._index(user, handle, as_int(reply[2]))
-            except Exception:
-                yield self._call(handle, "delete", _digest(new_id))
-                raise
+        if set_user and user != old_user:
+            if user:
+                try:
+                    yield from self._index(user, handle, as_int(reply[2]))
+                except Exception:
+                    yield self._call(handle, "delete", _digest(new_id))
+                    raise
+            if old_user:  # no longer theirs: out of their list and their cap
+                yield command("ZREM", self.user_key(old_user), handle)
         return new_id
 
     def delete(self, session_id: str) -> Flow[bool]:

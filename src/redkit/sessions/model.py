@@ -83,9 +83,18 @@ class Session(dict[str, Any]):
         """The session's public handle: it names the session in listings, never unlocks it."""
         return self.id.partition(".")[0]
 
-    def changes(self) -> list[tuple[str, str | None, str | None]]:
-        """``(key, as read, as now)`` for each changed key; ``None`` for an absent value."""
-        current = {key: encode_value(key, value) for key, value in self.items()}
+    def encoded(self) -> dict[str, str]:
+        """Each key's value as stored (JSON)."""
+        return {key: encode_value(key, value) for key, value in self.items()}
+
+    def changes(
+        self, encoded: Mapping[str, str] | None = None
+    ) -> list[tuple[str, str | None, str | None]]:
+        """``(key, as read, as now)`` for each changed key; ``None`` for an absent value.
+
+        ``encoded`` is :meth:`encoded`, when the caller has it already.
+        """
+        current = self.encoded() if encoded is None else encoded
         changed: list[tuple[str, str | None, str | None]] = []
         for key, now in current.items():
             before = self._original.get(key)

@@ -271,6 +271,9 @@ def commit(session: LazySession) -> Commit:
         if session._source_id is not None:
             new_id = yield StoreCall("rotate", (session._source_id,), _user_kwargs(user))
             if new_id is not None:
+                # The old id is dead from here on: whatever happens to the save below, the
+                # client must get the new one (a 409 still carries the cookie).
+                session._issued = new_id
                 if record is not None and record.modified:
                     yield from _save(new_id, record)
                 return _issue(session, new_id)
