@@ -333,9 +333,15 @@ def test_the_flask_extension_brings_limits_response_cache_and_sessions(conn: Con
 
     @app.post("/login")
     def login() -> Any:
-        flask.session.regenerate(user_id="ada")  # type: ignore[attr-defined]
+        name = flask.request.args.get("name", "ada")
+        flask.session.regenerate(user_id=name)  # type: ignore[attr-defined]
         flask.session["theme"] = "dark"
         return {"ok": True}
+
+    @app.get("/hello")
+    @ext.cache_response(ttl="1 m")
+    def hello() -> Any:  # reads the session: never stored for the next visitor
+        return {"hello": flask.session.user_id}  # type: ignore[attr-defined]
 
     @app.get("/me")
     def me() -> Any:
@@ -345,7 +351,88 @@ def test_the_flask_extension_brings_limits_response_cache_and_sessions(conn: Con
         replies = [client.get("/catalog") for _ in range(4)]
         assert client.post("/login").status_code == 200
         assert client.get("/me").json() == {"user": "ada", "theme": "dark"}
+        assert client.get("/hello").json() == {"hello": "ada"}
+        with httpx.Client(base_url=url) as other:
+            other.post("/login", params={"name": "bob"})
+            assert other.get("/hello").json() == {"hello": "bob"}
     assert [r.status_code for r in replies] == [200, 200, 200, 429]
     assert [r.headers.get("x-cache") for r in replies[:3]] == ["MISS", "HIT", "HIT"]
     assert replies[0].headers["x-ratelimit-limit"] == "3"
     assert counter.calls == 1
+
+
+@pytest.mark.filterwarnings("ignore:session cookies without the Secure flag")
+def test_answers_meant_for_one_visitor_are_never_stored(conn: Connection) -> None:
+    """Credentials, a used session, a Vary the key cannot honour, a cookie set on the side."""
+    from fastapi import Depends
+
+    from redkit import AsyncRatelimit, AsyncSessionStore, FixedWindow
+    from redkit.sessions.asgi import RequestSession, SessionMiddleware, load_session
+    from redkit.web.fastapi import RateLimit
+
+    counter = Counter()
+    cache = AsyncCache(conn, namespace="web", timeout=5)
+    limiter = AsyncRatelimit(conn, FixedWindow(100, "1 m"), prefix="private")
+    app = FastAPI()
+    app.add_middleware(SessionMiddleware, store=AsyncSessionStore(conn), secure=False)
+
+    @app.post("/login")
+    async def login(name: str, session: RequestSession = Depends(load_session)) -> Any:  # noqa: B008
+        session.regenerate(user_id=name)
+        session["name"] = name
+        return {"ok": True}
+
+    @app.get("/hello")
+    @fastapi_cache.cache_response(cache, ttl="5 m")
+    async def hello(request: Request) -> dict[str, Any]:
+        session = await load_session(request)
+        return {"hello": session.get("name"), "call": counter.bump()}
+
+    @app.get("/token")
+    @fastapi_cache.cache_response(cache, ttl="5 m")
+    async def token(request: Request) -> dict[str, Any]:
+        return {"auth": request.headers.get("authorization"), "call": counter.bump()}
+
+    @app.get("/negotiated")
+    @fastapi_cache.cache_response(cache, ttl="5 m")
+    async def negotiated() -> Response:
+        return JSONResponse({"call": counter.bump()}, headers={"Vary": "Cookie"})
+
+    @app.get("/side-cookie", dependencies=[Depends(RateLimit(limiter))])
+    @fastapi_cache.cache_response(cache, ttl="5 m")
+    async def side_cookie(response: Response) -> dict[str, Any]:
+        response.set_cookie("visitor", "v1")
+        return {"call": counter.bump()}
+
+    @app.get("/limited", dependencies=[Depends(RateLimit(limiter))])
+    @fastapi_cache.cache_response(cache, ttl="5 m")
+    async def limited() -> dict[str, Any]:
+        return {"call": counter.bump()}
+
+    with (
+        serve_asgi(app) as url,
+        httpx.Client(base_url=url) as alice,
+        httpx.Client(base_url=url) as bob,
+    ):
+        alice.post("/login", params={"name": "alice"})
+        bob.post("/login", params={"name": "bob"})
+        assert alice.get("/hello").json()["hello"] == "alice"
+        assert bob.get("/hello").json()["hello"] == "bob"  # not alice's page
+        assert "x-cache" not in bob.get("/hello").headers
+        assert bob.get("/token", headers={"Authorization": "Bearer b"}).json()["auth"] == "Bearer b"
+        assert (
+            alice.get("/token", headers={"Authorization": "Bearer a"}).json()["auth"] == "Bearer a"
+        )
+        assert [alice.get("/negotiated").json()["call"] for _ in range(2)] == [6, 7]
+        cookies = [alice.get("/side-cookie") for _ in range(2)]
+        assert all("visitor=v1" in r.headers["set-cookie"] for r in cookies)
+        assert [r.json()["call"] for r in cookies] == [8, 9]
+        assert all("x-ratelimit-limit" in r.headers for r in cookies)
+        first, second = httpx.get(url + "/limited"), httpx.get(url + "/limited")
+    assert (first.headers["x-cache"], second.headers["x-cache"]) == ("MISS", "HIT")
+    # The limit's headers reach a cached answer too, each with this request's count.
+    assert second.headers["x-ratelimit-limit"] == "100"
+    assert int(second.headers["x-ratelimit-remaining"]) < int(
+        first.headers["x-ratelimit-remaining"]
+    )
+    assert counter.calls == 10

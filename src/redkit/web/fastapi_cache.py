@@ -38,6 +38,24 @@ def _as_response(result: Any) -> Response:
     return JSONResponse(jsonable_encoder(result))
 
 
+def _decoded(sub: Response | None) -> list[tuple[str, str]]:
+    if sub is None:
+        return []
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in sub.raw_headers]
+
+
+def _with_sub_headers(response: Response, sub: Response | None) -> Response:
+    """``response`` with the headers dependencies set on the injected one (rate limits).
+
+    FastAPI copies those only into responses it builds itself, never into one the endpoint
+    returns, and this decorator always returns one.
+    """
+    if sub is not None and sub is not response:
+        skip = {b"content-length", b"content-type"}
+        response.raw_headers.extend((k, v) for k, v in sub.raw_headers if k.lower() not in skip)
+    return response
+
+
 def cache_response(
     cache: AsyncCache,
     ttl: Duration,
@@ -72,7 +90,7 @@ def cache_response(
 
         @functools.wraps(func)
         async def endpoint(*args: Any, **kwargs: Any) -> Any:
-            request, _response = injection.take(args, kwargs)
+            request, sub = injection.take(args, kwargs)
             if not policy.applies(request.method):
                 return await call(args, kwargs)
             read, write = policy.request_directives(request.headers.get("cache-control"))
@@ -83,8 +101,13 @@ def cache_response(
                 nonlocal called
                 called = True
                 response = _as_response(await call(args, kwargs))
-                entry = policy.capture(response.status_code, response.headers.items(),
-                                       bytes(response.body))  # fmt: skip
+                if policy.personal(
+                    request.headers.get("authorization"), request.scope.get("session")
+                ):
+                    raise Uncacheable(response)
+                # What the endpoint set on the injected Response counts too (a cookie).
+                headers = [*response.headers.items(), *_decoded(sub)]
+                entry = policy.capture(response.status_code, headers, bytes(response.body))
                 if entry is None:
                     raise Uncacheable(response)
                 return entry.to_json()
@@ -99,14 +122,15 @@ def cache_response(
                     if write:
                         await cache.set(key, stored, policy.ttl_ms / 1000, tags=policy.tags)
             except Uncacheable as passed:
-                return passed.response
+                return _with_sub_headers(passed.response, sub)
             entry = CachedResponse.from_json(stored)
             if entry is None:  # a foreign value under the key: answer without the cache
-                return _as_response(await call(args, kwargs))
+                return _with_sub_headers(_as_response(await call(args, kwargs)), sub)
             answer = policy.answer(
                 entry, hit=not called, if_none_match=request.headers.get("if-none-match")
             )
-            return Response(answer.body, status_code=answer.status, headers=dict(answer.headers))
+            out = Response(answer.body, status_code=answer.status, headers=dict(answer.headers))
+            return _with_sub_headers(out, sub)
 
         async def invalidate(
             path: str, query: str = "", headers: dict[str, str] | None = None

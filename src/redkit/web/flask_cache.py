@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar, cast
 
 from flask import Response, make_response, request
+from flask.globals import request_ctx
 
 from redkit.cache import Cache
 from redkit.core.durations import Duration
@@ -20,6 +21,19 @@ from redkit.web.response_cache import CachedResponse, ResponseCachePolicy, Uncac
 __all__ = ["cache_response"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _session() -> object:
+    """This request's session object, read without marking it accessed.
+
+    Flask 3.1 marks the session accessed whenever ``flask.session`` is resolved, so the flag
+    is read from the request context's own attribute (``session`` before Flask 3.1).
+    """
+    try:
+        context = vars(request_ctx._get_current_object())  # type: ignore[attr-defined]
+    except RuntimeError:  # no request context
+        return None
+    return context.get("_session", context.get("session"))
 
 
 def cache_response(
@@ -55,7 +69,8 @@ def cache_response(
                 nonlocal called
                 called = True
                 response = make_response(view(*args, **kwargs))
-                if response.is_streamed:
+                personal = policy.personal(request.headers.get("Authorization"), _session())
+                if response.is_streamed or personal:
                     raise Uncacheable(response)
                 entry = policy.capture(
                     response.status_code, response.headers.items(), response.get_data()

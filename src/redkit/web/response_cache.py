@@ -12,8 +12,10 @@ Rules:
   server leaves the body out).
 - The key is the path and a stable hash of the query parameters (order does not matter:
   ``?a=1&b=2`` is ``?b=2&a=1``), plus the values of the request headers named in ``vary``.
-- Only a ``200`` without ``Set-Cookie`` and without ``Cache-Control: private`` or ``no-store``
-  is stored: a response meant for one visitor is never served to another.
+- Only a ``200`` without ``Set-Cookie``, without ``Cache-Control: private``, ``no-store`` or
+  ``no-cache``, and without a ``Vary`` on a header the key does not hold, is stored; and only
+  when the request carried no ``Authorization`` and did not use its session: a response meant
+  for one visitor is never served to another.
 - A request's ``Cache-Control: no-cache`` skips the cached copy (the fresh response replaces
   it); ``no-store`` neither reads nor writes the cache.
 - Every answer carries a strong ``ETag`` (a digest of the body), ``Cache-Control: max-age`` (the
@@ -158,6 +160,17 @@ class ResponseCachePolicy:
             return False, False
         return "no-cache" not in directives, True
 
+    @staticmethod
+    def personal(authorization: str | None, session: object) -> bool:
+        """Whether a request's answer may be meant for its sender alone.
+
+        It is when the request carries credentials (RFC 9111 keeps shared caches from storing
+        answers to ``Authorization``), or when it used its session (a redkit session, or any
+        with an ``accessed`` flag, such as Flask's): the answer may hold what only this
+        visitor should see.
+        """
+        return bool(authorization) or bool(getattr(session, "accessed", False))
+
     def capture(
         self, status: int, headers: Iterable[tuple[str, str]], body: bytes
     ) -> CachedResponse | None:
@@ -167,6 +180,9 @@ class ResponseCachePolicy:
             return None
         control = _directives(", ".join(v for name, v in pairs if name == "cache-control"))
         if control & {"private", "no-store", "no-cache"}:
+            return None
+        varies = _directives(", ".join(v for name, v in pairs if name == "vary"))
+        if varies - set(self.vary):  # "*", or a header the key does not tell apart
             return None
         kept = tuple((name, value) for name, value in pairs if name in _KEPT_HEADERS)
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
