@@ -252,3 +252,16 @@ def test_the_command_uses_redis_url_when_set(redis_server: EmbeddedRedis) -> Non
     assert process.returncode == 0, err
     with redis_server.client() as admin:
         assert admin.dbsize() > 0  # the demo wrote there, and left the server running
+
+
+def test_made_up_api_keys_and_password_guessing_are_limited(demo: tuple[str, Database]) -> None:
+    url, _db = demo
+    with httpx.Client(base_url=url) as client:
+        early_in_window(60)
+        made_up = [client.get("/api/reports", headers={"X-API-Key": f"guess-{n}"})
+                   for n in range(11)]  # fmt: skip
+        guesses = [client.post("/api/login", json={**ALICE, "password": f"guess-{n}"})
+                   for n in range(6)]  # fmt: skip
+    # Unknown keys count as no key: the client's address, on the free tier.
+    assert [r.status_code for r in made_up] == [200] * 10 + [429]
+    assert [r.status_code for r in guesses] == [401] * 5 + [429]

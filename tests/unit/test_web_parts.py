@@ -227,6 +227,21 @@ def test_key_functions() -> None:
     assert by_api_key()(FakeRequest()) == "ip:192.0.2.1"
     assert by_api_key("Authorization")(FakeRequest(authorization=raw)) == key
 
+    # Made-up keys must not each get a bucket: only known ones count as keys.
+    checked = by_api_key(known={raw})
+    assert checked(FakeRequest(x_api_key=raw)) == key
+    assert checked(FakeRequest(x_api_key="made-up-1")) == "ip:192.0.2.1"
+    assert by_api_key(known=lambda k: k == raw)(FakeRequest(x_api_key="x")) == "ip:192.0.2.1"
+
+    async def lookup(candidate: str) -> bool:
+        return candidate == raw
+
+    import asyncio
+
+    answered = by_api_key(known=lookup)(FakeRequest(x_api_key="made-up-2"))
+    assert asyncio.run(answered) == "ip:192.0.2.1"  # type: ignore[arg-type]
+    assert asyncio.run(by_api_key(known=lookup)(FakeRequest(x_api_key=raw))) == key  # type: ignore[arg-type]
+
 
 def test_tier_resolvers() -> None:
     tier = tier_by_api_key({"k-pro": "pro"}, default="free")

@@ -11,12 +11,13 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from redkit.cache import AsyncCache, hash_query
 from redkit.demo.db import Database
 from redkit.demo.page import index_page
 from redkit.drivers.connect import Connection
-from redkit.ratelimit import AsyncRatelimit, AsyncTieredRatelimit, SlidingWindow
+from redkit.ratelimit import AsyncRatelimit, AsyncTieredRatelimit, FixedWindow, SlidingWindow
 from redkit.sessions import AsyncSessionStore
 from redkit.sessions.asgi import RequestSession, SessionMiddleware, load_session
 from redkit.web import TrustedProxies, by_api_key, by_client_ip, tier_by_api_key
@@ -77,6 +78,8 @@ def create_app(
         },
         prefix="demo:tier",
     )
+    # Password guessing: 5 attempts a minute per client.
+    login_limit = AsyncRatelimit(redis, FixedWindow(5, "1 m"), prefix="demo:login")
     cache = AsyncCache(redis, namespace="demo", default_ttl="5 m")
     sessions = AsyncSessionStore(redis, idle_ttl="30 m", absolute_ttl="12 h", prefix="demo:session")
     client_ip = by_client_ip(proxies)
@@ -94,17 +97,17 @@ def create_app(
         """The seed's route: 10 requests per 10 s per client IP; products cached for 5 min."""
         loaded = False
 
-        def load() -> list[dict[str, Any]]:
+        async def load() -> list[dict[str, Any]]:
             nonlocal loaded
             loaded = True
-            return db.products()
+            return await run_in_threadpool(db.products)
 
         items = await cache.get_or_set("products", load, ttl="5 m")
         return {"products": items, "source": "database" if loaded else "cache"}
 
     @cache.cached(ttl="5 m", key="user:{user_id}")
     async def read_user(user_id: int) -> dict[str, Any] | None:
-        return db.user(user_id)
+        return await run_in_threadpool(db.user, user_id)
 
     @app.get("/api/users/{user_id}")
     async def get_user(user_id: int) -> dict[str, Any]:
@@ -124,7 +127,9 @@ def create_app(
         if session.user_id != user_id:
             raise HTTPException(403, "you can only change your own profile")
         wanted = changes.model_dump(exclude_none=True)
-        user = await cache.write_through(f"user:{user_id}", lambda: db.update_user(user_id, wanted))
+        user = await cache.write_through(
+            f"user:{user_id}", lambda: run_in_threadpool(db.update_user, user_id, wanted)
+        )
         if user is None:
             raise HTTPException(404, "no such user")
         return dict(user)
@@ -134,27 +139,34 @@ def create_app(
         """Hashed query keys: the same filters give the same key, in any order."""
         limit = max(1, min(limit, 50))
         key = "search:" + hash_query({"q": q.lower(), "category": category, "limit": limit})
-        results = await cache.get_or_set(key, lambda: db.search(q, category, limit), ttl="1 m")
+        results = await cache.get_or_set(
+            key, lambda: run_in_threadpool(db.search, q, category, limit), ttl="1 m"
+        )
         return {"query": q, "category": category, "results": results, "key": key}
 
     @app.get("/api/catalog")
     @cache_response(cache, ttl="1 m", tags=["catalog"])
     async def catalog() -> dict[str, Any]:
         """Response caching: ETag, 304 on If-None-Match, Cache-Control, X-Cache HIT/MISS."""
-        return {"products": db.products()}
+        return {"products": await run_in_threadpool(db.products)}
 
     @app.get("/api/reports", dependencies=[Depends(RateLimit(
-        tiers, key=by_api_key(), tier=tier_by_api_key(API_KEYS, default="free")
+        tiers, key=by_api_key(known=API_KEYS), tier=tier_by_api_key(API_KEYS, default="free")
     ))])  # fmt: skip
     async def reports(request: Request) -> dict[str, Any]:
         """Tiered limits: the API key's tier decides the limit (free 10, pro 100 per minute)."""
         key = request.headers.get("x-api-key", "")
-        return {"tier": API_KEYS.get(key, "free"), "report": {"products": len(db.products())}}
+        products = await run_in_threadpool(db.products)
+        return {"tier": API_KEYS.get(key, "free"), "report": {"products": len(products)}}
 
-    @app.post("/api/login")
+    @app.post("/api/login", dependencies=[Depends(RateLimit(login_limit, key=client_ip))])
     async def login(body: Login, request: Request, session: SessionDep) -> dict[str, Any]:
-        """Sessions: a login gets a new session id (the old one dies), bound to the user."""
-        user_id = db.login(body.name, body.password)
+        """Sessions: a login gets a new session id (the old one dies), bound to the user.
+
+        Limited to 5 attempts a minute per client IP.
+        """
+        # Password hashing takes a while on purpose: off the event loop.
+        user_id = await run_in_threadpool(db.login, body.name, body.password)
         if user_id is None:
             raise HTTPException(401, "wrong name or password")
         session.regenerate(user_id=user_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import threading
 from typing import Any
 
@@ -33,8 +34,8 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(200))
 
     def public(self) -> dict[str, Any]:
-        """What the API shows of a user."""
-        return {"id": self.id, "name": self.name, "email": self.email, "bio": self.bio}
+        """What the API shows of a user to anyone (not the email address)."""
+        return {"id": self.id, "name": self.name, "bio": self.bio}
 
 
 class Product(Base):
@@ -112,7 +113,7 @@ class Database:
             if db.scalar(select(func.count()).select_from(User)):
                 return
             for index, (name, password) in enumerate(SEED_USERS, start=1):
-                salt = hashlib.sha256(f"demo-salt-{name}".encode()).digest()[:16]
+                salt = secrets.token_bytes(16)
                 db.add(User(id=index, name=name, email=f"{name}@example.com",
                             password_hash=hash_password(password, salt)))  # fmt: skip
             for name, category, cents in _SEED_PRODUCTS:
@@ -162,7 +163,7 @@ class Database:
         return found.id
 
 
-_DUMMY_HASH = hash_password("not a password", b"0123456789abcdef")
+_DUMMY_HASH = hash_password("not a password", secrets.token_bytes(16))
 
 
 def _like_escape(text: str) -> str:

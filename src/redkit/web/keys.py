@@ -8,7 +8,7 @@ keys never reach Redis: the identifier holds a SHA-256 digest of the key.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Container, Mapping
 from typing import Any
 
 from redkit.core.errors import InvalidArgumentError
@@ -95,24 +95,50 @@ def hash_api_key(raw: str) -> str:
     return digest(raw)
 
 
-def by_api_key(header: str = API_KEY_HEADER, *, fallback: KeyFunc | None = None) -> KeyFunc:
+def by_api_key(
+    header: str = API_KEY_HEADER,
+    *,
+    known: Container[str] | Callable[[str], bool | Awaitable[bool]] | None = None,
+    fallback: KeyFunc | None = None,
+) -> KeyFunc:
     """Count requests per API key: ``apikey:<sha-256 digest of the key>``.
 
     Args:
         header: the header the key comes in.
-        fallback: the key of requests without an API key; by default their client IP. Pass
-            a function returning ``None`` to leave them unlimited.
+        known: the valid keys (a set, a mapping such as the tier table), or a function of the
+            raw key saying whether it is valid (a coroutine function under ASGI). A key it
+            does not know counts as no key. Without it every distinct key gets a bucket of its
+            own, so a client that makes up a new key per request is never limited: give it
+            unless the app refuses unknown keys before the limit runs.
+        fallback: the key of requests without a (known) API key; by default their client IP.
+            Pass a function returning ``None`` to leave them unlimited.
 
     """
     other = fallback if fallback is not None else by_client_ip()
+    check: Callable[[str], bool | Awaitable[bool]] | None
+    check = known if known is None or callable(known) else known.__contains__
 
     def key(request: RequestInfo) -> str | Awaitable[str | None] | None:
         raw = _first(request.headers(header))
         if raw is None:
             return other(request)
-        return "apikey:" + hash_api_key(raw)
+        if check is None:
+            return "apikey:" + hash_api_key(raw)
+        valid = check(raw)
+        if inspect.isawaitable(valid):
+            return _checked(valid, raw, other, request)
+        return "apikey:" + hash_api_key(raw) if valid else other(request)
 
     return key
+
+
+async def _checked(
+    valid: Awaitable[bool], raw: str, other: KeyFunc, request: RequestInfo
+) -> str | None:
+    if await valid:
+        return "apikey:" + hash_api_key(raw)
+    fallen = other(request)
+    return await fallen if inspect.isawaitable(fallen) else fallen
 
 
 def _first(values: list[str]) -> str | None:
