@@ -61,8 +61,9 @@ class SessionStore:
         prefix: the start of every key the store writes.
         max_sessions_per_user: the most sessions one user may hold; creating one more ends the
             oldest. ``None``: no bound.
-        timeout: seconds each call may wait for Redis before it raises
-            :class:`~redkit.errors.BackendError` (sessions fail closed).
+        timeout: seconds each wait for Redis (a free connection, a reply) may last before
+            the call raises :class:`~redkit.errors.BackendError` (sessions fail closed). A
+            call makes one to three round trips, so it may take a small multiple of it.
 
     Session ids are ``<handle>.<secret>``: a 128-bit public handle and a 256-bit secret, from
     :mod:`secrets`. Redis stores only a SHA-256 digest of the id. Concurrent saves of one

@@ -351,7 +351,7 @@ class Redkit:
                 min(decisions, key=lambda d: d.result.remaining),
             )
             for name, value in shown.headers:
-                response.headers[name] = value
+                response.headers.setdefault(name, value)  # as the ASGI side: the view's win
         return response
 
 

@@ -53,8 +53,9 @@ TierFunc: TypeAlias = Callable[[RequestInfo], "str | Awaitable[str]"]
 def session_user_id(session: object) -> object | None:
     """A session's ``user_id`` (attribute or key), or ``None``; never fails the request.
 
-    A redkit session that is not loaded yet (ASGI loads it on first ``await``) counts as
-    anonymous rather than raising: a limit must not force a session read on its own.
+    Under ASGI a redkit session that is not loaded yet counts as anonymous rather than
+    raising: a limit cannot await a session read on its own. (A Flask session loads on first
+    use, so there reading its user costs one Redis call.)
     """
     if session is None:
         return None
