@@ -181,7 +181,7 @@ class _KeyMaker:
     def key_and_tags(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, list[str]]:
         """The call's key and its tags (each tag template filled like the key template)."""
         arguments = self._arguments(args, kwargs)
-        tags = [template.format(**arguments) for template in self.tag_templates]
+        tags = [t.format(**arguments) for t in self.tag_templates] if self.tag_templates else []
         if self.template is not None:
             return self.template.format(**arguments), tags
         # The qualified name and a stable hash of the arguments, by name: the same call gives
