@@ -6,6 +6,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import string
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
@@ -147,6 +148,29 @@ def _listen(backend: Backend, flows: CacheFlows) -> Callable[[], None] | None:
     return backend.subscribe(flows.channel, flows.local.on_message)
 
 
+def _by_index(template: str, names: tuple[str, ...]) -> tuple[str, tuple[str, ...]] | None:
+    """``template`` with each ``{name}`` as ``{index}`` among ``names``.
+
+    ``None`` when some field is more than a plain parameter name (``{user.id}``, ``{0}``, an
+    unknown name, a nested ``{x:{width}}``): those keep the by-name path.
+    """
+    out: list[str] = []
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError:
+        return None  # a malformed template: the by-name path reports it
+    for literal, field, spec, conversion in fields:
+        out.append(literal.replace("{", "{{").replace("}", "}}"))
+        if field is None:
+            continue
+        if field not in names or "{" in (spec or ""):
+            return None
+        out.append("{" + str(names.index(field)))
+        out.append(f"!{conversion}" if conversion else "")
+        out.append(f":{spec}}}" if spec else "}")
+    return "".join(out), names
+
+
 class _KeyMaker:
     """The cache key (and tags) of one call of a decorated function."""
 
@@ -162,6 +186,12 @@ class _KeyMaker:
         # parameters, binds by zip: a third of a cache hit's time went to Signature.bind.
         plain = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in parameters)
         self._positional = tuple(p.name for p in parameters) if plain else None
+        # And with no tags, such a call fills the key template by index, without a dict.
+        self._by_index = (
+            _by_index(template, self._positional)
+            if template is not None and self._positional is not None and not self.tag_templates
+            else None
+        )
 
     def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         names = self._positional
@@ -180,6 +210,9 @@ class _KeyMaker:
 
     def key_and_tags(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, list[str]]:
         """The call's key and its tags (each tag template filled like the key template)."""
+        by_index = self._by_index
+        if by_index is not None and not kwargs and len(args) == len(by_index[1]):
+            return by_index[0].format(*args), []
         arguments = self._arguments(args, kwargs)
         tags = [t.format(**arguments) for t in self.tag_templates] if self.tag_templates else []
         if self.template is not None:
