@@ -76,6 +76,27 @@ def backend(request: pytest.FixtureRequest, loop_thread: LoopThread) -> Backend:
     return Backend(conn, topology=topology, mode=mode, loop=loop_thread)
 
 
+@pytest.fixture(params=["standalone", "cluster"])
+def server(request: pytest.FixtureRequest) -> EmbeddedRedis | EmbeddedCluster:
+    """The web tests' Redis: standalone, then a cluster; emptied first."""
+    if request.param == "cluster":
+        cluster: EmbeddedCluster = request.getfixturevalue("redis_cluster")
+        cluster.flushall()
+        return cluster
+    standalone: EmbeddedRedis = request.getfixturevalue("redis_server")
+    with standalone.client() as admin:
+        admin.flushall()
+    return standalone
+
+
+@pytest.fixture
+def conn(server: EmbeddedRedis | EmbeddedCluster) -> Iterator[Connection]:
+    """A connection of the test's own to ``server`` (a served app may close its clients)."""
+    connection = server.connect()
+    yield connection
+    connection.close()
+
+
 @pytest.fixture
 def hung_port() -> Iterator[int]:
     """A TCP port that accepts connections and never answers."""

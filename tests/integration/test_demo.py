@@ -32,20 +32,10 @@ ALICE = {"name": "alice", "password": "wonderland"}
 pytestmark = pytest.mark.filterwarnings("ignore:session cookies without the Secure flag")
 
 
-@pytest.fixture(params=["standalone", "cluster"])
-def conn(request: pytest.FixtureRequest) -> Connection:
-    if request.param == "cluster":
-        request.getfixturevalue("redis_cluster").flushall()
-        return request.getfixturevalue("cluster_conn")  # type: ignore[no-any-return]
-    with request.getfixturevalue("redis_server").client() as admin:
-        admin.flushall()
-    return request.getfixturevalue("standalone_conn")  # type: ignore[no-any-return]
-
-
 @pytest.fixture
 def demo(conn: Connection) -> Iterator[tuple[str, Database]]:
     db = Database()
-    with serve_asgi(create_app(conn, db)) as url:
+    with serve_asgi(create_app(conn, db), conn) as url:
         yield url, db
 
 
@@ -179,7 +169,7 @@ def test_sessions_login_rotation_logout_and_everywhere(demo: tuple[str, Database
 
 def test_only_a_trusted_proxy_moves_the_client_to_another_bucket(conn: Connection) -> None:
     def exhaust(app: Any) -> tuple[int, int]:
-        with serve_asgi(app) as url, httpx.Client(base_url=url) as client:
+        with serve_asgi(app, conn) as url, httpx.Client(base_url=url) as client:
             early_in_window(10)
             for _ in range(10):
                 client.get("/api/products", headers={"X-Forwarded-For": "203.0.113.7"})

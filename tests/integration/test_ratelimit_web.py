@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import flask
@@ -32,7 +31,6 @@ from redkit import (
     TieredRatelimit,
 )
 from redkit.core.keys import escape
-from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
 from redkit.web import TrustedProxies, by_api_key, by_client_ip, tier_by_api_key
 from redkit.web.fastapi import RateLimit, rate_limit
 from redkit.web.flask import Redkit
@@ -48,30 +46,6 @@ TIERS = {
     "enterprise": SlidingLog(7, "60 s"),
 }
 API_KEYS = {"key-free-1": "free", "key-pro-1": "pro", "key-ent-1": "enterprise"}
-
-
-# -- servers and connections ------------------------------------------------------------------
-
-
-@pytest.fixture(params=["standalone", "cluster"])
-def server(request: pytest.FixtureRequest) -> EmbeddedRedis | EmbeddedCluster:
-    """The server of this run, emptied first."""
-    if request.param == "cluster":
-        cluster: EmbeddedCluster = request.getfixturevalue("redis_cluster")
-        cluster.flushall()
-        return cluster
-    standalone: EmbeddedRedis = request.getfixturevalue("redis_server")
-    with standalone.client() as admin:
-        admin.flushall()
-    return standalone
-
-
-@pytest.fixture
-def conn(server: EmbeddedRedis | EmbeddedCluster) -> Iterator[Connection]:
-    """A connection of this test's own; ASGI apps close its asyncio clients at shutdown."""
-    connection = server.connect()
-    yield connection
-    connection.close()
 
 
 # -- what every response must say ---------------------------------------------------------------

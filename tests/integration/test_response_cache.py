@@ -26,16 +26,6 @@ from redkit.web import fastapi_cache, flask_cache
 from web_support import serve_asgi, serve_wsgi
 
 
-@pytest.fixture(params=["standalone", "cluster"])
-def conn(request: pytest.FixtureRequest) -> Connection:
-    if request.param == "cluster":
-        request.getfixturevalue("redis_cluster").flushall()
-        return request.getfixturevalue("cluster_conn")  # type: ignore[no-any-return]
-    with request.getfixturevalue("redis_server").client() as admin:
-        admin.flushall()
-    return request.getfixturevalue("standalone_conn")  # type: ignore[no-any-return]
-
-
 class Counter:
     def __init__(self) -> None:
         self.calls = 0
@@ -152,7 +142,7 @@ def flask_app(conn: Connection, counter: Counter) -> flask.Flask:
 def served(request: pytest.FixtureRequest, conn: Connection) -> Iterator[tuple[str, Counter]]:
     counter = Counter()
     if request.param == "fastapi":
-        with serve_asgi(fastapi_app(conn, counter)) as url:
+        with serve_asgi(fastapi_app(conn, counter), conn) as url:
             yield url, counter
     else:
         with serve_wsgi(flask_app(conn, counter)) as url:
@@ -267,7 +257,10 @@ def test_a_stampede_of_cold_requests_runs_the_endpoint_once(served: tuple[str, C
 
 def test_plain_starlette_endpoints_and_head(conn: Connection) -> None:
     counter = Counter()
-    with serve_asgi(starlette_app(conn, counter)) as url, httpx.Client(base_url=url) as client:
+    with (
+        serve_asgi(starlette_app(conn, counter), conn) as url,
+        httpx.Client(base_url=url) as client,
+    ):
         first = client.get("/page/1")
         second = client.get("/page/1")
         head = client.head("/page/1")
@@ -294,7 +287,7 @@ def test_stacked_with_a_rate_limit_and_the_endpoints_own_request(conn: Connectio
     async def stacked(request: Request, n: int = 0) -> dict[str, Any]:
         return {"path": request.url.path, "n": n, "call": counter.bump()}
 
-    with serve_asgi(app) as url, httpx.Client(base_url=url) as client:
+    with serve_asgi(app, conn) as url, httpx.Client(base_url=url) as client:
         replies = [client.get("/stacked", params={"n": 7}) for _ in range(4)]
         schema = client.get("/openapi.json").json()
     assert [r.status_code for r in replies] == [200, 200, 200, 429]
@@ -410,7 +403,7 @@ def test_answers_meant_for_one_visitor_are_never_stored(conn: Connection) -> Non
         return {"call": counter.bump()}
 
     with (
-        serve_asgi(app) as url,
+        serve_asgi(app, conn) as url,
         httpx.Client(base_url=url) as alice,
         httpx.Client(base_url=url) as bob,
     ):

@@ -14,7 +14,6 @@ import httpx
 import pytest
 
 from redkit.drivers.connect import Connection
-from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
 from redkit.sessions.flows import new_session_id, valid_session_id
 from session_web_support import (
     KINDS,
@@ -34,23 +33,6 @@ COOKIE = re.compile(r"session=([^;]*); Path=/; HttpOnly; Secure; SameSite=Lax")
 @pytest.fixture(params=KINDS)
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-@pytest.fixture(params=["standalone", "cluster"])
-def conn(request: pytest.FixtureRequest) -> Iterator[Connection]:
-    """A connection of this test's own (the ASGI server closes its asyncio clients), on an
-    emptied Redis."""
-    if request.param == "cluster":
-        cluster: EmbeddedCluster = request.getfixturevalue("redis_cluster")
-        cluster.flushall()
-        connection = cluster.connect()
-    else:
-        server: EmbeddedRedis = request.getfixturevalue("redis_server")
-        with server.client() as admin:
-            admin.flushall()
-        connection = server.connect()
-    yield connection
-    connection.close()
 
 
 StartSite = Callable[..., Site]
