@@ -1,0 +1,320 @@
+"""The gateway as a pure ASGI application: HTTP in, Redis commands out.
+
+Routes (any other method than those named answers 405):
+
+- ``POST /`` (or ``PUT``): one command as a JSON array;
+- ``POST /pipeline``: a JSON array of commands, run in order (not atomically); the answer is
+  one ``{"result"}`` or ``{"error"}`` per command;
+- ``POST /multi-exec``: the same, atomically (``MULTI``/``EXEC`` on one connection);
+- ``GET|HEAD|POST|PUT /COMMAND/arg/...``: one command in the path (see
+  :func:`redkit.gateway.protocol.parse_path`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import Any
+
+from redis import exceptions as rx
+
+from redkit.drivers.connect import Connection
+from redkit.gateway.auth import TokenRule, TokenTable, fingerprint, presented_token
+from redkit.gateway.backend import Backend, BackendError, CrossSlot, open_backend
+from redkit.gateway.policy import Policy
+from redkit.gateway.protocol import (
+    MAX_BODY,
+    Command,
+    ProtocolError,
+    command_name,
+    encode_reply,
+    error_message,
+    item,
+    json_body,
+    parse_batch,
+    parse_command,
+    parse_path,
+)
+from redkit.gateway.scripts import ScriptMap, Translated
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger("redkit.gateway")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT"})
+_BATCH_ROUTES = {b"/pipeline": "pipeline", b"/multi-exec": "multi-exec"}
+
+
+class _Answer(Exception):
+    """An HTTP answer decided early: a status and a JSON body."""
+
+    def __init__(self, status: int, data: object) -> None:
+        super().__init__(status)
+        self.status = status
+        self.data = data
+
+
+def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+class Gateway:
+    """An Upstash-compatible REST server in front of Redis, as an ASGI app.
+
+    Args:
+        tokens: each accepted token and what it gives access to: a :class:`TokenRule`, or
+            just the Redis (a URL or a :class:`redkit.Connection`) for a read-write token.
+            Tokens that name the same Redis share its connection pool.
+        allow: commands of the deny list (:data:`redkit.gateway.policy.DENIED`) to run anyway,
+            such as ``["FLUSHALL", "FLUSHDB"]``.
+        max_body: the largest request body, in bytes; larger ones are refused with 400.
+        **redis_options: for every Redis client: ``socket_timeout``, ``max_connections``...
+
+    Serve it with any ASGI server (``uvicorn.run(gateway)``). Its Redis pools are opened on
+    the first request and closed at the ASGI lifespan's shutdown, or by :meth:`aclose`.
+
+    """
+
+    def __init__(
+        self,
+        tokens: Mapping[str, TokenRule | str | Connection],
+        *,
+        allow: Iterable[str] = (),
+        max_body: int = MAX_BODY,
+        **redis_options: Any,
+    ) -> None:
+        rules = {
+            token: rule if isinstance(rule, TokenRule) else TokenRule(rule)
+            for token, rule in tokens.items()
+        }
+        self._tokens = TokenTable(rules)
+        for rule in rules.values():
+            # Validate every URL now, not on the first request.
+            if isinstance(rule.redis, str):
+                Connection(rule.redis)
+        self.policy = Policy(allow)
+        self.max_body = max_body
+        self._redis_options = redis_options
+        self._scripts = ScriptMap()
+        self._backends: dict[object, Backend] = {}
+        self._sync_tokens = itertools.count(1)
+
+    @classmethod
+    def for_redis(
+        cls,
+        redis: str | Connection,
+        token: str,
+        *,
+        read_only_token: str | None = None,
+        **options: Any,
+    ) -> Gateway:
+        """A gateway to one Redis: ``token`` reads and writes, ``read_only_token`` reads."""
+        tokens: dict[str, TokenRule | str | Connection] = {token: TokenRule(redis)}
+        if read_only_token is not None:
+            if read_only_token == token:
+                raise ValueError("the read-only token must differ from the token")
+            tokens[read_only_token] = TokenRule(redis, read_only=True)
+        return cls(tokens, **options)
+
+    def __repr__(self) -> str:
+        return f"<redkit.gateway.Gateway allow={sorted(self.policy.allow)}>"
+
+    # -- ASGI ------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI entry point: ``http`` requests and the ``lifespan`` protocol."""
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":  # websockets: refuse
+            await send({"type": "websocket.close", "code": 1003})
+            return
+        status, data = await self._respond(scope, receive)
+        body = json_body(data)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"upstash-sync-token", str(next(self._sync_tokens)).encode()),
+        ]
+        if status == 405:
+            headers.append((b"allow", b"GET, HEAD, POST, PUT"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def aclose(self) -> None:
+        """Close the Redis pools (they reopen if another request comes)."""
+        backends, self._backends = self._backends, {}
+        for backend in backends.values():
+            try:
+                await backend.aclose()
+            except Exception:  # closing must go on for the others
+                log.warning("closing a Redis pool failed", exc_info=True)
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def _respond(self, scope: Scope, receive: Receive) -> tuple[int, object]:
+        method: str = scope["method"]
+        path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+        label = "?"
+        who = "-"
+        try:
+            if method not in _METHODS:
+                raise _Answer(405, {"error": f"ERR method {method} is not allowed"})
+            headers: list[tuple[bytes, bytes]] = scope["headers"]
+            query: bytes = scope.get("query_string", b"")
+            presented = presented_token(headers, query)
+            if presented is None:
+                raise _Answer(401, {"error": "Unauthorized"})
+            who = fingerprint(presented)
+            rule = self._tokens.lookup(presented)
+            if rule is None:
+                raise _Answer(401, {"error": "WRONGPASS invalid password"})
+            fmt = _header(headers, b"upstash-response-format")
+            if fmt is not None and fmt.strip().lower() != b"json":
+                raise _Answer(
+                    400, {"error": "ERR only the JSON response format is supported by redkit"}
+                )
+            b64 = (_header(headers, b"upstash-encoding") or b"").strip().lower() == b"base64"
+            backend = self._backend(rule)
+            route = _BATCH_ROUTES.get(path.rstrip(b"/") or b"/")
+            if route is not None:
+                label = route
+                if method not in ("POST", "PUT"):
+                    raise _Answer(405, {"error": f"ERR {route} takes POST, not {method}"})
+                commands = parse_batch(await self._body(scope, receive))
+                if route == "pipeline":
+                    return 200, await self._pipeline(backend, rule, commands, b64)
+                return await self._transaction(backend, rule, commands, b64)
+            if path.strip(b"/") == b"":
+                if method not in ("POST", "PUT"):
+                    raise _Answer(
+                        400, {"error": "ERR no command: POST a JSON array, or use /COMMAND/args"}
+                    )
+                command = parse_command(await self._body(scope, receive))
+            else:
+                body = await self._body(scope, receive) if method in ("POST", "PUT") else None
+                command = parse_path(path, query, body)
+            label = command_name(command)
+            return await self._single(backend, rule, command, b64)
+        except _Answer as answer:
+            status, data = answer.status, answer.data
+        except ProtocolError as exc:
+            status, data = exc.status, {"error": exc.message}
+        except BackendError as exc:
+            log.warning("%s %s (%s): %s", method, label, who, exc)
+            status, data = 503, {"error": str(exc)}
+        except Exception:
+            log.exception("%s %s (%s) failed", method, label, who)
+            status, data = 500, {"error": "ERR internal error in the gateway"}
+        log.debug("%s %s (%s) -> %s", method, label, who, status)
+        return status, data
+
+    def _backend(self, rule: TokenRule) -> Backend:
+        target = rule.redis
+        key: object = target if isinstance(target, str) else id(target)
+        backend = self._backends.get(key)
+        if backend is None:
+            backend = self._backends[key] = open_backend(target, **self._redis_options)
+        return backend
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        declared = _header(scope["headers"], b"content-length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > self.max_body:
+            raise self._too_large()
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Answer(400, {"error": "ERR the client went away"})
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise self._too_large()
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _too_large(self) -> _Answer:
+        return _Answer(
+            400, {"error": f"ERR max request size exceeded: the limit is {self.max_body} bytes"}
+        )
+
+    async def _single(
+        self, backend: Backend, rule: TokenRule, command: Command, b64: bool
+    ) -> tuple[int, object]:
+        refusal = self.policy.refusal(command, read_only=rule.read_only)
+        if refusal is not None:
+            return 400, {"error": refusal}
+        translated = self._scripts.translate(command)
+        reply = (await backend.run([translated.command]))[0]
+        if isinstance(reply, rx.NoScriptError) and translated.fallback is not None:
+            reply = (await backend.run([translated.fallback]))[0]
+        reply = _restore(translated, reply)
+        if isinstance(reply, BaseException):
+            return 400, {"error": error_message(reply)}
+        return 200, {"result": encode_reply(reply, b64=b64)}
+
+    async def _pipeline(
+        self, backend: Backend, rule: TokenRule, commands: list[Command], b64: bool
+    ) -> list[dict[str, Any]]:
+        replies: list[Any] = [None] * len(commands)
+        runnable: list[tuple[int, Translated]] = []
+        for index, command in enumerate(commands):
+            refusal = self.policy.refusal(command, read_only=rule.read_only)
+            if refusal is not None:
+                replies[index] = rx.ResponseError(refusal)
+            else:
+                runnable.append((index, self._scripts.translate(command, inline=True)))
+        if runnable:
+            results = await backend.run([translated.command for _, translated in runnable])
+            for (index, translated), reply in zip(runnable, results, strict=True):
+                replies[index] = _restore(translated, reply)
+        return [item(reply, b64=b64) for reply in replies]
+
+    async def _transaction(
+        self, backend: Backend, rule: TokenRule, commands: list[Command], b64: bool
+    ) -> tuple[int, object]:
+        translated: list[Translated] = []
+        for command in commands:
+            refusal = self.policy.refusal(command, read_only=rule.read_only)
+            if refusal is not None:
+                return 400, {"error": refusal}
+            translated.append(self._scripts.translate(command, inline=True))
+        try:
+            replies = await backend.transaction([t.command for t in translated])
+        except CrossSlot as exc:
+            return 400, {"error": str(exc)}
+        except rx.ResponseError as exc:
+            return 400, {"error": error_message(exc)}
+        return 200, [
+            item(_restore(t, reply), b64=b64) for t, reply in zip(translated, replies, strict=True)
+        ]
+
+
+def _restore(translated: Translated, reply: Any) -> Any:
+    """The reply in the client's terms: ``SCRIPT LOAD`` answers the SHA of the client's text."""
+    if translated.reply_sha is not None and isinstance(reply, bytes):
+        return translated.reply_sha
+    return reply

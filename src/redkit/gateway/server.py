@@ -1,0 +1,130 @@
+"""``redkit gateway``: settings from flags and the environment, served by uvicorn.
+
+Every flag has an environment variable, which is the better place for tokens (a command
+line is visible to every user of the machine):
+
+==============================  ===========================  ==================================
+flag                            variable                     meaning
+==============================  ===========================  ==================================
+``--redis URL``                 ``REDKIT_GATEWAY_REDIS``     the Redis (else ``REDIS_URL``)
+``--token T``                   ``REDKIT_GATEWAY_TOKEN``     the read-write token
+``--read-only-token T``         ``REDKIT_GATEWAY_READ_ONLY_TOKEN``  a read-only token
+``--tokens-file PATH``          ``REDKIT_GATEWAY_TOKENS_FILE``  several tokens (JSON)
+``--allow-command CMD``         ``REDKIT_GATEWAY_ALLOW``     denied commands to run (comma list)
+``--host``, ``--port``          ``REDKIT_GATEWAY_HOST``, ``_PORT``  where to listen
+``--max-body BYTES``            ``REDKIT_GATEWAY_MAX_BODY``  the request size limit
+==============================  ===========================  ==================================
+
+The tokens file maps each token to its Redis:
+``{"<token>": {"redis": "redis://...", "read_only": false}, ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from redkit.core.errors import ConfigurationError
+from redkit.drivers.connect import mask_url
+from redkit.gateway.app import Gateway
+from redkit.gateway.auth import TokenRule
+from redkit.gateway.protocol import MAX_BODY
+
+__all__ = ["build", "main"]
+
+
+def _tokens_file(path: str) -> dict[str, TokenRule]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"cannot read the tokens file {path}: {exc}") from exc
+    if not isinstance(data, dict) or not data:
+        raise ConfigurationError(f"the tokens file {path} must be a non-empty JSON object")
+    rules: dict[str, TokenRule] = {}
+    for index, (token, entry) in enumerate(data.items(), 1):
+        if not isinstance(entry, dict) or not isinstance(entry.get("redis"), str):
+            raise ConfigurationError(
+                f"entry {index} of the tokens file {path} needs a string 'redis' (a URL)"
+            )
+        rules[token] = TokenRule(entry["redis"], read_only=bool(entry.get("read_only", False)))
+    return rules
+
+
+def build(
+    *,
+    redis: str | None = None,
+    token: str | None = None,
+    read_only_token: str | None = None,
+    tokens_file: str | None = None,
+    allow: list[str] | None = None,
+    max_body: int | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Gateway:
+    """The gateway the flags (else the environment) describe.
+
+    Raises:
+        ConfigurationError: naming the flag and variable to set, when a setting is missing or
+            malformed.
+
+    """
+    env = os.environ if environ is None else environ
+    redis = redis or env.get("REDKIT_GATEWAY_REDIS") or env.get("REDIS_URL")
+    token = token or env.get("REDKIT_GATEWAY_TOKEN")
+    read_only_token = read_only_token or env.get("REDKIT_GATEWAY_READ_ONLY_TOKEN")
+    tokens_file = tokens_file or env.get("REDKIT_GATEWAY_TOKENS_FILE")
+    if allow is None:
+        allow = [name for name in env.get("REDKIT_GATEWAY_ALLOW", "").split(",") if name.strip()]
+    if max_body is None:
+        raw = env.get("REDKIT_GATEWAY_MAX_BODY")
+        try:
+            max_body = int(raw) if raw else MAX_BODY
+        except ValueError:
+            raise ConfigurationError(
+                f"REDKIT_GATEWAY_MAX_BODY must be a number of bytes, got {raw!r}",
+                variable="REDKIT_GATEWAY_MAX_BODY",
+            ) from None
+    if max_body <= 0:
+        raise ConfigurationError("the maximum body size must be positive")
+    rules: dict[str, TokenRule] = _tokens_file(tokens_file) if tokens_file else {}
+    if token or read_only_token:
+        if not redis:
+            raise ConfigurationError(
+                "no Redis: pass --redis URL or set REDKIT_GATEWAY_REDIS (or REDIS_URL)",
+                variable="REDKIT_GATEWAY_REDIS",
+            )
+        if token:
+            rules[token] = TokenRule(redis)
+        if read_only_token:
+            if read_only_token == token:
+                raise ConfigurationError("the read-only token must differ from the token")
+            rules[read_only_token] = TokenRule(redis, read_only=True)
+    if not rules:
+        raise ConfigurationError(
+            "no token: pass --token T (or set REDKIT_GATEWAY_TOKEN), or --tokens-file",
+            variable="REDKIT_GATEWAY_TOKEN",
+        )
+    try:
+        return Gateway(rules, allow=allow, max_body=max_body)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc
+
+
+def main(out: TextIO, gateway: Gateway, *, host: str, port: int, redis: str | None) -> int:
+    """Serve ``gateway`` until interrupted; return the exit status."""
+    import uvicorn
+
+    where = mask_url(redis) if redis else "the Redis of the tokens file"
+    print(f"redkit gateway on http://{host}:{port}/ in front of {where}", file=out, flush=True)
+    config: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "lifespan": "on",
+        # uvicorn's access log prints query strings, where ?_token= would show: off.
+        "access_log": False,
+        "log_level": "info",
+    }
+    uvicorn.run(gateway, **config)
+    return 0
