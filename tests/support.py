@@ -1,4 +1,4 @@
-"""Test support: one test body runs on every backend (standalone/cluster x sync/async)."""
+"""Test support: one test body runs on every backend (standalone/cluster/REST x sync/async)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,13 @@ import redis.cluster
 
 from redkit.core.flow import Flow, run_async, run_sync
 from redkit.drivers.connect import Connection
+from redkit.drivers.rest import RestConnection
 from redkit.ratelimit import AsyncRatelimit, Limiter, Ratelimit
 
 T = TypeVar("T")
+
+#: The token of the tests' REST gateway.
+REST_TOKEN = "redkit-test-token"
 
 
 class LoopThread:
@@ -42,17 +46,35 @@ class LoopThread:
 
 
 class Backend:
-    """A Redis (standalone or cluster) seen through the sync or the async driver."""
+    """A Redis seen through the sync or the async driver.
 
-    def __init__(self, conn: Connection, *, topology: str, mode: str, loop: LoopThread) -> None:
+    ``topology`` is ``"standalone"``, ``"cluster"``, or ``"rest"``: the standalone server
+    through the REST gateway, where ``conn`` is a :class:`RestConnection` and ``admin`` the
+    direct connection that inspects the server.
+    """
+
+    def __init__(
+        self,
+        conn: Connection | RestConnection,
+        *,
+        topology: str,
+        mode: str,
+        loop: LoopThread,
+        admin: Connection | None = None,
+    ) -> None:
         self.conn = conn
         self.topology = topology
         self.mode = mode
         self.loop = loop
+        self._admin = admin
 
     @property
     def is_cluster(self) -> bool:
         return self.topology == "cluster"
+
+    @property
+    def is_rest(self) -> bool:
+        return self.topology == "rest"
 
     @property
     def is_async(self) -> bool:
@@ -95,7 +117,9 @@ class Backend:
     @property
     def admin(self) -> redis.Redis | redis.cluster.RedisCluster:
         """A plain redis-py client (standalone or cluster) for inspecting what was written."""
-        return self.conn.sync_driver().client
+        direct = self._admin if self._admin is not None else self.conn
+        assert isinstance(direct, Connection)
+        return direct.sync_driver().client
 
     def all_keys(self) -> set[str]:
         """Every key in the database (on a cluster: on every master)."""

@@ -5,6 +5,8 @@ Sync and asyncio, one library. Start with :func:`connect` or :func:`from_env`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from redkit import errors
 from redkit.cache import MISSING, AsyncCache, Cache, hash_query
 from redkit.drivers.connect import Connection, connect, from_env
@@ -29,6 +31,9 @@ from redkit.ratelimit import (
 )
 from redkit.sessions import AsyncSessionStore, Session, SessionInfo, SessionStore
 
+if TYPE_CHECKING:
+    from redkit.drivers.rest import RestConnection
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -51,6 +56,7 @@ __all__ = [
     "Ratelimit",
     "RatelimitResult",
     "Remaining",
+    "RestConnection",
     "Session",
     "SessionInfo",
     "SessionStore",
@@ -64,3 +70,12 @@ __all__ = [
     "from_env",
     "hash_query",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # RestConnection needs httpx, an optional dependency: import it only when asked for.
+    if name == "RestConnection":
+        from redkit.drivers.rest import RestConnection
+
+        return RestConnection
+    raise AttributeError(f"module 'redkit' has no attribute {name!r}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from redkit import Connection, connect, from_env
-from redkit.core.driver import as_backend
+from redkit import Connection, RestConnection, connect, from_env
+from redkit.core.driver import as_backend, scripts_declare_keys
 from redkit.core.errors import ConfigurationError
 from redkit.drivers.connect import mask_url
 
@@ -41,7 +41,7 @@ def test_supported_urls_are_accepted_without_connecting(url: str, cluster: bool)
         ("redis://localhost/abc", "database must be a number"),
         ("redis+cluster://localhost:7000/3", "only database 0"),
         ("unix://", "socket path"),
-        ("https://eu1-x.upstash.io", "REST API"),
+        ("https://eu1-x.upstash.io", "token"),
     ],
 )
 def test_malformed_urls_raise_configuration_error(url: str, why: str) -> None:
@@ -78,21 +78,103 @@ def test_from_env_names_the_variable_when_malformed() -> None:
 
 
 @pytest.mark.parametrize(
-    ("env", "named"),
+    ("env", "url", "token_variable"),
     [
         (
             {"UPSTASH_REDIS_REST_URL": "https://x.upstash.io", "UPSTASH_REDIS_REST_TOKEN": "t"},
-            "UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN",
+            "https://x.upstash.io",
+            "UPSTASH_REDIS_REST_TOKEN",
         ),
-        ({"KV_REST_API_URL": "https://x.upstash.io"}, "KV_REST_API_URL but no REDIS_URL"),
+        (
+            {"KV_REST_API_URL": "https://kv.upstash.io/", "KV_REST_API_TOKEN": "t"},
+            "https://kv.upstash.io",
+            "KV_REST_API_TOKEN",
+        ),
+        (  # Upstash's own variables win over Vercel's
+            {
+                "KV_REST_API_URL": "https://kv.upstash.io",
+                "KV_REST_API_TOKEN": "t",
+                "UPSTASH_REDIS_REST_URL": "https://x.upstash.io",
+                "UPSTASH_REDIS_REST_TOKEN": "t",
+            },
+            "https://x.upstash.io",
+            "UPSTASH_REDIS_REST_TOKEN",
+        ),
     ],
 )
-def test_from_env_says_plainly_when_only_upstash_is_configured(
-    env: dict[str, str], named: str
+def test_from_env_reads_upstash_rest_variables(
+    env: dict[str, str], url: str, token_variable: str
 ) -> None:
-    with pytest.raises(ConfigurationError, match="not supported") as info:
+    conn = from_env(env)
+    assert isinstance(conn, RestConnection)
+    assert conn.url == url
+    assert not conn.is_cluster
+    assert conn.key_locking  # https: Upstash itself
+    assert conn._settings.token_name == token_variable
+
+
+def test_from_env_prefers_redis_url_over_rest_variables() -> None:
+    env = {"REDIS_URL": "redis://localhost", "UPSTASH_REDIS_REST_URL": "https://x.upstash.io"}
+    assert isinstance(from_env(env), Connection)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"UPSTASH_REDIS_REST_URL": "https://x.upstash.io"}, "UPSTASH_REDIS_REST_TOKEN"),
+        ({"KV_REST_API_URL": "https://x.upstash.io", "KV_REST_API_TOKEN": ""}, "KV_REST_API_TOKEN"),
+    ],
+)
+def test_from_env_names_a_missing_rest_token(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigurationError, match=named) as info:
         from_env(env)
-    assert named in str(info.value)
+    assert info.value.variable == named
+
+
+def test_from_env_names_a_malformed_rest_url() -> None:
+    env = {"UPSTASH_REDIS_REST_URL": "ftp://x.upstash.io", "UPSTASH_REDIS_REST_TOKEN": "t"}
+    with pytest.raises(ConfigurationError, match="UPSTASH_REDIS_REST_URL") as info:
+        from_env(env)
+    assert info.value.variable == "UPSTASH_REDIS_REST_URL"
+
+
+def test_connect_gives_a_rest_connection_for_http_urls_with_a_token() -> None:
+    conn = connect("https://eu1-x.upstash.io/", token="secret-token")
+    assert isinstance(conn, RestConnection)
+    assert conn.url == "https://eu1-x.upstash.io"
+    assert conn.key_locking
+    assert conn.scripts_declare_keys
+    assert "secret-token" not in repr(conn)
+    local = connect("http://127.0.0.1:8080", token="t")
+    assert isinstance(local, RestConnection)
+    assert not local.key_locking  # a local gateway (or SRH) may not strip the line
+    assert connect("http://127.0.0.1:8080", token="t", key_locking=True).key_locking
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "why"),
+    [
+        ("https://x.upstash.io", {}, "token"),
+        ("https://x.upstash.io", {"token": ""}, "token is missing"),
+        ("https://x.upstash.io", {"token": "a b"}, "whitespace"),
+        ("https://user:pw@x.upstash.io", {"token": "t"}, "not in the URL"),
+        ("https://x.upstash.io?_token=t", {"token": "t"}, "query"),
+        ("https://", {"token": "t"}, "no host"),
+        ("https://x.upstash.io", {"token": "t", "socket_timeout": 0}, "socket_timeout"),
+        ("https://x.upstash.io", {"token": "t", "retries": -1}, "retries"),
+    ],
+)
+def test_malformed_rest_settings_raise_configuration_error(
+    url: str, options: dict[str, object], why: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=why):
+        connect(url, **options)  # type: ignore[arg-type]
+
+
+def test_redis_py_connections_let_scripts_build_keys() -> None:
+    assert not scripts_declare_keys(connect("redis://localhost"))
+    assert not scripts_declare_keys(as_backend(redis.Redis()))
+    assert not scripts_declare_keys(object())
 
 
 def test_passwords_never_appear_in_reprs_or_errors() -> None:

@@ -145,3 +145,51 @@ def test_the_public_names_are_exported() -> None:
     for name in names:
         assert name in redkit.__all__
         assert getattr(redkit, name).__doc__
+
+
+# -- backends whose scripts must declare every key (Upstash's key locking) ----------------
+
+
+def test_where_scripts_declare_keys_the_global_keys_stay_out_of_scripts() -> None:
+    from redkit.core.clock import ClientClock
+    from redkit.core.ops import Command, ScriptCall
+    from redkit.ratelimit.analytics import Analytics
+    from redkit.ratelimit.flows import RatelimitFlows
+
+    flows = RatelimitFlows(
+        redkit.FixedWindow(5, "10 s"),
+        prefix="p",
+        cluster=False,
+        scripts_declare_keys=True,
+        clock=ClientClock(),
+        ephemeral_cache=None,
+        on_timeout="allow",
+        dynamic_limits=True,
+        protection=True,
+        analytics=Analytics("p"),
+    )
+    steps = flows.limit("id", ip="1.2.3.4")
+    deny_read = next(steps)  # the process reads the deny list itself ...
+    assert deny_read == Command(("SMEMBERS", "p:denyList:all"))
+    global_read = steps.send([])  # ... and the global override
+    assert global_read == Command(("GET", "p:dynamic:global"))
+    call = steps.send(b"7")
+    assert isinstance(call, ScriptCall)
+    steps.close()
+    # The script gets only the identifier's own keys, in @upstash/ratelimit's layout (no tags).
+    assert all(key.startswith("p:id:") or key == "p:id" for key in call.keys)
+    assert call.args[3:5] == ("value", 7)  # the global override, passed by value
+    assert not any(str(arg).startswith("p:events:") for arg in call.args)  # counted locally
+
+
+def test_where_scripts_declare_keys_the_client_clock_is_the_default() -> None:
+    conn = redkit.RestConnection("https://x.example", token="t")
+    assert not redkit.Ratelimit(conn, redkit.FixedWindow(5, "10 s"))._flows.clock.server
+    # Windows name their counters after the time: the server's clock cannot name them here.
+    with pytest.raises(InvalidArgumentError, match="client"):
+        redkit.Ratelimit(conn, redkit.SlidingWindow(5, "10 s"), clock="server")
+    assert redkit.Ratelimit(
+        conn, redkit.TokenBucket(1, "1 s", 5), clock="server"
+    )._flows.clock.server
+    on_redis = redkit.Ratelimit(redkit.connect("redis://localhost"), redkit.FixedWindow(5, "10 s"))
+    assert on_redis._flows.clock.server

@@ -20,6 +20,7 @@ __all__ = [
     "SyncDriver",
     "as_backend",
     "register_adapter",
+    "scripts_declare_keys",
 ]
 
 
@@ -54,6 +55,12 @@ class Backend(Protocol):
     ``timeout`` asks for a driver whose every wait (connecting, each reply) is bounded by that
     many seconds, for callers with a budget of their own, such as a rate limiter that must
     answer in time. A backend that cannot tighten its timeouts (a user's own client) ignores it.
+
+    A backend may also set ``scripts_declare_keys = True`` (read with
+    :func:`scripts_declare_keys`; absent means ``False``): its server runs a Lua script only on
+    the keys passed in ``KEYS``, as Upstash does with key locking. Features then never let a
+    script build a key name itself. It is not a protocol member, so that backends written
+    before it still pass ``isinstance(obj, Backend)``.
     """
 
     #: Whether this is a Redis Cluster: keys of one script must then share a hash tag.
@@ -78,6 +85,16 @@ class Subscribable(Protocol):
         Messages arrive on a background thread.
         """
         ...
+
+
+def scripts_declare_keys(backend: object) -> bool:
+    """Whether every key a script touches must be in its ``KEYS`` on ``backend`` (Upstash).
+
+    On such a server, keys that a script on stock Redis would build inside Lua (a global
+    deny list, a window counter named after the server's clock) are named by the caller, or
+    read and written outside the script.
+    """
+    return getattr(backend, "scripts_declare_keys", False) is True
 
 
 Adapter = Callable[[object], "Backend | None"]

@@ -14,9 +14,9 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from redkit.cache import AsyncCache, hash_query
+from redkit.core.driver import Backend
 from redkit.demo.db import Database
 from redkit.demo.page import index_page
-from redkit.drivers.connect import Connection
 from redkit.ratelimit import AsyncRatelimit, AsyncTieredRatelimit, FixedWindow, SlidingWindow
 from redkit.sessions import AsyncSessionStore
 from redkit.sessions.asgi import RequestSession, SessionMiddleware, load_session
@@ -48,7 +48,7 @@ class UserChanges(BaseModel):
 
 
 def create_app(
-    redis: Connection,
+    redis: Backend,
     db: Database,
     *,
     proxies: TrustedProxies | None = None,

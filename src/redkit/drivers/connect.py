@@ -4,6 +4,9 @@
 unix socket, ``redis+cluster://`` and ``rediss+cluster://`` any node of a Redis Cluster. A
 :class:`Connection` validates its URL at once but opens nothing until first used; it then
 creates a sync client, an asyncio client, or both, on demand.
+
+``https://`` (or ``http://``) with a ``token`` names an Upstash database through its REST API:
+a :class:`~redkit.drivers.rest.RestConnection` (it needs httpx: ``pip install redkit[upstash]``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -28,6 +31,9 @@ from redis.retry import Retry
 from redkit.core.driver import register_adapter
 from redkit.core.errors import ConfigurationError
 from redkit.drivers.redis import AsyncRedisDriver, RedisDriver
+
+if TYPE_CHECKING:
+    from redkit.drivers.rest import RestConnection
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -85,8 +91,8 @@ def _validate(url: object, variable: str | None) -> tuple[bool, str]:
     scheme = parts.scheme.lower()
     if scheme in ("http", "https"):
         raise fail(
-            f"{mask_url(url)!r} is an HTTP URL; Upstash's REST API is not supported yet: "
-            "give the redis:// or rediss:// URL of the database instead"
+            f"{mask_url(url)!r} is an HTTP URL: Upstash's REST API needs its token, as in "
+            "redkit.connect(url, token=...)"
         )
     if scheme not in _STANDALONE and scheme not in _CLUSTER:
         known = ", ".join(f"{s}://" for s in (*_STANDALONE, *_CLUSTER))
@@ -118,6 +124,9 @@ class Connection:
     created once per event loop, since asyncio connections belong to the loop that opened them.
     Socket and connect timeouts are always on.
     """
+
+    #: Stock Redis lets a script touch keys it was not given (see :mod:`redkit.core.driver`).
+    scripts_declare_keys = False
 
     def __init__(
         self,
@@ -293,25 +302,60 @@ def _cluster_retry(timeout: float | None) -> Retry:
     return Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
 
 
-def connect(url: str, **options: Any) -> Connection:
-    """Validate ``url`` and return a :class:`Connection` to it (nothing is opened yet).
+def _is_http(url: object) -> bool:
+    return isinstance(url, str) and url.strip().lower().startswith(("http://", "https://"))
 
-    Options: ``socket_timeout`` and ``connect_timeout`` in seconds, and any keyword that
-    redis-py's ``from_url`` accepts (``max_connections``, ``ssl_ca_certs``, ...).
+
+def _rest(url: str, **options: Any) -> RestConnection:
+    try:
+        from redkit.drivers.rest import RestConnection
+    except ImportError as exc:  # httpx is an optional dependency
+        raise ConfigurationError(
+            f"Upstash's REST API needs httpx ({exc}): pip install 'redkit[upstash]'"
+        ) from exc
+    return RestConnection(url, **options)
+
+
+def connect(url: str, **options: Any) -> Connection | RestConnection:
+    """Validate ``url`` and return a connection to it (nothing is opened yet).
+
+    A ``redis://``, ``rediss://``, ``unix://`` or ``redis+cluster://`` URL gives a
+    :class:`Connection`. Options: ``socket_timeout`` and ``connect_timeout`` in seconds, and
+    any keyword that redis-py's ``from_url`` accepts (``max_connections``, ``ssl_ca_certs``...).
+
+    An ``https://`` URL with ``token=`` (an Upstash database's REST URL and token; ``http://``
+    for a local gateway) gives a :class:`~redkit.drivers.rest.RestConnection`, whose options
+    are ``socket_timeout``, ``connect_timeout``, ``retries``, ``retry_backoff``,
+    ``key_locking``, ``read_your_writes`` and ``max_connections``.
 
     Raises:
-        ConfigurationError: for a malformed or unsupported URL.
+        ConfigurationError: for a malformed or unsupported URL, or a REST URL without token.
 
     """
+    if _is_http(url):
+        if "token" not in options:
+            raise ConfigurationError(
+                "an http(s):// URL is a REST URL: give its token too, as in "
+                "redkit.connect(url, token=...)",
+                variable="token",
+            )
+        return _rest(url, **options)
     return Connection(url, **options)
 
 
-def from_env(environ: Mapping[str, str] | None = None, **options: Any) -> Connection:
-    """A :class:`Connection` configured by ``REDIS_URL``.
+def from_env(
+    environ: Mapping[str, str] | None = None, **options: Any
+) -> Connection | RestConnection:
+    """A connection configured by the environment.
+
+    ``REDIS_URL`` comes first (a :class:`Connection`). Without it, ``UPSTASH_REDIS_REST_URL``
+    and ``UPSTASH_REDIS_REST_TOKEN`` name an Upstash database over REST, or else Vercel's
+    ``KV_REST_API_URL`` and ``KV_REST_API_TOKEN`` (a :class:`~redkit.drivers.rest.RestConnection`).
+    ``options`` go to the connection (see :func:`connect`).
 
     Raises:
-        ConfigurationError: naming the variable, when ``REDIS_URL`` is missing or malformed,
-            and saying so plainly when only Upstash's REST variables are set.
+        ConfigurationError: naming the variable, when no URL is set, when one is malformed, or
+            when a REST URL comes without its token.
 
     """
     env = os.environ if environ is None else environ
@@ -319,23 +363,28 @@ def from_env(environ: Mapping[str, str] | None = None, **options: Any) -> Connec
     if url is not None:
         return Connection(url, variable="REDIS_URL", **options)
     for url_var, token_var in _UPSTASH_VARIABLES:
-        if env.get(url_var):
-            raise ConfigurationError(
-                f"found {url_var}{' and ' + token_var if env.get(token_var) else ''} but no "
-                "REDIS_URL: Upstash's REST API is not supported by this version of redkit yet; "
-                "set REDIS_URL to the database's rediss:// URL (shown in the Upstash console)",
-                variable="REDIS_URL",
+        rest_url = env.get(url_var)
+        if rest_url:
+            token = env.get(token_var)
+            if not token:
+                raise ConfigurationError(
+                    f"{url_var} is set but {token_var} is not: set it to the database's REST "
+                    "token (shown in the Upstash console)",
+                    variable=token_var,
+                )
+            return _rest(
+                rest_url, token=token, variable=url_var, token_variable=token_var, **options
             )
     raise ConfigurationError(
         "REDIS_URL is not set: set it to redis://host:port, rediss://..., unix:///path or "
-        "redis+cluster://host:port",
+        "redis+cluster://host:port; or set UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN",
         variable="REDIS_URL",
     )
 
 
 def _adapt(obj: object) -> Connection | _ClientBackend | None:
     if isinstance(obj, str):
-        return Connection(obj)
+        return Connection(obj)  # a REST URL needs its token: Connection says so
     if isinstance(obj, (redis.Redis, redis.cluster.RedisCluster)):
         return _ClientBackend(sync=RedisDriver(obj))
     if isinstance(obj, (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)):
@@ -345,6 +394,8 @@ def _adapt(obj: object) -> Connection | _ClientBackend | None:
 
 class _ClientBackend:
     """A user's own redis-py client, used as it is (its pool, its options, its timeouts)."""
+
+    scripts_declare_keys = False
 
     def __init__(
         self, *, sync: RedisDriver | None = None, asyncio_: AsyncRedisDriver | None = None

@@ -17,8 +17,8 @@ from types import TracebackType
 from typing import Any, Literal
 
 from redkit.core import keys
-from redkit.core.clock import Clock, ServerClock, resolve_clock
-from redkit.core.driver import AsyncDriver, Backend, SyncDriver, as_backend
+from redkit.core.clock import ClientClock, Clock, ServerClock, resolve_clock
+from redkit.core.driver import AsyncDriver, Backend, SyncDriver, as_backend, scripts_declare_keys
 from redkit.core.durations import Duration, duration_ms
 from redkit.core.errors import BackendTimeout, BackendUnavailable, InvalidArgumentError
 from redkit.core.flow import Flow, run_async, run_sync
@@ -245,7 +245,10 @@ def _setup(
         limit,
         prefix=prefix,
         cluster=backend.is_cluster,
-        clock=resolve_clock(clock, default=ServerClock()),
+        # Upstash asks that scripts read no clock.
+        clock=resolve_clock(
+            clock, default=ClientClock() if scripts_declare_keys(backend) else ServerClock()
+        ),
         on_timeout=on_timeout,
     )
     return backend, flows, float(timeout) if timeout else None
@@ -265,8 +268,9 @@ class Concurrency:
             timeouts. Past it, or when Redis is down, ``on_timeout`` answers an acquire.
         on_timeout: ``"allow"`` (fail open, the default) or ``"deny"``; either way the lease
             says ``reason="timeout"`` and holds no slot.
-        clock: ``"server"`` (the default: Redis's ``TIME``), ``"client"``, or a clock object
-            such as :class:`redkit.core.clock.VirtualClock`.
+        clock: ``"server"`` (Redis's ``TIME``: the default, except over Upstash's REST API),
+            ``"client"`` (the default over REST), or a clock object such as
+            :class:`redkit.core.clock.VirtualClock`.
 
     """
 

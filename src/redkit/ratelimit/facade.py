@@ -9,8 +9,14 @@ import weakref
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
-from redkit.core.clock import Clock, ServerClock, resolve_clock
-from redkit.core.driver import AsyncDriver, Backend, SyncDriver, as_backend
+from redkit.core.clock import ClientClock, Clock, ServerClock, resolve_clock
+from redkit.core.driver import (
+    AsyncDriver,
+    Backend,
+    SyncDriver,
+    as_backend,
+    scripts_declare_keys,
+)
 from redkit.core.durations import Duration
 from redkit.core.errors import InvalidArgumentError
 from redkit.core.flow import run_async, run_sync
@@ -61,11 +67,14 @@ def _flows(
         )
     if isinstance(limiter, (list, tuple)):
         limiter = MultiLimit.of(limiter)  # several limits, checked and charged together
+    # Upstash asks that scripts read no clock (and their keys must not depend on one).
+    declared = scripts_declare_keys(backend)
     flows = RatelimitFlows(
         limiter,
         prefix=prefix,
         cluster=backend.is_cluster,
-        clock=resolve_clock(clock, default=ServerClock()),
+        scripts_declare_keys=declared,
+        clock=resolve_clock(clock, default=ClientClock() if declared else ServerClock()),
         ephemeral_cache=cache,
         on_timeout=on_timeout,
         dynamic_limits=dynamic_limits,
@@ -91,17 +100,18 @@ class Ratelimit:
             own timeouts. Past it, or when Redis is down, ``on_timeout`` answers.
         on_timeout: ``"allow"`` (fail open, the default) or ``"deny"`` (fail closed); either
             way the result says ``reason="timeout"``.
-        clock: ``"server"`` (the default: Redis's ``TIME``, one clock for every app server),
-            ``"client"`` (this machine's clock, as ``@upstash/ratelimit`` uses), or a clock
-            object such as :class:`redkit.core.clock.VirtualClock`.
+        clock: ``"server"`` (Redis's ``TIME``, one clock for every app server: the default,
+            except over Upstash's REST API), ``"client"`` (this machine's clock, as
+            ``@upstash/ratelimit`` uses; the default over REST), or a clock object such as
+            :class:`redkit.core.clock.VirtualClock`.
         dynamic_limits: let the limit be changed at run time, for everyone
             (:meth:`set_dynamic_limit`, in ``@upstash/ratelimit``'s key) or per identifier
             (:meth:`set_identifier_limit`); costs one more read in each decision.
         enable_protection: refuse requests whose identifier, IP, user agent or country is on
             the deny list (``@upstash/ratelimit``'s ``<prefix>:denyList:all``; see
             :meth:`deny`): a denied request consumes nothing. Checked in the deciding script on
-            one standalone server; on a cluster, and for several limits or a cached window,
-            against a copy each process reads every 10 s.
+            one standalone server; on a cluster, over Upstash's REST API, and for several
+            limits or a cached window, against a copy each process reads every 10 s.
         analytics: count allowed, blocked and denied requests per identifier and hour, in
             ``@upstash/ratelimit``'s layout (see :meth:`get_usage`).
 

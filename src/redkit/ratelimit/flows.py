@@ -144,6 +144,7 @@ class RatelimitFlows:
         dynamic_limits: bool = False,
         protection: bool = False,
         analytics: Analytics | None = None,
+        scripts_declare_keys: bool = False,
     ) -> None:
         if not isinstance(limiter, Limiter):
             raise InvalidArgumentError(
@@ -157,6 +158,15 @@ class RatelimitFlows:
         self.prefix = keys.check_prefix(prefix)
         self._prefix_sep = prefix + ":"
         self.cluster = cluster
+        # Whether a script may touch the global keys (deny list, global override, analytics):
+        # not on a cluster (other slots), nor where scripts must declare every key (Upstash).
+        self._globals_in_script = not cluster and not scripts_declare_keys
+        if scripts_declare_keys and clock.server and any(w for _, w in limiter.state("-")):
+            raise InvalidArgumentError(
+                "a window's counters are named after the current time, and here (Upstash) a "
+                'script may only touch the keys it is given: use clock="client" (the default '
+                "over REST) or a limiter without windows"
+            )
         self.clock = clock
         self.cache = ephemeral_cache
         self.on_timeout: TimeoutPolicy = on_timeout
@@ -169,13 +179,15 @@ class RatelimitFlows:
                 "window, nor to several limits"
             )
         self.dynamic_limits = dynamic_limits
-        # The global override as this process last read it (on a cluster only; see dynamic).
+        # The global override as this process last read it (where scripts cannot; see dynamic).
         self._global: tuple[int | None, float] | None = None
         self.protection = protection
         # The deny list is checked, and analytics counted, in the deciding script where that
-        # script can reach the global keys: one standalone server, one limit decided in Redis.
-        # Elsewhere: a copy of the deny list read every few seconds, and a local tally.
-        scripted = not cluster and not isinstance(limiter, (CachedFixedWindow, MultiLimit))
+        # script can reach the global keys: one standalone server over RESP, one limit decided
+        # in Redis. Elsewhere: a copy of the deny list read every few seconds, a local tally.
+        scripted = self._globals_in_script and not isinstance(
+            limiter, (CachedFixedWindow, MultiLimit)
+        )
         self._deny_in_script = protection and scripted
         self._deny_copy: tuple[frozenset[str], float] | None = None
         # Values found denied, answered from memory for a while (a bounded cache).
@@ -258,7 +270,7 @@ class RatelimitFlows:
         if not self.dynamic_limits and not deny_values and counted is None:
             return call
         global_override = None
-        if self.dynamic_limits and self.cluster:
+        if self.dynamic_limits and not self._globals_in_script:
             known = self._global
             if known is None or time.monotonic() - known[1] >= GLOBAL_OVERRIDE_CHECK_S:
                 reply = yield command("GET", dynamic.global_key(self.prefix))
@@ -266,7 +278,7 @@ class RatelimitFlows:
             global_override = known[0]
         return dynamic.guarded_call(
             call, prefix=self.prefix, base=base, deny_values=deny_values,
-            dynamic=self.dynamic_limits, global_in_script=not self.cluster,
+            dynamic=self.dynamic_limits, global_in_script=self._globals_in_script,
             global_override=global_override, analytics=counted,
         )  # fmt: skip
 

@@ -1,0 +1,456 @@
+"""Drivers for Upstash's REST API: sync and asyncio, on httpx.
+
+Every operation becomes one or two ``POST`` requests: ``/`` for one command (a JSON array),
+``/pipeline`` for several, ``/multi-exec`` for a transaction (see
+:mod:`redkit.drivers.rest_protocol`, which builds the requests and reads the replies). Replies
+come back shaped exactly as the redis-py driver shapes them, so every flow runs unchanged.
+
+Failures map onto :mod:`redkit.errors` as with redis-py:
+
+- a request that cannot connect (refused, DNS, TLS) is retried with exponential backoff, a
+  few times; it surely never reached the server. Nothing else is retried: after a timeout or
+  a dropped connection a write may have been applied, and sending it again could apply it
+  twice. Out of retries: :class:`BackendUnavailable`;
+- every wait is bounded: connecting, sending, each read of the reply, and the wait for a
+  pooled connection. Past it: :class:`BackendTimeout`;
+- HTTP 400 is the command's own error (:class:`CommandError`, with the server's message);
+  401 a token the server refuses (:class:`ConfigurationError` naming the token); 5xx and
+  a closed connection :class:`BackendUnavailable`.
+
+Upstash replicas serve reads; the ``upstash-sync-token`` each reply carries is sent with the
+next request of the same :class:`RestConnection`, so a read sees the writes made before it
+(read-your-writes), whichever driver of the connection made them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import weakref
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from redkit.core.errors import (
+    BackendTimeout,
+    BackendUnavailable,
+    ConfigurationError,
+)
+from redkit.core.ops import RedisOp
+from redkit.drivers.rest_protocol import HttpReply, Plan, Request, plan
+
+__all__ = [
+    "DEFAULT_REST_CONNECT_TIMEOUT",
+    "DEFAULT_REST_RETRIES",
+    "DEFAULT_REST_TIMEOUT",
+    "AsyncRestDriver",
+    "RestConnection",
+    "RestDriver",
+]
+
+#: Seconds to wait for a TCP (and TLS) connection to the REST server.
+DEFAULT_REST_CONNECT_TIMEOUT = 2.0
+#: Seconds to wait for each read of a reply (and for a free pooled connection).
+DEFAULT_REST_TIMEOUT = 5.0
+#: How many times a request that could not connect is tried again.
+DEFAULT_REST_RETRIES = 2
+#: The first retry waits this many seconds; each next one twice as long (at most 1 s).
+DEFAULT_RETRY_BACKOFF = 0.05
+#: HTTP connections one driver keeps at most; more requests wait for one.
+DEFAULT_REST_CONNECTIONS = 100
+
+_SYNC_TOKEN = "upstash-sync-token"
+#: Idle connections are dropped before common servers close them (uvicorn after 5 s): a
+#: request never goes out on a connection the server is about to close.
+_KEEPALIVE_EXPIRY = 4.0
+
+
+class _Settings:
+    """What every driver of one :class:`RestConnection` shares."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        token: str,
+        token_name: str,
+        socket_timeout: float,
+        connect_timeout: float,
+        retries: int,
+        retry_backoff: float,
+        key_locking: bool,
+        read_your_writes: bool,
+        max_connections: int,
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = url
+        self.transport = transport
+        self.token_name = token_name
+        self.socket_timeout = socket_timeout
+        self.connect_timeout = connect_timeout
+        self.retries = retries
+        self.retry_backoff = retry_backoff
+        self.key_locking = key_locking
+        self.read_your_writes = read_your_writes
+        self.max_connections = max_connections
+        self.headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Upstash-Encoding": "base64",
+        }
+        #: The last ``upstash-sync-token`` seen: shared by the connection's drivers.
+        self.sync_token: str | None = None
+
+    def timeout(self, budget: float | None) -> httpx.Timeout:
+        read = self.socket_timeout if budget is None else min(budget, self.socket_timeout)
+        connect = self.connect_timeout if budget is None else min(budget, self.connect_timeout)
+        return httpx.Timeout(read, connect=connect, pool=read)
+
+    def limits(self) -> httpx.Limits:
+        return httpx.Limits(
+            max_connections=self.max_connections,
+            max_keepalive_connections=self.max_connections,
+            keepalive_expiry=_KEEPALIVE_EXPIRY,
+        )
+
+    def request_headers(self) -> dict[str, str]:
+        token = self.sync_token
+        if token is None or not self.read_your_writes:
+            return self.headers
+        return {**self.headers, _SYNC_TOKEN: token}
+
+    def seen(self, response: httpx.Response) -> None:
+        token = response.headers.get(_SYNC_TOKEN)
+        if token:
+            self.sync_token = token
+
+    def plan(self, op: RedisOp) -> Plan:
+        return plan(op, url=self.url, token_name=self.token_name, key_locking=self.key_locking)
+
+    def retry_delay(self, attempt: int, started: float, budget: float | None) -> float | None:
+        """Seconds to wait before retrying a failed connect, or ``None``: give up."""
+        if attempt >= self.retries:
+            return None
+        delay: float = min(self.retry_backoff * 2.0**attempt, 1.0)
+        if budget is not None and time.monotonic() + delay - started >= budget:
+            return None  # the caller's budget would be spent waiting
+        return delay
+
+
+def _unavailable(settings: _Settings, exc: Exception, attempts: int) -> BackendUnavailable:
+    tries = f" (tried {attempts} times)" if attempts > 1 else ""
+    return BackendUnavailable(
+        f"the REST server at {settings.url} is unavailable{tries}: {type(exc).__name__}: {exc}"
+    )
+
+
+def _timed_out(settings: _Settings, exc: Exception) -> BackendTimeout:
+    return BackendTimeout(
+        f"the REST server at {settings.url} did not answer in time: {type(exc).__name__}"
+    )
+
+
+class RestDriver:
+    """Blocking driver on an ``httpx.Client``: executes :mod:`redkit.core.ops` over REST."""
+
+    is_cluster = False
+
+    def __init__(self, settings: _Settings, *, timeout: float | None = None) -> None:
+        self._settings = settings
+        self._budget = timeout
+        transport = settings.transport
+        if transport is not None and not isinstance(transport, httpx.BaseTransport):
+            raise ConfigurationError("this transport serves asyncio only (the async driver)")
+        self._client = httpx.Client(
+            timeout=settings.timeout(timeout), limits=settings.limits(), transport=transport
+        )
+
+    def execute(self, op: RedisOp) -> Any:
+        """Run one operation (a command, script call, pipeline, node query) and reply."""
+        steps = self._settings.plan(op)
+        try:
+            request = next(steps)
+            while True:
+                request = steps.send(self._send(request))
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            steps.close()
+
+    def _send(self, request: Request) -> HttpReply:
+        settings = self._settings
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                response = self._client.post(
+                    settings.url + request.path,
+                    content=request.body,
+                    headers=settings.request_headers(),
+                )
+            except httpx.ConnectError as exc:  # never reached the server: safe to retry
+                delay = settings.retry_delay(attempt, started, self._budget)
+                attempt += 1
+                if delay is None:
+                    raise _unavailable(settings, exc, attempt) from exc
+                time.sleep(delay)
+                continue
+            except httpx.TimeoutException as exc:
+                raise _timed_out(settings, exc) from exc
+            except httpx.TransportError as exc:
+                raise _unavailable(settings, exc, attempt + 1) from exc
+            settings.seen(response)
+            return HttpReply(response.status_code, response.content)
+
+    def close(self) -> None:
+        """Close the driver's HTTP connections."""
+        self._client.close()
+
+
+class AsyncRestDriver:
+    """Asyncio driver on an ``httpx.AsyncClient``; it belongs to the loop that created it."""
+
+    is_cluster = False
+
+    def __init__(self, settings: _Settings, *, timeout: float | None = None) -> None:
+        self._settings = settings
+        self._budget = timeout
+        transport = settings.transport
+        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+            raise ConfigurationError("this transport is blocking only (the sync driver)")
+        self._client = httpx.AsyncClient(
+            timeout=settings.timeout(timeout), limits=settings.limits(), transport=transport
+        )
+
+    async def execute(self, op: RedisOp) -> Any:
+        """Run one operation (a command, script call, pipeline, node query) and reply."""
+        steps = self._settings.plan(op)
+        try:
+            request = next(steps)
+            while True:
+                request = steps.send(await self._send(request))
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            steps.close()
+
+    async def _send(self, request: Request) -> HttpReply:
+        settings = self._settings
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                response = await self._client.post(
+                    settings.url + request.path,
+                    content=request.body,
+                    headers=settings.request_headers(),
+                )
+            except httpx.ConnectError as exc:  # never reached the server: safe to retry
+                delay = settings.retry_delay(attempt, started, self._budget)
+                attempt += 1
+                if delay is None:
+                    raise _unavailable(settings, exc, attempt) from exc
+                await asyncio.sleep(delay)
+                continue
+            except httpx.TimeoutException as exc:
+                raise _timed_out(settings, exc) from exc
+            except httpx.TransportError as exc:
+                raise _unavailable(settings, exc, attempt + 1) from exc
+            settings.seen(response)
+            return HttpReply(response.status_code, response.content)
+
+    async def aclose(self) -> None:
+        """Close the driver's HTTP connections."""
+        await self._client.aclose()
+
+
+def _positive(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigurationError(
+            f"{name} must be a positive number of seconds, got {value!r}", variable=name
+        )
+    return float(value)
+
+
+def _check_url(url: object, variable: str | None) -> str:
+    """``url`` without a trailing slash; raises when it is no usable REST URL."""
+    name = variable or "the URL"
+
+    def fail(why: str) -> ConfigurationError:
+        return ConfigurationError(f"{name} is not a usable REST URL: {why}", variable=variable)
+
+    if not isinstance(url, str):
+        raise fail(f"expected a string, got {type(url).__name__}")
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise fail(f"expected https:// (or http://), got {parts.scheme + '://'!r}")
+    if not parts.hostname:
+        raise fail("it has no host")
+    if port == 0:
+        raise fail("port 0 is not a port a server listens on")
+    if parts.username is not None or parts.password is not None:
+        raise fail("put the token in the token argument, not in the URL")
+    if parts.query or parts.fragment:
+        raise fail("it must not have a query or a fragment")
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/")))
+
+
+class RestConnection:
+    """An Upstash database (or a compatible gateway) over its REST API, sync and async.
+
+    Create it with :func:`redkit.connect` (``connect("https://...", token=...)``) or
+    :func:`redkit.from_env` (``UPSTASH_REDIS_REST_URL`` and ``UPSTASH_REDIS_REST_TOKEN``), and
+    share it: every facade built on it uses the same HTTP connections. Nothing is opened
+    until first used; the asyncio driver is created once per event loop.
+
+    Args:
+        url: the database's REST URL, ``https://...`` (``http://`` for a local gateway).
+        token: the REST token (the read-only token serves reads only).
+        socket_timeout: seconds to wait for each read of a reply, and for a free connection.
+        connect_timeout: seconds to wait for a connection to open.
+        retries: how many times a request that could not connect is tried again, waiting
+            ``retry_backoff`` seconds, then twice as long each time (at most 1 s a wait).
+        retry_backoff: the first wait between two tries.
+        key_locking: send each script with ``#!lua flags=allow-key-locking`` first, so that
+            Upstash locks only the keys the script declares. Default: on for ``https://``
+            URLs (Upstash), off for ``http://`` (a local gateway or SRH may not strip it).
+        read_your_writes: send the last ``upstash-sync-token`` with each request.
+        max_connections: HTTP connections a driver keeps at most.
+        variable: the environment variable ``url`` came from, named in errors.
+        token_variable: the environment variable ``token`` came from, named in errors.
+        transport: an httpx transport to send requests through instead of the network
+            (``httpx.MockTransport`` in tests, or a transport of your own).
+
+    """
+
+    #: One server behind the API, as far as redkit can tell: no hash tags needed.
+    is_cluster = False
+    #: Upstash runs a script only on the keys it declares (see :mod:`redkit.core.driver`).
+    scripts_declare_keys = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str,
+        socket_timeout: float = DEFAULT_REST_TIMEOUT,
+        connect_timeout: float = DEFAULT_REST_CONNECT_TIMEOUT,
+        retries: int = DEFAULT_REST_RETRIES,
+        retry_backoff: float = DEFAULT_RETRY_BACKOFF,
+        key_locking: bool | None = None,
+        read_your_writes: bool = True,
+        max_connections: int = DEFAULT_REST_CONNECTIONS,
+        variable: str | None = None,
+        token_variable: str | None = None,
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = _check_url(url, variable)
+        token_name = token_variable or "token"
+        if not isinstance(token, str) or not token.strip():
+            raise ConfigurationError(
+                f"{token_name} is missing or empty: a REST URL needs its token",
+                variable=token_name,
+            )
+        token = token.strip()
+        if any(c.isspace() for c in token) or not token.isprintable():
+            raise ConfigurationError(
+                f"{token_name} holds whitespace or control characters", variable=token_name
+            )
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ConfigurationError(f"retries must be an int >= 0, got {retries!r}")
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise ConfigurationError(f"max_connections must be an int, got {max_connections!r}")
+        if max_connections < 1:
+            raise ConfigurationError(f"max_connections must be >= 1, got {max_connections}")
+        if key_locking is None:
+            key_locking = self.url.lower().startswith("https:")
+        self._settings = _Settings(
+            url=self.url,
+            token=token,
+            token_name=token_name,
+            socket_timeout=_positive("socket_timeout", socket_timeout),
+            connect_timeout=_positive("connect_timeout", connect_timeout),
+            retries=retries,
+            retry_backoff=_positive("retry_backoff", retry_backoff),
+            key_locking=bool(key_locking),
+            read_your_writes=bool(read_your_writes),
+            max_connections=max_connections,
+            transport=transport,
+        )
+        self._creating = threading.Lock()
+        self._sync: dict[float | None, RestDriver] = {}
+        self._async: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[float | None, AsyncRestDriver]
+        ] = weakref.WeakKeyDictionary()
+
+    @property
+    def key_locking(self) -> bool:
+        """Whether scripts carry ``#!lua flags=allow-key-locking``."""
+        return self._settings.key_locking
+
+    @property
+    def sync_token(self) -> str | None:
+        """The last ``upstash-sync-token`` the server sent (``None`` before any reply).
+
+        Assign one read from another connection to make this one see that connection's
+        writes too.
+        """
+        return self._settings.sync_token
+
+    @sync_token.setter
+    def sync_token(self, token: str | None) -> None:
+        self._settings.sync_token = token
+
+    def __repr__(self) -> str:
+        return f"<redkit.RestConnection {self.url!r} token=***>"
+
+    def sync_driver(self, *, timeout: float | None = None) -> RestDriver:
+        """The blocking driver, created on first use; ``timeout`` bounds each of its waits."""
+        driver = self._sync.get(timeout)
+        if driver is None:
+            with self._creating:  # one driver (one pool) per timeout, even when threads race
+                driver = self._sync.get(timeout)
+                if driver is None:
+                    driver = self._sync[timeout] = RestDriver(self._settings, timeout=timeout)
+        return driver
+
+    def async_driver(self, *, timeout: float | None = None) -> AsyncRestDriver:
+        """The asyncio driver of the running event loop, created on first use in that loop."""
+        loop = asyncio.get_running_loop()
+        drivers = self._async.get(loop)
+        if drivers is None:
+            drivers = self._async[loop] = {}
+        driver = drivers.get(timeout)
+        if driver is None:
+            driver = drivers[timeout] = AsyncRestDriver(self._settings, timeout=timeout)
+        return driver
+
+    def close(self) -> None:
+        """Close the blocking drivers; :meth:`aclose` closes the asyncio ones."""
+        drivers, self._sync = self._sync, {}
+        for driver in drivers.values():
+            driver.close()
+
+    async def aclose(self) -> None:
+        """Close the asyncio drivers of the running loop, and the blocking drivers."""
+        for driver in self._async.pop(asyncio.get_running_loop(), {}).values():
+            await driver.aclose()
+        self.close()
+
+    def __enter__(self) -> RestConnection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> RestConnection:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
