@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from redkit.cache import MISSING, AsyncCache, Cache
+from redkit.core.driver import values_are_text
 from redkit.core.errors import InvalidArgumentError
 from support import Backend, Blocking
 
@@ -142,7 +143,7 @@ def test_write_through_never_deletes_a_key_outside_the_cache(backend: Backend) -
         return  # one flow, driven step by step with the blocking runner
     flows = CacheFlows(
         namespace="wt", version=None, default_ttl_ms=60_000, negative_ttl_ms=None,
-        serializer=JsonSerializer(), secret=None,
+        serializer=JsonSerializer(), secret=None, text_values=values_are_text(backend.conn),
     )  # fmt: skip
     real = backend.conn.sync_driver()
     backend.admin.set("k", "someone else's")  # the bare key: not the cache's

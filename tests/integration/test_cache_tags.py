@@ -8,6 +8,7 @@ from typing import Any
 from redkit.cache import MISSING, AsyncCache, Cache
 from redkit.cache.flows import CacheFlows
 from redkit.cache.serializers import JsonSerializer
+from redkit.core.driver import values_are_text
 from redkit.core.flow import run_sync
 from redkit.core.ops import Command, Pipeline, RedisOp
 from support import Backend, Blocking
@@ -73,7 +74,7 @@ def test_an_invalidation_during_a_write_leaves_that_write_stale(backend: Backend
         return  # the flow is the same for both runners; this drives it step by step, blocking
     flows = CacheFlows(
         namespace="race", version=None, default_ttl_ms=60_000, negative_ttl_ms=None,
-        serializer=JsonSerializer(), secret=None,
+        serializer=JsonSerializer(), secret=None, text_values=values_are_text(backend.conn),
     )  # fmt: skip
     real = backend.conn.sync_driver()
 

@@ -399,3 +399,25 @@ def test_redkit_and_upstash_ratelimit_share_one_counter(
         assert keys == {f"{prefix}:user-1:{bucket}"}  # no braces, one counter for both
     finally:
         client.close()
+
+
+def test_cache_entries_written_over_rest_and_directly_read_each_other(
+    server: EmbeddedRedis, rest_conn: RestConnection
+) -> None:
+    """Over REST the cache stores its entries as text; a direct client reads them, and back."""
+    from redkit import Cache
+
+    direct = server.connect()
+    over_rest = Cache(rest_conn, namespace="both")
+    plain = Cache(direct, namespace="both", serializer="msgpack")
+    assert over_rest.set("a", {"from": "rest"})
+    assert Cache(direct, namespace="both").get("a") == {"from": "rest"}
+    with server.client() as admin:
+        assert admin.get("both:g0:a").startswith(b"rk64:")  # the text form, not 0xFF...
+    assert plain.set("b", [1, b"\xff\x00".hex()])  # msgpack: a binary entry, written directly
+    assert Cache(rest_conn, namespace="both", serializer="msgpack").get("b") == [1, "ff00"]
+    with server.client() as admin:
+        admin.set("both:g0:c", b"rk64:not base64!")
+    assert over_rest.get("c", default="missing") == "missing"  # a corrupt text form is a miss
+    assert over_rest.stats.corrupt == 1
+    direct.close()

@@ -205,3 +205,16 @@ def test_decorated_keys_are_the_same_by_position_by_name_and_with_defaults() -> 
         _KeyMaker(fetch, "{nope}")((7, 1, "x"), {})
     with pytest.raises(InvalidArgumentError):
         _KeyMaker(fetch, "{uid}")((1, 2, 3, 4), {})
+
+
+def test_the_text_form_of_an_entry_round_trips_and_refuses_garbage() -> None:
+    from redkit.cache.envelope import entry_from_text, entry_to_text
+
+    packed = pack(JsonSerializer(), "k", {"a": 1}, created_ms=1, fresh_until_ms=0, load_ms=0,
+                  expires_ms=0, tags=None, secret=None)  # fmt: skip
+    text = entry_to_text(packed)
+    text.decode("ascii")  # nothing but ASCII: it survives a JSON string
+    assert entry_from_text(text) == packed
+    assert entry_from_text(packed) == packed  # the binary form passes through
+    with pytest.raises(CorruptEntry):
+        entry_from_text(b"rk64:%%%")

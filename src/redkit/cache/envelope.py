@@ -14,6 +14,8 @@ signature — is reported as :class:`CorruptEntry`, which the cache treats as a 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -22,7 +24,7 @@ from typing import Any, NamedTuple
 
 from redkit.cache.serializers import Serializer
 
-__all__ = ["CorruptEntry", "Entry", "pack", "unpack"]
+__all__ = ["CorruptEntry", "Entry", "entry_from_text", "entry_to_text", "pack", "unpack"]
 
 _MAGIC = b"\xffrk"
 _VERSION = 1
@@ -118,3 +120,27 @@ def unpack(serializer: Serializer, key: str, data: bytes, *, secret: bytes | Non
     except ValueError as exc:  # json, orjson and the others raise ValueError subclasses
         raise CorruptEntry(f"the entry does not decode: {exc}") from exc
     return Entry(value, created, fresh_until, load_ms, expires, tags)
+
+
+#: The start of an entry's text form: where values must be text (Upstash's REST API).
+_TEXT_MAGIC = b"rk64:"
+
+
+def entry_to_text(data: bytes) -> bytes:
+    """An entry from :func:`pack` as ASCII text, for a server that takes only text values."""
+    return _TEXT_MAGIC + base64.b64encode(data)
+
+
+def entry_from_text(data: bytes) -> bytes:
+    """The entry under its text form (what :func:`entry_to_text` made); other bytes as they are.
+
+    Raises:
+        CorruptEntry: when the text form does not decode.
+
+    """
+    if not data.startswith(_TEXT_MAGIC):
+        return data
+    try:
+        return base64.b64decode(data[len(_TEXT_MAGIC) :], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise CorruptEntry(f"the entry's text form does not decode: {exc}") from exc

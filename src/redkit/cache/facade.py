@@ -21,7 +21,14 @@ from redkit.cache.serializers import (
 from redkit.cache.singleflight import AsyncSingleFlight, SingleFlight
 from redkit.core import keys
 from redkit.core.breaker import AsyncBreakerDriver, Breaker, BreakerDriver
-from redkit.core.driver import AsyncDriver, Backend, Subscribable, SyncDriver, as_backend
+from redkit.core.driver import (
+    AsyncDriver,
+    Backend,
+    Subscribable,
+    SyncDriver,
+    as_backend,
+    values_are_text,
+)
 from redkit.core.durations import Duration, duration_ms
 from redkit.core.errors import InvalidArgumentError
 from redkit.core.flow import run_async, run_sync
@@ -134,6 +141,7 @@ def _setup(
         local_size=_size(local_size),
         serializer=chosen,
         secret=key,
+        text_values=values_are_text(backend),
     )
     return backend, flows, timeout
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from redkit.cache.envelope import CorruptEntry, Entry, pack, unpack
+from redkit.cache.envelope import CorruptEntry, Entry, entry_from_text, entry_to_text, pack, unpack
 from redkit.cache.local import ALL, LocalTier
 from redkit.cache.serializers import Serializer
 from redkit.core import keys
@@ -129,8 +129,11 @@ class CacheFlows:
         local_size: int = 10_000,
         serializer: Serializer,
         secret: bytes | None,
+        text_values: bool = False,
     ) -> None:
         prefix = keys.check_prefix(namespace)
+        #: Store entries in their text form (a server that takes only text: Upstash's REST).
+        self.text_values = text_values
         if version is not None:
             prefix += ":" + keys.escape(version)
         self._prefix = prefix + ":"
@@ -327,17 +330,20 @@ class CacheFlows:
         now = _now_ms()
         fresh_until = now + ttl_ms if ttl_ms else 0
         expires = fresh_until + self.stale_ms if fresh_until and self.stale_ms else fresh_until
-        return pack(
+        data = pack(
             self.serializer, redis_key, value, created_ms=now, fresh_until_ms=fresh_until,
             load_ms=load_ms, expires_ms=expires, tags=tags, secret=self.secret,
         )  # fmt: skip
+        return entry_to_text(data) if self.text_values else data
 
     def _decode(self, redis_key: str, raw: Any) -> Entry | None:
         """The entry in a GET reply; ``None`` for a miss or for bytes that are no entry."""
         if raw is None:
             return None
         try:
-            return unpack(self.serializer, redis_key, bytes(raw), secret=self.secret)
+            # Either form is read, whichever client wrote it (REST or not, on one Redis).
+            data = entry_from_text(bytes(raw))
+            return unpack(self.serializer, redis_key, data, secret=self.secret)
         except CorruptEntry as exc:
             self._count(corrupt=1)
             log.warning(

@@ -21,6 +21,7 @@ __all__ = [
     "as_backend",
     "register_adapter",
     "scripts_declare_keys",
+    "values_are_text",
 ]
 
 
@@ -59,8 +60,10 @@ class Backend(Protocol):
     A backend may also set ``scripts_declare_keys = True`` (read with
     :func:`scripts_declare_keys`; absent means ``False``): its server runs a Lua script only on
     the keys passed in ``KEYS``, as Upstash does with key locking. Features then never let a
-    script build a key name itself. It is not a protocol member, so that backends written
-    before it still pass ``isinstance(obj, Backend)``.
+    script build a key name itself. Likewise ``values_are_text = True`` (read with
+    :func:`values_are_text`): only text reaches the server, so binary values go as text. Neither
+    is a protocol member, so that backends written before them still pass
+    ``isinstance(obj, Backend)``.
     """
 
     #: Whether this is a Redis Cluster: keys of one script must then share a hash tag.
@@ -95,6 +98,14 @@ def scripts_declare_keys(backend: object) -> bool:
     read and written outside the script.
     """
     return getattr(backend, "scripts_declare_keys", False) is True
+
+
+def values_are_text(backend: object) -> bool:
+    """Whether ``backend`` carries only text values (Upstash's REST protocol: JSON strings).
+
+    Features that store bytes (the cache's entries) then store a text form of them.
+    """
+    return getattr(backend, "values_are_text", False) is True
 
 
 Adapter = Callable[[object], "Backend | None"]

@@ -333,6 +333,8 @@ class RestConnection:
     is_cluster = False
     #: Upstash runs a script only on the keys it declares (see :mod:`redkit.core.driver`).
     scripts_declare_keys = True
+    #: Arguments travel as JSON strings: bytes that are not UTF-8 cannot be sent.
+    values_are_text = True
 
     def __init__(
         self,
