@@ -24,7 +24,7 @@ from redkit.demo.db import Database
 from redkit.drivers.connect import Connection
 from redkit.drivers.embedded import EmbeddedRedis
 from redkit.web import TrustedProxies
-from support import process_alive
+from support import REST_TOKEN, process_alive
 from web_support import serve_asgi
 
 ALICE = {"name": "alice", "password": "wonderland"}
@@ -255,3 +255,37 @@ def test_made_up_api_keys_and_password_guessing_are_limited(demo: tuple[str, Dat
     # Unknown keys count as no key: the client's address, on the free tier.
     assert [r.status_code for r in made_up] == [200] * 10 + [429]
     assert [r.status_code for r in guesses] == [401] * 5 + [429]
+
+
+def test_the_command_runs_on_upstash_variables(
+    redis_server: EmbeddedRedis, rest_gateway: str
+) -> None:
+    """With Upstash's variables the demo talks REST (here to redkit's own gateway)."""
+    with redis_server.client() as admin:
+        admin.flushall()
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env |= {"UPSTASH_REDIS_REST_URL": rest_gateway, "UPSTASH_REDIS_REST_TOKEN": REST_TOKEN}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "redkit", "demo", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        assert "Upstash's REST API" in process.stdout.readline()
+        url = re.search(r"(http://\S+)/", process.stdout.readline()).group(1)  # type: ignore[union-attr]
+        with httpx.Client(base_url=url, timeout=30) as client:
+            sources = [client.get("/api/products").json()["source"] for _ in range(2)]
+            assert client.post("/api/login", json=ALICE).status_code == 200
+            assert client.get("/api/me").json()["user_id"] == 1
+    finally:
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert sources == ["database", "cache"]
+    with redis_server.client() as admin:
+        assert admin.exists(
+            "@upstash/ratelimit:ip:127.0.0.1:" + str(int(time.time() * 1000) // 10_000)
+        )

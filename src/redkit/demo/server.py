@@ -1,7 +1,8 @@
 """``redkit demo``: serve the demo app on an embedded Redis until Ctrl-C.
 
-With ``REDIS_URL`` set (or Upstash's variables, once the REST driver is in) the demo uses that
-Redis instead of starting one.
+With ``REDIS_URL`` set, or Upstash's variables (``UPSTASH_REDIS_REST_URL`` and
+``UPSTASH_REDIS_REST_TOKEN``, or Vercel's ``KV_REST_API_*``), the demo uses that Redis instead of
+starting one.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def main(
     with contextlib.ExitStack() as stack:
         if any(env.get(name) for name in _CONFIGURED):
             redis = from_env(env)
-            print("Using the Redis at REDIS_URL.", file=out, flush=True)
+            where = "REDIS_URL" if env.get("REDIS_URL") else "Upstash's REST API"
+            print(f"Using the Redis at {where}: {redis!r}.", file=out, flush=True)
         else:
             server = stack.enter_context(EmbeddedRedis())
             redis = server.connect()
