@@ -133,6 +133,26 @@ def test_policy() -> None:
         Policy(["SELECT"])
 
 
+def test_policy_keeps_pooled_connections_and_databases_apart() -> None:
+    policy = Policy(["CLIENT"])
+    # Subcommands that would change the state of a pooled connection never run, allowed or not.
+    for command in ([b"script", b"debug", b"yes"], [b"CLIENT", b"REPLY", b"OFF"]):
+        assert "not supported" in (policy.refusal(command, read_only=False) or "")
+    assert policy.refusal([b"SCRIPT", b"LOAD", b"return 1"], read_only=False) is None
+    assert policy.refusal([b"CLIENT", b"LIST"], read_only=False) is None
+    # Other databases of the same server stay out of reach of direct commands.
+    assert "not allowed" in (Policy().refusal([b"MOVE", b"k", b"1"], read_only=False) or "")
+    assert "not allowed" in (
+        Policy().refusal([b"COPY", b"a", b"b", b"db", b"2"], read_only=False) or ""
+    )
+    assert Policy().refusal([b"COPY", b"a", b"b", b"REPLACE"], read_only=False) is None
+    assert "not allowed" in (Policy().refusal([b"FUNCTION", b"FLUSH"], read_only=False) or "")
+    # Read-only tokens: the reading subcommands of MEMORY and OBJECT only.
+    assert Policy().refusal([b"MEMORY", b"USAGE", b"k"], read_only=True) is None
+    assert (Policy().refusal([b"MEMORY", b"PURGE"], read_only=True) or "").startswith("NOPERM")
+    assert Policy().refusal([b"OBJECT", b"ENCODING", b"k"], read_only=True) is None
+
+
 # -- scripts -----------------------------------------------------------------------------------
 
 

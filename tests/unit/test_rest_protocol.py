@@ -94,6 +94,11 @@ def test_replies_decode_to_redis_py_shapes() -> None:
     assert decode_value([b64("a"), 3, None, [b64("b")]]) == [b"a", 3, None, [b"b"]]
     with pytest.raises(BackendError, match="not base64"):
         decode_value("not base64!")
+    # An error inside a script's array reply comes as plain text: an error in its place.
+    [one, error, x] = decode_value([1, "ERR boom!", b64("x")])
+    assert (one, x) == (1, b"x")
+    assert isinstance(error, CommandError)
+    assert str(error) == "ERR boom!"
 
 
 def test_redis_py_callbacks_shape_replies() -> None:

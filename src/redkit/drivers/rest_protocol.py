@@ -142,14 +142,17 @@ def _body(value: object) -> bytes:
 # -- replies ---------------------------------------------------------------------------------
 
 
-def decode_value(value: Any) -> Any:
+def decode_value(value: Any, *, nested: bool = False) -> Any:
     """A base64-encoded result as redis-py gives it: strings to bytes, recursively.
 
     The server encodes every string but the literal status ``OK`` (a base64 text is never two
-    characters long, so ``OK`` is never ambiguous).
+    characters long, so ``OK`` is never ambiguous) and errors. An error inside an array (a
+    script's ``redis.error_reply``) arrives as plain text: it becomes a
+    :class:`~redkit.core.errors.CommandError` in its place, as redis-py puts its own there.
 
     Raises:
-        BackendError: for a string that is not base64 (the server ignored the encoding).
+        BackendError: for a top-level string that is not base64 (the server ignored the
+            encoding).
 
     """
     if isinstance(value, str):
@@ -158,12 +161,14 @@ def decode_value(value: Any) -> Any:
         try:
             return base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
+            if nested:
+                return CommandError(value)
             raise BackendError(
                 f"the REST server sent {value[:40]!r}, which is not base64: it does not honour "
                 "the Upstash-Encoding: base64 header"
             ) from None
     if isinstance(value, list):
-        return [decode_value(item) for item in value]
+        return [decode_value(item, nested=True) for item in value]
     return value  # an integer, nil, or a number the server chose to send as one
 
 

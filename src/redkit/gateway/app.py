@@ -222,8 +222,9 @@ class Gateway:
         except ProtocolError as exc:
             status, data = exc.status, {"error": exc.message}
         except BackendError as exc:
+            # The details (addresses, ports) go to the log, not to the client.
             log.warning("%s %s (%s): %s", method, label, who, exc)
-            status, data = 503, {"error": str(exc)}
+            status, data = 503, {"error": "ERR the database is not reachable from the gateway"}
         except Exception:
             log.exception("%s %s (%s) failed", method, label, who)
             status, data = 500, {"error": "ERR internal error in the gateway"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 from urllib.parse import parse_qsl
 
@@ -35,7 +35,7 @@ class TokenRule:
 
     """
 
-    redis: RedisTarget
+    redis: RedisTarget = field(repr=False)  # a URL may hold the Redis password
     read_only: bool = False
 
 
@@ -80,7 +80,7 @@ def presented_token(headers: Iterable[tuple[bytes, bytes]], query: bytes) -> byt
             scheme, _, credential = value.strip().partition(b" ")
             if scheme.lower() == b"bearer" and credential.strip():
                 return credential.strip()
-    for field, text in parse_qsl(query.decode("latin-1"), encoding="latin-1"):
-        if field == "_token" and text:
+    for parameter, text in parse_qsl(query.decode("latin-1"), encoding="latin-1"):
+        if parameter == "_token" and text:
             return text.encode("latin-1")
     return None

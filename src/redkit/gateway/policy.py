@@ -8,7 +8,9 @@ Four kinds of refusal, each a plain ``ERR``/``NOPERM`` message answered with HTT
 - *blocking*: ``BLPOP`` and the other commands that wait; ``XREAD``/``XREADGROUP`` with
   ``BLOCK``; ``WAIT``. A REST request holds a pooled connection; Upstash refuses them too.
 - *denied*: administration (``FLUSHALL``, ``CONFIG``, ``SHUTDOWN``, ``CLUSTER``...), refused
-  unless the gateway is started with ``allow=`` (``--allow-command``) naming them.
+  unless the gateway is started with ``allow=`` (``--allow-command``) naming them. The list
+  covers commands sent directly: a script (``EVAL``) can run any of them, as on Redis, so a
+  read-write token can do whatever a script can.
 - *read-only*: a read-only token runs only the commands in :data:`READ_ONLY`; ``SCAN`` and
   ``KEYS`` are not among them, as on Upstash.
 """
@@ -45,8 +47,21 @@ DENIED = frozenset(
         "FLUSHALL", "FLUSHDB", "CONFIG", "SHUTDOWN", "DEBUG", "MODULE", "SLAVEOF",
         "REPLICAOF", "CLUSTER", "ACL", "SAVE", "BGSAVE", "BGREWRITEAOF", "SWAPDB", "MIGRATE",
         "FAILOVER", "CLIENT", "LATENCY", "SLOWLOG", "RESTORE-ASKING", "PFDEBUG", "PFSELFTEST",
+        "MOVE", "FUNCTION",
     }
 )  # fmt: skip
+
+#: Subcommands that change the state of the connection they run on, whatever is allowed: on a
+#: pooled connection they would reach the next request, whoever sends it.
+_CONNECTION_STATE = {
+    "SCRIPT": frozenset({b"DEBUG"}),
+    "CLIENT": frozenset({b"REPLY", b"TRACKING", b"CACHING", b"SETNAME", b"NO-EVICT", b"NO-TOUCH"}),
+}
+#: Subcommands a read-only token may run of commands that can also change things.
+_READ_ONLY_SUBCOMMANDS = {
+    "MEMORY": frozenset({b"USAGE", b"STATS", b"DOCTOR", b"MALLOC-STATS", b"HELP"}),
+    "OBJECT": frozenset({b"ENCODING", b"FREQ", b"IDLETIME", b"REFCOUNT", b"HELP"}),
+}
 
 #: What a read-only token may run (SCAN and KEYS excluded, as on Upstash).
 READ_ONLY = frozenset(
@@ -106,13 +121,20 @@ class Policy:
             if name in ("MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"):
                 return f"ERR {name} is not supported: send a transaction to /multi-exec"
             return f"ERR {name} is not supported over REST"
+        sub = command[1].upper() if len(command) > 1 else b""
+        if sub in _CONNECTION_STATE.get(name, ()):
+            return f"ERR {name} {sub.decode('latin-1')} is not supported over REST"
         if _waits(name, command):
             return f"ERR blocking command {name} is not supported over REST"
+        if name == "COPY" and any(arg.upper() == b"DB" for arg in command[3:]):
+            return "ERR COPY to another database is not allowed by this gateway"
         if name in DENIED and name not in self.allow:
             return (
                 f"ERR command {name} is not allowed by this gateway "
                 f"(start it with --allow-command {name} to allow it)"
             )
-        if read_only and name not in READ_ONLY:
+        if read_only and (
+            name not in READ_ONLY or sub not in _READ_ONLY_SUBCOMMANDS.get(name, {sub})
+        ):
             return f"NOPERM this token is read-only: {name} is not allowed"
         return None
