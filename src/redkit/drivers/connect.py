@@ -11,11 +11,9 @@ a :class:`~redkit.drivers.rest.RestConnection` (it needs httpx: ``pip install re
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -30,6 +28,7 @@ from redis.retry import Retry
 
 from redkit.core.driver import register_adapter
 from redkit.core.errors import ConfigurationError
+from redkit.drivers.pool import DriverPool
 from redkit.drivers.redis import AsyncRedisDriver, RedisDriver
 
 if TYPE_CHECKING:
@@ -155,10 +154,9 @@ class Connection:
         }
         self._subscriptions: list[Callable[[], None]] = []
         # One driver per requested timeout: redis-py sets timeouts per client, not per call.
-        self._sync: dict[float | None, RedisDriver] = {}
-        self._async: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[float | None, AsyncRedisDriver]
-        ] = weakref.WeakKeyDictionary()
+        self._drivers: DriverPool[RedisDriver, AsyncRedisDriver] = DriverPool(
+            self._new_sync_driver, self._new_async_driver
+        )
 
     def __repr__(self) -> str:
         kind = "cluster" if self.is_cluster else "standalone"
@@ -176,54 +174,50 @@ class Connection:
 
     def sync_driver(self, *, timeout: float | None = None) -> RedisDriver:
         """The blocking driver, created on first use; ``timeout`` bounds each of its waits."""
-        driver = self._sync.get(timeout)
-        if driver is None:
-            options = self._options_within(timeout)
-            if self.is_cluster:
-                # The blocking cluster client connects at once to learn the topology: create
-                # it on first use, so that a cluster that is down fails inside a call.
-                url = self._client_url
-                driver = RedisDriver(
-                    lambda: redis.cluster.RedisCluster.from_url(
-                        url, retry=_cluster_retry(timeout), **options
-                    ),
-                    is_cluster=True,
-                )
-            else:
-                driver = RedisDriver(
-                    redis.Redis.from_url(self._client_url, retry=_standalone_retry(), **options)
-                )
-            self._sync[timeout] = driver
-        return driver
+        return self._drivers.sync(timeout)
 
     def async_driver(self, *, timeout: float | None = None) -> AsyncRedisDriver:
         """The asyncio driver of the running event loop, created on first use in that loop."""
-        loop = asyncio.get_running_loop()
-        drivers = self._async.get(loop)
-        if drivers is None:
-            drivers = self._async[loop] = {}
-        driver = drivers.get(timeout)
-        if driver is None:
-            options = self._options_within(timeout)
-            client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
-            if self.is_cluster:
-                client = redis.asyncio.cluster.RedisCluster.from_url(
-                    self._client_url, retry=_cluster_retry(timeout), **options
-                )
-                driver = AsyncRedisDriver(client)
-            else:
-                # More tasks than connections wait for one (up to the socket timeout) instead
-                # of failing: redis-py's default pool refuses the 101st concurrent command.
-                settings = dict(options)
-                most = settings.pop("max_connections", DEFAULT_ASYNC_CONNECTIONS)
-                client = redis.asyncio.Redis.from_url(
-                    self._client_url,
-                    max_connections=most,
-                    retry=_standalone_retry(),
-                    **settings,
-                )
-                driver = AsyncRedisDriver(client, slots=most, slot_wait=settings["socket_timeout"])
-            drivers[timeout] = driver
+        return self._drivers.async_(timeout)
+
+    def _new_sync_driver(self, timeout: float | None) -> RedisDriver:
+        # The blocking cluster client connects at once to learn the topology: it is created
+        # on first use, so that a cluster that is down fails inside a call.
+        options = self._options_within(timeout)
+        if self.is_cluster:
+            url = self._client_url
+            driver = RedisDriver(
+                lambda: redis.cluster.RedisCluster.from_url(
+                    url, retry=_cluster_retry(timeout), **options
+                ),
+                is_cluster=True,
+            )
+        else:
+            driver = RedisDriver(
+                redis.Redis.from_url(self._client_url, retry=_standalone_retry(), **options)
+            )
+        return driver
+
+    def _new_async_driver(self, timeout: float | None) -> AsyncRedisDriver:
+        options = self._options_within(timeout)
+        client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+        if self.is_cluster:
+            client = redis.asyncio.cluster.RedisCluster.from_url(
+                self._client_url, retry=_cluster_retry(timeout), **options
+            )
+            driver = AsyncRedisDriver(client)
+        else:
+            # More tasks than connections wait for one (up to the socket timeout) instead
+            # of failing: redis-py's default pool refuses the 101st concurrent command.
+            settings = dict(options)
+            most = settings.pop("max_connections", DEFAULT_ASYNC_CONNECTIONS)
+            client = redis.asyncio.Redis.from_url(
+                self._client_url,
+                max_connections=most,
+                retry=_standalone_retry(),
+                **settings,
+            )
+            driver = AsyncRedisDriver(client, slots=most, slot_wait=settings["socket_timeout"])
         return driver
 
     def subscribe(self, channel: str, on_message: Callable[[bytes], None]) -> Callable[[], None]:
@@ -263,14 +257,11 @@ class Connection:
         """Close the blocking clients and subscriptions; :meth:`aclose` closes the asyncio ones."""
         for stop in list(self._subscriptions):
             stop()
-        drivers, self._sync = self._sync, {}
-        for driver in drivers.values():
-            driver.close()
+        self._drivers.close()
 
     async def aclose(self) -> None:
         """Close the asyncio clients of the running loop, and the blocking clients."""
-        for driver in self._async.pop(asyncio.get_running_loop(), {}).values():
-            await driver.aclose()
+        await self._drivers.aclose_loop()
         self.close()
 
     def __enter__(self) -> Connection:

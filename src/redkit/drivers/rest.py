@@ -25,9 +25,7 @@ next request of the same :class:`RestConnection`, so a read sees the writes made
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-import weakref
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,6 +37,7 @@ from redkit.core.errors import (
     ConfigurationError,
 )
 from redkit.core.ops import RedisOp
+from redkit.drivers.pool import DriverPool
 from redkit.drivers.rest_protocol import HttpReply, Plan, Request, plan
 
 __all__ = [
@@ -385,11 +384,11 @@ class RestConnection:
             max_connections=max_connections,
             transport=transport,
         )
-        self._creating = threading.Lock()
-        self._sync: dict[float | None, RestDriver] = {}
-        self._async: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[float | None, AsyncRestDriver]
-        ] = weakref.WeakKeyDictionary()
+        settings = self._settings
+        self._drivers: DriverPool[RestDriver, AsyncRestDriver] = DriverPool(
+            lambda timeout: RestDriver(settings, timeout=timeout),
+            lambda timeout: AsyncRestDriver(settings, timeout=timeout),
+        )
 
     @property
     def key_locking(self) -> bool:
@@ -414,35 +413,19 @@ class RestConnection:
 
     def sync_driver(self, *, timeout: float | None = None) -> RestDriver:
         """The blocking driver, created on first use; ``timeout`` bounds each of its waits."""
-        driver = self._sync.get(timeout)
-        if driver is None:
-            with self._creating:  # one driver (one pool) per timeout, even when threads race
-                driver = self._sync.get(timeout)
-                if driver is None:
-                    driver = self._sync[timeout] = RestDriver(self._settings, timeout=timeout)
-        return driver
+        return self._drivers.sync(timeout)
 
     def async_driver(self, *, timeout: float | None = None) -> AsyncRestDriver:
         """The asyncio driver of the running event loop, created on first use in that loop."""
-        loop = asyncio.get_running_loop()
-        drivers = self._async.get(loop)
-        if drivers is None:
-            drivers = self._async[loop] = {}
-        driver = drivers.get(timeout)
-        if driver is None:
-            driver = drivers[timeout] = AsyncRestDriver(self._settings, timeout=timeout)
-        return driver
+        return self._drivers.async_(timeout)
 
     def close(self) -> None:
         """Close the blocking drivers; :meth:`aclose` closes the asyncio ones."""
-        drivers, self._sync = self._sync, {}
-        for driver in drivers.values():
-            driver.close()
+        self._drivers.close()
 
     async def aclose(self) -> None:
         """Close the asyncio drivers of the running loop, and the blocking drivers."""
-        for driver in self._async.pop(asyncio.get_running_loop(), {}).values():
-            await driver.aclose()
+        await self._drivers.aclose_loop()
         self.close()
 
     def __enter__(self) -> RestConnection:
