@@ -29,7 +29,7 @@ from redkit.core.driver import (
     as_backend,
     values_are_text,
 )
-from redkit.core.durations import Duration, duration_ms
+from redkit.core.durations import Duration, duration_ms, timeout_or_none
 from redkit.core.errors import InvalidArgumentError
 from redkit.core.flow import run_async, run_sync
 
@@ -122,12 +122,7 @@ def _setup(
 ) -> tuple[Backend, CacheFlows, float | None]:
     backend = as_backend(redis)
     chosen, key = _serializer(serializer, secret)
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
-    ):
-        raise InvalidArgumentError(
-            f"timeout must be a positive number of seconds or None, got {timeout!r}"
-        )
+    timeout_or_none(timeout)
     flows = CacheFlows(
         namespace=namespace,
         version=version,

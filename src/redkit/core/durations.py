@@ -12,9 +12,9 @@ import re
 from datetime import timedelta
 from typing import TypeAlias
 
-from redkit.core.errors import InvalidArgumentError
+from redkit.core.errors import ConfigurationError, InvalidArgumentError
 
-__all__ = ["MAX_DURATION_MS", "Duration", "duration_ms"]
+__all__ = ["MAX_DURATION_MS", "Duration", "duration_ms", "positive_seconds", "timeout_or_none"]
 
 #: A duration: ``"10 s"``, a number of seconds, or a ``timedelta``.
 Duration: TypeAlias = str | int | float | timedelta
@@ -65,3 +65,33 @@ def _seconds_to_ms(seconds: float, name: str, original: object) -> int:
     if seconds > MAX_DURATION_MS / 1000:
         raise InvalidArgumentError(f"{name} must be at most 10 years, got {original!r}")
     return round(seconds * 1000)
+
+
+def timeout_or_none(value: object, *, name: str = "timeout") -> float | None:
+    """A caller's time budget: a positive number of seconds, or ``None`` for none.
+
+    Raises:
+        InvalidArgumentError: for anything else.
+
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise InvalidArgumentError(
+            f"{name} must be a positive number of seconds or None, got {value!r}"
+        )
+    return float(value)
+
+
+def positive_seconds(value: object, name: str) -> float:
+    """A connection setting in seconds (a timeout, a backoff), which must be positive.
+
+    Raises:
+        ConfigurationError: naming the setting.
+
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigurationError(
+            f"{name} must be a positive number of seconds, got {value!r}", variable=name
+        )
+    return float(value)

@@ -27,6 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
 from redkit.core.driver import register_adapter
+from redkit.core.durations import positive_seconds
 from redkit.core.errors import ConfigurationError
 from redkit.drivers.pool import DriverPool
 from redkit.drivers.redis import AsyncRedisDriver, RedisDriver
@@ -137,14 +138,8 @@ class Connection:
         **client_options: Any,
     ) -> None:
         self.is_cluster, self._client_url = _validate(url, variable)
-        for name, value in (
-            ("socket_timeout", socket_timeout),
-            ("connect_timeout", connect_timeout),
-        ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigurationError(
-                    f"{name} must be a positive number of seconds, got {value!r}", variable=name
-                )
+        positive_seconds(socket_timeout, "socket_timeout")
+        positive_seconds(connect_timeout, "connect_timeout")
         self.url = url
         self._options: dict[str, Any] = {
             "socket_timeout": socket_timeout,

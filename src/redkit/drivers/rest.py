@@ -31,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from redkit.core.durations import positive_seconds
 from redkit.core.errors import (
     BackendTimeout,
     BackendUnavailable,
@@ -265,14 +266,6 @@ class AsyncRestDriver:
         await self._client.aclose()
 
 
-def _positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigurationError(
-            f"{name} must be a positive number of seconds, got {value!r}", variable=name
-        )
-    return float(value)
-
-
 def _check_url(url: object, variable: str | None) -> str:
     """``url`` without a trailing slash; raises when it is no usable REST URL."""
     name = variable or "the URL"
@@ -375,10 +368,10 @@ class RestConnection:
             url=self.url,
             token=token,
             token_name=token_name,
-            socket_timeout=_positive("socket_timeout", socket_timeout),
-            connect_timeout=_positive("connect_timeout", connect_timeout),
+            socket_timeout=positive_seconds(socket_timeout, "socket_timeout"),
+            connect_timeout=positive_seconds(connect_timeout, "connect_timeout"),
             retries=retries,
-            retry_backoff=_positive("retry_backoff", retry_backoff),
+            retry_backoff=positive_seconds(retry_backoff, "retry_backoff"),
             key_locking=bool(key_locking),
             read_your_writes=bool(read_your_writes),
             max_connections=max_connections,

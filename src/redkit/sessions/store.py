@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from redkit.core.driver import as_backend
-from redkit.core.durations import Duration, duration_ms
+from redkit.core.durations import Duration, duration_ms, timeout_or_none
 from redkit.core.errors import InvalidArgumentError
 from redkit.core.flow import run_async, run_sync
 from redkit.sessions.flows import SessionFlows
@@ -39,12 +39,7 @@ def _flows(
         raise InvalidArgumentError(
             f"max_sessions_per_user must be a positive int or None, got {max_sessions_per_user!r}"
         )
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
-    ):
-        raise InvalidArgumentError(
-            f"timeout must be a positive number of seconds or None, got {timeout!r}"
-        )
+    timeout_or_none(timeout)
     return SessionFlows(
         prefix=prefix, idle_ms=idle_ms, absolute_ms=absolute_ms, max_per_user=max_sessions_per_user
     )
