@@ -129,27 +129,27 @@ class _Settings:
     def plan(self, op: RedisOp) -> Plan:
         return plan(op, url=self.url, token_name=self.token_name, key_locking=self.key_locking)
 
-    def retry_delay(self, attempt: int, started: float, budget: float | None) -> float | None:
-        """Seconds to wait before retrying a failed connect, or ``None``: give up."""
-        if attempt >= self.retries:
-            return None
-        delay: float = min(self.retry_backoff * 2.0**attempt, 1.0)
-        if budget is not None and time.monotonic() + delay - started >= budget:
-            return None  # the caller's budget would be spent waiting
-        return delay
+    def retry_wait(
+        self, exc: httpx.TransportError, attempt: int, started: float, budget: float | None
+    ) -> float:
+        """Seconds to wait before sending a failed request again; raises when it must not be.
 
-
-def _unavailable(settings: _Settings, exc: Exception, attempts: int) -> BackendUnavailable:
-    tries = f" (tried {attempts} times)" if attempts > 1 else ""
-    return BackendUnavailable(
-        f"the REST server at {settings.url} is unavailable{tries}: {type(exc).__name__}: {exc}"
-    )
-
-
-def _timed_out(settings: _Settings, exc: Exception) -> BackendTimeout:
-    return BackendTimeout(
-        f"the REST server at {settings.url} did not answer in time: {type(exc).__name__}"
-    )
+        Only a failed connect is tried again (at most ``retries`` times, within the caller's
+        budget): that request never reached the server. After a timeout or a dropped
+        connection the server may have run the command, so nothing is re-sent.
+        """
+        if isinstance(exc, httpx.TimeoutException):
+            raise BackendTimeout(
+                f"the REST server at {self.url} did not answer in time: {type(exc).__name__}"
+            ) from exc
+        if isinstance(exc, httpx.ConnectError) and attempt < self.retries:
+            delay: float = min(self.retry_backoff * 2.0**attempt, 1.0)
+            if budget is None or time.monotonic() + delay - started < budget:
+                return delay
+        tries = f" (tried {attempt + 1} times)" if attempt else ""
+        raise BackendUnavailable(
+            f"the REST server at {self.url} is unavailable{tries}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 class RestDriver:
@@ -190,17 +190,10 @@ class RestDriver:
                     content=request.body,
                     headers=settings.request_headers(),
                 )
-            except httpx.ConnectError as exc:  # never reached the server: safe to retry
-                delay = settings.retry_delay(attempt, started, self._budget)
-                attempt += 1
-                if delay is None:
-                    raise _unavailable(settings, exc, attempt) from exc
-                time.sleep(delay)
-                continue
-            except httpx.TimeoutException as exc:
-                raise _timed_out(settings, exc) from exc
             except httpx.TransportError as exc:
-                raise _unavailable(settings, exc, attempt + 1) from exc
+                time.sleep(settings.retry_wait(exc, attempt, started, self._budget))
+                attempt += 1
+                continue
             settings.seen(response)
             return HttpReply(response.status_code, response.content)
 
@@ -247,17 +240,10 @@ class AsyncRestDriver:
                     content=request.body,
                     headers=settings.request_headers(),
                 )
-            except httpx.ConnectError as exc:  # never reached the server: safe to retry
-                delay = settings.retry_delay(attempt, started, self._budget)
-                attempt += 1
-                if delay is None:
-                    raise _unavailable(settings, exc, attempt) from exc
-                await asyncio.sleep(delay)
-                continue
-            except httpx.TimeoutException as exc:
-                raise _timed_out(settings, exc) from exc
             except httpx.TransportError as exc:
-                raise _unavailable(settings, exc, attempt + 1) from exc
+                await asyncio.sleep(settings.retry_wait(exc, attempt, started, self._budget))
+                attempt += 1
+                continue
             settings.seen(response)
             return HttpReply(response.status_code, response.content)
 
