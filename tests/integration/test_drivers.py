@@ -185,6 +185,53 @@ def test_a_redis_that_does_not_answer_is_a_timeout(
     _close(backend)
 
 
+def test_without_one_timer_the_socket_timeout_still_bounds_a_wait(
+    hung_port: int, loop_thread: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before Python 3.11 (no ``asyncio.timeout``) redis-py's own socket timeout applies."""
+    import importlib
+
+    connect_module = importlib.import_module("redkit.drivers.connect")
+
+    monkeypatch.setattr(connect_module, "ONE_TIMER", False)
+    conn = connect(f"redis://127.0.0.1:{hung_port}", socket_timeout=0.2, connect_timeout=0.2)
+    backend = Backend(conn, topology="standalone", mode="async", loop=loop_thread)
+    with pytest.raises(BackendTimeout):
+        backend.execute(command("PING"))
+    _close(backend)
+
+
+def test_a_reply_after_the_deadline_never_answers_a_later_command(
+    standalone_conn: Connection,
+) -> None:
+    """A command cut off by its deadline leaves no connection whose next reply is stale."""
+    import asyncio
+
+    # One connection: a reused connection would hand BLPOP's late reply to the next command.
+    conn = connect(standalone_conn.url, socket_timeout=0.2, max_connections=1)
+    queue = keys.join("test", "deadline", str(next(_counter)))
+
+    async def scenario() -> tuple[BaseException | None, Any, Any]:
+        driver = conn.async_driver()
+        cut: BaseException | None = None
+        try:
+            await driver.execute(command("BLPOP", queue, "0.6"))
+        except BackendTimeout as exc:
+            cut = exc
+        echoed = await driver.execute(command("ECHO", "after"))
+        await asyncio.sleep(0.1)  # let the server see the abandoned connection close
+        await driver.execute(command("LPUSH", queue, "kept"))
+        left = await driver.execute(command("LLEN", queue))
+        await driver.execute(command("DEL", queue))
+        await conn.aclose()
+        return cut, echoed, left
+
+    cut, echoed, left = asyncio.run(scenario())
+    assert isinstance(cut, BackendTimeout)
+    assert echoed == b"after"
+    assert left == 1  # the abandoned BLPOP did not take the pushed value
+
+
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:{port}", "redis+cluster://127.0.0.1:{port}"])
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_redis_that_is_down_is_unavailable(url: str, mode: str, loop_thread: Any) -> None:

@@ -30,7 +30,7 @@ from redkit.core.driver import register_adapter
 from redkit.core.durations import positive_seconds
 from redkit.core.errors import ConfigurationError
 from redkit.drivers.pool import DriverPool
-from redkit.drivers.redis import AsyncRedisDriver, RedisDriver
+from redkit.drivers.redis import ONE_TIMER, AsyncRedisDriver, RedisDriver
 
 if TYPE_CHECKING:
     from redkit.drivers.rest import RestConnection
@@ -206,13 +206,23 @@ class Connection:
             # of failing: redis-py's default pool refuses the 101st concurrent command.
             settings = dict(options)
             most = settings.pop("max_connections", DEFAULT_ASYNC_CONNECTIONS)
+            seconds = settings["socket_timeout"]
+            if ONE_TIMER:
+                # One deadline per operation, kept by the driver, instead of redis-py's timeout
+                # on each socket wait (a task and two timers per command).
+                settings["socket_timeout"] = None
             client = redis.asyncio.Redis.from_url(
                 self._client_url,
                 max_connections=most,
                 retry=_standalone_retry(),
                 **settings,
             )
-            driver = AsyncRedisDriver(client, slots=most, slot_wait=settings["socket_timeout"])
+            driver = AsyncRedisDriver(
+                client,
+                slots=most,
+                slot_wait=seconds,
+                deadline=seconds if ONE_TIMER else None,
+            )
         return driver
 
     def subscribe(self, channel: str, on_message: Callable[[bytes], None]) -> Callable[[], None]:

@@ -31,10 +31,16 @@ from redkit.core.errors import (
 )
 from redkit.core.ops import Command, Masters, Pipeline, RedisOp, ScriptCall
 
-__all__ = ["REDIS_ERRORS", "AsyncRedisDriver", "RedisDriver", "translate_error"]
+__all__ = ["ONE_TIMER", "REDIS_ERRORS", "AsyncRedisDriver", "RedisDriver", "translate_error"]
 
 SyncClient = redis.Redis | redis.cluster.RedisCluster
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+
+
+#: Whether this Python bounds an asyncio operation with one timer (``asyncio.timeout``, 3.11).
+#: redis-py's own socket timeout costs a task and two timers per command: it sends through
+#: ``asyncio.wait_for`` and arms another timer for each read.
+ONE_TIMER = hasattr(asyncio, "timeout")
 
 
 #: What redis-py raises: RedisError, and the cluster client's own exception family.
@@ -206,7 +212,12 @@ class AsyncRedisDriver:
     """Asyncio driver on a ``redis.asyncio.Redis`` or ``redis.asyncio.cluster.RedisCluster``."""
 
     def __init__(
-        self, client: AsyncClient, *, slots: int | None = None, slot_wait: float | None = None
+        self,
+        client: AsyncClient,
+        *,
+        slots: int | None = None,
+        slot_wait: float | None = None,
+        deadline: float | None = None,
     ) -> None:
         """Drive ``client``.
 
@@ -217,9 +228,14 @@ class AsyncRedisDriver:
                 ``None`` leaves it to the client's pool (redis-py's default pool refuses a
                 command beyond its ``max_connections``).
             slot_wait: seconds to wait for a slot; ``None`` waits as long as it takes.
+            deadline: seconds one operation may take in all (every command it sends and
+                reads), then :class:`BackendTimeout`; ``None`` leaves timeouts to the client.
+                Needs Python 3.11 (``asyncio.timeout``); see :data:`ONE_TIMER`.
 
         """
         _check_binary_safe(client)
+        if deadline is not None and not ONE_TIMER:
+            raise ConfigurationError("an operation deadline needs asyncio.timeout (Python 3.11)")
         self.client = client
         self.is_cluster = isinstance(client, redis.asyncio.cluster.RedisCluster)
         self._command: Callable[..., Awaitable[Any]] = client.execute_command
@@ -229,12 +245,13 @@ class AsyncRedisDriver:
         self._slots = None if slots is None else asyncio.Semaphore(slots)
         self._slot_count = slots
         self._slot_wait = slot_wait
+        self._deadline = deadline
 
     async def execute(self, op: RedisOp) -> Any:
         """Run one operation (a command, script call, pipeline, node query) and reply."""
         slots = self._slots
         if slots is None:
-            return await self._execute(op)
+            return await self._within_deadline(op)
         if slots.locked():
             try:
                 await asyncio.wait_for(slots.acquire(), self._slot_wait)
@@ -245,9 +262,21 @@ class AsyncRedisDriver:
         else:
             await slots.acquire()  # free: returns without suspending
         try:
-            return await self._execute(op)
+            return await self._within_deadline(op)
         finally:
             slots.release()
+
+    async def _within_deadline(self, op: RedisOp) -> Any:
+        deadline = self._deadline
+        if deadline is None:
+            return await self._execute(op)
+        try:
+            # A cancelled read or write makes redis-py drop that connection: no reply can
+            # arrive late on a connection that is reused.
+            async with asyncio.timeout(deadline):  # type: ignore[attr-defined,unused-ignore]
+                return await self._execute(op)
+        except TimeoutError:
+            raise BackendTimeout(f"Redis did not answer within {deadline} s") from None
 
     async def _execute(self, op: RedisOp) -> Any:
         try:
