@@ -207,6 +207,36 @@ def test_decorated_keys_are_the_same_by_position_by_name_and_with_defaults() -> 
         _KeyMaker(fetch, "{uid}")((1, 2, 3, 4), {})
 
 
+def test_keyword_calls_bind_as_signature_bind_does() -> None:
+    import inspect
+
+    from redkit.cache.facade import _KeyMaker
+
+    def fetch(uid: int, page: int = 1, fmt: str = "json") -> None: ...
+
+    maker = _KeyMaker(fetch, None)  # the default key: the name and a hash of every argument
+    signature = inspect.signature(fetch)
+    calls: list[tuple[tuple[int, ...], dict[str, object]]] = [
+        ((7,), {"fmt": "xml"}),
+        ((7, 2), {"fmt": "xml"}),
+        ((), {"page": 3, "uid": 7}),
+        ((7,), {}),
+    ]
+    for args, kwargs in calls:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        assert maker._arguments(args, kwargs) == dict(bound.arguments)
+    assert maker((7,), {"page": 1}) == maker((7, 1, "json"), {}) == maker((), {"uid": 7})
+    # What bind refuses is refused, with bind's words.
+    for args, kwargs, words in [
+        ((7,), {"uid": 8}, "multiple values"),
+        ((7,), {"color": "red"}, "unexpected keyword"),
+        ((), {"page": 2}, "missing a required argument"),
+    ]:
+        with pytest.raises(InvalidArgumentError, match=words):
+            maker(args, kwargs)
+
+
 def test_the_text_form_of_an_entry_round_trips_and_refuses_garbage() -> None:
     from redkit.cache.envelope import entry_from_text, entry_to_text
 
