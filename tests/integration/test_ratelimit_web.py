@@ -8,6 +8,7 @@ clock does meanwhile.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from typing import Any
@@ -31,6 +32,7 @@ from redkit import (
     TieredRatelimit,
 )
 from redkit.core.keys import escape
+from redkit.errors import InvalidArgumentError
 from redkit.web import TrustedProxies, by_api_key, by_client_ip, tier_by_api_key
 from redkit.web.fastapi import RateLimit, rate_limit
 from redkit.web.flask import Redkit
@@ -358,6 +360,56 @@ def test_flask_default_limit_and_per_view_and_exempt(conn: Connection) -> None:
             free = client.get("/free")
             assert free.status_code == 200
             assert "X-RateLimit-Limit" not in free.headers
+
+
+def test_flask_views_made_by_one_factory_keep_their_own_limits(conn: Connection) -> None:
+    """Limits belong to the view function, not its name: a factory's views share a name."""
+    app = flask.Flask(__name__)
+    ext = Redkit(app, ratelimit=Ratelimit(conn, SlidingLog(LIMIT, "60 s")))
+    strict = Ratelimit(conn, SlidingLog(3, "60 s"), prefix="factory-views")
+
+    def make(name: str, *, limited: bool) -> Any:
+        def view() -> Any:
+            return {"view": name}
+
+        return ext.limit(strict, scope=name)(view) if limited else ext.exempt(view)
+
+    app.add_url_rule("/limited", "limited", make("limited", limited=True))
+    app.add_url_rule("/exempt", "exempt", make("exempt", limited=False))
+
+    def logged(fn: Any) -> Any:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    @app.get("/wrapped")
+    @logged  # above the limit: functools.wraps carries the limit to the registered view
+    @ext.limit(strict, scope="wrapped")
+    def wrapped() -> Any:
+        return {"view": "wrapped"}
+
+    with serve_wsgi(app) as url, httpx.Client(base_url=url) as client:
+        for path in ("/limited", "/wrapped"):
+            for sent in range(1, 4):
+                check_allowed(client.get(path), 3 - sent, limit=3)
+            check_refused(client.get(path), limit=3)
+        for _ in range(LIMIT + 2):
+            free = client.get("/exempt")
+            assert free.status_code == 200
+            assert "X-RateLimit-Limit" not in free.headers
+
+
+def test_flask_marks_only_functions(conn: Connection) -> None:
+    ext = Redkit(ratelimit=Ratelimit(conn, SlidingLog(LIMIT, "60 s")))
+
+    class Views:
+        def view(self) -> Any:
+            return {}
+
+    with pytest.raises(InvalidArgumentError, match="only a view function"):
+        ext.exempt(Views().view)
 
 
 def test_flask_header_switches_from_config(conn: Connection) -> None:

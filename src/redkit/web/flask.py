@@ -148,8 +148,9 @@ class Redkit:
         self._key = key
         self._tier = tier
         self._cost = cost
-        self._view_limits: dict[str, list[_Spec]] = {}
-        self._exempt_views: set[str] = set()
+        # A view's limits and exemption are marked on the view function itself, under this
+        # extension's own token: two views made by one factory share a name, not their limits.
+        self._token = object()
         self._exempt_blueprints: set[str] = set()
         if app is not None:
             self.init_app(app)
@@ -280,7 +281,7 @@ class Redkit:
 
         def decorate(view: F) -> F:
             # Prepended: decorators apply bottom-up, and the top one should be checked first.
-            self._view_limits.setdefault(_view_name(view), []).insert(0, spec)
+            _marks(view, _LIMITS).setdefault(self._token, []).insert(0, spec)
             return view
 
         return decorate
@@ -290,7 +291,7 @@ class Redkit:
         if isinstance(target, Blueprint):
             self._exempt_blueprints.add(target.name)
         else:
-            self._exempt_views.add(_view_name(target))
+            _marks(target, _EXEMPT)[self._token] = True
         return target
 
     # -- the request hooks ------------------------------------------------------------------
@@ -305,10 +306,9 @@ class Redkit:
         view = current_app.view_functions.get(request.endpoint or "")
         if view is None:
             return [state.default] if state.default is not None else []
-        name = _view_name(view)
-        if name in self._exempt_views:
+        if getattr(view, _EXEMPT, {}).get(self._token):
             return []
-        specs = self._view_limits.get(name)
+        specs = getattr(view, _LIMITS, {}).get(self._token)
         if not specs:
             return [state.default] if state.default is not None else []
         rules = []
@@ -363,8 +363,27 @@ def _app_cache() -> Cache:
     return cache
 
 
-def _view_name(view: Callable[..., Any]) -> str:
-    return f"{view.__module__}.{view.__qualname__}"
+#: Attributes of a view function: its limits and its exemption, per extension (by token).
+_LIMITS = "__redkit_limits__"
+_EXEMPT = "__redkit_exempt__"
+
+
+def _marks(view: Callable[..., Any], attribute: str) -> dict[object, Any]:
+    """The view's marks of one kind, created on first use.
+
+    Kept in the function's ``__dict__``, which ``functools.wraps`` copies: a decorator placed
+    above ``@ext.limit`` still carries the limits to the function Flask registers.
+    """
+    marks: dict[object, Any] | None = getattr(view, attribute, None)
+    if marks is None:
+        marks = {}
+        try:
+            setattr(view, attribute, marks)
+        except AttributeError:  # a bound method, a builtin: nowhere to keep the mark
+            raise InvalidArgumentError(
+                f"redkit can mark only a view function, not {type(view).__name__}"
+            ) from None
+    return marks
 
 
 def _blueprint_chain(name: str) -> list[str]:
