@@ -219,7 +219,7 @@ class _KeyMaker:
         keyword): ``bind`` then says what is wrong. Keyword calls bound by ``bind`` cost more
         than the rest of a cache hit.
         """
-        arguments = dict(zip(names, args))
+        arguments = dict(zip(names, args, strict=False))  # args may be fewer
         used = 0
         defaults = self._defaults
         for name in names[len(args) :]:
