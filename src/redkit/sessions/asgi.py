@@ -16,7 +16,8 @@
 ``request.session`` is a :class:`RequestSession`. Reading it needs Redis, hence an ``await``:
 call ``await load_session(request)`` first (in FastAPI, ``Depends(load_session)``), or pass
 ``autoload=True`` to load it for every request that carries a session cookie. A request that
-never loads its session costs no Redis call.
+never loads its session costs no Redis call. Websockets get ``websocket.session`` the same way;
+what changes before the handshake is accepted is stored then.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from redkit.core.errors import BackendError, ConfigurationError
@@ -108,10 +109,11 @@ def get_session(connection: HTTPConnection) -> RequestSession:
     return session
 
 
-async def load_session(request: Request) -> RequestSession:
-    """Load the request's session and return it; a FastAPI dependency as well.
+async def load_session(request: HTTPConnection) -> RequestSession:
+    """Load the request's (or websocket's) session and return it; a FastAPI dependency too.
 
-    ``session: RequestSession = Depends(load_session)``. Loading twice costs nothing.
+    ``session: RequestSession = Depends(load_session)``, in HTTP and websocket routes alike.
+    Loading twice costs nothing.
     """
     return await get_session(request).load()
 
@@ -149,6 +151,13 @@ class SessionMiddleware:
       "keys": [...]}``): none of this request's changes were stored, the client may retry.
 
     Changes made after the response started are not stored.
+
+    A websocket handshake gets its session as a request does (``websocket.session``; load it
+    with :func:`load_session`). It is stored when the app accepts the connection, a new id
+    going out as a ``Set-Cookie`` on the accept; changes made after that are not stored. When
+    the session cannot be loaded or stored before accept, the handshake is refused: with the
+    JSON error above where the server offers ASGI's websocket denial response, else by a close
+    with code 1013 ("try again later"), which the server answers with a 403.
     """
 
     def __init__(
@@ -169,8 +178,8 @@ class SessionMiddleware:
         self.autoload = autoload
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve one ASGI connection; only ``http`` ones get a session."""
-        if scope["type"] != "http":
+        """Serve one ASGI connection; ``http`` and ``websocket`` ones get a session."""
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         headers: _Headers = scope["headers"]
@@ -181,7 +190,7 @@ class SessionMiddleware:
             self.store, cookie_id, user_agent=agent, ip=client[0] if client else None
         )
         scope["session"] = session
-        reply = _Reply(send, session, self.cookie)
+        reply = _Reply(scope, send, session, self.cookie)
         try:
             if self.autoload:
                 await session.load()
@@ -199,10 +208,19 @@ def _values(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[str]:
     return [value.decode("latin-1") for key, value in headers if key.lower() == name]
 
 
-class _Reply:
-    """The ``send`` the app sees: stores the session as the response starts."""
+#: The messages that start an HTTP response (a websocket's denial response is one too).
+_RESPONSE_STARTS = ("http.response.start", "websocket.http.response.start")
+#: The close code of a websocket handshake refused for its session: "try again later".
+WEBSOCKET_RETRY = 1013
 
-    def __init__(self, send: Send, session: RequestSession, cookie: CookiePolicy) -> None:
+
+class _Reply:
+    """The ``send`` the app sees: stores the session as the response (or websocket) starts."""
+
+    def __init__(
+        self, scope: Scope, send: Send, session: RequestSession, cookie: CookiePolicy
+    ) -> None:
+        self._scope = scope
         self._send = send
         self._session = session
         self._cookie = cookie
@@ -212,7 +230,11 @@ class _Reply:
     async def send(self, message: Message) -> None:
         if self.refused:
             return  # the app's response was replaced by an error: drop the rest of it
-        if message["type"] == "http.response.start":
+        kind = message["type"]
+        if kind == "websocket.accept":
+            await self._accept(message)
+            return
+        if kind in _RESPONSE_STARTS:
             failure = self._session._load_error
             if failure is not None and message.get("status") == 500:
                 # The app failed on its unloadable session, and an error middleware inside
@@ -230,10 +252,33 @@ class _Reply:
             self.started = True
         await self._send(message)
 
+    async def _accept(self, message: Message) -> None:
+        try:
+            outcome = await commit_async(self._session.store, self._session)
+        except (SessionUnavailableError, SessionConflictError) as exc:
+            await self.refuse(exc)
+            return
+        cookie = self._session_cookie(outcome)
+        if cookie is not None:  # a 101 is no cached response: the cookie is all it needs
+            headers: _Headers = [
+                *message.get("headers", []),
+                (b"set-cookie", cookie.encode("latin-1")),
+            ]
+            message = {**message, "headers": headers}
+        self.started = True
+        await self._send(message)
+
     async def refuse(self, exc: SessionUnavailableError | SessionConflictError) -> None:
         """Answer with the JSON error for ``exc`` instead of the app's response."""
         self.refused = True
         status, body = error_response(exc)
+        start, body_type = "http.response.start", "http.response.body"
+        if self._scope["type"] == "websocket":
+            if "websocket.http.response" not in self._scope.get("extensions", {}):
+                await self._send({"type": "websocket.close", "code": WEBSOCKET_RETRY})
+                self.started = True
+                return
+            start, body_type = "websocket.http.response.start", "websocket.http.response.body"
         headers: _Headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
@@ -243,16 +288,19 @@ class _Reply:
             headers.append((b"retry-after", b"1"))
         # A rotation may have happened before the conflict: the client needs its new id.
         self._add_headers(headers, Outcome(session_id=self._session.issued_id))
-        await self._send({"type": "http.response.start", "status": status, "headers": headers})
-        await self._send({"type": "http.response.body", "body": body})
+        await self._send({"type": start, "status": status, "headers": headers})
+        await self._send({"type": body_type, "body": body})
         self.started = True
 
-    def _add_headers(self, headers: _Headers, outcome: Outcome) -> None:
-        cookie = None
+    def _session_cookie(self, outcome: Outcome) -> str | None:
         if outcome.session_id is not None:
-            cookie = self._cookie.set_cookie(outcome.session_id)
-        elif outcome.clear:
-            cookie = self._cookie.clear_cookie()
+            return self._cookie.set_cookie(outcome.session_id)
+        if outcome.clear:
+            return self._cookie.clear_cookie()
+        return None
+
+    def _add_headers(self, headers: _Headers, outcome: Outcome) -> None:
+        cookie = self._session_cookie(outcome)
         if cookie is not None:
             headers.append((b"set-cookie", cookie.encode("latin-1")))
             # OWASP: a response that hands out a session id must not sit in any cache, whatever

@@ -2,8 +2,10 @@
 
 ``RateLimitMiddleware`` decides each HTTP request before the app sees it. An admitted request
 goes on, and its rate-limit headers are added as the response starts; a refused one gets the
-429 from the middleware itself, and the app is never called. Other scopes (lifespan,
-websocket) pass through untouched.
+429 from the middleware itself, and the app is never called. A websocket handshake counts as a
+request too: an admitted one gets the headers on its accept, a refused one a 429 (where the
+server offers ASGI's websocket denial response) or a close with code 1008 before accept (which
+the server turns into a 403). Lifespan scopes pass through untouched.
 
 It is a plain ASGI class, not ``BaseHTTPMiddleware``: no task group or stream per request,
 and context variables propagate as usual.
@@ -15,13 +17,19 @@ from collections.abc import Callable, Collection
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from redkit.web.request import KeyFunc, RequestInfo, TierFunc, session_user_id
 from redkit.web.rule import AnyRatelimit, Decision, LimitRule
 
-__all__ = ["RateLimitMiddleware", "ScopeRequest", "send_too_many_requests"]
+__all__ = [
+    "WEBSOCKET_REFUSED",
+    "RateLimitMiddleware",
+    "ScopeRequest",
+    "refuse_websocket",
+    "send_too_many_requests",
+]
 
 
 class ScopeRequest:
@@ -61,23 +69,42 @@ class ScopeRequest:
         return user
 
     @property
-    def native(self) -> Request:
-        """A Starlette ``Request`` on the scope."""
+    def native(self) -> HTTPConnection:
+        """A Starlette ``Request`` on the scope (a plain ``HTTPConnection`` for a websocket)."""
         if self._request is None:
+            if self.scope["type"] != "http":
+                return HTTPConnection(self.scope)
             self._request = Request(self.scope)
         return self._request
 
 
-async def send_too_many_requests(send: Send, decision: Decision) -> None:
-    """Send the 429 of a refused ``decision``: the JSON body, Retry-After, the headers."""
+async def send_too_many_requests(send: Send, decision: Decision, *, kind: str = "http") -> None:
+    """Send the 429 of a refused ``decision``: the JSON body, Retry-After, the headers.
+
+    ``kind="websocket"`` sends it as a websocket denial response (an ASGI extension).
+    """
     body = decision.body()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in decision.headers),
     ]
-    await send({"type": "http.response.start", "status": 429, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    prefix = "http" if kind == "http" else "websocket.http"
+    await send({"type": f"{prefix}.response.start", "status": 429, "headers": headers})
+    await send({"type": f"{prefix}.response.body", "body": body})
+
+
+#: The websocket close code of a refused handshake: "policy violation" (RFC 6455, 7.4.1).
+WEBSOCKET_REFUSED = 1008
+
+
+async def refuse_websocket(scope: Scope, send: Send, decision: Decision) -> None:
+    """Refuse a websocket handshake: a 429 when the server can send one, else close 1008."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        # Before accept, a close makes the server answer the handshake with a 403.
+        await send({"type": "websocket.close", "code": WEBSOCKET_REFUSED})
+        return
+    await send_too_many_requests(send, decision, kind="websocket")
 
 
 class RateLimitMiddleware:
@@ -98,6 +125,7 @@ class RateLimitMiddleware:
         policy_name: the IETF headers' name for this limit.
         exempt: paths (exact) that are never limited, e.g. ``{"/health"}``.
         skip: a predicate on the request; true exempts it.
+        websockets: count websocket handshakes too (each connection attempt is a request).
 
     Headers the app sets itself (a route's own, narrower limit) are left as they are.
     """
@@ -116,6 +144,7 @@ class RateLimitMiddleware:
         policy_name: str = "default",
         exempt: Collection[str] = (),
         skip: Callable[[RequestInfo], bool] | None = None,
+        websockets: bool = True,
     ) -> None:
         self.app = app
         self.rule = LimitRule(
@@ -124,10 +153,11 @@ class RateLimitMiddleware:
         )  # fmt: skip
         self.exempt = frozenset(exempt)
         self.skip = skip
+        self.kinds = frozenset({"http", "websocket"} if websockets else {"http"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Decide an HTTP request, then answer 429 or call the app with headers added."""
-        if scope["type"] != "http" or scope.get("path") in self.exempt:
+        """Decide a request (or handshake), then refuse it or call the app with headers added."""
+        if scope["type"] not in self.kinds or scope.get("path") in self.exempt:
             await self.app(scope, receive, send)
             return
         request = ScopeRequest(scope)
@@ -137,15 +167,22 @@ class RateLimitMiddleware:
         decision = await self.rule.check_async(request, run_in_threadpool)
         if decision is None:
             await self.app(scope, receive, send)
-        elif not decision.allowed:
-            await send_too_many_requests(send, decision)
-        else:
+        elif decision.allowed:
             await self.app(scope, receive, _adding_headers(send, decision.headers))
+        elif scope["type"] == "websocket":
+            await refuse_websocket(scope, send, decision)
+        else:
+            await send_too_many_requests(send, decision)
+
+
+#: The messages that open a response: the headers go on them.
+_HEADED = ("http.response.start", "websocket.accept")
 
 
 def _adding_headers(send: Send, extra: list[tuple[str, str]]) -> Send:
     async def send_with_headers(message: Message) -> None:
-        if message["type"] == "http.response.start":
+        if message["type"] in _HEADED:
+            message = {**message, "headers": list(message.get("headers", ()))}
             headers = MutableHeaders(scope=message)
             for name, value in extra:
                 headers.setdefault(name, value)
