@@ -51,6 +51,7 @@ import redis.utils
 from harness import (
     AsyncOp,
     SyncOp,
+    bracketed_rounds,
     command_stats,
     cpu_stall_us,
     format_commands,
@@ -570,31 +571,8 @@ def prepare(
 def measure(
     rows: list[Row], rounds: int, seconds: float, tasks: int, loop: asyncio.AbstractEventLoop
 ) -> None:
-    """Run every row once per round; each row's ratio is to the reference runs around it.
-
-    Within a round the rows of one mode run in a shuffled order with their reference before
-    each and after the last (R A R B R ...), so a row is compared with the reference measured
-    just before and just after it: the machine's speed drifts over seconds here, and a ratio
-    to a reference measured many seconds away carries that drift.
-    """
-    shuffler = random.Random(20261125)
-    references = {row.mode: row for row in rows if row.reference}
-    modes = list(references)
-    for number in range(1, rounds + 1):
-        shuffler.shuffle(modes)
-        for mode in modes:
-            reference = references[mode]
-            order = [row for row in rows if row.mode == mode and not row.reference]
-            shuffler.shuffle(order)
-            before = run_row(reference, seconds, tasks, loop)
-            for row in order:
-                rate = run_row(row, seconds, tasks, loop)
-                after = run_row(reference, seconds, tasks, loop)
-                row.ratios.append(rate / ((before + after) / 2))
-                before = after
-            reference.ratios.append(1.0)
-        ref = " / ".join(f"{mode} {references[mode].rates[-1]:,.0f}/s" for mode in modes)
-        print(f"round {number}/{rounds} done (GET {ref})", file=sys.stderr, flush=True)
+    """Every row once per round, each between two runs of its reference (see harness)."""
+    bracketed_rounds(rows, rounds, lambda row: run_row(row, seconds, tasks, loop), "GET")
 
 
 def run_row(row: Row, seconds: float, tasks: int, loop: asyncio.AbstractEventLoop) -> float:

@@ -9,10 +9,12 @@ import asyncio
 import importlib.metadata
 import itertools
 import platform
+import random
 import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 import redis
 import redis.utils
@@ -66,6 +68,47 @@ async def run_async(
     elapsed = clock() - start
     calls = sum(c for c, _ in results)
     return calls / elapsed, calls, sum(f for _, f in results)
+
+
+class Measured(Protocol):
+    """A benchmark row as :func:`bracketed_rounds` sees it."""
+
+    mode: str  # rows are compared with the reference row of their own mode
+    reference: bool
+    ratios: list[float]
+
+
+def bracketed_rounds(
+    rows: Sequence[Measured], rounds: int, run: Callable[[Any], float], label: str
+) -> None:
+    """Run every row once per round; append to each row's ``ratios`` its ratio this round.
+
+    ``run(row)`` runs a row once and returns its rate. Within a round the rows of one mode run
+    in a shuffled order with their reference before each and after the last (R A R B R ...),
+    and a row's ratio is to the mean of the reference runs just before and just after it: the
+    machine's speed drifts over seconds, and a reference measured many rows away carries that
+    drift into the ratio.
+    """
+    shuffler = random.Random(20261125)
+    references = {row.mode: row for row in rows if row.reference}
+    modes = list(references)
+    for number in range(1, rounds + 1):
+        shuffler.shuffle(modes)
+        last: dict[str, float] = {}
+        for mode in modes:
+            reference = references[mode]
+            order = [row for row in rows if row.mode == mode and not row.reference]
+            shuffler.shuffle(order)
+            before = run(reference)
+            for row in order:
+                rate = run(row)
+                after = run(reference)
+                row.ratios.append(rate / ((before + after) / 2))
+                before = after
+            reference.ratios.append(1.0)
+            last[mode] = before
+        done = " / ".join(f"{mode} {rate:,.0f}/s" for mode, rate in last.items())
+        print(f"round {number}/{rounds} done ({label} {done})", file=sys.stderr, flush=True)
 
 
 def command_stats(client: redis.Redis) -> dict[str, int]:

