@@ -25,6 +25,7 @@ from websockets.sync.client import ClientConnection, connect
 from redkit import AsyncRatelimit, Connection, SlidingLog
 from redkit.sessions import AsyncSessionStore
 from redkit.sessions.asgi import RequestSession, SessionMiddleware, load_session
+from redkit.web.fastapi import RateLimit
 from redkit.web.starlette import RateLimitMiddleware
 from support import closed_port
 from web_support import serve_asgi
@@ -109,6 +110,33 @@ def test_websocket_limits_can_be_turned_off(conn: Connection, echo_app: Any) -> 
     with serve_asgi(limited(echo_app, conn, 1, websockets=False), conn) as base:
         for _ in range(3):
             assert "X-RateLimit-Limit" not in greet(ws_url(base, "/ws")).response.headers
+
+
+def test_a_fastapi_router_limit_covers_its_websocket_routes(conn: Connection) -> None:
+    """``RateLimit`` in a router's dependencies limits websocket handshakes too (close 1008)."""
+    limiter = AsyncRatelimit(conn, SlidingLog(2, "60 s"), prefix=f"ws-limit-{next(_prefixes)}")
+    router = fastapi.APIRouter(dependencies=[fastapi.Depends(RateLimit(limiter))])
+
+    @router.get("/page")
+    async def page() -> Any:
+        return {"ok": True}
+
+    @router.websocket("/ws")
+    async def echo(websocket: fastapi.WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("hello")
+        await websocket.close()
+
+    app = fastapi.FastAPI()
+    app.include_router(router)
+    with serve_asgi(app, conn) as base:
+        for _ in range(2):
+            greet(ws_url(base, "/ws"))
+        with pytest.raises(InvalidStatus) as refused:
+            greet(ws_url(base, "/ws"))
+        with httpx.Client(base_url=base) as client:
+            assert client.get("/page").status_code == 429  # the same identity, the same limit
+    assert refused.value.response.status_code == 403
 
 
 # -- sessions ------------------------------------------------------------------------------

@@ -18,14 +18,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.exceptions import HTTPException, WebSocketException
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from redkit.web._inject import inject
 from redkit.web.request import KeyFunc, TierFunc
 from redkit.web.rule import AnyRatelimit, Decision, LimitRule
-from redkit.web.starlette import ScopeRequest
+from redkit.web.starlette import WEBSOCKET_REFUSED, ScopeRequest
 
 __all__ = [
     "RateLimit",
@@ -71,7 +71,7 @@ async def rate_limit_exceeded_handler(request: Request, exc: Exception) -> Respo
     return too_many_requests_response(exc.decision)
 
 
-def _ensure_handler(request: Request) -> None:
+def _ensure_handler(request: HTTPConnection) -> None:
     # Starlette's ExceptionMiddleware puts its handler table in the scope; adding ours there
     # (unless the app has one) makes the 429 carry our body without a set-up step. Without
     # that table the exception still gives a 429 with the headers, in FastAPI's own body.
@@ -95,6 +95,10 @@ class RateLimit:
     ``{"error": "Too many requests", "retryAfter": N}``, ``Retry-After`` and the headers.
     The dependency's value is the :class:`~redkit.web.rule.Decision` (``None`` when the key
     function exempted the request).
+
+    In a websocket route (or a router's dependencies that cover one) it limits the handshake:
+    a refusal raises ``WebSocketException`` with code 1008, which closes the connection
+    before it is accepted (the server answers the handshake with a 403).
 
     Args:
         ratelimit: any redkit limiter; a blocking one runs in the threadpool.
@@ -126,14 +130,17 @@ class RateLimit:
             policy_name=policy_name,
         )  # fmt: skip
 
-    async def __call__(self, request: Request, response: Response) -> Decision | None:
-        """Decide ``request``; add the headers to ``response`` or raise the 429."""
+    async def __call__(self, request: HTTPConnection, response: Response) -> Decision | None:
+        """Decide ``request`` (or a websocket handshake); add the headers or refuse it."""
+        native = request if isinstance(request, Request) else None
         decision = await self.rule.check_async(
-            ScopeRequest(request.scope, request), run_in_threadpool
+            ScopeRequest(request.scope, native), run_in_threadpool
         )
         if decision is None:
             return None
         if not decision.allowed:
+            if request.scope["type"] == "websocket":
+                raise WebSocketException(WEBSOCKET_REFUSED, "Too many requests")
             _ensure_handler(request)
             raise RateLimitExceeded(decision)
         _set_headers(response, decision)
