@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from typing import Any
 
 import fastapi
@@ -23,7 +24,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from redkit import AsyncRatelimit, Connection, SlidingLog
-from redkit.sessions import AsyncSessionStore
+from redkit.sessions import AsyncSessionStore, SessionUnavailableError
 from redkit.sessions.asgi import RequestSession, SessionMiddleware, load_session
 from redkit.web.fastapi import RateLimit
 from redkit.web.starlette import RateLimitMiddleware
@@ -216,3 +217,30 @@ def test_a_session_store_that_is_down_refuses_the_handshake(denial: bool) -> Non
         assert json.loads(response.body)["error"] == "session_unavailable"
     else:
         assert response.status_code == 403
+
+
+def test_an_accept_whose_session_cannot_be_stored_fails_in_the_app() -> None:
+    """The app learns its accept was refused: it must not go on as if the socket were open."""
+    down = Connection(f"redis://127.0.0.1:{closed_port()}", connect_timeout=0.5)
+    seen: list[str] = []
+    app = fastapi.FastAPI()
+    app.add_middleware(SessionMiddleware, store=AsyncSessionStore(down))
+
+    @app.websocket("/push")
+    async def push(websocket: fastapi.WebSocket, session: RequestSession = Loaded) -> None:
+        session["subscribed"] = True  # a new session (no cookie): created at accept
+        try:
+            await websocket.accept()
+        except SessionUnavailableError:
+            seen.append("refused")
+            raise
+        seen.append("opened")
+
+    with serve_asgi(app, down) as base:
+        with pytest.raises(InvalidStatus) as refused:
+            connect(ws_url(base, "/push"), open_timeout=10)
+        deadline = time.monotonic() + 10
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert refused.value.response.status_code == 503
+    assert seen == ["refused"]

@@ -195,9 +195,9 @@ class SessionMiddleware:
             if self.autoload:
                 await session.load()
             await self.app(scope, receive, reply.send)
-        except SessionUnavailableError as exc:
+        except (SessionUnavailableError, SessionConflictError) as exc:
             if reply.refused:
-                return  # already answered with a 503 (see _Reply.send)
+                return  # already answered with a 503 or 409 (see _Reply.send)
             if reply.started:
                 raise
             await reply.refuse(exc)
@@ -226,14 +226,20 @@ class _Reply:
         self._cookie = cookie
         self.started = False
         self.refused = False
+        #: Why a websocket's accept was refused; raised again by every later send.
+        self._refusal: SessionUnavailableError | SessionConflictError | None = None
 
     async def send(self, message: Message) -> None:
         if self.refused:
+            if self._refusal is not None:
+                raise self._refusal  # a refused websocket: the app must not think it is open
             return  # the app's response was replaced by an error: drop the rest of it
         kind = message["type"]
         if kind == "websocket.accept":
             await self._accept(message)
             return
+        if kind == "websocket.close":
+            self.started = True  # the app refused the handshake itself: nothing more to send
         if kind in _RESPONSE_STARTS:
             failure = self._session._load_error
             if failure is not None and message.get("status") == 500:
@@ -257,7 +263,8 @@ class _Reply:
             outcome = await commit_async(self._session.store, self._session)
         except (SessionUnavailableError, SessionConflictError) as exc:
             await self.refuse(exc)
-            return
+            self._refusal = exc
+            raise  # out of the app's accept(): the connection never opened
         cookie = self._session_cookie(outcome)
         if cookie is not None:  # a 101 is no cached response: the cookie is all it needs
             headers: _Headers = [
@@ -274,7 +281,7 @@ class _Reply:
         status, body = error_response(exc)
         start, body_type = "http.response.start", "http.response.body"
         if self._scope["type"] == "websocket":
-            if "websocket.http.response" not in self._scope.get("extensions", {}):
+            if "websocket.http.response" not in (self._scope.get("extensions") or {}):
                 await self._send({"type": "websocket.close", "code": WEBSOCKET_RETRY})
                 self.started = True
                 return
