@@ -401,15 +401,42 @@ def test_flask_views_made_by_one_factory_keep_their_own_limits(conn: Connection)
             assert "X-RateLimit-Limit" not in free.headers
 
 
-def test_flask_marks_only_functions(conn: Connection) -> None:
+def test_flask_limits_of_a_wrapper_stay_off_the_wrapped_view_and_methods_work(
+    conn: Connection,
+) -> None:
+    app = flask.Flask(__name__)
+    ext = Redkit(app, ratelimit=Ratelimit(conn, SlidingLog(LIMIT, "60 s")))
+    loose = Ratelimit(conn, SlidingLog(LIMIT, "60 s"), prefix="wrapped-loose")
+    strict = Ratelimit(conn, SlidingLog(1, "60 s"), prefix="wrapper-strict")
+
+    def base() -> Any:
+        return {"view": "base"}
+
+    limited_base = ext.limit(loose)(base)
+
+    @functools.wraps(limited_base)  # copies the marks: the strict limit must not reach base
+    def wrapper() -> Any:
+        return limited_base()
+
+    app.add_url_rule("/base", "base", limited_base)
+    app.add_url_rule("/wrapper", "wrapper", ext.limit(strict)(wrapper))
+
+    class Pages:
+        def page(self) -> Any:
+            return {"view": "method"}
+
+    app.add_url_rule("/method", "method", ext.limit(strict, scope="method")(Pages().page))
+
+    with serve_wsgi(app) as url, httpx.Client(base_url=url) as client:
+        assert [client.get("/base").status_code for _ in range(3)] == [200, 200, 200]
+        assert [client.get("/wrapper").status_code for _ in range(2)] == [200, 429]
+        assert [client.get("/method").status_code for _ in range(2)] == [200, 429]
+
+
+def test_flask_marks_only_what_can_carry_them(conn: Connection) -> None:
     ext = Redkit(ratelimit=Ratelimit(conn, SlidingLog(LIMIT, "60 s")))
-
-    class Views:
-        def view(self) -> Any:
-            return {}
-
     with pytest.raises(InvalidArgumentError, match="only a view function"):
-        ext.exempt(Views().view)
+        ext.exempt(len)  # a builtin has no __dict__
 
 
 def test_flask_header_switches_from_config(conn: Connection) -> None:

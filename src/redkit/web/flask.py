@@ -23,6 +23,7 @@ Settings (``app.config``, prefix ``REDKIT_``; an argument of the extension is th
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -281,7 +282,8 @@ class Redkit:
 
         def decorate(view: F) -> F:
             # Prepended: decorators apply bottom-up, and the top one should be checked first.
-            _marks(view, _LIMITS).setdefault(self._token, []).insert(0, spec)
+            limits = _marks(view, _LIMITS)
+            limits[self._token] = [spec, *limits.get(self._token, ())]
             return view
 
         return decorate
@@ -369,20 +371,21 @@ _EXEMPT = "__redkit_exempt__"
 
 
 def _marks(view: Callable[..., Any], attribute: str) -> dict[object, Any]:
-    """The view's marks of one kind, created on first use.
+    """A copy of the view's marks of one kind, now the view's own, to change.
 
     Kept in the function's ``__dict__``, which ``functools.wraps`` copies: a decorator placed
-    above ``@ext.limit`` still carries the limits to the function Flask registers.
+    above ``@ext.limit`` still carries the limits to the function Flask registers. Copied on
+    write, since that copy shares the dict: a limit given to a wrapper stays off the function
+    it wraps. A bound method's marks go on its function (reading them falls through to it).
     """
-    marks: dict[object, Any] | None = getattr(view, attribute, None)
-    if marks is None:
-        marks = {}
-        try:
-            setattr(view, attribute, marks)
-        except AttributeError:  # a bound method, a builtin: nowhere to keep the mark
-            raise InvalidArgumentError(
-                f"redkit can mark only a view function, not {type(view).__name__}"
-            ) from None
+    target = view.__func__ if inspect.ismethod(view) else view
+    marks: dict[object, Any] = dict(getattr(target, attribute, None) or {})
+    try:
+        setattr(target, attribute, marks)
+    except AttributeError:  # a builtin, a callable without a __dict__: nowhere to keep it
+        raise InvalidArgumentError(
+            f"redkit can mark only a view function, not {type(view).__name__}"
+        ) from None
     return marks
 
 
