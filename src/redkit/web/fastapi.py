@@ -132,9 +132,8 @@ class RateLimit:
 
     async def __call__(self, request: HTTPConnection, response: Response) -> Decision | None:
         """Decide ``request`` (or a websocket handshake); add the headers or refuse it."""
-        native = request if isinstance(request, Request) else None
         decision = await self.rule.check_async(
-            ScopeRequest(request.scope, native), run_in_threadpool
+            ScopeRequest(request.scope, request), run_in_threadpool
         )
         if decision is None:
             return None

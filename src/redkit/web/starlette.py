@@ -37,11 +37,12 @@ class ScopeRequest:
 
     Args:
         scope: the ASGI scope.
-        request: the Starlette request, when one exists already (a FastAPI dependency).
+        request: the Starlette request (or websocket), when one exists already (a FastAPI
+            dependency).
 
     """
 
-    def __init__(self, scope: Scope, request: Request | None = None) -> None:
+    def __init__(self, scope: Scope, request: HTTPConnection | None = None) -> None:
         self.scope = scope
         self._request = request
 
@@ -70,7 +71,10 @@ class ScopeRequest:
 
     @property
     def native(self) -> HTTPConnection:
-        """A Starlette ``Request`` on the scope (a plain ``HTTPConnection`` for a websocket)."""
+        """The Starlette ``Request``; for a websocket, its ``WebSocket`` or an ``HTTPConnection``.
+
+        The ``WebSocket`` when a FastAPI dependency passed it in, else one on the scope.
+        """
         if self._request is None:
             if self.scope["type"] != "http":
                 return HTTPConnection(self.scope)
@@ -100,7 +104,7 @@ WEBSOCKET_REFUSED = 1008
 
 async def refuse_websocket(scope: Scope, send: Send, decision: Decision) -> None:
     """Refuse a websocket handshake: a 429 when the server can send one, else close 1008."""
-    if "websocket.http.response" not in scope.get("extensions", {}):
+    if "websocket.http.response" not in (scope.get("extensions") or {}):
         # Before accept, a close makes the server answer the handshake with a 403.
         await send({"type": "websocket.close", "code": WEBSOCKET_REFUSED})
         return
@@ -176,7 +180,7 @@ class RateLimitMiddleware:
 
 
 #: The messages that open a response: the headers go on them.
-_HEADED = ("http.response.start", "websocket.accept")
+_HEADED = ("http.response.start", "websocket.accept", "websocket.http.response.start")
 
 
 def _adding_headers(send: Send, extra: list[tuple[str, str]]) -> Send:
