@@ -91,6 +91,9 @@ def bracketed_rounds(
     """
     shuffler = random.Random(20261125)
     references = {row.mode: row for row in rows if row.reference}
+    unmatched = {row.mode for row in rows} - set(references)
+    if unmatched:
+        raise ValueError(f"no reference row for mode(s) {sorted(unmatched)}")
     modes = list(references)
     for number in range(1, rounds + 1):
         shuffler.shuffle(modes)
