@@ -56,6 +56,7 @@ from harness import (
     cpu_stall_us,
     format_commands,
     run_async,
+    run_once,
     run_sync,
     versions,
 )
@@ -577,13 +578,7 @@ def measure(
 
 def run_row(row: Row, seconds: float, tasks: int, loop: asyncio.AbstractEventLoop) -> float:
     """Run ``row`` for ``seconds``; record and return its reads/s."""
-    gc.collect()
-    if row.mode == SYNC:
-        rate, _, misses = run_sync(row.op, row.ids, seconds, is_missed)
-    else:
-        rate, _, misses = loop.run_until_complete(
-            run_async(row.op, row.ids, seconds, tasks, is_missed)
-        )
+    rate, misses = run_once(row.op, row.ids, row.mode == SYNC, seconds, tasks, loop, is_missed)
     row.rates.append(rate)
     row.misses += misses + take_loads(row)
     return rate

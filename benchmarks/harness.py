@@ -6,6 +6,7 @@ Scripts import it as ``harness`` (they run from this folder: ``python benchmarks
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.metadata
 import itertools
 import platform
@@ -68,6 +69,24 @@ async def run_async(
     elapsed = clock() - start
     calls = sum(c for c, _ in results)
     return calls / elapsed, calls, sum(f for _, f in results)
+
+
+def run_once(
+    op: Any,
+    ids: list[str],
+    sync: bool,
+    seconds: float,
+    tasks: int,
+    loop: asyncio.AbstractEventLoop,
+    failed: Failed,
+) -> tuple[float, int]:
+    """One timed run of a row's ``op`` after a collection: (calls/s, failed answers)."""
+    gc.collect()
+    if sync:
+        rate, _, failures = run_sync(op, ids, seconds, failed)
+    else:
+        rate, _, failures = loop.run_until_complete(run_async(op, ids, seconds, tasks, failed))
+    return rate, failures
 
 
 class Measured(Protocol):

@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import datetime
 import functools
-import gc
 import json
 import statistics
 import sys
@@ -44,6 +43,7 @@ from harness import (
     cpu_stall_us,
     format_commands,
     run_async,
+    run_once,
     run_sync,
     versions,
 )
@@ -447,13 +447,8 @@ def measure(
     """Every row once per round, each between two runs of its reference (see harness)."""
 
     def run_row(row: Row) -> float:
-        gc.collect()
-        if row.mode == SYNC:
-            rate, _, denied = run_sync(row.op, row.ids, seconds, is_denied)
-        else:
-            rate, _, denied = loop.run_until_complete(
-                run_async(row.op, row.ids, seconds, tasks, is_denied)
-            )
+        sync = row.mode == SYNC
+        rate, denied = run_once(row.op, row.ids, sync, seconds, tasks, loop, is_denied)
         row.rates.append(rate)
         row.denied += denied
         return rate
