@@ -28,6 +28,7 @@ from redkit.ratelimit import (
     SlidingWindow,
     TieredRatelimit,
     TokenBucket,
+    limits_from,
 )
 from redkit.sessions import AsyncSessionStore, Session, SessionInfo, SessionStore
 
@@ -69,6 +70,7 @@ __all__ = [
     "errors",
     "from_env",
     "hash_query",
+    "limits_from",
 ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from redkit import GCRA, FixedWindow, SlidingLog, SlidingWindow, TokenBucket
+from redkit import GCRA, FixedWindow, SlidingLog, SlidingWindow, TokenBucket, limits_from
 from redkit.core import keys
 from redkit.core.clock import VirtualClock
 from redkit.core.errors import InvalidArgumentError
@@ -83,3 +83,20 @@ def test_bad_limit_lists_are_refused(backend: Backend) -> None:
     for bad in ([], [CachedFixedWindow(1, "1 s")], [MultiLimit.of([FixedWindow(1, 1)])], ["x"]):
         with pytest.raises(InvalidArgumentError):
             backend.ratelimit(bad)
+
+
+def test_rate_strings_build_the_limits(backend: Backend) -> None:
+    """``"2/10 seconds; 3/hour"``: the same limits as written out, in one atomic call."""
+    clock = VirtualClock(T0)
+    rl = backend.ratelimit(
+        limits_from("2/10 seconds; 3 per hour"), clock=clock, ephemeral_cache=False
+    )
+    assert [rl.limit("u").success for _ in range(3)] == [True, True, False]
+    clock.advance(10_000)  # a new 10 s window: the hourly limit has one left
+    results = [rl.limit("u") for _ in range(2)]
+    assert [r.success for r in results] == [True, False]
+    assert (results[1].refused_by, results[1].limit) == (1, 3)
+    # One rate, parsed into the limiter itself: @upstash/ratelimit's own keys.
+    single = backend.ratelimit(FixedWindow.parse("1/minute"), clock=clock, ephemeral_cache=False)
+    assert [single.limit("v").success for _ in range(2)] == [True, False]
+    assert backend.admin.get(f"{base(backend, 'v')}:{int(clock.now_ms()) // 60_000}") == b"1"

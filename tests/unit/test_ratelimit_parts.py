@@ -16,6 +16,7 @@ from redkit import (
     FixedWindow,
     Ratelimit,
     RatelimitResult,
+    SlidingLog,
     SlidingWindow,
     TokenBucket,
 )
@@ -193,3 +194,66 @@ def test_where_scripts_declare_keys_the_client_clock_is_the_default() -> None:
     )._flows.clock.server
     on_redis = redkit.Ratelimit(redkit.connect("redis://localhost"), redkit.FixedWindow(5, "10 s"))
     assert on_redis._flows.clock.server
+
+
+# -- rate strings ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("5/minute", (5, "1 m")),
+        ("5/Minute", (5, "1 m")),
+        ("100 per hour", (100, "1 h")),
+        ("100per hour", (100, "1 h")),
+        ("10/2 seconds", (10, "2 s")),
+        ("10 / 2 secs", (10, "2 s")),
+        ("1/d", (1, "1 d")),
+        ("7 per 3 days", (7, "3 d")),
+        ("  3/sec  ", (3, "1 s")),
+        ("4/hr", (4, "1 h")),
+    ],
+)
+def test_a_rate_string_is_a_count_and_a_window(text: str, expected: tuple[int, str]) -> None:
+    from redkit.ratelimit import parse_rate
+
+    assert parse_rate(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "5", "minute", "5/", "5/fortnight", "5/month", "5/year", "-5/minute", "5.5/minute",
+     "5/0 minutes", "5 minutes", "5//minute", "5/minute/hour", "5/1.5 minutes"],
+)  # fmt: skip
+def test_malformed_rate_strings_are_refused_by_name(text: str) -> None:
+    from redkit.ratelimit import parse_rate
+
+    with pytest.raises(InvalidArgumentError, match="rate"):
+        parse_rate(text)
+
+
+def test_several_rates_and_the_limiters_they_make() -> None:
+    from redkit.ratelimit import limits_from, parse_rates
+
+    assert parse_rates("10/second; 1000/day") == [(10, "1 s"), (1000, "1 d")]
+    assert parse_rates("1/s,2/m|3/h") == [(1, "1 s"), (2, "1 m"), (3, "1 h")]
+    assert redkit.limits_from("10/second; 1000/day") == [
+        FixedWindow(10, "1 s"),
+        FixedWindow(1000, "1 d"),
+    ]
+    assert limits_from("5/2 minutes", SlidingWindow) == [SlidingWindow(5, "2 m")]
+    with pytest.raises(InvalidArgumentError, match="tokens"):
+        limits_from("0/minute")  # the limiter's own check
+    with pytest.raises(InvalidArgumentError, match="rate"):
+        parse_rates("10/second;")  # an empty part
+    with pytest.raises(InvalidArgumentError, match="must be a str"):
+        parse_rates(5)  # type: ignore[arg-type]
+
+
+def test_window_algorithms_parse_one_rate() -> None:
+    assert FixedWindow.parse("5/minute") == FixedWindow(5, "1 m")
+    assert SlidingWindow.parse("3 per 2 hours") == SlidingWindow(3, "2 h")
+    assert CachedFixedWindow.parse("9/s") == CachedFixedWindow(9, "1 s")
+    assert SlidingLog.parse("100/min") == SlidingLog(100, "1 m")
+    with pytest.raises(InvalidArgumentError, match="rate"):
+        FixedWindow.parse("5/minute; 10/hour")  # one rate: several make a list (limits_from)

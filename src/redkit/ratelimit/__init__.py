@@ -24,6 +24,7 @@ from redkit.ratelimit.limiters import (
     TokenBucket,
 )
 from redkit.ratelimit.multi import MultiLimit
+from redkit.ratelimit.rates import limits_from, parse_rate, parse_rates
 from redkit.ratelimit.result import RatelimitResult, Remaining
 from redkit.ratelimit.tiers import AsyncTieredRatelimit, TieredRatelimit
 
@@ -48,4 +49,7 @@ __all__ = [
     "SlidingWindow",
     "TieredRatelimit",
     "TokenBucket",
+    "limits_from",
+    "parse_rate",
+    "parse_rates",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from redkit.core.durations import MAX_DURATION_MS, Duration, duration_ms
 from redkit.core.errors import InvalidArgumentError
@@ -63,6 +64,13 @@ _GCRA = ratelimit_script("gcra")
 _SLIDING_LOG = ratelimit_script("sliding_log")
 
 
+def _parse_rate(rate: str) -> tuple[int, str]:
+    # Imported here: the rates module builds limiters, so it imports this one.
+    from redkit.ratelimit.rates import parse_rate
+
+    return parse_rate(rate)
+
+
 def _count(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgumentError(
@@ -102,6 +110,9 @@ class Limiter:
         return [(self.state_key(base), self.window_ms)]
 
 
+_W = TypeVar("_W", bound="_Windowed")
+
+
 @dataclass(frozen=True)
 class _Windowed(Limiter):
     """What the window algorithms share: a number of requests per window."""
@@ -114,6 +125,14 @@ class _Windowed(Limiter):
     def __post_init__(self) -> None:
         object.__setattr__(self, "limit", _count(self.tokens, "tokens"))
         object.__setattr__(self, "window_ms", duration_ms(self.window, name="window"))
+
+    @classmethod
+    def parse(cls: type[_W], rate: str) -> _W:
+        """This algorithm from a rate string: ``SlidingWindow.parse("5/minute")``.
+
+        The strings of ``limits`` and slowapi (see :mod:`redkit.ratelimit.rates`).
+        """
+        return cls(*_parse_rate(rate))
 
 
 @dataclass(frozen=True)
@@ -283,6 +302,11 @@ class SlidingLog(Limiter):
     window_ms: int = field(init=False, repr=False, default=0)
     #: The window's length in ms (``window_ms`` is 0: there are no window counters).
     log_window_ms: int = field(init=False, repr=False)
+
+    @classmethod
+    def parse(cls, rate: str) -> SlidingLog:
+        """A sliding log from a rate string: ``SlidingLog.parse("100/minute")``."""
+        return cls(*_parse_rate(rate))
 
     def __post_init__(self) -> None:
         tokens = _count(self.tokens, "tokens")
