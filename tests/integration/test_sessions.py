@@ -353,3 +353,25 @@ def test_a_session_handed_to_another_user_leaves_the_first_ones_index(backend: B
     anonymous = store.rotate(moved, user_id=None)  # handed to nobody: out of ben's list
     assert store.list_user_sessions("ben") == []
     assert store.get(anonymous).user_id is None
+
+
+def test_over_rest_the_scripts_take_the_callers_time_instead_of_reading_time(
+    backend: Backend,
+) -> None:
+    """Upstash asks scripts not to read the clock: over REST the store sends its own time."""
+    store = make_store(backend)
+    backend.reset_command_stats()
+    sid = store.create({"a": 1}, user_id="ann")
+    session = store.get(sid)
+    assert session is not None
+    session["a"] = 2
+    assert store.save(sid, session)
+    assert store.touch(sid)
+    (listed,) = store.list_user_sessions("ann")
+    assert abs(listed.created_at - time.time()) < 60  # either clock: the right time
+    assert listed.last_seen_at >= listed.created_at
+    reads_of_the_clock = backend.command_calls("time")
+    if backend.is_rest:
+        assert reads_of_the_clock == 0
+    else:
+        assert reads_of_the_clock >= 5  # stock Redis: the server's own clock, once a call

@@ -19,6 +19,7 @@ import hashlib
 import json
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -102,12 +103,21 @@ class SessionFlows:
     """Flows of a session store (see the module docs for the key layout)."""
 
     def __init__(
-        self, *, prefix: str, idle_ms: int, absolute_ms: int | None, max_per_user: int | None
+        self,
+        *,
+        prefix: str,
+        idle_ms: int,
+        absolute_ms: int | None,
+        max_per_user: int | None,
+        client_clock: bool = False,
     ) -> None:
         self.prefix = keys.check_prefix(prefix)
         self.idle_ms = idle_ms
         self.absolute_ms = absolute_ms
         self.max_per_user = max_per_user
+        #: Send this process's time with each call instead of letting the script read the
+        #: server's (for a server that asks scripts not to read the clock: Upstash).
+        self.client_clock = client_clock
 
     # -- keys ------------------------------------------------------------------------------
 
@@ -119,8 +129,10 @@ class SessionFlows:
         """The index of one user's sessions (``user_json`` is the user id as JSON)."""
         return f"{self.prefix}:user:{keys.hash_tag(keys.escape(user_json))}"
 
-    def _call(self, handle: str, *args: str | int) -> ScriptCall:
-        return ScriptCall(_SCRIPT, (self.record_key(handle),), args)
+    def _call(self, handle: str, op: str, *args: str | int) -> ScriptCall:
+        if self.client_clock:
+            op = f"{op}@{time.time_ns() // 1000}"
+        return ScriptCall(_SCRIPT, (self.record_key(handle),), (op, *args))
 
     # -- flows -----------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from redkit.core.driver import as_backend
+from redkit.core.driver import as_backend, scripts_declare_keys
 from redkit.core.durations import Duration, duration_ms, timeout_or_none
 from redkit.core.errors import InvalidArgumentError
 from redkit.core.flow import run_async, run_sync
@@ -21,6 +21,7 @@ _KEEP: Any = object()
 
 
 def _flows(
+    backend: object,
     prefix: str,
     idle_ttl: Duration,
     absolute_ttl: Duration | None,
@@ -41,7 +42,11 @@ def _flows(
         )
     timeout_or_none(timeout)
     return SessionFlows(
-        prefix=prefix, idle_ms=idle_ms, absolute_ms=absolute_ms, max_per_user=max_sessions_per_user
+        prefix=prefix,
+        idle_ms=idle_ms,
+        absolute_ms=absolute_ms,
+        max_per_user=max_sessions_per_user,
+        client_clock=scripts_declare_keys(backend),
     )
 
 
@@ -77,8 +82,10 @@ class SessionStore:
         max_sessions_per_user: int | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
-        self._flows = _flows(prefix, idle_ttl, absolute_ttl, max_sessions_per_user, timeout)
         self._backend = as_backend(redis)
+        self._flows = _flows(
+            self._backend, prefix, idle_ttl, absolute_ttl, max_sessions_per_user, timeout
+        )
         self._timeout = timeout
 
     def _run(self, flow: Any) -> Any:
@@ -179,8 +186,10 @@ class AsyncSessionStore:
         max_sessions_per_user: int | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
-        self._flows = _flows(prefix, idle_ttl, absolute_ttl, max_sessions_per_user, timeout)
         self._backend = as_backend(redis)
+        self._flows = _flows(
+            self._backend, prefix, idle_ttl, absolute_ttl, max_sessions_per_user, timeout
+        )
         self._timeout = timeout
 
     async def _run(self, flow: Any) -> Any:
