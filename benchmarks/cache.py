@@ -58,6 +58,8 @@ from harness import (
     run_async,
     run_once,
     run_sync,
+    sectioned_table,
+    spread,
     versions,
 )
 
@@ -619,40 +621,26 @@ def measure_stampedes(
 
 
 def table(rows: list[Row], skipped: list[tuple[str, str]]) -> str:
-    lines = [
+    def line(row: Row) -> str | None:
+        if not row.rates:
+            return None
+        note = row.note + (f"; **{row.misses} misses**" if row.misses else "")
+        ratio = statistics.median(row.ratios)
+        return f"| {row.name} | {spread(row.rates)} | {ratio:.2f} | {row.commands} | {note} |"
+
+    body = sectioned_table(
         "| what | reads/s: median (min, max) | ratio to raw GET + json.loads, same mode "
         "(median of per-round ratios) | server commands per read | notes |",
         "|---|---:|---:|---|---|",
-    ]
-    section = None
-    for row in rows:
-        if row.section != section:
-            section = row.section
-            lines.append(f"| **{section}** | | | | |")
-        if not row.rates:
-            continue
-        median = statistics.median(row.rates)
-        rate = f"{median:,.0f} ({min(row.rates):,.0f}, {max(row.rates):,.0f})"
-        note = row.note + (f"; **{row.misses} misses**" if row.misses else "")
-        ratio = statistics.median(row.ratios)
-        lines.append(f"| {row.name} | {rate} | {ratio:.2f} | {row.commands} | {note} |")
-    lines.extend(f"| {name} | | | | skipped: {why} |" for name, why in skipped)
-    return "\n".join(lines)
+        ((row.section, line(row)) for row in rows),
+    )
+    return "\n".join([body, *(f"| {name} | | | | skipped: {why} |" for name, why in skipped)])
 
 
 def stampede_table(stampedes: list[Stampede], reads: int) -> str:
-    lines = [
-        f"| what | loads per {reads:,} cold reads: median (min, max) | wall ms, median "
-        "| server commands, first round (whole stampede) | notes |",
-        "|---|---:|---:|---|---|",
-    ]
-    section = None
-    for row in stampedes:
-        if row.section != section:
-            section = row.section
-            lines.append(f"| **{section}** | | | | |")
+    def line(row: Stampede) -> str | None:
         if not row.loads:
-            continue
+            return None
         loads = f"{statistics.median(row.loads):,g} ({min(row.loads):,}, {max(row.loads):,})"
         wall = f"{statistics.median(row.walls) * 1000:,.0f}"
         extra = []
@@ -662,8 +650,14 @@ def stampede_table(stampedes: list[Stampede], reads: int) -> str:
         if row.wrong:
             extra.append(f"**{row.wrong} wrong values**")
         note = "; ".join([row.note, *extra])
-        lines.append(f"| {row.name} | {loads} | {wall} | {row.commands} | {note} |")
-    return "\n".join(lines)
+        return f"| {row.name} | {loads} | {wall} | {row.commands} | {note} |"
+
+    return sectioned_table(
+        f"| what | loads per {reads:,} cold reads: median (min, max) | wall ms, median "
+        "| server commands, first round (whole stampede) | notes |",
+        "|---|---:|---:|---|---|",
+        ((row.section, line(row)) for row in stampedes),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

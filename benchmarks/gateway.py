@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 import redis
 import redis.asyncio
-from harness import cpu_stall_us, run_async, run_sync, versions
+from harness import cpu_stall_us, run_async, run_sync, sectioned_table, spread, versions
 
 from redkit import EmbeddedRedis
 from redkit.core.ops import Pipeline, command
@@ -320,21 +320,19 @@ def measure(rows: list[Row], env: dict[str, Any], seconds: float, rounds: int) -
 
 
 def table(rows: list[Row]) -> str:
-    lines = [
+    return sectioned_table(
         "| what | requests/s: median (min, max) | ratio to redis-py straight to Redis, same "
         "mode (median of per-round ratios) | notes |",
         "|---|---:|---:|---|",
-    ]
-    group = None
-    for row in rows:
-        if row.group != group:
-            group = row.group
-            lines.append(f"| **{group}** | | | |")
-        lines.append(
-            f"| {row.name} | {statistics.median(row.rates):,.0f} ({min(row.rates):,.0f}, "
-            f"{max(row.rates):,.0f}) | {statistics.median(row.ratios):.2f} | {row.notes} |"
-        )
-    return "\n".join(lines)
+        (
+            (
+                row.group,
+                f"| {row.name} | {spread(row.rates)} | "
+                f"{statistics.median(row.ratios):.2f} | {row.notes} |",
+            )
+            for row in rows
+        ),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ import importlib.metadata
 import itertools
 import platform
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -131,6 +132,29 @@ def bracketed_rounds(
             last[mode] = before
         done = " / ".join(f"{mode} {rate:,.0f}/s" for mode, rate in last.items())
         print(f"round {number}/{rounds} done ({label} {done})", file=sys.stderr, flush=True)
+
+
+def spread(values: Sequence[float]) -> str:
+    """A row's rates as the tables show them: ``median (min, max)``."""
+    return f"{statistics.median(values):,.0f} ({min(values):,.0f}, {max(values):,.0f})"
+
+
+def sectioned_table(head: str, align: str, lines: Iterable[tuple[str, str | None]]) -> str:
+    """A Markdown table: ``head``, ``align`` (``"|---|---:|"``), then each ``(section, line)``.
+
+    A bold row opens each new section; a ``None`` line only opens its section (a row with
+    nothing measured).
+    """
+    empty = " |" * (align.count("|") - 2)
+    table = [head, align]
+    current = None
+    for section, line in lines:
+        if section != current:
+            current = section
+            table.append(f"| **{section}** |{empty}")
+        if line is not None:
+            table.append(line)
+    return "\n".join(table)
 
 
 def command_stats(client: redis.Redis) -> dict[str, int]:

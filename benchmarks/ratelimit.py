@@ -45,6 +45,8 @@ from harness import (
     run_async,
     run_once,
     run_sync,
+    sectioned_table,
+    spread,
     versions,
 )
 
@@ -456,26 +458,21 @@ def measure(
     bracketed_rounds(rows, rounds, run_row, "EVALSHA")
 
 
-def table(rows: list[Row], skipped: list[str]) -> str:
-    lines = [
+def table(rows: list[Row], skipped: list[tuple[str, str]]) -> str:
+    def line(row: Row) -> str | None:
+        if not row.rates:
+            return None
+        note = row.note + (f"; **{row.denied} denied**" if row.denied else "")
+        ratio = statistics.median(row.ratios)
+        return f"| {row.name} | {spread(row.rates)} | {ratio:.2f} | {row.commands} | {note} |"
+
+    body = sectioned_table(
         "| what | decisions/s: median (min, max) | ratio to raw EVALSHA, same mode "
         "(median of per-round ratios) | server commands per call | notes |",
         "|---|---:|---:|---|---|",
-    ]
-    section = None
-    for row in rows:
-        if row.section != section:
-            section = row.section
-            lines.append(f"| **{section}** | | | | |")
-        if not row.rates:
-            continue
-        median = statistics.median(row.rates)
-        rate = f"{median:,.0f} ({min(row.rates):,.0f}, {max(row.rates):,.0f})"
-        note = row.note + (f"; **{row.denied} denied**" if row.denied else "")
-        ratio = statistics.median(row.ratios)
-        lines.append(f"| {row.name} | {rate} | {ratio:.2f} | {row.commands} | {note} |")
-    lines.extend(f"| {name} | | | | skipped: {why} |" for name, why in skipped)
-    return "\n".join(lines)
+        ((row.section, line(row)) for row in rows),
+    )
+    return "\n".join([body, *(f"| {name} | | | | skipped: {why} |" for name, why in skipped)])
 
 
 def main(argv: list[str] | None = None) -> int:
