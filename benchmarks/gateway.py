@@ -224,18 +224,22 @@ async def upstash_async(env: dict[str, Any], pipelined: bool) -> Callable[[str],
     return batch
 
 
-def redkit_sync(env: dict[str, Any], pipelined: bool) -> Callable[[str], Any]:
-    import redkit
-
-    conn = redkit.connect(env["gateway"], token=TOKEN)
-    env["closers"].append(conn.close)
-    driver = conn.sync_driver()
+def redkit_reads(env: dict[str, Any], driver: Any, pipelined: bool) -> Callable[[str], Any]:
+    """One GET per call, or (pipelined) the batch named by the key; sync or async ``driver``."""
     if not pipelined:
         return lambda key: driver.execute(command("GET", key))
     ops = {
         key: Pipeline(tuple(command("GET", k) for k in ks)) for key, ks in env["batches"].items()
     }
     return lambda key: driver.execute(ops[key])
+
+
+def redkit_sync(env: dict[str, Any], pipelined: bool) -> Callable[[str], Any]:
+    import redkit
+
+    conn = redkit.connect(env["gateway"], token=TOKEN)
+    env["closers"].append(conn.close)
+    return redkit_reads(env, conn.sync_driver(), pipelined)
 
 
 async def redkit_async(env: dict[str, Any], pipelined: bool) -> Callable[[str], Awaitable[Any]]:
@@ -243,13 +247,7 @@ async def redkit_async(env: dict[str, Any], pipelined: bool) -> Callable[[str], 
 
     conn = redkit.connect(env["gateway"], token=TOKEN)
     env["async_closers"].append(conn.aclose)
-    driver = conn.async_driver()
-    if not pipelined:
-        return lambda key: driver.execute(command("GET", key))
-    ops = {
-        key: Pipeline(tuple(command("GET", k) for k in ks)) for key, ks in env["batches"].items()
-    }
-    return lambda key: driver.execute(ops[key])
+    return redkit_reads(env, conn.async_driver(), pipelined)
 
 
 def build_rows() -> list[Row]:
