@@ -180,3 +180,28 @@ def test_script_and_pipeline_operations_are_passed_through_as_data() -> None:
     assert isinstance(pipeline, Pipeline)
     assert pipeline.transaction is False
     assert len(pipeline.ops) == 2
+
+
+def test_a_flow_of_calls_runs_without_a_driver_and_a_redis_op_there_is_refused() -> None:
+    def calls_only() -> Flow[int]:
+        first = yield Call(lambda: 2)
+        second = yield Call(lambda n: n * 10, (first,))
+        return int(second)
+
+    async def twice(n: int) -> int:
+        return n * 2
+
+    def awaits() -> Flow[int]:
+        return int((yield Call(twice, (4,))))
+
+    assert run_sync(calls_only()) == 20
+    assert asyncio.run(run_async(calls_only())) == 20
+    assert asyncio.run(run_async(awaits())) == 8
+
+    def asks_redis() -> Flow[Any]:
+        return (yield command("GET", "k"))
+
+    with pytest.raises(TypeError, match="Command needs a driver"):
+        run_sync(asks_redis())
+    with pytest.raises(TypeError, match="Command needs a driver"):
+        asyncio.run(run_async(asks_redis()))

@@ -31,14 +31,19 @@ _REDIS_OPS = (ScriptCall, Command, Pipeline, Masters, OnNode)
 Flow: TypeAlias = Generator[Op, Any, T]
 
 
-def run_sync(flow: Flow[T], driver: SyncDriver) -> T:
-    """Drive ``flow`` to completion, blocking, and return its result."""
+def run_sync(flow: Flow[T], driver: SyncDriver | None = None) -> T:
+    """Drive ``flow`` to completion, blocking, and return its result.
+
+    ``driver`` may be left out for a flow that sends nothing to Redis (only calls code).
+    """
     try:
         op = next(flow)
         while True:
             try:
                 reply: Any
                 if isinstance(op, _REDIS_OPS):  # the common case first
+                    if driver is None:
+                        raise TypeError(f"{type(op).__name__} needs a driver: none was given")
                     reply = driver.execute(op)
                 elif isinstance(op, Sleep):
                     time.sleep(op.seconds)
@@ -60,14 +65,19 @@ def run_sync(flow: Flow[T], driver: SyncDriver) -> T:
         return result
 
 
-async def run_async(flow: Flow[T], driver: AsyncDriver) -> T:
-    """Drive ``flow`` to completion in asyncio and return its result."""
+async def run_async(flow: Flow[T], driver: AsyncDriver | None = None) -> T:
+    """Drive ``flow`` to completion in asyncio and return its result.
+
+    ``driver`` may be left out for a flow that sends nothing to Redis (only calls code).
+    """
     try:
         op = next(flow)
         while True:
             try:
                 reply: Any
                 if isinstance(op, _REDIS_OPS):
+                    if driver is None:
+                        raise TypeError(f"{type(op).__name__} needs a driver: none was given")
                     reply = await driver.execute(op)
                 elif isinstance(op, Sleep):
                     await asyncio.sleep(op.seconds)

@@ -4,7 +4,8 @@
   first used, and that records a login (:meth:`~LazySession.regenerate`) or a logout
   (:meth:`~LazySession.invalidate`) for the response to carry out.
 - :func:`commit`: what to do with it when the response starts, written once as a generator
-  of store calls; :func:`commit_sync` and :func:`commit_async` drive it.
+  of store calls; :func:`commit_sync` and :func:`commit_async` drive it through the core's
+  runners.
 - The errors both adapters turn into responses, and those responses' JSON bodies.
 """
 
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redkit.core.errors import BackendError, RedkitError
+from redkit.core.flow import Flow, run_async, run_sync
+from redkit.core.ops import Call
 from redkit.sessions.model import Session, SessionConflictError
 
 __all__ = [
@@ -310,31 +313,27 @@ def _issue(session: LazySession, session_id: str) -> Outcome:
 
 def commit_sync(store: Any, session: LazySession) -> Outcome:
     """Run :func:`commit` on a :class:`~redkit.sessions.SessionStore`."""
-    flow = commit(session)
-    try:
-        call = next(flow)
-        while True:
-            try:
-                result = getattr(store, call.method)(*call.args, **call.kwargs)
-            except BackendError as exc:
-                raise SessionUnavailableError(f"session store: {exc}") from exc
-            call = flow.send(result)
-    except StopIteration as stop:
-        outcome: Outcome = stop.value
-        return outcome
+    return run_sync(_on_store(store, commit(session)))
 
 
 async def commit_async(store: Any, session: LazySession) -> Outcome:
     """Run :func:`commit` on an :class:`~redkit.sessions.AsyncSessionStore`."""
-    flow = commit(session)
+    return await run_async(_on_store(store, commit(session)))
+
+
+def _on_store(store: Any, steps: Commit) -> Flow[Outcome]:
+    """``steps`` as a flow of the core runners: each store call a ``Call`` of ``store``.
+
+    A store that cannot answer becomes :class:`SessionUnavailableError`, in either runner.
+    """
     try:
-        call = next(flow)
+        call = next(steps)
         while True:
             try:
-                result = await getattr(store, call.method)(*call.args, **call.kwargs)
+                reply = yield Call(getattr(store, call.method), call.args, call.kwargs)
             except BackendError as exc:
                 raise SessionUnavailableError(f"session store: {exc}") from exc
-            call = flow.send(result)
+            call = steps.send(reply)
     except StopIteration as stop:
         outcome: Outcome = stop.value
         return outcome
