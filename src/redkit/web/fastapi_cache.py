@@ -20,8 +20,9 @@ from starlette.responses import JSONResponse, Response
 
 from redkit.cache import AsyncCache
 from redkit.core.durations import Duration
+from redkit.core.flow import run_async
 from redkit.web._inject import inject
-from redkit.web.response_cache import CachedResponse, ResponseCachePolicy, Uncacheable
+from redkit.web.response_cache import ResponseCachePolicy, Uncacheable
 
 __all__ = ["cache_response", "invalidate_response"]
 
@@ -93,7 +94,6 @@ def cache_response(
             request, sub = injection.take(args, kwargs)
             if not policy.applies(request.method):
                 return await call(args, kwargs)
-            read, write = policy.request_directives(request.headers.get("cache-control"))
             key = policy.key(request.url.path, request.url.query, request.headers)
             called = False
 
@@ -112,18 +112,11 @@ def cache_response(
                     raise Uncacheable(response)
                 return entry.to_json()
 
-            try:
-                if read:
-                    stored = await cache.get_or_set(
-                        key, load, policy.ttl_ms / 1000, tags=policy.tags
-                    )
-                else:
-                    stored = await load()
-                    if write:
-                        await cache.set(key, stored, policy.ttl_ms / 1000, tags=policy.tags)
-            except Uncacheable as passed:
-                return _with_sub_headers(passed.response, sub)
-            entry = CachedResponse.from_json(stored)
+            entry = await run_async(
+                policy.lookup(cache, key, request.headers.get("cache-control"), load)
+            )
+            if isinstance(entry, Uncacheable):
+                return _with_sub_headers(entry.response, sub)
             if entry is None:  # a foreign value under the key: answer without the cache
                 return _with_sub_headers(_as_response(await call(args, kwargs)), sub)
             answer = policy.answer(

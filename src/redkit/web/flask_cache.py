@@ -16,7 +16,8 @@ from flask.globals import request_ctx
 
 from redkit.cache import Cache
 from redkit.core.durations import Duration
-from redkit.web.response_cache import CachedResponse, ResponseCachePolicy, Uncacheable
+from redkit.core.flow import run_sync
+from redkit.web.response_cache import ResponseCachePolicy, Uncacheable
 
 __all__ = ["cache_response"]
 
@@ -59,7 +60,6 @@ def cache_response(
             if not policy.applies(request.method):
                 return view(*args, **kwargs)
             cache = resolve()
-            read, write = policy.request_directives(request.headers.get("Cache-Control"))
             query = request.query_string.decode("latin-1")
             headers = {name.lower(): value for name, value in request.headers.items()}
             key = policy.key(request.path, query, headers)
@@ -79,16 +79,9 @@ def cache_response(
                     raise Uncacheable(response)
                 return entry.to_json()
 
-            try:
-                if read:
-                    stored = cache.get_or_set(key, load, policy.ttl_ms / 1000, tags=policy.tags)
-                else:
-                    stored = load()
-                    if write:
-                        cache.set(key, stored, policy.ttl_ms / 1000, tags=policy.tags)
-            except Uncacheable as passed:
-                return passed.response
-            entry = CachedResponse.from_json(stored)
+            entry = run_sync(policy.lookup(cache, key, request.headers.get("Cache-Control"), load))
+            if isinstance(entry, Uncacheable):
+                return entry.response
             if entry is None:  # a foreign value under the key: answer without the cache
                 return view(*args, **kwargs)
             answer = policy.answer(

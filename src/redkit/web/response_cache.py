@@ -29,14 +29,16 @@ import base64
 import hashlib
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 from redkit.core.durations import Duration, duration_ms
 from redkit.core.errors import InvalidArgumentError
+from redkit.core.flow import Flow
 from redkit.core.keys import stable_hash as hash_query
+from redkit.core.ops import Call
 
 __all__ = ["Answer", "CachedResponse", "ResponseCachePolicy", "Uncacheable"]
 
@@ -159,6 +161,30 @@ class ResponseCachePolicy:
         if "no-store" in directives:
             return False, False
         return "no-cache" not in directives, True
+
+    def lookup(
+        self, cache: Any, key: str, cache_control: str | None, load: Callable[[], Any]
+    ) -> Flow[CachedResponse | Uncacheable | None]:
+        """Read or bypass ``cache`` (a ``Cache`` or ``AsyncCache``) as the request asks.
+
+        ``load`` calls the view and returns its captured entry, or raises
+        :class:`Uncacheable`. The flow's value is the entry to answer with, the
+        :class:`Uncacheable` whose response goes out as it is, or ``None`` when the key holds
+        a value this policy did not write (answer without the cache). Run it with
+        :func:`~redkit.core.flow.run_sync` or :func:`~redkit.core.flow.run_async`.
+        """
+        read, write = self.request_directives(cache_control)
+        ttl = self.ttl_ms / 1000
+        try:
+            if read:
+                stored = yield Call(cache.get_or_set, (key, load, ttl), {"tags": self.tags})
+            else:
+                stored = yield Call(load)
+                if write:
+                    yield Call(cache.set, (key, stored, ttl), {"tags": self.tags})
+        except Uncacheable as passed:
+            return passed
+        return CachedResponse.from_json(stored)
 
     @staticmethod
     def personal(authorization: str | None, session: object) -> bool:
