@@ -55,11 +55,11 @@ from harness import (
     command_stats,
     cpu_stall_us,
     format_commands,
+    rates_table,
     run_async,
     run_once,
     run_sync,
     sectioned_table,
-    spread,
     versions,
 )
 
@@ -621,20 +621,13 @@ def measure_stampedes(
 
 
 def table(rows: list[Row], skipped: list[tuple[str, str]]) -> str:
-    def line(row: Row) -> str | None:
-        if not row.rates:
-            return None
-        note = row.note + (f"; **{row.misses} misses**" if row.misses else "")
-        ratio = statistics.median(row.ratios)
-        return f"| {row.name} | {spread(row.rates)} | {ratio:.2f} | {row.commands} | {note} |"
-
-    body = sectioned_table(
+    return rates_table(
         "| what | reads/s: median (min, max) | ratio to raw GET + json.loads, same mode "
-        "(median of per-round ratios) | server commands per read | notes |",
-        "|---|---:|---:|---|---|",
-        ((row.section, line(row)) for row in rows),
+        "(median of per-round ratios) | server commands per read",
+        rows,
+        lambda row: f"**{row.misses} misses**" if row.misses else "",
+        skipped,
     )
-    return "\n".join([body, *(f"| {name} | | | | skipped: {why} |" for name, why in skipped)])
 
 
 def stampede_table(stampedes: list[Stampede], reads: int) -> str:

@@ -157,6 +157,33 @@ def sectioned_table(head: str, align: str, lines: Iterable[tuple[str, str | None
     return "\n".join(table)
 
 
+def rates_table(
+    head: str,
+    rows: Sequence[Any],
+    failures: Callable[[Any], str],
+    skipped: Sequence[tuple[str, str]],
+) -> str:
+    """The table of a rate benchmark: what, rates, ratio, server commands, notes.
+
+    ``head`` names the first four columns; rows have ``section``, ``name``, ``rates``,
+    ``ratios``, ``commands`` and ``note``; ``failures(row)`` words what went wrong in a row
+    (``"**3 misses**"``), or ``""``; ``skipped`` rows close the table.
+    """
+
+    def line(row: Any) -> str | None:
+        if not row.rates:
+            return None
+        wrong = failures(row)
+        note = row.note + (f"; {wrong}" if wrong else "")
+        ratio = statistics.median(row.ratios)
+        return f"| {row.name} | {spread(row.rates)} | {ratio:.2f} | {row.commands} | {note} |"
+
+    body = sectioned_table(
+        head + " | notes |", "|---|---:|---:|---|---|", ((row.section, line(row)) for row in rows)
+    )
+    return "\n".join([body, *(f"| {name} | | | | skipped: {why} |" for name, why in skipped)])
+
+
 def command_stats(client: redis.Redis) -> dict[str, int]:
     """Calls per server command since the last ``CONFIG RESETSTAT`` (the harness's own left out)."""
     stats = client.info("commandstats")

@@ -25,7 +25,6 @@ import asyncio
 import datetime
 import functools
 import json
-import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -42,11 +41,10 @@ from harness import (
     command_stats,
     cpu_stall_us,
     format_commands,
+    rates_table,
     run_async,
     run_once,
     run_sync,
-    sectioned_table,
-    spread,
     versions,
 )
 
@@ -459,20 +457,13 @@ def measure(
 
 
 def table(rows: list[Row], skipped: list[tuple[str, str]]) -> str:
-    def line(row: Row) -> str | None:
-        if not row.rates:
-            return None
-        note = row.note + (f"; **{row.denied} denied**" if row.denied else "")
-        ratio = statistics.median(row.ratios)
-        return f"| {row.name} | {spread(row.rates)} | {ratio:.2f} | {row.commands} | {note} |"
-
-    body = sectioned_table(
+    return rates_table(
         "| what | decisions/s: median (min, max) | ratio to raw EVALSHA, same mode "
-        "(median of per-round ratios) | server commands per call | notes |",
-        "|---|---:|---:|---|---|",
-        ((row.section, line(row)) for row in rows),
+        "(median of per-round ratios) | server commands per call",
+        rows,
+        lambda row: f"**{row.denied} denied**" if row.denied else "",
+        skipped,
     )
-    return "\n".join([body, *(f"| {name} | | | | skipped: {why} |" for name, why in skipped)])
 
 
 def main(argv: list[str] | None = None) -> int:
