@@ -37,7 +37,19 @@ STAMP = VENV / ".redkit-installed"
 def run(*args: str | Path, check: bool = True) -> int:
     print("+", " ".join(str(a) for a in args), flush=True)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run([str(a) for a in args], cwd=ROOT, env=env, check=check).returncode
+    argv = [str(a) for a in args]
+    with subprocess.Popen(argv, cwd=ROOT, env=env) as process:
+        while True:
+            try:
+                code = process.wait()
+                break
+            except KeyboardInterrupt:
+                # Ctrl-C reaches the child too (one process group): it stops itself, and its
+                # exit status, not a traceback here, says how that went.
+                continue
+    if check and code != 0:
+        raise subprocess.CalledProcessError(code, argv)
+    return code
 
 
 def wanted_stamp(extras: str) -> str:

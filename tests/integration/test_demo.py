@@ -124,6 +124,24 @@ def test_the_catalog_response_is_cached_with_an_etag(demo: tuple[str, Database])
     assert unchanged.content == b""
 
 
+def test_head_is_served_from_the_get_entry_and_any_id_is_a_user_or_404(
+    demo: tuple[str, Database],
+) -> None:
+    url, _db = demo
+    with httpx.Client(base_url=url) as client:
+        head = client.head("/api/catalog")
+        get = client.get("/api/catalog")
+        statuses = [
+            client.get(f"/api/users/{user_id}").status_code
+            for user_id in (2**63 - 1, 2**63, -(2**63) - 1, 10**30)
+        ]
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["etag"] == get.headers["etag"]
+    assert get.headers["x-cache"] == "HIT"  # the HEAD stored the GET entry
+    assert statuses == [404] * 4
+
+
 def test_api_keys_pick_their_tier(demo: tuple[str, Database]) -> None:
     url, _db = demo
     with httpx.Client(base_url=url) as client:

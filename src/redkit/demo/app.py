@@ -144,7 +144,9 @@ def create_app(
         )
         return {"query": q, "category": category, "results": results, "key": key}
 
-    @app.get("/api/catalog")
+    # FastAPI's @app.get answers HEAD with 405: the route asks for it, and the cache answers a
+    # HEAD from the GET entry.
+    @app.api_route("/api/catalog", methods=["GET", "HEAD"])
     @cache_response(cache, ttl="1 m", tags=["catalog"])
     async def catalog() -> dict[str, Any]:
         """Response caching: ETag, 304 on If-None-Match, Cache-Control, X-Cache HIT/MISS."""

@@ -128,12 +128,16 @@ class Database:
 
     def user(self, user_id: int) -> dict[str, Any] | None:
         """One user, or ``None``."""
+        if not _storable_id(user_id):
+            return None
         with self.session() as db:
             found = db.get(User, user_id)
             return None if found is None else found.public()
 
     def update_user(self, user_id: int, changes: dict[str, str]) -> dict[str, Any] | None:
         """Apply ``changes`` (email, bio) to a user; return the user as stored, or ``None``."""
+        if not _storable_id(user_id):
+            return None
         with self.session() as db, db.begin():
             found = db.get(User, user_id)
             if found is None:
@@ -164,6 +168,11 @@ class Database:
 
 
 _DUMMY_HASH = hash_password("not a password", secrets.token_bytes(16))
+
+
+def _storable_id(user_id: int) -> bool:
+    # SQLite's integers are 64-bit: a larger id is no user, not an overflow in the driver.
+    return -(2**63) <= user_id < 2**63
 
 
 def _like_escape(text: str) -> str:
