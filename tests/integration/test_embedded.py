@@ -83,6 +83,12 @@ def test_no_binary_anywhere_is_a_clear_error(
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
     with pytest.raises(RedisServerNotFound, match=r"redkit\[embedded\]"):
         find_redis_server()
+    # The extra installs no binary on 3.13+: the error must not send the user back to it.
+    monkeypatch.setattr(sys, "version_info", (3, 13, 0, "final", 0))
+    with pytest.raises(RedisServerNotFound, match=r"3\.12 and older, not 3\.13") as raised:
+        find_redis_server()
+    assert "pip install" not in str(raised.value)
+    assert "REDKIT_REDIS_SERVER" in str(raised.value)
 
 
 def test_version_of_the_binary() -> None:
@@ -205,3 +211,71 @@ def test_servers_are_gone_after_an_interrupted_test_session(tmp_path: Path) -> N
     finally:
         child.kill()
         child.wait()
+
+
+# -- embedded:// URLs ----------------------------------------------------------------------
+
+# A user's script: limits on embedded:// and a cluster, from a thread that ends, a forked child
+# that uses the same server and exits normally, then the pids for the test to watch.
+EMBEDDED_SCRIPT = """
+import os, sys, threading
+import redkit
+
+conns = {}
+def open_them():  # from a thread that ends at once: the servers must outlive it
+    conns["one"] = redkit.from_env()
+    conns["cluster"] = redkit.connect("embedded+cluster://?masters=3")
+thread = threading.Thread(target=open_them)
+thread.start()
+thread.join()
+one, cluster = conns["one"], conns["cluster"]
+assert redkit.connect("embedded://").url == one.url  # one server a URL, for the process
+assert redkit.connect("embedded://other").url != one.url  # a name: a server of its own
+for conn in (one, cluster):
+    limiter = redkit.Ratelimit(conn, redkit.FixedWindow(2, "1 m"))
+    assert [bool(limiter.limit("u")) for _ in range(3)] == [True, True, False]
+child = os.fork()
+if child == 0:  # a worker forked after start: it shares the server and must not stop it
+    assert not redkit.Ratelimit(one, redkit.FixedWindow(2, "1 m")).limit("u")
+    sys.exit(0)
+assert os.waitpid(child, 0)[1] == 0
+assert not redkit.Ratelimit(one, redkit.FixedWindow(2, "1 m")).limit("u")  # still there
+import redis, redis.cluster
+nodes = redis.cluster.RedisCluster.from_url(cluster.url.replace("+cluster", "")).get_nodes()
+clients = [redis.Redis.from_url(one.url)] + [redis.Redis(n.host, n.port) for n in nodes]
+print(" ".join(str(client.info("server")["process_id"]) for client in clients))
+"""
+
+
+def test_embedded_urls_serve_the_process_and_stop_with_it() -> None:
+    env = {**os.environ, "REDIS_URL": "embedded://"}
+    done = subprocess.run(
+        [sys.executable, "-c", EMBEDDED_SCRIPT],
+        capture_output=True, text=True, timeout=120, env=env, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    pids = [int(pid) for pid in done.stdout.split()]
+    assert len(pids) == 4  # the standalone server and three masters
+    assert wait_until_dead(pids) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("embedded://host:6379", "no path, port"),
+        ("embedded:///var/run", "no path, port"),
+        ("embedded://user:pw@x", "no path, port"),
+        ("embedded://?masters=3", "unknown option 'masters'"),
+        ("embedded+cluster://?masters=0", "from 1 to 16"),
+        ("embedded+cluster://?masters=three", "from 1 to 16"),
+        ("embedded+cluster://?masters=3&masters=4", "from 1 to 16"),
+        ("embedded+cluster://?replicas=1", "unknown option 'replicas'"),
+    ],
+)
+def test_a_malformed_embedded_url_says_what_to_write(url: str, complaint: str) -> None:
+    import redkit
+    from redkit.core.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=complaint) as raised:
+        redkit.connect(url)
+    assert "embedded+cluster://[name]?masters=N" in str(raised.value)

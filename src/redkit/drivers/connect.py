@@ -1,7 +1,9 @@
 """From a URL or the environment to a :class:`Connection`.
 
 ``redis://`` and ``rediss://`` (TLS) name a standalone server, ``unix:///path`` a server on a
-unix socket, ``redis+cluster://`` and ``rediss+cluster://`` any node of a Redis Cluster. A
+unix socket, ``redis+cluster://`` and ``rediss+cluster://`` any node of a Redis Cluster;
+``embedded://`` and ``embedded+cluster://?masters=3`` a real server (or cluster) that redkit
+starts for the life of the process (:func:`redkit.drivers.embedded.serve_embedded_url`). A
 :class:`Connection` validates its URL at once but opens nothing until first used; it then
 creates a sync client, an asyncio client, or both, on demand.
 
@@ -55,6 +57,7 @@ DEFAULT_SOCKET_TIMEOUT = 5.0
 
 _STANDALONE = ("redis", "rediss", "unix")
 _CLUSTER = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+_EMBEDDED = ("embedded", "embedded+cluster")
 _UPSTASH_VARIABLES = (
     ("UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN"),
     ("KV_REST_API_URL", "KV_REST_API_TOKEN"),
@@ -95,7 +98,7 @@ def _validate(url: object, variable: str | None) -> tuple[bool, str]:
             "redkit.connect(url, token=...)"
         )
     if scheme not in _STANDALONE and scheme not in _CLUSTER:
-        known = ", ".join(f"{s}://" for s in (*_STANDALONE, *_CLUSTER))
+        known = ", ".join(f"{s}://" for s in (*_STANDALONE, *_CLUSTER, *_EMBEDDED))
         raise fail(f"unknown scheme {parts.scheme + '://'!r} (expected one of {known})")
     if scheme == "unix":
         if not parts.path:
@@ -114,6 +117,17 @@ def _validate(url: object, variable: str | None) -> tuple[bool, str]:
         return False, url.strip()
     # redis-py knows no "+cluster" schemes: it is told by the client class instead.
     return True, urlunsplit(parts._replace(scheme=_CLUSTER[scheme]))
+
+
+def _is_embedded(url: str) -> bool:
+    return urlsplit(url.strip()).scheme.lower() in _EMBEDDED
+
+
+def _embedded_server(url: str, variable: str | None) -> str:
+    # embedded.py imports this module (for Connection): imported here, when first asked for.
+    from redkit.drivers.embedded import serve_embedded_url
+
+    return serve_embedded_url(url, variable)
 
 
 class Connection:
@@ -137,6 +151,8 @@ class Connection:
         variable: str | None = None,
         **client_options: Any,
     ) -> None:
+        if isinstance(url, str) and _is_embedded(url):
+            url = _embedded_server(url, variable)
         self.is_cluster, self._client_url = _validate(url, variable)
         positive_seconds(socket_timeout, "socket_timeout")
         positive_seconds(connect_timeout, "connect_timeout")
@@ -318,6 +334,11 @@ def connect(url: str, **options: Any) -> Connection | RestConnection:
     A ``redis://``, ``rediss://``, ``unix://`` or ``redis+cluster://`` URL gives a
     :class:`Connection`. Options: ``socket_timeout`` and ``connect_timeout`` in seconds, and
     any keyword that redis-py's ``from_url`` accepts (``max_connections``, ``ssl_ca_certs``...).
+
+    ``embedded://`` starts a real ``redis-server`` for the life of the process (once per
+    process: every connection to that URL shares it), ``embedded+cluster://?masters=3`` a real
+    cluster; a name (``embedded://sessions``) gives a server of its own. For development and
+    tests, with nothing installed but the ``embedded`` extra; it is stopped at exit.
 
     An ``https://`` URL with ``token=`` (an Upstash database's REST URL and token; ``http://``
     for a local gateway) gives a :class:`~redkit.drivers.rest.RestConnection`, whose options

