@@ -261,3 +261,14 @@ def test_bump_version_leaves_the_whole_namespace_behind(backend: Backend) -> Non
     assert cache.get("a") == 10
     entries = {key for key in backend.all_keys() if not key.endswith("#lease")}
     assert entries == {"ns:g0:a", "ns:g0:b", "ns:g1:a", "ns#generation"}
+
+
+def test_a_key_that_looks_like_a_digest_is_its_own_entry(backend: Backend) -> None:
+    from redkit.core import keys
+
+    cache = make_cache(backend)
+    long_key = "k" * 600
+    cache.set(long_key, "long")
+    assert cache.get("#" + keys.digest(long_key)) is None  # not the long key's entry
+    cache.set("#tag", "tagged")
+    assert (cache.get("#tag"), cache.get(long_key)) == ("tagged", "long")

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from redkit.core.durations import MAX_DURATION_MS, duration_ms
+from redkit.core.errors import InvalidArgumentError
 
 
 @pytest.mark.parametrize(
@@ -46,3 +47,17 @@ def test_values_that_are_no_duration_at_all(value: object) -> None:
 
 def test_the_longest_duration_is_ten_years() -> None:
     assert duration_ms(f"{MAX_DURATION_MS // 86_400_000} d") == MAX_DURATION_MS
+
+
+@pytest.mark.parametrize("text", ["\u0661 s", "1\u0660 ms", "9" * 5000 + " s", "\u00b2s"])
+def test_durations_take_few_ascii_digits_only(text: str) -> None:
+    with pytest.raises(InvalidArgumentError):
+        duration_ms(text)
+
+
+@pytest.mark.parametrize("text", ["\u0661/minute", "5/\u0662 seconds", "9" * 5000 + "/minute"])
+def test_rates_take_few_ascii_digits_only(text: str) -> None:
+    from redkit.ratelimit.rates import parse_rate
+
+    with pytest.raises(InvalidArgumentError):
+        parse_rate(text)

@@ -23,7 +23,8 @@ Duration: TypeAlias = str | int | float | timedelta
 #: (epoch milliseconds plus a window) must stay exact in Lua's doubles.
 MAX_DURATION_MS = 10 * 365 * 86_400_000
 
-_PATTERN = re.compile(r"^(\d+) ?(ms|s|m|h|d)$")
+# ASCII digits only (``\d`` takes Arabic-Indic ones too), few enough for int() to take.
+_PATTERN = re.compile(r"^([0-9]{1,18}) ?(ms|s|m|h|d)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
@@ -39,8 +40,8 @@ def duration_ms(value: Duration, *, name: str = "duration") -> int:
         match = _PATTERN.match(value.strip())
         if match is None:
             raise InvalidArgumentError(
-                f'{name} must look like "10 s", "500 ms", "1 m", "1 h" or "1 d" (a whole number '
-                f"and a unit of ms, s, m, h or d), got {value!r}"
+                f'{name} must look like "10 s", "500 ms", "1 m", "1 h" or "1 d" (a whole number of '
+                f"at most 18 ASCII digits and a unit of ms, s, m, h or d), got {value!r}"
             )
         ms = int(match.group(1)) * _UNIT_MS[match.group(2)]
     elif isinstance(value, timedelta):

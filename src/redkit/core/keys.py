@@ -9,7 +9,9 @@ Keys read ``prefix:part:part``. A part that came from a user is *escaped*, so it
 Escaping is percent-encoding of exactly those characters (and of ``%`` and ``#``), so it is
 injective and ordinary ids stay readable: ``42``, ``alice@example.com``, ``1.2.3.4``. A part
 longer than :data:`MAX_PART_BYTES` after escaping is replaced by ``#`` and a SHA-256 digest,
-which no escaped part can look like, because ``#`` is always escaped.
+which no escaped part can look like, because ``#`` is always escaped. A part kept verbatim (a
+layout shared with another library) that starts with ``#`` is stored as ``#`` and its escaped
+form (:func:`encoded`), so no input reaches a digest's key either.
 
 :func:`hash_tag` wraps a part in braces so that every key of one identity (a rate-limit
 identifier, a session, a cache entry) hashes to one cluster slot, while different identities
@@ -31,6 +33,7 @@ __all__ = [
     "canonical_json",
     "check_prefix",
     "digest",
+    "encoded",
     "escape",
     "glob_escape",
     "hash_tag",
@@ -91,8 +94,23 @@ def verbatim(part: str | int, *, max_bytes: int, what: str = "a key part") -> st
 
     """
     text = _text(part, what)
+    if text.startswith("#"):
+        return encoded(text, max_bytes=max_bytes)  # "#<digest>" must stay unreachable
     if len(text.encode("utf-8")) > max_bytes:
         return "#" + digest(text)
+    return text
+
+
+def encoded(part: str, *, max_bytes: int) -> str:
+    """``#`` and the escaped ``part``: a verbatim part that must not be kept as it is.
+
+    For a part starting with ``#`` (so no part can pose as a digest) or one a layout reserves.
+    The result holds no separator, and its ``%`` escapes or non-hex letters tell it from a
+    digest (``#`` and hex digits only).
+    """
+    text = "#" + part.translate(_ENCODE)
+    if len(text.encode("utf-8")) > max_bytes:
+        return "#" + digest(part)
     return text
 
 

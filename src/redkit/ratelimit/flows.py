@@ -9,6 +9,7 @@ the timeout policy.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -66,13 +67,33 @@ def _monotonic_ms() -> float:
     return time.monotonic() * 1000.0
 
 
+#: Last parts of the limiter's own keys after an identifier's (``<prefix>:<id>:gcra``, ...).
+_RESERVED_LAST = re.compile(r"(?:^|:)(?:gcra|log|dynamic|concurrency|limit\d+)$")
+#: First parts of the limiter's global keys (``<prefix>:denyList:all``, ``<prefix>:events:<h>``).
+_RESERVED_FIRST = re.compile(r"^(?:dynamic|denyList|ipDenyListStatus|events)(?::|$)")
+
+
 def _identifier_part(identifier: str | int, cluster: bool) -> str:
-    """The identifier as it appears in keys: verbatim (Upstash's layout) or as a hash tag."""
+    """The identifier as it appears in keys: verbatim (Upstash's layout) or as a hash tag.
+
+    Verbatim, an identifier that could name one of the limiter's other keys (one ending in a
+    reserved suffix such as ``:dynamic``, or starting with ``denyList``, ``events``, ...) is
+    encoded instead (``#`` and its escaped form, which holds no separator).
+    """
     if cluster:
         # Every key of one identifier must hash to one slot; escaping keeps braces inside the
         # identifier from ending the tag early.
         return keys.hash_tag(identifier)
-    if type(identifier) is str and 0 < len(identifier) <= 128 and identifier.isascii():
+    if type(identifier) is str and (
+        _RESERVED_LAST.search(identifier) or _RESERVED_FIRST.match(identifier)
+    ):
+        return keys.encoded(identifier, max_bytes=MAX_IDENTIFIER_BYTES)
+    if (
+        type(identifier) is str
+        and 0 < len(identifier) <= 128
+        and identifier.isascii()
+        and identifier[0] != "#"
+    ):
         return identifier  # the common case, checked cheaply
     return keys.verbatim(identifier, max_bytes=MAX_IDENTIFIER_BYTES, what="an identifier")
 

@@ -26,7 +26,8 @@ __all__ = ["limits_from", "parse_rate", "parse_rates"]
 
 L = TypeVar("L", bound=Limiter)
 
-_RATE = re.compile(r"(\d+)\s*(?:/|per\b)\s*(\d+)?\s*([a-z]+)")
+# ASCII digits only, and few enough that int() never refuses them.
+_RATE = re.compile(r"([0-9]{1,18})\s*(?:/|per\b)\s*([0-9]{1,18})?\s*([a-z]+)")
 _SEPARATORS = re.compile(r"[;,|]")
 _UNITS = {
     **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), "s"),
@@ -52,7 +53,7 @@ def parse_rate(text: str) -> tuple[int, str]:
     if match is None or unit is None:
         raise InvalidArgumentError(
             f"a rate looks like '5/minute', '100 per hour' or '10/2 seconds' (units: second, "
-            f"minute, hour, day), got {text!r:.60}"
+            f"minute, hour, day; numbers of at most 18 ASCII digits), got {text!r:.60}"
         )
     count, units = int(match.group(1)), int(match.group(2) or 1)
     if units < 1:
