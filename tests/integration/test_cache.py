@@ -171,6 +171,22 @@ def test_the_decorator_keys_by_arguments_and_can_invalidate_and_refresh(backend:
     assert any(key.startswith("t:g0:test_cache.") for key in backend.all_keys())
 
 
+def test_the_decorator_refuses_a_function_of_the_other_kind_at_decoration(
+    backend: Backend,
+) -> None:
+    cache = make_cache(backend)
+
+    async def async_loader() -> int:
+        return 1
+
+    def plain_loader() -> int:
+        return 1
+
+    wrong, fix = (plain_loader, "Cache") if backend.is_async else (async_loader, "AsyncCache")
+    with pytest.raises(InvalidArgumentError, match=f"use {fix}"):
+        cache.target.cached(ttl="1 m")(wrong)  # refused before any call
+
+
 def test_corrupt_or_foreign_bytes_are_a_logged_miss(
     backend: Backend, caplog: pytest.LogCaptureFixture
 ) -> None:

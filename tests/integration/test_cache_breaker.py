@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -12,10 +13,11 @@ from typing import Any
 import pytest
 
 from redkit.cache import AsyncCache, Cache
-from redkit.core.breaker import Breaker
-from redkit.core.errors import BackendUnavailable
+from redkit.core.breaker import AsyncBreakerDriver, Breaker, BreakerDriver
+from redkit.core.errors import BackendUnavailable, CommandError
+from redkit.core.ops import command
 from redkit.drivers.embedded import EmbeddedRedis
-from support import Blocking, LoopThread, owned_backend
+from support import Backend, Blocking, LoopThread, owned_backend
 
 
 @contextlib.contextmanager
@@ -77,3 +79,91 @@ def test_breaker_states() -> None:
     breaker.succeeded()
     breaker.admit()
     assert not breaker.is_open
+
+
+# -- every way out of the half-open trial ends it ----------------------------------------------
+
+
+class Interrupted(BaseException):
+    """A ``KeyboardInterrupt``-like exit: not an ``Exception``."""
+
+
+def half_open(breaker: Breaker) -> Breaker:
+    """Open ``breaker`` with no cool-down left: the next operation is the trial."""
+    breaker.threshold, breaker.cooldown = 1, 0.0
+    breaker.failed()
+    return breaker
+
+
+def guarded(backend: Backend, breaker: Breaker) -> Any:
+    if backend.is_async:
+
+        async def in_the_loop() -> AsyncBreakerDriver:  # the loop's own driver
+            return AsyncBreakerDriver(backend.conn.async_driver(), breaker)
+
+        return backend.loop.run(in_the_loop())
+    return BreakerDriver(backend.conn.sync_driver(), breaker)
+
+
+def assert_admits_again(backend: Backend, driver: Any) -> None:
+    backend.admin.set("other", "up")
+    assert backend.call(driver.execute, command("GET", "other")) == b"up"  # not "circuit open"
+    assert not driver.breaker.is_open
+
+
+def test_a_trial_answered_with_an_error_reply_closes_the_breaker(backend: Backend) -> None:
+    backend.admin.set("string", "x")
+    driver = guarded(backend, half_open(Breaker()))
+    with pytest.raises(CommandError):
+        backend.call(driver.execute, command("LPUSH", "string", "v"))  # WRONGTYPE: an answer
+    assert_admits_again(backend, driver)
+
+
+def test_a_cancelled_trial_ends(server: Any, loop_thread: LoopThread) -> None:
+    with owned_backend(server.url, "async", loop_thread) as backend:
+        driver = guarded(backend, half_open(Breaker()))
+
+        async def cancel_the_trial() -> None:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(driver.execute(command("BLPOP", "empty", "2")), 0.05)
+
+        loop_thread.run(cancel_the_trial())
+        assert_admits_again(backend, driver)
+
+
+def test_a_trial_left_by_a_base_exception_ends(server: Any, loop_thread: LoopThread) -> None:
+    def interrupt(signum: int, frame: Any) -> None:
+        raise Interrupted
+
+    with owned_backend(server.url, "sync", loop_thread) as backend:
+        driver = guarded(backend, half_open(Breaker()))
+        previous = signal.signal(signal.SIGALRM, interrupt)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            with pytest.raises(Interrupted):
+                driver.execute(command("BLPOP", "empty", "2"))  # interrupted mid-wait
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        assert_admits_again(backend, driver)
+
+
+def test_a_cache_read_cancelled_while_redis_recovers_does_not_stick_the_breaker(
+    loop_thread: LoopThread,
+) -> None:
+    with EmbeddedRedis() as server, cache_on(server, "async", loop_thread) as cache:
+        cache.set("k", "cached")
+        half_open(cache.breaker)
+        os.kill(server.pid, signal.SIGSTOP)  # the trial will wait on a silent server
+        try:
+
+            async def cancelled_read() -> None:
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(cache.target.get("k"), 0.05)
+
+            loop_thread.run(cancelled_read())
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        assert cache.get("k") == "cached"  # a hit, not a miss behind a stuck trial
+        cache.delete("k")  # not "circuit open"
+        assert not cache.breaker.is_open

@@ -278,6 +278,8 @@ def test_values_that_cannot_be_stored_are_clear_errors(backend: Backend) -> None
             store.create(data)
     with pytest.raises(InvalidArgumentError, match="limit"):
         store.create({"big": "x" * 1_100_000})
+    with pytest.raises(InvalidArgumentError, match="limit"):
+        store.create({"big": "é" * 600_000})  # 600,000 characters, 1.2 MB encoded
     sid = store.create({"ok": 1})
     session = store.get(sid)
     session["bad"] = {1, 2}

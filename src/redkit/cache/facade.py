@@ -174,6 +174,20 @@ def _by_index(template: str, names: tuple[str, ...]) -> tuple[str, tuple[str, ..
     return "".join(out), names
 
 
+def _check_kind(fn: Callable[..., Any], facade: str) -> None:
+    """Refuse at decoration a function the facade cannot call: its results would be wrong."""
+    is_async = inspect.iscoroutinefunction(fn)
+    if facade == "Cache" and is_async:
+        raise InvalidArgumentError(
+            f"Cache.cached cannot cache async def {fn.__qualname__}: use AsyncCache(...).cached"
+        )
+    if facade == "AsyncCache" and not is_async:
+        raise InvalidArgumentError(
+            f"AsyncCache.cached caches async def functions, not {fn.__qualname__}: "
+            "use Cache(...).cached for a plain function"
+        )
+
+
 class _KeyMaker:
     """The cache key (and tags) of one call of a decorated function."""
 
@@ -465,6 +479,7 @@ class Cache:
         """
 
         def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+            _check_kind(fn, "Cache")
             make_key = _KeyMaker(fn, key, tags)
 
             @functools.wraps(fn)
@@ -490,6 +505,7 @@ class Cache:
         """
 
         def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+            _check_kind(fn, "Cache")
             make_key = _KeyMaker(fn, key, tags)
 
             @functools.wraps(fn)
@@ -701,6 +717,7 @@ class AsyncCache:
         """Decorate an async write function: write-through, as :meth:`Cache.writes`."""
 
         def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+            _check_kind(fn, "AsyncCache")
             make_key = _KeyMaker(fn, key, tags)
 
             @functools.wraps(fn)
@@ -724,6 +741,7 @@ class AsyncCache:
         """
 
         def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+            _check_kind(fn, "AsyncCache")
             make_key = _KeyMaker(fn, key, tags)
 
             @functools.wraps(fn)

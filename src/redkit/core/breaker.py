@@ -4,18 +4,21 @@ After ``threshold`` operations in a row that got no answer (a timeout, a refused
 the breaker *opens*: for ``cooldown`` seconds every operation fails at once with
 :class:`~redkit.errors.BackendUnavailable`, without touching the network, so callers fall back
 (a cache answers from its loader) at full speed instead of each waiting out a timeout. Then one
-operation is let through as a trial: an answer closes the breaker, another failure opens it
-again.
+operation is let through as a trial: an answer (an error reply is an answer too) closes the
+breaker, another failure opens it again, and any other way out of the trial (cancellation,
+``KeyboardInterrupt``, a bug) ends it without a verdict, so the next operation is the trial.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from redkit.core.driver import AsyncDriver, SyncDriver
-from redkit.core.errors import BackendTimeout, BackendUnavailable
+from redkit.core.errors import BackendTimeout, BackendUnavailable, CommandError
 from redkit.core.ops import RedisOp
 
 __all__ = ["AsyncBreakerDriver", "Breaker", "BreakerDriver"]
@@ -39,14 +42,18 @@ class Breaker:
         """Whether operations are being refused now."""
         return self._failures >= self.threshold and time.monotonic() < self._open_until
 
-    def admit(self) -> None:
-        """Let an operation through, or raise ``BackendUnavailable`` while open."""
+    def admit(self) -> bool:
+        """Let an operation through, or raise ``BackendUnavailable`` while open.
+
+        Returns ``True`` when the operation is the half-open trial.
+        """
         if self._failures < self.threshold:
-            return  # closed: the common case, without the lock
+            return False  # closed: the common case, without the lock
         with self._lock:
             if time.monotonic() < self._open_until or self._trial:
                 raise BackendUnavailable("Redis is not answering (circuit open): not waiting")
             self._trial = True  # half-open: this operation is the trial
+            return True
 
     def succeeded(self) -> None:
         """An operation got an answer: close."""
@@ -54,6 +61,29 @@ class Breaker:
             with self._lock:
                 self._failures = 0
                 self._trial = False
+
+    def abandoned(self) -> None:
+        """The trial ended with no verdict (cancelled, interrupted): the next operation is one."""
+        with self._lock:
+            self._trial = False
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """Admit one operation and record how it ended, whichever way it leaves the block."""
+        trial = self.admit()
+        try:
+            yield
+        except _NO_ANSWER:
+            self.failed()
+            raise
+        except CommandError:
+            self.succeeded()  # Redis answered, with an error reply
+            raise
+        except BaseException:
+            if trial:
+                self.abandoned()
+            raise
+        self.succeeded()
 
     def failed(self) -> None:
         """An operation got no answer: count it, and open at the threshold."""
@@ -73,14 +103,8 @@ class BreakerDriver:
 
     def execute(self, op: RedisOp) -> Any:
         """Run ``op``, unless the breaker is open."""
-        self.breaker.admit()
-        try:
-            reply = self.driver.execute(op)
-        except _NO_ANSWER:
-            self.breaker.failed()
-            raise
-        self.breaker.succeeded()
-        return reply
+        with self.breaker.guard():
+            return self.driver.execute(op)
 
     def close(self) -> None:
         """Close the driver behind the breaker."""
@@ -96,14 +120,8 @@ class AsyncBreakerDriver:
 
     async def execute(self, op: RedisOp) -> Any:
         """Run ``op``, unless the breaker is open."""
-        self.breaker.admit()
-        try:
-            reply = await self.driver.execute(op)
-        except _NO_ANSWER:
-            self.breaker.failed()
-            raise
-        self.breaker.succeeded()
-        return reply
+        with self.breaker.guard():
+            return await self.driver.execute(op)
 
     async def aclose(self) -> None:
         """Close the driver behind the breaker."""

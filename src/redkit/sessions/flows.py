@@ -92,7 +92,7 @@ def _encode_data(data: Mapping[str, Any] | None) -> list[str]:
 
 
 def _check_size(parts: list[str]) -> None:
-    size = sum(len(part) for part in parts)
+    size = sum(len(part.encode()) for part in parts)  # bytes, as Redis stores them
     if size > MAX_DATA_BYTES:
         raise InvalidArgumentError(
             f"session data of about {size} bytes exceeds the {MAX_DATA_BYTES}-byte limit"
