@@ -43,3 +43,64 @@ def test_a_redis_that_is_down_is_a_miss(mode: str, loop_thread: LoopThread) -> N
         assert cache.set_many({"a": 1}) is False
         with pytest.raises(BackendUnavailable):
             cache.delete("a")
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("scheme", ["redis", "redis+cluster", "http"])
+def test_concurrent_callers_share_one_load_while_redis_is_down(
+    scheme: str, mode: str, loop_thread: LoopThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+    import logging
+    import threading
+
+    from redkit.drivers.connect import Connection
+    from redkit.drivers.rest import RestConnection
+    from support import REST_TOKEN
+
+    url = f"{scheme}://127.0.0.1:{closed_port()}"
+    conn = RestConnection(url, token=REST_TOKEN) if scheme == "http" else Connection(url)
+    loads = 0
+    lock = threading.Lock()
+
+    def load() -> str:
+        nonlocal loads
+        with lock:
+            loads += 1
+        time.sleep(0.5)  # a database query: the others arrive while it runs
+        return "from the database"
+
+    caplog.set_level(logging.WARNING, logger="redkit")
+    try:
+        if mode == "sync":
+            cache = Cache(conn, timeout=0.3)
+            got: list[str] = []
+            threads = [
+                threading.Thread(target=lambda: got.append(cache.get_or_set("k", load)))
+                for _ in range(10)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+        else:
+            acache = AsyncCache(conn, timeout=0.3)
+
+            async def aload() -> str:
+                nonlocal loads
+                loads += 1
+                await asyncio.sleep(0.5)
+                return "from the database"
+
+            async def many() -> list[str]:
+                calls = (acache.get_or_set("k", aload) for _ in range(10))
+                return list(await asyncio.gather(*calls))
+
+            got = loop_thread.run(many())
+            loop_thread.run(conn.aclose())
+    finally:
+        conn.close()
+    assert got == ["from the database"] * 10
+    assert loads == 1
+    warned = [r for r in caplog.records if "loading without the cache" in r.getMessage()]
+    assert len(warned) == 1, [r.getMessage() for r in caplog.records]

@@ -395,7 +395,11 @@ class Cache:
         ttl_ms = _ttl(ttl, "ttl")
         lookup = run_sync(self._flows.peek(key), self._sync_driver())  # a hit: no flight
         if lookup is not None and lookup.value is UNREACHABLE:
-            return run_sync(self._flows.load_only(loader), self._sync_driver())
+            # Redis is down: the database needs the single flight most now, and it needs no Redis.
+            load = functools.partial(self._flows.load_only, key, loader, lookup.cause)
+            return self._single_flight.run(
+                self._flows.flight_key(key), lambda: run_sync(load(), self._sync_driver())
+            )
         if lookup is None:
             flow = functools.partial(self._flows.get_or_set, key, loader, ttl_ms, tags)
             lookup = self._single_flight.run(
@@ -652,7 +656,11 @@ class AsyncCache:
         ttl_ms = _ttl(ttl, "ttl")
         lookup = await run_async(self._flows.peek(key), self._async_driver())  # a hit: no flight
         if lookup is not None and lookup.value is UNREACHABLE:
-            return await run_async(self._flows.load_only(loader), self._async_driver())
+            # Redis is down: the database needs the single flight most now, and it needs no Redis.
+            load = functools.partial(self._flows.load_only, key, loader, lookup.cause)
+            return await self._single_flight.run(
+                self._flows.flight_key(key), lambda: run_async(load(), self._async_driver())
+            )
         if lookup is None:
             flow = functools.partial(self._flows.get_or_set, key, loader, ttl_ms, tags)
             lookup = await self._single_flight.run(

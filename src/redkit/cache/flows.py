@@ -75,6 +75,8 @@ class Lookup(NamedTuple):
 
     value: Any
     refresh: bool
+    #: Why Redis did not answer, when ``value`` is :data:`UNREACHABLE`.
+    cause: BaseException | None = None
 
 
 @dataclass
@@ -592,8 +594,8 @@ class CacheFlows:
             entry = yield from self._read_one(name)
         except _NO_ANSWER as exc:
             self._count(errors=1, misses=1)
-            log.warning("cache read of %r failed, loading without the cache: %s", name, exc)
-            return Lookup(UNREACHABLE, False)
+            # Logged by load_only, once for the callers that share the load.
+            return Lookup(UNREACHABLE, False, exc)
         if entry is None:
             return None
         state = self._freshness(entry)
@@ -607,8 +609,9 @@ class CacheFlows:
             self.local.put(name, entry.value)
         return Lookup(entry.value, state == "stale")
 
-    def load_only(self, loader: Callable[[], Any]) -> Flow[Any]:
-        """The loader's value, with Redis out of reach: nothing is read or stored."""
+    def load_only(self, key: str | int, loader: Callable[[], Any], cause: object) -> Flow[Any]:
+        """The loader's value, with Redis out of reach (``cause``): nothing is stored."""
+        log.warning("cache read of %r failed, loading without the cache: %s", key, cause)
         self._count(loads=1)
         return (yield Call(loader))
 
