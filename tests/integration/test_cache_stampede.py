@@ -118,3 +118,42 @@ def test_a_load_after_a_write_takes_the_lease_the_write_left(backend: Backend) -
     assert cache.get_or_set("k", lambda: 4) == 4
     assert (cache.stats.leases_won, cache.stats.leases_lost) == (3, 0)
     assert cache.get("k") == 4
+
+
+def test_a_caller_that_wins_the_lease_after_another_process_loaded_does_not_load_again(
+    backend: Backend,
+) -> None:
+    """The race of two processes: A reads a miss; B takes the lease, loads, stores, releases;
+    only then does A ask for the lease. A must take B's value, not load a second time."""
+    from redkit.cache import Cache
+    from redkit.cache.flows import _TAKE_LEASE
+    from redkit.core.flow import Flow
+    from redkit.core.ops import ScriptCall
+
+    a, b = Cache(backend.conn, namespace="race"), Cache(backend.conn, namespace="race")
+    loads: list[str] = []
+
+    def loader(who: str) -> Any:
+        return lambda: loads.append(who) or f"from {who}"
+
+    def b_in_the_gap(inner: Flow[Any]) -> Flow[Any]:
+        # A's own flow, with B's whole load run just before A's first lease request.
+        interleaved = False
+        op = next(inner)
+        while True:
+            if not interleaved and isinstance(op, ScriptCall) and op.script is _TAKE_LEASE:
+                interleaved = True
+                yield from b._flows.get_or_set("k", loader("b"))
+            try:
+                reply = yield op
+            except Exception as exc:
+                op = inner.throw(exc)
+                continue
+            try:
+                op = inner.send(reply)
+            except StopIteration as stop:
+                return stop.value
+
+    lookup = backend.run(b_in_the_gap(a._flows.get_or_set("k", loader("a"))))
+    assert loads == ["b"]
+    assert lookup.value == "from b"

@@ -557,10 +557,9 @@ class CacheFlows:
         """
         if not self.lease_ms:
             return None, None
-        token = yield from self._try_lease(redis_key)
-        if token:
-            self._count(leases_won=1)
-            return token, None
+        token, entry = yield from self._lease_after_miss(redis_key)
+        if token or entry:
+            return token, entry
         self._count(leases_lost=1)
         deadline = time.monotonic() + self.lease_ms / 1000
         pause = _FIRST_WAIT
@@ -572,11 +571,26 @@ class CacheFlows:
                 return None, entry
             # The loader may have given up (its load failed, or a write fenced its value
             # out): take over now instead of waiting out the lease.
-            token = yield from self._try_lease(redis_key)
-            if token:
-                self._count(leases_won=1)
-                return token, None
+            token, entry = yield from self._lease_after_miss(redis_key)
+            if token or entry:
+                return token, entry
         return None, None
+
+    def _lease_after_miss(self, redis_key: str) -> Flow[tuple[str | None, Entry | None]]:
+        """The lease to load ``redis_key`` after reading a miss, or the entry that came since.
+
+        Another process may have loaded, stored and released between the read and the lease:
+        a won lease is followed by one more read, so that load is not done twice.
+        """
+        token = yield from self._try_lease(redis_key)
+        if not token:
+            return None, None
+        (entry,) = yield from self._read([redis_key])
+        if entry is not None:
+            yield from self._release(redis_key, token)
+            return None, entry
+        self._count(leases_won=1)
+        return token, None
 
     def peek(self, key: str | int) -> Flow[Lookup | None]:
         """``get_or_set``'s hit, when there is one and it needs no load: the fast path.
