@@ -10,8 +10,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from redkit import GCRA, FixedWindow, SlidingLog, SlidingWindow, TokenBucket
-from redkit.core.errors import InvalidArgumentError
+from redkit import (
+    GCRA,
+    AsyncRatelimit,
+    Connection,
+    FixedWindow,
+    Ratelimit,
+    SlidingLog,
+    SlidingWindow,
+    TokenBucket,
+)
+from redkit.core.errors import ConfigurationError, InvalidArgumentError
 from redkit.ratelimit import MultiLimit, RatelimitResult
 from redkit.web import (
     Policy,
@@ -28,6 +37,8 @@ from redkit.web import (
     too_many_requests_body,
 )
 from redkit.web.clientip import forwarded_for, group_address, parse_address, x_forwarded_for
+from redkit.web.keys import UnknownClientError
+from redkit.web.rule import LimitRule, limiter_from
 
 ip = ipaddress.ip_address
 NOW = 1_700_000_000_000  # ms
@@ -202,6 +213,55 @@ class FakeRequest:
     def user_id(self) -> object | None:
         return self._user
 
+    def route(self) -> str | None:
+        return "/things/{thing_id}"
+
+    def session_pending(self) -> None:
+        return None
+
+
+def test_a_request_without_a_client_address_is_refused_unless_a_policy_says_otherwise() -> None:
+    for peer in (None, "testclient"):  # a unix socket; Starlette's TestClient
+        with pytest.raises(UnknownClientError, match="TrustedProxies") as caught:
+            by_client_ip()(FakeRequest(peer))
+        assert "on_unknown_client='share'" in str(caught.value)
+        assert isinstance(caught.value, ConfigurationError)
+        assert by_user()(FakeRequest(peer, user=7)) == "user:7"  # a user needs no address
+        with pytest.raises(UnknownClientError):
+            by_user()(FakeRequest(peer))  # the anonymous fallback refuses too
+    assert by_client_ip(on_unknown_client="share")(FakeRequest(None)) == "ip:unknown"
+    assert by_client_ip(on_unknown_client="allow")(FakeRequest(None)) is None
+    with pytest.raises(InvalidArgumentError, match="on_unknown_client"):
+        by_client_ip(on_unknown_client="ignore")
+
+
+def test_each_route_counts_apart_unless_a_scope_is_shared() -> None:
+    limiter = Ratelimit(Connection("redis://127.0.0.1:1"), FixedWindow(5, "1 m"))
+    rule = LimitRule(limiter)
+    assert rule.identifier("ip:1.2.3.4", "/a") == "/a:ip:1.2.3.4"
+    assert rule.identifier("ip:1.2.3.4", "/b") != rule.identifier("ip:1.2.3.4", "/a")
+    # The route's own ':' and braces are escaped: no name can reach into the key's part, and
+    # nothing ends a cluster hash tag early.
+    tagged = rule.identifier("ip:1.2.3.4", "/items/{id}:x")
+    assert tagged == "/items/%7Bid%7D%3Ax:ip:1.2.3.4"
+    shared = LimitRule(limiter, scope="api")
+    assert shared.identifier("ip:1.2.3.4", "/a") == shared.identifier("ip:1.2.3.4", "/b")
+    assert shared.identifier("ip:1.2.3.4", "/a") == "api:ip:1.2.3.4"
+    with pytest.raises(InvalidArgumentError, match="scope"):
+        LimitRule(limiter, scope="")
+
+
+def test_rate_strings_and_config_mistakes_name_the_setting() -> None:
+    connection = Connection("redis://127.0.0.1:1")
+    made = limiter_from("10/second; 1000 per day", connection, blocking=True)
+    assert isinstance(made, Ratelimit)
+    assert isinstance(limiter_from("5/minute", connection, blocking=False), AsyncRatelimit)
+    with pytest.raises(InvalidArgumentError, match=r"REDKIT_RATELIMIT_DEFAULT.*limits_from"):
+        limiter_from(object(), blocking=True, setting="REDKIT_RATELIMIT_DEFAULT")
+    with pytest.raises(InvalidArgumentError, match="REDKIT_RATELIMIT_DEFAULT: a rate looks"):
+        limiter_from("200 a day", connection, blocking=True, setting="REDKIT_RATELIMIT_DEFAULT")
+    connection.close()
+
 
 def test_key_functions() -> None:
     assert by_client_ip()(FakeRequest(x_forwarded_for="6.6.6.6")) == "ip:192.0.2.1"
@@ -209,7 +269,6 @@ def test_key_functions() -> None:
     assert trusting(FakeRequest(x_forwarded_for="6.6.6.6")) == "ip:6.6.6.6"
     assert by_client_ip()(FakeRequest("2001:db8::5")) == "ip:2001:db8::/64"
     assert by_client_ip(ipv6_prefix=128)(FakeRequest("2001:db8::5")) == "ip:2001:db8::5"
-    assert by_client_ip()(FakeRequest(None)) == "ip:unknown"
     with pytest.raises(InvalidArgumentError):
         by_client_ip(ipv6_prefix=129)
 

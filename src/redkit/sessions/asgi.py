@@ -67,6 +67,12 @@ class RequestSession(LazySession):
         super().__init__(cookie_id, user_agent=user_agent, ip=ip)
         self.store = store
         self._load_error: SessionUnavailableError | None = None
+        self._awaited = False
+
+    @property
+    def awaited(self) -> bool:
+        """Whether :meth:`load` ran: until then its data cannot be used, cookie or not."""
+        return self._awaited
 
     async def load(self) -> RequestSession:
         """Read the session from the store (once; later calls return at once).
@@ -84,7 +90,25 @@ class RequestSession(LazySession):
                 raise self._load_error from exc
             self._set_loaded(record)
         self.accessed = True
+        self._awaited = True
         return self
+
+    async def load_quietly(self) -> None:
+        """:meth:`load`, for a reader that is not the app (a rate limit reading the user).
+
+        The session counts as used only when the app uses it: the response does not vary by
+        cookie for a limit's read.
+        """
+        accessed = self.accessed
+        await self.load()
+        self.accessed = accessed
+
+    def _data(self) -> dict[str, Any]:
+        if not self._awaited:
+            # Also without a cookie: a forgotten load fails for every visitor, at once.
+            self.accessed = True
+            return self._load_now()
+        return super()._data()
 
     def _load_now(self) -> dict[str, Any]:
         raise SessionNotLoadedError(

@@ -15,17 +15,26 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException, WebSocketException
-from starlette.requests import HTTPConnection, Request
-from starlette.responses import Response
+try:
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException, WebSocketException
+    from starlette.requests import HTTPConnection, Request
+    from starlette.responses import Response
+except ModuleNotFoundError as exc:  # an optional dependency: say which extra
+    raise ModuleNotFoundError(
+        f"{__name__} needs FastAPI ({exc}): pip install 'redkit[fastapi]'", name=exc.name
+    ) from exc
 
 from redkit.web._inject import inject
 from redkit.web.request import KeyFunc, TierFunc
-from redkit.web.rule import AnyRatelimit, Decision, LimitRule
+from redkit.web.rule import CostFunc, Decision, ExemptFunc, LimitRule, RatelimitLike, limiter_from
 from redkit.web.starlette import WEBSOCKET_REFUSED, ScopeRequest
+
+if TYPE_CHECKING:
+    from redkit.drivers.connect import Connection
+    from redkit.drivers.rest import RestConnection
 
 __all__ = [
     "RateLimit",
@@ -101,12 +110,15 @@ class RateLimit:
     before it is accepted (the server answers the handshake with a 403).
 
     Args:
-        ratelimit: any redkit limiter; a blocking one runs in the threadpool.
+        ratelimit: any redkit limiter (a blocking one runs in the threadpool), or a rate
+            string, ``"5/minute"`` or ``"10/second; 1000/day"``: fixed windows on ``redis``.
+        redis: the connection of a rate string; without it, the one ``REDIS_URL`` names.
         key: who a request counts against (default: client IP, socket peer).
         tier: for a tiered limiter, a tier name or a function choosing one.
-        cost: what one request costs.
-        scope: a namespace in front of each identifier (e.g. the route's name), so routes
-            sharing a limiter count apart.
+        cost: what one request costs, or a function of the request giving it.
+        scope: the counter's name. Each route counts on its own by default (its template is
+            part of the identifier); routes given one ``scope`` share a count per client.
+        exempt_when: a predicate on the request (a ``RequestInfo``); true: not limited.
         ietf: send ``RateLimit-Policy`` / ``RateLimit``.
         legacy: send ``X-RateLimit-*``.
         policy_name: the IETF headers' name for this limit.
@@ -115,19 +127,22 @@ class RateLimit:
 
     def __init__(
         self,
-        ratelimit: AnyRatelimit,
+        ratelimit: RatelimitLike,
         *,
+        redis: Connection | RestConnection | None = None,
         key: KeyFunc | None = None,
         tier: str | TierFunc | None = None,
-        cost: int = 1,
+        cost: int | CostFunc = 1,
         scope: str | None = None,
+        exempt_when: ExemptFunc | None = None,
         ietf: bool = True,
         legacy: bool = True,
         policy_name: str = "default",
     ) -> None:
         self.rule = LimitRule(
-            ratelimit, key=key, tier=tier, cost=cost, scope=scope, ietf=ietf, legacy=legacy,
-            policy_name=policy_name,
+            limiter_from(ratelimit, redis, blocking=False), key=key, tier=tier, cost=cost,
+            scope=scope, ietf=ietf, legacy=legacy, policy_name=policy_name,
+            exempt_when=exempt_when,
         )  # fmt: skip
 
     async def __call__(self, request: HTTPConnection, response: Response) -> Decision | None:
@@ -147,12 +162,14 @@ class RateLimit:
 
 
 def rate_limit(
-    ratelimit: AnyRatelimit,
+    ratelimit: RatelimitLike,
     *,
+    redis: Connection | RestConnection | None = None,
     key: KeyFunc | None = None,
     tier: str | TierFunc | None = None,
-    cost: int = 1,
+    cost: int | CostFunc = 1,
     scope: str | None = None,
+    exempt_when: ExemptFunc | None = None,
     ietf: bool = True,
     legacy: bool = True,
     policy_name: str = "default",
@@ -166,8 +183,8 @@ def rate_limit(
     in the threadpool, as FastAPI would run them.
     """
     rule = LimitRule(
-        ratelimit, key=key, tier=tier, cost=cost, scope=scope, ietf=ietf, legacy=legacy,
-        policy_name=policy_name,
+        limiter_from(ratelimit, redis, blocking=False), key=key, tier=tier, cost=cost,
+        scope=scope, ietf=ietf, legacy=legacy, policy_name=policy_name, exempt_when=exempt_when,
     )  # fmt: skip
 
     def decorate(func: F) -> F:

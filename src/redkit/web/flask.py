@@ -8,7 +8,11 @@ server-side sessions (the app's ``flask.session`` kept in a :class:`~redkit.Sess
 Settings (``app.config``, prefix ``REDKIT_``; an argument of the extension is the default):
 
 - ``REDKIT_RATELIMIT_ENABLED``: ``False`` turns every limit off (tests, maintenance).
-- ``REDKIT_RATELIMIT_DEFAULT``: the app-wide limiter (a ``Ratelimit``/``TieredRatelimit``).
+- ``REDKIT_RATELIMIT_DEFAULT``: the app-wide limit: a ``Ratelimit``/``TieredRatelimit``, or a
+  rate string (``"200 per day"``, ``"10/second; 1000/day"``) counted on ``Redkit(redis=...)``,
+  else on ``REDIS_URL`` (the app's config, then the environment).
+- ``REDKIT_RATELIMIT_ON_UNKNOWN_CLIENT``: ``"refuse"``, ``"share"`` or ``"allow"``: a request
+  without a client address (see :func:`~redkit.web.keys.by_client_ip`).
 - ``REDKIT_RATELIMIT_HEADERS_IETF`` / ``REDKIT_RATELIMIT_HEADERS_LEGACY``: header sets.
 - ``REDKIT_RATELIMIT_TRUSTED_PROXIES`` (CIDRs) or ``REDKIT_RATELIMIT_PROXY_HOPS`` (a count),
   and ``REDKIT_RATELIMIT_PROXY_HEADER`` (``"x-forwarded-for"`` or ``"forwarded"``): whose
@@ -26,20 +30,38 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import Blueprint, Flask, Response, current_app, g, request, session
+try:
+    from flask import Blueprint, Flask, Response, current_app, g, request, session
+except ModuleNotFoundError as exc:  # an optional dependency: say which extra
+    raise ModuleNotFoundError(
+        f"{__name__} needs Flask ({exc}): pip install 'redkit[flask]'", name=exc.name
+    ) from exc
 
 from redkit.cache import Cache
 from redkit.core.durations import Duration
 from redkit.core.errors import InvalidArgumentError
+from redkit.drivers.connect import Connection, connect
+from redkit.ratelimit.rates import limits_from
 from redkit.sessions import SessionStore
 from redkit.sessions.flask import RedisSessions
 from redkit.web.clientip import TrustedProxies
 from redkit.web.flask_cache import cache_response
 from redkit.web.keys import by_client_ip
-from redkit.web.request import KeyFunc, TierFunc, session_user_id
-from redkit.web.rule import AnyRatelimit, Decision, LimitRule
+from redkit.web.request import UNMATCHED, KeyFunc, TierFunc, session_user_id
+from redkit.web.rule import (
+    AnyRatelimit,
+    CostFunc,
+    Decision,
+    ExemptFunc,
+    LimitRule,
+    RatelimitLike,
+    limiter_from,
+)
+
+if TYPE_CHECKING:
+    from redkit.drivers.rest import RestConnection
 
 __all__ = ["FlaskRequest", "Redkit", "RedkitState"]
 
@@ -71,12 +93,21 @@ class FlaskRequest:
         """``flask.request``."""
         return request._get_current_object()  # type: ignore[attr-defined]
 
+    def route(self) -> str:
+        """The matched URL rule (``/items/<int:item_id>``); :data:`UNMATCHED` for a 404."""
+        rule = request.url_rule
+        return rule.rule if rule is not None else UNMATCHED
+
+    def session_pending(self) -> None:
+        """``None``: Flask's session loads on first use."""
+        return
+
 
 @dataclass
 class _Spec:
     """A per-view limit as declared; made into a rule per app (headers follow its config)."""
 
-    ratelimit: AnyRatelimit
+    ratelimit: RatelimitLike
     options: dict[str, Any]
 
 
@@ -104,6 +135,7 @@ class RedkitState:
     legacy: bool
     key: KeyFunc
     exempt: frozenset[str]
+    redis: Any = None
     rules: dict[int, LimitRule] = field(default_factory=dict)
     cache: Any = None
     sessions: Any = None
@@ -114,12 +146,18 @@ class Redkit:
 
     Args:
         app: the app, to set it up at once (else call :meth:`init_app`).
-        ratelimit: the app-wide default limiter (``REDKIT_RATELIMIT_DEFAULT`` overrides it);
-            a blocking :class:`~redkit.Ratelimit` or :class:`~redkit.TieredRatelimit`.
+        ratelimit: the app-wide default limit (``REDKIT_RATELIMIT_DEFAULT`` overrides it):
+            a blocking :class:`~redkit.Ratelimit` or :class:`~redkit.TieredRatelimit`, or a
+            rate string (``"200 per day"``, ``"10/second; 1000/day"``).
+        default_limits: Flask-Limiter's spelling: rate strings, all applied (as one string
+            joined by ``;``, checked in one atomic call); not together with ``ratelimit``.
+        redis: the connection of rate strings; else ``REDIS_URL`` (the app's config, then
+            the environment).
         key: who a request counts against under the default limit (and under view limits
             that name none); the client IP per the proxy settings by default.
         tier: for a tiered default limiter, a tier name or a function choosing one.
-        cost: what one request costs under the default limit.
+        cost: what one request costs under the default limit, or a function of the request.
+        exempt_when: a predicate on the request; true leaves it out of the default limit.
         cache: the :class:`~redkit.Cache` that :meth:`cache_response` stores responses in
             (``REDKIT_CACHE`` overrides it).
         sessions: a :class:`~redkit.SessionStore`: ``flask.session`` becomes a server-side
@@ -134,15 +172,33 @@ class Redkit:
         self,
         app: Flask | None = None,
         *,
-        ratelimit: AnyRatelimit | None = None,
+        ratelimit: RatelimitLike | None = None,
+        default_limits: Sequence[str] = (),
+        redis: Connection | RestConnection | None = None,
         key: KeyFunc | None = None,
         tier: str | TierFunc | None = None,
-        cost: int = 1,
+        cost: int | CostFunc = 1,
+        exempt_when: ExemptFunc | None = None,
         cache: Cache | None = None,
         sessions: SessionStore | None = None,
         session_options: Mapping[str, Any] | None = None,
     ) -> None:
+        if default_limits:
+            if ratelimit is not None:
+                raise InvalidArgumentError("give ratelimit= or default_limits=, not both")
+            if isinstance(default_limits, str) or not all(
+                isinstance(limit, str) for limit in default_limits
+            ):
+                raise InvalidArgumentError(
+                    "default_limits must be a list of rate strings, such as ['200 per day', "
+                    f"'50 per hour'], got {default_limits!r:.60}"
+                )
+            ratelimit = "; ".join(default_limits)
+        if isinstance(ratelimit, str):
+            limits_from(ratelimit)  # a malformed rate fails here, not at the first request
         self._default = ratelimit
+        self._redis = redis
+        self._exempt_when = exempt_when
         self._cache = cache
         self._sessions = sessions
         self._session_options = dict(session_options or {})
@@ -178,6 +234,7 @@ class Redkit:
         config.setdefault("REDKIT_RATELIMIT_PROXY_HEADER", "x-forwarded-for")
         config.setdefault("REDKIT_RATELIMIT_IPV6_PREFIX", 64)
         config.setdefault("REDKIT_RATELIMIT_EXEMPT", ["static"])
+        config.setdefault("REDKIT_RATELIMIT_ON_UNKNOWN_CLIENT", "refuse")
         networks = config["REDKIT_RATELIMIT_TRUSTED_PROXIES"]
         hops = config["REDKIT_RATELIMIT_PROXY_HOPS"]
         proxies = (
@@ -185,14 +242,25 @@ class Redkit:
             if networks or hops
             else None
         )
-        key = self._key or by_client_ip(proxies, ipv6_prefix=config["REDKIT_RATELIMIT_IPV6_PREFIX"])
+        key = self._key or by_client_ip(
+            proxies,
+            ipv6_prefix=config["REDKIT_RATELIMIT_IPV6_PREFIX"],
+            on_unknown_client=config["REDKIT_RATELIMIT_ON_UNKNOWN_CLIENT"],
+        )
+        redis = self._redis
+        if redis is None and config.get("REDIS_URL"):
+            redis = connect(config["REDIS_URL"])
         ietf = bool(config["REDKIT_RATELIMIT_HEADERS_IETF"])
         legacy = bool(config["REDKIT_RATELIMIT_HEADERS_LEGACY"])
         default = config["REDKIT_RATELIMIT_DEFAULT"]
         rule = None
         if default is not None:
             options = {"key": key, "tier": self._tier, "cost": self._cost}
-            rule = self._rule(default, {**options, "ietf": ietf, "legacy": legacy})
+            options.update(ietf=ietf, legacy=legacy, exempt_when=self._exempt_when)
+            limiter = limiter_from(
+                default, redis, blocking=True, setting="REDKIT_RATELIMIT_DEFAULT"
+            )
+            rule = self._rule(limiter, options)
         app.before_request(self._before_request)
         app.after_request(self._after_request)
         return RedkitState(
@@ -203,6 +271,7 @@ class Redkit:
             legacy=legacy,
             key=key,
             exempt=frozenset(config["REDKIT_RATELIMIT_EXEMPT"]),
+            redis=redis,
         )
 
     def init_cache(self, app: Flask) -> Cache | None:
@@ -210,7 +279,8 @@ class Redkit:
         cache = app.config.setdefault("REDKIT_CACHE", self._cache)
         if cache is not None and not isinstance(cache, Cache):
             raise InvalidArgumentError(
-                f"REDKIT_CACHE must be a blocking redkit Cache, got {type(cache).__name__}"
+                "REDKIT_CACHE must be a blocking redkit Cache object (Cache(connect(url))), "
+                f"got {type(cache).__name__}: {cache!r:.60}"
             )
         return cache
 
@@ -222,7 +292,8 @@ class Redkit:
             return None
         if not isinstance(store, SessionStore):
             raise InvalidArgumentError(
-                f"REDKIT_SESSION_STORE must be a blocking SessionStore, got {type(store).__name__}"
+                "REDKIT_SESSION_STORE must be a blocking SessionStore object "
+                f"(SessionStore(connect(url))), got {type(store).__name__}: {store!r:.60}"
             )
         RedisSessions(store, **options).init_app(app)
         return store
@@ -255,15 +326,16 @@ class Redkit:
 
     def limit(
         self,
-        ratelimit: AnyRatelimit,
+        ratelimit: RatelimitLike,
         *,
         key: KeyFunc | None = None,
         tier: str | TierFunc | None = None,
-        cost: int = 1,
+        cost: int | CostFunc = 1,
         scope: str | None = None,
         ietf: bool | None = None,
         legacy: bool | None = None,
         policy_name: str = "default",
+        exempt_when: ExemptFunc | None = None,
     ) -> Callable[[F], F]:
         """Give a view a limit of its own, instead of the default: ``@ext.limit(limiter)``.
 
@@ -271,14 +343,20 @@ class Redkit:
         in order, each charged on its own (for all-or-none, give one ``Ratelimit`` a list of
         limits). ``ietf`` / ``legacy`` default to the app's settings and ``key`` to its
         default key; the other arguments are those of :class:`~redkit.web.rule.LimitRule`.
+        ``ratelimit`` may be a rate string (``"5/minute"``), counted on the app's connection
+        (``Redkit(redis=...)`` or ``REDIS_URL``). Each route counts on its own (its URL rule
+        is part of the identifier) unless views share a ``scope``.
         """
         options: dict[str, Any] = {
             "key": key, "tier": tier, "cost": cost, "scope": scope, "ietf": ietf,
-            "legacy": legacy, "policy_name": policy_name,
+            "legacy": legacy, "policy_name": policy_name, "exempt_when": exempt_when,
         }  # fmt: skip
         spec = _Spec(ratelimit, options)
         # Checked now, so a mistake shows at import rather than at the first request.
-        self._rule(ratelimit, {**options, "ietf": True, "legacy": True})
+        if isinstance(ratelimit, str):
+            limits_from(ratelimit)
+        else:
+            self._rule(ratelimit, {**options, "ietf": True, "legacy": True})
 
         def decorate(view: F) -> F:
             # Prepended: decorators apply bottom-up, and the top one should be checked first.
@@ -326,7 +404,8 @@ class Redkit:
                 ):
                     if options[name] is None:
                         options[name] = value
-                rule = state.rules[id(spec)] = self._rule(spec.ratelimit, options)
+                limiter = limiter_from(spec.ratelimit, state.redis, blocking=True)
+                rule = state.rules[id(spec)] = self._rule(limiter, options)
             rules.append(rule)
         return rules
 

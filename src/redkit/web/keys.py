@@ -11,13 +11,15 @@ import inspect
 from collections.abc import Awaitable, Callable, Container, Mapping
 from typing import Any
 
-from redkit.core.errors import InvalidArgumentError
+from redkit.core.errors import ConfigurationError, InvalidArgumentError
 from redkit.core.keys import digest
 from redkit.web.clientip import TrustedProxies, group_address, resolve_client_ip
 from redkit.web.request import KeyFunc, RequestInfo, TierFunc
 
 __all__ = [
     "API_KEY_HEADER",
+    "ON_UNKNOWN_CLIENT",
+    "UnknownClientError",
     "by_api_key",
     "by_client_ip",
     "by_user",
@@ -29,9 +31,25 @@ __all__ = [
 API_KEY_HEADER = "X-API-Key"
 
 
+#: What :func:`by_client_ip` may do with a request that has no client address.
+ON_UNKNOWN_CLIENT = ("refuse", "share", "allow")
+
+
+class UnknownClientError(ConfigurationError):
+    """A request came without a client address, and the limit was told to refuse such.
+
+    A unix socket (``uvicorn --uds``) or a test transport gives none: every client would
+    share one bucket. Trust the proxy in front, or choose ``on_unknown_client=``.
+    """
+
+
 def by_client_ip(
-    proxies: TrustedProxies | None = None, *, ipv6_prefix: int = 64, ipv4_prefix: int = 32
-) -> Callable[[RequestInfo], str]:
+    proxies: TrustedProxies | None = None,
+    *,
+    ipv6_prefix: int = 64,
+    ipv4_prefix: int = 32,
+    on_unknown_client: str = "refuse",
+) -> Callable[[RequestInfo], str | None]:
     """Count requests per client address: ``ip:<address>``, or ``ip:<network>`` for IPv6.
 
     Args:
@@ -39,21 +57,49 @@ def by_client_ip(
             socket peer counts (see :mod:`redkit.web.clientip`).
         ipv6_prefix: IPv6 clients are grouped by this prefix (a /64 is one subscriber).
         ipv4_prefix: IPv4 clients are grouped by this prefix (32: one address each).
+        on_unknown_client: a request whose client has no IP address (behind a unix socket,
+            ``uvicorn --uds``, or a test transport), where no trusted proxy names one:
+            ``"refuse"`` (the default) raises :class:`UnknownClientError` (the app answers
+            500, and the message says to trust the proxy); ``"share"`` counts all of them in
+            one bucket, ``ip:unknown``; ``"allow"`` leaves them unlimited.
 
-    A request without an IP peer (a unix socket) counts as ``ip:unknown``.
     """
     _check_prefix(ipv6_prefix, 128, "ipv6_prefix")
     _check_prefix(ipv4_prefix, 32, "ipv4_prefix")
+    if on_unknown_client not in ON_UNKNOWN_CLIENT:
+        raise InvalidArgumentError(
+            f"on_unknown_client must be one of {ON_UNKNOWN_CLIENT}, got {on_unknown_client!r}"
+        )
     header = proxies.header if proxies is not None else ""
 
-    def key(request: RequestInfo) -> str:
+    def key(request: RequestInfo) -> str | None:
         values = request.headers(header) if header else []
         address = resolve_client_ip(request.peer, values, proxies)
         if address is None:
-            return "ip:unknown"
+            return _unknown_client(request.peer, on_unknown_client, proxies)
         return "ip:" + group_address(address, ipv6_prefix=ipv6_prefix, ipv4_prefix=ipv4_prefix)
 
     return key
+
+
+def _unknown_client(peer: str | None, policy: str, proxies: TrustedProxies | None) -> str | None:
+    if policy == "share":
+        return "ip:unknown"
+    if policy == "allow":
+        return None
+    where = f"the peer {peer!r} is no IP address" if peer else "the server gives no peer"
+    trust = (
+        "this request's proxy sent no forwarding header the proxies settings believe"
+        if proxies is not None
+        else "trust the proxy in front: by_client_ip(TrustedProxies(hops=1)) (Flask: "
+        "REDKIT_RATELIMIT_PROXY_HOPS = 1), or uvicorn --forwarded-allow-ips"
+    )
+    raise UnknownClientError(
+        f"a rate limit by client IP got a request without a client address ({where}: a unix "
+        f"socket or a test transport), and every such client would share one bucket: {trust}; "
+        "or pass by_client_ip(on_unknown_client='share') for one bucket, 'allow' to leave "
+        "them unlimited"
+    )
 
 
 def _check_prefix(value: int, top: int, name: str) -> None:
@@ -81,13 +127,27 @@ def by_user(
     """
     other = fallback if fallback is not None else by_client_ip()
 
-    def key(request: RequestInfo) -> str | Awaitable[str | None] | None:
+    def known(request: RequestInfo) -> str | Awaitable[str | None] | None:
         user = get_user(request.native) if get_user is not None else request.user_id()
         if user is not None and user != "":
             return f"user:{user}"
         return other(request) if anonymous else None
 
+    def key(request: RequestInfo) -> str | Awaitable[str | None] | None:
+        pending = request.session_pending()
+        if pending is not None:
+            # Under ASGI the session may not be loaded yet (the limit ran first): load it,
+            # or a signed-in user would be counted by IP.
+            return _after(pending, known, request)
+        return known(request)
+
     return key
+
+
+async def _after(pending: Awaitable[None], key: KeyFunc, request: RequestInfo) -> str | None:
+    await pending
+    found = key(request)
+    return await found if inspect.isawaitable(found) else found
 
 
 def hash_api_key(raw: str) -> str:

@@ -11,7 +11,11 @@ from typing import Any, Protocol, TypeAlias
 
 from redkit.core.errors import RedkitError
 
-__all__ = ["KeyFunc", "RequestInfo", "TierFunc", "session_user_id"]
+__all__ = ["UNMATCHED", "KeyFunc", "RequestInfo", "TierFunc", "session_user_id"]
+
+#: The route of a request no route matched (a 404): one counter for all of them, so made-up
+#: paths never open fresh buckets.
+UNMATCHED = "<unmatched>"
 
 
 class RequestInfo(Protocol):
@@ -40,6 +44,22 @@ class RequestInfo(Protocol):
         """The framework's own request object (Starlette ``Request``, ``flask.Request``)."""
         ...
 
+    def route(self) -> str | None:
+        """The template of the route the request matched (``/items/{item_id}``).
+
+        :data:`UNMATCHED` when no route matched; ``None`` when the app has no routes to
+        match against (a bare ASGI app).
+        """
+        ...
+
+    def session_pending(self) -> Awaitable[None] | None:
+        """An awaitable that loads a session the framework has not loaded yet, or ``None``.
+
+        Under ASGI a redkit session loads on ``await``; a key that reads the user awaits this
+        first, so it never sees a signed-in user as anonymous. Flask loads on first use.
+        """
+        ...
+
 
 #: Maps a request to the identifier a limit counts it under; ``None`` leaves the request
 #: unlimited by that limit. ASGI adapters also accept a coroutine function.
@@ -53,16 +73,20 @@ TierFunc: TypeAlias = Callable[[RequestInfo], "str | Awaitable[str]"]
 def session_user_id(session: object) -> object | None:
     """A session's ``user_id`` (attribute or key), or ``None``; never fails the request.
 
-    Under ASGI a redkit session that is not loaded yet counts as anonymous rather than
-    raising: a limit cannot await a session read on its own. (A Flask session loads on first
-    use, so there reading its user costs one Redis call.)
+    A limit's read does not count as the app using the session (the response does not come
+    to vary by cookie for it). Under ASGI the key functions load a redkit session first
+    (:meth:`RequestInfo.session_pending`); a Flask session loads on first use.
     """
     if session is None:
         return None
+    accessed = getattr(session, "accessed", None)
     try:
         user = getattr(session, "user_id", None)
         if user is None and isinstance(session, Mapping):
             user = session.get("user_id")
     except RedkitError:
         return None
+    finally:
+        if isinstance(accessed, bool):
+            session.accessed = accessed  # type: ignore[attr-defined]
     return user

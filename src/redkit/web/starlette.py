@@ -13,15 +13,27 @@ and context variables propagate as usual.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Iterable
+from typing import TYPE_CHECKING
 
-from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import MutableHeaders
-from starlette.requests import HTTPConnection, Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+try:
+    from starlette.concurrency import run_in_threadpool
+    from starlette.datastructures import MutableHeaders
+    from starlette.requests import HTTPConnection, Request
+    from starlette.routing import BaseRoute, Match, Mount
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+except ModuleNotFoundError as exc:  # an optional dependency: say which extra
+    raise ModuleNotFoundError(
+        f"{__name__} needs Starlette ({exc}): pip install 'redkit[starlette]'", name=exc.name
+    ) from exc
 
-from redkit.web.request import KeyFunc, RequestInfo, TierFunc, session_user_id
-from redkit.web.rule import AnyRatelimit, Decision, LimitRule
+from redkit.sessions.asgi import RequestSession
+from redkit.web.request import UNMATCHED, KeyFunc, RequestInfo, TierFunc, session_user_id
+from redkit.web.rule import CostFunc, Decision, ExemptFunc, LimitRule, RatelimitLike, limiter_from
+
+if TYPE_CHECKING:
+    from redkit.drivers.connect import Connection
+    from redkit.drivers.rest import RestConnection
 
 __all__ = [
     "WEBSOCKET_REFUSED",
@@ -69,6 +81,30 @@ class ScopeRequest:
             user = session_user_id(self.scope.get("session"))
         return user
 
+    def route(self) -> str | None:
+        """The matched route's template: ``scope["route"]`` once routed, else looked up.
+
+        Before routing (the middleware) the app's router is asked which route would take the
+        request; a mount's prefix goes in front of its routes' templates.
+        """
+        route = self.scope.get("route")
+        if route is None:
+            # Found once per request: the route stays in the scope, as the router puts it.
+            app = self.scope.get("app")
+            router = getattr(app, "router", None)
+            if router is None:
+                return None
+            return _template(getattr(router, "routes", ()), self.scope, "")
+        template = getattr(route, "path", None)
+        return _mounted(self.scope) + template if isinstance(template, str) else UNMATCHED
+
+    def session_pending(self) -> Awaitable[None] | None:
+        """The load of a redkit session the scope holds unloaded (``SessionMiddleware``)."""
+        session = self.scope.get("session")
+        if isinstance(session, RequestSession) and not session.awaited:
+            return session.load_quietly()
+        return None
+
     @property
     def native(self) -> HTTPConnection:
         """The Starlette ``Request``; for a websocket, its ``WebSocket`` or an ``HTTPConnection``.
@@ -80,6 +116,32 @@ class ScopeRequest:
                 return HTTPConnection(self.scope)
             self._request = Request(self.scope)
         return self._request
+
+
+def _mounted(scope: Scope) -> str:
+    """The path prefix of the mounts a routed request went through."""
+    root, app_root = scope.get("root_path", ""), scope.get("app_root_path", "")
+    return str(root[len(app_root) :]) if root.startswith(app_root) else ""
+
+
+def _template(routes: Iterable[BaseRoute], scope: Scope, prefix: str) -> str:
+    """The template of the route the router would pick for ``scope`` (a mount's, nested)."""
+    partial = None
+    for route in routes:
+        match, child = route.matches(scope)
+        if match is Match.NONE:
+            continue
+        path = getattr(route, "path", "")
+        inner = getattr(route, "routes", None) if isinstance(route, Mount) else None
+        found = (
+            _template(inner, {**scope, **child}, prefix + path)
+            if inner is not None
+            else prefix + path
+        )
+        if match is Match.FULL:
+            return found
+        partial = partial or found  # a method the route does not serve: it still answers
+    return partial or UNMATCHED
 
 
 async def send_too_many_requests(send: Send, decision: Decision, *, kind: str = "http") -> None:
@@ -119,11 +181,15 @@ class RateLimitMiddleware:
 
     Args:
         app: the ASGI app.
-        ratelimit: any redkit limiter; a blocking one runs in the threadpool.
+        ratelimit: any redkit limiter (a blocking one runs in the threadpool), or a rate
+            string, ``"5/minute"`` or ``"10/second; 1000/day"``: fixed windows on ``redis``.
+        redis: the connection of a rate string; without it, the one ``REDIS_URL`` names.
         key: who a request counts against (default: client IP, socket peer).
         tier: for a tiered limiter, a tier name or a function choosing one.
-        cost: what one request costs.
-        scope: a namespace in front of each identifier.
+        cost: what one request costs, or a function of the request giving it.
+        scope: the counter's name. Each route (the route the app's router would pick, by its
+            template) counts on its own by default; ``scope="app"`` makes one count for all.
+        exempt_when: a predicate on the request; true: not limited (as ``skip``).
         ietf: send ``RateLimit-Policy`` / ``RateLimit``.
         legacy: send ``X-RateLimit-*``.
         policy_name: the IETF headers' name for this limit.
@@ -137,12 +203,14 @@ class RateLimitMiddleware:
     def __init__(
         self,
         app: ASGIApp,
-        ratelimit: AnyRatelimit,
+        ratelimit: RatelimitLike,
         *,
+        redis: Connection | RestConnection | None = None,
         key: KeyFunc | None = None,
         tier: str | TierFunc | None = None,
-        cost: int = 1,
+        cost: int | CostFunc = 1,
         scope: str | None = None,
+        exempt_when: ExemptFunc | None = None,
         ietf: bool = True,
         legacy: bool = True,
         policy_name: str = "default",
@@ -152,8 +220,9 @@ class RateLimitMiddleware:
     ) -> None:
         self.app = app
         self.rule = LimitRule(
-            ratelimit, key=key, tier=tier, cost=cost, scope=scope, ietf=ietf, legacy=legacy,
-            policy_name=policy_name,
+            limiter_from(ratelimit, redis, blocking=False), key=key, tier=tier, cost=cost,
+            scope=scope, ietf=ietf, legacy=legacy, policy_name=policy_name,
+            exempt_when=exempt_when,
         )  # fmt: skip
         self.exempt = frozenset(exempt)
         self.skip = skip
