@@ -304,5 +304,6 @@ def test_the_command_runs_on_upstash_variables(
     assert process.returncode == 0, err
     assert sources == ["database", "cache"]
     with redis_server.client() as admin:
-        # The seed's limiter wrote its counter in @upstash/ratelimit's layout, no hash tag.
-        assert list(admin.scan_iter("@upstash/ratelimit:ip:127.0.0.1:*"))
+        # The seed's limiter wrote its counter in @upstash/ratelimit's layout, no hash tag
+        # (the identifier is the route's, then the client's).
+        assert list(admin.scan_iter("@upstash/ratelimit:/api/products:ip:127.0.0.1:*"))
