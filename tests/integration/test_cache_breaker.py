@@ -167,3 +167,32 @@ def test_a_cache_read_cancelled_while_redis_recovers_does_not_stick_the_breaker(
         assert cache.get("k") == "cached"  # a hit, not a miss behind a stuck trial
         cache.delete("k")  # not "circuit open"
         assert not cache.breaker.is_open
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("scheme", ["redis", "http"])
+def test_an_open_circuit_names_the_server_and_the_last_cause(
+    scheme: str, mode: str, loop_thread: LoopThread
+) -> None:
+    from redkit.drivers.connect import Connection
+    from redkit.drivers.rest import RestConnection
+    from support import REST_TOKEN, closed_port
+
+    port = closed_port()
+    url = f"{scheme}://127.0.0.1:{port}"
+    conn = RestConnection(url, token=REST_TOKEN) if scheme == "http" else Connection(url)
+    facade = AsyncCache if mode == "async" else Cache
+    backend = Backend(conn, topology="standalone", mode=mode, loop=loop_thread)
+    cache = Blocking(facade(conn, timeout=0.3), backend)
+    try:
+        for n in range(5):  # the threshold: five reads that got no answer
+            cache.get(f"k{n}")
+        with pytest.raises(BackendUnavailable, match="circuit open") as refused:
+            cache.delete("k")
+    finally:
+        if mode == "async":
+            loop_thread.run(conn.aclose())
+        conn.close()
+    message = str(refused.value)
+    assert f"127.0.0.1:{port}" in message  # which server
+    assert "the last: Backend" in message  # and why

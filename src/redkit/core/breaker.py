@@ -35,6 +35,7 @@ class Breaker:
         self._failures = 0
         self._open_until = 0.0
         self._trial = False
+        self._last_cause = ""
         self._lock = threading.Lock()
 
     @property
@@ -51,7 +52,11 @@ class Breaker:
             return False  # closed: the common case, without the lock
         with self._lock:
             if time.monotonic() < self._open_until or self._trial:
-                raise BackendUnavailable("Redis is not answering (circuit open): not waiting")
+                # The last failure names the server (masked) and why, which the caller needs.
+                raise BackendUnavailable(
+                    f"Redis is not answering (circuit open): not waiting; {self._failures} "
+                    f"operations in a row got no answer, the last: {self._last_cause}"
+                )
             self._trial = True  # half-open: this operation is the trial
             return True
 
@@ -73,8 +78,8 @@ class Breaker:
         trial = self.admit()
         try:
             yield
-        except _NO_ANSWER:
-            self.failed()
+        except _NO_ANSWER as exc:
+            self.failed(exc)
             raise
         except CommandError:
             self.succeeded()  # Redis answered, with an error reply
@@ -85,10 +90,12 @@ class Breaker:
             raise
         self.succeeded()
 
-    def failed(self) -> None:
-        """An operation got no answer: count it, and open at the threshold."""
+    def failed(self, cause: BaseException | None = None) -> None:
+        """An operation got no answer (``cause``): count it, and open at the threshold."""
         with self._lock:
             self._failures += 1
+            if cause is not None:
+                self._last_cause = f"{type(cause).__name__}: {cause}"
             self._trial = False
             if self._failures >= self.threshold:
                 self._open_until = time.monotonic() + self.cooldown
