@@ -419,7 +419,6 @@ def test_tokens_each_with_their_own_redis(
         ("/", b'{"command": "GET"}', "must be a JSON array"),
         ("/", b"[]", "is empty"),
         ("/", b'["SET", "k", null]', "got null"),
-        ("/", b'["SET", "k", true]', "got boolean"),
         ("/", b'["SET", "k", {"a": 1}]', "got object"),
         ("/", b'["SET", "k", ["v"]]', "got array"),
         ("/pipeline", b'["GET", "k"]', "command 1 must be a JSON array"),
@@ -433,6 +432,16 @@ def test_malformed_requests(url: str, path: str, body: bytes, fragment: str) -> 
     response = httpx.post(url + path, content=body, headers=AUTH)
     assert response.status_code == 400
     assert fragment in response.json()["error"]
+
+
+def test_booleans_are_stored_as_words_as_upstash_does(url: str) -> None:
+    assert post(url, "/", ["SET", "k", True]).json() == {"result": "OK"}
+    assert post(url, "/", ["GET", "k"]).json() == {"result": "true"}
+    # One boolean fails no command of a pipeline or a transaction (auto-pipelining SDKs).
+    piped = post(url, "/pipeline", [["HSET", "h", "f", False], ["HGET", "h", "f"]]).json()
+    assert piped == [{"result": 1}, {"result": "false"}]
+    atomic = post(url, "/multi-exec", [["SET", "b", True], ["GET", "b"]]).json()
+    assert atomic == [{"result": "OK"}, {"result": "true"}]
 
 
 def test_numbers_are_arguments(url: str) -> None:

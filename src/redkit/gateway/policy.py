@@ -47,9 +47,12 @@ DENIED = frozenset(
         "FLUSHALL", "FLUSHDB", "CONFIG", "SHUTDOWN", "DEBUG", "MODULE", "SLAVEOF",
         "REPLICAOF", "CLUSTER", "ACL", "SAVE", "BGSAVE", "BGREWRITEAOF", "SWAPDB", "MIGRATE",
         "FAILOVER", "CLIENT", "LATENCY", "SLOWLOG", "RESTORE-ASKING", "PFDEBUG", "PFSELFTEST",
-        "MOVE", "FUNCTION",
+        "MOVE",
     }
 )  # fmt: skip
+#: Subcommands refused unless their command is allowed by name: Upstash serves FUNCTION, but
+#: FLUSH drops every library, as FLUSHALL drops every key.
+_DENIED_SUBCOMMANDS = {"FUNCTION": frozenset({b"FLUSH"})}
 
 #: Subcommands that change the state of the connection they run on, whatever is allowed: on a
 #: pooled connection they would reach the next request, whoever sends it.
@@ -61,6 +64,7 @@ _CONNECTION_STATE = {
 _READ_ONLY_SUBCOMMANDS = {
     "MEMORY": frozenset({b"USAGE", b"STATS", b"DOCTOR", b"MALLOC-STATS", b"HELP"}),
     "OBJECT": frozenset({b"ENCODING", b"FREQ", b"IDLETIME", b"REFCOUNT", b"HELP"}),
+    "FUNCTION": frozenset({b"LIST"}),
 }
 
 #: What a read-only token may run (SCAN and KEYS excluded, as on Upstash).
@@ -80,7 +84,7 @@ READ_ONLY = frozenset(
         "XRANGE", "XREVRANGE", "XLEN", "XINFO", "XPENDING", "XREAD",
         "GEOPOS", "GEODIST", "GEOHASH", "GEOSEARCH", "GEORADIUS_RO", "GEORADIUSBYMEMBER_RO",
         "BITCOUNT", "BITPOS", "GETBIT", "BITFIELD_RO", "PFCOUNT",
-        "EVAL_RO", "EVALSHA_RO", "FCALL_RO",
+        "EVAL_RO", "EVALSHA_RO", "FCALL_RO", "FUNCTION",
         "JSON.GET", "JSON.MGET", "JSON.TYPE", "JSON.STRLEN", "JSON.ARRLEN", "JSON.OBJKEYS",
         "JSON.OBJLEN", "JSON.ARRINDEX",
     }
@@ -128,7 +132,8 @@ class Policy:
             return f"ERR blocking command {name} is not supported over REST"
         if name == "COPY" and any(arg.upper() == b"DB" for arg in command[3:]):
             return "ERR COPY to another database is not allowed by this gateway"
-        if name in DENIED and name not in self.allow:
+        denied = name in DENIED or sub in _DENIED_SUBCOMMANDS.get(name, ())
+        if denied and name not in self.allow:
             return (
                 f"ERR command {name} is not allowed by this gateway "
                 f"(start it with --allow-command {name} to allow it)"

@@ -51,8 +51,11 @@ def _argument(value: object, where: str) -> bytes:
     """One JSON argument as bytes: strings as UTF-8, numbers as Redis reads them."""
     if isinstance(value, str):
         return value.encode("utf-8", "surrogatepass")
-    # bool is an int in Python but not a number in JSON: refuse it with the other types.
-    if isinstance(value, int) and not isinstance(value, bool):
+    # Upstash stores JSON booleans as the words (the JS SDK sends them as they are); checked
+    # before int, which bool is in Python.
+    if isinstance(value, bool):
+        return b"true" if value else b"false"
+    if isinstance(value, int):
         return str(value).encode()
     if isinstance(value, float) and not isinstance(value, bool):
         if not math.isfinite(value):

@@ -10,7 +10,8 @@ flag                            variable                     meaning
 ``--token T``                   ``REDKIT_GATEWAY_TOKEN``     the read-write token
 ``--read-only-token T``         ``REDKIT_GATEWAY_READ_ONLY_TOKEN``  a read-only token
 ``--tokens-file PATH``          ``REDKIT_GATEWAY_TOKENS_FILE``  several tokens (JSON)
-``--allow-command CMD``         ``REDKIT_GATEWAY_ALLOW``     denied commands to run (comma list)
+``--allow-command CMD``         ``REDKIT_GATEWAY_ALLOW``     denied commands to run (comma list;
+                                                            the flags add to it)
 ``--host``, ``--port``          ``REDKIT_GATEWAY_HOST``, ``_PORT``  where to listen
 ``--max-body BYTES``            ``REDKIT_GATEWAY_MAX_BODY``  the request size limit
 ==============================  ===========================  ==================================
@@ -75,8 +76,12 @@ def build(
     token = token or env.get("REDKIT_GATEWAY_TOKEN")
     read_only_token = read_only_token or env.get("REDKIT_GATEWAY_READ_ONLY_TOKEN")
     tokens_file = tokens_file or env.get("REDKIT_GATEWAY_TOKENS_FILE")
-    if allow is None:
-        allow = [name for name in env.get("REDKIT_GATEWAY_ALLOW", "").split(",") if name.strip()]
+    # The flags add to the variable's list: a flag for one more command must not silently
+    # take away the ones the deployment's environment allows.
+    allow = [
+        *(name for name in env.get("REDKIT_GATEWAY_ALLOW", "").split(",") if name.strip()),
+        *(allow or ()),
+    ]
     if max_body is None:
         raw = env.get("REDKIT_GATEWAY_MAX_BODY")
         try:
