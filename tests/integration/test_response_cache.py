@@ -429,3 +429,25 @@ def test_answers_meant_for_one_visitor_are_never_stored(conn: Connection) -> Non
         first.headers["x-ratelimit-remaining"]
     )
     assert counter.calls == 10
+
+
+def test_the_wrong_cache_or_another_librarys_ttl_is_refused_at_decoration(conn: Connection) -> None:
+    from redkit.cache import AsyncCache, Cache
+    from redkit.core.errors import InvalidArgumentError
+    from redkit.web import fastapi_cache, flask_cache
+
+    with pytest.raises(InvalidArgumentError, match="needs an AsyncCache") as raised:
+        fastapi_cache.cache_response(Cache(conn), ttl="1 m")  # type: ignore[arg-type]
+    assert "AsyncCache(redis" in str(raised.value)
+    with pytest.raises(InvalidArgumentError, match="needs a blocking Cache"):
+        flask_cache.cache_response(AsyncCache(conn), ttl="1 m")  # type: ignore[arg-type]
+    for decorate, cache in (
+        (fastapi_cache.cache_response, AsyncCache(conn)),
+        (flask_cache.cache_response, Cache(conn)),
+    ):
+        for spelling in ("expire", "timeout"):
+            with pytest.raises(InvalidArgumentError, match=r"ttl=") as raised:
+                decorate(cache, **{spelling: 60})  # type: ignore[arg-type]
+            assert f"keyword {spelling}=" in str(raised.value)
+        with pytest.raises(InvalidArgumentError, match="needs ttl="):
+            decorate(cache)  # type: ignore[arg-type]

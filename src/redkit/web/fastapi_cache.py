@@ -20,9 +20,10 @@ from starlette.responses import JSONResponse, Response
 
 from redkit.cache import AsyncCache
 from redkit.core.durations import Duration
+from redkit.core.errors import InvalidArgumentError
 from redkit.core.flow import run_async
 from redkit.web._inject import inject
-from redkit.web.response_cache import ResponseCachePolicy, Uncacheable
+from redkit.web.response_cache import ResponseCachePolicy, Uncacheable, wanted_ttl
 
 __all__ = ["cache_response", "invalidate_response"]
 
@@ -59,11 +60,12 @@ def _with_sub_headers(response: Response, sub: Response | None) -> Response:
 
 def cache_response(
     cache: AsyncCache,
-    ttl: Duration,
+    ttl: Duration | None = None,
     *,
     vary: Sequence[str] = (),
     tags: Iterable[str] = (),
     prefix: str = "response",
+    **others: object,
 ) -> Callable[[F], F]:
     """Cache a GET/HEAD endpoint's responses in ``cache`` for ``ttl``.
 
@@ -75,9 +77,23 @@ def cache_response(
         vary: request headers whose values are part of the key.
         tags: tags on every entry: ``await cache.invalidate_tags(*tags)`` drops them all.
         prefix: the start of the keys (after the cache's namespace).
+        **others: nothing is accepted: present only so that ``expire=`` or ``timeout=``
+            (other libraries' names) get an error that names ``ttl=``.
 
     The wrapper has ``.invalidate(path, query="")``: drop the cached response of one URL.
+
+    Raises:
+        InvalidArgumentError: at decoration, for a blocking :class:`~redkit.Cache` (the
+            wrapper runs in asyncio), or a time to live spelled as another library does.
+
     """
+    if not isinstance(cache, AsyncCache):
+        raise InvalidArgumentError(
+            f"cache_response for FastAPI and Starlette needs an AsyncCache, got "
+            f"{type(cache).__name__}: its endpoints run in asyncio, so make the cache with "
+            "AsyncCache(redis, ...) (redkit.web.flask_cache.cache_response takes a Cache)"
+        )
+    ttl = wanted_ttl(ttl, others, "cache_response")
     policy = ResponseCachePolicy(ttl, vary=vary, tags=tags, prefix=prefix)
 
     def decorate(func: F) -> F:

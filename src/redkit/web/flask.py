@@ -300,18 +300,19 @@ class Redkit:
 
     def cache_response(
         self,
-        ttl: Duration,
+        ttl: Duration | None = None,
         *,
         vary: Sequence[str] = (),
         tags: Iterable[str] = (),
         prefix: str = "response",
+        **others: object,
     ) -> Callable[[F], F]:
         """Cache a GET/HEAD view's responses in the app's cache.
 
         The arguments of :func:`redkit.web.flask_cache.cache_response`, but the cache: the
         app's (``Redkit(cache=...)`` or ``REDKIT_CACHE``), found per request.
         """
-        return cache_response(_app_cache, ttl, vary=vary, tags=tags, prefix=prefix)
+        return cache_response(_app_cache, ttl, vary=vary, tags=tags, prefix=prefix, **others)
 
     @staticmethod
     def _rule(ratelimit: AnyRatelimit, options: dict[str, Any]) -> LimitRule:

@@ -14,10 +14,11 @@ from typing import Any, TypeVar, cast
 from flask import Response, make_response, request
 from flask.globals import request_ctx
 
-from redkit.cache import Cache
+from redkit.cache import AsyncCache, Cache
 from redkit.core.durations import Duration
+from redkit.core.errors import InvalidArgumentError
 from redkit.core.flow import run_sync
-from redkit.web.response_cache import ResponseCachePolicy, Uncacheable
+from redkit.web.response_cache import ResponseCachePolicy, Uncacheable, wanted_ttl
 
 __all__ = ["cache_response"]
 
@@ -39,19 +40,32 @@ def _session() -> object:
 
 def cache_response(
     cache: Cache | Callable[[], Cache],
-    ttl: Duration,
+    ttl: Duration | None = None,
     *,
     vary: Sequence[str] = (),
     tags: Iterable[str] = (),
     prefix: str = "response",
+    **others: object,
 ) -> Callable[[F], F]:
     """Cache a GET/HEAD view's responses in ``cache`` for ``ttl``.
 
     The arguments of :func:`redkit.web.fastapi_cache.cache_response`, with a blocking
     :class:`~redkit.Cache` (or a function returning it, called per request: the Flask
     extension finds the app's). The wrapper has ``.invalidate(path, query="")``.
+
+    Raises:
+        InvalidArgumentError: at decoration, for an :class:`~redkit.AsyncCache` (Flask views
+            are blocking), or a time to live spelled as another library does.
+
     """
-    policy = ResponseCachePolicy(ttl, vary=vary, tags=tags, prefix=prefix)
+    if isinstance(cache, AsyncCache):
+        raise InvalidArgumentError(
+            "cache_response for Flask needs a blocking Cache, got AsyncCache: make it with "
+            "Cache(redis, ...) (redkit.web.fastapi_cache.cache_response takes an AsyncCache)"
+        )
+    policy = ResponseCachePolicy(
+        wanted_ttl(ttl, others, "cache_response"), vary=vary, tags=tags, prefix=prefix
+    )
     resolve: Callable[[], Cache] = (lambda: cache) if isinstance(cache, Cache) else cache
 
     def decorate(view: F) -> F:

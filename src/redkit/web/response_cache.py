@@ -40,7 +40,28 @@ from redkit.core.flow import Flow
 from redkit.core.keys import stable_hash as hash_query
 from redkit.core.ops import Call
 
-__all__ = ["Answer", "CachedResponse", "ResponseCachePolicy", "Uncacheable"]
+__all__ = ["Answer", "CachedResponse", "ResponseCachePolicy", "Uncacheable", "wanted_ttl"]
+
+#: What other libraries call a response's time to live (fastapi-cache2, Flask-Caching...).
+_OTHER_TTL_NAMES = ("expire", "expires", "timeout", "max_age", "ttl_seconds")
+
+
+def wanted_ttl(ttl: Duration | None, others: Mapping[str, object], where: str) -> Duration:
+    """The ``ttl`` a response-caching decorator was given; an error naming ``ttl=`` otherwise.
+
+    ``others`` are the keywords the decorator did not know: users bring ``expire=`` from
+    fastapi-cache2 and ``timeout=`` from Flask-Caching, and deserve the name redkit uses.
+    """
+    for name in others:
+        hint = ' (redkit\'s name for it is ttl=, e.g. ttl="5 m" or ttl=300)'
+        raise InvalidArgumentError(
+            f"{where}() got an unexpected keyword {name}="
+            + (hint if name in _OTHER_TTL_NAMES else "")
+        )
+    if ttl is None:
+        raise InvalidArgumentError(f'{where}() needs ttl=, how long to keep a response ("5 m")')
+    return ttl
+
 
 #: Response headers kept with a cached body; others (Date, Set-Cookie, ...) are not replayed.
 _KEPT_HEADERS = frozenset({"content-type", "content-language", "content-encoding", "vary"})
