@@ -407,3 +407,39 @@ def test_retry_after_rounds_up_to_at_least_one(retry_after: float, expected: int
 def test_body_and_policy_names_are_safe() -> None:
     assert too_many_requests_body(3) == b'{"error":"Too many requests","retryAfter":3}'
     assert Policy('a"b\\c\n', 1, 0).header_item() == '"a\\"b\\\\c?";q=1'
+
+
+# A process where the framework is not installed: its modules cannot be found.
+_WITHOUT = """
+import sys
+class Missing:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == sys.argv[1]:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Missing())
+try:
+    __import__(sys.argv[2])
+except ModuleNotFoundError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.parametrize(
+    ("framework", "module", "extra"),
+    [
+        ("starlette", "redkit.web.fastapi", "fastapi"),
+        ("starlette", "redkit.web.starlette", "starlette"),
+        ("flask", "redkit.web.flask", "flask"),
+    ],
+)
+def test_a_missing_framework_names_the_extra_to_install(
+    framework: str, module: str, extra: str
+) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT, framework, module],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert f"pip install 'redkit[{extra}]'" in done.stdout, done.stdout + done.stderr
