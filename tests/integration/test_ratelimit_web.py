@@ -534,3 +534,42 @@ def test_redis_down_follows_the_timeout_policy_in_fastapi_and_flask(url: str, po
     with serve_wsgi(wsgi) as url, httpx.Client(base_url=url, timeout=30) as client:
         assert [client.get("/").status_code for _ in range(2)] == [expected] * 2
     down.close()
+
+
+@pytest.mark.filterwarnings("ignore:session cookies without the Secure flag")
+def test_a_per_user_limit_counts_users_apart_whatever_the_dependency_order(
+    conn: Connection,
+) -> None:
+    """The limit runs before the endpoint's ``load_session``: it must still see the user."""
+    from typing import Annotated
+
+    from redkit import AsyncSessionStore, FixedWindow
+    from redkit.sessions.asgi import RequestSession, SessionMiddleware, load_session
+    from redkit.web import by_user
+
+    Session = Annotated[RequestSession, Depends(load_session)]
+
+    limiter = AsyncRatelimit(conn, FixedWindow(2, "1 h"), prefix=f"per-user-{time.time_ns()}")
+    app = FastAPI()
+    app.add_middleware(SessionMiddleware, store=AsyncSessionStore(conn, prefix="pu"), secure=False)
+
+    @app.post("/login/{user_id}")
+    async def login(user_id: int, session: Session) -> dict:
+        session.regenerate(user_id=user_id)
+        return {}
+
+    @app.get("/me", dependencies=[Depends(RateLimit(limiter, key=by_user()))])
+    async def me(session: Session) -> dict:
+        return {"user_id": session.user_id}
+
+    with serve_asgi(app, conn) as base:
+        clients = [httpx.Client(base_url=base) for _ in range(2)]
+        try:
+            for user_id, client in enumerate(clients, start=1):
+                assert client.post(f"/login/{user_id}").status_code == 200
+            # Two users from one IP: each has a bucket of their own.
+            statuses = [[client.get("/me").status_code for _ in range(3)] for client in clients]
+        finally:
+            for client in clients:
+                client.close()
+    assert statuses == [[200, 200, 429], [200, 200, 429]]
