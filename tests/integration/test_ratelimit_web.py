@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import re
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import flask
 import httpx
@@ -33,12 +33,16 @@ from redkit import (
 )
 from redkit.core.keys import escape
 from redkit.errors import InvalidArgumentError
+from redkit.sessions.asgi import RequestSession, load_session
 from redkit.web import TrustedProxies, by_api_key, by_client_ip, tier_by_api_key
 from redkit.web.fastapi import RateLimit, rate_limit
 from redkit.web.flask import Redkit
 from redkit.web.starlette import RateLimitMiddleware
 from support import closed_port
 from web_support import serve_asgi, serve_wsgi
+
+#: An endpoint's session, loaded by the endpoint's own dependency.
+LoadedSession = Annotated[RequestSession, Depends(load_session)]
 
 LIMIT = 10
 WINDOW = 60
@@ -541,25 +545,21 @@ def test_a_per_user_limit_counts_users_apart_whatever_the_dependency_order(
     conn: Connection,
 ) -> None:
     """The limit runs before the endpoint's ``load_session``: it must still see the user."""
-    from typing import Annotated
-
     from redkit import AsyncSessionStore, FixedWindow
-    from redkit.sessions.asgi import RequestSession, SessionMiddleware, load_session
+    from redkit.sessions.asgi import SessionMiddleware
     from redkit.web import by_user
-
-    Session = Annotated[RequestSession, Depends(load_session)]
 
     limiter = AsyncRatelimit(conn, FixedWindow(2, "1 h"), prefix=f"per-user-{time.time_ns()}")
     app = FastAPI()
     app.add_middleware(SessionMiddleware, store=AsyncSessionStore(conn, prefix="pu"), secure=False)
 
     @app.post("/login/{user_id}")
-    async def login(user_id: int, session: Session) -> dict:
+    async def login(user_id: int, session: LoadedSession) -> dict:
         session.regenerate(user_id=user_id)
         return {}
 
     @app.get("/me", dependencies=[Depends(RateLimit(limiter, key=by_user()))])
-    async def me(session: Session) -> dict:
+    async def me(session: LoadedSession) -> dict:
         return {"user_id": session.user_id}
 
     with serve_asgi(app, conn) as base:
