@@ -573,3 +573,45 @@ def test_a_per_user_limit_counts_users_apart_whatever_the_dependency_order(
             for client in clients:
                 client.close()
     assert statuses == [[200, 200, 429], [200, 200, 429]]
+
+
+def test_rate_strings_as_slowapi_and_flask_limiter_users_write_them(conn: Connection) -> None:
+    """ "5/minute" in the FastAPI dependency and decorator and the Flask extension, with
+    exempt_when= and a cost function; two routes of one limit string count apart."""
+    app = FastAPI()
+
+    @app.get("/a", dependencies=[Depends(RateLimit("3/minute", redis=conn))])
+    async def a() -> dict:
+        return {}
+
+    @app.get("/b")
+    @rate_limit("3 per minute", redis=conn, cost=lambda request: 2)
+    async def b(request: Request) -> dict:
+        return {}
+
+    exempt = RateLimit(
+        "1/minute", redis=conn, exempt_when=lambda request: request.headers("x-ok") == ["1"]
+    )
+
+    @app.get("/c", dependencies=[Depends(exempt)])
+    async def c() -> dict:
+        return {}
+
+    flask_app_ = flask.Flask(__name__)
+    Redkit(flask_app_, default_limits=["2 per minute"], redis=conn)
+
+    @flask_app_.get("/f")
+    def f() -> str:
+        return "ok"
+
+    with serve_asgi(app, conn) as base, httpx.Client(base_url=base) as client:
+        on_a = [client.get("/a").status_code for _ in range(4)]
+        on_b = [client.get("/b").status_code for _ in range(2)]  # costs 2 of 3: one fits
+        on_c = [client.get("/c", headers={"x-ok": "1"}).status_code for _ in range(3)]
+        on_c += [client.get("/c").status_code for _ in range(2)]
+    with serve_wsgi(flask_app_) as url, httpx.Client(base_url=url) as client:
+        on_f = [client.get("/f").status_code for _ in range(3)]
+    assert on_a == [200, 200, 200, 429]
+    assert on_b == [200, 429]
+    assert on_c == [200, 200, 200, 200, 429]  # exempted ones count nothing
+    assert on_f == [200, 200, 429]
