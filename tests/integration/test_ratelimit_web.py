@@ -576,7 +576,8 @@ def test_a_per_user_limit_counts_users_apart_whatever_the_dependency_order(
 
 
 def test_rate_strings_as_slowapi_and_flask_limiter_users_write_them(conn: Connection) -> None:
-    """ "5/minute" in the FastAPI dependency and decorator and the Flask extension, with
+    """ "5/minute" in the FastAPI dependency and decorator, the Starlette middleware and the
+    Flask extension, with
     exempt_when= and a cost function; two routes of one limit string count apart."""
     app = FastAPI()
 
@@ -609,8 +610,17 @@ def test_rate_strings_as_slowapi_and_flask_limiter_users_write_them(conn: Connec
         on_b = [client.get("/b").status_code for _ in range(2)]  # costs 2 of 3: one fits
         on_c = [client.get("/c", headers={"x-ok": "1"}).status_code for _ in range(3)]
         on_c += [client.get("/c").status_code for _ in range(2)]
+
+    async def page(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    plain = Starlette(routes=[Route("/s", page)])
+    plain.add_middleware(RateLimitMiddleware, ratelimit="2/minute", redis=conn)
+    with serve_asgi(plain, conn) as base, httpx.Client(base_url=base) as client:
+        on_s = [client.get("/s").status_code for _ in range(3)]
     with serve_wsgi(flask_app_) as url, httpx.Client(base_url=url) as client:
         on_f = [client.get("/f").status_code for _ in range(3)]
+    assert on_s == [200, 200, 429]
     assert on_a == [200, 200, 200, 429]
     assert on_b == [200, 429]
     assert on_c == [200, 200, 200, 200, 429]  # exempted ones count nothing
