@@ -576,9 +576,8 @@ def test_a_per_user_limit_counts_users_apart_whatever_the_dependency_order(
 
 
 def test_rate_strings_as_slowapi_and_flask_limiter_users_write_them(conn: Connection) -> None:
-    """ "5/minute" in the FastAPI dependency and decorator, the Starlette middleware and the
-    Flask extension, with
-    exempt_when= and a cost function; two routes of one limit string count apart."""
+    """Rate strings in the FastAPI dependency and decorator, the Starlette middleware and the
+    Flask extension, with exempt_when= and a cost function; two routes count apart."""
     app = FastAPI()
 
     @app.get("/a", dependencies=[Depends(RateLimit("3/minute", redis=conn))])
