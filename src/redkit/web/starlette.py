@@ -89,7 +89,8 @@ class ScopeRequest:
         """
         route = self.scope.get("route")
         if route is None:
-            # Found once per request: the route stays in the scope, as the router puts it.
+            # Before routing (the middleware): match the routes as the router will, once for
+            # this request's limit (a cost per request that grows with the number of routes).
             app = self.scope.get("app")
             router = getattr(app, "router", None)
             if router is None:
