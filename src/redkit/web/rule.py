@@ -243,9 +243,12 @@ class LimitRule:
         key = _sync_value(self.key(request), "key")
         if key is None:
             return None
-        identifier = self.identifier(key, request.route())
-        cost = self.cost if isinstance(self.cost, int) else _sync_value(self.cost(request), "cost")
-        _check_cost(cost)
+        identifier = self.identifier(key, self._route(request))
+        if isinstance(self.cost, int):
+            cost = self.cost  # checked once, at construction
+        else:
+            cost = _sync_value(self.cost(request), "cost")
+            _check_cost(cost)
         if isinstance(limiter, TieredRatelimit):
             tier_name = _sync_value(self._tier_name(request), "tier")
             self.policies(tier_name)  # an unknown tier fails before anything is counted
@@ -260,9 +263,12 @@ class LimitRule:
         key = await _async_value(self.key(request))
         if key is None:
             return None
-        identifier = self.identifier(key, request.route())
-        cost = self.cost if isinstance(self.cost, int) else await _async_value(self.cost(request))
-        _check_cost(cost)
+        identifier = self.identifier(key, self._route(request))
+        if isinstance(self.cost, int):
+            cost = self.cost  # checked once, at construction
+        else:
+            cost = await _async_value(self.cost(request))
+            _check_cost(cost)
         limiter = self.ratelimit
         tier_name: str | None = None
         if isinstance(limiter, (TieredRatelimit, AsyncTieredRatelimit)):
@@ -277,6 +283,11 @@ class LimitRule:
         else:
             result = await to_thread(limiter.limit, identifier, cost)
         return self.decision(result, identifier, tier_name)
+
+    def _route(self, request: RequestInfo) -> str | None:
+        # A scope names the counter: the route (a walk of the router's routes, before
+        # routing) is looked up only when it is the name.
+        return None if self.scope is not None else request.route()
 
     def _tier_name(self, request: RequestInfo) -> str | Awaitable[str]:
         tier = self.tier
