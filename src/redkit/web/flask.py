@@ -32,12 +32,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from redkit.web._extras import framework_missing
+
 try:
     from flask import Blueprint, Flask, Response, current_app, g, request, session
 except ModuleNotFoundError as exc:  # an optional dependency: say which extra
-    raise ModuleNotFoundError(
-        f"{__name__} needs Flask ({exc}): pip install 'redkit[flask]'", name=exc.name
-    ) from exc
+    raise framework_missing(__name__, "Flask", "flask", exc) from exc
 
 from redkit.cache import Cache
 from redkit.core.durations import Duration

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import TYPE_CHECKING
 
+from redkit.web._extras import framework_missing
+
 try:
     from starlette.concurrency import run_in_threadpool
     from starlette.datastructures import MutableHeaders
@@ -23,9 +25,7 @@ try:
     from starlette.routing import BaseRoute, Match, Mount
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 except ModuleNotFoundError as exc:  # an optional dependency: say which extra
-    raise ModuleNotFoundError(
-        f"{__name__} needs Starlette ({exc}): pip install 'redkit[starlette]'", name=exc.name
-    ) from exc
+    raise framework_missing(__name__, "Starlette", "starlette", exc) from exc
 
 from redkit.sessions.asgi import RequestSession
 from redkit.web.request import UNMATCHED, KeyFunc, RequestInfo, TierFunc, session_user_id
