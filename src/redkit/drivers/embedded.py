@@ -36,10 +36,11 @@ import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import redis
 
-from redkit.core.errors import EmbeddedRedisError, RedisServerNotFound
+from redkit.core.errors import ConfigurationError, EmbeddedRedisError, RedisServerNotFound
 from redkit.drivers.connect import Connection
 
 __all__ = [
@@ -525,10 +526,6 @@ def serve_embedded_url(url: str, variable: str | None = None) -> str:
 
 
 def _parse_embedded(url: str, variable: str | None) -> tuple[str, str, int]:
-    from urllib.parse import parse_qs, urlsplit
-
-    from redkit.core.errors import ConfigurationError
-
     def fail(why: str) -> ConfigurationError:
         return ConfigurationError(
             f"{variable or 'the URL'} is not a usable embedded URL ({url!r}): {why}; write "
