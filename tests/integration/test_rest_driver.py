@@ -25,10 +25,12 @@ from redkit.core.errors import (
 from redkit.core.ops import Masters, OnNode, Pipeline, ScriptCall, command
 from redkit.core.scripts import Script
 from redkit.drivers.connect import Connection
-from redkit.drivers.embedded import EmbeddedRedis
+from redkit.drivers.connect import connect as redkit_connect
+from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
 from redkit.drivers.rest import RestConnection
 from redkit.drivers.rest_protocol import KEY_LOCKING_LINE
 from support import REST_TOKEN, LoopThread, closed_port
+from web_support import serve_asgi
 
 SCRIPT = Script("rest-test", "return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}")
 
@@ -421,3 +423,66 @@ def test_cache_entries_written_over_rest_and_directly_read_each_other(
     assert over_rest.get("c", default="missing") == "missing"  # a corrupt text form is a miss
     assert over_rest.stats.corrupt == 1
     direct.close()
+
+
+@pytest.fixture
+def cluster_gateway(redis_cluster: EmbeddedCluster) -> Iterator[str]:
+    """The gateway in front of the 3-master cluster, emptied; its base URL."""
+    from redkit.gateway import Gateway
+
+    redis_cluster.flushall()
+    gateway = Gateway.for_redis(redis_cluster.url, REST_TOKEN)
+    with serve_asgi(gateway) as base:
+        yield base
+
+
+def test_a_gateway_in_front_of_a_cluster_needs_cluster_true_and_says_so(
+    cluster_gateway: str, loop_thread: LoopThread
+) -> None:
+    """Multi-key scripts over REST to a cluster: refused naming ``cluster=True``, then served."""
+    from redkit import AsyncRatelimit, SessionStore
+
+    plain = RestConnection(cluster_gateway, token=REST_TOKEN)
+    assert not plain.is_cluster
+    # The sliding window reads this window's and the previous one's counters: two slots
+    # unless the identifier is a hash tag.
+    with pytest.raises(CommandError, match=r"CROSSSLOT.*connect with cluster=True"):
+        Ratelimit(plain, SlidingWindow(5, "10 s"), ephemeral_cache=False).limit("u")
+
+    async def refused() -> None:
+        limiter = AsyncRatelimit(plain, SlidingWindow(5, "10 s"), ephemeral_cache=False)
+        await limiter.limit("u")
+
+    with pytest.raises(CommandError, match="cluster=True"):
+        loop_thread.run(refused())
+    loop_thread.run(plain.aclose())
+    plain.close()
+
+    conn = redkit_connect(cluster_gateway, token=REST_TOKEN, cluster=True)
+    assert isinstance(conn, RestConnection)
+    assert conn.is_cluster
+    try:
+        sync = Ratelimit(conn, SlidingWindow(2, "10 s"), ephemeral_cache=False)
+        assert [sync.limit("u").success for _ in range(3)] == [True, True, False]
+
+        async def served() -> list[bool]:
+            limiter = AsyncRatelimit(conn, SlidingWindow(2, "10 s"), ephemeral_cache=False)
+            return [(await limiter.limit("v")).success for _ in range(3)]
+
+        assert loop_thread.run(served()) == [True, True, False]
+        # Sessions keep a record and a per-user index: served over the cluster too.
+        store = SessionStore(conn)
+        session_id = store.create({"n": 1}, user_id="alice")
+        loaded = store.get(session_id)
+        assert loaded is not None
+        assert loaded["n"] == 1
+        handles = [info.handle for info in store.list_user_sessions("alice")]
+        assert handles == [session_id.split(".")[0]]
+    finally:
+        loop_thread.run(conn.aclose())
+        conn.close()
+
+
+def test_cluster_must_be_a_bool() -> None:
+    with pytest.raises(ConfigurationError, match="cluster must be True or False"):
+        RestConnection("http://127.0.0.1:1", token="t", cluster="yes")  # type: ignore[arg-type]

@@ -35,6 +35,7 @@ from redkit.core.durations import positive_seconds
 from redkit.core.errors import (
     BackendTimeout,
     BackendUnavailable,
+    CommandError,
     ConfigurationError,
 )
 from redkit.core.ops import RedisOp
@@ -83,9 +84,11 @@ class _Settings:
         key_locking: bool,
         read_your_writes: bool,
         max_connections: int,
+        cluster: bool,
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url
+        self.cluster = cluster
         self.transport = transport
         self.token_name = token_name
         self.socket_timeout = socket_timeout
@@ -129,6 +132,27 @@ class _Settings:
     def plan(self, op: RedisOp) -> Plan:
         return plan(op, url=self.url, token_name=self.token_name, key_locking=self.key_locking)
 
+    def explained(self, result: Any) -> Any:
+        """``result`` with each ``CROSSSLOT`` error naming the fix, when it is redkit's own.
+
+        Without ``cluster=True`` redkit gives the keys of one operation no common hash tag, so
+        a server that fronts a Redis Cluster (``redkit gateway`` on one) refuses scripts of
+        several keys; the server cannot tell the client, so the error says what to do.
+        """
+        if self.cluster:
+            return result
+        if isinstance(result, list):
+            return [
+                self.explained(item) if isinstance(item, CommandError) else item for item in result
+            ]
+        if isinstance(result, CommandError) and str(result).startswith("CROSSSLOT"):
+            return CommandError(
+                f"{result} -- the REST server at {self.url} fronts a Redis Cluster: connect "
+                "with cluster=True (redkit.connect(url, token=..., cluster=True)) so that "
+                "redkit keeps the keys of each operation in one slot"
+            )
+        return result
+
     def retry_wait(
         self, exc: httpx.TransportError, attempt: int, started: float, budget: float | None
     ) -> float:
@@ -155,10 +179,10 @@ class _Settings:
 class RestDriver:
     """Blocking driver on an ``httpx.Client``: executes :mod:`redkit.core.ops` over REST."""
 
-    is_cluster = False
-
     def __init__(self, settings: _Settings, *, timeout: float | None = None) -> None:
         self._settings = settings
+        #: Whether the server behind the API is a Redis Cluster (``RestConnection(cluster=)``).
+        self.is_cluster = settings.cluster
         self._budget = timeout
         transport = settings.transport
         if transport is not None and not isinstance(transport, httpx.BaseTransport):
@@ -175,7 +199,9 @@ class RestDriver:
             while True:
                 request = steps.send(self._send(request))
         except StopIteration as stop:
-            return stop.value
+            return self._settings.explained(stop.value)
+        except CommandError as exc:
+            raise self._settings.explained(exc) from None
         finally:
             steps.close()
 
@@ -205,10 +231,10 @@ class RestDriver:
 class AsyncRestDriver:
     """Asyncio driver on an ``httpx.AsyncClient``; it belongs to the loop that created it."""
 
-    is_cluster = False
-
     def __init__(self, settings: _Settings, *, timeout: float | None = None) -> None:
         self._settings = settings
+        #: Whether the server behind the API is a Redis Cluster (``RestConnection(cluster=)``).
+        self.is_cluster = settings.cluster
         self._budget = timeout
         transport = settings.transport
         if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
@@ -225,7 +251,9 @@ class AsyncRestDriver:
             while True:
                 request = steps.send(await self._send(request))
         except StopIteration as stop:
-            return stop.value
+            return self._settings.explained(stop.value)
+        except CommandError as exc:
+            raise self._settings.explained(exc) from None
         finally:
             steps.close()
 
@@ -304,11 +332,13 @@ class RestConnection:
         token_variable: the environment variable ``token`` came from, named in errors.
         transport: an httpx transport to send requests through instead of the network
             (``httpx.MockTransport`` in tests, or a transport of your own).
+        cluster: the server behind the API is a Redis Cluster (``redkit gateway`` in front of
+            one): keys get hash tags, as on a :class:`redkit.Connection` to the cluster.
+            Upstash is never one. Without it, a script of several keys is refused with a
+            ``CROSSSLOT`` error that says to set it.
 
     """
 
-    #: One server behind the API, as far as redkit can tell: no hash tags needed.
-    is_cluster = False
     #: Upstash runs a script only on the keys it declares (see :mod:`redkit.core.driver`).
     scripts_declare_keys = True
     #: Arguments travel as JSON strings: bytes that are not UTF-8 cannot be sent.
@@ -329,8 +359,13 @@ class RestConnection:
         variable: str | None = None,
         token_variable: str | None = None,
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+        cluster: bool = False,
     ) -> None:
         self.url = _check_url(url, variable)
+        if not isinstance(cluster, bool):
+            raise ConfigurationError(f"cluster must be True or False, got {cluster!r}")
+        #: Whether the server behind the API is a Redis Cluster: keys then get hash tags.
+        self.is_cluster = cluster
         token_name = token_variable or "token"
         if not isinstance(token, str) or not token.strip():
             raise ConfigurationError(
@@ -361,6 +396,7 @@ class RestConnection:
             key_locking=bool(key_locking),
             read_your_writes=bool(read_your_writes),
             max_connections=max_connections,
+            cluster=cluster,
             transport=transport,
         )
         settings = self._settings
