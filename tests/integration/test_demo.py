@@ -29,7 +29,7 @@ from web_support import serve_asgi
 
 ALICE = {"name": "alice", "password": "wonderland"}
 # The demo serves plain HTTP, so its session cookie is not Secure: the middleware warns.
-pytestmark = pytest.mark.filterwarnings("ignore:session cookies without the Secure flag")
+pytestmark = pytest.mark.filterwarnings("ignore::redkit.errors.InsecureCookieWarning")
 
 
 @pytest.fixture

@@ -540,7 +540,7 @@ def test_redis_down_follows_the_timeout_policy_in_fastapi_and_flask(url: str, po
     down.close()
 
 
-@pytest.mark.filterwarnings("ignore:session cookies without the Secure flag")
+@pytest.mark.filterwarnings("ignore::redkit.errors.InsecureCookieWarning")
 def test_a_per_user_limit_counts_users_apart_whatever_the_dependency_order(
     conn: Connection,
 ) -> None:

@@ -354,7 +354,7 @@ def test_the_flask_extension_brings_limits_response_cache_and_sessions(conn: Con
     assert counter.calls == 1
 
 
-@pytest.mark.filterwarnings("ignore:session cookies without the Secure flag")
+@pytest.mark.filterwarnings("ignore::redkit.errors.InsecureCookieWarning")
 def test_answers_meant_for_one_visitor_are_never_stored(conn: Connection) -> None:
     """Credentials, a used session, a Vary the key cannot honour, a cookie set on the side."""
     from fastapi import Depends

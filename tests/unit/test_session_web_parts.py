@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from typing import Any
 
 import pytest
 
-from redkit.errors import InvalidArgumentError
+from redkit.errors import InsecureCookieWarning, InvalidArgumentError
 from redkit.sessions import KEEP, SessionConflictError, SessionEndedError, SessionNotLoadedError
 from redkit.sessions.cookies import CookiePolicy
 from redkit.sessions.flows import new_session_id
@@ -87,9 +88,40 @@ def test_cookie_policy_rejects_bad_options(options: dict[str, Any]) -> None:
 
 
 def test_insecure_cookie_policy_warns() -> None:
-    with pytest.warns(UserWarning, match="plain HTTP"):
+    with pytest.warns(InsecureCookieWarning, match=r"secure=False.*plain HTTP") as record:
         policy = CookiePolicy(secure=False)
     assert "Secure" not in policy.set_cookie("v").split("; ")
+    assert issubclass(InsecureCookieWarning, UserWarning)
+    assert record[0].filename == __file__  # the line that chose it, not redkit's
+
+
+def test_the_insecure_cookie_warning_points_at_the_caller_of_each_adapter() -> None:
+    """Through the ASGI middleware and the Flask extension, the warning names this file."""
+    pytest.importorskip("starlette")
+    flask = pytest.importorskip("flask")
+    from redkit.sessions.asgi import SessionMiddleware
+    from redkit.sessions.flask import RedisSessions
+
+    store: Any = object()  # neither adapter touches the store before a request
+
+    async def app(scope: Any, receive: Any, send: Any) -> None: ...
+
+    with pytest.warns(InsecureCookieWarning) as record:
+        SessionMiddleware(app, store=store, secure=False)
+    assert [w.filename for w in record] == [__file__]
+    with pytest.warns(InsecureCookieWarning) as record:
+        RedisSessions(store, flask.Flask(__name__), secure=False)
+    assert [w.filename for w in record] == [__file__]
+
+
+def test_an_acknowledged_insecure_cookie_is_silent() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", category=InsecureCookieWarning)
+        CookiePolicy(secure=False)  # would raise under "error" without the filter
+        warnings.simplefilter("error")  # and without it, the same call raises
+        with pytest.raises(InsecureCookieWarning):
+            CookiePolicy(secure=False)
 
 
 # -- the commit flow ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ __all__ = [
     "CommandError",
     "ConfigurationError",
     "EmbeddedRedisError",
+    "InsecureCookieWarning",
     "InvalidArgumentError",
     "InvalidKeyError",
     "RedisServerNotFound",
@@ -71,3 +72,11 @@ class EmbeddedRedisError(RedkitError):
 
 class RedisServerNotFound(EmbeddedRedisError):
     """No ``redis-server`` binary was found to start an embedded server."""
+
+
+class InsecureCookieWarning(UserWarning):
+    """A session cookie without the ``Secure`` flag (``secure=False``): for plain-HTTP development.
+
+    To acknowledge the choice (a local demo, a test suite), filter it by its class:
+    ``warnings.filterwarnings("ignore", category=InsecureCookieWarning)``.
+    """

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Mapping
 from typing import TextIO
 
+from redkit.core.errors import InsecureCookieWarning
 from redkit.drivers.connect import from_env
 from redkit.drivers.embedded import EmbeddedRedis
 
@@ -75,7 +76,7 @@ def main(
         stack.callback(redis.close)
         # The demo serves plain HTTP on loopback, so its session cookie cannot be Secure; the
         # middleware's warning about that (raised when the app starts) says nothing new here.
-        warnings.filterwarnings("ignore", message="session cookies without the Secure flag")
+        warnings.filterwarnings("ignore", category=InsecureCookieWarning)
         app = create_app(redis, Database())
         listener = stack.enter_context(_listen(host, port, out))
         bound_port = listener.getsockname()[1]

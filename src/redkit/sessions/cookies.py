@@ -6,11 +6,11 @@ Framework-free, so the ASGI middleware and the Flask interface share one set of 
 from __future__ import annotations
 
 import string
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from redkit.core.errors import InvalidArgumentError
+from redkit.core.caller import warn_caller
+from redkit.core.errors import InsecureCookieWarning, InvalidArgumentError
 from redkit.sessions.flows import valid_session_id
 
 __all__ = ["CookiePolicy"]
@@ -33,8 +33,9 @@ class CookiePolicy:
     Args:
         name: the cookie's name.
         path: the ``Path`` attribute.
-        secure: send the cookie over HTTPS only. Turn it off for local development only: a
-            ``UserWarning`` says so.
+        secure: send the cookie over HTTPS only. Turn it off for local development only: an
+            :class:`~redkit.errors.InsecureCookieWarning` (a ``UserWarning``) says so,
+            pointing at the code that passed ``secure=False``; filter it to acknowledge.
         same_site: ``"lax"``, ``"strict"`` or ``"none"`` (``"none"`` needs ``secure``).
         max_age: seconds the browser keeps the cookie; ``None`` for a cookie that ends with
             the browser session. The server's idle and absolute timeouts apply either way.
@@ -67,11 +68,11 @@ class CookiePolicy:
                 f"max_age must be a positive int of seconds or None, got {self.max_age!r}"
             )
         if not self.secure:
-            warnings.warn(
-                "session cookies without the Secure flag go over plain HTTP, where anyone on "
-                "the path can read them: use secure=False for local development only",
-                UserWarning,
-                stacklevel=4,
+            warn_caller(
+                "session cookies without the Secure flag (secure=False) go over plain HTTP, "
+                "where anyone on the path can read them: use it for local development only. "
+                "To acknowledge it, filter redkit.errors.InsecureCookieWarning",
+                InsecureCookieWarning,
             )
 
     def read(self, cookie_headers: Iterable[str]) -> str | None:
