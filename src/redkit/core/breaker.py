@@ -7,6 +7,9 @@ the breaker *opens*: for ``cooldown`` seconds every operation fails at once with
 operation is let through as a trial: an answer (an error reply is an answer too) closes the
 breaker, another failure opens it again, and any other way out of the trial (cancellation,
 ``KeyboardInterrupt``, a bug) ends it without a verdict, so the next operation is the trial.
+
+On a Redis Cluster the breaker keeps one circuit per master, so that one master that stalls
+costs only the keys it holds.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from redkit.core.driver import AsyncDriver, SyncDriver
@@ -26,79 +29,124 @@ __all__ = ["AsyncBreakerDriver", "Breaker", "BreakerDriver"]
 _NO_ANSWER = (BackendTimeout, BackendUnavailable)
 
 
+class _Circuit:
+    """The state of one route: failures in a row, until when it is open, a trial running."""
+
+    __slots__ = ("failures", "last_cause", "open_until", "trial")
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.open_until = 0.0
+        self.trial = False
+        self.last_cause = ""
+
+
 class Breaker:
-    """The breaker's state, shared by the drivers it guards (thread-safe)."""
+    """The breaker's state, shared by the drivers it guards (thread-safe).
+
+    On a cluster each node has a circuit of its own (the *route*, a node name, that the driver
+    names for each operation): a stalled master opens its own circuit, and the keys of the
+    healthy masters keep being served. Elsewhere there is one circuit (route ``None``).
+    """
 
     def __init__(self, threshold: int = 5, cooldown: float = 5.0) -> None:
         self.threshold = threshold
         self.cooldown = cooldown
-        self._failures = 0
-        self._open_until = 0.0
-        self._trial = False
-        self._last_cause = ""
+        self._circuits: dict[str | None, _Circuit] = {}
         self._lock = threading.Lock()
+
+    def _circuit(self, route: str | None) -> _Circuit:
+        circuit = self._circuits.get(route)
+        if circuit is None:
+            with self._lock:
+                circuit = self._circuits.setdefault(route, _Circuit())
+        return circuit
 
     @property
     def is_open(self) -> bool:
-        """Whether operations are being refused now."""
-        return self._failures >= self.threshold and time.monotonic() < self._open_until
+        """Whether operations are being refused now (on a cluster: on any node)."""
+        return bool(self.open_routes())
 
-    def admit(self) -> bool:
+    def open_routes(self) -> list[str | None]:
+        """The routes whose operations are refused now: node names, or ``[None]``."""
+        now = time.monotonic()
+        return [
+            route
+            for route, circuit in list(self._circuits.items())
+            if circuit.failures >= self.threshold and now < circuit.open_until
+        ]
+
+    def admit(self, route: str | None = None) -> bool:
         """Let an operation through, or raise ``BackendUnavailable`` while open.
 
         Returns ``True`` when the operation is the half-open trial.
         """
-        if self._failures < self.threshold:
+        circuit = self._circuits.get(route)
+        if circuit is None or circuit.failures < self.threshold:
             return False  # closed: the common case, without the lock
         with self._lock:
-            if time.monotonic() < self._open_until or self._trial:
+            if time.monotonic() < circuit.open_until or circuit.trial:
+                where = "" if route is None else f" (cluster node {route})"
                 # The last failure names the server (masked) and why, which the caller needs.
                 raise BackendUnavailable(
-                    f"Redis is not answering (circuit open): not waiting; {self._failures} "
-                    f"operations in a row got no answer, the last: {self._last_cause}"
+                    f"Redis is not answering{where} (circuit open): not waiting; "
+                    f"{circuit.failures} operations in a row got no answer, the last: "
+                    f"{circuit.last_cause}"
                 )
-            self._trial = True  # half-open: this operation is the trial
+            circuit.trial = True  # half-open: this operation is the trial
             return True
 
-    def succeeded(self) -> None:
+    def succeeded(self, route: str | None = None) -> None:
         """An operation got an answer: close."""
-        if self._failures:
+        circuit = self._circuits.get(route)
+        if circuit is not None and circuit.failures:
             with self._lock:
-                self._failures = 0
-                self._trial = False
+                circuit.failures = 0
+                circuit.trial = False
 
-    def abandoned(self) -> None:
+    def abandoned(self, route: str | None = None) -> None:
         """The trial ended with no verdict (cancelled, interrupted): the next operation is one."""
-        with self._lock:
-            self._trial = False
+        circuit = self._circuits.get(route)
+        if circuit is not None:
+            with self._lock:
+                circuit.trial = False
 
     @contextlib.contextmanager
-    def guard(self) -> Iterator[None]:
+    def guard(self, route: str | None = None) -> Iterator[None]:
         """Admit one operation and record how it ended, whichever way it leaves the block."""
-        trial = self.admit()
+        trial = self.admit(route)
         try:
             yield
         except _NO_ANSWER as exc:
-            self.failed(exc)
+            self.failed(exc, route)
             raise
         except CommandError:
-            self.succeeded()  # Redis answered, with an error reply
+            self.succeeded(route)  # Redis answered, with an error reply
             raise
         except BaseException:
             if trial:
-                self.abandoned()
+                self.abandoned(route)
             raise
-        self.succeeded()
+        self.succeeded(route)
 
-    def failed(self, cause: BaseException | None = None) -> None:
+    def failed(self, cause: BaseException | None = None, route: str | None = None) -> None:
         """An operation got no answer (``cause``): count it, and open at the threshold."""
+        circuit = self._circuit(route)
         with self._lock:
-            self._failures += 1
+            circuit.failures += 1
             if cause is not None:
-                self._last_cause = f"{type(cause).__name__}: {cause}"
-            self._trial = False
-            if self._failures >= self.threshold:
-                self._open_until = time.monotonic() + self.cooldown
+                circuit.last_cause = f"{type(cause).__name__}: {cause}"
+            circuit.trial = False
+            if circuit.failures >= self.threshold:
+                circuit.open_until = time.monotonic() + self.cooldown
+
+
+def _router(driver: object) -> Callable[[RedisOp], str | None] | None:
+    """The driver's ``route`` (the cluster node of an operation), on a cluster only."""
+    if not getattr(driver, "is_cluster", False):
+        return None
+    route: Callable[[RedisOp], str | None] | None = getattr(driver, "route", None)
+    return route
 
 
 class BreakerDriver:
@@ -107,10 +155,12 @@ class BreakerDriver:
     def __init__(self, driver: SyncDriver, breaker: Breaker) -> None:
         self.driver = driver
         self.breaker = breaker
+        self._route = _router(driver)
 
     def execute(self, op: RedisOp) -> Any:
-        """Run ``op``, unless the breaker is open."""
-        with self.breaker.guard():
+        """Run ``op``, unless the breaker is open (for the node of ``op``, on a cluster)."""
+        route = None if self._route is None else self._route(op)
+        with self.breaker.guard(route):
             return self.driver.execute(op)
 
     def close(self) -> None:
@@ -124,10 +174,12 @@ class AsyncBreakerDriver:
     def __init__(self, driver: AsyncDriver, breaker: Breaker) -> None:
         self.driver = driver
         self.breaker = breaker
+        self._route = _router(driver)
 
     async def execute(self, op: RedisOp) -> Any:
-        """Run ``op``, unless the breaker is open."""
-        with self.breaker.guard():
+        """Run ``op``, unless the breaker is open (for the node of ``op``, on a cluster)."""
+        route = None if self._route is None else self._route(op)
+        with self.breaker.guard(route):
             return await self.driver.execute(op)
 
     async def aclose(self) -> None:

@@ -346,7 +346,9 @@ class EmbeddedCluster:
 
     Slots are split evenly with ``CLUSTER ADDSLOTS`` (Redis 6.2 has no ``ADDSLOTSRANGE``), each
     node gets its own config epoch, the nodes meet, and :meth:`start` returns once every node
-    reports ``cluster_state:ok`` and knows every other node.
+    reports ``cluster_state:ok`` and knows every other node. With no replicas to fail over
+    to, the nodes run with ``cluster-require-full-coverage no``: a master that stops leaves the
+    others serving their slots (``extra_args`` can say otherwise).
     """
 
     def __init__(
@@ -413,6 +415,9 @@ class EmbeddedCluster:
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", str(workdir / "nodes.conf"),
                 "--cluster-node-timeout", "2000",
+                # No replicas here: with full coverage required, one master that stalls or
+                # dies makes every other master answer CLUSTERDOWN. Keep the others serving.
+                "--cluster-require-full-coverage", "no",
                 *_COMMON_ARGS,
                 *self.extra_args,
             ]  # fmt: skip

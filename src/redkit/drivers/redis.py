@@ -29,7 +29,7 @@ from redkit.core.errors import (
     CommandError,
     ConfigurationError,
 )
-from redkit.core.ops import Command, Masters, Pipeline, RedisOp, ScriptCall
+from redkit.core.ops import Command, Masters, OnNode, Pipeline, RedisOp, ScriptCall
 
 __all__ = ["ONE_TIMER", "REDIS_ERRORS", "AsyncRedisDriver", "RedisDriver", "translate_error"]
 
@@ -53,7 +53,15 @@ def translate_error(exc: Exception) -> BackendError:
     cause = exc.__cause__ if isinstance(exc, rx.RedisClusterException) else None
     if isinstance(exc, rx.TimeoutError) or isinstance(cause, rx.TimeoutError):
         return BackendTimeout(f"Redis did not answer in time: {exc}")
-    if isinstance(exc, (rx.ConnectionError, rx.ClusterDownError, rx.SlotNotCoveredError)) or (
+    if isinstance(exc, rx.ClusterDownError) or isinstance(cause, rx.ClusterDownError):
+        # The server's verdict, not the client's: a master without a replica to take over
+        # failed, and cluster-require-full-coverage (on by default) stops every other one.
+        return BackendUnavailable(
+            f"Redis is unavailable: {exc} (CLUSTERDOWN: a master is unreachable and the "
+            "cluster serves no slot while one is uncovered; give masters replicas, or set "
+            "cluster-require-full-coverage no so that the other masters keep serving)"
+        )
+    if isinstance(exc, (rx.ConnectionError, rx.SlotNotCoveredError)) or (
         isinstance(cause, rx.ConnectionError)
     ):
         return BackendUnavailable(f"Redis is unavailable: {exc}")
@@ -88,6 +96,35 @@ def _one_node(reply: Any, node: Any) -> Any:
     if isinstance(reply, tuple) and len(reply) == 2 and isinstance(reply[0], dict):
         return [_one_node(reply[0], node), reply[1]]
     return reply
+
+
+def _first_key(op: RedisOp) -> Any:
+    """The key that places ``op`` on a cluster node (its first), or ``None``."""
+    if isinstance(op, ScriptCall):
+        return op.keys[0] if op.keys else None
+    if isinstance(op, Command):
+        return op.args[1] if len(op.args) > 1 else None
+    if isinstance(op, Pipeline):
+        for item in op.ops:
+            key = _first_key(item)
+            if key is not None:
+                return key
+    return None
+
+
+def _node_of(cluster: Any, op: RedisOp) -> str | None:
+    """The name of the cluster node ``op`` goes to, as far as the client knows it now."""
+    if isinstance(op, OnNode):
+        return op.node
+    key = _first_key(op)
+    if key is None:
+        return None
+    try:
+        node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(key))
+    except (*REDIS_ERRORS, LookupError, AttributeError):
+        return None  # the topology is not learnt yet, or the slot is not covered
+    name: str | None = node.name
+    return name
 
 
 def _script_args(call: ScriptCall) -> tuple[Any, ...]:
@@ -158,6 +195,15 @@ class RedisDriver:
                         raise translate_error(exc) from exc
         assert self._client is not None
         return self._client
+
+    def route(self, op: RedisOp) -> str | None:
+        """The cluster node ``op`` goes to (``None`` when unknown, or not a cluster).
+
+        A circuit breaker keeps one circuit per node with it (:mod:`redkit.core.breaker`).
+        """
+        if self._client is None or not self.is_cluster:
+            return None
+        return _node_of(self._client, op)
 
     def _first_command(self, *args: Any) -> Any:
         _ = self.client  # creating the client binds _command to it
@@ -246,6 +292,15 @@ class AsyncRedisDriver:
         self._slot_count = slots
         self._slot_wait = slot_wait
         self._deadline = deadline
+
+    def route(self, op: RedisOp) -> str | None:
+        """The cluster node ``op`` goes to (``None`` when unknown, or not a cluster).
+
+        A circuit breaker keeps one circuit per node with it (:mod:`redkit.core.breaker`).
+        """
+        if not self.is_cluster:
+            return None
+        return _node_of(self.client, op)
 
     async def execute(self, op: RedisOp) -> Any:
         """Run one operation (a command, script call, pipeline, node query) and reply."""
