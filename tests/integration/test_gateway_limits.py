@@ -96,6 +96,17 @@ def test_an_endless_script_is_killed_and_others_are_answered(
         assert post(url, "/", ["EVAL", "return ARGV[1]", 0, "again"]).json() == {"result": "again"}
 
 
+def test_the_killed_scripts_connection_stays_in_use(redis_server: EmbeddedRedis) -> None:
+    # One pooled connection, and CLIENT ID to name it: the same before and after the kill.
+    app = Gateway.for_redis(
+        redis_server.url, TOKEN, script_timeout=0.2, max_connections=1, allow=["CLIENT"]
+    )
+    with lua_time_limit(redis_server, 100), serve_asgi(app) as url:
+        before = post(url, "/", ["CLIENT", "ID"]).json()["result"]
+        assert "was killed" in post(url, "/", ["EVAL", ENDLESS, 0]).json()["error"]
+        assert post(url, "/", ["CLIENT", "ID"]).json()["result"] == before
+
+
 def test_in_a_batch_the_limit_is_on_the_batch(server: EmbeddedRedis | EmbeddedCluster) -> None:
     app = Gateway.for_redis(server.url, TOKEN, script_timeout=0.3)
     with lua_time_limit(server, 100), serve_asgi(app) as url:

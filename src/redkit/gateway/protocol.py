@@ -182,8 +182,8 @@ def encode_reply(reply: Any, *, b64: bool) -> Any:
 def reply_size(reply: Any, *, b64: bool) -> int:
     """About how many bytes ``reply`` takes as JSON, counted before any JSON is built.
 
-    A string counts its bytes (base64: four for three), its quotes and a comma; anything else
-    its text and a comma; an array its brackets and its items. Escapes are not counted (text
+    A string counts its bytes (base64: four for three), its quotes and a comma; an integer or
+    a null its text and a comma; an array its brackets and its items. Escapes are not counted (text
     needs few: non-ASCII characters go out as they are).
     """
     size = 0
@@ -195,8 +195,11 @@ def reply_size(reply: Any, *, b64: bool) -> int:
         elif isinstance(value, (list, tuple)):
             size += 2
             pending.extend(value)
-        else:  # an int, None ("null"), an error's message: short, so str() costs little
-            size += len(str(value)) + 1
+        elif value is None or isinstance(value, int):
+            size += len(str(value)) + 1  # None counts as "null"
+        else:  # an error, or a string or float the gateway made: as a quoted text
+            text = error_message(value) if isinstance(value, BaseException) else str(value)
+            size += len(text.encode("utf-8", "surrogatepass")) + 3
     return size
 
 

@@ -79,7 +79,8 @@ def _kills(commands: Sequence[Command], answered: int) -> list[bytes]:
 
 @dataclass
 class _Watch:
-    killed: bool = False
+    #: A kill was sent: the batch's reply may say so before the kill's own answer is read.
+    sent: bool = False
     unkillable: bool = False
 
 
@@ -147,7 +148,7 @@ class Watchdog:
             reader.cancel()
             guard.cancel()
             await asyncio.gather(reader, guard, return_exceptions=True)
-        if watch.killed:
+        if watch.sent:
             message = _killed_message(limit, server_limit)
             result = [
                 _reworded(reply, message, nested=command_name(command) == "EXEC")
@@ -174,6 +175,7 @@ class Watchdog:
                         conn = opener()
                     try:
                         # The answer comes once Redis reads other clients: at its own limit.
+                        watch.sent = True
                         await conn.send_command(kind, b"KILL")
                         await conn.read_response(timeout=self._kill_timeout(node))
                     except rx.ResponseError as exc:
@@ -186,7 +188,6 @@ class Watchdog:
                         await conn.disconnect()
                         conn = None
                     else:
-                        watch.killed = True
                         log.warning(
                             "killed a script on %s: it ran past the gateway's time limit of %g s",
                             node,
