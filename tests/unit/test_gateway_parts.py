@@ -23,6 +23,7 @@ from redkit.gateway.protocol import (
     parse_batch,
     parse_command,
     parse_path,
+    reply_size,
 )
 from redkit.gateway.scripts import ScriptMap, sha1_hex, strip_key_locking
 from redkit.gateway.server import build
@@ -270,6 +271,54 @@ def test_build_from_the_environment() -> None:
         build(environ={"REDKIT_GATEWAY_TOKEN": "rw"})
     with pytest.raises(ConfigurationError, match="MAX_BODY"):
         build(environ={**env, "REDKIT_GATEWAY_MAX_BODY": "ten"})
+
+
+def test_build_reads_the_limits() -> None:
+    env = {"REDKIT_GATEWAY_REDIS": "redis://localhost:1", "REDKIT_GATEWAY_TOKEN": "rw"}
+    default = build(environ=env)
+    assert default.max_response == 16 * 1024 * 1024
+    assert default.script_timeout == 5.0
+    app = build(
+        environ={
+            **env,
+            "REDKIT_GATEWAY_MAX_RESPONSE": "5000",
+            "REDKIT_GATEWAY_SCRIPT_TIMEOUT": "0.5",
+        }
+    )
+    assert (app.max_response, app.script_timeout) == (5000, 0.5)
+    # The flags win over the variables; 0 turns the script limit off.
+    flagged = build(environ={**env, "REDKIT_GATEWAY_SCRIPT_TIMEOUT": "9"}, script_timeout=0)
+    assert flagged.script_timeout is None
+    for variable, value in (
+        ("REDKIT_GATEWAY_MAX_RESPONSE", "big"),
+        ("REDKIT_GATEWAY_MAX_RESPONSE", "0"),
+        ("REDKIT_GATEWAY_SCRIPT_TIMEOUT", "soon"),
+        ("REDKIT_GATEWAY_SCRIPT_TIMEOUT", "-1"),
+    ):
+        with pytest.raises(ConfigurationError, match=variable):
+            build(environ={**env, variable: value})
+    with pytest.raises(ValueError, match="positive"):
+        Gateway({"t": "redis://localhost:1"}, script_timeout=0)
+    with pytest.raises(ValueError, match="positive"):
+        Gateway({"t": "redis://localhost:1"}, max_response=0)
+
+
+def test_reply_size_is_about_the_size_of_the_json() -> None:
+    replies: list[object] = [
+        b"OK",
+        b"",
+        12345,
+        None,
+        [b"a", [b"nested", -1, None], []],
+        b"x" * 3000,
+        ResponseError("ERR boom"),
+    ]
+    for reply in replies:
+        exact = len(json_body(encode_reply(reply, b64=False)))
+        # At most one byte more per element: a comma counted after the last one too.
+        assert exact <= reply_size(reply, b64=False) <= exact + 8
+    # Base64 takes four bytes for three.
+    assert reply_size(b"y" * 3000, b64=True) == 4000 + 3
 
 
 def test_tokens_file(tmp_path: Path) -> None:

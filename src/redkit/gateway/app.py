@@ -8,6 +8,11 @@ Routes (any other method than those named answers 405):
 - ``POST /multi-exec``: the same, atomically (``MULTI``/``EXEC`` on one connection);
 - ``GET|HEAD|POST|PUT /COMMAND/arg/...``: one command in the path (see
   :func:`redkit.gateway.protocol.parse_path`).
+
+Two limits protect the Redis and the gateway: a script that runs past ``script_timeout`` is
+killed (:mod:`redkit.gateway.watchdog`), and a reply larger than ``max_response`` is not sent;
+in ``/pipeline`` and ``/multi-exec`` the replies are sent in order while their total fits, and
+each one that does not is answered with an error instead.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from redkit.gateway.backend import Backend, BackendError, CrossSlot, open_backen
 from redkit.gateway.policy import Policy
 from redkit.gateway.protocol import (
     MAX_BODY,
+    MAX_RESPONSE,
     Command,
     ProtocolError,
     command_name,
@@ -35,8 +41,10 @@ from redkit.gateway.protocol import (
     parse_batch,
     parse_command,
     parse_path,
+    reply_size,
 )
 from redkit.gateway.scripts import ScriptMap, Translated
+from redkit.gateway.watchdog import DEFAULT_SCRIPT_TIMEOUT
 
 __all__ = ["Gateway"]
 
@@ -77,6 +85,14 @@ class Gateway:
         allow: commands of the deny list (:data:`redkit.gateway.policy.DENIED`) to run anyway,
             such as ``["FLUSHALL", "FLUSHDB"]``.
         max_body: the largest request body, in bytes; larger ones are refused with 400.
+        max_response: the largest response, in bytes of JSON (about); a reply that does not
+            fit is answered with a 400 error (in a batch, an error item) instead. The command
+            has run all the same: only its reply is withheld.
+        script_timeout: seconds a script may run (in ``/pipeline`` and ``/multi-exec``: the
+            batch on its connection) before the gateway kills it; ``None`` for no limit. Redis
+            takes the kill only after its own ``lua-time-limit``, so the effective limit is the
+            larger of the two. A script that has written cannot be killed: its caller gets an
+            ``UNKILLABLE`` error and the gateway logs it.
         **redis_options: for every Redis client: ``socket_timeout``, ``max_connections``...
 
     Serve it with any ASGI server (``uvicorn.run(gateway)``). Its Redis pools are opened on
@@ -90,6 +106,8 @@ class Gateway:
         *,
         allow: Iterable[str] = (),
         max_body: int = MAX_BODY,
+        max_response: int = MAX_RESPONSE,
+        script_timeout: float | None = DEFAULT_SCRIPT_TIMEOUT,
         **redis_options: Any,
     ) -> None:
         rules = {
@@ -103,6 +121,12 @@ class Gateway:
                 Connection(rule.redis)
         self.policy = Policy(allow)
         self.max_body = max_body
+        if max_response <= 0:
+            raise ValueError("the maximum response size must be positive")
+        self.max_response = max_response
+        if script_timeout is not None and not script_timeout > 0:
+            raise ValueError("the script time limit must be positive seconds, or None")
+        self.script_timeout = script_timeout
         self._redis_options = redis_options
         self._scripts = ScriptMap()
         self._backends: dict[object, Backend] = {}
@@ -236,7 +260,9 @@ class Gateway:
         key: object = target if isinstance(target, str) else id(target)
         backend = self._backends.get(key)
         if backend is None:
-            backend = self._backends[key] = open_backend(target, **self._redis_options)
+            backend = self._backends[key] = open_backend(
+                target, script_timeout=self.script_timeout, **self._redis_options
+            )
         return backend
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
@@ -272,7 +298,7 @@ class Gateway:
         reply = (await backend.run([translated.command]))[0]
         if isinstance(reply, rx.NoScriptError) and translated.fallback is not None:
             reply = (await backend.run([translated.fallback]))[0]
-        reply = _restore(translated, reply)
+        reply = self._capped([_restore(translated, reply)], b64)[0]
         if isinstance(reply, BaseException):
             return 400, {"error": error_message(reply)}
         return 200, {"result": encode_reply(reply, b64=b64)}
@@ -292,7 +318,7 @@ class Gateway:
             results = await backend.run([translated.command for _, translated in runnable])
             for (index, translated), reply in zip(runnable, results, strict=True):
                 replies[index] = _restore(translated, reply)
-        return [item(reply, b64=b64) for reply in replies]
+        return [item(reply, b64=b64) for reply in self._capped(replies, b64)]
 
     async def _transaction(
         self, backend: Backend, rule: TokenRule, commands: list[Command], b64: bool
@@ -309,9 +335,29 @@ class Gateway:
             return 400, {"error": str(exc)}
         except rx.ResponseError as exc:
             return 400, {"error": error_message(exc)}
-        return 200, [
-            item(_restore(t, reply), b64=b64) for t, reply in zip(translated, replies, strict=True)
-        ]
+        restored = [_restore(t, reply) for t, reply in zip(translated, replies, strict=True)]
+        return 200, [item(reply, b64=b64) for reply in self._capped(restored, b64)]
+
+    def _capped(self, replies: list[Any], b64: bool) -> list[Any]:
+        """``replies`` in order while they fit in ``max_response``; an error for each too large.
+
+        The errors put in place of replies are not counted: they are short, one per command.
+        """
+        used = 0
+        capped: list[Any] = []
+        for reply in replies:
+            size = reply_size(reply, b64=b64)
+            if used + size > self.max_response:
+                before = f", after {used} bytes of the replies before it," if used else ""
+                reply = rx.ResponseError(
+                    f"ERR max response size exceeded: the reply is about {size} bytes{before} "
+                    f"and the limit is {self.max_response} (read it in parts with SCAN or a "
+                    "range, or raise --max-response)"
+                )
+            else:
+                used += size
+            capped.append(reply)
+        return capped
 
 
 def _restore(translated: Translated, reply: Any) -> Any:

@@ -9,11 +9,15 @@ one (up to the socket timeout). A cluster uses redis-py's cluster client for the
 its per-node pools; the gateway routes each command to the node of its keys' slot, fans out the
 few keyless commands that concern every node (``KEYS``, ``SCAN``, ``DBSIZE``, ``SCRIPT
 LOAD``...), and refreshes the topology and retries once on ``MOVED``.
+
+A batch that runs a script is watched (:mod:`redkit.gateway.watchdog`): past the gateway's time
+limit, the script is killed on the node running it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -25,6 +29,7 @@ from redis.asyncio.connection import AbstractConnection
 
 from redkit.drivers.connect import Connection
 from redkit.gateway.protocol import Command, command_name
+from redkit.gateway.watchdog import DEFAULT_SCRIPT_TIMEOUT, Watchdog
 
 __all__ = ["Backend", "BackendError", "ClusterBackend", "StandaloneBackend", "open_backend"]
 
@@ -62,14 +67,23 @@ class Backend(Protocol):
         ...
 
 
-async def _exchange(conn: AbstractConnection, commands: Sequence[Sequence[bytes]]) -> list[Reply]:
-    """Write ``commands`` in one go, read one reply each; Redis errors come back as items."""
+async def _exchange(
+    conn: AbstractConnection,
+    commands: Sequence[Sequence[bytes]],
+    replies: list[Reply] | None = None,
+    timeout: float | None = None,
+) -> list[Reply]:
+    """Write ``commands`` in one go, read one reply each; Redis errors come back as items.
+
+    The replies go into ``replies`` as they are read (the watchdog follows them there), each
+    read waiting up to ``timeout`` (default: the connection's socket timeout).
+    """
+    replies = [] if replies is None else replies
     try:
         await conn.send_packed_command(conn.pack_commands(commands))
-        replies: list[Reply] = []
         for _ in commands:
             try:
-                replies.append(await conn.read_response())
+                replies.append(await conn.read_response(timeout=timeout))
             except rx.ResponseError as exc:
                 replies.append(exc)
         return replies
@@ -84,11 +98,33 @@ def _failure(exc: Exception) -> BackendError:
     return BackendError(f"ERR Redis {kind}: {exc}")
 
 
-async def _transaction(
-    conn: AbstractConnection, commands: Sequence[Command]
-) -> tuple[list[Reply], list[Reply]]:
-    replies = await _exchange(conn, [[b"MULTI"], *commands, [b"EXEC"]])
-    return replies[1:-1], replies[-1]
+def _admin(
+    connection_class: type[AbstractConnection], kwargs: dict[str, Any]
+) -> AbstractConnection:
+    """A connection of the watchdog's own to a pool's node, for SCRIPT KILL.
+
+    Without ``SELECT`` or ``CLIENT SETNAME`` on connect: a busy Redis refuses both, and
+    ``SCRIPT KILL`` concerns the whole server.
+    """
+    return connection_class(**{**kwargs, "db": 0, "client_name": None})
+
+
+async def _watched(
+    watchdog: Watchdog,
+    node: str,
+    admin: functools.partial[AbstractConnection],
+    conn: AbstractConnection,
+    commands: Sequence[Command],
+    *,
+    multi: bool,
+) -> Any:
+    """Run ``commands`` on ``conn`` under ``watchdog``; ``multi``: as MULTI/EXEC.
+
+    Returns the replies, or for ``multi`` the replies to queueing and EXEC's.
+    """
+    batch = [[b"MULTI"], *commands, [b"EXEC"]] if multi else list(commands)
+    replies = await watchdog.run(node, batch, functools.partial(_exchange, conn, batch), admin)
+    return (replies[1:-1], replies[-1]) if multi else replies
 
 
 def _exec_result(queued: list[Reply], result: Reply) -> list[Reply]:
@@ -111,13 +147,22 @@ def _exec_result(queued: list[Reply], result: Reply) -> list[Reply]:
 class StandaloneBackend:
     """A standalone Redis behind one blocking pool."""
 
-    def __init__(self, url: str, options: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        url: str,
+        options: dict[str, Any],
+        script_timeout: float | None = DEFAULT_SCRIPT_TIMEOUT,
+    ) -> None:
         settings = dict(options)
         most = settings.pop("max_connections", DEFAULT_MAX_CONNECTIONS)
         settings.pop("retry", None)
         self._pool = redis.asyncio.BlockingConnectionPool.from_url(
             url, max_connections=most, timeout=settings.get("socket_timeout"), **settings
         )
+        self._watchdog = Watchdog(script_timeout, settings.get("socket_timeout"))
+        kwargs = self._pool.connection_kwargs
+        self._node = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+        self._admin = functools.partial(_admin, self._pool.connection_class, kwargs)
 
     async def _with_connection(self, commands: Sequence[Command], *, multi: bool) -> Any:
         try:
@@ -125,10 +170,10 @@ class StandaloneBackend:
         except (rx.ConnectionError, rx.TimeoutError) as exc:
             raise _failure(exc) from exc
         try:
-            if multi:
-                queued, result = await _transaction(conn, commands)
-                return _exec_result(queued, result)
-            return await _exchange(conn, commands)
+            result = await _watched(
+                self._watchdog, self._node, self._admin, conn, commands, multi=multi
+            )
+            return _exec_result(*result) if multi else result
         except (rx.ConnectionError, rx.TimeoutError) as exc:
             raise _failure(exc) from exc
         finally:
@@ -156,11 +201,17 @@ _FAN_OUT = frozenset({"KEYS", "SCAN", "DBSIZE", "FLUSHALL", "FLUSHDB", "SCRIPT"}
 class ClusterBackend:
     """A Redis Cluster: commands routed by slot over redis-py's per-node pools."""
 
-    def __init__(self, url: str, options: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        url: str,
+        options: dict[str, Any],
+        script_timeout: float | None = DEFAULT_SCRIPT_TIMEOUT,
+    ) -> None:
         settings = dict(options)
         settings.pop("retry", None)
         self._client = redis.asyncio.cluster.RedisCluster.from_url(url, **settings)
         self._refresh = asyncio.Lock()
+        self._watchdog = Watchdog(script_timeout, settings.get("socket_timeout"))
 
     async def _ready(self) -> Any:
         try:
@@ -200,10 +251,9 @@ class ClusterBackend:
             conn = node.acquire_connection()
         except rx.MaxConnectionsError as exc:
             raise _failure(exc) from exc
+        admin = functools.partial(_admin, node.connection_class, node.connection_kwargs)
         try:
-            if multi:
-                return await _transaction(conn, commands)
-            return await _exchange(conn, commands)
+            return await _watched(self._watchdog, node.name, admin, conn, commands, multi=multi)
         except (rx.ConnectionError, rx.TimeoutError) as exc:
             raise _failure(exc) from exc
         finally:
@@ -333,13 +383,21 @@ class ClusterBackend:
         await self._client.aclose()
 
 
-def open_backend(target: str | Connection, **options: Any) -> StandaloneBackend | ClusterBackend:
-    """A backend for a URL or a :class:`redkit.Connection` (its URL and client options)."""
+def open_backend(
+    target: str | Connection,
+    *,
+    script_timeout: float | None = DEFAULT_SCRIPT_TIMEOUT,
+    **options: Any,
+) -> StandaloneBackend | ClusterBackend:
+    """A backend for a URL or a :class:`redkit.Connection` (its URL and client options).
+
+    ``script_timeout``: the seconds after which a script is killed (``None``: never).
+    """
     conn = target if isinstance(target, Connection) else Connection(target)
     settings = {**conn._options, **options}  # the socket timeouts and any redis-py options
     # RESP2, whatever the client's default: its replies are what the REST protocol carries
     # (RESP3 maps, doubles and sets would need reshaping).
     settings["protocol"] = 2
     if conn.is_cluster:
-        return ClusterBackend(conn._client_url, settings)
-    return StandaloneBackend(conn._client_url, settings)
+        return ClusterBackend(conn._client_url, settings, script_timeout)
+    return StandaloneBackend(conn._client_url, settings, script_timeout)

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 
 __all__ = [
     "MAX_BODY",
+    "MAX_RESPONSE",
     "Command",
     "ProtocolError",
     "command_name",
@@ -27,10 +28,16 @@ __all__ = [
     "parse_batch",
     "parse_command",
     "parse_path",
+    "reply_size",
 ]
 
 #: The largest request body accepted, in bytes (Upstash's limit: 10 MB).
 MAX_BODY = 10 * 1024 * 1024
+
+#: The largest reply sent, in bytes of JSON (about: see :func:`reply_size`). Upstash documents no
+#: such limit; 16 MiB lets the largest value a request can write (10 MB) be read back, even
+#: base64-encoded (13.4 MB), and keeps a stray ``KEYS *`` from building a body of any size.
+MAX_RESPONSE = 16 * 1024 * 1024
 
 #: One Redis command: its name and arguments, binary-safe.
 Command = list[bytes]
@@ -170,6 +177,30 @@ def encode_reply(reply: Any, *, b64: bool) -> Any:
     if isinstance(reply, float):
         return _b64(repr(reply).encode()) if b64 else repr(reply)
     raise TypeError(f"cannot encode a reply of type {type(reply).__name__}")
+
+
+def reply_size(reply: Any, *, b64: bool) -> int:
+    """About how many bytes ``reply`` takes as JSON, counted before any JSON is built.
+
+    A string counts its bytes (base64: four for three), its quotes and a comma; an integer or
+    a null its text and a comma; an array its brackets and its items. Escapes are not counted (text
+    needs few: non-ASCII characters go out as they are).
+    """
+    size = 0
+    pending = [reply]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, bytes):
+            size += ((len(value) + 2) // 3 * 4 if b64 else len(value)) + 3
+        elif isinstance(value, (list, tuple)):
+            size += 2
+            pending.extend(value)
+        elif value is None or isinstance(value, int):
+            size += len(str(value)) + 1  # None counts as "null"
+        else:  # an error, or a string or float the gateway made: as a quoted text
+            text = error_message(value) if isinstance(value, BaseException) else str(value)
+            size += len(text.encode("utf-8", "surrogatepass")) + 3
+    return size
 
 
 def item(reply: Any, *, b64: bool) -> dict[str, Any]:

@@ -3,18 +3,25 @@
 Every flag has an environment variable, which is the better place for tokens (a command
 line is visible to every user of the machine):
 
-==============================  ===========================  ==================================
-flag                            variable                     meaning
-==============================  ===========================  ==================================
-``--redis URL``                 ``REDKIT_GATEWAY_REDIS``     the Redis (else ``REDIS_URL``)
-``--token T``                   ``REDKIT_GATEWAY_TOKEN``     the read-write token
-``--read-only-token T``         ``REDKIT_GATEWAY_READ_ONLY_TOKEN``  a read-only token
-``--tokens-file PATH``          ``REDKIT_GATEWAY_TOKENS_FILE``  several tokens (JSON)
-``--allow-command CMD``         ``REDKIT_GATEWAY_ALLOW``     denied commands to run (comma list;
-                                                            the flags add to it)
-``--host``, ``--port``          ``REDKIT_GATEWAY_HOST``, ``_PORT``  where to listen
-``--max-body BYTES``            ``REDKIT_GATEWAY_MAX_BODY``  the request size limit
-==============================  ===========================  ==================================
+==============================  ===================================  ==========================
+flag                            variable                             meaning
+==============================  ===================================  ==========================
+``--redis URL``                 ``REDKIT_GATEWAY_REDIS``             the Redis (else
+                                                                     ``REDIS_URL``)
+``--token T``                   ``REDKIT_GATEWAY_TOKEN``             the read-write token
+``--read-only-token T``         ``REDKIT_GATEWAY_READ_ONLY_TOKEN``   a read-only token
+``--tokens-file PATH``          ``REDKIT_GATEWAY_TOKENS_FILE``       several tokens (JSON)
+``--allow-command CMD``         ``REDKIT_GATEWAY_ALLOW``             denied commands to run
+                                                                     (comma list; the flags
+                                                                     add to it)
+``--host``, ``--port``          ``REDKIT_GATEWAY_HOST``, ``_PORT``   where to listen
+``--max-body BYTES``            ``REDKIT_GATEWAY_MAX_BODY``          the request size limit
+                                                                     (10 MB)
+``--max-response BYTES``        ``REDKIT_GATEWAY_MAX_RESPONSE``      the response size limit
+                                                                     (16 MiB)
+``--script-timeout SECONDS``    ``REDKIT_GATEWAY_SCRIPT_TIMEOUT``    kill scripts running
+                                                                     longer (5; 0: never)
+==============================  ===================================  ==========================
 
 The tokens file maps each token to its Redis:
 ``{"<token>": {"redis": "redis://...", "read_only": false}, ...}``.
@@ -32,7 +39,8 @@ from redkit.core.errors import ConfigurationError
 from redkit.drivers.connect import mask_url
 from redkit.gateway.app import Gateway
 from redkit.gateway.auth import TokenRule
-from redkit.gateway.protocol import MAX_BODY
+from redkit.gateway.protocol import MAX_BODY, MAX_RESPONSE
+from redkit.gateway.watchdog import DEFAULT_SCRIPT_TIMEOUT
 
 __all__ = ["build", "main"]
 
@@ -54,6 +62,18 @@ def _tokens_file(path: str) -> dict[str, TokenRule]:
     return rules
 
 
+def _number(raw: str | None, variable: str, default: float, what: str) -> float:
+    """A number from the environment, or ``default`` when the variable is unset."""
+    if not raw:
+        return default
+    try:
+        return float(raw) if what == "seconds" else int(raw)
+    except ValueError:
+        raise ConfigurationError(
+            f"{variable} must be a number of {what}, got {raw!r}", variable=variable
+        ) from None
+
+
 def build(
     *,
     redis: str | None = None,
@@ -62,9 +82,13 @@ def build(
     tokens_file: str | None = None,
     allow: list[str] | None = None,
     max_body: int | None = None,
+    max_response: int | None = None,
+    script_timeout: float | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Gateway:
     """The gateway the flags (else the environment) describe.
+
+    ``script_timeout=0`` (``REDKIT_GATEWAY_SCRIPT_TIMEOUT=0``) turns the script limit off.
 
     Raises:
         ConfigurationError: naming the flag and variable to set, when a setting is missing or
@@ -83,16 +107,29 @@ def build(
         *(allow or ()),
     ]
     if max_body is None:
-        raw = env.get("REDKIT_GATEWAY_MAX_BODY")
-        try:
-            max_body = int(raw) if raw else MAX_BODY
-        except ValueError:
-            raise ConfigurationError(
-                f"REDKIT_GATEWAY_MAX_BODY must be a number of bytes, got {raw!r}",
-                variable="REDKIT_GATEWAY_MAX_BODY",
-            ) from None
+        max_body = int(
+            _number(
+                env.get("REDKIT_GATEWAY_MAX_BODY"), "REDKIT_GATEWAY_MAX_BODY", MAX_BODY, "bytes"
+            )
+        )
     if max_body <= 0:
         raise ConfigurationError("the maximum body size must be positive")
+    if max_response is None:
+        variable = "REDKIT_GATEWAY_MAX_RESPONSE"
+        max_response = int(_number(env.get(variable), variable, MAX_RESPONSE, "bytes"))
+    if max_response <= 0:
+        raise ConfigurationError(
+            "the maximum response size (--max-response, REDKIT_GATEWAY_MAX_RESPONSE) must be "
+            "positive"
+        )
+    if script_timeout is None:
+        variable = "REDKIT_GATEWAY_SCRIPT_TIMEOUT"
+        script_timeout = _number(env.get(variable), variable, DEFAULT_SCRIPT_TIMEOUT, "seconds")
+    if not script_timeout >= 0:  # NaN too
+        raise ConfigurationError(
+            "the script time limit (--script-timeout, REDKIT_GATEWAY_SCRIPT_TIMEOUT) must be "
+            "0 (no limit) or positive seconds"
+        )
     rules: dict[str, TokenRule] = _tokens_file(tokens_file) if tokens_file else {}
     if token or read_only_token:
         if not redis:
@@ -112,7 +149,13 @@ def build(
             variable="REDKIT_GATEWAY_TOKEN",
         )
     try:
-        return Gateway(rules, allow=allow, max_body=max_body)
+        return Gateway(
+            rules,
+            allow=allow,
+            max_body=max_body,
+            max_response=max_response,
+            script_timeout=script_timeout or None,
+        )
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from exc
 
