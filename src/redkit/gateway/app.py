@@ -7,7 +7,10 @@ Routes (any other method than those named answers 405):
   one ``{"result"}`` or ``{"error"}`` per command;
 - ``POST /multi-exec``: the same, atomically (``MULTI``/``EXEC`` on one connection);
 - ``GET|HEAD|POST|PUT /COMMAND/arg/...``: one command in the path (see
-  :func:`redkit.gateway.protocol.parse_path`).
+  :func:`redkit.gateway.protocol.parse_path`);
+- ``POST /subscribe/<channel>/...`` and ``POST /psubscribe/<pattern>/...`` (or ``GET``, or
+  ``PUT``), with ``Accept: text/event-stream``: a subscription, streamed as server-sent events
+  (see :mod:`redkit.gateway.pubsub`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from redis import exceptions as rx
 
 from redkit.drivers.connect import Connection
+from redkit.gateway import pubsub
 from redkit.gateway.auth import TokenRule, TokenTable, fingerprint, presented_token
 from redkit.gateway.backend import Backend, BackendError, CrossSlot, open_backend
 from redkit.gateway.policy import Policy
@@ -77,6 +81,10 @@ class Gateway:
         allow: commands of the deny list (:data:`redkit.gateway.policy.DENIED`) to run anyway,
             such as ``["FLUSHALL", "FLUSHDB"]``.
         max_body: the largest request body, in bytes; larger ones are refused with 400.
+        max_streams: the most subscriptions (``/subscribe``, ``/psubscribe``) open at once,
+            each holding a Redis connection of its own; one more is refused with 503.
+        stream_keepalive: seconds of quiet after which a subscription is sent a keep-alive
+            comment (so that proxies keep it open) and its Redis connection a ``PING``.
         **redis_options: for every Redis client: ``socket_timeout``, ``max_connections``...
 
     Serve it with any ASGI server (``uvicorn.run(gateway)``). Its Redis pools are opened on
@@ -90,6 +98,8 @@ class Gateway:
         *,
         allow: Iterable[str] = (),
         max_body: int = MAX_BODY,
+        max_streams: int = pubsub.DEFAULT_MAX_STREAMS,
+        stream_keepalive: float = pubsub.KEEPALIVE,
         **redis_options: Any,
     ) -> None:
         rules = {
@@ -103,6 +113,7 @@ class Gateway:
                 Connection(rule.redis)
         self.policy = Policy(allow)
         self.max_body = max_body
+        self.streams = pubsub.Streams(max_streams, stream_keepalive)
         self._redis_options = redis_options
         self._scripts = ScriptMap()
         self._backends: dict[object, Backend] = {}
@@ -139,14 +150,20 @@ class Gateway:
             await send({"type": "websocket.close", "code": 1003})
             return
         status, data = await self._respond(scope, receive)
+        sync = (b"upstash-sync-token", str(next(self._sync_tokens)).encode())
+        if isinstance(data, pubsub.Stream):
+            await data.serve(receive, send, [sync])
+            return
         body = json_body(data)
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
-            (b"upstash-sync-token", str(next(self._sync_tokens)).encode()),
+            sync,
         ]
         if status == 405:
-            headers.append((b"allow", b"GET, HEAD, POST, PUT"))
+            path = scope.get("raw_path") or scope["path"].encode("utf-8")
+            allow = b"GET, POST, PUT" if pubsub.is_route(path) else b"GET, HEAD, POST, PUT"
+            headers.append((b"allow", allow))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send(
             {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
@@ -163,7 +180,8 @@ class Gateway:
                 return
 
     async def aclose(self) -> None:
-        """Close the Redis pools (they reopen if another request comes)."""
+        """End the subscriptions, close the Redis pools (they reopen if another request comes)."""
+        await self.streams.aclose()
         backends, self._backends = self._backends, {}
         for backend in backends.values():
             try:
@@ -197,6 +215,10 @@ class Gateway:
                 )
             b64 = (_header(headers, b"upstash-encoding") or b"").strip().lower() == b"base64"
             backend = self._backend(rule)
+            subscription = pubsub.route(path)
+            if subscription is not None:
+                label = command_name(subscription)
+                return 200, await self._subscribe(scope, receive, backend, subscription)
             route = _BATCH_ROUTES.get(path.rstrip(b"/") or b"/")
             if route is not None:
                 label = route
@@ -230,6 +252,18 @@ class Gateway:
             status, data = 500, {"error": "ERR internal error in the gateway"}
         log.debug("%s %s (%s) -> %s", method, label, who, status)
         return status, data
+
+    async def _subscribe(
+        self, scope: Scope, receive: Receive, backend: Backend, command: Command
+    ) -> pubsub.Stream:
+        method = scope["method"]
+        if method == "HEAD":
+            raise _Answer(405, {"error": "ERR HEAD cannot open a subscription: use POST"})
+        pubsub.require_event_stream(scope["headers"])
+        if method in ("POST", "PUT"):
+            # Read to its end, so that the next receive() is the client's disconnect.
+            pubsub.check_body(await self._body(scope, receive))
+        return await self.streams.open(backend, command)
 
     def _backend(self, rule: TokenRule) -> Backend:
         target = rule.redis

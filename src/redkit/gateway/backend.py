@@ -9,6 +9,9 @@ one (up to the socket timeout). A cluster uses redis-py's cluster client for the
 its per-node pools; the gateway routes each command to the node of its keys' slot, fans out the
 few keyless commands that concern every node (``KEYS``, ``SCAN``, ``DBSIZE``, ``SCRIPT
 LOAD``...), and refreshes the topology and retries once on ``MOVED``.
+
+A pub/sub stream (:meth:`Backend.subscribe`) gets a connection of its own, outside the pools:
+a subscribed connection serves nothing else, so it is never taken from a pool nor put back.
 """
 
 from __future__ import annotations
@@ -57,6 +60,15 @@ class Backend(Protocol):
         """
         ...
 
+    async def subscribe(self, command: Command) -> tuple[AbstractConnection, list[Reply]]:
+        """Run ``command`` (``SUBSCRIBE``...) on a new connection, outside the pools.
+
+        Returns the connection and the confirmations, one per channel. The caller reads the
+        messages that follow and disconnects it. Raises
+        :class:`BackendError` when Redis cannot be reached, ``ResponseError`` when it refuses.
+        """
+        ...
+
     async def aclose(self) -> None:
         """Close every pooled connection."""
         ...
@@ -75,6 +87,20 @@ async def _exchange(conn: AbstractConnection, commands: Sequence[Sequence[bytes]
         return replies
     except BaseException:
         # A half-read connection must not go back into the pool as it is.
+        await conn.disconnect()
+        raise
+
+
+async def _subscribed(conn: AbstractConnection, command: Command) -> list[Reply]:
+    """Connect ``conn``, send ``command``, read its confirmations (one per channel)."""
+    try:
+        await conn.connect()  # type: ignore[no-untyped-call]
+        await conn.send_command(*command)
+        return [await conn.read_response() for _ in command[1:]]
+    except (rx.ConnectionError, rx.TimeoutError) as exc:
+        await conn.disconnect()
+        raise _failure(exc) from exc
+    except BaseException:
         await conn.disconnect()
         raise
 
@@ -143,6 +169,11 @@ class StandaloneBackend:
         """Run ``commands`` in ``MULTI``/``EXEC`` on one connection."""
         result: list[Reply] = await self._with_connection(commands, multi=True)
         return result
+
+    async def subscribe(self, command: Command) -> tuple[AbstractConnection, list[Reply]]:
+        """``command`` on a new connection with the pool's settings, not from the pool."""
+        conn = self._pool.connection_class(**self._pool.connection_kwargs)
+        return conn, await _subscribed(conn, command)
 
     async def aclose(self) -> None:
         """Close the pool's connections."""
@@ -327,6 +358,16 @@ class ClusterBackend:
                 continue
             break
         return _exec_result(queued, result)
+
+    async def subscribe(self, command: Command) -> tuple[AbstractConnection, list[Reply]]:
+        """``command`` on a new connection to a primary, not from its pool.
+
+        Any primary does: a cluster broadcasts ``PUBLISH`` (not ``SPUBLISH``) to every node.
+        """
+        await self._ready()
+        node = random.choice(self._primaries())
+        conn = node.connection_class(**node.connection_kwargs)
+        return conn, await _subscribed(conn, command)
 
     async def aclose(self) -> None:
         """Close every node's connections."""
