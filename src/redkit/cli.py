@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
         help="a denied command to allow (FLUSHALL, CONFIG...); repeat for more",
     )
     gateway.add_argument("--max-body", type=int, metavar="BYTES", help="default 10 MB")
+    gateway.add_argument(
+        "--max-streams",
+        type=int,
+        metavar="N",
+        help="subscriptions (/subscribe, /psubscribe) open at once at most; default 100",
+    )
     gateway.add_argument("--host", help="the address to serve on (default 127.0.0.1)")
     gateway.add_argument("--port", type=int, help="the port (default 8080)")
     return parser
@@ -84,6 +90,7 @@ def _gateway(args: argparse.Namespace) -> int:
         tokens_file=args.tokens_file,
         allow=args.allow_command,
         max_body=args.max_body,
+        max_streams=args.max_streams,
     )
     host = args.host or os.environ.get("REDKIT_GATEWAY_HOST") or "127.0.0.1"
     raw_port = os.environ.get("REDKIT_GATEWAY_PORT") or "8080"

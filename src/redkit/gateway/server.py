@@ -14,10 +14,15 @@ flag                            variable                     meaning
                                                             the flags add to it)
 ``--host``, ``--port``          ``REDKIT_GATEWAY_HOST``, ``_PORT``  where to listen
 ``--max-body BYTES``            ``REDKIT_GATEWAY_MAX_BODY``  the request size limit
+``--max-streams N``             ``REDKIT_GATEWAY_MAX_STREAMS``  subscriptions open at once
+                                                            (default 100)
 ==============================  ===========================  ==================================
 
 The tokens file maps each token to its Redis:
 ``{"<token>": {"redis": "redis://...", "read_only": false}, ...}``.
+
+At shutdown the server ends the open subscriptions first: uvicorn waits for every connection
+to close before it stops, and an event stream does not close by itself.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from redkit.drivers.connect import mask_url
 from redkit.gateway.app import Gateway
 from redkit.gateway.auth import TokenRule
 from redkit.gateway.protocol import MAX_BODY
+from redkit.gateway.pubsub import DEFAULT_MAX_STREAMS
 
 __all__ = ["build", "main"]
 
@@ -54,6 +60,16 @@ def _tokens_file(path: str) -> dict[str, TokenRule]:
     return rules
 
 
+def _number(env: Mapping[str, str], variable: str, what: str, default: int) -> int:
+    raw = env.get(variable)
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise ConfigurationError(
+            f"{variable} must be {what}, got {raw!r}", variable=variable
+        ) from None
+
+
 def build(
     *,
     redis: str | None = None,
@@ -62,6 +78,7 @@ def build(
     tokens_file: str | None = None,
     allow: list[str] | None = None,
     max_body: int | None = None,
+    max_streams: int | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Gateway:
     """The gateway the flags (else the environment) describe.
@@ -83,16 +100,18 @@ def build(
         *(allow or ()),
     ]
     if max_body is None:
-        raw = env.get("REDKIT_GATEWAY_MAX_BODY")
-        try:
-            max_body = int(raw) if raw else MAX_BODY
-        except ValueError:
-            raise ConfigurationError(
-                f"REDKIT_GATEWAY_MAX_BODY must be a number of bytes, got {raw!r}",
-                variable="REDKIT_GATEWAY_MAX_BODY",
-            ) from None
+        max_body = _number(env, "REDKIT_GATEWAY_MAX_BODY", "a number of bytes", MAX_BODY)
     if max_body <= 0:
         raise ConfigurationError("the maximum body size must be positive")
+    if max_streams is None:
+        max_streams = _number(
+            env, "REDKIT_GATEWAY_MAX_STREAMS", "a number of streams", DEFAULT_MAX_STREAMS
+        )
+    if max_streams <= 0:
+        raise ConfigurationError(
+            "the maximum number of streams (--max-streams) must be at least 1",
+            variable="REDKIT_GATEWAY_MAX_STREAMS",
+        )
     rules: dict[str, TokenRule] = _tokens_file(tokens_file) if tokens_file else {}
     if token or read_only_token:
         if not redis:
@@ -112,7 +131,7 @@ def build(
             variable="REDKIT_GATEWAY_TOKEN",
         )
     try:
-        return Gateway(rules, allow=allow, max_body=max_body)
+        return Gateway(rules, allow=allow, max_body=max_body, max_streams=max_streams)
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from exc
 
@@ -123,13 +142,29 @@ def main(out: TextIO, gateway: Gateway, *, host: str, port: int, redis: str | No
 
     where = mask_url(redis) if redis else "the Redis of the tokens file"
     print(f"redkit gateway on http://{host}:{port}/ in front of {where}", file=out, flush=True)
-    config: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "lifespan": "on",
+    config = uvicorn.Config(
+        gateway,
+        host=host,
+        port=port,
+        lifespan="on",
         # uvicorn's access log prints query strings, where ?_token= would show: off.
-        "access_log": False,
-        "log_level": "info",
-    }
-    uvicorn.run(gateway, **config)
-    return 0
+        access_log=False,
+        log_level="info",
+    )
+    server = _server(config, gateway)
+    server.run()
+    return 0 if server.started else 3  # uvicorn's status for a failed startup
+
+
+def _server(config: Any, gateway: Gateway) -> Any:
+    """A uvicorn server that ends the gateway's streams before it waits for connections."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            # uvicorn waits for every connection to close, and only then runs the lifespan's
+            # shutdown (where the gateway would end its streams): end them first.
+            await gateway.streams.aclose()
+            await super().shutdown(sockets)
+
+    return Server(config)
