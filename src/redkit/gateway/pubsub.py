@@ -230,7 +230,7 @@ class Stream:
                     log.warning("%s: the Redis connection ended: %s", self.label, error)
                 elif isinstance(error, OSError):  # the ASGI server's send: the client is gone
                     ended_by = "the client"
-                else:
+                elif error is not None:
                     ended_by = "an error"
                     log.error("%s failed", self.label, exc_info=error)
         finally:
@@ -247,7 +247,8 @@ class Stream:
 
     async def _pump(self, send: Send) -> None:
         conn = self._conn
-        assert conn is not None
+        if conn is None:
+            return  # closed (by aclose) before it was served
         while True:
             # A read with a timeout returns None when nothing came, the connection intact.
             reply = await conn.read_response(timeout=self._streams.keepalive)
