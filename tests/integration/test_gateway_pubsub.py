@@ -293,6 +293,16 @@ def test_max_streams_refuses_one_more(server: Server) -> None:
             assert third.take() == ["data: subscribe,three,1\n\n"]
 
 
+def test_an_unreachable_redis_is_a_503_and_holds_no_place() -> None:
+    app = Gateway.for_redis(f"redis://127.0.0.1:{closed_port()}", TOKEN, max_streams=1)
+    with serve_asgi(app) as url:
+        for _ in range(2):  # the second would be refused for the limit if the first kept its place
+            refused = httpx.post(url + "/subscribe/c", headers=SSE, timeout=30)
+            assert refused.status_code == 503
+            assert refused.json() == {"error": "ERR the database is not reachable from the gateway"}
+        assert len(app.streams) == 0
+
+
 def test_redis_dropping_the_connection_ends_the_stream(
     gateway: tuple[Gateway, str], server: Server
 ) -> None:

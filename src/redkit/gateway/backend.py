@@ -64,8 +64,8 @@ class Backend(Protocol):
         """Run ``command`` (``SUBSCRIBE``...) on a new connection, outside the pools.
 
         Returns the connection and the confirmations, one per channel. The caller reads the
-        messages that follow and disconnects it. Raises
-        :class:`BackendError` when Redis cannot be reached, ``ResponseError`` when it refuses.
+        messages that follow and disconnects it. Raises :class:`BackendError` when Redis
+        cannot be reached, ``ResponseError`` when it refuses.
         """
         ...
 
