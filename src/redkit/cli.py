@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="kill a script that runs longer; default 5, 0 for no limit",
     )
+    gateway.add_argument(
+        "--max-streams",
+        type=int,
+        metavar="N",
+        help="subscriptions (/subscribe, /psubscribe) open at once at most; default 100",
+    )
     gateway.add_argument("--host", help="the address to serve on (default 127.0.0.1)")
     gateway.add_argument("--port", type=int, help="the port (default 8080)")
     return parser
@@ -95,6 +101,7 @@ def _gateway(args: argparse.Namespace) -> int:
         max_body=args.max_body,
         max_response=args.max_response,
         script_timeout=args.script_timeout,
+        max_streams=args.max_streams,
     )
     host = args.host or os.environ.get("REDKIT_GATEWAY_HOST") or "127.0.0.1"
     raw_port = os.environ.get("REDKIT_GATEWAY_PORT") or "8080"

@@ -25,6 +25,7 @@ from redkit.gateway.protocol import (
     parse_path,
     reply_size,
 )
+from redkit.gateway.pubsub import check_body, event, is_route, require_event_stream, route
 from redkit.gateway.scripts import ScriptMap, sha1_hex, strip_key_locking
 from redkit.gateway.server import build
 
@@ -240,6 +241,47 @@ def test_fingerprint_hides_the_token() -> None:
     assert label != fingerprint("another")
 
 
+# -- pub/sub -----------------------------------------------------------------------------------
+
+
+def test_stream_routes() -> None:
+    assert route(b"/subscribe/a") == [b"SUBSCRIBE", b"a"]
+    assert route(b"/SUBSCRIBE/a/b%2Fc/") == [b"SUBSCRIBE", b"a", b"b/c"]
+    assert route(b"/psubscribe/news.%2A/%E2%9C%93") == [b"PSUBSCRIBE", b"news.*", "✓".encode()]
+    assert route(b"/subscriber/a") is None
+    assert route(b"/get/subscribe") is None
+    assert is_route(b"/psubscribe")
+    assert not is_route(b"/")
+    with pytest.raises(ProtocolError, match="no pattern"):
+        route(b"/psubscribe/")
+    with pytest.raises(ProtocolError, match="no channel"):
+        route(b"/subscribe")
+
+
+def test_stream_requests() -> None:
+    require_event_stream([(b"Accept", b"text/event-stream")])
+    require_event_stream([(b"accept", b"text/html, TEXT/EVENT-STREAM; q=0.5")])
+    for headers in ([], [(b"accept", b"*/*")], [(b"content-type", b"text/event-stream")]):
+        with pytest.raises(ProtocolError, match="Accept: text/event-stream"):
+            require_event_stream(headers)
+    for body in (b"", b"  ", b"[]", b"[ ]\n"):
+        check_body(body)
+    for body in (b'["ch"]', b"{}", b"[", b"null"):
+        with pytest.raises(ProtocolError, match="go in the path"):
+            check_body(body)
+
+
+def test_events() -> None:
+    assert event([b"subscribe", b"ch", 1]) == b"data: subscribe,ch,1\n\n"
+    assert event([b"message", b"ch", "é, ✓".encode()]) == "data: message,ch,é, ✓\n\n".encode()
+    assert event([b"pmessage", b"c*", b"cat", b"x"]) == b"data: pmessage,c*,cat,x\n\n"
+    # Every line break ends a data: line; the text goes on in the next one.
+    assert event([b"message", b"c", b"a\nb\r\nc\rd"]) == (
+        b"data: message,c,a\ndata: b\ndata: c\ndata: d\n\n"
+    )
+    assert event([b"message", b"c", b"\xff"]) == "data: message,c,\ufffd\n\n".encode()
+
+
 # -- configuration -----------------------------------------------------------------------------
 
 
@@ -250,6 +292,10 @@ def test_gateway_validates_its_settings() -> None:
         Gateway.for_redis("redis://localhost", "same", read_only_token="same")
     app = Gateway({"t": "redis://localhost:1"}, allow=["FLUSHDB"])
     assert "FLUSHDB" in repr(app)
+    with pytest.raises(ValueError, match="max_streams"):
+        Gateway({"t": "redis://localhost:1"}, max_streams=0)
+    with pytest.raises(ValueError, match="keep-alive"):
+        Gateway({"t": "redis://localhost:1"}, stream_keepalive=0)
 
 
 def test_build_from_the_environment() -> None:
@@ -259,9 +305,13 @@ def test_build_from_the_environment() -> None:
         "REDKIT_GATEWAY_READ_ONLY_TOKEN": "ro",
         "REDKIT_GATEWAY_ALLOW": "flushdb, config",
         "REDKIT_GATEWAY_MAX_BODY": "1234",
+        "REDKIT_GATEWAY_MAX_STREAMS": "7",
     }
     app = build(environ=env)
     assert app.max_body == 1234
+    assert app.streams.limit == 7
+    assert build(environ=env, max_streams=3).streams.limit == 3
+    assert build(environ={**env, "REDKIT_GATEWAY_MAX_STREAMS": ""}).streams.limit == 100
     assert app.policy.allow == {"FLUSHDB", "CONFIG"}
     # --allow-command adds to the variable's list; it does not replace it.
     assert build(environ=env, allow=["SWAPDB"]).policy.allow == {"FLUSHDB", "CONFIG", "SWAPDB"}
@@ -271,6 +321,10 @@ def test_build_from_the_environment() -> None:
         build(environ={"REDKIT_GATEWAY_TOKEN": "rw"})
     with pytest.raises(ConfigurationError, match="MAX_BODY"):
         build(environ={**env, "REDKIT_GATEWAY_MAX_BODY": "ten"})
+    with pytest.raises(ConfigurationError, match="MAX_STREAMS must be a number"):
+        build(environ={**env, "REDKIT_GATEWAY_MAX_STREAMS": "many"})
+    with pytest.raises(ConfigurationError, match="--max-streams"):
+        build(environ=env, max_streams=0)
 
 
 def test_build_reads_the_limits() -> None:

@@ -7,7 +7,10 @@ Routes (any other method than those named answers 405):
   one ``{"result"}`` or ``{"error"}`` per command;
 - ``POST /multi-exec``: the same, atomically (``MULTI``/``EXEC`` on one connection);
 - ``GET|HEAD|POST|PUT /COMMAND/arg/...``: one command in the path (see
-  :func:`redkit.gateway.protocol.parse_path`).
+  :func:`redkit.gateway.protocol.parse_path`);
+- ``POST /subscribe/<channel>/...`` and ``POST /psubscribe/<pattern>/...`` (or ``GET``, or
+  ``PUT``), with ``Accept: text/event-stream``: a subscription, streamed as server-sent events
+  (see :mod:`redkit.gateway.pubsub`).
 
 Two limits protect the Redis and the gateway: a script that runs past ``script_timeout`` is
 killed (:mod:`redkit.gateway.watchdog`), and a reply larger than ``max_response`` is not sent;
@@ -25,6 +28,7 @@ from typing import Any
 from redis import exceptions as rx
 
 from redkit.drivers.connect import Connection
+from redkit.gateway import pubsub
 from redkit.gateway.auth import TokenRule, TokenTable, fingerprint, presented_token
 from redkit.gateway.backend import Backend, BackendError, CrossSlot, open_backend
 from redkit.gateway.policy import Policy
@@ -93,6 +97,10 @@ class Gateway:
             takes the kill only after its own ``lua-time-limit``, so the effective limit is the
             larger of the two. A script that has written cannot be killed: its caller gets an
             ``UNKILLABLE`` error and the gateway logs it.
+        max_streams: the most subscriptions (``/subscribe``, ``/psubscribe``) open at once,
+            each holding a Redis connection of its own; one more is refused with 503.
+        stream_keepalive: seconds of quiet after which a subscription is sent a keep-alive
+            comment (so that proxies keep it open) and its Redis connection a ``PING``.
         **redis_options: for every Redis client: ``socket_timeout``, ``max_connections``...
 
     Serve it with any ASGI server (``uvicorn.run(gateway)``). Its Redis pools are opened on
@@ -108,6 +116,8 @@ class Gateway:
         max_body: int = MAX_BODY,
         max_response: int = MAX_RESPONSE,
         script_timeout: float | None = DEFAULT_SCRIPT_TIMEOUT,
+        max_streams: int = pubsub.DEFAULT_MAX_STREAMS,
+        stream_keepalive: float = pubsub.KEEPALIVE,
         **redis_options: Any,
     ) -> None:
         rules = {
@@ -127,6 +137,7 @@ class Gateway:
         if script_timeout is not None and not script_timeout > 0:
             raise ValueError("the script time limit must be positive seconds, or None")
         self.script_timeout = script_timeout
+        self.streams = pubsub.Streams(max_streams, stream_keepalive)
         self._redis_options = redis_options
         self._scripts = ScriptMap()
         self._backends: dict[object, Backend] = {}
@@ -163,14 +174,20 @@ class Gateway:
             await send({"type": "websocket.close", "code": 1003})
             return
         status, data = await self._respond(scope, receive)
+        sync = (b"upstash-sync-token", str(next(self._sync_tokens)).encode())
+        if isinstance(data, pubsub.Stream):
+            await data.serve(receive, send, [sync])
+            return
         body = json_body(data)
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
-            (b"upstash-sync-token", str(next(self._sync_tokens)).encode()),
+            sync,
         ]
         if status == 405:
-            headers.append((b"allow", b"GET, HEAD, POST, PUT"))
+            path = scope.get("raw_path") or scope["path"].encode("utf-8")
+            allow = b"GET, POST, PUT" if pubsub.is_route(path) else b"GET, HEAD, POST, PUT"
+            headers.append((b"allow", allow))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send(
             {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
@@ -187,7 +204,8 @@ class Gateway:
                 return
 
     async def aclose(self) -> None:
-        """Close the Redis pools (they reopen if another request comes)."""
+        """End the subscriptions, close the Redis pools (they reopen if another request comes)."""
+        await self.streams.aclose()
         backends, self._backends = self._backends, {}
         for backend in backends.values():
             try:
@@ -221,6 +239,10 @@ class Gateway:
                 )
             b64 = (_header(headers, b"upstash-encoding") or b"").strip().lower() == b"base64"
             backend = self._backend(rule)
+            subscription = pubsub.route(path)
+            if subscription is not None:
+                label = command_name(subscription)
+                return 200, await self._subscribe(scope, receive, backend, subscription)
             route = _BATCH_ROUTES.get(path.rstrip(b"/") or b"/")
             if route is not None:
                 label = route
@@ -254,6 +276,18 @@ class Gateway:
             status, data = 500, {"error": "ERR internal error in the gateway"}
         log.debug("%s %s (%s) -> %s", method, label, who, status)
         return status, data
+
+    async def _subscribe(
+        self, scope: Scope, receive: Receive, backend: Backend, command: Command
+    ) -> pubsub.Stream:
+        method = scope["method"]
+        if method == "HEAD":
+            raise _Answer(405, {"error": "ERR HEAD cannot open a subscription: use POST"})
+        pubsub.require_event_stream(scope["headers"])
+        if method in ("POST", "PUT"):
+            # Read to its end, so that the next receive() is the client's disconnect.
+            pubsub.check_body(await self._body(scope, receive))
+        return await self.streams.open(backend, command)
 
     def _backend(self, rule: TokenRule) -> Backend:
         target = rule.redis

@@ -12,6 +12,9 @@ LOAD``...), and refreshes the topology and retries once on ``MOVED``.
 
 A batch that runs a script is watched (:mod:`redkit.gateway.watchdog`): past the gateway's time
 limit, the script is killed on the node running it.
+
+A pub/sub stream (:meth:`Backend.subscribe`) gets a connection of its own, outside the pools:
+a subscribed connection serves nothing else, so it is never taken from a pool nor put back.
 """
 
 from __future__ import annotations
@@ -62,6 +65,15 @@ class Backend(Protocol):
         """
         ...
 
+    async def subscribe(self, command: Command) -> tuple[AbstractConnection, list[Reply]]:
+        """Run ``command`` (``SUBSCRIBE``...) on a new connection, outside the pools.
+
+        Returns the connection and the confirmations, one per channel. The caller reads the
+        messages that follow and disconnects it. Raises :class:`BackendError` when Redis
+        cannot be reached, ``ResponseError`` when it refuses.
+        """
+        ...
+
     async def aclose(self) -> None:
         """Close every pooled connection."""
         ...
@@ -89,6 +101,20 @@ async def _exchange(
         return replies
     except BaseException:
         # A half-read connection must not go back into the pool as it is.
+        await conn.disconnect()
+        raise
+
+
+async def _subscribed(conn: AbstractConnection, command: Command) -> list[Reply]:
+    """Connect ``conn``, send ``command``, read its confirmations (one per channel)."""
+    try:
+        await conn.connect()  # type: ignore[no-untyped-call]
+        await conn.send_command(*command)
+        return [await conn.read_response() for _ in command[1:]]
+    except (rx.ConnectionError, rx.TimeoutError) as exc:
+        await conn.disconnect()
+        raise _failure(exc) from exc
+    except BaseException:
         await conn.disconnect()
         raise
 
@@ -188,6 +214,11 @@ class StandaloneBackend:
         """Run ``commands`` in ``MULTI``/``EXEC`` on one connection."""
         result: list[Reply] = await self._with_connection(commands, multi=True)
         return result
+
+    async def subscribe(self, command: Command) -> tuple[AbstractConnection, list[Reply]]:
+        """``command`` on a new connection with the pool's settings, not from the pool."""
+        conn = self._pool.connection_class(**self._pool.connection_kwargs)
+        return conn, await _subscribed(conn, command)
 
     async def aclose(self) -> None:
         """Close the pool's connections."""
@@ -377,6 +408,16 @@ class ClusterBackend:
                 continue
             break
         return _exec_result(queued, result)
+
+    async def subscribe(self, command: Command) -> tuple[AbstractConnection, list[Reply]]:
+        """``command`` on a new connection to a primary, not from its pool.
+
+        Any primary does: a cluster broadcasts ``PUBLISH`` (not ``SPUBLISH``) to every node.
+        """
+        await self._ready()
+        node = random.choice(self._primaries())
+        conn = node.connection_class(**node.connection_kwargs)
+        return conn, await _subscribed(conn, command)
 
     async def aclose(self) -> None:
         """Close every node's connections."""

@@ -5,6 +5,8 @@ Four kinds of refusal, each a plain ``ERR``/``NOPERM`` message answered with HTT
 - *unsupported*: commands that change a pooled connection's state (``SELECT``, ``AUTH``,
   ``CLIENT``...), transactions outside ``/multi-exec``, and streams of replies (``SUBSCRIBE``,
   ``MONITOR``). No option allows them: over a shared pool they would leak between requests.
+  ``SUBSCRIBE`` and ``PSUBSCRIBE`` have routes of their own, ``/subscribe/<channel>`` and
+  ``/psubscribe/<pattern>`` (:mod:`redkit.gateway.pubsub`), each on a connection of its own.
 - *blocking*: ``BLPOP`` and the other commands that wait; ``XREAD``/``XREADGROUP`` with
   ``BLOCK``; ``WAIT``. A REST request holds a pooled connection; Upstash refuses them too.
 - *denied*: administration (``FLUSHALL``, ``CONFIG``, ``SHUTDOWN``, ``CLUSTER``...), refused
@@ -124,6 +126,12 @@ class Policy:
         if name in UNSUPPORTED:
             if name in ("MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"):
                 return f"ERR {name} is not supported: send a transaction to /multi-exec"
+            if name in ("SUBSCRIBE", "PSUBSCRIBE"):
+                route = name.lower()
+                return (
+                    f"ERR {name} is not supported as a command: POST /{route}/<channel> "
+                    "with Accept: text/event-stream streams the messages"
+                )
             return f"ERR {name} is not supported over REST"
         sub = command[1].upper() if len(command) > 1 else b""
         if sub in _CONNECTION_STATE.get(name, ()):

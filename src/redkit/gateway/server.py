@@ -21,10 +21,15 @@ flag                            variable                             meaning
                                                                      (16 MiB)
 ``--script-timeout SECONDS``    ``REDKIT_GATEWAY_SCRIPT_TIMEOUT``    kill scripts running
                                                                      longer (5; 0: never)
+``--max-streams N``             ``REDKIT_GATEWAY_MAX_STREAMS``       subscriptions open at
+                                                                     once (100)
 ==============================  ===================================  ==========================
 
 The tokens file maps each token to its Redis:
 ``{"<token>": {"redis": "redis://...", "read_only": false}, ...}``.
+
+At shutdown the server ends the open subscriptions first: uvicorn waits for every connection
+to close before it stops, and an event stream does not close by itself.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from redkit.drivers.connect import mask_url
 from redkit.gateway.app import Gateway
 from redkit.gateway.auth import TokenRule
 from redkit.gateway.protocol import MAX_BODY, MAX_RESPONSE
+from redkit.gateway.pubsub import DEFAULT_MAX_STREAMS
 from redkit.gateway.watchdog import DEFAULT_SCRIPT_TIMEOUT
 
 __all__ = ["build", "main"]
@@ -84,6 +90,7 @@ def build(
     max_body: int | None = None,
     max_response: int | None = None,
     script_timeout: float | None = None,
+    max_streams: int | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Gateway:
     """The gateway the flags (else the environment) describe.
@@ -130,6 +137,14 @@ def build(
             "the script time limit (--script-timeout, REDKIT_GATEWAY_SCRIPT_TIMEOUT) must be "
             "0 (no limit) or positive seconds"
         )
+    if max_streams is None:
+        variable = "REDKIT_GATEWAY_MAX_STREAMS"
+        max_streams = int(_number(env.get(variable), variable, DEFAULT_MAX_STREAMS, "streams"))
+    if max_streams <= 0:
+        raise ConfigurationError(
+            "the maximum number of streams (--max-streams) must be at least 1",
+            variable="REDKIT_GATEWAY_MAX_STREAMS",
+        )
     rules: dict[str, TokenRule] = _tokens_file(tokens_file) if tokens_file else {}
     if token or read_only_token:
         if not redis:
@@ -155,6 +170,7 @@ def build(
             max_body=max_body,
             max_response=max_response,
             script_timeout=script_timeout or None,
+            max_streams=max_streams,
         )
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from exc
@@ -166,13 +182,29 @@ def main(out: TextIO, gateway: Gateway, *, host: str, port: int, redis: str | No
 
     where = mask_url(redis) if redis else "the Redis of the tokens file"
     print(f"redkit gateway on http://{host}:{port}/ in front of {where}", file=out, flush=True)
-    config: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "lifespan": "on",
+    config = uvicorn.Config(
+        gateway,
+        host=host,
+        port=port,
+        lifespan="on",
         # uvicorn's access log prints query strings, where ?_token= would show: off.
-        "access_log": False,
-        "log_level": "info",
-    }
-    uvicorn.run(gateway, **config)
-    return 0
+        access_log=False,
+        log_level="info",
+    )
+    server = _server(config, gateway)
+    server.run()
+    return 0 if server.started else 3  # uvicorn's status for a failed startup
+
+
+def _server(config: Any, gateway: Gateway) -> Any:
+    """A uvicorn server that ends the gateway's streams before it waits for connections."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            # uvicorn waits for every connection to close, and only then runs the lifespan's
+            # shutdown (where the gateway would end its streams): end them first.
+            await gateway.streams.aclose()
+            await super().shutdown(sockets)
+
+    return Server(config)
