@@ -31,7 +31,7 @@ VENV = Path(os.environ.get("REDKIT_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
 #: What each command installs: the demo needs its web stack, the tests everything.
-EXTRAS = {"demo": "demo,embedded,hiredis", "test": "dev,demo,embedded,hiredis"}
+EXTRAS = {"demo": "demo,embedded,hiredis", "test": "dev,demo,embedded,hiredis,advise"}
 STAMP = VENV / ".redkit-installed"
 
 

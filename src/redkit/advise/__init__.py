@@ -1,0 +1,11 @@
+"""``redkit advise``: replay a service's real traffic and recommend cache and rate-limit settings.
+
+Read a log into a :class:`~redkit.advise.trace.Trace`, then ask for advice on it; the same
+functions back the ``redkit advise`` command.
+"""
+
+from __future__ import annotations
+
+from redkit.advise.trace import Malformed, Op, Request, Trace, TraceBuilder
+
+__all__ = ["Malformed", "Op", "Request", "Trace", "TraceBuilder"]
