@@ -263,6 +263,21 @@ def test_rate_strings_and_config_mistakes_name_the_setting() -> None:
     connection.close()
 
 
+def test_a_flask_rate_string_s_options_are_checked_at_decoration() -> None:
+    """Wrong options beside a rate string fail where they are written, not at a request."""
+    pytest.importorskip("flask")
+    from redkit.web.flask import Redkit
+
+    ext = Redkit()  # no app, no connection yet: nothing is opened to check
+    with pytest.raises(InvalidArgumentError, match="scope must be a non-empty str"):
+        ext.limit("5/minute", scope="")
+    with pytest.raises(InvalidArgumentError, match="tier= needs a TieredRatelimit"):
+        ext.limit("5/minute", tier="pro")
+    with pytest.raises(InvalidArgumentError, match="exempt_when must be a function"):
+        ext.limit("5/minute", exempt_when="yes")  # type: ignore[arg-type]
+    ext.limit("5/minute; 100/day", scope="search")  # and a right one is accepted
+
+
 def test_key_functions() -> None:
     assert by_client_ip()(FakeRequest(x_forwarded_for="6.6.6.6")) == "ip:192.0.2.1"
     trusting = by_client_ip(TrustedProxies(["192.0.2.0/24"]))

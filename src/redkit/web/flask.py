@@ -43,6 +43,7 @@ from redkit.cache import Cache
 from redkit.core.durations import Duration
 from redkit.core.errors import InvalidArgumentError
 from redkit.drivers.connect import Connection, connect
+from redkit.ratelimit.facade import Ratelimit
 from redkit.ratelimit.rates import limits_from
 from redkit.sessions import SessionStore
 from redkit.sessions.flask import RedisSessions
@@ -353,11 +354,15 @@ class Redkit:
             "legacy": legacy, "policy_name": policy_name, "exempt_when": exempt_when,
         }  # fmt: skip
         spec = _Spec(ratelimit, options)
-        # Checked now, so a mistake shows at import rather than at the first request.
-        if isinstance(ratelimit, str):
-            limits_from(ratelimit)
-        else:
-            self._rule(ratelimit, {**options, "ietf": True, "legacy": True})
+        # Checked now, so a mistake shows at import rather than at the first request. A rate
+        # string's rule is made per app (on its connection) at its first request; its options
+        # are checked here on a limiter of that rate that is never used (it opens nothing).
+        limiter = (
+            Ratelimit(_NEVER_OPENED, limits_from(ratelimit))
+            if isinstance(ratelimit, str)
+            else ratelimit
+        )
+        self._rule(limiter, {**options, "ietf": True, "legacy": True})
 
         def decorate(view: F) -> F:
             # Prepended: decorators apply bottom-up, and the top one should be checked first.
@@ -435,6 +440,10 @@ class Redkit:
             for name, value in shown.headers:
                 response.headers.setdefault(name, value)  # as the ASGI side: the view's win
         return response
+
+
+#: The connection of the limiters that only check a rate string's options: never used.
+_NEVER_OPENED = Connection("redis://127.0.0.1:6379")
 
 
 def _app_cache() -> Cache:
