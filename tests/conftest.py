@@ -126,7 +126,7 @@ def rest_conn(rest_gateway: str, loop_thread: LoopThread) -> Iterator[RestConnec
         "rest-async",
     ],
 )
-def backend(request: pytest.FixtureRequest, loop_thread: LoopThread) -> Backend:
+def backend(request: pytest.FixtureRequest, loop_thread: LoopThread) -> Iterator[Backend]:
     topology, mode = request.param.split("-")
     admin = None
     if topology == "cluster":
@@ -138,7 +138,10 @@ def backend(request: pytest.FixtureRequest, loop_thread: LoopThread) -> Backend:
         conn = request.getfixturevalue("standalone_conn")
         if topology == "rest":
             admin, conn = conn, request.getfixturevalue("rest_conn")
-    return Backend(conn, topology=topology, mode=mode, loop=loop_thread, admin=admin)
+    backend = Backend(conn, topology=topology, mode=mode, loop=loop_thread, admin=admin)
+    yield backend
+    # A cached fixed window's background sync would otherwise land after the next flush.
+    backend.close_limiters()
 
 
 @pytest.fixture(params=["standalone", "cluster"])

@@ -67,6 +67,7 @@ class Backend:
         self.mode = mode
         self.loop = loop
         self._admin = admin
+        self._limiters: list[Blocking] = []
 
     @property
     def is_cluster(self) -> bool:
@@ -110,7 +111,15 @@ class Backend:
     def ratelimit(self, limiter: Limiter, **options: Any) -> Any:
         """A ``Ratelimit`` (or, in async mode, an ``AsyncRatelimit``) called as if blocking."""
         facade = AsyncRatelimit if self.is_async else Ratelimit
-        return Blocking(facade(self.conn, limiter, **options), self)
+        made = Blocking(facade(self.conn, limiter, **options), self)
+        self._limiters.append(made)
+        return made
+
+    def close_limiters(self) -> None:
+        """Stop the limiters' background syncs: none may write into the next test's Redis."""
+        for made in self._limiters:
+            made.close()
+        self._limiters.clear()
 
     # -- looking at the server from outside ------------------------------------------------
 
