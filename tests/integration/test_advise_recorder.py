@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import hmac
 import itertools
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from redkit.advise import Op, Trace, read_recorded
 from redkit.advise.recorder import TraceRecorder
 from redkit.cache import AsyncCache, Cache
-from support import Backend, Blocking
+from redkit.core.ops import command
+from redkit.drivers.connect import Connection
+from redkit.ratelimit import FixedWindow, Ratelimit, TieredRatelimit
+from support import Backend, Blocking, closed_port
 
 SECRET = b"a-test-secret-of-32-bytes-length"
 #: A key that must never appear in a hashed trace.
@@ -180,3 +186,229 @@ def test_wrong_settings_are_refused_clearly(trace_file: Path) -> None:
         TraceRecorder.to_file(trace_file.parent / "missing" / "trace.jsonl")
     with pytest.raises(TypeError, match=r"trace must be a redkit\.advise\.TraceRecorder"):
         Cache("redis://127.0.0.1:1", trace=str(trace_file))  # type: ignore[arg-type]
+
+
+# -- rate limits ---------------------------------------------------------------------------
+
+
+def test_rate_limit_decisions_are_recorded(backend: Backend, trace_file: Path) -> None:
+    recorder = TraceRecorder.to_file(trace_file, sample=1.0, secret=SECRET)
+    limiter = backend.ratelimit(FixedWindow(3, "1 m"), prefix="api", trace=recorder)
+    results = [limiter.limit(PRIVATE) for _ in range(5)]
+    results += limiter.limit_many(["bob", "carol"])
+    recorder.close()
+
+    recorded = events(trace_file)
+    who = [PRIVATE] * 5 + ["bob", "carol"]
+    assert [(e["kind"], e["ns"], e["key"]) for e in recorded] == [
+        ("ratelimit", "api", recorder.key_of("api", name)) for name in who
+    ]
+    assert [e["op"] for e in recorded] == ["allow"] * 3 + ["deny"] * 2 + ["allow"] * 2
+    assert [e["remaining"] for e in recorded] == [r.remaining for r in results]
+    assert [e["remaining"] for e in recorded[:3]] == [2, 1, 0]
+    assert [e.get("reason") for e in recorded] == [r.reason for r in results]
+    assert {e["limit"] for e in recorded} == {3}
+    assert PRIVATE not in trace_file.read_text()
+
+
+def test_each_tier_is_recorded_under_its_own_prefix(conn: Connection, trace_file: Path) -> None:
+    recorder = TraceRecorder.to_file(trace_file, sample=1.0, secret=SECRET)
+    tiers = TieredRatelimit(
+        conn, {"free": FixedWindow(1, "1 m"), "pro": FixedWindow(5, "1 m")}, prefix="plans",
+        trace=recorder,
+    )  # fmt: skip
+    tiers.limit("u1", tier="free")
+    tiers.limit("u1", tier="free")
+    tiers.limit("u1", tier="pro")
+    recorder.close()
+    assert [(e["ns"], e["op"]) for e in events(trace_file)] == [
+        ("plans:free", "allow"),
+        ("plans:free", "deny"),
+        ("plans:pro", "allow"),
+    ]
+
+
+# -- Redis streams -------------------------------------------------------------------------
+
+
+def xlen(conn: Connection, stream: str) -> int:
+    return int(conn.sync_driver().execute(command("XLEN", stream)))
+
+
+def test_a_stream_is_bounded_by_maxlen(conn: Connection) -> None:
+    exact = TraceRecorder.to_stream(
+        conn, "trace:exact", maxlen=50, approximate=False, sample=1.0, secret=SECRET, batch=16
+    )
+    cheap = TraceRecorder.to_stream(conn, "trace:cheap", maxlen=50, sample=1.0, batch=16)
+    names = [f"k{n}" for n in range(300)]
+    for recorder in (exact, cheap):
+        cache = Cache(conn, namespace="s", trace=recorder)
+        for name in names:
+            cache.get(name)
+        recorder.close()
+        assert recorder.written == 300
+    assert xlen(conn, "trace:exact") == 50
+    # MAXLEN ~ trims whole nodes of the stream (100 entries by default): a little more is kept.
+    assert 50 <= xlen(conn, "trace:cheap") <= 50 + 100
+    kept = read_recorded(stream=(conn, "trace:exact"))
+    assert kept.headers == []  # trimmed away with the oldest events
+    assert [kept.key_names[k] for k in kept.keys] == [exact.key_of("s", n) for n in names[-50:]]
+    assert set(kept.ops) == {Op.READ}
+
+
+def test_a_stream_reads_back_as_the_file_does(conn: Connection, trace_file: Path) -> None:
+    to_stream = TraceRecorder.to_stream(conn, "trace:both", sample=1.0, secret=SECRET)
+    to_file = TraceRecorder.to_file(trace_file, sample=1.0, secret=SECRET)
+    for recorder in (to_stream, to_file):
+        cache = Cache(conn, namespace=f"both-{id(recorder)}", trace=recorder)
+        cache.get_or_set("a", lambda: "x" * 100, tags=["t"])
+        cache.get("a")
+        cache.invalidate_tags("t")
+        limiter = Ratelimit(
+            conn, FixedWindow(1, "1 m"), prefix=f"rl-{id(recorder)}", trace=recorder
+        )
+        limiter.limit("ip-1")
+        limiter.limit("ip-1")
+        recorder.close()
+    from_stream = read_recorded(stream=(conn, "trace:both"))
+    from_file = read_recorded(trace_file)
+    assert from_stream.format == from_file.format == "redkit-trace"
+    assert from_stream.source == "redis stream trace:both"
+    assert from_stream.malformed == from_file.malformed == 0
+    assert from_stream.sample == from_file.sample == 1.0
+    assert from_stream.hashed is True
+    assert from_stream.headers[0]["keys_id"] == to_stream.keys_id
+
+    def rows(trace: Trace) -> list[tuple[Any, ...]]:  # the namespaces differ, and the times
+        return [
+            (r.op, r.size, r.ttl, r.client is None, {**(r.attributes or {}), "load_ms": 0})
+            for r in trace.requests()
+        ]
+
+    assert rows(from_stream) == rows(from_file)
+    (miss, hit, written, allowed, denied) = from_stream.requests()
+    assert (miss.op, miss.attributes["result"]) == (Op.READ, "miss")
+    assert float(miss.attributes["load_ms"]) >= 0
+    assert (miss.size or 0) > 100  # the size of the entry loaded
+    assert miss.ttl == 300.0
+    assert (hit.op, hit.attributes["result"], hit.size) == (Op.READ, "hit", miss.size)
+    assert (written.op, written.key) == (Op.WRITE, miss.key)  # the tag reached the key
+    assert (allowed.op, allowed.namespace) == (Op.OTHER, f"rl-{id(to_stream)}")
+    assert allowed.client == allowed.key == to_stream.key_of(allowed.namespace, "ip-1")
+    assert allowed.attributes == {"decision": "allow", "remaining": "0"}
+    assert denied.attributes["decision"] == "deny"
+
+
+def test_a_stream_on_a_redis_that_is_down_costs_the_caller_nothing(
+    conn: Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = TraceRecorder.to_stream(
+        f"redis://127.0.0.1:{closed_port()}", sample=1.0, flush_interval=0.05
+    )
+    cache = Cache(conn, namespace="down", trace=recorder)
+    with caplog.at_level(logging.WARNING, logger="redkit.advise"):
+        for n in range(20):
+            assert cache.get_or_set(f"k{n}", lambda n=n: n) == n
+        recorder.flush()  # fails: the events are dropped, with a warning
+        assert recorder.dropped == 40  # a miss and a load of each key
+        for n in range(20):
+            assert cache.get(f"k{n}") == n
+        deadline = time.monotonic() + 10
+        while recorder.dropped < 60 and time.monotonic() < deadline:
+            time.sleep(0.02)  # the thread's tries fail too, without another warning
+        recorder.close()
+    assert recorder.recorded == recorder.dropped == 60
+    assert recorder.written == 0
+    warnings = [r for r in caplog.records if r.name == "redkit.advise"]
+    assert len(warnings) == 1
+    assert "events dropped" in warnings[0].getMessage()
+    assert cache.stats.loads == 20  # the cache itself never noticed
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+HEADER = '{"redkit_trace": 1, "sample": 0.5, "hashed": true, "started": 1.0}'
+
+
+def event(ts: float, op: str, key: str | None, **more: Any) -> str:
+    kind = "ratelimit" if op in ("allow", "deny") else "cache"
+    return json.dumps({"ts": ts, "kind": kind, "op": op, "ns": "n", "key": key, **more})
+
+
+def test_invalidations_reach_the_keys_they_invalidate() -> None:
+    trace = read_recorded(
+        [
+            HEADER,
+            event(1, "miss", "a"),
+            event(1.1, "load", "a", size=10, ttl=60, load_ms=5.5, tags=["t1"]),
+            event(2, "write", "b", size=20, tags=["t1", "t2"]),
+            event(3, "hit", "c", size=30),
+            event(4, "invalidate", "t2", scope="tag"),
+            event(5, "write", "b", size=20),  # b loses its tags
+            event(6, "invalidate", "t1", scope="tag"),
+            event(7, "invalidate", None, scope="namespace"),
+            event(8, "miss", "c"),  # a plain get: no load follows
+        ]
+    )
+    rows = [(r.time, r.op, r.key, r.size, r.line) for r in trace.requests()]
+    assert rows == [
+        (1, Op.READ, "a", 10, 2),  # the miss, with its load's size
+        (2, Op.WRITE, "b", 20, 4),
+        (3, Op.READ, "c", 30, 5),
+        (4, Op.WRITE, "b", None, 6),  # t2: b only
+        (5, Op.WRITE, "b", 20, 7),
+        (6, Op.WRITE, "a", None, 8),  # t1: a, no longer b
+        (7, Op.WRITE, "a", None, 9),  # the namespace: every key seen
+        (7, Op.WRITE, "b", None, 9),
+        (7, Op.WRITE, "c", None, 9),
+        (8, Op.READ, "c", 30, 10),  # the last size seen of c
+    ]
+    first = trace.request(0)
+    assert first.ttl == 60
+    assert first.attributes == {"result": "miss", "load_ms": "5.5"}
+    assert trace.sample == 0.5
+    assert trace.hashed is True
+    assert trace.lines_read == 10  # the header and the loads are no requests
+
+
+def test_malformed_lines_are_counted_with_their_reasons() -> None:
+    trace = read_recorded(
+        [
+            HEADER,
+            "not json",
+            "[1, 2]",
+            event(1, "peek", "a"),
+            json.dumps({"ts": "soon", "kind": "cache", "op": "hit", "ns": "n", "key": "a"}),
+            event(2, "hit", "a", size=-1),
+            event(3, "invalidate", "t"),
+            '{"redkit_trace": 2}',
+            "",
+            event(4, "hit", "a"),
+            event(5, "deny", "ip", remaining=0),
+        ]
+    )
+    assert len(trace) == 2
+    assert trace.malformed == 7
+    reasons = {m.line: m.reason for m in trace.malformed_examples}
+    assert list(reasons) == [2, 3, 4, 5, 6]  # the first five
+    assert reasons[2].startswith("not JSON")
+    assert reasons[3] == "not a JSON object"
+    assert "not a cache event" in reasons[4]
+    assert "ts must be a number" in reasons[5]
+    assert "size must be a whole number >= 0" in reasons[6]
+    assert trace.request(1).attributes == {"decision": "deny", "remaining": "0"}
+    with pytest.raises(ValueError, match="holds no recorded trace"):
+        read_recorded(["", "  "])
+    with pytest.raises(ValueError, match="needs one source"):
+        read_recorded()
+
+
+def test_a_gzipped_file_reads_too(tmp_path: Path) -> None:
+    path = tmp_path / "trace.jsonl.gz"
+    with TraceRecorder.to_file(path, sample=1.0) as recorder:
+        recorder.record_cache("hit", "n", "k", size=5)
+    with gzip.open(path, "rt") as lines:
+        assert "redkit_trace" in lines.readline()
+    trace = read_recorded(path)
+    assert [(r.op, r.size) for r in trace.requests()] == [(Op.READ, 5)]

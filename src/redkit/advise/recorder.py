@@ -206,17 +206,19 @@ class _StreamSink:
             raise InvalidArgumentError(f"maxlen must be a positive int, got {maxlen!r}")
         self.name = stream
         self._backend = as_backend(redis)
+        # A URL makes a connection of the recorder's own, closed with it; a connection or a
+        # client given is the application's, and stays open.
+        self._owned = isinstance(redis, str)
         self._trim: tuple[str, ...] = ("MAXLEN", "~") if approximate else ("MAXLEN",)
         self._maxlen = maxlen
-        self._driver: SyncDriver | None = None  # made on first write: no connection up front
+        # Asked for now (it connects on first use), so that an asyncio client fails here.
+        self._driver: SyncDriver = self._backend.sync_driver(timeout=_STREAM_TIMEOUT)
 
     def write(self, header: dict[str, Any] | None, events: list[_Event]) -> None:
         entries = [header] if header is not None else []
         entries.extend(_event_dict(e) for e in events)
         if not entries:
             return
-        if self._driver is None:
-            self._driver = self._backend.sync_driver(timeout=_STREAM_TIMEOUT)
         adds = tuple(
             command("XADD", self.name, *self._trim, self._maxlen, "*", *_stream_fields(entry))
             for entry in entries
@@ -227,9 +229,9 @@ class _StreamSink:
                 raise reply
 
     def close(self) -> None:
-        if self._driver is not None:
-            self._driver.close()
-            self._driver = None
+        close = getattr(self._backend, "close", None)
+        if self._owned and callable(close):
+            close()
 
 
 def _secret(secret: str | bytes | None) -> bytes:
@@ -379,9 +381,11 @@ class TraceRecorder:
     ) -> TraceRecorder:
         """A recorder that adds entries to the Redis stream ``stream``, trimmed to ``maxlen``.
 
-        ``redis`` is a :class:`redkit.Connection`, a Redis URL or a redis-py (blocking) client;
-        the recorder's thread uses a connection of its own. Trimming is ``MAXLEN ~`` (cheap,
-        may keep a few more entries than ``maxlen``) unless ``approximate=False``.
+        ``redis`` is a :class:`redkit.Connection`, a Redis URL or a redis-py (blocking) client
+        (the recorder writes from a thread, so an asyncio client will not do: give the URL);
+        a URL gives the recorder a connection of its own, closed by :meth:`close`. Trimming is
+        ``MAXLEN ~`` (cheap; a few more entries than ``maxlen`` may stay) unless
+        ``approximate=False``.
         """
         sink = _StreamSink(redis, stream, maxlen, approximate)
         return cls(
