@@ -8,6 +8,7 @@ import hmac
 import itertools
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -412,3 +413,28 @@ def test_a_gzipped_file_reads_too(tmp_path: Path) -> None:
         assert "redkit_trace" in lines.readline()
     trace = read_recorded(path)
     assert [(r.op, r.size) for r in trace.requests()] == [(Op.READ, 5)]
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_worker_records_with_a_thread_of_its_own(trace_file: Path) -> None:
+    recorder = TraceRecorder.to_file(trace_file, sample=1.0, secret=SECRET, flush_interval=0.05)
+    recorder.record_cache("hit", "ns", "parent")
+    recorder.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: no close(), as a worker killed by its server; the thread writes
+        code = 1
+        try:
+            recorder.record_cache("hit", "ns", "child")
+            deadline = time.monotonic() + 10
+            while recorder.written < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            code = 0 if recorder.written == 2 else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    recorder.close()
+    assert [e["key"] for e in events(trace_file)] == [
+        recorder.key_of("ns", "parent"),
+        recorder.key_of("ns", "child"),
+    ]

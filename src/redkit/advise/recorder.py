@@ -35,7 +35,7 @@ seconds or every ``batch`` events (one pipelined ``XADD`` per batch for a stream
 buffer is full, new events are dropped and counted (:attr:`TraceRecorder.dropped`); when the
 file or Redis fails, the events are dropped, one warning is logged, and the caller never sees
 an error. :meth:`TraceRecorder.close` (or ``with``, or the end of the interpreter) writes what
-is left.
+is left. A forked child (a pre-forking server's worker) gets a writing thread of its own.
 
 The format, one JSON object per line (a stream entry holds the same fields, as strings, with
 absent ones left out). First a header, written when a recorder starts (a file that several
@@ -81,6 +81,7 @@ import os
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from json.encoder import encode_basestring_ascii
 from typing import IO, Any, Literal, NamedTuple, Protocol
@@ -365,11 +366,22 @@ class TraceRecorder:
         }
         self._failing = False
         self._closed = False
+        self._start()
+        atexit.register(self.close)
+        _LIVE.add(self)
+
+    def _start(self) -> None:
         self._write_lock = threading.Lock()  # one writer at a time: the thread, or flush()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="redkit-trace", daemon=True)
         self._thread.start()
-        atexit.register(self.close)
+
+    def _after_fork(self) -> None:
+        """In a forked child (a pre-forking server's worker): a writing thread of its own."""
+        if self._closed:
+            return
+        self._buffer.clear()  # the parent's events: the parent writes them
+        self._start()
 
     @classmethod
     def to_file(
@@ -582,6 +594,7 @@ class TraceRecorder:
             return
         self._closed = True
         atexit.unregister(self.close)
+        _LIVE.discard(self)
         self._wake.set()
         self._thread.join(timeout)
         self._drain()
@@ -600,3 +613,16 @@ class TraceRecorder:
             f"TraceRecorder({where!r}, sample={self.sample}, hash_keys={self.hash_keys}, "
             f"recorded={self._recorded}, dropped={self._dropped})"
         )
+
+
+#: Recorders not closed yet: a forked child restarts their threads (threads do not survive).
+_LIVE: weakref.WeakSet[TraceRecorder] = weakref.WeakSet()
+
+
+def _restart_after_fork() -> None:
+    for recorder in list(_LIVE):
+        recorder._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_restart_after_fork)
