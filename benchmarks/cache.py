@@ -38,6 +38,7 @@ import json
 import random
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -225,10 +226,17 @@ def local_tier_option() -> str | None:
     return next((name for name in ("local_ttl", "local") if name in parameters), None)
 
 
-def redkit_options(kind: str) -> dict[str, Any]:
+def redkit_options(kind: str, env: Env) -> dict[str, Any]:
     options: dict[str, Any] = {"default_ttl": TTL_S}
     if kind == "local":
         options[local_tier_option() or "local_ttl"] = 60
+    if kind.startswith("traced"):  # "traced 0.01": a trace of that share of the keys
+        from redkit.advise import TraceRecorder
+
+        folder = tempfile.mkdtemp(prefix="redkit-bench-trace-")
+        recorder = TraceRecorder.to_file(f"{folder}/trace.jsonl", sample=float(kind.split()[1]))
+        env.cleanups.append(recorder.close)
+        options["trace"] = recorder
     return options
 
 
@@ -236,7 +244,7 @@ def redkit_sync(kind: str) -> Callable[[Env, str, list[str]], SyncOp]:
     def setup(env: Env, slug: str, ids: list[str]) -> SyncOp:
         connection = env.server.connect()
         env.cleanups.append(connection.close)
-        cache = Cache(connection, namespace=slug, **redkit_options(kind))
+        cache = Cache(connection, namespace=slug, **redkit_options(kind, env))
         cache.set_many(dict.fromkeys(ids, VALUE))
         if kind == "get_or_set":
             loader = functools.partial(count_load, slug)
@@ -249,7 +257,7 @@ def redkit_sync(kind: str) -> Callable[[Env, str, list[str]], SyncOp]:
                 return count_load(slug)
 
             return fetch
-        return cache.get  # "get", and "local": Cache.get through the local tier
+        return cache.get  # "get", "traced", and "local": Cache.get through the local tier
 
     return setup
 
@@ -258,7 +266,7 @@ def redkit_async(kind: str) -> Callable[[Env, str, list[str]], Awaitable[AsyncOp
     async def setup(env: Env, slug: str, ids: list[str]) -> AsyncOp:
         connection = env.server.connect()
         env.async_cleanups.append(connection.aclose)
-        cache = AsyncCache(connection, namespace=slug, **redkit_options(kind))
+        cache = AsyncCache(connection, namespace=slug, **redkit_options(kind, env))
         await cache.set_many(dict.fromkeys(ids, VALUE))
         if kind == "get_or_set":
             loader = functools.partial(count_load_async, slug)
@@ -449,9 +457,13 @@ def build_rows() -> tuple[list[Row], list[Stampede]]:
             ("get_or_set", f"{prefix}.get_or_set (warm key: a hit)", defaults),
             ("cached", '@cache.cached(key="{key}") function (hit)', defaults),
             ("local", f"{prefix}.get, local tier on (hit)", f"{local}=60 s" if local else ""),
+            ("traced 0.01", f"{prefix}.get, trace on, sample 0.01", "TraceRecorder.to_file"),
+            ("traced 1.0", f"{prefix}.get, trace on, sample 1.0", "every read recorded"),
         ):
             if kind == "local" and local is None:
                 continue
+            if kind.startswith("traced") and "trace" not in inspect.signature(Cache).parameters:
+                continue  # a redkit from before the trace recorder
             setup = redkit_sync(kind) if is_sync else redkit_async(kind)
             add(section, name, mode, setup, note)
         if is_sync:

@@ -25,7 +25,7 @@ def test_an_entry_round_trips_with_its_metadata() -> None:
         expires_ms=8,
     )  # fmt: skip
     entry = unpack(JsonSerializer(), "k", data)
-    assert entry == ({"a": [1, None]}, 5, 6, 7, 8, {})
+    assert entry == ({"a": [1, None]}, 5, 6, 7, 8, {}, len(data))  # size: the bytes read
     tagged = pack(JsonSerializer(), "k", 1, created_ms=0, tags={"user:1": "ab12"})
     assert unpack(JsonSerializer(), "k", tagged).tags == {"user:1": "ab12"}
     with pytest.raises(CorruptEntry, match="cut short"):

@@ -6,6 +6,9 @@ functions back the ``redkit advise`` command.
 
 from __future__ import annotations
 
+from redkit.advise.recorded import RecordedTrace, read_recorded
+from redkit.advise.recorder import TraceRecorder
 from redkit.advise.trace import Malformed, Op, Request, Trace, TraceBuilder
 
 __all__ = ["Malformed", "Op", "Request", "Trace", "TraceBuilder"]
+__all__ += ["RecordedTrace", "TraceRecorder", "read_recorded"]

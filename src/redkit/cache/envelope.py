@@ -50,6 +50,8 @@ class Entry(NamedTuple):
     expires_ms: int
     #: The token of each of the entry's tags when it was written (see ``invalidate_tags``).
     tags: dict[str, str] = {}  # noqa: RUF012 - a NamedTuple default, never mutated
+    #: Bytes of the stored entry (what a trace records as its size; 0 when not read).
+    size: int = 0
 
 
 def _mac(secret: bytes, key: str, body: bytes) -> bytes:
@@ -119,7 +121,7 @@ def unpack(serializer: Serializer, key: str, data: bytes, *, secret: bytes | Non
         value = serializer.loads(payload)
     except ValueError as exc:  # json, orjson and the others raise ValueError subclasses
         raise CorruptEntry(f"the entry does not decode: {exc}") from exc
-    return Entry(value, created, fresh_until, load_ms, expires, tags)
+    return Entry(value, created, fresh_until, load_ms, expires, tags, len(data))
 
 
 #: The start of an entry's text form: where values must be text (Upstash's REST API).

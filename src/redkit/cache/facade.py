@@ -9,7 +9,7 @@ import logging
 import string
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from redkit.cache.flows import MISSING, UNREACHABLE, CacheFlows, CacheStats
 from redkit.cache.serializers import (
@@ -32,6 +32,9 @@ from redkit.core.driver import (
 from redkit.core.durations import Duration, duration_ms, timeout_or_none
 from redkit.core.errors import InvalidArgumentError
 from redkit.core.flow import run_async, run_sync
+
+if TYPE_CHECKING:  # the advise package is imported only by those who record a trace
+    from redkit.advise.recorder import TraceRecorder
 
 __all__ = ["MISSING", "AsyncCache", "Cache"]
 
@@ -119,6 +122,7 @@ def _setup(
     serializer: str | Serializer,
     secret: str | bytes | None,
     timeout: float | None,
+    trace: TraceRecorder | None,
 ) -> tuple[Backend, CacheFlows, float | None]:
     backend = as_backend(redis)
     chosen, key = _serializer(serializer, secret)
@@ -137,8 +141,18 @@ def _setup(
         serializer=chosen,
         secret=key,
         text_values=values_are_text(backend),
+        trace=_trace(trace),
     )
     return backend, flows, timeout
+
+
+def _trace(trace: TraceRecorder | None) -> TraceRecorder | None:
+    if trace is not None and not callable(getattr(trace, "record_cache", None)):
+        raise InvalidArgumentError(
+            f"trace must be a redkit.advise.TraceRecorder (TraceRecorder.to_file(...) or "
+            f".to_stream(...)) or None, got {type(trace).__name__}"
+        )
+    return trace
 
 
 def _listen(backend: Backend, flows: CacheFlows) -> Callable[[], None] | None:
@@ -293,6 +307,9 @@ class Cache:
             or a :class:`~redkit.cache.serializers.Serializer`.
         secret: signs every pickled entry, bound to its key (at least 16 bytes).
         timeout: seconds one operation may wait for Redis; then a read is a miss.
+        trace: a :class:`~redkit.advise.TraceRecorder` that records a sample of this cache's
+            reads, loads, writes and invalidations for ``redkit advise`` (off the request
+            path); ``None`` (the default) records nothing and costs nothing.
 
     """
 
@@ -313,10 +330,11 @@ class Cache:
         serializer: str | Serializer = "json",
         secret: str | bytes | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
+        trace: TraceRecorder | None = None,
     ) -> None:
         self._backend, self._flows, self._timeout = _setup(
             redis, namespace, version, default_ttl, negative_ttl, lease, early_refresh,
-            stale_ttl, ttl_jitter, local_ttl, local_size, serializer, secret, timeout,
+            stale_ttl, ttl_jitter, local_ttl, local_size, serializer, secret, timeout, trace,
         )  # fmt: skip
         self._unsubscribe = _listen(self._backend, self._flows)
         # Stops waiting on a Redis that is down: reads miss at once, the loader answers.
@@ -552,6 +570,7 @@ class AsyncCache:
         serializer: as for :class:`Cache`.
         secret: as for :class:`Cache`.
         timeout: as for :class:`Cache`.
+        trace: as for :class:`Cache`.
 
     """
 
@@ -572,10 +591,11 @@ class AsyncCache:
         serializer: str | Serializer = "json",
         secret: str | bytes | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
+        trace: TraceRecorder | None = None,
     ) -> None:
         self._backend, self._flows, self._timeout = _setup(
             redis, namespace, version, default_ttl, negative_ttl, lease, early_refresh,
-            stale_ttl, ttl_jitter, local_ttl, local_size, serializer, secret, timeout,
+            stale_ttl, ttl_jitter, local_ttl, local_size, serializer, secret, timeout, trace,
         )  # fmt: skip
         self._unsubscribe = _listen(self._backend, self._flows)
         # Stops waiting on a Redis that is down: reads miss at once, the loader answers.

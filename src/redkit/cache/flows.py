@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from redkit.cache.envelope import CorruptEntry, Entry, entry_from_text, entry_to_text, pack, unpack
 from redkit.cache.local import ALL, LocalTier
@@ -35,6 +35,9 @@ from redkit.core.flow import Flow
 from redkit.core.ops import Call, Masters, OnNode, Pipeline, ScriptCall, Sleep, command
 from redkit.core.replies import as_int, as_text, is_ok
 from redkit.core.scripts import load_script
+
+if TYPE_CHECKING:  # the advise package is never imported by the cache itself
+    from redkit.advise.recorder import CacheOp, TraceRecorder
 
 __all__ = ["MAX_KEY_BYTES", "MISSING", "CacheFlows", "CacheStats", "Lookup"]
 
@@ -132,6 +135,7 @@ class CacheFlows:
         serializer: Serializer,
         secret: bytes | None,
         text_values: bool = False,
+        trace: TraceRecorder | None = None,
     ) -> None:
         prefix = keys.check_prefix(namespace)
         #: Store entries in their text form (a server that takes only text: Upstash's REST).
@@ -161,6 +165,8 @@ class CacheFlows:
         self.secret = secret
         self.stats = CacheStats()
         self._stats_lock = threading.Lock()
+        #: Where a sample of this cache's events is recorded (``redkit advise``), or ``None``.
+        self.trace = trace
         # Counts this process's invalidations: a load that began before one must not be joined
         # (single flight) by a caller that came after it, or that caller gets a stale value.
         self.epoch = 0
@@ -289,6 +295,9 @@ class CacheFlows:
             if isinstance(reply, BackendError):
                 raise reply
         yield from self._changed([ALL])  # once Redis has it: loads begun before read old state
+        if self.trace is not None:
+            for tag in tags:
+                self.trace.record_invalidation(self.namespace, "tag", tag)
         return len(names)
 
     def bump_version(self) -> Flow[int]:
@@ -300,6 +309,8 @@ class CacheFlows:
         generation = as_int((yield command("INCR", self._generation_key)))
         yield from self._changed([ALL])
         self._generation = (generation, time.monotonic())
+        if self.trace is not None:
+            self.trace.record_invalidation(self.namespace, "namespace")
         return generation
 
     def _hit(self) -> None:
@@ -311,6 +322,37 @@ class CacheFlows:
         with self._stats_lock:
             for name, delta in deltas.items():
                 setattr(self.stats, name, getattr(self.stats, name) + delta)
+
+    def _trace_read(self, op: CacheOp, name: str, entry: Entry | None = None) -> None:
+        """Record a hit or a miss of ``name`` (called only when there is a trace)."""
+        trace = self.trace
+        assert trace is not None
+        if entry is None:  # a miss, or a hit of the local tier: nothing known of the entry
+            trace.record_cache(op, self.namespace, name)
+            return
+        fresh = entry.fresh_until_ms
+        trace.record_cache(
+            op, self.namespace, name, size=entry.size or None,
+            ttl=(fresh - entry.created_ms) / 1000 if fresh else None,
+            load_ms=entry.load_ms or None, tags=entry.tags,
+        )  # fmt: skip
+
+    def _trace_write(
+        self,
+        op: CacheOp,
+        name: str,
+        size: int | None = None,
+        ttl_ms: int | None = None,
+        tags: Iterable[str] = (),
+        load_ms: float | None = None,
+    ) -> None:
+        """Record a write, a delete or a load of ``name`` (called only when there is a trace)."""
+        trace = self.trace
+        assert trace is not None
+        trace.record_cache(
+            op, self.namespace, name, size=size, ttl=ttl_ms / 1000 if ttl_ms else None,
+            load_ms=load_ms, tags=tags,
+        )  # fmt: skip
 
     def _ttl_ms(self, ttl_ms: int | None, value: Any) -> int | None:
         if value is None and self.negative_ttl_ms is not None:
@@ -344,8 +386,12 @@ class CacheFlows:
             return None
         try:
             # Either form is read, whichever client wrote it (REST or not, on one Redis).
-            data = entry_from_text(bytes(raw))
-            return unpack(self.serializer, redis_key, data, secret=self.secret)
+            stored = bytes(raw)
+            data = entry_from_text(stored)
+            entry = unpack(self.serializer, redis_key, data, secret=self.secret)
+            if data is not stored:  # the text form: its size is what Redis holds
+                entry = entry._replace(size=len(stored))
+            return entry
         except CorruptEntry as exc:
             self._count(corrupt=1)
             log.warning(
@@ -407,17 +453,25 @@ class CacheFlows:
             held = self.local.get(name)
             if LocalTier.has(held):
                 self._count(hits=1, local_hits=1)
+                if self.trace is not None:
+                    self._trace_read("hit", name)
                 return held
         try:
             entry = yield from self._read_one(name)
         except _NO_ANSWER as exc:
             self._count(errors=1, misses=1)
             log.warning("cache read of %r failed, counted as a miss: %s", name, exc)
+            if self.trace is not None:
+                self._trace_read("miss", name)
             return default
         if entry is None:
             self._count(misses=1)
+            if self.trace is not None:
+                self._trace_read("miss", name)
             return default
         self._hit()
+        if self.trace is not None:
+            self._trace_read("hit", name, entry)
         if self.local is not None:
             self.local.put(name, entry.value)
         return entry.value
@@ -433,6 +487,9 @@ class CacheFlows:
             else:
                 wanted.append(key)
         self._count(hits=len(found), local_hits=len(found))
+        if self.trace is not None:
+            for key in found:
+                self._trace_read("hit", self.key(key))
         names = [self.key(key) for key in wanted]
         if not wanted:
             return found
@@ -442,6 +499,9 @@ class CacheFlows:
         except _NO_ANSWER as exc:
             self._count(errors=1, misses=len(wanted))
             log.warning("cache read of %d keys failed, counted as misses: %s", len(wanted), exc)
+            if self.trace is not None:
+                for name in names:
+                    self._trace_read("miss", name)
             return found
         loaded = 0
         for key, name, entry in zip(wanted, names, entries, strict=True):
@@ -450,6 +510,8 @@ class CacheFlows:
                 loaded += 1
                 if self.local is not None:
                     self.local.put(name, entry.value)
+            if self.trace is not None:
+                self._trace_read("miss" if entry is None else "hit", name, entry)
         self._count(hits=loaded, misses=len(wanted) - loaded)
         return found
 
@@ -473,6 +535,8 @@ class CacheFlows:
             return False
         if self.local is not None:
             self.local.put(self.key(key), value)
+        if self.trace is not None:
+            self._trace_write("write", self.key(key), len(data), ttl_ms, stamps)
         return is_ok(reply)
 
     def set_many(
@@ -486,11 +550,14 @@ class CacheFlows:
             namespace = yield from self._namespace()
             stamps = yield from self._stamp(tags)
             ops = []
+            traced: list[tuple[str, int, int | None]] = []
             for key, value in values.items():
                 redis_key = namespace + names[key]
                 entry_ttl = self._ttl_ms(ttl_ms, value)
                 data = self._encode(redis_key, value, entry_ttl, tags=stamps)
                 ops.append(self._set_command(redis_key, data, entry_ttl))
+                if self.trace is not None:
+                    traced.append((names[key], len(data), entry_ttl))
             written = len(ops)
             fence = self._fence([namespace + name for name in names.values()])
             replies = (yield Pipeline((*ops, *fence)))[:written]
@@ -502,6 +569,8 @@ class CacheFlows:
         if self.local is not None:
             for key, value in values.items():
                 self.local.put(names[key], value)
+        for name, size, entry_ttl in traced:
+            self._trace_write("write", name, size, entry_ttl, stamps)
         return all(is_ok(reply) for reply in replies)
 
     def delete(self, *cache_keys: str | int) -> Flow[int]:
@@ -517,6 +586,9 @@ class CacheFlows:
             if isinstance(reply, BackendError):
                 raise reply
         yield from self._changed(names)
+        if self.trace is not None:
+            for name in names:
+                self._trace_write("delete", name)
         return sum(as_int(reply) for reply in replies)
 
     def touch(self, key: str | int, ttl_ms: int | None = None) -> Flow[bool]:
@@ -603,11 +675,15 @@ class CacheFlows:
             held = self.local.get(name)
             if LocalTier.has(held):
                 self._count(hits=1, local_hits=1)
+                if self.trace is not None:
+                    self._trace_read("hit", name)
                 return Lookup(held, False)
         try:
             entry = yield from self._read_one(name)
         except _NO_ANSWER as exc:
             self._count(errors=1, misses=1)
+            if self.trace is not None:
+                self._trace_read("miss", name)
             # Logged by load_only, once for the callers that share the load.
             return Lookup(UNREACHABLE, False, exc)
         if entry is None:
@@ -619,6 +695,8 @@ class CacheFlows:
             self._count(hits=1, stale_served=1)
         else:
             self._hit()
+        if self.trace is not None:
+            self._trace_read("hit", name, entry)
         if self.local is not None and state == "fresh":
             self.local.put(name, entry.value)
         return Lookup(entry.value, state == "stale")
@@ -627,7 +705,11 @@ class CacheFlows:
         """The loader's value, with Redis out of reach (``cause``): nothing is stored."""
         log.warning("cache read of %r failed, loading without the cache: %s", key, cause)
         self._count(loads=1)
-        return (yield Call(loader))
+        started = time.monotonic()
+        value = yield Call(loader)
+        if self.trace is not None:
+            self._trace_write("load", self.key(key), load_ms=(time.monotonic() - started) * 1000)
+        return value
 
     def get_or_set(
         self,
@@ -648,6 +730,8 @@ class CacheFlows:
             held = self.local.get(name)
             if LocalTier.has(held):
                 self._count(hits=1, local_hits=1)
+                if self.trace is not None:
+                    self._trace_read("hit", name)
                 return Lookup(held, False)
         token: str | None = None
         try:
@@ -657,28 +741,42 @@ class CacheFlows:
                 state = self._freshness(entry)
                 if state == "stale":
                     self._count(hits=1, stale_served=1)
+                    if self.trace is not None:
+                        self._trace_read("hit", name, entry)
                     return Lookup(entry.value, True)
                 if state == "early":
                     token = yield from self._try_lease(redis_key)
                 if token is None:  # fresh, or someone else is already reloading it
                     self._count(hits=1)
+                    if self.trace is not None:
+                        self._trace_read("hit", name, entry)
                     if self.local is not None and state == "fresh":
                         self.local.put(name, entry.value)
                     return Lookup(entry.value, False)
                 self._count(early_refreshes=1)
             else:
                 token, entry = yield from self._lease(redis_key)
-                if entry is not None:
+                if entry is not None:  # another process's load, waited for: a hit
                     self._count(hits=1)
+                    if self.trace is not None:
+                        self._trace_read("hit", name, entry)
                     return Lookup(entry.value, False)
             stamps = yield from self._stamp(tags)  # before loading: see _stamp
         except _NO_ANSWER as exc:
             # Redis is out of reach: the loader answers, and nothing is stored.
             self._count(errors=1, misses=1, loads=1)
             log.warning("cache read of %r failed, loading without the cache: %s", redis_key, exc)
-            return Lookup((yield Call(loader)), False)
+            if self.trace is not None:
+                self._trace_read("miss", name)
+            started = time.monotonic()
+            value = yield Call(loader)
+            if self.trace is not None:
+                self._trace_write("load", name, load_ms=(time.monotonic() - started) * 1000)
+            return Lookup(value, False)
         self._count(misses=1)
-        value = yield from self._load(redis_key, loader, ttl_ms, stamps, token)
+        if self.trace is not None:
+            self._trace_read("miss", name)
+        value = yield from self._load(name, redis_key, loader, ttl_ms, stamps, token)
         yield from self._changed([name])  # other processes' copies are older than this load
         if self.local is not None:
             self.local.put(name, value)
@@ -693,25 +791,30 @@ class CacheFlows:
         if token is None:
             return
         stamps = yield from self._stamp(tags)
-        value = yield from self._load(redis_key, loader, ttl_ms, stamps, token)
+        value = yield from self._load(self.key(key), redis_key, loader, ttl_ms, stamps, token)
         yield from self._changed([self.key(key)])
         if self.local is not None:
             self.local.put(self.key(key), value)
 
     def _load(
         self,
+        name: str,
         redis_key: str,
         loader: Callable[[], Any],
         ttl_ms: int | None,
         stamps: dict[str, str],
         token: str | None,
     ) -> Flow[Any]:
-        """Run the loader and store its value; give the lease back (``token``) after."""
+        """Run the loader and store its value; give the lease back (``token``) after.
+
+        ``name`` is the checked key that ``redis_key`` stores.
+        """
         self._count(loads=1)
         try:
             started = time.monotonic()
             value = yield Call(loader)
-            load_ms = round((time.monotonic() - started) * 1000)
+            took_ms = (time.monotonic() - started) * 1000
+            load_ms = round(took_ms)
             ttl_ms = self._ttl_ms(ttl_ms, value)
             data = self._encode(redis_key, value, ttl_ms, load_ms, tags=stamps)
             try:
@@ -728,6 +831,8 @@ class CacheFlows:
                     "cache write of %r failed; the loaded value is still returned: %s",
                     redis_key, exc,
                 )  # fmt: skip
+            if self.trace is not None:
+                self._trace_write("load", name, len(data), ttl_ms, stamps, took_ms)
         except GeneratorExit:
             raise  # abandoned (a cancelled task): no more round trips; the lease expires
         except BaseException:
@@ -769,10 +874,12 @@ class CacheFlows:
             log.warning("cache write-through of %r cannot reach Redis: %s", redis_key, exc)
         value = yield Call(write)
         ttl_ms = self._ttl_ms(ttl_ms, value)
+        size: int | None = None
         try:
             if stamps is None:
                 raise BackendUnavailable("Redis was out of reach before the write")
             data = self._encode(redis_key, value, ttl_ms, tags=stamps)
+            size = len(data)
             store = self._set_command(redis_key, data, ttl_ms)
             replies = yield Pipeline((store, *self._fence([redis_key])))
             if isinstance(replies[0], BackendError):
@@ -788,9 +895,14 @@ class CacheFlows:
                 raise unlinked[0] from exc
             if isinstance(exc, InvalidArgumentError):
                 raise
+            size = None  # deleted instead: the origin changed, the cache holds nothing
         yield from self._changed([self.key(key)])
         if self.local is not None:
             self.local.put(self.key(key), value)
+        if self.trace is not None:
+            self._trace_write(
+                "write" if size else "delete", self.key(key), size, ttl_ms, stamps or ()
+            )
         return value
 
     def pattern(self, pattern: str, parts: tuple[str | int, ...], namespace: str) -> str:
@@ -843,4 +955,6 @@ class CacheFlows:
                 if cursor == 0:
                     break
         yield from self._changed([ALL])
+        if self.trace is not None:
+            self.trace.record_invalidation(self.namespace, "pattern")
         return deleted

@@ -7,7 +7,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from redkit.core.clock import ClientClock, Clock, ServerClock, resolve_clock
 from redkit.core.driver import (
@@ -27,6 +27,9 @@ from redkit.ratelimit.flows import DEFAULT_PREFIX, RatelimitFlows, TimeoutPolicy
 from redkit.ratelimit.limiters import Limiter
 from redkit.ratelimit.multi import MultiLimit
 from redkit.ratelimit.result import RatelimitResult, Remaining
+
+if TYPE_CHECKING:  # the advise package is imported only by those who record a trace
+    from redkit.advise.recorder import TraceRecorder
 
 __all__ = ["AsyncRatelimit", "Ratelimit"]
 
@@ -84,6 +87,27 @@ def _flows(
     return backend, flows, float(timeout) if timeout else None
 
 
+def _trace(trace: TraceRecorder | None) -> TraceRecorder | None:
+    if trace is not None and not callable(getattr(trace, "record_decision", None)):
+        raise InvalidArgumentError(
+            f"trace must be a redkit.advise.TraceRecorder (TraceRecorder.to_file(...) or "
+            f".to_stream(...)) or None, got {type(trace).__name__}"
+        )
+    return trace
+
+
+def _record(
+    trace: TraceRecorder,
+    prefix: str,
+    identifiers: Iterable[str | int],
+    results: list[RatelimitResult],
+) -> None:
+    for identifier, result in zip(identifiers, results, strict=True):
+        trace.record_decision(
+            prefix, identifier, result.success, result.remaining, result.limit, result.reason
+        )
+
+
 class Ratelimit:
     """A rate limiter, blocking: one round trip per decision, on Redis or Redis Cluster.
 
@@ -114,6 +138,9 @@ class Ratelimit:
             limits or a cached window, against a copy each process reads every 10 s.
         analytics: count allowed, blocked and denied requests per identifier and hour, in
             ``@upstash/ratelimit``'s layout (see :meth:`get_usage`).
+        trace: a :class:`~redkit.advise.TraceRecorder` that records a sample of the decisions
+            (per identifier: allowed or refused, and what is left) for ``redkit advise``;
+            ``None`` (the default) records nothing and costs nothing.
 
     """
 
@@ -130,12 +157,14 @@ class Ratelimit:
         dynamic_limits: bool = False,
         enable_protection: bool = False,
         analytics: bool = False,
+        trace: TraceRecorder | None = None,
     ) -> None:
         backend, self._flows, self._timeout = _flows(
             redis, limiter, prefix, ephemeral_cache, timeout, on_timeout, clock, dynamic_limits,
             enable_protection, analytics,
         )  # fmt: skip
         self._backend = backend
+        self._trace = _trace(trace)
         self._driver: SyncDriver | None = None
         # Held while counts travel to Redis, so flush() and reset() wait for a sync under way.
         self._syncing = threading.Lock()
@@ -170,12 +199,17 @@ class Ratelimit:
         flow = self._flows.limit(identifier, rate, ip=ip, user_agent=user_agent, country=country)
         result = run_sync(flow, self._sync_driver())
         self._sync_later()
+        if self._trace is not None:
+            _record(self._trace, self._flows.prefix, (identifier,), [result])
         return result
 
     def limit_many(self, identifiers: Iterable[str | int], rate: int = 1) -> list[RatelimitResult]:
         """Decide one request for each identifier, in one pipelined round trip."""
-        results = run_sync(self._flows.limit_many(identifiers, rate), self._sync_driver())
+        wanted = list(identifiers)
+        results = run_sync(self._flows.limit_many(wanted, rate), self._sync_driver())
         self._sync_later()
+        if self._trace is not None:
+            _record(self._trace, self._flows.prefix, wanted, results)
         return results
 
     def block_until_ready(
@@ -186,6 +220,8 @@ class Ratelimit:
             self._flows.block_until_ready(identifier, timeout, rate), self._sync_driver()
         )
         self._sync_later()
+        if self._trace is not None:
+            _record(self._trace, self._flows.prefix, (identifier,), [result])
         return result
 
     def get_remaining(self, identifier: str | int) -> Remaining:
@@ -267,6 +303,7 @@ class AsyncRatelimit:
         dynamic_limits: as for :class:`Ratelimit`.
         enable_protection: as for :class:`Ratelimit`.
         analytics: as for :class:`Ratelimit`.
+        trace: as for :class:`Ratelimit`.
 
     """
 
@@ -283,12 +320,14 @@ class AsyncRatelimit:
         dynamic_limits: bool = False,
         enable_protection: bool = False,
         analytics: bool = False,
+        trace: TraceRecorder | None = None,
     ) -> None:
         backend, self._flows, self._timeout = _flows(
             redis, limiter, prefix, ephemeral_cache, timeout, on_timeout, clock, dynamic_limits,
             enable_protection, analytics,
         )  # fmt: skip
         self._backend = backend
+        self._trace = _trace(trace)
         # Held while counts travel to Redis, so flush() and reset() wait for a sync under way;
         # one per event loop, since an asyncio lock belongs to the loop that first used it.
         self._sync_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
@@ -326,14 +365,19 @@ class AsyncRatelimit:
         flow = self._flows.limit(identifier, rate, ip=ip, user_agent=user_agent, country=country)
         result = await run_async(flow, self._async_driver())
         self._sync_later()
+        if self._trace is not None:
+            _record(self._trace, self._flows.prefix, (identifier,), [result])
         return result
 
     async def limit_many(
         self, identifiers: Iterable[str | int], rate: int = 1
     ) -> list[RatelimitResult]:
         """Decide one request for each identifier, in one pipelined round trip."""
-        results = await run_async(self._flows.limit_many(identifiers, rate), self._async_driver())
+        wanted = list(identifiers)
+        results = await run_async(self._flows.limit_many(wanted, rate), self._async_driver())
         self._sync_later()
+        if self._trace is not None:
+            _record(self._trace, self._flows.prefix, wanted, results)
         return results
 
     async def block_until_ready(
@@ -344,6 +388,8 @@ class AsyncRatelimit:
             self._flows.block_until_ready(identifier, timeout, rate), self._async_driver()
         )
         self._sync_later()
+        if self._trace is not None:
+            _record(self._trace, self._flows.prefix, (identifier,), [result])
         return result
 
     async def get_remaining(self, identifier: str | int) -> Remaining:

@@ -9,7 +9,7 @@ one ephemeral cache.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 from redkit.core import keys
 from redkit.core.clock import Clock
@@ -21,6 +21,9 @@ from redkit.ratelimit.facade import DEFAULT_TIMEOUT, AsyncRatelimit, Ratelimit
 from redkit.ratelimit.flows import DEFAULT_PREFIX, TimeoutPolicy
 from redkit.ratelimit.limiters import Limiter
 from redkit.ratelimit.result import RatelimitResult, Remaining
+
+if TYPE_CHECKING:
+    from redkit.advise.recorder import TraceRecorder
 
 __all__ = ["AsyncTieredRatelimit", "TieredRatelimit"]
 
@@ -80,6 +83,8 @@ class TieredRatelimit:
         timeout: as for :class:`~redkit.Ratelimit`.
         on_timeout: as for :class:`~redkit.Ratelimit`.
         clock: as for :class:`~redkit.Ratelimit`.
+        trace: as for :class:`~redkit.Ratelimit`: each tier's decisions are recorded under its
+            own prefix, ``<prefix>:<tier>``.
 
     """
 
@@ -94,13 +99,14 @@ class TieredRatelimit:
         timeout: float | None = DEFAULT_TIMEOUT,
         on_timeout: TimeoutPolicy = "allow",
         clock: Clock | Literal["server", "client"] | None = None,
+        trace: TraceRecorder | None = None,
     ) -> None:
         backend = as_backend(redis)  # one connection for every tier, even from a URL
 
         def make(limiter: Limiter, tier_prefix: str, cache: EphemeralCache | bool) -> Ratelimit:
             return Ratelimit(
                 backend, limiter, prefix=tier_prefix, ephemeral_cache=cache, timeout=timeout,
-                on_timeout=on_timeout, clock=clock,
+                on_timeout=on_timeout, clock=clock, trace=trace,
             )  # fmt: skip
 
         self._tiers = _Tiers(make, tiers, prefix, default_tier, ephemeral_cache)
@@ -150,6 +156,8 @@ class AsyncTieredRatelimit:
         timeout: as for :class:`~redkit.Ratelimit`.
         on_timeout: as for :class:`~redkit.Ratelimit`.
         clock: as for :class:`~redkit.Ratelimit`.
+        trace: as for :class:`~redkit.Ratelimit`: each tier's decisions are recorded under its
+            own prefix, ``<prefix>:<tier>``.
 
     """
 
@@ -164,6 +172,7 @@ class AsyncTieredRatelimit:
         timeout: float | None = DEFAULT_TIMEOUT,
         on_timeout: TimeoutPolicy = "allow",
         clock: Clock | Literal["server", "client"] | None = None,
+        trace: TraceRecorder | None = None,
     ) -> None:
         backend = as_backend(redis)  # one connection for every tier, even from a URL
 
@@ -172,7 +181,7 @@ class AsyncTieredRatelimit:
         ) -> AsyncRatelimit:
             return AsyncRatelimit(
                 backend, limiter, prefix=tier_prefix, ephemeral_cache=cache, timeout=timeout,
-                on_timeout=on_timeout, clock=clock,
+                on_timeout=on_timeout, clock=clock, trace=trace,
             )  # fmt: skip
 
         self._tiers = _Tiers(make, tiers, prefix, default_tier, ephemeral_cache)
