@@ -447,7 +447,8 @@ def _ratelimit_settings(settings: Mapping[str, Any]) -> list[RenderableType]:
     ]
 
 
-_RATE_LABELS = (
+#: The rates of the schema's ``rates`` block: key, label, unit.
+RATE_LABELS = (
     ("per_second", "per second", "s"),
     ("per_minute", "per minute", "min"),
     ("per_hour", "per hour", "h"),
@@ -471,7 +472,7 @@ def _route(
             "Requests per client",
             [("", "left"), ("p50", "right"), ("p90", "right"), ("p99", "right"), ("max", "right")],
         )
-        for key, label_, unit in _RATE_LABELS:
+        for key, label_, unit in RATE_LABELS:
             values = rates.get(key)
             if values:
                 table.add_row(
