@@ -228,3 +228,14 @@ def test_formats() -> None:
     ]  # fmt: skip
     assert _units.format_rate(1480, "min") == "1,480/min"
     assert _units.format_time(None) == "—"
+
+
+def test_print_report_writes_plain_text_off_a_terminal() -> None:
+    import io
+
+    from redkit.advise.report import print_report
+
+    out = io.StringIO()
+    print_report(RATELIMIT, file=out)
+    assert "\x1b[" not in out.getvalue()
+    assert 'search_limit = Ratelimit(redis, SlidingWindow(120, "60 s"))' in out.getvalue()
