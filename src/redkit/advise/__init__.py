@@ -1,14 +1,29 @@
 """``redkit advise``: replay a service's real traffic and recommend cache and rate-limit settings.
 
 Read a log into a :class:`~redkit.advise.trace.Trace`, then ask for advice on it; the same
-functions back the ``redkit advise`` command.
+functions back the ``redkit advise`` command. rich and matplotlib load only when a report is
+rendered.
 """
 
 from __future__ import annotations
 
+from redkit.advise.html import render_html
 from redkit.advise.recorded import RecordedTrace, read_recorded
 from redkit.advise.recorder import TraceRecorder
+from redkit.advise.report import print_report, progress_callback, render_text
 from redkit.advise.trace import Malformed, Op, Request, Trace, TraceBuilder
 
-__all__ = ["Malformed", "Op", "Request", "Trace", "TraceBuilder"]
-__all__ += ["RecordedTrace", "TraceRecorder", "read_recorded"]
+__all__ = [
+    "Malformed",
+    "Op",
+    "RecordedTrace",
+    "Request",
+    "Trace",
+    "TraceBuilder",
+    "TraceRecorder",
+    "print_report",
+    "progress_callback",
+    "read_recorded",
+    "render_html",
+    "render_text",
+]
