@@ -8,6 +8,7 @@ rendered.
 from __future__ import annotations
 
 from redkit.advise.html import render_html
+from redkit.advise.readers import read_trace
 from redkit.advise.recorded import RecordedTrace, read_recorded
 from redkit.advise.recorder import TraceRecorder
 from redkit.advise.report import print_report, progress_callback, render_text
@@ -24,6 +25,7 @@ __all__ = [
     "print_report",
     "progress_callback",
     "read_recorded",
+    "read_trace",
     "render_html",
     "render_text",
 ]

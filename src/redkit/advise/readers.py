@@ -134,15 +134,24 @@ _Q = r'"([^"\\]*(?:\\.[^"\\]*)*)"'  # a quoted field, with \" and \\ escapes
 _CLF = re.compile(
     rf"(\S+) (\S+) (\S+) \[([^\]]*)\] {_Q} (\d{{3}}) (\d+|-)(?: {_Q} {_Q}(?:\s.*)?| [^\"]*)?\s*"
 )
+# The same, for the common line (a plain request line, nothing escaped before the user agent):
+# host, user, time, method, target, status, bytes, user agent.
+_CLF_FAST = re.compile(
+    r'(\S+) \S+ ([^\s\\"]+) \[([^\]]*)\] "([A-Z]+) (/[^\s"\\]*|\*) HTTP/[0-9.]+" (\d{3}) (\d+|-)'
+    rf'(?: "[^"\\]*(?:\\.[^"\\]*)*" {_Q}(?:\s.*)?| [^"]*)?\s*'
+)
 _SNIFF_CLF = re.compile(r"\[\d{1,2}/[A-Z][a-z]{2}/\d{4}:")
 _NUMBER = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+_ESCAPE = re.compile(r'\\(["\\])')
 
 
 def _unescape(text: str) -> str:
     # Apache writes \" and \\; nginx writes \x22 and \x5C, which stay as they are.
     if "\\" not in text:
         return text
-    return re.sub(r"\\(.)", r"\1", text)
+    return _ESCAPE.sub(r"\1", text)
 
 
 def _clf_time(text: str) -> float:
@@ -309,20 +318,49 @@ class _ClfReader:
         self.http = http
         self._times: dict[str, float] = {}
 
+    def _time(self, stamp: str) -> float:
+        try:
+            when = _clf_time(stamp)
+        except (ValueError, OverflowError) as exc:
+            raise _Malformed(f"bad time: {exc}") from None
+        if len(self._times) > 4096:
+            self._times.clear()  # one-second resolution: only recent times repeat
+        self._times[stamp] = when
+        return when
+
     def __call__(self, number: int, text: str) -> Request:
+        found = _CLF_FAST.fullmatch(text)
+        if found is None:
+            return self._general(number, text)
+        # The common line: a plain request line, no escapes but perhaps in the user agent.
+        host, user, stamp, method, target, status, size, agent = found.groups()
+        when = self._times.get(stamp)
+        if when is None:
+            when = self._time(stamp)
+        parts = self.http.parts(target)
+        code = int(status)
+        if method in _HTTP_READS:
+            op = Op.READ if code == 200 else Op.OTHER
+        elif method in _HTTP_WRITES:
+            op = Op.WRITE if code < 400 else Op.OTHER
+        else:
+            op = Op.OTHER
+        if agent is not None and "\\" in agent:
+            agent = _unescape(agent)
+        return Request(
+            when, number, op, parts[1] if op is Op.WRITE else parts[0], parts[2],
+            None if size == "-" else int(size), None, host, None if user == "-" else user,
+            None if agent == "-" else agent, code, method, None,
+        )  # fmt: skip
+
+    def _general(self, number: int, text: str) -> Request:
         found = _CLF.fullmatch(text)
         if found is None:
             raise _Malformed("not a Common/Combined Log Format line (truncated?)")
         host, _ident, user, stamp, request_line, status, size, _referer, agent = found.groups()
         when = self._times.get(stamp)
         if when is None:
-            try:
-                when = _clf_time(stamp)
-            except (ValueError, OverflowError) as exc:
-                raise _Malformed(f"bad time: {exc}") from None
-            if len(self._times) > 4096:
-                self._times.clear()  # one-second resolution: only recent times repeat
-            self._times[stamp] = when
+            when = self._time(stamp)
         method, target = _split_request_line(_unescape(request_line))
         return self.http.request(
             when, number, method, target, int(status), None if size == "-" else int(size),
@@ -965,12 +1003,11 @@ def _read_file(
             if text is None:
                 reject(number, f"{where}a line longer than {_MAX_LINE} characters", "")
                 continue
-            if not text or text.isspace():
-                continue
             try:
                 request = reader(number, text)
             except _Malformed as exc:
-                reject(number, f"{where}{exc}", text)
+                if text and not text.isspace():  # blank lines are no requests, nor malformed
+                    reject(number, f"{where}{exc}", text)
                 continue
             except Exception as exc:  # one odd line must never stop a run
                 reject(number, f"{where}unreadable: {type(exc).__name__}: {exc}", text)
