@@ -3,6 +3,8 @@ against the reference model of tests/ratelimit_model.py on any sequence of reque
 
 from __future__ import annotations
 
+from itertools import accumulate
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,6 +21,7 @@ from redkit.advise.ratelimit_sim import (
     peaks,
     populations,
     refusals,
+    refused_clients,
     span_max,
     to_ms,
 )
@@ -98,8 +101,10 @@ def test_span_max_counts_half_open_spans() -> None:
     assert span_max(at(0, 999, 1000, 1999), 1000) == 2
     assert span_max(at(0, 999, 1000, 1999), 1001) == 3
     assert span_max([], 1000) == 0
-    p = peaks(at(0, 999, 1000, 1999, 2000), 1000)
-    assert (p.aligned, p.pair, p.span, p.span2, sorted(p.counts)) == (2, 4, 2, 4, [1, 2, 2])
+    p = peaks(at(0, 999, 1000, 1999, 2000, 5000), 1000)
+    assert (p.aligned, p.pair, p.triple) == (2, 4, 5)
+    assert p.layout == ((T0 // 1000, T0 // 1000 + 1, T0 // 1000 + 2, T0 // 1000 + 5), (2, 2, 1, 1))
+    assert peaks(at(5, 6), 1000).layout == ((T0 // 1000,), (2,))
 
 
 def _trace(rows: list[tuple[float, str, str | None, str | None]]) -> TraceBuilder:
@@ -152,10 +157,10 @@ KINDS: dict[Kind, str] = {"fixed": "f", "sliding": "s", "token": "t", "gcra": "g
 
 
 @st.composite
-def configs(draw: st.DrawFn) -> tuple[Params, Limiter]:
+def configs(draw: st.DrawFn, most: int = 6) -> tuple[Params, Limiter]:
     kind: Kind = draw(st.sampled_from(list(KINDS)))
     window_ms = draw(st.sampled_from([1, 7, 1000, 1001, 60_000]))
-    limit = draw(st.integers(1, 6))
+    limit = draw(st.integers(1, most))
     if kind == "token":
         refill = draw(st.integers(1, 7))
         return Params(kind, limit, window_ms, refill), TokenBucket(refill, window_ms / 1000, limit)
@@ -167,14 +172,14 @@ def configs(draw: st.DrawFn) -> tuple[Params, Limiter]:
 
 
 @st.composite
-def request_times(draw: st.DrawFn, window_ms: int) -> list[int]:
+def request_times(draw: st.DrawFn, window_ms: int, size: int = 60) -> list[int]:
     # Gaps of 0 (same ms), 1, around a window and far; starts anywhere in a window.
     gaps = st.sampled_from([0, 1, window_ms - 1, window_ms, window_ms + 1]) | st.integers(
         0, 3 * window_ms
     )
     t = T0 + draw(st.integers(0, window_ms - 1))
     times = []
-    for gap in draw(st.lists(gaps, max_size=60)):
+    for gap in draw(st.lists(gaps, max_size=size)):
         t += gap
         times.append(t)
     return times
@@ -191,6 +196,17 @@ def test_simulator_decides_as_the_reference_model(data: st.DataObject) -> None:
     assert refusals(times, limiter) == expected.count(False)
 
 
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_simulator_decides_as_the_reference_model_on_longer_runs(data: st.DataObject) -> None:
+    # Higher limits and more requests: long stretches admitted whole, and busy ones.
+    params, limiter = data.draw(configs(most=40))
+    gap = st.integers(0, max(1, 3 * params.window_ms // params.limit))
+    times = [T0 + t for t in accumulate(data.draw(st.lists(gap, min_size=1, max_size=400)))]
+    model = RatelimitModel(params, ephemeral=False)
+    assert decide(times, limiter) == [model.limit("id", 1, t).success for t in times]
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     algorithm=st.sampled_from(ALGORITHMS),
@@ -203,9 +219,11 @@ def test_skipping_by_peaks_never_changes_a_count(
 ) -> None:
     candidate = Candidate(algorithm, limit, window_ms)  # type: ignore[arg-type]
     times = data.draw(request_times(window_ms))
-    peak = peaks(times, window_ms)
     refused = refusals(times, candidate.limiter)
+    peak = peaks(times, window_ms)
     assert candidate_refusals(times, candidate, peak) == refused
     if never_refused(candidate.algorithm, limit, peak):
         assert refused == 0
-    assert peak.span == span_max(times, window_ms)
+    assert refused_clients(
+        [times, times[:3]], [peak, peaks(times[:3], window_ms)], [candidate]
+    ) == [{k: r for k, r in enumerate([refused, refusals(times[:3], candidate.limiter)]) if r}]

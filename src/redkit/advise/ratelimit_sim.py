@@ -56,21 +56,29 @@ __all__ = [
     "ALGORITHMS",
     "Algorithm",
     "Candidate",
+    "Layout",
     "Peaks",
     "Population",
+    "aligned_max",
+    "bound",
+    "candidate_refusals",
     "decide",
     "decide_trace",
     "fixed_window",
     "gcra",
     "identities",
+    "never_refused",
     "peaks",
     "populations",
     "refusals",
+    "refused_clients",
     "sliding_log",
     "sliding_window",
     "span_max",
     "to_ms",
     "token_bucket",
+    "token_phases",
+    "window_layout",
 ]
 
 Algorithm = Literal["fixed_window", "sliding_window", "token_bucket", "gcra", "sliding_log"]
@@ -124,20 +132,64 @@ def _first_fit(elapsed: int, previous: int, room: int, window_ms: int) -> int:
     return e
 
 
+#: One client's requests per epoch-aligned window, in time order: (window numbers, counts).
+Layout = tuple[Sequence[int], Sequence[int]]
+
+
+def window_layout(times: Sequence[int], window_ms: int) -> tuple[list[int], list[int]]:
+    """The windows of ``window_ms`` that hold requests, in order, and how many each holds."""
+    counted = Counter([t // window_ms for t in times])  # keys in order of first sight: sorted
+    return list(counted), list(counted.values())
+
+
 def sliding_window(
-    times: Sequence[int], limit: int, window_ms: int, out: bytearray | None = None
+    times: Sequence[int],
+    limit: int,
+    window_ms: int,
+    out: bytearray | None = None,
+    layout: Layout | None = None,
 ) -> int:
-    """:class:`~redkit.SlidingWindow`: Upstash's two weighted windows, epoch-aligned."""
-    refused, i, n = 0, 0, len(times)
-    bucket, current, previous, end = None, 0, 0, 0
-    while i < n:
-        t = times[i]
-        b = t // window_ms
-        if b != bucket:
-            previous = current if bucket is not None and b == bucket + 1 else 0
-            current, bucket = 0, b
-            end = bisect_left(times, (b + 1) * window_ms, i)  # this window's last request + 1
-        elapsed = t - b * window_ms
+    """:class:`~redkit.SlidingWindow`: Upstash's two weighted windows, epoch-aligned.
+
+    Decided window by window (``layout``: :func:`window_layout`, computed when not given): a
+    window whose requests plus the previous window's admissions fit in the limit is admitted
+    whole, as no estimate in it can reach the limit; the others request by request.
+    """
+    buckets, counts = layout if layout is not None else window_layout(times, window_ms)
+    refused = start = last_admitted = 0
+    last_bucket = None
+    for bucket, count in zip(buckets, counts, strict=True):
+        previous = last_admitted if last_bucket == bucket - 1 else 0
+        end = start + count
+        if previous + count <= limit:
+            admitted = count
+        else:
+            admitted, r = _sliding_window_in(
+                times, start, end, bucket * window_ms, previous, limit, window_ms, out
+            )
+            refused += r
+        last_bucket, last_admitted, start = bucket, admitted, end
+    return refused
+
+
+def _sliding_window_in(
+    times: Sequence[int],
+    start: int,
+    end: int,
+    base: int,
+    previous: int,
+    limit: int,
+    window_ms: int,
+    out: bytearray | None,
+) -> tuple[int, int]:
+    """Decide the requests ``times[start:end]`` of the window starting at ``base``.
+
+    ``previous``: what the window before admitted. Returns (admitted, refused).
+    """
+    current = refused = 0
+    i = start
+    while i < end:
+        elapsed = times[i] - base
         used = current + (math.floor((1 - elapsed / window_ms) * previous) if previous else 0)
         if used < limit:
             # The estimate only falls as time goes on and rises by one per admission: with
@@ -147,17 +199,16 @@ def sliding_window(
             i += taken
             continue
         # Refused, and so is every request until the estimate has room again: in this window
-        # when the previous window's share falls enough, else from the next window on.
-        start = b * window_ms
+        # when the previous window's share falls enough, else none of this window.
         room = limit - 1 - current
         if room >= 0 and previous:
-            until = start + _first_fit(elapsed, previous, room, window_ms)
+            until = base + _first_fit(elapsed, previous, room, window_ms)
+            j = bisect_left(times, until, i + 1, end)
         else:
-            until = start + window_ms
-        j = bisect_left(times, until, i + 1)
+            j = end
         refused += _refuse(out, i, j)
         i = j
-    return refused
+    return current, refused
 
 
 def token_bucket(
@@ -192,58 +243,185 @@ def token_bucket(
     return refused
 
 
-def gcra(times: Sequence[int], burst: int, emission_us: int, out: bytearray | None = None) -> int:
-    """:class:`~redkit.GCRA`: admitted iff ``max(TAT, now) + T - now <= burst * T`` (in µs)."""
-    refused, i, n = 0, 0, len(times)
-    capacity = burst * emission_us
-    tat = 0
+def token_phases(times: Sequence[int], interval_ms: int) -> list[int]:
+    """A token bucket's requests per refill phase, when each refill fills it up.
+
+    With ``refill_rate >= max_tokens`` a request finding the last refill ``interval`` or more
+    ago finds the bucket full and starts a new phase; the phases then depend on the request
+    times alone, and each admits its first ``max_tokens`` requests (the same at every limit).
+    """
+    phases: list[int] = []
+    i, n = 0, len(times)
     while i < n:
+        j = bisect_left(times, times[i] + interval_ms, i + 1)
+        phases.append(j - i)
+        i = j
+    return phases
+
+
+def gcra(
+    times: Sequence[int],
+    burst: int,
+    emission_us: int,
+    out: bytearray | None = None,
+    layout: Layout | None = None,
+) -> int:
+    """:class:`~redkit.GCRA`: admitted iff ``max(TAT, now) + T - now <= burst * T`` (in µs).
+
+    How far the TAT runs ahead of the clock is at most ``B*T``, so after ``B*T`` it owes
+    nothing to what came before but the requests since: a request is admitted whenever at most
+    ``B`` requests (itself included) came in the ``B*T`` before it. So windows of at least half
+    ``B*T`` (``layout``: :func:`window_layout`; by default windows of exactly that) whose
+    requests and those of the two windows before number at most ``B`` are admitted whole, and
+    only the others are decided request by request.
+    """
+    capacity = burst * emission_us
+    if layout is None:
+        layout = window_layout(times, max(1, -(-capacity // 2000)))
+    buckets, counts = layout
+    refused = start = tat = 0
+    # Runs of windows: admitted whole (calm) or to decide one by one, from run_start.
+    run_start, run_calm = 0, True
+    b1 = b2 = -2  # the two non-empty windows before this one, and their counts
+    c1 = c2 = 0
+    for bucket, count in zip(buckets, counts, strict=True):
+        before = (c1 if b1 >= bucket - 2 else 0) + (c2 if b2 == bucket - 2 else 0)
+        calm = before + count <= burst
+        if calm != run_calm:
+            if run_calm:
+                tat = _gcra_admit(times, run_start, start, tat, emission_us)
+            else:
+                tat, r = _gcra_in(times, run_start, start, tat, capacity, emission_us, out)
+                refused += r
+            run_start, run_calm = start, calm
+        b2, c2, b1, c1 = b1, c1, bucket, count
+        start += count
+    if run_calm:
+        _gcra_admit(times, run_start, start, tat, emission_us)
+    else:
+        refused += _gcra_in(times, run_start, start, tat, capacity, emission_us, out)[1]
+    return refused
+
+
+def _gcra_admit(times: Sequence[int], start: int, end: int, tat: int, emission_us: int) -> int:
+    """The TAT after admitting every request of ``times[start:end]``.
+
+    ``TAT' = max(TAT, t) + T`` unrolled: ``max(TAT + kT, t_j + (k - j + 1)T)`` over the j-th of
+    the k requests.
+    """
+    k = end - start
+    if k <= 1:
+        if k == 0:
+            return tat
+        now = times[start] * 1000
+        return (tat if tat > now else now) + emission_us
+    latest = max([times[j] * 1000 - emission_us * (j - start) for j in range(start, end)])
+    return max(tat, latest) + k * emission_us
+
+
+def _gcra_in(
+    times: Sequence[int],
+    start: int,
+    end: int,
+    tat: int,
+    capacity: int,
+    emission_us: int,
+    out: bytearray | None,
+) -> tuple[int, int]:
+    """Decide the requests ``times[start:end]`` one by one. Returns (the TAT, refused)."""
+    refused = 0
+    i = start
+    while i < end:
         now = times[i] * 1000
         if tat < now:
             tat = now
         if tat + emission_us - now <= capacity:
             # How far the TAT runs ahead of the clock only falls as time goes on and rises by T
-            # per admission: with room for k cells now, the next k requests are admitted. The
-            # TAT after them is max(tat + kT, t_j + (k - j + 1)T over the j-th of them).
-            taken = min((capacity - (tat - now)) // emission_us, n - i)
-            if taken == 1:
-                tat += emission_us
-            else:
-                arrivals = [times[k] * 1000 - emission_us * (k - i) for k in range(i, i + taken)]
-                tat = max(tat, max(arrivals)) + taken * emission_us
+            # per admission: with room for k cells now, the next k requests are admitted.
+            taken = min((capacity - (tat - now)) // emission_us, end - i)
+            tat = _gcra_admit(times, i, i + taken, tat, emission_us)
             i += taken
             continue
         # Refused until now reaches TAT + T - B*T (the first whole ms at or after it).
         until = -((capacity - tat - emission_us) // 1000)
-        j = bisect_left(times, until, i + 1)
+        j = bisect_left(times, until, i + 1, end)
         refused += _refuse(out, i, j)
         i = j
-    return refused
+    return tat, refused
 
 
 def sliding_log(
-    times: Sequence[int], limit: int, window_ms: int, out: bytearray | None = None
+    times: Sequence[int],
+    limit: int,
+    window_ms: int,
+    out: bytearray | None = None,
+    layout: Layout | None = None,
 ) -> int:
-    """:class:`~redkit.SlidingLog`: at most ``limit`` admissions in ``(now - window, now]``."""
-    refused, i, n = 0, 0, len(times)
-    admitted: list[int] = []
-    oldest = 0  # the first admission still in the window
-    while i < n:
+    """:class:`~redkit.SlidingLog`: at most ``limit`` admissions in ``(now - window, now]``.
+
+    Decided window by window as :func:`sliding_window`: only admissions of the previous
+    aligned window and this one can lie in a request's sliding window, so a window whose
+    requests plus the previous window's admissions fit in the limit is admitted whole.
+    """
+    buckets, counts = layout if layout is not None else window_layout(times, window_ms)
+    refused = start = last_start = 0
+    last_bucket = None
+    # The previous window's admissions: None when it admitted all its requests.
+    last_admitted: list[int] | None = None
+    last_count = 0
+    for bucket, count in zip(buckets, counts, strict=True):
+        previous = last_count if last_bucket == bucket - 1 else 0
+        end = start + count
+        if previous + count <= limit:
+            admitted, admitted_count = None, count
+        else:
+            if not previous:
+                seed: Sequence[int] = ()
+            elif last_admitted is None:
+                seed = times[last_start:start]
+            else:
+                seed = last_admitted
+            admitted, r = _sliding_log_in(times, start, end, seed, limit, window_ms, out)
+            admitted_count = len(admitted)
+            refused += r
+        last_bucket, last_admitted, last_count = bucket, admitted, admitted_count
+        last_start, start = start, end
+    return refused
+
+
+def _sliding_log_in(
+    times: Sequence[int],
+    start: int,
+    end: int,
+    seed: Sequence[int],
+    limit: int,
+    window_ms: int,
+    out: bytearray | None,
+) -> tuple[list[int], int]:
+    """Decide the requests ``times[start:end]`` of one window.
+
+    ``seed``: the admissions of the window before. Returns (this window's admissions, refused).
+    """
+    admitted = list(seed)
+    oldest = 0  # the first admission still in the sliding window
+    refused = 0
+    i = start
+    while i < end:
         t = times[i]
         oldest = bisect_right(admitted, t - window_ms, oldest)
         used = len(admitted) - oldest
         if used < limit:
             # Admissions leave the window only as time goes on: with room for k, the next k
             # requests are admitted.
-            taken = min(limit - used, n - i)
+            taken = min(limit - used, end - i)
             admitted.extend(times[i : i + taken])
             i += taken
             continue
         # Refused until the oldest admission in the window leaves it.
-        j = bisect_left(times, admitted[oldest] + window_ms, i + 1)
+        j = bisect_left(times, admitted[oldest] + window_ms, i + 1, end)
         refused += _refuse(out, i, j)
         i = j
-    return refused
+    return admitted[len(seed) :], refused
 
 
 # -- candidates: an algorithm at "limit per window" ------------------------------------------
@@ -314,11 +492,17 @@ class Candidate:
         return f'{type(self.limiter).__name__}({self.limit}, "{window}")'
 
 
-def refusals(times: Sequence[int], limiter: Limiter, out: bytearray | None = None) -> int:
+def refusals(
+    times: Sequence[int],
+    limiter: Limiter,
+    out: bytearray | None = None,
+    layout: Layout | None = None,
+) -> int:
     """How many of one client's requests (sorted epoch ms) ``limiter`` refuses.
 
     ``limiter`` is any of redkit's :class:`FixedWindow`, :class:`SlidingWindow`,
-    :class:`TokenBucket`, :class:`GCRA` or :class:`SlidingLog`; ``out`` as for the algorithms.
+    :class:`TokenBucket`, :class:`GCRA` or :class:`SlidingLog`; ``out`` as for the algorithms;
+    ``layout`` (:func:`window_layout` for the limiter's window) saves computing it again.
     """
     if isinstance(limiter, CachedFixedWindow):
         raise InvalidArgumentError(
@@ -328,13 +512,16 @@ def refusals(times: Sequence[int], limiter: Limiter, out: bytearray | None = Non
     if isinstance(limiter, FixedWindow):
         return fixed_window(times, limiter.limit, limiter.window_ms, out)
     if isinstance(limiter, SlidingWindow):
-        return sliding_window(times, limiter.limit, limiter.window_ms, out)
+        return sliding_window(times, limiter.limit, limiter.window_ms, out, layout)
     if isinstance(limiter, TokenBucket):
         return token_bucket(times, limiter.limit, limiter.refill_rate, limiter.interval_ms, out)
     if isinstance(limiter, GCRA):
-        return gcra(times, limiter.limit, limiter.emission_us, out)
+        # The layout of the window itself: a bucket of B cells T apart fills up within
+        # B*T, at most the period plus B µs, so within two windows (at most 1 cell per µs).
+        fits = limiter.limit * limiter.emission_us <= 2000 * limiter.period_ms
+        return gcra(times, limiter.limit, limiter.emission_us, out, layout if fits else None)
     if isinstance(limiter, SlidingLog):
-        return sliding_log(times, limiter.limit, limiter.log_window_ms, out)
+        return sliding_log(times, limiter.limit, limiter.log_window_ms, out, layout)
     raise InvalidArgumentError(
         f"cannot simulate {type(limiter).__name__}: give a FixedWindow, SlidingWindow, "
         "TokenBucket, GCRA or SlidingLog"
@@ -468,9 +655,18 @@ def decide_trace(
 # -- peaks: what lets a client be skipped ----------------------------------------------------
 
 
+def aligned_max(times: Sequence[int], window_ms: int) -> int:
+    """The most requests in one epoch-aligned window of ``window_ms`` (sorted times)."""
+    n = len(times)
+    if n <= 1 or times[0] // window_ms == times[-1] // window_ms:
+        return n
+    most: int = max(Counter([t // window_ms for t in times]).values())
+    return most
+
+
 def span_max(times: Sequence[int], span_ms: int) -> int:
     """The most requests in any half-open span ``[t, t + span_ms)`` (sorted times)."""
-    if len(times) < 2:
+    if len(times) < 2 or times[-1] - times[0] < span_ms:
         return len(times)
     ends = map(partial(bisect_left, times), [t + span_ms for t in times])
     most: int = max(map(sub, ends, range(len(times))))
@@ -479,51 +675,71 @@ def span_max(times: Sequence[int], span_ms: int) -> int:
 
 @dataclass(frozen=True)
 class Peaks:
-    """One client's busiest moments for one window length (all in requests).
+    """One client's busiest moments for one window length, in requests, and its layout.
 
     ``aligned``: its most requests in one epoch-aligned window; ``pair``: in two consecutive
-    aligned windows; ``span``: in any window-long span; ``span2``: in any span of two windows.
-    A limiter of ``limit`` per window never refuses the client when: ``aligned <= limit``
-    (fixed window), ``pair <= limit`` (sliding window), ``span <= limit`` (sliding log, and a
-    token bucket refilled fully each window), ``span2 <= limit`` (GCRA, whose rounded-up
-    emission interval makes its bucket fill up in at most two windows).
+    aligned windows; ``triple``: in three. A limiter of ``limit`` per window never refuses the
+    client when: ``aligned <= limit`` (fixed window); ``pair <= limit`` (sliding window, and,
+    as any window-long span lies in two aligned windows, sliding log and a token bucket
+    refilled fully each window); ``triple <= limit`` (GCRA: its rounded-up emission interval
+    makes a bucket fill up within two windows, a span that lies in three aligned windows).
     """
 
+    window_ms: int
     aligned: int
     pair: int
-    span: int
-    span2: int
-    #: Requests per aligned window, for the fixed window's refusals without a replay.
+    triple: int
+    #: The aligned windows holding requests, in order, and how many each holds.
+    buckets: tuple[int, ...]
     counts: tuple[int, ...]
+
+    @property
+    def layout(self) -> Layout:
+        """(``buckets``, ``counts``), as :func:`window_layout` gives them."""
+        return self.buckets, self.counts
 
 
 def peaks(times: Sequence[int], window_ms: int) -> Peaks:
     """One client's :class:`Peaks` for windows of ``window_ms``."""
-    if len(times) <= 1:
-        n = len(times)
-        return Peaks(n, n, n, n, (n,) if n else ())
+    n = len(times)
+    if n == 0:
+        return Peaks(window_ms, 0, 0, 0, (), ())
+    if times[0] // window_ms == times[-1] // window_ms:
+        return Peaks(window_ms, n, n, n, (times[0] // window_ms,), (n,))
     per_window = Counter([t // window_ms for t in times])
-    aligned = max(per_window.values())
-    pair = max(c + per_window.get(b - 1, 0) for b, c in per_window.items())
-    spread = times[-1] - times[0]
-    # A client whose requests all fit in one span needs no search.
-    span = len(times) if spread < window_ms else span_max(times, window_ms)
-    span2 = len(times) if spread < 2 * window_ms else span_max(times, 2 * window_ms)
-    return Peaks(aligned, pair, span, span2, tuple(per_window.values()))
+    get = per_window.get
+    pair = triple = 0
+    for b, c in per_window.items():
+        before = get(b - 1, 0)
+        if c + before > pair:
+            pair = c + before
+        if c + before + get(b - 2, 0) > triple:
+            triple = c + before + get(b - 2, 0)
+    return Peaks(
+        window_ms,
+        max(per_window.values()),
+        pair,
+        triple,
+        tuple(per_window),
+        tuple(per_window.values()),
+    )
 
 
-def never_refused(algorithm: Algorithm, limit: int, peak: Peaks) -> bool:
-    """Whether ``algorithm`` at ``limit`` per window surely admits every request.
+def bound(algorithm: Algorithm, peak: Peaks) -> int:
+    """The peak that ``algorithm`` at any limit at or above it surely never refuses.
 
     See :class:`Peaks` for why each bound holds.
     """
     if algorithm == "fixed_window":
-        return peak.aligned <= limit
-    if algorithm == "sliding_window":
-        return peak.pair <= limit
+        return peak.aligned
     if algorithm == "gcra":
-        return peak.span2 <= limit
-    return peak.span <= limit
+        return peak.triple
+    return peak.pair
+
+
+def never_refused(algorithm: Algorithm, limit: int, peak: Peaks) -> bool:
+    """Whether ``algorithm`` at ``limit`` per window surely admits every request."""
+    return bound(algorithm, peak) <= limit
 
 
 def candidate_refusals(times: Sequence[int], candidate: Candidate, peak: Peaks) -> int:
@@ -533,4 +749,43 @@ def candidate_refusals(times: Sequence[int], candidate: Candidate, peak: Peaks) 
         return 0
     if candidate.algorithm == "fixed_window":
         return sum(c - limit for c in peak.counts if c > limit)
-    return refusals(times, candidate.limiter)
+    return refusals(times, candidate.limiter, layout=peak.layout)
+
+
+def refused_clients(
+    times: Sequence[Sequence[int]], window_peaks: Sequence[Peaks], candidates: Iterable[Candidate]
+) -> list[dict[int, int]]:
+    """For each candidate, the clients it refuses: their position in ``times`` -> refusals.
+
+    ``times`` holds each client's requests, ``window_peaks`` their :func:`peaks` for the
+    candidates' window (one window for all). Clients are visited from the highest bound down,
+    so each candidate looks only at those its limit might refuse.
+    """
+    orders: dict[Algorithm, tuple[list[int], list[int]]] = {}
+    phases: dict[int, list[int]] = {}  # token buckets: per client, shared by every limit
+    found: list[dict[int, int]] = []
+    for candidate in candidates:
+        algorithm, limit = candidate.algorithm, candidate.limit
+        if algorithm not in orders:
+            bounds = [bound(algorithm, peak) for peak in window_peaks]
+            order = sorted(range(len(bounds)), key=bounds.__getitem__, reverse=True)
+            orders[algorithm] = (order, bounds)
+        order, bounds = orders[algorithm]
+        refused_by: dict[int, int] = {}
+        for k in order:
+            if bounds[k] <= limit:
+                break  # and so are all the others
+            peak = window_peaks[k]
+            if algorithm == "fixed_window":
+                refused = sum(c - limit for c in peak.counts if c > limit)
+            elif algorithm == "token_bucket":  # refilled fully: per phase, as a fixed window
+                counts = phases.get(k)
+                if counts is None:
+                    counts = phases[k] = token_phases(times[k], candidate.window_ms)
+                refused = sum(c - limit for c in counts if c > limit)
+            else:
+                refused = refusals(times[k], candidate.limiter, layout=peak.layout)
+            if refused:
+                refused_by[k] = refused
+        found.append(refused_by)
+    return found
