@@ -43,6 +43,7 @@ import math
 import os
 import random
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,7 @@ _WORD_ZIPF = 1.0
 _Add = Callable[[str, str, int, int, str], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Event:
     """One request: when it arrived, how long it took, and the fields of its line."""
 
@@ -178,10 +179,8 @@ def _diurnal(epoch: float) -> float:
 
 def _sized(key: str, mean: int) -> int:
     """A response size of about ``mean`` bytes, the same for the same resource each time."""
-    # A cheap stable hash (not hash(), which is salted per process).
-    value = 2166136261
-    for char in key:
-        value = ((value ^ ord(char)) * 16777619) & 0xFFFFFFFF
+    # A stable hash (not hash(), which is salted per process).
+    value = zlib.crc32(key.encode())
     return int(mean * (0.4 + 1.2 * (value / 0xFFFFFFFF)))
 
 
@@ -491,12 +490,18 @@ def generate_log(
     events.extend(generator.admin(updates))
     # In the order responses end, as a server writes its log; ties in generation order.
     order = sorted(range(len(events)), key=lambda i: events[i].time + events[i].latency)
-    text = "".join(_line(events[i]) for i in order)
     if isinstance(out, (str, os.PathLike)):
-        Path(out).write_text(text, encoding="utf-8", newline="\n")
+        with Path(out).open("w", encoding="utf-8", newline="\n") as file:
+            _write(file, events, order)
     else:
-        out.write(text)
+        _write(out, events, order)
     return len(events)
+
+
+def _write(file: IO[str], events: Sequence[_Event], order: Sequence[int]) -> None:
+    # In chunks: a million-line log is never one string in memory.
+    for begin in range(0, len(order), 8192):
+        file.write("".join([_line(events[i]) for i in order[begin : begin + 8192]]))
 
 
 def sample_log() -> Path:
