@@ -1,0 +1,142 @@
+"""``redkit advise``: the command line, in process and as a subprocess, on the shipped sample."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from redkit.advise.readers import read_trace
+from redkit.advise.sample import generate_log, sample_log
+from redkit.cli import main
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def run(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``python -m redkit ...`` in a fresh interpreter, as a user's shell runs it."""
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    return subprocess.run(
+        [sys.executable, "-m", "redkit", *argv],
+        capture_output=True, text=True, timeout=300, check=False, env=env,
+    )  # fmt: skip
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], code: int) -> str:
+    out, err = capsys.readouterr()
+    assert code == 2, err
+    assert out == ""
+    assert err.startswith("redkit: error: ")
+    assert err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    path = tmp_path / "access.log"
+    generate_log(path, requests=300, seed=3)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["cache", "--budget", "lots"], "--budget"),
+        (["cache", "--budget", "0"], "--budget"),
+        (["cache", "--max-stale", "soon"], "--max-stale"),
+        (["cache", "--max-stale=-5s"], "--max-stale"),
+        (["cache", "--loader-ms=-1"], "--loader-ms"),
+        (["cache", "--loader-ms", "fast"], "--loader-ms"),
+        (["cache", "--ttl", "forever"], "--ttl"),
+        (["cache", "--key-pattern", "no-equals-sign"], "--key-pattern"),
+        (["cache", "--key-pattern", "([=users"], "--key-pattern"),
+        (["cache", "--format", "xml"], "--format"),
+        (["ratelimit", "--by", "mac"], "--by"),
+        (["ratelimit", "--by", "header:"], "--by"),
+        (["ratelimit", "--protect", "150"], "--protect"),
+        (["ratelimit", "--protect", "nan"], "--protect"),
+        (["ratelimit", "--tier-by", "plan"], "--tier-by"),
+        (["ratelimit", "--format", "xml"], "--format"),
+        # A header asked of a log that has none (the Combined format logs no headers).
+        (["ratelimit", "--by", "header:X-API-Key"], "header"),
+    ],
+)
+def test_a_bad_flag_is_one_line_naming_it_and_exit_2(
+    capsys: pytest.CaptureFixture[str], log: Path, argv: list[str], message: str
+) -> None:
+    err = one_line_error(capsys, main(["advise", argv[0], str(log), *argv[1:]]))
+    assert message in err
+
+
+def test_a_missing_empty_or_unreadable_log_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "nope.log"
+    assert str(missing) in one_line_error(capsys, main(["advise", "cache", str(missing)]))
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    assert "empty" in one_line_error(capsys, main(["advise", "ratelimit", str(empty)]))
+    assert "directory" in one_line_error(capsys, main(["advise", "cache", str(tmp_path)]))
+    garbage = tmp_path / "garbage.log"
+    garbage.write_bytes(b"\x00\xff not a log\n" * 3)
+    assert "garbage.log" in one_line_error(capsys, main(["advise", "cache", str(garbage)]))
+
+
+def test_a_log_or_the_sample_is_needed_not_both(
+    capsys: pytest.CaptureFixture[str], log: Path
+) -> None:
+    assert "--sample" in one_line_error(capsys, main(["advise", "cache"]))
+    assert "not both" in one_line_error(capsys, main(["advise", "ratelimit", str(log), "--sample"]))
+
+
+def test_an_html_report_that_cannot_be_written_fails_before_the_analysis(
+    capsys: pytest.CaptureFixture[str], log: Path, tmp_path: Path
+) -> None:
+    err = one_line_error(
+        capsys, main(["advise", "cache", str(log), "--html", str(tmp_path / "no" / "r.html")])
+    )
+    assert "--html" in err
+    assert "does not exist" in err
+    assert "--html" in one_line_error(
+        capsys, main(["advise", "cache", str(log), "--html", str(tmp_path)])
+    )
+
+
+def test_errors_as_a_subprocess_too(tmp_path: Path) -> None:
+    done = run("advise", "cache", str(tmp_path / "nope.log"), "--budget", "256MB")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1
+    assert "nope.log" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = run("advise", "ratelimit", "--sample", "--by", "mac")
+    assert (done.returncode, done.stderr.count("\n")) == (2, 1)
+    assert "--by" in done.stderr
+
+
+def test_the_sample_command_writes_a_generated_log(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "gen.log"
+    assert main(["advise", "sample", str(out), "--requests", "400", "--seed", "5"]) == 0
+    assert "400" in capsys.readouterr().err
+    again = tmp_path / "again.log"
+    generate_log(again, requests=400, seed=5, clients=2000)
+    assert out.read_bytes() == again.read_bytes()
+    assert len(read_trace(out)) == 400
+    assert main(["advise", "sample", "-", "--requests", "50"]) == 0
+    assert capsys.readouterr().out.count("\n") == 50
+    err = one_line_error(capsys, main(["advise", "sample", str(out), "--requests", "0"]))
+    assert "requests" in err
+
+
+def test_the_sample_is_where_the_help_says(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["advise", "--help"])
+    assert exited.value.code == 0
+    assert "redkit advise cache --sample" in capsys.readouterr().out
+    assert sample_log().is_file()
