@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from redkit.advise.readers import read_trace
-from redkit.advise.sample import generate_log, sample_log
+from redkit.advise.report import check_schema
+from redkit.advise.sample import (
+    BOT_ADDRESS,
+    BOT_USER_AGENT,
+    SAMPLE_REQUESTS,
+    generate_log,
+    sample_log,
+)
 from redkit.cli import main
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -140,3 +148,55 @@ def test_the_sample_is_where_the_help_says(capsys: pytest.CaptureFixture[str]) -
     assert exited.value.code == 0
     assert "redkit advise cache --sample" in capsys.readouterr().out
     assert sample_log().is_file()
+
+
+# What the report of each kind must show on the sample: its routes and a recommendation.
+ROUTES = {
+    "ratelimit": ("/api/search", "/api/products/{id}", "/api/users/{id}"),
+}
+CODE = {"ratelimit": "Ratelimit(redis, "}
+
+
+@pytest.mark.parametrize("kind", sorted(ROUTES))
+def test_the_terminal_report_on_the_sample(kind: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["advise", kind, "--sample"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""  # no progress bar off a terminal
+    for route in ROUTES[kind]:
+        assert route in out
+    assert "Recommendation" in out
+    assert CODE[kind] in out
+
+
+@pytest.mark.parametrize("kind", sorted(ROUTES))
+def test_json_on_the_sample_is_the_schema_and_nothing_else(kind: str, tmp_path: Path) -> None:
+    html = tmp_path / "report.html"
+    done = run("advise", kind, "--sample", "--json", "--html", str(html))
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)  # stdout is the JSON alone
+    assert check_schema(data) == kind
+    assert data["trace"]["requests"] == SAMPLE_REQUESTS
+    assert data["trace"]["malformed"] == 0
+    names = {entry["name"] for entry in data["routes" if kind == "ratelimit" else "namespaces"]}
+    assert set(ROUTES[kind]) <= names
+    assert CODE[kind] in data["overall"]["recommendation"]["code"]
+    page = html.read_text(encoding="utf-8")
+    assert page.lstrip().lower().startswith("<!doctype html")
+    assert "<svg" in page or "<img" in page
+    assert str(html) in done.stderr
+
+
+def test_ratelimit_by_user_and_the_bot_on_the_search_route(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["advise", "ratelimit", "--sample", "--json", "--protect", "99.5"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["settings"]["protect"] == 99.5
+    search = next(route for route in data["routes"] if route["name"] == "/api/search")
+    assert search["top_talkers"][0]["client"] == BOT_ADDRESS
+    assert search["top_talkers"][0]["user_agent"] == BOT_USER_AGENT
+    assert search["recommendation"]["refused_heavy_clients"] >= 1
+    assert main(["advise", "ratelimit", "--sample", "--json", "--by", "user"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["settings"]["by"] == "user"
+    assert BOT_ADDRESS not in {t["client"] for t in data["overall"]["top_talkers"]}
