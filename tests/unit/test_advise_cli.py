@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -200,3 +201,61 @@ def test_ratelimit_by_user_and_the_bot_on_the_search_route(
     data = json.loads(capsys.readouterr().out)
     assert data["settings"]["by"] == "user"
     assert BOT_ADDRESS not in {t["client"] for t in data["overall"]["top_talkers"]}
+
+
+def test_ratelimit_by_a_header_with_tiers_from_a_json_log(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # nginx's JSON log with two request headers: an API key and its plan.
+    lines = []
+    for second in range(1200):
+        for key, plan, every in (("k-heavy", "free", 1), ("k-a", "free", 20), ("k-b", "pro", 7)):
+            if second % every == 0:
+                entry = {
+                    "msec": f"{1764662400 + second}.250",
+                    "remote_addr": "192.0.2.10",
+                    "request": f"GET /api/items/{second % 50} HTTP/1.1",
+                    "status": 200,
+                    "body_bytes_sent": 900,
+                    "http_x_api_key": key,
+                    "http_x_plan": plan,
+                }
+                lines.append(json.dumps(entry))
+    log = tmp_path / "api.jsonl"
+    log.write_text("\n".join(lines) + "\n")
+    argv = ["advise", "ratelimit", str(log), "--by", "header:X-API-Key"]
+    assert main([*argv, "--tier-by", "header:X-Plan", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["settings"]["by"] == "header:X-API-Key"
+    assert data["settings"]["tier_by"] == "header:X-Plan"
+    assert data["overall"]["top_talkers"][0]["client"] == "k-heavy"
+    assert "TieredRatelimit" in json.dumps(data)
+
+
+def test_the_progress_bar_shows_only_on_a_terminal(tmp_path: Path) -> None:
+    main_fd, replica = os.openpty()
+    try:
+        env = {**os.environ, "PYTHONPATH": str(SRC), "TERM": "xterm"}
+        env.pop("NO_COLOR", None)
+        done = subprocess.run(
+            [sys.executable, "-m", "redkit", "advise", "ratelimit", "--sample", "--json"],
+            stdout=subprocess.PIPE, stderr=replica, timeout=300, check=False, env=env,
+        )  # fmt: skip
+        os.close(replica)
+        replica = -1
+        drawn = b""
+        while select.select([main_fd], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(main_fd, 65536)
+            except OSError:  # the terminal is gone once the child has exited
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(main_fd)
+        if replica >= 0:
+            os.close(replica)
+    assert done.returncode == 0
+    json.loads(done.stdout)  # the bar never reaches stdout
+    assert b"reading the sample log" in drawn
