@@ -7,6 +7,7 @@ rendered.
 
 from __future__ import annotations
 
+from redkit.advise.cache_advice import CacheAdvice, advise_cache
 from redkit.advise.html import render_html
 from redkit.advise.readers import read_trace
 from redkit.advise.recorded import RecordedTrace, read_recorded
@@ -15,6 +16,7 @@ from redkit.advise.report import print_report, progress_callback, render_text
 from redkit.advise.trace import Malformed, Op, Request, Trace, TraceBuilder
 
 __all__ = [
+    "CacheAdvice",
     "Malformed",
     "Op",
     "RecordedTrace",
@@ -22,6 +24,7 @@ __all__ = [
     "Trace",
     "TraceBuilder",
     "TraceRecorder",
+    "advise_cache",
     "print_report",
     "progress_callback",
     "read_recorded",
