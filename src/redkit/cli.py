@@ -363,12 +363,11 @@ def _advise_cache(args: argparse.Namespace, logs: list[str]) -> dict[str, Any]:
     for spec in args.key_pattern:
         parse_key_pattern(spec)
     trace = _read(args, logs, ())
-    from redkit.advise.cache_advice import DEFAULT_TTLS, advise_cache
+    from redkit.advise.cache_advice import advise_cache
+    from redkit.advise.cache_sim import DEFAULT_TTLS
 
-    seconds = sorted({parse_seconds(t) if isinstance(t, str) else float(t) for t in DEFAULT_TTLS})
-    if extra is not None and extra not in seconds:
-        seconds = sorted([*seconds, extra])  # the user's TTL among the usual ones
-    ttls: list[float | str] = list(seconds)
+    # The user's TTL among the usual ones.
+    ttls: list[float | str] = sorted({*DEFAULT_TTLS, *([] if extra is None else [extra])})
     with report.progress_callback("simulating", unit="steps") as progress:
         advice = advise_cache(
             trace,

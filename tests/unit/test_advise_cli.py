@@ -153,9 +153,10 @@ def test_the_sample_is_where_the_help_says(capsys: pytest.CaptureFixture[str]) -
 
 # What the report of each kind must show on the sample: its routes and a recommendation.
 ROUTES = {
+    "cache": ("/api/search", "/api/products/{id}", "/api/users/{id}"),
     "ratelimit": ("/api/search", "/api/products/{id}", "/api/users/{id}"),
 }
-CODE = {"ratelimit": "Ratelimit(redis, "}
+CODE = {"cache": "Cache(", "ratelimit": "Ratelimit(redis, "}
 
 
 @pytest.mark.parametrize("kind", sorted(ROUTES))
@@ -259,3 +260,25 @@ def test_the_progress_bar_shows_only_on_a_terminal(tmp_path: Path) -> None:
     assert done.returncode == 0
     json.loads(done.stdout)  # the bar never reaches stdout
     assert b"reading the sample log" in drawn
+
+
+def test_cache_flags_reach_the_advice(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["advise", "cache", "--sample", "--json", "--budget", "64MB", "--max-stale", "30s"]
+    assert main([*argv, "--loader-ms", "20", "--ttl", "45s"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    settings = data["settings"]
+    assert settings["budget_bytes"] == 64_000_000
+    assert settings["max_stale_s"] == 30.0
+    assert settings["loader_ms"] == 20.0
+    assert 45.0 in settings["ttls_s"]
+    assert settings["ttls_s"] == sorted(settings["ttls_s"])
+    assert len(settings["ttls_s"]) >= 13  # the usual ones, and the user's
+    for ns in data["namespaces"]:
+        stale = ns["recommendation"]["stale_ttl_s"]
+        assert stale is None or stale <= 30.0
+    # A key pattern names a namespace.
+    argv = ["advise", "cache", "--sample", "--json", "--key-pattern", "^/api/users/=people"]
+    assert main(argv) == 0
+    names = {ns["name"] for ns in json.loads(capsys.readouterr().out)["namespaces"]}
+    assert "people" in names
+    assert "/api/users/{id}" not in names
