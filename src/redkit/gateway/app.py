@@ -31,7 +31,7 @@ from redkit.drivers.connect import Connection
 from redkit.gateway import pubsub
 from redkit.gateway.auth import TokenRule, TokenTable, fingerprint, presented_token
 from redkit.gateway.backend import Backend, BackendError, CrossSlot, open_backend
-from redkit.gateway.policy import Policy
+from redkit.gateway.policy import CommandPolicy
 from redkit.gateway.protocol import (
     MAX_BODY,
     MAX_RESPONSE,
@@ -129,7 +129,7 @@ class Gateway:
             # Validate every URL now, not on the first request.
             if isinstance(rule.redis, str):
                 Connection(rule.redis)
-        self.policy = Policy(allow)
+        self.policy = CommandPolicy(allow)
         self.max_body = max_body
         if max_response <= 0:
             raise ValueError("the maximum response size must be positive")

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 
 from redkit.gateway.protocol import command_name
 
-__all__ = ["BLOCKING", "DENIED", "READ_ONLY", "UNSUPPORTED", "Policy"]
+__all__ = ["BLOCKING", "DENIED", "READ_ONLY", "UNSUPPORTED", "CommandPolicy"]
 
 #: Never run: they change the state of a pooled connection, or answer with a stream.
 UNSUPPORTED = frozenset(
@@ -108,7 +108,7 @@ def _waits(name: str, command: Sequence[bytes]) -> bool:
     return False
 
 
-class Policy:
+class CommandPolicy:
     """The gateway's command rules; ``allow`` names denied commands to run anyway."""
 
     def __init__(self, allow: Iterable[str] = ()) -> None:
