@@ -35,8 +35,8 @@ from redkit.gateway.policy import CommandPolicy
 from redkit.gateway.protocol import (
     MAX_BODY,
     MAX_RESPONSE,
-    Command,
     ProtocolError,
+    RawCommand,
     command_name,
     encode_reply,
     error_message,
@@ -278,7 +278,7 @@ class Gateway:
         return status, data
 
     async def _subscribe(
-        self, scope: Scope, receive: Receive, backend: Backend, command: Command
+        self, scope: Scope, receive: Receive, backend: Backend, command: RawCommand
     ) -> pubsub.Stream:
         method = scope["method"]
         if method == "HEAD":
@@ -323,7 +323,7 @@ class Gateway:
         )
 
     async def _single(
-        self, backend: Backend, rule: TokenRule, command: Command, b64: bool
+        self, backend: Backend, rule: TokenRule, command: RawCommand, b64: bool
     ) -> tuple[int, object]:
         refusal = self.policy.refusal(command, read_only=rule.read_only)
         if refusal is not None:
@@ -338,7 +338,7 @@ class Gateway:
         return 200, {"result": encode_reply(reply, b64=b64)}
 
     async def _pipeline(
-        self, backend: Backend, rule: TokenRule, commands: list[Command], b64: bool
+        self, backend: Backend, rule: TokenRule, commands: list[RawCommand], b64: bool
     ) -> list[dict[str, Any]]:
         replies: list[Any] = [None] * len(commands)
         runnable: list[tuple[int, Translated]] = []
@@ -355,7 +355,7 @@ class Gateway:
         return [item(reply, b64=b64) for reply in self._capped(replies, b64)]
 
     async def _transaction(
-        self, backend: Backend, rule: TokenRule, commands: list[Command], b64: bool
+        self, backend: Backend, rule: TokenRule, commands: list[RawCommand], b64: bool
     ) -> tuple[int, object]:
         translated: list[Translated] = []
         for command in commands:

@@ -31,15 +31,13 @@ from redis import exceptions as rx
 from redis.asyncio.connection import AbstractConnection
 
 from redkit.drivers.connect import Connection
-from redkit.gateway.protocol import Command, command_name
+from redkit.gateway.protocol import RawCommand, Reply, command_name
 from redkit.gateway.watchdog import DEFAULT_SCRIPT_TIMEOUT, Watchdog
 
 __all__ = ["Backend", "BackendError", "ClusterBackend", "StandaloneBackend", "open_backend"]
 
 #: Connections to a standalone server at most; more concurrent requests wait for one.
 DEFAULT_MAX_CONNECTIONS = 64
-
-Reply = Any  # bytes | int | None | list | ResponseError
 
 
 class BackendError(Exception):
@@ -53,11 +51,11 @@ class CrossSlot(Exception):
 class Backend(Protocol):
     """One Redis (standalone or cluster) as the gateway uses it."""
 
-    async def run(self, commands: Sequence[Command]) -> list[Reply]:
+    async def run(self, commands: Sequence[RawCommand]) -> list[Reply]:
         """Run ``commands`` in order, pipelined; a Redis error is an item, never raised."""
         ...
 
-    async def transaction(self, commands: Sequence[Command]) -> list[Reply]:
+    async def transaction(self, commands: Sequence[RawCommand]) -> list[Reply]:
         """``MULTI``, ``commands``, ``EXEC`` on one connection: the replies of ``EXEC``.
 
         Raises ``ResponseError`` when Redis discards the transaction, :class:`CrossSlot` when
@@ -65,7 +63,7 @@ class Backend(Protocol):
         """
         ...
 
-    async def subscribe(self, command: Command) -> tuple[AbstractConnection, list[Reply]]:
+    async def subscribe(self, command: RawCommand) -> tuple[AbstractConnection, list[Reply]]:
         """Run ``command`` (``SUBSCRIBE``...) on a new connection, outside the pools.
 
         Returns the connection and the confirmations, one per channel. The caller reads the
@@ -105,7 +103,7 @@ async def _exchange(
         raise
 
 
-async def _subscribed(conn: AbstractConnection, command: Command) -> list[Reply]:
+async def _subscribed(conn: AbstractConnection, command: RawCommand) -> list[Reply]:
     """Connect ``conn``, send ``command``, read its confirmations (one per channel)."""
     try:
         await conn.connect()  # type: ignore[no-untyped-call]
@@ -140,7 +138,7 @@ async def _watched(
     node: str,
     admin: functools.partial[AbstractConnection],
     conn: AbstractConnection,
-    commands: Sequence[Command],
+    commands: Sequence[RawCommand],
     *,
     multi: bool,
 ) -> Any:
@@ -190,7 +188,7 @@ class StandaloneBackend:
         self._node = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
         self._admin = functools.partial(_admin, self._pool.connection_class, kwargs)
 
-    async def _with_connection(self, commands: Sequence[Command], *, multi: bool) -> Any:
+    async def _with_connection(self, commands: Sequence[RawCommand], *, multi: bool) -> Any:
         try:
             conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
         except (rx.ConnectionError, rx.TimeoutError) as exc:
@@ -205,17 +203,17 @@ class StandaloneBackend:
         finally:
             await self._pool.release(conn)
 
-    async def run(self, commands: Sequence[Command]) -> list[Reply]:
+    async def run(self, commands: Sequence[RawCommand]) -> list[Reply]:
         """Run ``commands`` pipelined on one connection."""
         result: list[Reply] = await self._with_connection(commands, multi=False)
         return result
 
-    async def transaction(self, commands: Sequence[Command]) -> list[Reply]:
+    async def transaction(self, commands: Sequence[RawCommand]) -> list[Reply]:
         """Run ``commands`` in ``MULTI``/``EXEC`` on one connection."""
         result: list[Reply] = await self._with_connection(commands, multi=True)
         return result
 
-    async def subscribe(self, command: Command) -> tuple[AbstractConnection, list[Reply]]:
+    async def subscribe(self, command: RawCommand) -> tuple[AbstractConnection, list[Reply]]:
         """``command`` on a new connection with the pool's settings, not from the pool."""
         conn = self._pool.connection_class(**self._pool.connection_kwargs)
         return conn, await _subscribed(conn, command)
@@ -250,7 +248,7 @@ class ClusterBackend:
         except (rx.RedisError, rx.RedisClusterException, OSError) as exc:
             raise _failure(exc) from exc
 
-    async def _slot(self, command: Command) -> int | None:
+    async def _slot(self, command: RawCommand) -> int | None:
         """The slot of ``command``'s keys; ``None`` for a keyless one."""
         name = command_name(command)
         keys: Sequence[Any] | None
@@ -277,7 +275,9 @@ class ClusterBackend:
             return self._client.get_default_node()
         return self._client.nodes_manager.get_node_from_slot(slot)
 
-    async def _on_node(self, node: Any, commands: Sequence[Command], *, multi: bool = False) -> Any:
+    async def _on_node(
+        self, node: Any, commands: Sequence[RawCommand], *, multi: bool = False
+    ) -> Any:
         try:
             conn = node.acquire_connection()
         except rx.MaxConnectionsError as exc:
@@ -300,7 +300,7 @@ class ClusterBackend:
     def _primaries(self) -> list[Any]:
         return sorted(self._client.get_primaries(), key=lambda node: node.name)
 
-    async def _fan_out(self, command: Command) -> Reply:
+    async def _fan_out(self, command: RawCommand) -> Reply:
         """A keyless command about the whole keyspace, run on every primary and merged."""
         name = command_name(command)
         primaries = self._primaries()
@@ -319,7 +319,7 @@ class ClusterBackend:
             return [int(all(found)) for found in zip(*results, strict=True)]
         return results[0]
 
-    async def _scan(self, command: Command, primaries: list[Any]) -> Reply:
+    async def _scan(self, command: RawCommand, primaries: list[Any]) -> Reply:
         # One cursor over every primary: node index + its own cursor * node count.
         count = len(primaries)
         try:
@@ -338,13 +338,13 @@ class ClusterBackend:
         combined = following * count + index if following else (index + 1) % count
         return [str(combined).encode(), keys]
 
-    def _fans_out(self, command: Command) -> bool:
+    def _fans_out(self, command: RawCommand) -> bool:
         name = command_name(command)
         if name == "SCRIPT":
             return len(command) > 1 and command[1].upper() in (b"LOAD", b"FLUSH", b"EXISTS")
         return name in _FAN_OUT
 
-    async def run(self, commands: Sequence[Command]) -> list[Reply]:
+    async def run(self, commands: Sequence[RawCommand]) -> list[Reply]:
         """Run ``commands``: batched per node, in order where order can matter."""
         await self._ready()
         replies: list[Reply] = [None] * len(commands)
@@ -382,7 +382,7 @@ class ClusterBackend:
                 replies[i] = (await self._on_node(self._node(slot), [commands[i]]))[0]
         return replies
 
-    async def transaction(self, commands: Sequence[Command]) -> list[Reply]:
+    async def transaction(self, commands: Sequence[RawCommand]) -> list[Reply]:
         """Run ``commands`` atomically on the node of their one slot."""
         await self._ready()
         slots = set()
@@ -409,7 +409,7 @@ class ClusterBackend:
             break
         return _exec_result(queued, result)
 
-    async def subscribe(self, command: Command) -> tuple[AbstractConnection, list[Reply]]:
+    async def subscribe(self, command: RawCommand) -> tuple[AbstractConnection, list[Reply]]:
         """``command`` on a new connection to a primary, not from its pool.
 
         Any primary does: a cluster broadcasts ``PUBLISH`` (not ``SPUBLISH``) to every node.

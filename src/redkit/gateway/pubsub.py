@@ -47,8 +47,14 @@ from urllib.parse import unquote_to_bytes
 from redis import exceptions as rx
 from redis.asyncio.connection import AbstractConnection
 
-from redkit.gateway.backend import Backend, Reply
-from redkit.gateway.protocol import Command, ProtocolError, command_name, error_message
+from redkit.gateway.backend import Backend
+from redkit.gateway.protocol import (
+    ProtocolError,
+    RawCommand,
+    Reply,
+    command_name,
+    error_message,
+)
 
 __all__ = [
     "DEFAULT_MAX_STREAMS",
@@ -97,7 +103,7 @@ def is_route(raw_path: bytes) -> bool:
     return raw_path.strip(b"/").split(b"/")[0].lower() in _ROUTES
 
 
-def route(raw_path: bytes) -> Command | None:
+def route(raw_path: bytes) -> RawCommand | None:
     """The ``SUBSCRIBE``/``PSUBSCRIBE`` command of a stream route, ``None`` for another path.
 
     Raises:
@@ -165,7 +171,7 @@ def event(reply: Sequence[Reply]) -> bytes:
 class Stream:
     """One subscription: its own Redis connection, subscribed; :meth:`serve` streams it."""
 
-    def __init__(self, streams: Streams, command: Command) -> None:
+    def __init__(self, streams: Streams, command: RawCommand) -> None:
         self.label = f"{command_name(command)} x{len(command) - 1}"
         self._streams = streams
         self._command = command
@@ -284,7 +290,7 @@ class Streams:
     def __len__(self) -> int:
         return len(self._open)
 
-    async def open(self, backend: Backend, command: Command) -> Stream:
+    async def open(self, backend: Backend, command: RawCommand) -> Stream:
         """A subscribed stream, holding one of the ``limit`` places until it is closed.
 
         Raises:
