@@ -405,7 +405,7 @@ def test_tokens_each_with_their_own_redis(
     with redis_server.client() as admin:
         assert admin.get("where") == b"standalone"
     # The clients were closed by the lifespan's shutdown.
-    assert app._backends == {}
+    assert app._upstreams == {}
 
 
 # -- bad input ---------------------------------------------------------------------------------

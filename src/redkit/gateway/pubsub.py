@@ -47,7 +47,6 @@ from urllib.parse import unquote_to_bytes
 from redis import exceptions as rx
 from redis.asyncio.connection import AbstractConnection
 
-from redkit.gateway.backend import Backend
 from redkit.gateway.protocol import (
     ProtocolError,
     RawCommand,
@@ -55,6 +54,7 @@ from redkit.gateway.protocol import (
     command_name,
     error_message,
 )
+from redkit.gateway.upstream import Upstream
 
 __all__ = [
     "DEFAULT_MAX_STREAMS",
@@ -180,9 +180,9 @@ class Stream:
         self._stop = asyncio.Event()
         self._closed = asyncio.Event()
 
-    async def _open(self, backend: Backend) -> None:
+    async def _open(self, upstream: Upstream) -> None:
         try:
-            self._conn, self._confirmations = await backend.subscribe(self._command)
+            self._conn, self._confirmations = await upstream.subscribe(self._command)
         except rx.ResponseError as exc:  # an ACL refusing a channel, say: the client's to fix
             raise ProtocolError(error_message(exc)) from None
 
@@ -290,7 +290,7 @@ class Streams:
     def __len__(self) -> int:
         return len(self._open)
 
-    async def open(self, backend: Backend, command: RawCommand) -> Stream:
+    async def open(self, upstream: Upstream, command: RawCommand) -> Stream:
         """A subscribed stream, holding one of the ``limit`` places until it is closed.
 
         Raises:
@@ -305,7 +305,7 @@ class Streams:
         # Counted before the first await: concurrent requests cannot overshoot the limit.
         self._open.add(stream)
         try:
-            await stream._open(backend)
+            await stream._open(upstream)
         except BaseException:
             await stream.close()
             raise

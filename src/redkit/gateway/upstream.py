@@ -1,4 +1,4 @@
-"""The gateway's Redis side: raw commands over pooled asyncio connections.
+"""The gateway's upstream, the Redis it forwards to: raw commands over pooled connections.
 
 The gateway relays replies as Redis sends them, so it writes commands to redis-py
 connections and reads the parsed RESP2 replies itself, with none of redis-py's reply
@@ -13,7 +13,7 @@ LOAD``...), and refreshes the topology and retries once on ``MOVED``.
 A batch that runs a script is watched (:mod:`redkit.gateway.watchdog`): past the gateway's time
 limit, the script is killed on the node running it.
 
-A pub/sub stream (:meth:`Backend.subscribe`) gets a connection of its own, outside the pools:
+A pub/sub stream (:meth:`Upstream.subscribe`) gets a connection of its own, outside the pools:
 a subscribed connection serves nothing else, so it is never taken from a pool nor put back.
 """
 
@@ -34,7 +34,7 @@ from redkit.drivers.connect import Connection
 from redkit.gateway.protocol import RawCommand, Reply, command_name
 from redkit.gateway.watchdog import DEFAULT_SCRIPT_TIMEOUT, Watchdog
 
-__all__ = ["Backend", "BackendError", "ClusterBackend", "StandaloneBackend", "open_backend"]
+__all__ = ["BackendError", "ClusterUpstream", "StandaloneUpstream", "Upstream", "open_upstream"]
 
 #: Connections to a standalone server at most; more concurrent requests wait for one.
 DEFAULT_MAX_CONNECTIONS = 64
@@ -48,8 +48,12 @@ class CrossSlot(Exception):
     """A transaction's keys are in more than one cluster slot."""
 
 
-class Backend(Protocol):
-    """One Redis (standalone or cluster) as the gateway uses it."""
+class Upstream(Protocol):
+    """What the gateway forwards a token's commands to: one Redis, standalone or cluster.
+
+    Not a :class:`redkit.core.driver.Backend`: it relays raw commands and replies as Redis
+    sends them, with no flows, encoding or reply conversion.
+    """
 
     async def run(self, commands: Sequence[RawCommand]) -> list[Reply]:
         """Run ``commands`` in order, pipelined; a Redis error is an item, never raised."""
@@ -168,7 +172,7 @@ def _exec_result(queued: list[Reply], result: Reply) -> list[Reply]:
     return list(result)
 
 
-class StandaloneBackend:
+class StandaloneUpstream:
     """A standalone Redis behind one blocking pool."""
 
     def __init__(
@@ -227,7 +231,7 @@ class StandaloneBackend:
 _FAN_OUT = frozenset({"KEYS", "SCAN", "DBSIZE", "FLUSHALL", "FLUSHDB", "SCRIPT"})
 
 
-class ClusterBackend:
+class ClusterUpstream:
     """A Redis Cluster: commands routed by slot over redis-py's per-node pools."""
 
     def __init__(
@@ -424,13 +428,13 @@ class ClusterBackend:
         await self._client.aclose()
 
 
-def open_backend(
+def open_upstream(
     target: str | Connection,
     *,
     script_timeout: float | None = DEFAULT_SCRIPT_TIMEOUT,
     **options: Any,
-) -> StandaloneBackend | ClusterBackend:
-    """A backend for a URL or a :class:`redkit.Connection` (its URL and client options).
+) -> StandaloneUpstream | ClusterUpstream:
+    """An upstream for a URL or a :class:`redkit.Connection` (its URL and client options).
 
     ``script_timeout``: the seconds after which a script is killed (``None``: never).
     """
@@ -440,5 +444,5 @@ def open_backend(
     # (RESP3 maps, doubles and sets would need reshaping).
     settings["protocol"] = 2
     if conn.is_cluster:
-        return ClusterBackend(conn._client_url, settings, script_timeout)
-    return StandaloneBackend(conn._client_url, settings, script_timeout)
+        return ClusterUpstream(conn._client_url, settings, script_timeout)
+    return StandaloneUpstream(conn._client_url, settings, script_timeout)
