@@ -27,6 +27,7 @@ from typing import Any
 
 from redis import exceptions as rx
 
+from redkit.core.errors import UpstreamError
 from redkit.drivers.connect import Connection
 from redkit.gateway import pubsub
 from redkit.gateway.auth import TokenRule, TokenTable, fingerprint, presented_token
@@ -47,7 +48,7 @@ from redkit.gateway.protocol import (
     reply_size,
 )
 from redkit.gateway.scripts import ScriptMap, Translated
-from redkit.gateway.upstream import BackendError, CrossSlot, Upstream, open_upstream
+from redkit.gateway.upstream import CrossSlot, Upstream, open_upstream
 from redkit.gateway.watchdog import DEFAULT_SCRIPT_TIMEOUT
 
 __all__ = ["Gateway"]
@@ -267,7 +268,7 @@ class Gateway:
             status, data = answer.status, answer.data
         except ProtocolError as exc:
             status, data = exc.status, {"error": exc.message}
-        except BackendError as exc:
+        except UpstreamError as exc:
             # The details (addresses, ports) go to the log, not to the client.
             log.warning("%s %s (%s): %s", method, label, who, exc)
             status, data = 503, {"error": "ERR the database is not reachable from the gateway"}

@@ -295,7 +295,7 @@ class Streams:
 
         Raises:
             TooManyStreams: when ``limit`` streams are open already.
-            BackendError: when Redis cannot be reached.
+            UpstreamError: when Redis cannot be reached.
             ProtocolError: when Redis refuses the subscription.
 
         """

@@ -30,18 +30,15 @@ import redis.asyncio.cluster
 from redis import exceptions as rx
 from redis.asyncio.connection import AbstractConnection
 
+from redkit.core.errors import UpstreamError
 from redkit.drivers.connect import Connection
 from redkit.gateway.protocol import RawCommand, Reply, command_name
 from redkit.gateway.watchdog import DEFAULT_SCRIPT_TIMEOUT, Watchdog
 
-__all__ = ["BackendError", "ClusterUpstream", "StandaloneUpstream", "Upstream", "open_upstream"]
+__all__ = ["ClusterUpstream", "StandaloneUpstream", "Upstream", "open_upstream"]
 
 #: Connections to a standalone server at most; more concurrent requests wait for one.
 DEFAULT_MAX_CONNECTIONS = 64
-
-
-class BackendError(Exception):
-    """Redis could not be reached or did not answer: HTTP 503, the whole request failed."""
 
 
 class CrossSlot(Exception):
@@ -71,7 +68,7 @@ class Upstream(Protocol):
         """Run ``command`` (``SUBSCRIBE``...) on a new connection, outside the pools.
 
         Returns the connection and the confirmations, one per channel. The caller reads the
-        messages that follow and disconnects it. Raises :class:`BackendError` when Redis
+        messages that follow and disconnects it. Raises :class:`UpstreamError` when Redis
         cannot be reached, ``ResponseError`` when it refuses.
         """
         ...
@@ -121,9 +118,9 @@ async def _subscribed(conn: AbstractConnection, command: RawCommand) -> list[Rep
         raise
 
 
-def _failure(exc: Exception) -> BackendError:
+def _failure(exc: Exception) -> UpstreamError:
     kind = "did not answer in time" if isinstance(exc, rx.TimeoutError) else "is unavailable"
-    return BackendError(f"ERR Redis {kind}: {exc}")
+    return UpstreamError(f"ERR Redis {kind}: {exc}")
 
 
 def _admin(
