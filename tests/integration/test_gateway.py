@@ -24,7 +24,7 @@ from upstash_redis.errors import UpstashError
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
 from redkit.errors import BackendError, RedkitError, UpstreamError
 from redkit.gateway import Gateway, TokenRule
-from redkit.gateway.upstream import open_upstream
+from redkit.gateway.upstream import CrossSlotError, open_upstream
 from support import closed_port
 from web_support import serve_asgi
 
@@ -594,3 +594,23 @@ def test_cluster_transactions_need_one_slot(redis_cluster: EmbeddedCluster) -> N
         spread_pipe = post(base, "/pipeline", [["SET", "a", "1"], ["SET", "b", "2"]])
         assert spread_pipe.json() == [{"result": "OK"}, {"result": "OK"}]
         assert "CROSSSLOT" in post(base, "/", ["MGET", "a", "b"]).json()["error"]
+
+
+def test_a_spread_transaction_is_a_cross_slot_error_of_the_upstream(
+    redis_cluster: EmbeddedCluster,
+) -> None:
+    redis_cluster.flushall()
+
+    async def spread() -> tuple[CrossSlotError, list[Any]]:
+        upstream = open_upstream(redis_cluster.url)
+        try:
+            with pytest.raises(CrossSlotError, match="CROSSSLOT") as caught:
+                await upstream.transaction([[b"SET", b"a", b"1"], [b"SET", b"b", b"2"]])
+            # Refused before anything was sent: neither key was written.
+            return caught.value, await upstream.run([[b"EXISTS", b"a"], [b"EXISTS", b"b"]])
+        finally:
+            await upstream.aclose()
+
+    error, exists = asyncio.run(spread())
+    assert isinstance(error, RedkitError)
+    assert exists == [0, 0]

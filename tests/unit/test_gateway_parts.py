@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from redis.exceptions import NoScriptError, ResponseError
 
-from redkit.core.errors import ConfigurationError
+from redkit.core.errors import ConfigurationError, RedkitError
 from redkit.gateway import Gateway, TokenRule
 from redkit.gateway.auth import TokenTable, fingerprint, presented_token
 from redkit.gateway.policy import CommandPolicy
@@ -52,6 +52,7 @@ def test_parse_command_refuses(body: bytes) -> None:
         parse_command(body)
     assert caught.value.status == 400
     assert caught.value.message.startswith("ERR ")
+    assert isinstance(caught.value, RedkitError)
 
 
 def test_parse_command_refuses_infinite_numbers() -> None:

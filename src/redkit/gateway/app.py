@@ -48,7 +48,7 @@ from redkit.gateway.protocol import (
     reply_size,
 )
 from redkit.gateway.scripts import ScriptMap, Translated
-from redkit.gateway.upstream import CrossSlot, Upstream, open_upstream
+from redkit.gateway.upstream import CrossSlotError, Upstream, open_upstream
 from redkit.gateway.watchdog import DEFAULT_SCRIPT_TIMEOUT
 
 __all__ = ["Gateway"]
@@ -366,7 +366,7 @@ class Gateway:
             translated.append(self._scripts.translate(command, inline=True))
         try:
             replies = await upstream.transaction([t.command for t in translated])
-        except CrossSlot as exc:
+        except CrossSlotError as exc:
             return 400, {"error": str(exc)}
         except rx.ResponseError as exc:
             return 400, {"error": error_message(exc)}

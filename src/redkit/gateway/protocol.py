@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
 
+from redkit.core.errors import RedkitError
+
 __all__ = [
     "MAX_BODY",
     "MAX_RESPONSE",
@@ -51,8 +53,11 @@ Reply = Any
 _OK = b"OK"
 
 
-class ProtocolError(Exception):
-    """A request that is not a valid command: answered with ``status`` and ``{"error"}``."""
+class ProtocolError(RedkitError):
+    """A request that is not a valid command: answered with ``status`` and ``{"error"}``.
+
+    The gateway turns it into its HTTP answer; it never reaches the application serving it.
+    """
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)

@@ -30,19 +30,19 @@ import redis.asyncio.cluster
 from redis import exceptions as rx
 from redis.asyncio.connection import AbstractConnection
 
-from redkit.core.errors import UpstreamError
+from redkit.core.errors import RedkitError, UpstreamError
 from redkit.drivers.connect import Connection
 from redkit.gateway.protocol import RawCommand, Reply, command_name
 from redkit.gateway.watchdog import DEFAULT_SCRIPT_TIMEOUT, Watchdog
 
-__all__ = ["ClusterUpstream", "StandaloneUpstream", "Upstream", "open_upstream"]
+__all__ = ["ClusterUpstream", "CrossSlotError", "StandaloneUpstream", "Upstream", "open_upstream"]
 
 #: Connections to a standalone server at most; more concurrent requests wait for one.
 DEFAULT_MAX_CONNECTIONS = 64
 
 
-class CrossSlot(Exception):
-    """A transaction's keys are in more than one cluster slot."""
+class CrossSlotError(RedkitError):
+    """A transaction's keys are in more than one cluster slot: HTTP 400, with the message."""
 
 
 class Upstream(Protocol):
@@ -59,7 +59,7 @@ class Upstream(Protocol):
     async def transaction(self, commands: Sequence[RawCommand]) -> list[Reply]:
         """``MULTI``, ``commands``, ``EXEC`` on one connection: the replies of ``EXEC``.
 
-        Raises ``ResponseError`` when Redis discards the transaction, :class:`CrossSlot` when
+        Raises ``ResponseError`` when Redis discards the transaction, :class:`CrossSlotError` when
         a cluster cannot run it on one node.
         """
         ...
@@ -268,7 +268,7 @@ class ClusterUpstream:
             return None
         slots = {self._client.keyslot(key) for key in keys}
         if len(slots) > 1:
-            raise CrossSlot(f"CROSSSLOT Keys in request don't hash to the same slot ({name})")
+            raise CrossSlotError(f"CROSSSLOT Keys in request don't hash to the same slot ({name})")
         return slots.pop()
 
     def _node(self, slot: int | None) -> Any:
@@ -368,7 +368,7 @@ class ClusterUpstream:
                 continue
             try:
                 slot = await self._slot(command)
-            except CrossSlot as exc:
+            except CrossSlotError as exc:
                 replies[index] = rx.ResponseError(str(exc))
                 continue
             node = self._node(slot) if slot is not None else random.choice(self._primaries())
@@ -389,7 +389,7 @@ class ClusterUpstream:
         slots = set()
         for command in commands:
             if self._fans_out(command):
-                raise CrossSlot(
+                raise CrossSlotError(
                     f"ERR {command_name(command)} concerns every node of the cluster: "
                     "it cannot run in a transaction"
                 )
@@ -397,7 +397,7 @@ class ClusterUpstream:
             if slot is not None:
                 slots.add(slot)
         if len(slots) > 1:
-            raise CrossSlot(
+            raise CrossSlotError(
                 "CROSSSLOT the keys of a transaction on a Redis Cluster must all hash to one "
                 "slot: give them a common {hash tag}"
             )
