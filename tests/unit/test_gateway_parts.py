@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from redis.exceptions import NoScriptError, ResponseError
 
-from redkit.core.errors import ConfigurationError, RedkitError
+from redkit.core.errors import ConfigurationError, InvalidArgumentError, RedkitError
 from redkit.gateway import Gateway, TokenRule
 from redkit.gateway.auth import TokenTable, fingerprint, presented_token
 from redkit.gateway.policy import CommandPolicy
@@ -132,7 +132,7 @@ def test_policy() -> None:
     for write in ([b"SET", b"k", b"v"], [b"SCAN", b"0"], [b"KEYS", b"*"], [b"EVAL", b"", b"0"]):
         assert (policy.refusal(write, read_only=True) or "").startswith("NOPERM")
     assert CommandPolicy(["flushall", " config "]).refusal([b"FLUSHALL"], read_only=False) is None
-    with pytest.raises(ValueError, match="cannot allow"):
+    with pytest.raises(InvalidArgumentError, match="cannot allow"):
         CommandPolicy(["SELECT"])
 
 
@@ -227,7 +227,7 @@ def test_token_table() -> None:
     assert table.lookup(b"alph") is None
     assert table.lookup(b"") is None
     for bad in ({}, {"": rw}, {" padded ": rw}):
-        with pytest.raises(ValueError, match="token"):
+        with pytest.raises(InvalidArgumentError, match="token"):
             TokenTable(bad)
 
 
@@ -293,13 +293,13 @@ def test_events() -> None:
 def test_gateway_validates_its_settings() -> None:
     with pytest.raises(ConfigurationError):
         Gateway({"t": TokenRule("http://nope")})
-    with pytest.raises(ValueError, match="differ"):
+    with pytest.raises(InvalidArgumentError, match="differ"):
         Gateway.for_redis("redis://localhost", "same", read_only_token="same")
     app = Gateway({"t": "redis://localhost:1"}, allow=["FLUSHDB"])
     assert "FLUSHDB" in repr(app)
-    with pytest.raises(ValueError, match="max_streams"):
+    with pytest.raises(InvalidArgumentError, match="max_streams"):
         Gateway({"t": "redis://localhost:1"}, max_streams=0)
-    with pytest.raises(ValueError, match="keep-alive"):
+    with pytest.raises(InvalidArgumentError, match="keep-alive"):
         Gateway({"t": "redis://localhost:1"}, stream_keepalive=0)
 
 
@@ -356,9 +356,9 @@ def test_build_reads_the_limits() -> None:
     ):
         with pytest.raises(ConfigurationError, match=variable):
             build(environ={**env, variable: value})
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(InvalidArgumentError, match="positive"):
         Gateway({"t": "redis://localhost:1"}, script_timeout=0)
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(InvalidArgumentError, match="positive"):
         Gateway({"t": "redis://localhost:1"}, max_response=0)
 
 

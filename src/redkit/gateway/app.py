@@ -27,7 +27,7 @@ from typing import Any
 
 from redis import exceptions as rx
 
-from redkit.core.errors import UpstreamError
+from redkit.core.errors import InvalidArgumentError, UpstreamError
 from redkit.drivers.connect import Connection
 from redkit.gateway import pubsub
 from redkit.gateway.auth import TokenRule, TokenTable, fingerprint, presented_token
@@ -133,10 +133,10 @@ class Gateway:
         self.policy = CommandPolicy(allow)
         self.max_body = max_body
         if max_response <= 0:
-            raise ValueError("the maximum response size must be positive")
+            raise InvalidArgumentError("the maximum response size must be positive")
         self.max_response = max_response
         if script_timeout is not None and not script_timeout > 0:
-            raise ValueError("the script time limit must be positive seconds, or None")
+            raise InvalidArgumentError("the script time limit must be positive seconds, or None")
         self.script_timeout = script_timeout
         self.streams = pubsub.Streams(max_streams, stream_keepalive)
         self._redis_options = redis_options
@@ -157,7 +157,7 @@ class Gateway:
         tokens: dict[str, TokenRule | str | Connection] = {token: TokenRule(redis)}
         if read_only_token is not None:
             if read_only_token == token:
-                raise ValueError("the read-only token must differ from the token")
+                raise InvalidArgumentError("the read-only token must differ from the token")
             tokens[read_only_token] = TokenRule(redis, read_only=True)
         return cls(tokens, **options)
 

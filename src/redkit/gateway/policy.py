@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from redkit.core.errors import InvalidArgumentError
 from redkit.gateway.protocol import command_name
 
 __all__ = ["BLOCKING", "DENIED", "READ_ONLY", "UNSUPPORTED", "CommandPolicy"]
@@ -115,7 +116,7 @@ class CommandPolicy:
         self.allow = frozenset(name.strip().upper() for name in allow if name.strip())
         cannot = sorted(self.allow & (UNSUPPORTED | BLOCKING))
         if cannot:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"cannot allow {', '.join(cannot)}: blocking commands and commands that change "
                 "a pooled connection's state never run through the gateway"
             )

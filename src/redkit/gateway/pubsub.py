@@ -47,6 +47,7 @@ from urllib.parse import unquote_to_bytes
 from redis import exceptions as rx
 from redis.asyncio.connection import AbstractConnection
 
+from redkit.core.errors import InvalidArgumentError
 from redkit.gateway.protocol import (
     ProtocolError,
     RawCommand,
@@ -280,9 +281,9 @@ class Streams:
 
     def __init__(self, limit: int = DEFAULT_MAX_STREAMS, keepalive: float = KEEPALIVE) -> None:
         if limit < 1:
-            raise ValueError("max_streams must be at least 1")
+            raise InvalidArgumentError("max_streams must be at least 1")
         if keepalive <= 0:
-            raise ValueError("the stream keep-alive interval must be positive")
+            raise InvalidArgumentError("the stream keep-alive interval must be positive")
         self.limit = limit
         self.keepalive = keepalive
         self._open: set[Stream] = set()

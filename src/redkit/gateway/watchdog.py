@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from redis import exceptions as rx
 from redis.asyncio.connection import AbstractConnection
 
+from redkit.core.errors import InvalidArgumentError
 from redkit.gateway.protocol import RawCommand, Reply, command_name, error_message
 
 __all__ = ["DEFAULT_SCRIPT_TIMEOUT", "SCRIPT_COMMANDS", "Watchdog"]
@@ -94,7 +95,9 @@ class Watchdog:
 
     def __init__(self, limit: float | None, socket_timeout: float | None) -> None:
         if limit is not None and not limit > 0:
-            raise ValueError(f"the script time limit must be positive seconds, got {limit!r}")
+            raise InvalidArgumentError(
+                f"the script time limit must be positive seconds, got {limit!r}"
+            )
         self.limit = limit
         self._socket_timeout = socket_timeout
         self._server_limits: dict[str, float] = {}
