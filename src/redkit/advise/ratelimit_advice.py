@@ -427,7 +427,8 @@ def _analyse(population: Population, settings: _Settings, names: Strings) -> _An
         key: {p: float(v) for p, v in _percentiles(values).items()}
         for key, values in rate_peaks.items()
     }
-    burst = _percentiles(span_max(t, 1000) for t in times)
+    # The schema's burst block has no p90.
+    burst = {p: v for p, v in _percentiles(span_max(t, 1000) for t in times).items() if p != "p90"}
 
     window_peaks: dict[int, list[Peaks]] = {
         w: [peaks(t, w) for t in times] for w in settings.windows_ms
