@@ -26,10 +26,10 @@ population of similar clients has no heavy client at all, and a thousand one-off
 not make one regular look ordinary.
 
 Candidate limits, when ``limits`` is not given: per window, :data:`CANDIDATES_PER_WINDOW` (8)
-round numbers (1, 2, 2.5, 3, 4, 5, 6, 8 times a power of ten, and 1.2 and 1.5 times it from
-10 up) spanning the ordinary clients' median peak to the most an ordinary client sent in two
-consecutive windows (where a sliding window surely refuses no ordinary client); when that span
-holds fewer than eight, the next round numbers above it.
+round numbers (:func:`candidate_limits`: 1, 2, 3, 4, 5, 6, 8, then 10, 12, 15, 20, 25, 30, 40,
+50, 60, 80 times each power of ten) spanning the ordinary clients' median peak to the most an
+ordinary client sent in two consecutive windows (where a sliding window surely refuses no
+ordinary client); when that span holds fewer than eight, the next round numbers above it.
 
 The recommendation, per route (``protect``: the share of ordinary clients' requests to spare):
 
@@ -75,6 +75,7 @@ from redkit.advise.ratelimit_sim import (
     Candidate,
     Peaks,
     Population,
+    aligned_max,
     identities,
     peaks,
     populations,
@@ -288,10 +289,10 @@ def _nice_numbers(upto: int) -> list[int]:
 def candidate_limits(low: int, high: int, count: int = CANDIDATES_PER_WINDOW) -> list[int]:
     """``count`` round numbers spanning ``low`` to ``high`` (the next ones above when too few).
 
-    The round numbers are 1, 2, 3, 4, 5, 6, 8 times a power of ten, and 1.2, 1.5 and 2.5 times
-    it from 10 up; the first is the largest at or below ``low``, the last the smallest at or
-    above ``high`` when they hold ``count`` or more (evenly chosen among them, so evenly spread on
-    a log scale).
+    The round numbers are 1, 2, 3, 4, 5, 6, 8, then 10, 12, 15, 20, 25, 30, 40, 50, 60, 80
+    times each power of ten; the first is the largest at or below ``low``, the last the
+    smallest at or above ``high`` when they hold ``count`` or more (evenly chosen among them,
+    so evenly spread on a log scale).
     """
     low = max(1, min(low, MAX_TOKENS))
     high = max(low, min(high, MAX_TOKENS))
@@ -419,8 +420,14 @@ def _window_rank(window_ms: int) -> float:
 def _analyse(population: Population, settings: _Settings, names: Strings) -> _Analysis:
     """Rates, heavy clients, candidates and the choice for one population (with clients)."""
     times = population.times
+    window_peaks: dict[int, list[Peaks]] = {
+        w: [peaks(t, w) for t in times] for w in settings.windows_ms
+    }
+    # Rates need only the aligned peaks: reuse a candidate window's, else count them alone.
     rate_peaks = {
-        key: [peaks(t, window).aligned if len(t) else 0 for t in times]
+        key: [p.aligned for p in window_peaks[window]]
+        if window in window_peaks
+        else [aligned_max(t, window) for t in times]
         for key, window in _RATE_WINDOWS
     }
     rates = {
@@ -430,9 +437,6 @@ def _analyse(population: Population, settings: _Settings, names: Strings) -> _An
     # The schema's burst block has no p90.
     burst = {p: v for p, v in _percentiles(span_max(t, 1000) for t in times).items() if p != "p90"}
 
-    window_peaks: dict[int, list[Peaks]] = {
-        w: [peaks(t, w) for t in times] for w in settings.windows_ms
-    }
     heavy: set[int] = set()
     for found in window_peaks.values():
         aligned = sorted(p.aligned for p in found)
