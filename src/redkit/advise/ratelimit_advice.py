@@ -83,6 +83,7 @@ from redkit.advise.ratelimit_sim import (
     span_max,
     to_ms,
 )
+from redkit.advise.summary import trace_summary
 from redkit.advise.trace import Strings, Trace
 from redkit.core.durations import duration_ms
 from redkit.core.errors import InvalidArgumentError
@@ -232,24 +233,6 @@ class RatelimitAdvice:
 
 
 # -- small helpers ---------------------------------------------------------------------------
-
-
-def _trace_summary(trace: Trace) -> dict[str, Any]:
-    """The schema's ``trace`` block (the same as ``redkit.advise.summary.trace_summary``)."""
-    empty = len(trace) == 0
-    return {
-        "source": trace.source,
-        "format": trace.format,
-        "requests": len(trace),
-        "lines": trace.lines_read,
-        "malformed": trace.malformed,
-        "malformed_examples": [
-            {"line": m.line, "reason": m.reason, "text": m.text} for m in trace.malformed_examples
-        ],
-        "start": None if empty else float(trace.start),
-        "end": None if empty else float(trace.end),
-        "duration_s": float(trace.duration),
-    }
 
 
 def _rank(values: Sequence[int], q: float) -> int:
@@ -913,7 +896,7 @@ def advise_ratelimit(
         "routes_left_out": len(left_out),
         "unidentified_requests": whole.unidentified,
     }
-    return RatelimitAdvice(_trace_summary(trace), advice_settings, overall_advice, tuple(routes))
+    return RatelimitAdvice(trace_summary(trace), advice_settings, overall_advice, tuple(routes))
 
 
 def _single_code(ident: str, row: _Row) -> str:
