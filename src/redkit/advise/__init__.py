@@ -8,6 +8,7 @@ rendered.
 from __future__ import annotations
 
 from redkit.advise.html import render_html
+from redkit.advise.ratelimit_advice import RatelimitAdvice, advise_ratelimit
 from redkit.advise.readers import read_trace
 from redkit.advise.recorded import RecordedTrace, read_recorded
 from redkit.advise.recorder import TraceRecorder
@@ -17,11 +18,13 @@ from redkit.advise.trace import Malformed, Op, Request, Trace, TraceBuilder
 __all__ = [
     "Malformed",
     "Op",
+    "RatelimitAdvice",
     "RecordedTrace",
     "Request",
     "Trace",
     "TraceBuilder",
     "TraceRecorder",
+    "advise_ratelimit",
     "print_report",
     "progress_callback",
     "read_recorded",
