@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from redkit.advise.ratelimit_sim import ALGORITHMS, Algorithm, Candidate, decide_trace
+from redkit.advise.ratelimit_sim import ALGORITHMS, Algorithm, Candidate, decide, decide_trace
 from redkit.advise.trace import Op, Request, Trace, TraceBuilder
 from redkit.core import keys
 from redkit.core.clock import VirtualClock
@@ -200,13 +200,46 @@ def seed_of(backend: Backend, algorithm: str) -> int:
     return 10 * ALGORITHMS.index(algorithm) + BACKENDS.index(f"{backend.topology}-{backend.mode}")
 
 
+@pytest.mark.parametrize("ephemeral", [False, True], ids=["redis", "ephemeral-cache"])
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_replayed_decisions_equal_the_simulation(backend: Backend, algorithm: Algorithm) -> None:
-    seed = seed_of(backend, algorithm)
+def test_replayed_decisions_equal_the_simulation(
+    backend: Backend, algorithm: Algorithm, ephemeral: bool
+) -> None:
+    # With the ephemeral cache on, refusals are answered from memory until the moment Redis
+    # said a retry could pass: they must still be exactly the simulator's refusals.
+    seed = seed_of(backend, algorithm) + 100 * ephemeral
     trace = make_trace(seed)
     candidates = [Candidate(algorithm, limit, window) for limit, window in SHAPES]
-    decisions, cached = replay_with_retries(backend, trace, candidates, ephemeral=False)
-    assert cached == 0
+    decisions, cached = replay_with_retries(backend, trace, candidates, ephemeral=ephemeral)
+    # The cache is on only where asked for, and then it answers (the bot's bursts).
+    assert (cached > 0) is ephemeral, cached
     for candidate, actual in zip(candidates, decisions, strict=True):
         assert_equal_to_simulation(trace, candidate, actual, seed)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_a_cached_block_ends_when_redis_would_admit(backend: Backend, algorithm: Algorithm) -> None:
+    # The script decides on the clock's reading floored to whole ms. A refusal read at
+    # x.7 ms may pass again at floor(x) + retry; a block timed from the reading itself
+    # (x.7 + retry) refused a request read at floor(x) + retry + 0.2 from memory, which Redis
+    # (and the simulator) admits.
+    limiter = Candidate(algorithm, 1, 1000).limiter
+    clock = VirtualClock(START_MS + 0.7)
+    rl = backend.ratelimit(
+        limiter, prefix=f"rkblock{next(_prefixes)}", ephemeral_cache=True, timeout=None, clock=clock
+    )
+    assert rl.limit("client").success
+    clock.set(START_MS + 500.7)
+    refused = rl.limit("client")
+    assert not refused.success
+    assert refused.reason is None  # Redis's refusal, now cached
+    retry_ms = round(refused.retry_after * 1000)
+    clock.set(START_MS + 500 + retry_ms - 0.3)  # still before the retry: refused from memory
+    assert rl.limit("client").reason == "cacheBlock"
+    clock.set(START_MS + 500 + retry_ms + 0.2)
+    again = rl.limit("client")
+    assert (again.success, again.reason) == (True, None), again
+    times = [START_MS, START_MS + 500, START_MS + 500 + retry_ms - 1, START_MS + 500 + retry_ms]
+    assert decide(times, limiter) == [True, False, False, True]
