@@ -4,8 +4,9 @@ Issue 14's proof for rate limits: a request trace (ordinary clients, a bursty bo
 hugging window edges; timestamps at ms, sub-ms and centisecond resolution) is replayed through
 the real :class:`redkit.Ratelimit` / :class:`redkit.AsyncRatelimit` on a standalone server and
 on a 3-master cluster, with a :class:`~redkit.core.clock.VirtualClock` set to each request's
-time, and every decision must equal :func:`redkit.advise.ratelimit_sim.decide_trace`'s. Each
-algorithm is run as the advice would recommend it, through ``Candidate(...).limiter``.
+time, and every decision must equal :func:`redkit.advise.ratelimit_sim.decide_trace`'s, with
+the ephemeral cache off and on. Each algorithm runs as the advice would recommend it, through
+``Candidate(...).limiter``: over every request, and as a route's own limit (``route=``).
 
 Redis expires keys on its real clock, while the scripts decide on the virtual one: a key
 written with a TTL of ``d`` virtual ms lives ``d`` real ms, and the replay may well take longer
@@ -47,6 +48,8 @@ SPAN_MS = 8_000
 #: Per algorithm, the candidates replayed (limit, window ms): a window of a second, a short
 #: one, and one whose GCRA emission interval (2500 ms / 12) is rounded up to whole µs.
 SHAPES = [(5, 1000), (3, 400), (12, 2500)]
+#: A route limited on its own (a limiter of its own, per client), with its limit and window.
+ROUTE, ROUTE_SHAPE = "/login", (2, 1000)
 #: Attempts at one replay when a key expires in real time before it could be persisted.
 ATTEMPTS = 5
 
@@ -97,11 +100,11 @@ def make_trace(seed: int) -> Trace:
                 for offset in offsets:
                     rows.append((round(edge + offset, 3) / 1000, "edge:1", "Go-http-client/1.1"))
 
+    # About one request in five is a login: a route with a limit of its own (ROUTE_SHAPE).
     builder = TraceBuilder(f"replay-{seed}", "test")
     for line, (seconds, client, agent) in enumerate(rows, 1):
-        builder.add(
-            Request(seconds, line, Op.READ, "/api", "/api", client=client, user_agent=agent)
-        )
+        route = ROUTE if rng.random() < 0.2 else "/api/items"
+        builder.add(Request(seconds, line, Op.READ, route, route, client=client, user_agent=agent))
     return builder.build()
 
 
@@ -122,14 +125,19 @@ def _written_key(candidate: Candidate, base: str, now_ms: int) -> str:
     return f"{key}:{now_ms // window}" if window else key
 
 
-def replay(
-    backend: Backend, trace: Trace, candidates: Sequence[Candidate], *, ephemeral: bool
-) -> tuple[list[list[bool]], int]:
-    """Every request of ``trace`` through one real limiter per candidate, on one virtual clock.
+#: One limiter of a replay: its candidate, and the route it limits (``None``: every request).
+Plan = tuple[Candidate, str | None]
 
-    Returns each candidate's decisions (in trace order) and how many refusals the ephemeral
-    cache answered without Redis.
+
+def replay(
+    backend: Backend, trace: Trace, plans: Sequence[Plan], *, ephemeral: bool
+) -> tuple[list[list[bool | None]], int]:
+    """Every request of ``trace`` through one real limiter per plan, on one virtual clock.
+
+    Returns each plan's decisions in trace order (``None`` for requests of routes it does not
+    limit) and how many refusals the ephemeral cache answered without Redis.
     """
+    candidates = [candidate for candidate, _ in plans]
     clock = VirtualClock(trace.times[0] * 1000.0)
     prefixes = [f"rkreplay{next(_prefixes)}t{time.monotonic_ns()}" for _ in candidates]
     limiters = [
@@ -139,7 +147,7 @@ def replay(
     ]
     admin: Any = backend.admin
     persist = admin.register_script(_PERSIST)
-    decisions: list[list[bool]] = [[] for _ in candidates]
+    decisions: list[list[bool | None]] = [[] for _ in candidates]
     cached = 0
     for row in range(len(trace)):
         # The same expression as ratelimit_sim.to_ms: int(seconds * 1000.0) once floored.
@@ -147,7 +155,11 @@ def replay(
         now_ms = int(clock.now_ms())
         identifier = trace.strings[trace.clients[row]]
         assert identifier is not None
+        route = trace.namespace_names[trace.namespaces[row]]
         for k, (candidate, limiter) in enumerate(zip(candidates, limiters, strict=True)):
+            if plans[k][1] not in (None, route):
+                decisions[k].append(None)
+                continue
             result = limiter.limit(identifier)
             assert result.reason in (None, "cacheBlock"), result
             cached += result.reason == "cacheBlock"
@@ -160,12 +172,12 @@ def replay(
 
 
 def replay_with_retries(
-    backend: Backend, trace: Trace, candidates: Sequence[Candidate], *, ephemeral: bool
-) -> tuple[list[list[bool]], int]:
+    backend: Backend, trace: Trace, plans: Sequence[Plan], *, ephemeral: bool
+) -> tuple[list[list[bool | None]], int]:
     """:func:`replay`, again on fresh keys when a key expired before it was persisted."""
     for attempt in range(ATTEMPTS):
         try:
-            return replay(backend, trace, candidates, ephemeral=ephemeral)
+            return replay(backend, trace, plans, ephemeral=ephemeral)
         except OutranExpiry:
             if attempt == ATTEMPTS - 1:
                 raise
@@ -173,24 +185,26 @@ def replay_with_retries(
 
 
 def assert_equal_to_simulation(
-    trace: Trace, candidate: Candidate, actual: list[bool], seed: int
+    trace: Trace, plan: Plan, actual: list[bool | None], seed: int
 ) -> None:
     """The replay's decisions are the simulator's, request for request."""
-    expected = decide_trace(trace, candidate.limiter, by="ip")
+    candidate, route = plan
+    expected = decide_trace(trace, candidate.limiter, by="ip", route=route)
     assert len(actual) == len(expected) == len(trace)
-    # A proof that refuses nothing, or everything, would prove little.
-    assert 0 < expected.count(False) < len(trace), (candidate, expected.count(False))
+    # A proof that refuses nothing, or admits nothing, would prove little.
+    assert expected.count(False) > 0, plan
+    assert expected.count(True) > 0, plan
     for row, (want, got) in enumerate(zip(expected, actual, strict=True)):
         if want != got:
             client = trace.strings[trace.clients[row]]
             history = [
                 (int(trace.times[r] * 1000.0), expected[r], actual[r])
                 for r in range(row + 1)
-                if trace.clients[r] == trace.clients[row]
+                if trace.clients[r] == trace.clients[row] and expected[r] is not None
             ][-8:]
             pytest.fail(
-                f"seed {seed}, {candidate}: request {row} of {client!r} at "
-                f"{trace.times[row] * 1000.0!r} ms: simulator {want}, Redis {got}; "
+                f"seed {seed}, {candidate} on {route or 'every route'}: request {row} of "
+                f"{client!r} at {trace.times[row] * 1000.0!r} ms: simulator {want}, Redis {got}; "
                 f"that client's last requests (ms, simulator, Redis): {history}"
             )
 
@@ -210,12 +224,13 @@ def test_replayed_decisions_equal_the_simulation(
     # said a retry could pass: they must still be exactly the simulator's refusals.
     seed = seed_of(backend, algorithm) + 100 * ephemeral
     trace = make_trace(seed)
-    candidates = [Candidate(algorithm, limit, window) for limit, window in SHAPES]
-    decisions, cached = replay_with_retries(backend, trace, candidates, ephemeral=ephemeral)
+    plans: list[Plan] = [(Candidate(algorithm, limit, window), None) for limit, window in SHAPES]
+    plans.append((Candidate(algorithm, *ROUTE_SHAPE), ROUTE))
+    decisions, cached = replay_with_retries(backend, trace, plans, ephemeral=ephemeral)
     # The cache is on only where asked for, and then it answers (the bot's bursts).
     assert (cached > 0) is ephemeral, cached
-    for candidate, actual in zip(candidates, decisions, strict=True):
-        assert_equal_to_simulation(trace, candidate, actual, seed)
+    for plan, actual in zip(plans, decisions, strict=True):
+        assert_equal_to_simulation(trace, plan, actual, seed)
 
 
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)
