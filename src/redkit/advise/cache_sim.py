@@ -454,6 +454,26 @@ class CacheSimulation:
                     store(r)
         return hits, coalesced
 
+    def read_hits(self, ttl: float) -> list[bool]:
+        """Per read, in time order (the kept namespaces' reads only): whether it hits at ``ttl``.
+
+        The decisions :meth:`ttl_rows` counts, one by one: what a real cache replaying the
+        trace must do read for read (``True`` a hit, ``False`` a miss that loads and stores).
+        """
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
+            raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        flags = [False] * len(self._rt)
+        for seg in self._segments:
+            a, b = seg.start, seg.stop
+            last = -1
+            end = -_INF
+            for p, t, bar, r in zip(count(a), self._flat_t[a:b], self._bars[a:b], self._order[a:b]):
+                if last >= bar and t < end:
+                    flags[r] = True
+                else:
+                    last, end = p, t + ttl
+        return flags
+
     def _replay_uninformed(self, seg: _Segment, ttl: float) -> tuple[int, int]:
         """Hits, and stale hits, of a cache that is not told of writes (pure TTL)."""
         a, b = seg.start, seg.stop
