@@ -26,10 +26,10 @@ population of similar clients has no heavy client at all, and a thousand one-off
 not make one regular look ordinary.
 
 Candidate limits, when ``limits`` is not given: per window, :data:`CANDIDATES_PER_WINDOW` (8)
-round numbers (1, 2, 2.5, 3, 4, 5, 6, 8 times a power of ten, and 1.2 and 1.5 times it from
-10 up) spanning the ordinary clients' median peak to the most an ordinary client sent in two
-consecutive windows (where a sliding window surely refuses no ordinary client); when that span
-holds fewer than eight, the next round numbers above it.
+round numbers (:func:`candidate_limits`: 1, 2, 3, 4, 5, 6, 8, then 10, 12, 15, 20, 25, 30, 40,
+50, 60, 80 times each power of ten) spanning the ordinary clients' median peak to the most an
+ordinary client sent in two consecutive windows (where a sliding window surely refuses no
+ordinary client); when that span holds fewer than eight, the next round numbers above it.
 
 The recommendation, per route (``protect``: the share of ordinary clients' requests to spare):
 
@@ -75,6 +75,7 @@ from redkit.advise.ratelimit_sim import (
     Candidate,
     Peaks,
     Population,
+    aligned_max,
     identities,
     peaks,
     populations,
@@ -82,6 +83,7 @@ from redkit.advise.ratelimit_sim import (
     span_max,
     to_ms,
 )
+from redkit.advise.summary import trace_summary
 from redkit.advise.trace import Strings, Trace
 from redkit.core.durations import duration_ms
 from redkit.core.errors import InvalidArgumentError
@@ -233,24 +235,6 @@ class RatelimitAdvice:
 # -- small helpers ---------------------------------------------------------------------------
 
 
-def _trace_summary(trace: Trace) -> dict[str, Any]:
-    """The schema's ``trace`` block (the same as ``redkit.advise.summary.trace_summary``)."""
-    empty = len(trace) == 0
-    return {
-        "source": trace.source,
-        "format": trace.format,
-        "requests": len(trace),
-        "lines": trace.lines_read,
-        "malformed": trace.malformed,
-        "malformed_examples": [
-            {"line": m.line, "reason": m.reason, "text": m.text} for m in trace.malformed_examples
-        ],
-        "start": None if empty else float(trace.start),
-        "end": None if empty else float(trace.end),
-        "duration_s": float(trace.duration),
-    }
-
-
 def _rank(values: Sequence[int], q: float) -> int:
     """The nearest-rank ``q`` quantile of sorted ``values``: ``q`` of them are at most it."""
     return values[max(0, math.ceil(q * len(values)) - 1)]
@@ -288,10 +272,10 @@ def _nice_numbers(upto: int) -> list[int]:
 def candidate_limits(low: int, high: int, count: int = CANDIDATES_PER_WINDOW) -> list[int]:
     """``count`` round numbers spanning ``low`` to ``high`` (the next ones above when too few).
 
-    The round numbers are 1, 2, 3, 4, 5, 6, 8 times a power of ten, and 1.2, 1.5 and 2.5 times
-    it from 10 up; the first is the largest at or below ``low``, the last the smallest at or
-    above ``high`` when they hold ``count`` or more (evenly chosen among them, so evenly spread on
-    a log scale).
+    The round numbers are 1, 2, 3, 4, 5, 6, 8, then 10, 12, 15, 20, 25, 30, 40, 50, 60, 80
+    times each power of ten; the first is the largest at or below ``low``, the last the
+    smallest at or above ``high`` when they hold ``count`` or more (evenly chosen among them,
+    so evenly spread on a log scale).
     """
     low = max(1, min(low, MAX_TOKENS))
     high = max(low, min(high, MAX_TOKENS))
@@ -419,19 +403,23 @@ def _window_rank(window_ms: int) -> float:
 def _analyse(population: Population, settings: _Settings, names: Strings) -> _Analysis:
     """Rates, heavy clients, candidates and the choice for one population (with clients)."""
     times = population.times
+    window_peaks: dict[int, list[Peaks]] = {
+        w: [peaks(t, w) for t in times] for w in settings.windows_ms
+    }
+    # Rates need only the aligned peaks: reuse a candidate window's, else count them alone.
     rate_peaks = {
-        key: [peaks(t, window).aligned if len(t) else 0 for t in times]
+        key: [p.aligned for p in window_peaks[window]]
+        if window in window_peaks
+        else [aligned_max(t, window) for t in times]
         for key, window in _RATE_WINDOWS
     }
     rates = {
         key: {p: float(v) for p, v in _percentiles(values).items()}
         for key, values in rate_peaks.items()
     }
-    burst = _percentiles(span_max(t, 1000) for t in times)
+    # The schema's burst block has no p90.
+    burst = {p: v for p, v in _percentiles(span_max(t, 1000) for t in times).items() if p != "p90"}
 
-    window_peaks: dict[int, list[Peaks]] = {
-        w: [peaks(t, w) for t in times] for w in settings.windows_ms
-    }
     heavy: set[int] = set()
     for found in window_peaks.values():
         aligned = sorted(p.aligned for p in found)
@@ -908,7 +896,7 @@ def advise_ratelimit(
         "routes_left_out": len(left_out),
         "unidentified_requests": whole.unidentified,
     }
-    return RatelimitAdvice(_trace_summary(trace), advice_settings, overall_advice, tuple(routes))
+    return RatelimitAdvice(trace_summary(trace), advice_settings, overall_advice, tuple(routes))
 
 
 def _single_code(ident: str, row: _Row) -> str:
