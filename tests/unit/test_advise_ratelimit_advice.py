@@ -12,7 +12,7 @@ import pytest
 
 from advise_examples import RATELIMIT
 from redkit.advise import RatelimitAdvice, advise_ratelimit, render_html, render_text
-from redkit.advise.ratelimit_advice import HEAVY_FACTOR, candidate_limits
+from redkit.advise.ratelimit_advice import HEADROOM, HEAVY_FACTOR, candidate_limits
 from redkit.advise.ratelimit_sim import Candidate, decide_trace
 from redkit.advise.report import check_schema
 from redkit.advise.trace import Op, Request, Trace, TraceBuilder
@@ -116,11 +116,14 @@ def test_a_bot_among_people_is_capped_and_the_people_spared() -> None:
     people_refused = sum(r for _, r in counts.values())
     assert people_refused <= 0.01 * people_requests
     assert rec.refused_ordinary_share == pytest.approx(people_refused / people_requests)
-    # It is the lowest such limit of its algorithm: every lower candidate refuses more.
-    lower = [
-        c for c in route.candidates if c["algorithm"] == rec.algorithm and c["limit"] < rec.limit
+    # It is the highest such limit of its algorithm: every higher candidate refuses more than
+    # the budget of the people's requests, or lets the bot through.
+    higher = [
+        c for c in route.candidates if c["algorithm"] == rec.algorithm and c["limit"] > rec.limit
     ]
-    assert all(c["refused_ordinary_share"] > 0.01 for c in lower)
+    for c in higher:
+        capped = BOT in {t["client"] for t in c["refused_top"]}
+        assert c["refused_ordinary_share"] > 0.01 or not capped, c
     assert "heavy client" in rec.reason
     assert BOT in rec.reason
     # The bot shows among the top talkers, with its user agent.
@@ -128,6 +131,45 @@ def test_a_bot_among_people_is_capped_and_the_people_spared() -> None:
     assert (top["client"], top["user_agent"]) == (BOT, BOT_AGENT)
     assert top["requests"] == 3600
     assert top["share"] == pytest.approx(3600 / route.requests)
+
+
+def test_the_highest_limit_that_still_caps_the_bot_is_chosen() -> None:
+    # 500 a minute lets the bot (120 a minute) through; 3 squeezes the people; 10 is the one.
+    route = advise_ratelimit(bot_trace(), limits=[3, 10, 500]).routes[0]
+    rows = {(c["algorithm"], c["limit"]): c for c in route.candidates}
+    assert rows[("sliding_window", 3)]["refused_ordinary_share"] > 0.01
+    assert BOT not in {t["client"] for t in rows[("sliding_window", 500)]["refused_top"]}
+    rec = route.recommendation
+    assert (rec.algorithm, rec.limit, rec.refused_heavy_clients) == ("sliding_window", 10, 1)
+    assert rec.reason.startswith("the highest limit that caps")
+
+
+def test_without_heavy_clients_a_ceiling_with_headroom() -> None:
+    # The busiest person sends 5 a minute: 6 and 8 already refuse nobody, but the ceiling
+    # leaves room, twice the busiest minute.
+    log = Log()
+    people(log, count=12)
+    route = advise_ratelimit(log.build(), limits=[2, 4, 6, 8, 10, 12, 100]).routes[0]
+    rows = {(c["algorithm"], c["limit"]): c for c in route.candidates}
+    assert rows[("sliding_window", 2)]["refused_requests_share"] > 0
+    assert rows[("sliding_window", 6)]["refused_requests_share"] == 0.0
+    rec = route.recommendation
+    assert (rec.algorithm, rec.limit, rec.refused_ordinary_share) == ("sliding_window", 10, 0.0)
+    assert rec.reason.startswith("a ceiling against abuse")
+    assert HEADROOM * 5 == 10
+
+
+def test_a_steady_scraper_is_heavy_by_its_volume() -> None:
+    # Its busiest minute (30) is not ten times the median person's (3), but over the hour it
+    # sends 1,800 requests, more than ten times the p90 person's 150.
+    log = Log()
+    people(log, count=20)
+    for k in range(1800):
+        log.add(k * 2.0 + 0.5, BOT, agent=BOT_AGENT)
+    route = advise_ratelimit(log.build()).routes[0]
+    assert HEAVY_FACTOR * 3 >= 30
+    assert route.heavy == (BOT,)
+    assert route.recommendation.refused_heavy_clients == 1
 
 
 def test_protect_100_refuses_no_ordinary_request() -> None:

@@ -20,7 +20,9 @@ Who is ordinary, who is heavy (per route, or per route and tier, and over the wh
 for a window ``w`` of the candidates, a client's *peak* is the most requests it sent in one
 epoch-aligned window of ``w``. A client is **heavy** when, for some candidate window, its peak
 is more than :data:`HEAVY_FACTOR` (10) times the median client's peak for that window (the
-lower median, an observed value); every other client is **ordinary**. The median stands until
+lower median, an observed value), or, with at least :data:`VOLUME_CLIENTS` clients, when it
+sent more than ten times the requests of the p90 client over the whole trace (a steady
+scraper that never bursts); every other client is **ordinary**. The median stands until
 half the clients are heavy, so one bot among five people is found on the smallest trace, a
 population of similar clients has no heavy client at all, and a thousand one-off visitors do
 not make one regular look ordinary.
@@ -33,9 +35,12 @@ ordinary client); when that span holds fewer than eight, the next round numbers 
 
 The recommendation, per route (``protect``: the share of ordinary clients' requests to spare):
 
-1. per window and algorithm, the **lowest** candidate limit that refuses at most
-   ``100 - protect`` % of ordinary clients' requests (the lowest such limit caps heavy clients
-   hardest within that budget);
+1. per window and algorithm, among the candidate limits that refuse at most
+   ``100 - protect`` % of ordinary clients' requests (the budget): with heavy clients, the
+   **highest** limit that still caps as many of them as the lowest limit in the budget does
+   (the same protection, the most room for ordinary clients to grow); without heavy clients,
+   the **lowest limit that refuses nobody** in the trace (a ceiling against abuse, not a
+   squeeze on people), else the lowest limit in the budget;
 2. per window, the algorithm: **sliding_window** by default, the fair one (no double burst at a
    window's edge, as a fixed window allows) that is cheap (two counters per client, where a
    sliding log keeps one entry per request). Another algorithm replaces it only when, at the
@@ -45,9 +50,9 @@ The recommendation, per route (``protect``: the share of ordinary clients' reque
 3. across windows: the choice capping the most heavy clients, then refusing the most of their
    requests, then the fewest ordinary requests, then the window nearest a minute.
 
-When no candidate refuses anybody, the advice says so and names the smallest candidate (it
-costs nobody); when no candidate keeps within the budget, the one refusing the fewest ordinary
-requests, with a reason that says to try higher limits.
+When no candidate refuses anybody, the advice says so and names the smallest candidate with
+:data:`HEADROOM` (it costs nobody); when no candidate keeps within the budget, the one refusing
+the fewest ordinary requests, with a reason that says to try higher limits.
 
 With ``tier_by`` (an attribute column naming each request's tier, such as ``header:X-Plan``),
 each route is analysed once per tier (route entries named ``"<route> (tier <name>)"``) and every
@@ -92,8 +97,10 @@ from redkit.ratelimit.limiters import MAX_TOKENS
 __all__ = [
     "CANDIDATES_PER_WINDOW",
     "DEFAULT_WINDOWS",
+    "HEADROOM",
     "HEAVY_FACTOR",
     "PREFERENCE",
+    "VOLUME_CLIENTS",
     "RatelimitAdvice",
     "RatelimitRecommendation",
     "RouteAdvice",
@@ -108,6 +115,10 @@ __all__ = [
 DEFAULT_WINDOWS: tuple[float, ...] = (60.0,)
 #: How many times the median client's peak a heavy client's peak exceeds.
 HEAVY_FACTOR = 10
+#: Without heavy clients, the ceiling recommended is this many times the busiest client's window.
+HEADROOM = 2
+#: Clients a route needs before a client's volume (ten times the p90's) can make it heavy.
+VOLUME_CLIENTS = 10
 #: Candidate limits derived per window.
 CANDIDATES_PER_WINDOW = 8
 #: The algorithms in the order the recommendation prefers them at equal merit.
@@ -425,16 +436,24 @@ def _analyse(population: Population, settings: _Settings, names: Strings) -> _An
         aligned = sorted(p.aligned for p in found)
         median = aligned[(len(aligned) - 1) // 2]
         heavy.update(k for k, p in enumerate(found) if p.aligned > HEAVY_FACTOR * median)
+    # Volume too: a steady client that never bursts but sends ten times what nine in ten
+    # clients send over the whole trace (with too few clients for a p90, peaks decide alone).
+    if len(times) >= VOLUME_CLIENTS:
+        usual_total = _rank(sorted(map(len, times)), 0.9)
+        heavy.update(k for k, t in enumerate(times) if len(t) > HEAVY_FACTOR * usual_total)
     ordinary_requests = sum(len(t) for k, t in enumerate(times) if k not in heavy)
 
     rows: list[_Row] = []
+    room: dict[int, int] = {}  # per window: the limit a ceiling should reach, with headroom
     for window_ms, found in window_peaks.items():
+        usual = [p for k, p in enumerate(found) if k not in heavy] or found
+        aligned = sorted(p.aligned for p in usual)
+        room[window_ms] = HEADROOM * aligned[-1]
         if settings.limits is not None:
             limits = list(settings.limits)
         else:
-            usual = [p for k, p in enumerate(found) if k not in heavy] or found
-            aligned = sorted(p.aligned for p in usual)
-            limits = candidate_limits(_rank(aligned, 0.5), max(p.pair for p in usual))
+            high = max(max(p.pair for p in usual), room[window_ms])
+            limits = candidate_limits(_rank(aligned, 0.5), high)
         candidates = [
             Candidate(algorithm, limit, window_ms)
             for algorithm in settings.algorithms
@@ -457,7 +476,7 @@ def _analyse(population: Population, settings: _Settings, names: Strings) -> _An
                     top=top[:REFUSED_TOP],
                 )
             )
-    chosen, reason = _choose(rows, heavy, ordinary_requests, settings, population, names)
+    chosen, reason = _choose(rows, heavy, ordinary_requests, settings, population, names, room)
     return _Analysis(population, rates, burst, heavy, ordinary_requests, rows, chosen, reason)
 
 
@@ -472,6 +491,7 @@ def _choose(
     settings: _Settings,
     population: Population,
     names: Strings,
+    room: Mapping[int, int],
 ) -> tuple[_Row, str]:
     """The recommended row and why, by the rules of the module's docstring."""
     order = _preferred(settings.algorithms)
@@ -479,15 +499,19 @@ def _choose(
     budget_text = f"{budget:g} %"
     windows = sorted({r.candidate.window_ms for r in rows}, key=_window_rank)
     if all(r.refused == 0 for r in rows):
+        roomy = [r for r in rows if r.candidate.limit >= room[r.candidate.window_ms]] or rows
         first = min(
-            rows,
+            roomy,
             key=lambda r: (
                 r.candidate.limit,
                 _window_rank(r.candidate.window_ms),
                 order.index(r.candidate.algorithm),
             ),
         )
-        return first, "no client comes near any candidate; the smallest one costs nobody"
+        return first, (
+            "no client comes near any candidate; the smallest one at least "
+            f"{HEADROOM} times the busiest client's window costs nobody and leaves room"
+        )
     eligible = [r for r in rows if _fits_budget(r, ordinary_requests, settings.protect)]
     if not eligible:
         best = min(
@@ -505,17 +529,19 @@ def _choose(
         )
     per_window: list[tuple[_Row, str]] = []
     for window_ms in windows:
-        lowest: dict[Algorithm, _Row] = {}
-        for r in eligible:
-            if r.candidate.window_ms != window_ms:
-                continue
-            found = lowest.get(r.candidate.algorithm)
-            if found is None or r.candidate.limit < found.candidate.limit:
-                lowest[r.candidate.algorithm] = r
-        if not lowest:
+        picked: dict[Algorithm, _Row] = {}
+        for algorithm in order:
+            mine = [
+                r
+                for r in eligible
+                if r.candidate.window_ms == window_ms and r.candidate.algorithm == algorithm
+            ]
+            if mine:
+                picked[algorithm] = _pick(mine, bool(heavy), room[window_ms])
+        if not picked:
             continue
-        default = next(a for a in order if a in lowest)
-        base = lowest[default]
+        default = next(a for a in order if a in picked)
+        base = picked[default]
         pick, why = (
             base,
             f"{default}: "
@@ -578,13 +604,44 @@ def _choose(
         else:
             heavy_text = f"it caps {chosen.heavy_clients} of the {len(heavy)} heavy clients"
         heavy_text += named
+        rule = (
+            f"the highest limit that caps as many heavy clients as any within the budget of "
+            f"{budget_text} of ordinary clients' requests refused (it refuses "
+            f"{_pct(chosen.ordinary_refused, ordinary_requests)})"
+        )
     else:
         heavy_text = "no client stands out as heavy"
-    reason = (
-        f"the lowest limit that refuses at most {budget_text} of ordinary clients' requests "
-        f"(it refuses {_pct(chosen.ordinary_refused, ordinary_requests)}); {heavy_text}; {why}"
-    )
-    return chosen, reason
+        if chosen.refused == 0:
+            rule = (
+                f"a ceiling against abuse, not a squeeze on people: the lowest limit at least "
+                f"{HEADROOM} times the busiest client's window that refuses nobody in this trace"
+            )
+        else:
+            rule = (
+                f"the lowest limit that refuses at most {budget_text} of ordinary clients' "
+                f"requests (it refuses {_pct(chosen.ordinary_refused, ordinary_requests)})"
+            )
+    return chosen, f"{rule}; {heavy_text}; {why}"
+
+
+def _pick(rows: Sequence[_Row], has_heavy: bool, room: int) -> _Row:
+    """One algorithm's limit in one window, among the rows within the budget.
+
+    With heavy clients: the highest limit that still caps as many of them as the lowest
+    limit does (the most room for ordinary clients at the same protection). Without: the
+    lowest limit that refuses nobody and reaches ``room`` (:data:`HEADROOM` times the busiest
+    client's window), else the lowest refusing nobody, else the lowest (the budget allows it).
+    """
+    lowest = min(rows, key=lambda r: r.candidate.limit)
+    if has_heavy:
+        capping = [r for r in rows if r.heavy_clients >= lowest.heavy_clients]
+        return max(capping, key=lambda r: r.candidate.limit)
+    nobody = [r for r in rows if r.refused == 0]
+    roomy = [r for r in nobody if r.candidate.limit >= room]
+    for found in (roomy, nobody):
+        if found:
+            return min(found, key=lambda r: r.candidate.limit)
+    return lowest
 
 
 def _pct(part: int, whole: int) -> str:
