@@ -37,8 +37,8 @@ from starlette.routing import Route
 
 from redkit.drivers.connect import Connection
 from redkit.sessions import AsyncSessionStore, SessionNotLoadedError, SessionStore
-from redkit.sessions.asgi import RequestSession, SessionMiddleware, load_session
 from redkit.sessions.flask import RedisSessions, current_session
+from redkit.web.asgi import RequestSession, SessionMiddleware, load_session
 from web_support import serve_asgi, serve_wsgi
 
 KINDS = ["starlette", "fastapi", "flask"]

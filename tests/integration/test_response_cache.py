@@ -360,7 +360,7 @@ def test_answers_meant_for_one_visitor_are_never_stored(conn: Connection) -> Non
     from fastapi import Depends
 
     from redkit import AsyncRatelimit, AsyncSessionStore, FixedWindow
-    from redkit.sessions.asgi import RequestSession, SessionMiddleware, load_session
+    from redkit.web.asgi import RequestSession, SessionMiddleware, load_session
     from redkit.web.fastapi import RateLimit
 
     counter = Counter()

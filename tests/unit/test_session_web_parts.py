@@ -99,8 +99,8 @@ def test_the_insecure_cookie_warning_points_at_the_caller_of_each_adapter() -> N
     """Through the ASGI middleware and the Flask extension, the warning names this file."""
     pytest.importorskip("starlette")
     flask = pytest.importorskip("flask")
-    from redkit.sessions.asgi import SessionMiddleware
     from redkit.sessions.flask import RedisSessions
+    from redkit.web.asgi import SessionMiddleware
 
     store: Any = object()  # neither adapter touches the store before a request
 

@@ -19,8 +19,8 @@ from redkit.demo.db import Database
 from redkit.demo.page import index_page
 from redkit.ratelimit import AsyncRatelimit, AsyncTieredRatelimit, FixedWindow, SlidingWindow
 from redkit.sessions import AsyncSessionStore
-from redkit.sessions.asgi import RequestSession, SessionMiddleware, load_session
 from redkit.web import TrustedProxies, by_api_key, by_client_ip, tier_by_api_key
+from redkit.web.asgi import RequestSession, SessionMiddleware, load_session
 from redkit.web.fastapi import RateLimit
 from redkit.web.fastapi_cache import cache_response
 

@@ -27,7 +27,7 @@ try:
 except ModuleNotFoundError as exc:  # an optional dependency: say which extra
     raise framework_missing(__name__, "Starlette", "starlette", exc) from exc
 
-from redkit.sessions.asgi import RequestSession
+from redkit.web.asgi import RequestSession
 from redkit.web.request import UNMATCHED, KeyFunc, RequestInfo, TierFunc, session_user_id
 from redkit.web.rule import CostFunc, Decision, ExemptFunc, LimitRule, RatelimitLike, limiter_from
 
