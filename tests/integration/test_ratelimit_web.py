@@ -34,10 +34,9 @@ from redkit import (
 from redkit.core.keys import escape
 from redkit.errors import InvalidArgumentError
 from redkit.web import TrustedProxies, by_api_key, by_client_ip, tier_by_api_key
-from redkit.web.asgi import RequestSession, load_session
+from redkit.web.asgi import RateLimitMiddleware, RequestSession, load_session
 from redkit.web.fastapi import RateLimit, rate_limit
 from redkit.web.flask import Redkit
-from redkit.web.starlette import RateLimitMiddleware
 from support import closed_port
 from web_support import serve_asgi, serve_wsgi
 

@@ -24,6 +24,11 @@ MOVED = [
     ("redkit.sessions", "RequestSession", "redkit.web.asgi"),
     ("redkit.sessions", "get_session", "redkit.web.asgi"),
     ("redkit.sessions", "load_session", "redkit.web.asgi"),
+    ("redkit.web.starlette", "RateLimitMiddleware", "redkit.web.asgi"),
+    ("redkit.web.starlette", "ScopeRequest", "redkit.web.asgi"),
+    ("redkit.web.starlette", "WEBSOCKET_REFUSED", "redkit.web.asgi"),
+    ("redkit.web.starlette", "refuse_websocket", "redkit.web.asgi"),
+    ("redkit.web.starlette", "send_too_many_requests", "redkit.web.asgi"),
 ]
 
 

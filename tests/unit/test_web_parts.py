@@ -443,7 +443,8 @@ except ModuleNotFoundError as exc:
     ("framework", "module", "extra"),
     [
         ("starlette", "redkit.web.fastapi", "fastapi"),
-        ("starlette", "redkit.web.starlette", "starlette"),
+        ("starlette", "redkit.web.asgi", "starlette"),
+        ("starlette", "redkit.web.starlette", "starlette"),  # the old path, for one release
         ("flask", "redkit.web.flask", "flask"),
     ],
 )

@@ -5,7 +5,7 @@
 - ``@rate_limit(limiter, key=...)`` under the route decorator; the endpoint keeps its own
   signature (the request is injected behind its back, as fastapi-cache does).
 
-App-wide limits are better served by :class:`redkit.web.starlette.RateLimitMiddleware`, which
+App-wide limits are better served by :class:`redkit.web.asgi.RateLimitMiddleware`, which
 refuses before routing.
 """
 
@@ -28,9 +28,10 @@ except ModuleNotFoundError as exc:  # an optional dependency: say which extra
     raise framework_missing(__name__, "FastAPI", "fastapi", exc) from exc
 
 from redkit.web._inject import inject
+from redkit.web.asgi.ratelimit import WEBSOCKET_REFUSED
+from redkit.web.asgi.request import ScopeRequest
 from redkit.web.request import KeyFunc, TierFunc
 from redkit.web.rule import CostFunc, Decision, ExemptFunc, LimitRule, RatelimitLike, limiter_from
-from redkit.web.starlette import WEBSOCKET_REFUSED, ScopeRequest
 
 if TYPE_CHECKING:
     from redkit.drivers.connect import Connection

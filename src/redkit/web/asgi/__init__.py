@@ -2,6 +2,8 @@
 
 - :class:`SessionMiddleware`: server-side sessions, ``request.session`` a lazy
   :class:`RequestSession` (:mod:`.sessions`).
+- :class:`RateLimitMiddleware`: an app-wide rate limit, decided before routing
+  (:mod:`.ratelimit`); :class:`ScopeRequest` is what its key functions see (:mod:`.request`).
 """
 
 from __future__ import annotations
@@ -13,11 +15,23 @@ try:
 except ModuleNotFoundError as exc:  # an optional dependency: say which extra
     raise framework_missing(__name__, "Starlette", "starlette", exc) from exc
 
+from redkit.web.asgi.ratelimit import (
+    WEBSOCKET_REFUSED,
+    RateLimitMiddleware,
+    refuse_websocket,
+    send_too_many_requests,
+)
+from redkit.web.asgi.request import ScopeRequest
 from redkit.web.asgi.sessions import RequestSession, SessionMiddleware, get_session, load_session
 
 __all__ = [
+    "WEBSOCKET_REFUSED",
+    "RateLimitMiddleware",
     "RequestSession",
+    "ScopeRequest",
     "SessionMiddleware",
     "get_session",
     "load_session",
+    "refuse_websocket",
+    "send_too_many_requests",
 ]
