@@ -27,7 +27,7 @@ try:
 except ModuleNotFoundError as exc:  # an optional dependency: say which extra
     raise framework_missing(__name__, "FastAPI", "fastapi", exc) from exc
 
-from redkit.web._inject import inject
+from redkit.web.asgi._inject import inject
 from redkit.web.asgi.ratelimit import WEBSOCKET_REFUSED
 from redkit.web.asgi.request import ScopeRequest
 from redkit.web.request import KeyFunc, TierFunc

@@ -49,7 +49,7 @@ def cache_response(
 ) -> Callable[[F], F]:
     """Cache a GET/HEAD view's responses in ``cache`` for ``ttl``.
 
-    The arguments of :func:`redkit.web.fastapi_cache.cache_response`, with a blocking
+    The arguments of :func:`redkit.web.asgi.cache_response`, with a blocking
     :class:`~redkit.Cache` (or a function returning it, called per request: the Flask
     extension finds the app's). The wrapper has ``.invalidate(path, query="")``.
 
@@ -61,7 +61,7 @@ def cache_response(
     if isinstance(cache, AsyncCache):
         raise InvalidArgumentError(
             "cache_response for Flask needs a blocking Cache, got AsyncCache: make it with "
-            "Cache(redis, ...) (redkit.web.fastapi_cache.cache_response takes an AsyncCache)"
+            "Cache(redis, ...) (the cache_response of redkit.web.fastapi takes an AsyncCache)"
         )
     policy = ResponseCachePolicy(
         wanted_ttl(ttl, others, "cache_response"), vary=vary, tags=tags, prefix=prefix

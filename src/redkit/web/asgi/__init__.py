@@ -4,6 +4,8 @@
   :class:`RequestSession` (:mod:`.sessions`).
 - :class:`RateLimitMiddleware`: an app-wide rate limit, decided before routing
   (:mod:`.ratelimit`); :class:`ScopeRequest` is what its key functions see (:mod:`.request`).
+- :func:`cache_response`: response caching for Starlette and FastAPI endpoints, on an
+  :class:`~redkit.AsyncCache` (:mod:`.cache`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ try:
 except ModuleNotFoundError as exc:  # an optional dependency: say which extra
     raise framework_missing(__name__, "Starlette", "starlette", exc) from exc
 
+from redkit.web.asgi.cache import cache_response, invalidate_response
 from redkit.web.asgi.ratelimit import (
     WEBSOCKET_REFUSED,
     RateLimitMiddleware,
@@ -30,7 +33,9 @@ __all__ = [
     "RequestSession",
     "ScopeRequest",
     "SessionMiddleware",
+    "cache_response",
     "get_session",
+    "invalidate_response",
     "load_session",
     "refuse_websocket",
     "send_too_many_requests",
