@@ -29,8 +29,8 @@ MOVED = [
     ("redkit.web.starlette", "WEBSOCKET_REFUSED", "redkit.web.asgi"),
     ("redkit.web.starlette", "refuse_websocket", "redkit.web.asgi"),
     ("redkit.web.starlette", "send_too_many_requests", "redkit.web.asgi"),
-    ("redkit.web.fastapi_cache", "cache_response", "redkit.web.asgi"),
-    ("redkit.web.fastapi_cache", "invalidate_response", "redkit.web.asgi"),
+    ("redkit.web.fastapi_cache", "cache_response", "redkit.web.fastapi"),
+    ("redkit.web.fastapi_cache", "invalidate_response", "redkit.web.fastapi"),
 ]
 
 

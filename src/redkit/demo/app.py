@@ -19,9 +19,17 @@ from redkit.demo.db import Database
 from redkit.demo.page import index_page
 from redkit.ratelimit import AsyncRatelimit, AsyncTieredRatelimit, FixedWindow, SlidingWindow
 from redkit.sessions import AsyncSessionStore
-from redkit.web import TrustedProxies, by_api_key, by_client_ip, tier_by_api_key
-from redkit.web.asgi import RequestSession, SessionMiddleware, cache_response, load_session
-from redkit.web.fastapi import RateLimit
+from redkit.web.fastapi import (
+    RateLimit,
+    RequestSession,
+    SessionMiddleware,
+    TrustedProxies,
+    by_api_key,
+    by_client_ip,
+    cache_response,
+    load_session,
+    tier_by_api_key,
+)
 
 __all__ = ["API_KEYS", "create_app"]
 

@@ -17,15 +17,10 @@ import typing
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from redkit.web._extras import framework_missing
-
-try:
-    from starlette.concurrency import run_in_threadpool
-    from starlette.exceptions import HTTPException, WebSocketException
-    from starlette.requests import HTTPConnection, Request
-    from starlette.responses import Response
-except ModuleNotFoundError as exc:  # an optional dependency: say which extra
-    raise framework_missing(__name__, "FastAPI", "fastapi", exc) from exc
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException, WebSocketException
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
 
 from redkit.web.asgi._inject import inject
 from redkit.web.asgi.ratelimit import WEBSOCKET_REFUSED
