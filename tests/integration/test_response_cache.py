@@ -22,8 +22,8 @@ from starlette.routing import Route
 
 from redkit import AsyncCache, Cache
 from redkit.drivers.connect import Connection
-from redkit.web import flask_cache
 from redkit.web.asgi import cache as asgi_cache
+from redkit.web.flask import cache as flask_cache
 from web_support import serve_asgi, serve_wsgi
 
 
@@ -435,8 +435,8 @@ def test_answers_meant_for_one_visitor_are_never_stored(conn: Connection) -> Non
 def test_the_wrong_cache_or_another_librarys_ttl_is_refused_at_decoration(conn: Connection) -> None:
     from redkit.cache import AsyncCache, Cache
     from redkit.core.errors import InvalidArgumentError
-    from redkit.web import flask_cache
     from redkit.web.asgi import cache as asgi_cache
+    from redkit.web.flask import cache as flask_cache
 
     with pytest.raises(InvalidArgumentError, match="needs an AsyncCache") as raised:
         asgi_cache.cache_response(Cache(conn), ttl="1 m")  # type: ignore[arg-type]

@@ -31,6 +31,12 @@ MOVED = [
     ("redkit.web.starlette", "send_too_many_requests", "redkit.web.asgi"),
     ("redkit.web.fastapi_cache", "cache_response", "redkit.web.fastapi"),
     ("redkit.web.fastapi_cache", "invalidate_response", "redkit.web.fastapi"),
+    ("redkit.web.flask_cache", "cache_response", "redkit.web.flask"),
+    ("redkit.sessions.flask", "FlaskSession", "redkit.web.flask"),
+    ("redkit.sessions.flask", "RedisSessionInterface", "redkit.web.flask"),
+    ("redkit.sessions.flask", "current_session", "redkit.web.flask"),
+    ("redkit.sessions", "FlaskSession", "redkit.web.flask"),
+    ("redkit.sessions", "RedisSessionInterface", "redkit.web.flask"),
 ]
 
 
@@ -58,3 +64,23 @@ def test_from_import_of_an_old_path_warns_at_the_importing_line() -> None:
 def test_an_old_path_knows_no_other_name(old: str) -> None:
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
         importlib.import_module(old).nothing_here  # noqa: B018  (the access is the test)
+
+
+@pytest.mark.parametrize("old", ["redkit.sessions.flask", "redkit.sessions"])
+def test_the_sessions_only_flask_extension_still_installs_sessions_and_warns(old: str) -> None:
+    """``RedisSessions`` is deprecated itself: its use warns (once), naming ``Redkit``."""
+    import flask
+
+    from redkit import Connection, SessionStore
+    from redkit.web.flask import RedisSessionInterface
+
+    sessions_only = importlib.import_module(old).RedisSessions  # quiet: the class warns
+    store = SessionStore(Connection("redis://127.0.0.1:6379"))  # never opened here
+    app = flask.Flask(__name__)
+    with pytest.warns(DeprecationWarning, match=r"use the one extension, .*Redkit") as seen:
+        sessions_only(store, app, max_age=60)
+    assert [w.filename for w in seen] == [__file__]
+    interface = app.session_interface
+    assert isinstance(interface, RedisSessionInterface)
+    assert (interface.store, interface.cookie.max_age) == (store, 60)
+    assert app.extensions["redkit.sessions"] is interface

@@ -21,13 +21,13 @@ from redkit.sessions.web import (
 )
 
 if TYPE_CHECKING:
-    from redkit.sessions.flask import FlaskSession as FlaskSession
-    from redkit.sessions.flask import RedisSessionInterface as RedisSessionInterface
-    from redkit.sessions.flask import RedisSessions as RedisSessions
     from redkit.web.asgi import RequestSession as RequestSession
     from redkit.web.asgi import SessionMiddleware as SessionMiddleware
     from redkit.web.asgi import get_session as get_session
     from redkit.web.asgi import load_session as load_session
+    from redkit.web.flask import FlaskSession as FlaskSession
+    from redkit.web.flask import RedisSessionInterface as RedisSessionInterface
+    from redkit.web.flask.sessions import RedisSessions as RedisSessions
 
 __all__ = [
     "KEEP",
@@ -49,10 +49,10 @@ _moved = moved_names(
             ("RequestSession", "SessionMiddleware", "get_session", "load_session"),
             "redkit.web.asgi",
         ),
-        **dict.fromkeys(
-            ("FlaskSession", "RedisSessionInterface", "RedisSessions"), "redkit.sessions.flask"
-        ),
+        **dict.fromkeys(("FlaskSession", "RedisSessionInterface"), "redkit.web.flask"),
+        "RedisSessions": "redkit.web.flask.sessions",  # deprecated itself: it warns when used
     },
+    quiet={"RedisSessions"},
 )
 
 
