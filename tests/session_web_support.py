@@ -37,8 +37,8 @@ from starlette.routing import Route
 
 from redkit.drivers.connect import Connection
 from redkit.sessions import AsyncSessionStore, SessionNotLoadedError, SessionStore
-from redkit.sessions.asgi import RequestSession, SessionMiddleware, load_session
-from redkit.sessions.flask import RedisSessions, current_session
+from redkit.web.asgi import RequestSession, SessionMiddleware, load_session
+from redkit.web.flask import Redkit, current_session
 from web_support import serve_asgi, serve_wsgi
 
 KINDS = ["starlette", "fastapi", "flask"]
@@ -188,7 +188,7 @@ def fastapi_app(store: AsyncSessionStore, conn: Connection, gate: Gate, **option
 def flask_app(store: SessionStore, gate: Gate, **options: Any) -> flask.Flask:
     """Installed with the extension; ``flask.session`` reads Redis on first use."""
     app = flask.Flask(__name__)
-    RedisSessions(store, app, **options)
+    Redkit(app, sessions=store, session_options=options)
 
     @app.get("/plain")
     def plain() -> str:

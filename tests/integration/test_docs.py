@@ -26,7 +26,9 @@ _BLOCK = re.compile(
 
 # Runs in the child: each block in one shared namespace, one JSON line of outcome per block.
 RUNNER = """
-import ast, asyncio, json, sys, traceback
+import ast, asyncio, json, sys, traceback, warnings
+# The docs show no deprecated path: a DeprecationWarning at a block's own line fails it.
+warnings.filterwarnings("error", category=DeprecationWarning, module="__docs__")
 blocks = json.load(sys.stdin)
 namespace = {"__name__": "__docs__"}
 for code, why in blocks:

@@ -33,11 +33,10 @@ from redkit import (
 )
 from redkit.core.keys import escape
 from redkit.errors import InvalidArgumentError
-from redkit.sessions.asgi import RequestSession, load_session
 from redkit.web import TrustedProxies, by_api_key, by_client_ip, tier_by_api_key
+from redkit.web.asgi import RateLimitMiddleware, RequestSession, load_session
 from redkit.web.fastapi import RateLimit, rate_limit
 from redkit.web.flask import Redkit
-from redkit.web.starlette import RateLimitMiddleware
 from support import closed_port
 from web_support import serve_asgi, serve_wsgi
 
@@ -546,8 +545,8 @@ def test_a_per_user_limit_counts_users_apart_whatever_the_dependency_order(
 ) -> None:
     """The limit runs before the endpoint's ``load_session``: it must still see the user."""
     from redkit import AsyncSessionStore, FixedWindow
-    from redkit.sessions.asgi import SessionMiddleware
     from redkit.web import by_user
+    from redkit.web.asgi import SessionMiddleware
 
     limiter = AsyncRatelimit(conn, FixedWindow(2, "1 h"), prefix=f"per-user-{time.time_ns()}")
     app = FastAPI()

@@ -22,7 +22,8 @@ from starlette.routing import Route
 
 from redkit import AsyncCache, Cache
 from redkit.drivers.connect import Connection
-from redkit.web import fastapi_cache, flask_cache
+from redkit.web.asgi import cache as asgi_cache
+from redkit.web.flask import cache as flask_cache
 from web_support import serve_asgi, serve_wsgi
 
 
@@ -44,31 +45,31 @@ def fastapi_app(conn: Connection, counter: Counter) -> FastAPI:
     app = FastAPI()
 
     @app.get("/products")
-    @fastapi_cache.cache_response(cache, ttl="5 m", tags=["products"])
+    @asgi_cache.cache_response(cache, ttl="5 m", tags=["products"])
     async def products(category: str = "all") -> dict[str, Any]:
         return {"category": category, "call": counter.bump()}
 
     @app.get("/slow")
-    @fastapi_cache.cache_response(cache, ttl="5 m")
+    @asgi_cache.cache_response(cache, ttl="5 m")
     def slow() -> dict[str, Any]:  # a sync endpoint: run in the threadpool
         time.sleep(0.3)
         return {"call": counter.bump()}
 
     @app.get("/missing")
-    @fastapi_cache.cache_response(cache, ttl="5 m")
+    @asgi_cache.cache_response(cache, ttl="5 m")
     async def missing() -> Response:
         counter.bump()
         return JSONResponse({"error": "not here"}, status_code=404)
 
     @app.get("/personal")
-    @fastapi_cache.cache_response(cache, ttl="5 m")
+    @asgi_cache.cache_response(cache, ttl="5 m")
     async def personal() -> Response:
         response = JSONResponse({"call": counter.bump()})
         response.set_cookie("visitor", "v1")
         return response
 
     @app.get("/lang")
-    @fastapi_cache.cache_response(cache, ttl="5 m", vary=["Accept-Language"])
+    @asgi_cache.cache_response(cache, ttl="5 m", vary=["Accept-Language"])
     async def lang(request: Request) -> dict[str, Any]:
         return {"lang": request.headers.get("accept-language"), "call": counter.bump()}
 
@@ -87,7 +88,7 @@ def fastapi_app(conn: Connection, counter: Counter) -> FastAPI:
 def starlette_app(conn: Connection, counter: Counter) -> Starlette:
     cache = AsyncCache(conn, namespace="web")
 
-    @fastapi_cache.cache_response(cache, ttl="5 m")
+    @asgi_cache.cache_response(cache, ttl="5 m")
     async def page(request: Request) -> Response:
         return PlainTextResponse(f"page {request.path_params['n']} call {counter.bump()}")
 
@@ -283,7 +284,7 @@ def test_stacked_with_a_rate_limit_and_the_endpoints_own_request(conn: Connectio
 
     @app.get("/stacked")
     @rate_limit(limiter)
-    @fastapi_cache.cache_response(cache, ttl="5 m")
+    @asgi_cache.cache_response(cache, ttl="5 m")
     async def stacked(request: Request, n: int = 0) -> dict[str, Any]:
         return {"path": request.url.path, "n": n, "call": counter.bump()}
 
@@ -360,7 +361,7 @@ def test_answers_meant_for_one_visitor_are_never_stored(conn: Connection) -> Non
     from fastapi import Depends
 
     from redkit import AsyncRatelimit, AsyncSessionStore, FixedWindow
-    from redkit.sessions.asgi import RequestSession, SessionMiddleware, load_session
+    from redkit.web.asgi import RequestSession, SessionMiddleware, load_session
     from redkit.web.fastapi import RateLimit
 
     counter = Counter()
@@ -376,29 +377,29 @@ def test_answers_meant_for_one_visitor_are_never_stored(conn: Connection) -> Non
         return {"ok": True}
 
     @app.get("/hello")
-    @fastapi_cache.cache_response(cache, ttl="5 m")
+    @asgi_cache.cache_response(cache, ttl="5 m")
     async def hello(request: Request) -> dict[str, Any]:
         session = await load_session(request)
         return {"hello": session.get("name"), "call": counter.bump()}
 
     @app.get("/token")
-    @fastapi_cache.cache_response(cache, ttl="5 m")
+    @asgi_cache.cache_response(cache, ttl="5 m")
     async def token(request: Request) -> dict[str, Any]:
         return {"auth": request.headers.get("authorization"), "call": counter.bump()}
 
     @app.get("/negotiated")
-    @fastapi_cache.cache_response(cache, ttl="5 m")
+    @asgi_cache.cache_response(cache, ttl="5 m")
     async def negotiated() -> Response:
         return JSONResponse({"call": counter.bump()}, headers={"Vary": "Cookie"})
 
     @app.get("/side-cookie", dependencies=[Depends(RateLimit(limiter))])
-    @fastapi_cache.cache_response(cache, ttl="5 m")
+    @asgi_cache.cache_response(cache, ttl="5 m")
     async def side_cookie(response: Response) -> dict[str, Any]:
         response.set_cookie("visitor", "v1")
         return {"call": counter.bump()}
 
     @app.get("/limited", dependencies=[Depends(RateLimit(limiter))])
-    @fastapi_cache.cache_response(cache, ttl="5 m")
+    @asgi_cache.cache_response(cache, ttl="5 m")
     async def limited() -> dict[str, Any]:
         return {"call": counter.bump()}
 
@@ -434,15 +435,16 @@ def test_answers_meant_for_one_visitor_are_never_stored(conn: Connection) -> Non
 def test_the_wrong_cache_or_another_librarys_ttl_is_refused_at_decoration(conn: Connection) -> None:
     from redkit.cache import AsyncCache, Cache
     from redkit.core.errors import InvalidArgumentError
-    from redkit.web import fastapi_cache, flask_cache
+    from redkit.web.asgi import cache as asgi_cache
+    from redkit.web.flask import cache as flask_cache
 
     with pytest.raises(InvalidArgumentError, match="needs an AsyncCache") as raised:
-        fastapi_cache.cache_response(Cache(conn), ttl="1 m")  # type: ignore[arg-type]
+        asgi_cache.cache_response(Cache(conn), ttl="1 m")  # type: ignore[arg-type]
     assert "AsyncCache(redis" in str(raised.value)
     with pytest.raises(InvalidArgumentError, match="needs a blocking Cache"):
         flask_cache.cache_response(AsyncCache(conn), ttl="1 m")  # type: ignore[arg-type]
     for decorate, cache in (
-        (fastapi_cache.cache_response, AsyncCache(conn)),
+        (asgi_cache.cache_response, AsyncCache(conn)),
         (flask_cache.cache_response, Cache(conn)),
     ):
         for spelling in ("expire", "timeout"):

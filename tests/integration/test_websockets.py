@@ -25,9 +25,8 @@ from websockets.sync.client import ClientConnection, connect
 
 from redkit import AsyncRatelimit, Connection, SlidingLog
 from redkit.sessions import AsyncSessionStore, SessionUnavailableError
-from redkit.sessions.asgi import RequestSession, SessionMiddleware, load_session
+from redkit.web.asgi import RateLimitMiddleware, RequestSession, SessionMiddleware, load_session
 from redkit.web.fastapi import RateLimit
-from redkit.web.starlette import RateLimitMiddleware
 from support import closed_port
 from web_support import serve_asgi
 

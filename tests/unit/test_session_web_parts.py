@@ -99,18 +99,21 @@ def test_the_insecure_cookie_warning_points_at_the_caller_of_each_adapter() -> N
     """Through the ASGI middleware and the Flask extension, the warning names this file."""
     pytest.importorskip("starlette")
     flask = pytest.importorskip("flask")
-    from redkit.sessions.asgi import SessionMiddleware
-    from redkit.sessions.flask import RedisSessions
+    from redkit import AsyncSessionStore, Connection, SessionStore
+    from redkit.web.asgi import SessionMiddleware
+    from redkit.web.flask import Redkit
 
-    store: Any = object()  # neither adapter touches the store before a request
+    # Neither adapter touches its store before a request: this connection never opens.
+    never_opened = Connection("redis://127.0.0.1:6379")
+    store = SessionStore(never_opened)
 
     async def app(scope: Any, receive: Any, send: Any) -> None: ...
 
     with pytest.warns(InsecureCookieWarning) as record:
-        SessionMiddleware(app, store=store, secure=False)
+        SessionMiddleware(app, store=AsyncSessionStore(never_opened), secure=False)
     assert [w.filename for w in record] == [__file__]
     with pytest.warns(InsecureCookieWarning) as record:
-        RedisSessions(store, flask.Flask(__name__), secure=False)
+        Redkit(flask.Flask(__name__), sessions=store, session_options={"secure": False})
     assert [w.filename for w in record] == [__file__]
 
 

@@ -331,12 +331,44 @@ def test_tier_resolvers() -> None:
 
 def test_framework_free_parts_import_no_framework() -> None:
     code = (
-        "import sys, redkit.web, redkit.web.keys, redkit.web.headers, redkit.web.rule\n"
+        "import sys, redkit, redkit.web, redkit.web.keys, redkit.web.headers, redkit.web.rule\n"
+        "import redkit.web.response_cache, redkit.sessions, redkit.cache, redkit.ratelimit\n"
         "assert not any(m.split('.')[0] in ('starlette', 'fastapi', 'flask') for m in sys.modules)"
     )
     import subprocess
 
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+#: The frameworks' top-level packages: only ``redkit.web``'s adapters may import them.
+_FRAMEWORKS = {"starlette", "fastapi", "flask", "werkzeug", "django"}
+#: The deprecated re-exports of old paths, kept for one release: the only modules of the
+#: features that reach the web adapters (and, through them, a framework). ``redkit.sessions``
+#: names them for type checkers only; at run time it imports them on first use.
+_OLD_PATHS = {"sessions/__init__.py", "sessions/asgi.py", "sessions/flask.py"}
+
+
+def test_the_features_and_the_core_import_no_framework_and_no_web_adapter() -> None:
+    """Every web adapter lives under ``redkit.web``: the features stay framework-free."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "src" / "redkit"
+    reaching = set()
+    for package in ("core", "cache", "ratelimit", "sessions"):
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    assert name.split(".")[0] not in _FRAMEWORKS, f"{path}: imports {name}"
+                    if name.startswith("redkit.web"):
+                        reaching.add(str(path.relative_to(root)))
+    assert reaching == _OLD_PATHS
 
 
 # -- headers ------------------------------------------------------------------------------------
@@ -443,7 +475,8 @@ except ModuleNotFoundError as exc:
     ("framework", "module", "extra"),
     [
         ("starlette", "redkit.web.fastapi", "fastapi"),
-        ("starlette", "redkit.web.starlette", "starlette"),
+        ("starlette", "redkit.web.asgi", "starlette"),
+        ("starlette", "redkit.web.starlette", "starlette"),  # the old path, for one release
         ("flask", "redkit.web.flask", "flask"),
     ],
 )

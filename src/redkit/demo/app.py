@@ -19,10 +19,17 @@ from redkit.demo.db import Database
 from redkit.demo.page import index_page
 from redkit.ratelimit import AsyncRatelimit, AsyncTieredRatelimit, FixedWindow, SlidingWindow
 from redkit.sessions import AsyncSessionStore
-from redkit.sessions.asgi import RequestSession, SessionMiddleware, load_session
-from redkit.web import TrustedProxies, by_api_key, by_client_ip, tier_by_api_key
-from redkit.web.fastapi import RateLimit
-from redkit.web.fastapi_cache import cache_response
+from redkit.web.fastapi import (
+    RateLimit,
+    RequestSession,
+    SessionMiddleware,
+    TrustedProxies,
+    by_api_key,
+    by_client_ip,
+    cache_response,
+    load_session,
+    tier_by_api_key,
+)
 
 __all__ = ["API_KEYS", "create_app"]
 

@@ -1,15 +1,16 @@
-"""Server-side sessions: ``SessionStore`` and ``AsyncSessionStore``.
+"""Server-side sessions: ``SessionStore`` and ``AsyncSessionStore``; no web framework here.
 
-Web middleware lives beside them: :mod:`redkit.sessions.asgi` (Starlette, FastAPI) and
-:mod:`redkit.sessions.flask`. Their main names are importable from here too, but only load
-their framework when first used, so ``import redkit`` needs neither Starlette nor Flask.
+The web adapters live in :mod:`redkit.web`: :mod:`redkit.web.asgi` (Starlette, any ASGI app;
+also re-exported by :mod:`redkit.web.fastapi`) and :mod:`redkit.web.flask` (the ``Redkit``
+extension carries sessions). Their names are still importable from here for one release,
+with a ``DeprecationWarning``, and load their framework only when first used.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from redkit.core.moved import moved_names
 from redkit.sessions.model import Session, SessionConflictError, SessionInfo
 from redkit.sessions.store import AsyncSessionStore, SessionStore
 from redkit.sessions.web import (
@@ -20,42 +21,40 @@ from redkit.sessions.web import (
 )
 
 if TYPE_CHECKING:
-    from redkit.sessions.asgi import RequestSession, SessionMiddleware, get_session, load_session
-    from redkit.sessions.flask import FlaskSession, RedisSessionInterface, RedisSessions
+    from redkit.web.asgi import RequestSession as RequestSession
+    from redkit.web.asgi import SessionMiddleware as SessionMiddleware
+    from redkit.web.asgi import get_session as get_session
+    from redkit.web.asgi import load_session as load_session
+    from redkit.web.flask import FlaskSession as FlaskSession
+    from redkit.web.flask import RedisSessionInterface as RedisSessionInterface
+    from redkit.web.flask.sessions import RedisSessions as RedisSessions
 
 __all__ = [
     "KEEP",
     "AsyncSessionStore",
-    "FlaskSession",
-    "RedisSessionInterface",
-    "RedisSessions",
-    "RequestSession",
     "Session",
     "SessionConflictError",
     "SessionEndedError",
     "SessionInfo",
-    "SessionMiddleware",
     "SessionNotLoadedError",
     "SessionStore",
     "SessionUnavailableError",
-    "get_session",
-    "load_session",
 ]
 
-# Names of the web modules, imported on first use (they import their framework).
-_LAZY = {
-    "RequestSession": "asgi",
-    "SessionMiddleware": "asgi",
-    "get_session": "asgi",
-    "load_session": "asgi",
-    "FlaskSession": "flask",
-    "RedisSessionInterface": "flask",
-    "RedisSessions": "flask",
-}
+# The web adapters' names, once importable from here: each use warns and imports its module.
+_moved = moved_names(
+    __name__,
+    {
+        **dict.fromkeys(
+            ("RequestSession", "SessionMiddleware", "get_session", "load_session"),
+            "redkit.web.asgi",
+        ),
+        **dict.fromkeys(("FlaskSession", "RedisSessionInterface"), "redkit.web.flask"),
+        "RedisSessions": "redkit.web.flask.sessions",  # deprecated itself: it warns when used
+    },
+    quiet={"RedisSessions"},
+)
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'redkit.sessions' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"redkit.sessions.{module}"), name)
+    return _moved(name)

@@ -1,229 +1,35 @@
-"""Server-side sessions for Flask: a ``SessionInterface`` and an extension that installs it.
+"""Deprecated: Flask sessions moved to :mod:`redkit.web.flask`, into its one extension.
 
-::
-
-    from redkit.sessions import SessionStore
-    from redkit.sessions.flask import RedisSessions
-
-    sessions = RedisSessions(SessionStore(redis, idle_ttl="30 m", absolute_ttl="12 h"))
-    sessions.init_app(app)          # or RedisSessions(store, app)
-
-    @app.post("/login")
-    def login():
-        flask.session.regenerate(user_id=user.id)   # a new id on every login
-        return "welcome"
-
-``flask.session`` is then a :class:`FlaskSession`: it reads Redis on first use, so a request
-that never touches it costs no Redis call.
+``from redkit.sessions.flask import current_session`` (and the other names) still works for one
+release, with a ``DeprecationWarning``. ``RedisSessions`` warns when used: the ``Redkit``
+extension carries sessions, ``Redkit(app, sessions=store)``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import flask
-from flask.sessions import SessionInterface, SessionMixin
+# Imported now, so a missing Flask fails at this import, as it always did.
+import redkit.web.flask.sessions
+from redkit.core.moved import moved_names
 
-from redkit.core.errors import BackendError, ConfigurationError
-from redkit.sessions.cookies import CookiePolicy
-from redkit.sessions.model import SessionConflictError
-from redkit.sessions.store import SessionStore
-from redkit.sessions.web import (
-    LazySession,
-    Outcome,
-    SessionUnavailableError,
-    commit_sync,
-    error_response,
-)
+if TYPE_CHECKING:
+    from redkit.web.flask.sessions import FlaskSession as FlaskSession
+    from redkit.web.flask.sessions import RedisSessionInterface as RedisSessionInterface
+    from redkit.web.flask.sessions import RedisSessions as RedisSessions
+    from redkit.web.flask.sessions import current_session as current_session
 
 __all__ = ["FlaskSession", "RedisSessionInterface", "RedisSessions", "current_session"]
 
-#: Headers of the app's response that would mislead once its body is replaced by an error.
-_ENTITY_HEADERS = (
-    "Location", "ETag", "Last-Modified", "Content-Encoding", "Content-Range",
-    "Content-Disposition", "Content-Language",
-)  # fmt: skip
+_moved = moved_names(
+    __name__,
+    {
+        **dict.fromkeys(__all__, "redkit.web.flask"),
+        "RedisSessions": redkit.web.flask.sessions.__name__,
+    },
+    quiet={"RedisSessions"},
+)
 
 
-class FlaskSession(LazySession, SessionMixin):
-    """``flask.session`` under :class:`RedisSessionInterface`: read from Redis on first use.
-
-    The data methods of a ``dict``, plus :meth:`regenerate` (login) and :meth:`invalidate`
-    (logout), which need no read. ``permanent`` follows Flask's convention (it is kept in
-    the data, as ``_permanent``): a permanent session's cookie lasts
-    ``app.permanent_session_lifetime``, set when the cookie is issued, so set it before
-    :meth:`regenerate` at login. ``store`` is the interface's
-    :class:`~redkit.sessions.SessionStore` (``session.store.revoke_user_sessions(uid)``).
-    """
-
-    def __init__(
-        self,
-        store: SessionStore,
-        cookie_id: str | None,
-        *,
-        user_agent: str | None = None,
-        ip: str | None = None,
-    ) -> None:
-        super().__init__(cookie_id, user_agent=user_agent, ip=ip)
-        self.store = store
-
-    def load(self) -> FlaskSession:
-        """Read the session from the store now (data access does it by itself).
-
-        Raises:
-            SessionUnavailableError: Redis cannot answer (the extension answers 503).
-
-        """
-        session_id = self._cookie_to_load()
-        if session_id is not None:
-            try:
-                record = self.store.get(session_id)
-            except BackendError as exc:
-                raise SessionUnavailableError(f"session store: {exc}") from exc
-            self._set_loaded(record)
-        self.accessed = True
-        return self
-
-    def _load_now(self) -> dict[str, Any]:
-        self.load()
-        assert self._contents is not None
-        return self._contents
-
-    @property
-    def new(self) -> bool:  # type: ignore[override]  # Flask's mixin has a plain attribute
-        """Whether no stored session stands behind this one yet (Flask's ``session.new``)."""
-        return self.is_new
-
-
-class RedisSessionInterface(SessionInterface):
-    """A Flask ``SessionInterface`` that keeps sessions in a :class:`SessionStore`.
-
-    Args:
-        store: where sessions live.
-        cookie_name: the session cookie's name (Flask's ``SESSION_COOKIE_*`` settings are
-            not read: these arguments replace them).
-        path: the cookie's ``Path``.
-        secure: the cookie's ``Secure`` flag. ``False`` (plain-HTTP development) warns.
-        same_site: ``"lax"``, ``"strict"`` or ``"none"``.
-        max_age: seconds the browser keeps the cookie; ``None``: until the browser closes,
-            or ``app.permanent_session_lifetime`` for a permanent session.
-
-    ``save_session`` stores what changed (nothing, and no Redis call, for an untouched
-    session), sends a cookie only with a new id or to clear it, and fails closed: when Redis
-    cannot save the session the response becomes a **503** JSON error, and when a concurrent
-    request changed the same keys (or ended the session) a **409** one; none of the
-    request's session changes are stored then. A failure to *load* the session inside a
-    view raises :class:`~redkit.sessions.SessionUnavailableError`, which
-    :class:`RedisSessions` turns into the same 503.
-    """
-
-    def __init__(
-        self,
-        store: SessionStore,
-        *,
-        cookie_name: str = "session",
-        path: str = "/",
-        secure: bool = True,
-        same_site: str = "lax",
-        max_age: int | None = None,
-    ) -> None:
-        self.store = store
-        self.cookie = CookiePolicy(cookie_name, path, secure, same_site, max_age)
-
-    def open_session(self, app: flask.Flask, request: flask.Request) -> FlaskSession:
-        """The request's session, not read yet."""
-        cookie_id = self.cookie.read([request.environ.get("HTTP_COOKIE", "")])
-        agent = request.headers.get("User-Agent")
-        return FlaskSession(self.store, cookie_id, user_agent=agent, ip=request.remote_addr)
-
-    def save_session(
-        self, app: flask.Flask, session: SessionMixin, response: flask.Response
-    ) -> None:
-        """Store what the request changed; set or clear the cookie when the id changed."""
-        if not isinstance(session, FlaskSession):
-            return
-        try:
-            outcome = commit_sync(self.store, session)
-        except (SessionUnavailableError, SessionConflictError) as exc:
-            _refuse(response, exc)
-            # A rotation may have happened before the conflict: the client needs its new id.
-            outcome = Outcome(session_id=session.issued_id)
-        cookie = None
-        if outcome.session_id is not None:
-            max_age = self.cookie.max_age
-            if max_age is None and session.loaded and session.permanent:
-                max_age = int(app.permanent_session_lifetime.total_seconds())
-            cookie = self.cookie.set_cookie(outcome.session_id, max_age)
-        elif outcome.clear:
-            cookie = self.cookie.clear_cookie()
-        if cookie is not None:
-            response.headers.add("Set-Cookie", cookie)
-            # OWASP: a response that hands out a session id must not sit in a shared cache.
-            # Whatever the view said: a cached response would hand the id to the next visitor.
-            response.headers["Cache-Control"] = "no-store"
-        if cookie is not None or session.accessed:
-            response.vary.add("Cookie")
-
-
-def _refuse(response: flask.Response, exc: SessionUnavailableError | SessionConflictError) -> None:
-    status, body = error_response(exc)
-    for name in _ENTITY_HEADERS:
-        response.headers.pop(name, None)
-    response.status_code = status
-    response.set_data(body)
-    response.mimetype = "application/json"
-    response.headers["Cache-Control"] = "no-store"
-    if status == 503:
-        response.headers["Retry-After"] = "1"
-
-
-def _unavailable(exc: SessionUnavailableError) -> flask.Response:
-    status, body = error_response(exc)
-    return flask.current_app.response_class(
-        body,
-        status=status,
-        mimetype="application/json",
-        headers={"Retry-After": "1", "Cache-Control": "no-store"},
-    )
-
-
-class RedisSessions:
-    """The Flask extension: installs :class:`RedisSessionInterface` on an app.
-
-    ``RedisSessions(store, app)``, or ``sessions = RedisSessions(store)`` then
-    ``sessions.init_app(app)`` in the app factory (``init_app(app, store=...)`` when the
-    store is made there). Keyword arguments are those of :class:`RedisSessionInterface`.
-    It also answers 503 for a :class:`~redkit.sessions.SessionUnavailableError` raised in a
-    view (Redis could not load the session).
-    """
-
-    def __init__(
-        self, store: SessionStore | None = None, app: flask.Flask | None = None, **options: Any
-    ) -> None:
-        self.store = store
-        self.options = options
-        if app is not None:
-            self.init_app(app)
-
-    def init_app(self, app: flask.Flask, *, store: SessionStore | None = None) -> None:
-        """Make ``app`` keep its sessions in the store."""
-        chosen = store if store is not None else self.store
-        if chosen is None:
-            raise ConfigurationError("RedisSessions needs a SessionStore: RedisSessions(store)")
-        interface = RedisSessionInterface(chosen, **self.options)
-        app.session_interface = interface
-        app.register_error_handler(SessionUnavailableError, _unavailable)
-        app.extensions["redkit.sessions"] = interface
-
-
-def current_session() -> FlaskSession:
-    """``flask.session``, typed (Flask types it as a plain ``SessionMixin``).
-
-    Raises:
-        ConfigurationError: the app does not use :class:`RedisSessionInterface`.
-
-    """
-    session = flask.session._get_current_object()  # type: ignore[attr-defined]
-    if not isinstance(session, FlaskSession):
-        raise ConfigurationError("flask.session is not a redkit session: use RedisSessions(app)")
-    return session
+def __getattr__(name: str) -> Any:
+    return _moved(name)

@@ -1,4 +1,4 @@
-"""What the ASGI middleware and the Flask interface share, free of any web framework.
+"""What the web adapters share, free of any web framework (they live in :mod:`redkit.web`).
 
 - :class:`LazySession`: a request's session, a mutable mapping that reads the store only when
   first used, and that records a login (:meth:`~LazySession.regenerate`) or a logout

@@ -1,10 +1,22 @@
-"""redkit in web apps: rate limits for FastAPI, Starlette (any ASGI app) and Flask.
+"""redkit in web apps: rate limits, response caching and sessions for FastAPI, Starlette, Flask.
 
-The modules here need no web framework: client IPs behind proxies (:mod:`.clientip`), key
-functions and tier resolvers (:mod:`.keys`), rate-limit headers (:mod:`.headers`) and the
-rule both sides apply (:mod:`.rule`). The framework adapters import their framework:
-:mod:`redkit.web.fastapi` (``RateLimit``, ``rate_limit``), :mod:`redkit.web.starlette`
-(``RateLimitMiddleware``) and :mod:`redkit.web.flask` (``Redkit``).
+Every framework adapter lives here, one package per framework; the features
+(:mod:`redkit.ratelimit`, :mod:`redkit.cache`, :mod:`redkit.sessions`) import none.
+
+- :mod:`redkit.web.asgi`: Starlette and any ASGI app (``redkit[starlette]``): the pure ASGI
+  ``SessionMiddleware`` and ``RateLimitMiddleware``, and ``cache_response`` for endpoints.
+- :mod:`redkit.web.fastapi`: FastAPI's dependencies (``RateLimit``, ``rate_limit``), and all of
+  :mod:`redkit.web.asgi` and the key functions again: a FastAPI app's one import.
+- :mod:`redkit.web.flask`: the one Flask extension, ``Redkit`` (rate limits, response caching,
+  sessions), and ``cache_response`` for views.
+
+The modules beside them need no web framework and are shared by every adapter: client IPs
+behind proxies (:mod:`.clientip`), key functions and tier resolvers (:mod:`.keys`), the
+request they read (:mod:`.request`), rate-limit headers (:mod:`.headers`), the limit rule
+(:mod:`.rule`) and the response cache's rules (:mod:`.response_cache`). The session logic
+the adapters share (the lazy session, its commit, the cookie) is framework-free too, in
+:mod:`redkit.sessions`. A ``redkit.web.django`` would sit beside the three packages, built
+on the same parts.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ Settings (``app.config``, prefix ``REDKIT_``; an argument of the extension is th
 - ``REDKIT_RATELIMIT_EXEMPT``: endpoint names never limited (``["static"]``).
 - ``REDKIT_CACHE``: the :class:`~redkit.Cache` that ``@ext.cache_response`` stores in.
 - ``REDKIT_SESSION_STORE``: a :class:`~redkit.SessionStore`: ``flask.session`` lives there
-  (see :mod:`redkit.sessions.flask`); ``REDKIT_SESSION_OPTIONS``: its cookie options.
+  (see :mod:`redkit.web.flask.sessions`); ``REDKIT_SESSION_OPTIONS``: its cookie options.
 """
 
 from __future__ import annotations
@@ -32,12 +32,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from redkit.web._extras import framework_missing
-
-try:
-    from flask import Blueprint, Flask, Response, current_app, g, request, session
-except ModuleNotFoundError as exc:  # an optional dependency: say which extra
-    raise framework_missing(__name__, "Flask", "flask", exc) from exc
+from flask import Blueprint, Flask, Response, current_app, g, request, session
 
 from redkit.cache import Cache
 from redkit.core.durations import Duration
@@ -46,9 +41,9 @@ from redkit.drivers.connect import Connection, connect
 from redkit.ratelimit.facade import Ratelimit
 from redkit.ratelimit.rates import limits_from
 from redkit.sessions import SessionStore
-from redkit.sessions.flask import RedisSessions
 from redkit.web.clientip import TrustedProxies
-from redkit.web.flask_cache import cache_response
+from redkit.web.flask.cache import cache_response
+from redkit.web.flask.sessions import install_sessions
 from redkit.web.keys import by_client_ip
 from redkit.web.request import UNMATCHED, KeyFunc, TierFunc, session_user_id
 from redkit.web.rule import (
@@ -164,7 +159,7 @@ class Redkit:
         sessions: a :class:`~redkit.SessionStore`: ``flask.session`` becomes a server-side
             session in it (``REDKIT_SESSION_STORE`` overrides it).
         session_options: the cookie options of
-            :class:`~redkit.sessions.flask.RedisSessionInterface` (``REDKIT_SESSION_OPTIONS``).
+            :class:`~redkit.web.flask.sessions.RedisSessionInterface` (``REDKIT_SESSION_OPTIONS``).
 
     Views with limits of their own (:meth:`limit`) are not counted by the default limit.
     """
@@ -296,7 +291,7 @@ class Redkit:
                 "REDKIT_SESSION_STORE must be a blocking SessionStore object "
                 f"(SessionStore(connect(url))), got {type(store).__name__}: {store!r:.60}"
             )
-        RedisSessions(store, **options).init_app(app)
+        install_sessions(app, store, **options)
         return store
 
     def cache_response(
@@ -310,7 +305,7 @@ class Redkit:
     ) -> Callable[[F], F]:
         """Cache a GET/HEAD view's responses in the app's cache.
 
-        The arguments of :func:`redkit.web.flask_cache.cache_response`, but the cache: the
+        The arguments of :func:`redkit.web.flask.cache.cache_response`, but the cache: the
         app's (``Redkit(cache=...)`` or ``REDKIT_CACHE``), found per request.
         """
         return cache_response(_app_cache, ttl, vary=vary, tags=tags, prefix=prefix, **others)

@@ -5,7 +5,7 @@
 - ``@rate_limit(limiter, key=...)`` under the route decorator; the endpoint keeps its own
   signature (the request is injected behind its back, as fastapi-cache does).
 
-App-wide limits are better served by :class:`redkit.web.starlette.RateLimitMiddleware`, which
+App-wide limits are better served by :class:`redkit.web.asgi.RateLimitMiddleware`, which
 refuses before routing.
 """
 
@@ -17,20 +17,16 @@ import typing
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from redkit.web._extras import framework_missing
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException, WebSocketException
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
 
-try:
-    from starlette.concurrency import run_in_threadpool
-    from starlette.exceptions import HTTPException, WebSocketException
-    from starlette.requests import HTTPConnection, Request
-    from starlette.responses import Response
-except ModuleNotFoundError as exc:  # an optional dependency: say which extra
-    raise framework_missing(__name__, "FastAPI", "fastapi", exc) from exc
-
-from redkit.web._inject import inject
+from redkit.web.asgi._inject import inject
+from redkit.web.asgi.ratelimit import WEBSOCKET_REFUSED
+from redkit.web.asgi.request import ScopeRequest
 from redkit.web.request import KeyFunc, TierFunc
 from redkit.web.rule import CostFunc, Decision, ExemptFunc, LimitRule, RatelimitLike, limiter_from
-from redkit.web.starlette import WEBSOCKET_REFUSED, ScopeRequest
 
 if TYPE_CHECKING:
     from redkit.drivers.connect import Connection
