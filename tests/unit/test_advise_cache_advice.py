@@ -85,6 +85,13 @@ def test_the_knee_decides_with_writes_that_never_make_a_hit_stale() -> None:
     assert "the shortest TTL within 0.5 points" in chosen.reason
 
 
+def test_the_longest_ttl_tried_says_so() -> None:
+    # A read every 10 s: each longer TTL adds hits, so the longest tried wins.
+    chosen = rec(advise_cache(every(10.0, 600.0), ttls=(5, 15)))
+    assert chosen.ttl_s == 15.0
+    assert "the longest TTL tried" in chosen.reason
+
+
 def _rows(trace: Trace) -> list[tuple[float, Op, str, str, int | None]]:
     return [(r.time - START, r.op, r.key, r.namespace, r.size) for r in trace.requests()]
 
