@@ -614,10 +614,15 @@ class CacheSimulation:
                 raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
         events, reads = self._scope_events(scope, exact=exact)
         rate = reads / self.stats(scope).reads if self.stats(scope).reads else 1.0
+        # libCacheSim's table starts at 2**24 buckets unless told (tens of ms to build, per
+        # cache); it grows by itself, so size it to the keys: the hits are the same.
+        rk = self._rk
+        keys = len({rk[e] for e in events if e >= 0})
+        hashpower = min(24, max(8, keys.bit_length()))
         rows = []
         for policy in policies:
             for budget in budgets:
-                hits = self._evict(events, policy, max(1, round(budget * rate)), ttl)
+                hits = self._evict(events, policy, max(1, round(budget * rate)), ttl, hashpower)
                 ratio = hits / reads if reads else 0.0
                 rows.append(MemoryRow(int(budget), policy, float(ttl), ratio))
         return rows
@@ -640,11 +645,13 @@ class CacheSimulation:
         events = [e for e in self._events if (keys_in[rk[e]] if e >= 0 else res_in[wres[~e]])]
         return events, sum(1 for e in events if e >= 0)
 
-    def _evict(self, events: list[int], policy: str, budget: int, ttl: float) -> int:
+    def _evict(
+        self, events: list[int], policy: str, budget: int, ttl: float, hashpower: int = 24
+    ) -> int:
         """Hits of one replay of ``events`` through libCacheSim's ``policy`` at ``budget``."""
         lcs = _libcachesim()
         # Expiry is ours (see the module's text): libCacheSim's own TTL is set out of reach.
-        cache = getattr(lcs, _ENGINES[policy])(budget, default_ttl=2**62)
+        cache = getattr(lcs, _ENGINES[policy])(budget, default_ttl=2**62, hashpower=hashpower)
         request = lcs.Request()
         request.op = lcs.ReqOp.OP_GET
         get, remove = cache.get, cache.remove
