@@ -16,6 +16,7 @@ from redkit.advise import CacheAdvice, advise_cache, render_html, render_text
 from redkit.advise.cache_advice import (
     LOCAL_SHARE,
     CacheRecommendation,
+    NamespaceAdvice,
     budgets_for,
     cache_code,
     duration_text,
@@ -413,6 +414,24 @@ def test_hostile_namespace_names_give_valid_distinct_code() -> None:
     assert len(variables) == len(namespaces) == len(HOSTILE) + 1
     assert "myapp:users" in namespaces  # already a redkit namespace: kept
     assert {"users", "users_2"} <= namespaces
+
+
+def test_a_recorded_namespace_keeps_its_name_before_derived_ones() -> None:
+    # "cache" is Cache's default namespace, and what the whole trace's code would be called;
+    # "users" is what /api/users/{id} would become.
+    names = ["/api/users/{id}", "cache", "users"]
+    rows = []
+    for i, name in enumerate(names):
+        rows += [(float(i), Op.READ, f"k{i}", name, None), (i + 0.5, Op.READ, f"k{i}", name, None)]
+    advice = advise_cache(build(rows), ttls=(5,))
+
+    def namespace_of(ns: NamespaceAdvice) -> str:
+        call = call_of(ns.recommendation.code)
+        return next(ast.literal_eval(k.value) for k in call.keywords if k.arg == "namespace")
+
+    by_name = {ns.name: namespace_of(ns) for ns in advice.namespaces}
+    assert by_name == {"cache": "cache", "users": "users", "/api/users/{id}": "users_2"}
+    assert namespace_of(advice.overall) == "cache_2"
 
 
 def test_cache_code_quotes_any_namespace() -> None:

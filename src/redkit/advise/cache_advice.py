@@ -617,6 +617,15 @@ def advise_cache(
         report(done, total)
 
     names = _Names()
+    # Names that already are redkit namespaces (a recorded trace's, "cache" among them) keep
+    # them; derived ones come next, and the whole trace's last: it must not take a real one.
+    named = {
+        scope: names.of(sim.stats(scope).name)
+        for scope in sorted(
+            scopes,
+            key=lambda s: (s == sim.OVERALL, not _PLAIN_NAMESPACE.fullmatch(sim.stats(s).name)),
+        )
+    }
     advice: dict[int, NamespaceAdvice] = {}
     for scope in scopes:
         stats = sim.stats(scope)
@@ -639,7 +648,7 @@ def advise_cache(
             memory_rows,
             memory,
             row_at(scope, local_of[scope]),
-            names.of(stats.name),
+            named[scope],
             budget_bytes,
         )
     return CacheAdvice(
