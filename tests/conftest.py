@@ -37,6 +37,10 @@ NOT_OVER_REST = {
         "it checks the server clock, which is not the default over REST (Upstash asks that "
         "scripts read no clock)"
     ),
+    "test_advise_cache_replay.py::test_the_real_cache_hits_and_misses_read_for_read_as_simulated": (
+        "the proof is for Redis and Redis Cluster; through the gateway each of its thousands of "
+        "round trips is an HTTP request, and the replay takes over a minute"
+    ),
     "test_ratelimit_gcra_log.py::test_limits_at_the_edges_of_the_arguments": (
         "its 1 us GCRA key expires after 1 ms of real time, which an HTTP round trip through "
         "the gateway can outlast"

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import redkit
-from redkit.core.errors import RedkitError
+from redkit.core.errors import InvalidArgumentError, RedkitError
+
+if TYPE_CHECKING:
+    from redkit.advise.trace import Trace
 
 __all__ = ["main"]
 
@@ -64,7 +72,98 @@ def _parser() -> argparse.ArgumentParser:
     )
     gateway.add_argument("--host", help="the address to serve on (default 127.0.0.1)")
     gateway.add_argument("--port", type=int, help="the port (default 8080)")
+    _advise_parser(commands)
     return parser
+
+
+def _advise_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    advise = commands.add_parser(
+        "advise",
+        help="replay a request log and recommend cache and rate-limit settings",
+        description="Replay a request log (access logs, JSON lines, CSV or cache traces) "
+        "against candidate cache and rate-limit settings and recommend some, with the numbers "
+        "and the code to paste. Try it on a sample: redkit advise cache --sample",
+    )
+    kinds = advise.add_subparsers(dest="advice", required=True, metavar="ADVICE")
+    cache = kinds.add_parser(
+        "cache",
+        help="TTLs, early refresh, stale_ttl, a local tier and memory, per namespace",
+        description="Simulate a cache-aside Cache on the log's reads and writes, per namespace "
+        "(route template), at a range of TTLs and memory budgets, and recommend its settings.",
+    )
+    ratelimit = kinds.add_parser(
+        "ratelimit",
+        help="an algorithm and limit per route (and tier) that spares ordinary clients",
+        description="Measure each client's request rates per route, simulate the five "
+        "algorithms at candidate limits, and recommend, per route, the limit that refuses "
+        "ordinary clients least while capping the heaviest ones.",
+    )
+    for sub in (cache, ratelimit):
+        sub.add_argument("logs", nargs="*", metavar="LOG", help="log files (.gz too), merged")
+        sub.add_argument(
+            "--sample", action="store_true", help="read redkit's shipped sample log instead"
+        )
+        sub.add_argument(
+            "--format",
+            default="auto",
+            metavar="FORMAT",
+            help="auto (the default), clf, combined, jsonl, csv or twitter",
+        )
+        sub.add_argument(
+            "--key-pattern",
+            action="append",
+            default=[],
+            metavar="REGEX=NAME",
+            help="put keys (paths) matching REGEX in namespace NAME; repeat for more",
+        )
+        sub.add_argument("--html", metavar="PATH", help="also write an HTML report with charts")
+        sub.add_argument(
+            "--json", action="store_true", help="print the advice as JSON instead of tables"
+        )
+    cache.add_argument(
+        "--budget", metavar="SIZE", help="the Redis memory for the cache: 256MB, 1 GiB..."
+    )
+    cache.add_argument(
+        "--max-stale",
+        metavar="DURATION",
+        help="how long past its TTL a value may be served while it reloads (stale_ttl): 30s",
+    )
+    cache.add_argument(
+        "--loader-ms",
+        default="50",
+        metavar="MS",
+        help="how long a load from the origin takes, in ms (default 50)",
+    )
+    cache.add_argument(
+        "--ttl", metavar="DURATION", help="a TTL to try besides the usual ones: 45s, 10m..."
+    )
+    ratelimit.add_argument(
+        "--by",
+        default="ip",
+        metavar="CLIENT",
+        help="who a limit counts: ip (the default), user, or header:NAME (header:X-API-Key)",
+    )
+    ratelimit.add_argument(
+        "--protect",
+        default="99",
+        metavar="PERCENT",
+        help="the share of ordinary clients' requests a limit must let through (default 99)",
+    )
+    ratelimit.add_argument(
+        "--tier-by",
+        metavar="FIELD",
+        help="a field naming each client's tier (header:X-Plan): a limit per tier",
+    )
+    sample = kinds.add_parser(
+        "sample",
+        help="write a generated access log to try the advice on",
+        description="Write a realistic Combined Log Format log (routes, Zipf-distributed ids, "
+        "writes, browsers, a scraper bot), the same for the same seed.",
+    )
+    sample.add_argument("out", metavar="OUT", help="the file to write (- for stdout)")
+    sample.add_argument("--requests", type=int, default=100_000, help="lines (default 100000)")
+    sample.add_argument("--clients", type=int, default=2000, help="ordinary clients")
+    sample.add_argument("--seed", type=int, default=14, help="the random seed (default 14)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,6 +176,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return demo(sys.stdout, host=args.host, port=args.port)
         if args.command == "gateway":
             return _gateway(args)
+        if args.command == "advise":
+            return _advise(args)
+    except InvalidArgumentError as exc:
+        # Bad input (a flag's value, a file): one line, the usage error's exit status.
+        print(f"redkit: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
     except RedkitError as exc:
         print(f"redkit: error: {exc}", file=sys.stderr)
         return 1
@@ -86,7 +191,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _gateway(args: argparse.Namespace) -> int:
-    import os
 
     from redkit.core.errors import ConfigurationError as RedkitConfigurationError
     from redkit.gateway.server import build
@@ -116,6 +220,195 @@ def _gateway(args: argparse.Namespace) -> int:
         )
     redis = args.redis or os.environ.get("REDKIT_GATEWAY_REDIS") or os.environ.get("REDIS_URL")
     return serve(sys.stdout, app, host=host, port=port, redis=redis)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _advise(args: argparse.Namespace) -> int:
+    """``redkit advise cache|ratelimit|sample``: check every flag, read, advise, report."""
+    from redkit.advise.sample import generate_log
+
+    if args.advice == "sample":
+        if args.out == "-":
+            generate_log(sys.stdout, requests=args.requests, clients=args.clients, seed=args.seed)
+        else:
+            _writable(args.out, "OUT")
+            written = generate_log(
+                args.out, requests=args.requests, clients=args.clients, seed=args.seed
+            )
+            print(f"redkit: wrote {written:,} lines to {args.out}", file=sys.stderr)
+        return 0
+    logs = _logs(args)
+    if args.html is not None:
+        _writable(args.html, "--html")
+    try:
+        if args.advice == "cache":
+            data = _advise_cache(args, logs)
+        else:
+            data = _advise_ratelimit(args, logs)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").startswith("redkit"):
+            raise  # a broken install of redkit itself: the traceback helps
+        # The analyses need the advise extra; say so, not a traceback.
+        print(
+            f"redkit: error: redkit advise needs {exc.name or 'its extra'}: "
+            "pip install 'redkit[advise]'",
+            file=sys.stderr,
+        )
+        return 1
+    from redkit.advise import report
+
+    if args.html is not None:
+        from redkit.advise.html import render_html
+
+        page = render_html(data)
+        try:
+            Path(args.html).write_text(page, encoding="utf-8")
+        except OSError as exc:
+            raise InvalidArgumentError(
+                f"--html: cannot write {args.html}: {exc.strerror or exc}"
+            ) from None
+    if args.json:
+        json.dump(_finite(data), sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        report.print_report(data)
+    if args.html is not None:
+        print(f"redkit: wrote the HTML report to {args.html}", file=sys.stderr)
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> list[str]:
+    if args.sample and args.logs:
+        raise InvalidArgumentError(
+            f"redkit advise {args.advice}: give LOG files or --sample, not both"
+        )
+    if args.sample:
+        from redkit.advise.sample import sample_log
+
+        return [str(sample_log())]
+    if not args.logs:
+        raise InvalidArgumentError(
+            f"redkit advise {args.advice} needs a LOG file to read (or --sample, to try it on "
+            "redkit's sample log)"
+        )
+    return list(args.logs)
+
+
+def _writable(path: str, flag: str) -> None:
+    """Fail before a long analysis, not after it, when its output cannot be written."""
+    target = Path(path)
+    if target.is_dir():
+        raise InvalidArgumentError(f"{flag}: {path} is a directory; give a file name")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise InvalidArgumentError(f"{flag}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise InvalidArgumentError(f"{flag}: cannot write {path} (permission denied)")
+
+
+def _attribute(text: str, flag: str, *, simple: Sequence[str] = ()) -> str:
+    """``ip``/``user`` (the ``simple`` ones) or ``header:NAME`` / ``field:NAME``."""
+    if text in simple:
+        return text
+    kind, sep, name = text.partition(":")
+    if sep and kind in ("header", "field") and name.strip() and name == name.strip():
+        return text
+    choices = ", ".join([*simple, "header:NAME (header:X-API-Key)", "field:NAME"])
+    raise InvalidArgumentError(f"{flag} must be one of {choices}; got {text!r}")
+
+
+def _number(text: str, flag: str, *, low: float, high: float, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not low <= value <= high:  # nan fails too
+        raise InvalidArgumentError(f"{flag} must be {what}, got {text!r}")
+    return value
+
+
+def _read(args: argparse.Namespace, logs: list[str], attributes: Sequence[str]) -> Trace:
+    from redkit.advise import read_trace, report
+
+    label = "the sample log" if args.sample else ", ".join(Path(log).name for log in logs)
+    with report.progress_callback(f"reading {label}") as progress:
+        return read_trace(
+            logs,
+            format=args.format,
+            key_patterns=args.key_pattern,
+            attributes=attributes,
+            progress=progress,
+        )
+
+
+def _advise_cache(args: argparse.Namespace, logs: list[str]) -> dict[str, Any]:
+    from redkit.advise import report
+    from redkit.advise._units import parse_seconds, parse_size
+    from redkit.advise.templates import parse_key_pattern
+
+    # Every flag is checked before the log is read: a typo costs no wait.
+    budget = None if args.budget is None else parse_size(args.budget, name="--budget")
+    max_stale = (
+        None
+        if args.max_stale is None
+        else parse_seconds(args.max_stale, name="--max-stale", allow_zero=True)
+    )
+    loader_ms = _number(
+        args.loader_ms, "--loader-ms", low=0, high=3_600_000, what="a number of milliseconds"
+    )
+    extra = None if args.ttl is None else parse_seconds(args.ttl, name="--ttl")
+    for spec in args.key_pattern:
+        parse_key_pattern(spec)
+    trace = _read(args, logs, ())
+    from redkit.advise.cache_advice import advise_cache
+    from redkit.advise.cache_sim import DEFAULT_TTLS
+
+    # The user's TTL among the usual ones.
+    ttls: list[float | str] = sorted({*DEFAULT_TTLS, *([] if extra is None else [extra])})
+    with report.progress_callback("simulating", unit="steps") as progress:
+        advice = advise_cache(
+            trace,
+            budget=budget,
+            max_stale=max_stale,
+            loader_ms=loader_ms,
+            ttls=ttls,
+            progress=progress,
+        )
+    return advice.to_json()
+
+
+def _advise_ratelimit(args: argparse.Namespace, logs: list[str]) -> dict[str, Any]:
+    from redkit.advise import report
+    from redkit.advise.templates import parse_key_pattern
+
+    by = _attribute(args.by, "--by", simple=("ip", "user"))
+    tier_by = None if args.tier_by is None else _attribute(args.tier_by, "--tier-by")
+    protect = _number(
+        args.protect, "--protect", low=1, high=100, what="a percentage from 1 to 100 (99)"
+    )
+    for spec in args.key_pattern:
+        parse_key_pattern(spec)
+    attributes = [a for a in (by, tier_by) if a is not None and ":" in a]
+    trace = _read(args, logs, list(dict.fromkeys(attributes)))
+    from redkit.advise.ratelimit_advice import advise_ratelimit
+
+    with report.progress_callback("simulating", unit="steps") as progress:
+        advice = advise_ratelimit(trace, by=by, protect=protect, tier_by=tier_by, progress=progress)
+    return advice.to_json()
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with infinities and NaN as ``null``: JSON has no such numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 if __name__ == "__main__":

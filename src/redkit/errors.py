@@ -14,6 +14,7 @@ from redkit.core.errors import (
     InvalidKeyError,
     RedisServerNotFound,
     RedkitError,
+    UpstreamError,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "InvalidKeyError",
     "RedisServerNotFound",
     "RedkitError",
+    "UpstreamError",
 ]

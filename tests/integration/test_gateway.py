@@ -22,7 +22,10 @@ from upstash_redis.asyncio import Redis as AsyncRedis
 from upstash_redis.errors import UpstashError
 
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
+from redkit.errors import BackendError, RedkitError, UpstreamError
 from redkit.gateway import Gateway, TokenRule
+from redkit.gateway.upstream import CrossSlotError, open_upstream
+from support import closed_port
 from web_support import serve_asgi
 
 TOKEN = "test-token-0123456789"
@@ -405,7 +408,32 @@ def test_tokens_each_with_their_own_redis(
     with redis_server.client() as admin:
         assert admin.get("where") == b"standalone"
     # The clients were closed by the lifespan's shutdown.
-    assert app._backends == {}
+    assert app._upstreams == {}
+
+
+def test_an_unreachable_redis_is_an_upstream_error_and_a_503() -> None:
+    url = f"redis://127.0.0.1:{closed_port()}"
+
+    async def ping() -> UpstreamError:
+        upstream = open_upstream(url)
+        try:
+            with pytest.raises(UpstreamError, match="unavailable") as caught:
+                await upstream.run([[b"PING"]])
+        finally:
+            await upstream.aclose()
+        return caught.value
+
+    error = asyncio.run(ping())
+    # One of redkit's errors: code that catches the core's BackendError catches it too.
+    assert isinstance(error, BackendError)
+    assert isinstance(error, RedkitError)
+    with serve_asgi(Gateway.for_redis(url, TOKEN)) as base:
+        for path, body in [("/", ["GET", "k"]), ("/pipeline", [["GET", "k"]])]:
+            refused = post(base, path, body)
+            assert refused.status_code == 503
+            # The address stays in the gateway's log, out of the answer.
+            assert refused.json() == {"error": "ERR the database is not reachable from the gateway"}
+        assert post(base, "/multi-exec", [["GET", "k"]]).status_code == 503
 
 
 # -- bad input ---------------------------------------------------------------------------------
@@ -566,3 +594,23 @@ def test_cluster_transactions_need_one_slot(redis_cluster: EmbeddedCluster) -> N
         spread_pipe = post(base, "/pipeline", [["SET", "a", "1"], ["SET", "b", "2"]])
         assert spread_pipe.json() == [{"result": "OK"}, {"result": "OK"}]
         assert "CROSSSLOT" in post(base, "/", ["MGET", "a", "b"]).json()["error"]
+
+
+def test_a_spread_transaction_is_a_cross_slot_error_of_the_upstream(
+    redis_cluster: EmbeddedCluster,
+) -> None:
+    redis_cluster.flushall()
+
+    async def spread() -> tuple[CrossSlotError, list[Any]]:
+        upstream = open_upstream(redis_cluster.url)
+        try:
+            with pytest.raises(CrossSlotError, match="CROSSSLOT") as caught:
+                await upstream.transaction([[b"SET", b"a", b"1"], [b"SET", b"b", b"2"]])
+            # Refused before anything was sent: neither key was written.
+            return caught.value, await upstream.run([[b"EXISTS", b"a"], [b"EXISTS", b"b"]])
+        finally:
+            await upstream.aclose()
+
+    error, exists = asyncio.run(spread())
+    assert isinstance(error, RedkitError)
+    assert exists == [0, 0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tarfile
 import venv
 import zipfile
 from pathlib import Path
@@ -23,6 +24,8 @@ limiter = redkit.Ratelimit(redis, redkit.SlidingWindow(2, "1 m"))
 assert [bool(limiter.limit("u")) for _ in range(3)] == [True, True, False]
 cache = redkit.cache.Cache(redis, namespace="n")
 assert cache.get_or_set("k", lambda: {"v": 1}) == {"v": 1} == cache.get("k")
+from redkit.advise.sample import sample_log
+assert sample_log().read_text().count("\\n") == 3000, sample_log()
 print(redkit.__file__)
 """
 
@@ -44,6 +47,12 @@ def test_the_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "redkit/py.typed" in names
     assert any(name.endswith(".lua") for name in names)
+    # The sample log that `redkit advise cache --sample` reads.
+    assert "redkit/advise/data/sample-access.log" in names
+    with tarfile.open(sdist) as archive:
+        assert any(
+            n.endswith("src/redkit/advise/data/sample-access.log") for n in archive.getnames()
+        )
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)

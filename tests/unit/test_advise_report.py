@@ -149,14 +149,20 @@ def test_the_progress_bar_is_silent_off_a_terminal(tmp_path) -> None:
     assert path.read_text() == ""
 
 
-def test_the_progress_bar_draws_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("unit", "done", "total", "shown"),
+    [("bytes", 512 * 1024, 1024 * 1024, b"0.5/1.0 MB"), ("steps", 3, 12, b"3/12")],
+)
+def test_the_progress_bar_draws_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, unit: str, done: int, total: int, shown: bytes
+) -> None:
     monkeypatch.setenv("TERM", "xterm")
     monkeypatch.delenv("NO_COLOR", raising=False)
     main, replica = os.openpty()  # a real terminal device, as a user's shell has
     try:
         with os.fdopen(replica, "w", closefd=False) as tty:
-            with progress_callback("reading access.log", file=tty) as update:
-                update(512 * 1024, 1024 * 1024)
+            with progress_callback("reading access.log", file=tty, unit=unit) as update:
+                update(done, total)
                 time.sleep(0.3)  # past rich's refresh period, so a frame is drawn
             tty.flush()
         drawn = b""
@@ -169,7 +175,12 @@ def test_the_progress_bar_draws_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -
         os.close(main)
         os.close(replica)
     assert b"reading access.log" in drawn
-    assert b"0.5/1.0 MB" in drawn
+    assert shown in drawn
+
+
+def test_the_progress_bar_knows_its_units() -> None:
+    with pytest.raises(InvalidArgumentError, match="unit"), progress_callback("x", unit="lines"):
+        pass  # pragma: no cover
 
 
 @pytest.mark.parametrize(

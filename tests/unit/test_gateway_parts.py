@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from redis.exceptions import NoScriptError, ResponseError
 
-from redkit.core.errors import ConfigurationError
+from redkit.core.errors import ConfigurationError, InvalidArgumentError, RedkitError
 from redkit.gateway import Gateway, TokenRule
 from redkit.gateway.auth import TokenTable, fingerprint, presented_token
-from redkit.gateway.policy import Policy
+from redkit.gateway.policy import CommandPolicy
 from redkit.gateway.protocol import (
     ProtocolError,
     encode_reply,
@@ -52,6 +52,7 @@ def test_parse_command_refuses(body: bytes) -> None:
         parse_command(body)
     assert caught.value.status == 400
     assert caught.value.message.startswith("ERR ")
+    assert isinstance(caught.value, RedkitError)
 
 
 def test_parse_command_refuses_infinite_numbers() -> None:
@@ -116,7 +117,7 @@ def test_items_and_errors() -> None:
 
 
 def test_policy() -> None:
-    policy = Policy()
+    policy = CommandPolicy()
     assert policy.refusal([b"get", b"k"], read_only=False) is None
     assert "not allowed" in (policy.refusal([b"flushall"], read_only=False) or "")
     assert "blocking" in (policy.refusal([b"blpop", b"l", b"0"], read_only=False) or "")
@@ -130,38 +131,42 @@ def test_policy() -> None:
     assert policy.refusal([b"GET", b"k"], read_only=True) is None
     for write in ([b"SET", b"k", b"v"], [b"SCAN", b"0"], [b"KEYS", b"*"], [b"EVAL", b"", b"0"]):
         assert (policy.refusal(write, read_only=True) or "").startswith("NOPERM")
-    assert Policy(["flushall", " config "]).refusal([b"FLUSHALL"], read_only=False) is None
-    with pytest.raises(ValueError, match="cannot allow"):
-        Policy(["SELECT"])
+    assert CommandPolicy(["flushall", " config "]).refusal([b"FLUSHALL"], read_only=False) is None
+    with pytest.raises(InvalidArgumentError, match="cannot allow"):
+        CommandPolicy(["SELECT"])
 
 
 def test_policy_keeps_pooled_connections_and_databases_apart() -> None:
-    policy = Policy(["CLIENT"])
+    policy = CommandPolicy(["CLIENT"])
     # Subcommands that would change the state of a pooled connection never run, allowed or not.
     for command in ([b"script", b"debug", b"yes"], [b"CLIENT", b"REPLY", b"OFF"]):
         assert "not supported" in (policy.refusal(command, read_only=False) or "")
     assert policy.refusal([b"SCRIPT", b"LOAD", b"return 1"], read_only=False) is None
     assert policy.refusal([b"CLIENT", b"LIST"], read_only=False) is None
     # Other databases of the same server stay out of reach of direct commands.
-    assert "not allowed" in (Policy().refusal([b"MOVE", b"k", b"1"], read_only=False) or "")
+    assert "not allowed" in (CommandPolicy().refusal([b"MOVE", b"k", b"1"], read_only=False) or "")
     assert "not allowed" in (
-        Policy().refusal([b"COPY", b"a", b"b", b"db", b"2"], read_only=False) or ""
+        CommandPolicy().refusal([b"COPY", b"a", b"b", b"db", b"2"], read_only=False) or ""
     )
-    assert Policy().refusal([b"COPY", b"a", b"b", b"REPLACE"], read_only=False) is None
+    assert CommandPolicy().refusal([b"COPY", b"a", b"b", b"REPLACE"], read_only=False) is None
     # FUNCTION and FCALL run, as on Upstash; FUNCTION FLUSH (every library) only if allowed.
-    assert "not allowed" in (Policy().refusal([b"FUNCTION", b"FLUSH"], read_only=False) or "")
-    assert Policy(["FUNCTION"]).refusal([b"FUNCTION", b"FLUSH"], read_only=False) is None
-    assert Policy().refusal([b"FUNCTION", b"LOAD", b"#!lua name=l"], read_only=False) is None
-    assert Policy().refusal([b"FCALL", b"f", b"0"], read_only=False) is None
+    assert "not allowed" in (
+        CommandPolicy().refusal([b"FUNCTION", b"FLUSH"], read_only=False) or ""
+    )
+    assert CommandPolicy(["FUNCTION"]).refusal([b"FUNCTION", b"FLUSH"], read_only=False) is None
+    assert CommandPolicy().refusal([b"FUNCTION", b"LOAD", b"#!lua name=l"], read_only=False) is None
+    assert CommandPolicy().refusal([b"FCALL", b"f", b"0"], read_only=False) is None
     # Read-only tokens: FCALL_RO and FUNCTION LIST of them.
-    assert Policy().refusal([b"FCALL_RO", b"f", b"0"], read_only=True) is None
-    assert Policy().refusal([b"FUNCTION", b"LIST"], read_only=True) is None
+    assert CommandPolicy().refusal([b"FCALL_RO", b"f", b"0"], read_only=True) is None
+    assert CommandPolicy().refusal([b"FUNCTION", b"LIST"], read_only=True) is None
     for writes in ([b"FCALL", b"f", b"0"], [b"FUNCTION", b"LOAD", b"x"], [b"FUNCTION", b"DELETE"]):
-        assert (Policy().refusal(writes, read_only=True) or "").startswith("NOPERM")
+        assert (CommandPolicy().refusal(writes, read_only=True) or "").startswith("NOPERM")
     # Read-only tokens: the reading subcommands of MEMORY and OBJECT only.
-    assert Policy().refusal([b"MEMORY", b"USAGE", b"k"], read_only=True) is None
-    assert (Policy().refusal([b"MEMORY", b"PURGE"], read_only=True) or "").startswith("NOPERM")
-    assert Policy().refusal([b"OBJECT", b"ENCODING", b"k"], read_only=True) is None
+    assert CommandPolicy().refusal([b"MEMORY", b"USAGE", b"k"], read_only=True) is None
+    assert (CommandPolicy().refusal([b"MEMORY", b"PURGE"], read_only=True) or "").startswith(
+        "NOPERM"
+    )
+    assert CommandPolicy().refusal([b"OBJECT", b"ENCODING", b"k"], read_only=True) is None
 
 
 # -- scripts -----------------------------------------------------------------------------------
@@ -222,7 +227,7 @@ def test_token_table() -> None:
     assert table.lookup(b"alph") is None
     assert table.lookup(b"") is None
     for bad in ({}, {"": rw}, {" padded ": rw}):
-        with pytest.raises(ValueError, match="token"):
+        with pytest.raises(InvalidArgumentError, match="token"):
             TokenTable(bad)
 
 
@@ -288,13 +293,13 @@ def test_events() -> None:
 def test_gateway_validates_its_settings() -> None:
     with pytest.raises(ConfigurationError):
         Gateway({"t": TokenRule("http://nope")})
-    with pytest.raises(ValueError, match="differ"):
+    with pytest.raises(InvalidArgumentError, match="differ"):
         Gateway.for_redis("redis://localhost", "same", read_only_token="same")
     app = Gateway({"t": "redis://localhost:1"}, allow=["FLUSHDB"])
     assert "FLUSHDB" in repr(app)
-    with pytest.raises(ValueError, match="max_streams"):
+    with pytest.raises(InvalidArgumentError, match="max_streams"):
         Gateway({"t": "redis://localhost:1"}, max_streams=0)
-    with pytest.raises(ValueError, match="keep-alive"):
+    with pytest.raises(InvalidArgumentError, match="keep-alive"):
         Gateway({"t": "redis://localhost:1"}, stream_keepalive=0)
 
 
@@ -351,9 +356,9 @@ def test_build_reads_the_limits() -> None:
     ):
         with pytest.raises(ConfigurationError, match=variable):
             build(environ={**env, variable: value})
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(InvalidArgumentError, match="positive"):
         Gateway({"t": "redis://localhost:1"}, script_timeout=0)
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(InvalidArgumentError, match="positive"):
         Gateway({"t": "redis://localhost:1"}, max_response=0)
 
 

@@ -49,8 +49,10 @@ waited for a load and are answered at once instead:
 **Eviction** (:meth:`CacheSimulation.memory_rows`): the same replay with a memory budget, the
 eviction engines of libCacheSim (the ``advise`` extra): ``allkeys-lru`` is its exact LRU,
 ``allkeys-lfu`` its exact LFU, ``volatile-ttl`` its FIFO. Redis evicts by sampling
-(``maxmemory-samples``, 5 by default, with an eviction pool): exact LRU is an upper bound of
-what Redis's ``allkeys-lru`` achieves, close to it with more samples; Redis's LFU counts in a
+(``maxmemory-samples``, 5 by default, with an eviction pool, on an LRU clock of whole
+seconds): exact LRU is what Redis's ``allkeys-lru`` comes close to (within a point, measured,
+when the entries held span many seconds of idle time; a replay squeezed into a few seconds
+leaves Redis only ties to choose from, and a couple of points lower); Redis's LFU counts in a
 logarithmic, decaying 8-bit counter where libCacheSim's counts exactly. ``volatile-ttl`` evicts
 the key with the shortest time left; in a cache whose entries all take the same TTL that is
 the one stored first, so FIFO (by store time: a hit does not move an entry) is exact for it.
@@ -60,8 +62,10 @@ expired keys soon after they expire) or at a write to its resource. Sizes are by
 memory: the value and :data:`ENTRY_OVERHEAD_BYTES` plus the key's length per entry (measured
 with ``INFO memory`` on Redis 6.2 and 7: key, envelope, dict entries, allocator rounding).
 Traces of more than :data:`EXACT_READS` reads are sampled by key (SHARDS, Waldspurger et al.,
-FAST 2015: keep the keys whose hash falls under a rate, scale the budget by it), which keeps
-the hit ratio within about a point on large traces at a fraction of the time.
+FAST 2015: keep the keys whose hash falls under a rate, scale the budget by it, and count out
+of the hits the reads the sample holds beyond its expected share, "SHARDS-adj": on Zipf traffic
+whether the few hottest keys fall in the sample otherwise swings the ratio by ten points),
+which keeps the hit ratio within about a point on large traces at a fraction of the time.
 """
 
 from __future__ import annotations
@@ -176,7 +180,8 @@ class _Segment:
 
 def _hashed_in(key: int, rate: float) -> bool:
     # Fibonacci hashing: key ids come in order of arrival, their high product bits do not.
-    return ((key * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF) >> 40 < rate * (1 << 24)
+    # Id 0 would hash to 0, always in: the first key to arrive, often the hottest, is not.
+    return (((key + 1) * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF) >> 40 < rate * (1 << 24)
 
 
 def _libcachesim() -> Any:
@@ -454,6 +459,26 @@ class CacheSimulation:
                     store(r)
         return hits, coalesced
 
+    def read_hits(self, ttl: float) -> list[bool]:
+        """Per read, in time order (the kept namespaces' reads only): whether it hits at ``ttl``.
+
+        The decisions :meth:`ttl_rows` counts, one by one: what a real cache replaying the
+        trace must do read for read (``True`` a hit, ``False`` a miss that loads and stores).
+        """
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
+            raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        flags = [False] * len(self._rt)
+        for seg in self._segments:
+            a, b = seg.start, seg.stop
+            last = -1
+            end = -_INF
+            for p, t, bar, r in zip(count(a), self._flat_t[a:b], self._bars[a:b], self._order[a:b]):
+                if last >= bar and t < end:
+                    flags[r] = True
+                else:
+                    last, end = p, t + ttl
+        return flags
+
     def _replay_uninformed(self, seg: _Segment, ttl: float) -> tuple[int, int]:
         """Hits, and stale hits, of a cache that is not told of writes (pure TTL)."""
         a, b = seg.start, seg.stop
@@ -612,8 +637,9 @@ class CacheSimulation:
         for policy in policies:
             if policy not in _ENGINES:
                 raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
-        events, reads = self._scope_events(scope, exact=exact)
-        rate = reads / self.stats(scope).reads if self.stats(scope).reads else 1.0
+        events, reads, rate = self._scope_events(scope, exact=exact)
+        # The sample holds ``rate`` of the keys: of the bytes too, so the budget scales by it.
+        expected = rate * self.stats(scope).reads
         # libCacheSim's table starts at 2**24 buckets unless told (tens of ms to build, per
         # cache); it grows by itself, so size it to the keys: the hits are the same.
         rk = self._rk
@@ -623,12 +649,20 @@ class CacheSimulation:
         for policy in policies:
             for budget in budgets:
                 hits = self._evict(events, policy, max(1, round(budget * rate)), ttl, hashpower)
-                ratio = hits / reads if reads else 0.0
+                if rate < 1.0:
+                    # SHARDS-adj: the reads the sample has beyond its expected share are those
+                    # of the hot keys it happened to take, nearly all hits: count them out.
+                    ratio = min(1.0, max(0.0, (hits - (reads - expected)) / expected))
+                else:
+                    ratio = hits / reads if reads else 0.0
                 rows.append(MemoryRow(int(budget), policy, float(ttl), ratio))
         return rows
 
-    def _scope_events(self, scope: int, *, exact: bool) -> tuple[list[int], int]:
-        """The scope's reads and writes in time order (see ``events``), keys sampled; reads."""
+    def _scope_events(self, scope: int, *, exact: bool) -> tuple[list[int], int, float]:
+        """The scope's reads and writes in time order (see ``events``), keys sampled at a rate.
+
+        Returns the events, the reads among them, and the rate (1.0: every key).
+        """
         rk, key_scope = self._rk, self._key_scope
         reads = self.stats(scope).reads
         rate = 1.0 if exact or reads <= EXACT_READS else EXACT_READS / reads
@@ -643,7 +677,7 @@ class CacheSimulation:
                 res_in[key_res[k]] = 1
         wres = self._wres
         events = [e for e in self._events if (keys_in[rk[e]] if e >= 0 else res_in[wres[~e]])]
-        return events, sum(1 for e in events if e >= 0)
+        return events, sum(1 for e in events if e >= 0), rate
 
     def _evict(
         self, events: list[int], policy: str, budget: int, ttl: float, hashpower: int = 24

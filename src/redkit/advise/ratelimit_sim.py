@@ -15,8 +15,9 @@ clock), for requests of cost 1:
 - :class:`~redkit.SlidingLog` counts the admissions in ``(now - window, now]``.
 
 Key expiry never changes a script's answer (each script treats an expired key and a stale one
-alike), so the simulation keeps no TTLs. The ephemeral cache is not modelled: on whole-ms clock
-readings it refuses exactly what Redis would (its blocks end at the script's own ``retry``).
+alike), so the simulation keeps no TTLs. The ephemeral cache is not modelled: it refuses
+exactly what Redis would, as its blocks end at the script's own ``retry`` counted from the
+script's own whole-ms ``now`` (tests/integration/test_advise_ratelimit_replay.py checks both).
 
 Speed comes from skipping what cannot change an answer: every request of a refused run is
 passed over at once (a bisection to the moment the limiter could admit again), a fixed window

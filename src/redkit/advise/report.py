@@ -119,13 +119,17 @@ def print_report(data: Mapping[str, Any], *, file: IO[str] | None = None) -> Non
 
 @contextmanager
 def progress_callback(
-    description: str = "reading", *, file: IO[str] | None = None
+    description: str = "reading", *, file: IO[str] | None = None, unit: str = "bytes"
 ) -> Iterator[Callable[[int, int], None]]:
-    """A ``callback(bytes_read, total_bytes)`` that draws a progress bar on ``file`` (stderr).
+    """A ``callback(done, total)`` that draws a progress bar on ``file`` (stderr).
 
-    Silent (the callback does nothing) when ``file`` is not a terminal, so piped output and
-    logs stay clean. The bar is removed when the block ends.
+    ``unit`` is ``"bytes"`` (a reader's bytes read, shown as ``0.5/1.0 MB``) or ``"steps"``
+    (an analysis's steps, shown as ``3/12``). Silent (the callback does nothing) when ``file``
+    is not a terminal, so piped output and logs stay clean. The bar is removed when the block
+    ends.
     """
+    if unit not in ("bytes", "steps"):
+        raise InvalidArgumentError(f'unit must be "bytes" or "steps", got {unit!r}')
     stream = file or sys.stderr
     if not _is_terminal(stream):
         yield _ignore
@@ -135,6 +139,7 @@ def progress_callback(
     from rich.progress import (
         BarColumn,
         DownloadColumn,
+        MofNCompleteColumn,
         Progress,
         TextColumn,
         TimeRemainingColumn,
@@ -144,7 +149,7 @@ def progress_callback(
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(),
+        DownloadColumn() if unit == "bytes" else MofNCompleteColumn(),
         TimeRemainingColumn(),
         console=console,
         transient=True,

@@ -21,6 +21,7 @@ from redkit.cache.serializers import (
 from redkit.cache.singleflight import AsyncSingleFlight, SingleFlight
 from redkit.core import keys
 from redkit.core.breaker import AsyncBreakerDriver, Breaker, BreakerDriver
+from redkit.core.clock import Clock
 from redkit.core.driver import (
     AsyncDriver,
     Backend,
@@ -123,6 +124,7 @@ def _setup(
     secret: str | bytes | None,
     timeout: float | None,
     trace: TraceRecorder | None,
+    clock: Clock | None = None,
 ) -> tuple[Backend, CacheFlows, float | None]:
     backend = as_backend(redis)
     chosen, key = _serializer(serializer, secret)
@@ -142,8 +144,20 @@ def _setup(
         secret=key,
         text_values=values_are_text(backend),
         trace=_trace(trace),
+        clock=_clock(clock),
     )
     return backend, flows, timeout
+
+
+def _clock(clock: Clock | None) -> Clock | None:
+    if clock is None:
+        return None
+    if getattr(clock, "server", True) or not callable(getattr(clock, "now_ms", None)):
+        raise InvalidArgumentError(
+            "clock must be a local clock object (redkit.core.clock.VirtualClock or "
+            f"ClientClock) or None for this machine's clock, got {clock!r}"
+        )
+    return clock
 
 
 def _trace(trace: TraceRecorder | None) -> TraceRecorder | None:
@@ -310,6 +324,10 @@ class Cache:
         trace: a :class:`~redkit.advise.TraceRecorder` that records a sample of this cache's
             reads, loads, writes and invalidations for ``redkit advise`` (off the request
             path); ``None`` (the default) records nothing and costs nothing.
+        clock: where the entries' times come from: ``None`` (the default) for this machine's
+            clock, or a clock object such as :class:`redkit.core.clock.VirtualClock` (tests,
+            simulations). With a clock of its own, an entry is gone once that clock passes its
+            expiry, even while Redis, which expires keys on its own time, still holds it.
 
     """
 
@@ -331,10 +349,12 @@ class Cache:
         secret: str | bytes | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         trace: TraceRecorder | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._backend, self._flows, self._timeout = _setup(
             redis, namespace, version, default_ttl, negative_ttl, lease, early_refresh,
             stale_ttl, ttl_jitter, local_ttl, local_size, serializer, secret, timeout, trace,
+            clock,
         )  # fmt: skip
         self._unsubscribe = _listen(self._backend, self._flows)
         # Stops waiting on a Redis that is down: reads miss at once, the loader answers.
@@ -571,6 +591,7 @@ class AsyncCache:
         secret: as for :class:`Cache`.
         timeout: as for :class:`Cache`.
         trace: as for :class:`Cache`.
+        clock: as for :class:`Cache`.
 
     """
 
@@ -592,10 +613,12 @@ class AsyncCache:
         secret: str | bytes | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         trace: TraceRecorder | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._backend, self._flows, self._timeout = _setup(
             redis, namespace, version, default_ttl, negative_ttl, lease, early_refresh,
             stale_ttl, ttl_jitter, local_ttl, local_size, serializer, secret, timeout, trace,
+            clock,
         )  # fmt: skip
         self._unsubscribe = _listen(self._backend, self._flows)
         # Stops waiting on a Redis that is down: reads miss at once, the loader answers.

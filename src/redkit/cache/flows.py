@@ -25,6 +25,7 @@ from redkit.cache.envelope import CorruptEntry, Entry, entry_from_text, entry_to
 from redkit.cache.local import ALL, LocalTier
 from redkit.cache.serializers import Serializer
 from redkit.core import keys
+from redkit.core.clock import Clock
 from redkit.core.errors import (
     BackendError,
     BackendTimeout,
@@ -136,6 +137,7 @@ class CacheFlows:
         secret: bytes | None,
         text_values: bool = False,
         trace: TraceRecorder | None = None,
+        clock: Clock | None = None,
     ) -> None:
         prefix = keys.check_prefix(namespace)
         #: Store entries in their text form (a server that takes only text: Upstash's REST).
@@ -170,6 +172,10 @@ class CacheFlows:
         # Counts this process's invalidations: a load that began before one must not be joined
         # (single flight) by a caller that came after it, or that caller gets a stale value.
         self.epoch = 0
+        # The entries' times come from this clock. One given by the caller (a VirtualClock)
+        # is not Redis's: an entry past its expiry by it is then gone, whatever Redis holds.
+        self._clock_ms: Callable[[], float] = _now_ms if clock is None else clock.now_ms
+        self._own_clock = clock is not None
 
     # -- keys, entries, counters -----------------------------------------------------------
 
@@ -371,7 +377,7 @@ class CacheFlows:
         load_ms: int = 0,
         tags: dict[str, str] | None = None,
     ) -> bytes:
-        now = _now_ms()
+        now = int(self._clock_ms())
         fresh_until = now + ttl_ms if ttl_ms else 0
         expires = fresh_until + self.stale_ms if fresh_until and self.stale_ms else fresh_until
         data = pack(
@@ -391,6 +397,8 @@ class CacheFlows:
             entry = unpack(self.serializer, redis_key, data, secret=self.secret)
             if data is not stored:  # the text form: its size is what Redis holds
                 entry = entry._replace(size=len(stored))
+            if self._own_clock and entry.expires_ms and self._clock_ms() >= entry.expires_ms:
+                return None  # expired by the cache's clock, which Redis's expiry cannot follow
             return entry
         except CorruptEntry as exc:
             self._count(corrupt=1)
@@ -411,7 +419,7 @@ class CacheFlows:
         Stale: past its time (serve it, refresh in the background). Early: still fresh, but
         XFetch picked this read to refresh it now.
         """
-        now = _now_ms()
+        now = self._clock_ms()
         if entry.fresh_until_ms and now >= entry.fresh_until_ms:
             return "stale"
         if self.early_refresh and entry.fresh_until_ms and entry.load_ms:

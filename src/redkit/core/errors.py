@@ -19,6 +19,7 @@ __all__ = [
     "InvalidKeyError",
     "RedisServerNotFound",
     "RedkitError",
+    "UpstreamError",
 ]
 
 
@@ -64,6 +65,15 @@ class BackendTimeout(BackendError):
 
 class CommandError(BackendError):
     """Redis answered with an error reply (a failed command or script)."""
+
+
+class UpstreamError(BackendError):
+    """The gateway's upstream Redis could not be reached or did not answer in time.
+
+    Raised inside :class:`redkit.gateway.Gateway` by the connection to the Redis it forwards
+    to; the gateway answers that request with HTTP 503 and logs the message, whose addresses
+    and ports it never sends to the client.
+    """
 
 
 class EmbeddedRedisError(RedkitError):

@@ -27,16 +27,16 @@ from typing import Any
 
 from redis import exceptions as rx
 
+from redkit.core.errors import InvalidArgumentError, UpstreamError
 from redkit.drivers.connect import Connection
 from redkit.gateway import pubsub
 from redkit.gateway.auth import TokenRule, TokenTable, fingerprint, presented_token
-from redkit.gateway.backend import Backend, BackendError, CrossSlot, open_backend
-from redkit.gateway.policy import Policy
+from redkit.gateway.policy import CommandPolicy
 from redkit.gateway.protocol import (
     MAX_BODY,
     MAX_RESPONSE,
-    Command,
     ProtocolError,
+    RawCommand,
     command_name,
     encode_reply,
     error_message,
@@ -48,6 +48,7 @@ from redkit.gateway.protocol import (
     reply_size,
 )
 from redkit.gateway.scripts import ScriptMap, Translated
+from redkit.gateway.upstream import CrossSlotError, Upstream, open_upstream
 from redkit.gateway.watchdog import DEFAULT_SCRIPT_TIMEOUT
 
 __all__ = ["Gateway"]
@@ -129,18 +130,18 @@ class Gateway:
             # Validate every URL now, not on the first request.
             if isinstance(rule.redis, str):
                 Connection(rule.redis)
-        self.policy = Policy(allow)
+        self.policy = CommandPolicy(allow)
         self.max_body = max_body
         if max_response <= 0:
-            raise ValueError("the maximum response size must be positive")
+            raise InvalidArgumentError("the maximum response size must be positive")
         self.max_response = max_response
         if script_timeout is not None and not script_timeout > 0:
-            raise ValueError("the script time limit must be positive seconds, or None")
+            raise InvalidArgumentError("the script time limit must be positive seconds, or None")
         self.script_timeout = script_timeout
         self.streams = pubsub.Streams(max_streams, stream_keepalive)
         self._redis_options = redis_options
         self._scripts = ScriptMap()
-        self._backends: dict[object, Backend] = {}
+        self._upstreams: dict[object, Upstream] = {}
         self._sync_tokens = itertools.count(1)
 
     @classmethod
@@ -156,7 +157,7 @@ class Gateway:
         tokens: dict[str, TokenRule | str | Connection] = {token: TokenRule(redis)}
         if read_only_token is not None:
             if read_only_token == token:
-                raise ValueError("the read-only token must differ from the token")
+                raise InvalidArgumentError("the read-only token must differ from the token")
             tokens[read_only_token] = TokenRule(redis, read_only=True)
         return cls(tokens, **options)
 
@@ -206,10 +207,10 @@ class Gateway:
     async def aclose(self) -> None:
         """End the subscriptions, close the Redis pools (they reopen if another request comes)."""
         await self.streams.aclose()
-        backends, self._backends = self._backends, {}
-        for backend in backends.values():
+        upstreams, self._upstreams = self._upstreams, {}
+        for upstream in upstreams.values():
             try:
-                await backend.aclose()
+                await upstream.aclose()
             except Exception:  # closing must go on for the others
                 log.warning("closing a Redis pool failed", exc_info=True)
 
@@ -238,11 +239,11 @@ class Gateway:
                     400, {"error": "ERR only the JSON response format is supported by redkit"}
                 )
             b64 = (_header(headers, b"upstash-encoding") or b"").strip().lower() == b"base64"
-            backend = self._backend(rule)
+            upstream = self._upstream(rule)
             subscription = pubsub.route(path)
             if subscription is not None:
                 label = command_name(subscription)
-                return 200, await self._subscribe(scope, receive, backend, subscription)
+                return 200, await self._subscribe(scope, receive, upstream, subscription)
             route = _BATCH_ROUTES.get(path.rstrip(b"/") or b"/")
             if route is not None:
                 label = route
@@ -250,8 +251,8 @@ class Gateway:
                     raise _Answer(405, {"error": f"ERR {route} takes POST, not {method}"})
                 commands = parse_batch(await self._body(scope, receive))
                 if route == "pipeline":
-                    return 200, await self._pipeline(backend, rule, commands, b64)
-                return await self._transaction(backend, rule, commands, b64)
+                    return 200, await self._pipeline(upstream, rule, commands, b64)
+                return await self._transaction(upstream, rule, commands, b64)
             if path.strip(b"/") == b"":
                 if method not in ("POST", "PUT"):
                     raise _Answer(
@@ -262,12 +263,12 @@ class Gateway:
                 body = await self._body(scope, receive) if method in ("POST", "PUT") else None
                 command = parse_path(path, query, body)
             label = command_name(command)
-            return await self._single(backend, rule, command, b64)
+            return await self._single(upstream, rule, command, b64)
         except _Answer as answer:
             status, data = answer.status, answer.data
         except ProtocolError as exc:
             status, data = exc.status, {"error": exc.message}
-        except BackendError as exc:
+        except UpstreamError as exc:
             # The details (addresses, ports) go to the log, not to the client.
             log.warning("%s %s (%s): %s", method, label, who, exc)
             status, data = 503, {"error": "ERR the database is not reachable from the gateway"}
@@ -278,7 +279,7 @@ class Gateway:
         return status, data
 
     async def _subscribe(
-        self, scope: Scope, receive: Receive, backend: Backend, command: Command
+        self, scope: Scope, receive: Receive, upstream: Upstream, command: RawCommand
     ) -> pubsub.Stream:
         method = scope["method"]
         if method == "HEAD":
@@ -287,17 +288,17 @@ class Gateway:
         if method in ("POST", "PUT"):
             # Read to its end, so that the next receive() is the client's disconnect.
             pubsub.check_body(await self._body(scope, receive))
-        return await self.streams.open(backend, command)
+        return await self.streams.open(upstream, command)
 
-    def _backend(self, rule: TokenRule) -> Backend:
+    def _upstream(self, rule: TokenRule) -> Upstream:
         target = rule.redis
         key: object = target if isinstance(target, str) else id(target)
-        backend = self._backends.get(key)
-        if backend is None:
-            backend = self._backends[key] = open_backend(
+        upstream = self._upstreams.get(key)
+        if upstream is None:
+            upstream = self._upstreams[key] = open_upstream(
                 target, script_timeout=self.script_timeout, **self._redis_options
             )
-        return backend
+        return upstream
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         declared = _header(scope["headers"], b"content-length")
@@ -323,22 +324,22 @@ class Gateway:
         )
 
     async def _single(
-        self, backend: Backend, rule: TokenRule, command: Command, b64: bool
+        self, upstream: Upstream, rule: TokenRule, command: RawCommand, b64: bool
     ) -> tuple[int, object]:
         refusal = self.policy.refusal(command, read_only=rule.read_only)
         if refusal is not None:
             return 400, {"error": refusal}
         translated = self._scripts.translate(command)
-        reply = (await backend.run([translated.command]))[0]
+        reply = (await upstream.run([translated.command]))[0]
         if isinstance(reply, rx.NoScriptError) and translated.fallback is not None:
-            reply = (await backend.run([translated.fallback]))[0]
+            reply = (await upstream.run([translated.fallback]))[0]
         reply = self._capped([_restore(translated, reply)], b64)[0]
         if isinstance(reply, BaseException):
             return 400, {"error": error_message(reply)}
         return 200, {"result": encode_reply(reply, b64=b64)}
 
     async def _pipeline(
-        self, backend: Backend, rule: TokenRule, commands: list[Command], b64: bool
+        self, upstream: Upstream, rule: TokenRule, commands: list[RawCommand], b64: bool
     ) -> list[dict[str, Any]]:
         replies: list[Any] = [None] * len(commands)
         runnable: list[tuple[int, Translated]] = []
@@ -349,13 +350,13 @@ class Gateway:
             else:
                 runnable.append((index, self._scripts.translate(command, inline=True)))
         if runnable:
-            results = await backend.run([translated.command for _, translated in runnable])
+            results = await upstream.run([translated.command for _, translated in runnable])
             for (index, translated), reply in zip(runnable, results, strict=True):
                 replies[index] = _restore(translated, reply)
         return [item(reply, b64=b64) for reply in self._capped(replies, b64)]
 
     async def _transaction(
-        self, backend: Backend, rule: TokenRule, commands: list[Command], b64: bool
+        self, upstream: Upstream, rule: TokenRule, commands: list[RawCommand], b64: bool
     ) -> tuple[int, object]:
         translated: list[Translated] = []
         for command in commands:
@@ -364,8 +365,8 @@ class Gateway:
                 return 400, {"error": refusal}
             translated.append(self._scripts.translate(command, inline=True))
         try:
-            replies = await backend.transaction([t.command for t in translated])
-        except CrossSlot as exc:
+            replies = await upstream.transaction([t.command for t in translated])
+        except CrossSlotError as exc:
             return 400, {"error": str(exc)}
         except rx.ResponseError as exc:
             return 400, {"error": error_message(exc)}

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 from urllib.parse import parse_qsl
 
+from redkit.core.errors import InvalidArgumentError
+
 if TYPE_CHECKING:
     from redkit.drivers.connect import Connection
 
@@ -50,13 +52,15 @@ class TokenTable:
 
     def __init__(self, tokens: Mapping[str, TokenRule]) -> None:
         if not tokens:
-            raise ValueError("the gateway needs at least one token")
+            raise InvalidArgumentError("the gateway needs at least one token")
         self._rules: list[tuple[bytes, TokenRule]] = []
         for token, rule in tokens.items():
             if not isinstance(token, str) or not token.strip():
-                raise ValueError("a token must be a non-empty string")
+                raise InvalidArgumentError("a token must be a non-empty string")
             if token != token.strip():
-                raise ValueError(f"{fingerprint(token)} has leading or trailing whitespace")
+                raise InvalidArgumentError(
+                    f"{fingerprint(token)} has leading or trailing whitespace"
+                )
             self._rules.append((token.encode(), rule))
 
     def lookup(self, presented: bytes) -> TokenRule | None:

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from redkit.core.errors import InvalidArgumentError
 from redkit.gateway.protocol import command_name
 
-__all__ = ["BLOCKING", "DENIED", "READ_ONLY", "UNSUPPORTED", "Policy"]
+__all__ = ["BLOCKING", "DENIED", "READ_ONLY", "UNSUPPORTED", "CommandPolicy"]
 
 #: Never run: they change the state of a pooled connection, or answer with a stream.
 UNSUPPORTED = frozenset(
@@ -108,14 +109,14 @@ def _waits(name: str, command: Sequence[bytes]) -> bool:
     return False
 
 
-class Policy:
+class CommandPolicy:
     """The gateway's command rules; ``allow`` names denied commands to run anyway."""
 
     def __init__(self, allow: Iterable[str] = ()) -> None:
         self.allow = frozenset(name.strip().upper() for name in allow if name.strip())
         cannot = sorted(self.allow & (UNSUPPORTED | BLOCKING))
         if cannot:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"cannot allow {', '.join(cannot)}: blocking commands and commands that change "
                 "a pooled connection's state never run through the gateway"
             )

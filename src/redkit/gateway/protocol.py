@@ -1,9 +1,10 @@
 """The Upstash REST protocol, sans I/O: requests to commands, Redis replies to JSON.
 
-Nothing here touches a socket. A command is a list of ``bytes`` (the name first); a reply is
-what a RESP2 parser gives (``bytes``, ``int``, ``None``, lists of those, and error objects
-inside arrays). The functions raise :class:`ProtocolError` for a request that cannot be a
-command, carrying the HTTP status and the message for the ``{"error"}`` body.
+Nothing here touches a socket. A command is a :data:`RawCommand`, a list of ``bytes`` (the name
+first); a reply is a :data:`Reply`, what a RESP2 parser gives (``bytes``, ``int``, ``None``,
+lists of those, and error objects inside arrays). The functions raise :class:`ProtocolError`
+for a request that cannot be a command, carrying the HTTP status and the message for the
+``{"error"}`` body.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
 
+from redkit.core.errors import RedkitError
+
 __all__ = [
     "MAX_BODY",
     "MAX_RESPONSE",
-    "Command",
     "ProtocolError",
+    "RawCommand",
+    "Reply",
     "command_name",
     "encode_reply",
     "error_message",
@@ -39,14 +43,21 @@ MAX_BODY = 10 * 1024 * 1024
 #: base64-encoded (13.4 MB), and keeps a stray ``KEYS *`` from building a body of any size.
 MAX_RESPONSE = 16 * 1024 * 1024
 
-#: One Redis command: its name and arguments, binary-safe.
-Command = list[bytes]
+#: One Redis command as it goes on the wire: its name and arguments, binary-safe. (Not the
+#: core's :class:`redkit.core.ops.Command`, an operation a flow yields to a driver.)
+RawCommand = list[bytes]
+#: One reply as the RESP2 parser gives it: ``bytes``, ``int``, ``None``, a list of those, or a
+#: ``ResponseError`` (raised for a top-level error, an item inside an array).
+Reply = Any
 
 _OK = b"OK"
 
 
-class ProtocolError(Exception):
-    """A request that is not a valid command: answered with ``status`` and ``{"error"}``."""
+class ProtocolError(RedkitError):
+    """A request that is not a valid command: answered with ``status`` and ``{"error"}``.
+
+    The gateway turns it into its HTTP answer; it never reaches the application serving it.
+    """
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
@@ -82,7 +93,7 @@ def _load(body: bytes) -> Any:
         raise ProtocolError(f"ERR malformed JSON in the request body: {exc}") from None
 
 
-def _command(value: object, where: str) -> Command:
+def _command(value: object, where: str) -> RawCommand:
     if not isinstance(value, list):
         raise ProtocolError(f"ERR {where} must be a JSON array of strings and numbers")
     if not value:
@@ -90,12 +101,12 @@ def _command(value: object, where: str) -> Command:
     return [_argument(item, where) for item in value]
 
 
-def parse_command(body: bytes) -> Command:
+def parse_command(body: bytes) -> RawCommand:
     """The command in a ``POST /`` body: ``["SET", "k", "v", "EX", 100]``."""
     return _command(_load(body), "the command")
 
 
-def parse_batch(body: bytes) -> list[Command]:
+def parse_batch(body: bytes) -> list[RawCommand]:
     """The commands in a ``/pipeline`` or ``/multi-exec`` body: a non-empty 2-D array."""
     data = _load(body)
     if not isinstance(data, list) or not data:
@@ -106,7 +117,7 @@ def parse_batch(body: bytes) -> list[Command]:
     return [_command(item, f"command {index + 1}") for index, item in enumerate(data)]
 
 
-def parse_path(raw_path: bytes, query: bytes, body: bytes | None) -> Command:
+def parse_path(raw_path: bytes, query: bytes, body: bytes | None) -> RawCommand:
     """A path-style command: ``/set/foo/bar?EX=100``; a POST body is appended first.
 
     Each path segment is one argument, percent-decoded (so ``%2F`` is a slash inside an

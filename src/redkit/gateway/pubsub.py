@@ -47,8 +47,15 @@ from urllib.parse import unquote_to_bytes
 from redis import exceptions as rx
 from redis.asyncio.connection import AbstractConnection
 
-from redkit.gateway.backend import Backend, Reply
-from redkit.gateway.protocol import Command, ProtocolError, command_name, error_message
+from redkit.core.errors import InvalidArgumentError
+from redkit.gateway.protocol import (
+    ProtocolError,
+    RawCommand,
+    Reply,
+    command_name,
+    error_message,
+)
+from redkit.gateway.upstream import Upstream
 
 __all__ = [
     "DEFAULT_MAX_STREAMS",
@@ -97,7 +104,7 @@ def is_route(raw_path: bytes) -> bool:
     return raw_path.strip(b"/").split(b"/")[0].lower() in _ROUTES
 
 
-def route(raw_path: bytes) -> Command | None:
+def route(raw_path: bytes) -> RawCommand | None:
     """The ``SUBSCRIBE``/``PSUBSCRIBE`` command of a stream route, ``None`` for another path.
 
     Raises:
@@ -165,7 +172,7 @@ def event(reply: Sequence[Reply]) -> bytes:
 class Stream:
     """One subscription: its own Redis connection, subscribed; :meth:`serve` streams it."""
 
-    def __init__(self, streams: Streams, command: Command) -> None:
+    def __init__(self, streams: Streams, command: RawCommand) -> None:
         self.label = f"{command_name(command)} x{len(command) - 1}"
         self._streams = streams
         self._command = command
@@ -174,9 +181,9 @@ class Stream:
         self._stop = asyncio.Event()
         self._closed = asyncio.Event()
 
-    async def _open(self, backend: Backend) -> None:
+    async def _open(self, upstream: Upstream) -> None:
         try:
-            self._conn, self._confirmations = await backend.subscribe(self._command)
+            self._conn, self._confirmations = await upstream.subscribe(self._command)
         except rx.ResponseError as exc:  # an ACL refusing a channel, say: the client's to fix
             raise ProtocolError(error_message(exc)) from None
 
@@ -274,9 +281,9 @@ class Streams:
 
     def __init__(self, limit: int = DEFAULT_MAX_STREAMS, keepalive: float = KEEPALIVE) -> None:
         if limit < 1:
-            raise ValueError("max_streams must be at least 1")
+            raise InvalidArgumentError("max_streams must be at least 1")
         if keepalive <= 0:
-            raise ValueError("the stream keep-alive interval must be positive")
+            raise InvalidArgumentError("the stream keep-alive interval must be positive")
         self.limit = limit
         self.keepalive = keepalive
         self._open: set[Stream] = set()
@@ -284,12 +291,12 @@ class Streams:
     def __len__(self) -> int:
         return len(self._open)
 
-    async def open(self, backend: Backend, command: Command) -> Stream:
+    async def open(self, upstream: Upstream, command: RawCommand) -> Stream:
         """A subscribed stream, holding one of the ``limit`` places until it is closed.
 
         Raises:
             TooManyStreams: when ``limit`` streams are open already.
-            BackendError: when Redis cannot be reached.
+            UpstreamError: when Redis cannot be reached.
             ProtocolError: when Redis refuses the subscription.
 
         """
@@ -299,7 +306,7 @@ class Streams:
         # Counted before the first await: concurrent requests cannot overshoot the limit.
         self._open.add(stream)
         try:
-            await stream._open(backend)
+            await stream._open(upstream)
         except BaseException:
             await stream.close()
             raise

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from threading import Lock
 
-from redkit.gateway.protocol import Command, command_name
+from redkit.gateway.protocol import RawCommand, command_name
 
 __all__ = ["ScriptMap", "Translated", "sha1_hex", "strip_key_locking"]
 
@@ -73,8 +73,8 @@ class Translated:
 
     """
 
-    command: Command
-    fallback: Command | None = None
+    command: RawCommand
+    fallback: RawCommand | None = None
     reply_sha: bytes | None = None
 
 
@@ -104,7 +104,7 @@ class ScriptMap:
                 self._sources.move_to_end(sha.lower())
             return found
 
-    def translate(self, command: Command, *, inline: bool = False) -> Translated:
+    def translate(self, command: RawCommand, *, inline: bool = False) -> Translated:
         """``command`` as Redis must see it.
 
         ``inline`` (pipelines, transactions): an ``EVALSHA`` of a remembered script becomes

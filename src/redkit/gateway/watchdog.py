@@ -28,12 +28,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from redis import exceptions as rx
 from redis.asyncio.connection import AbstractConnection
 
-from redkit.gateway.protocol import Command, command_name, error_message
+from redkit.core.errors import InvalidArgumentError
+from redkit.gateway.protocol import RawCommand, Reply, command_name, error_message
 
 __all__ = ["DEFAULT_SCRIPT_TIMEOUT", "SCRIPT_COMMANDS", "Watchdog"]
 
@@ -59,7 +59,6 @@ _REDIS_DEFAULT_LIMIT = 5.0
 #: pipeline's next script starts, already late).
 _POLL = 0.1
 
-Reply = Any
 #: Runs the batch on the pooled connection: appends each reply to the list as it is read, with
 #: the given read timeout (``None``: the connection's own).
 Exchange = Callable[[list[Reply], "float | None"], Awaitable[list[Reply]]]
@@ -67,7 +66,7 @@ Exchange = Callable[[list[Reply], "float | None"], Awaitable[list[Reply]]]
 Opener = Callable[[], AbstractConnection]
 
 
-def _kills(commands: Sequence[Command], answered: int) -> list[bytes]:
+def _kills(commands: Sequence[RawCommand], answered: int) -> list[bytes]:
     """What kills the scripts of ``commands`` that have no reply yet."""
     rest = commands[answered:]
     if rest and command_name(rest[0]) == "EXEC":
@@ -96,19 +95,21 @@ class Watchdog:
 
     def __init__(self, limit: float | None, socket_timeout: float | None) -> None:
         if limit is not None and not limit > 0:
-            raise ValueError(f"the script time limit must be positive seconds, got {limit!r}")
+            raise InvalidArgumentError(
+                f"the script time limit must be positive seconds, got {limit!r}"
+            )
         self.limit = limit
         self._socket_timeout = socket_timeout
         self._server_limits: dict[str, float] = {}
 
-    def watches(self, commands: Sequence[Command]) -> bool:
+    def watches(self, commands: Sequence[RawCommand]) -> bool:
         """Whether ``commands`` run a script that the limit applies to."""
         return self.limit is not None and any(
             command_name(command) in SCRIPT_COMMANDS for command in commands
         )
 
     async def run(
-        self, node: str, commands: Sequence[Command], exchange: Exchange, opener: Opener
+        self, node: str, commands: Sequence[RawCommand], exchange: Exchange, opener: Opener
     ) -> list[Reply]:
         """``exchange()``, with the kill of its scripts once they run past the limit.
 
@@ -160,7 +161,7 @@ class Watchdog:
         self,
         limit: float,
         node: str,
-        commands: Sequence[Command],
+        commands: Sequence[RawCommand],
         replies: list[Reply],
         opener: Opener,
         watch: _Watch,

@@ -248,7 +248,12 @@ class RatelimitFlows:
         if len(reply) > 6 and reply[6] >= 0:  # the wait in µs too (GCRA): finer than retry_ms
             retry_ms, retry_after = reply[6] / 1000, reply[6] / 1_000_000
         if self.cache is not None:
-            self.cache.block(base, local_now + retry_ms, reset, rate)
+            # A retry passes at the script's own now plus retry_ms, and the script's now is the
+            # clock's reading floored to whole ms: timed from the reading itself, a block would
+            # outlast the refusal by its fraction. A server clock's "now" is Redis's, not on the
+            # local clock: there the block runs from the (earlier) local reading.
+            start = local_now if self.clock.server else now
+            self.cache.block(base, start + retry_ms, reset, rate)
         return RatelimitResult(False, limit, remaining, reset, retry_after, refused_by=refused_by)
 
     def _answer_locally(self, base: str, rate: int, local_now: float) -> RatelimitResult | None:

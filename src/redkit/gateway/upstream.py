@@ -1,4 +1,4 @@
-"""The gateway's Redis side: raw commands over pooled asyncio connections.
+"""The gateway's upstream, the Redis it forwards to: raw commands over pooled connections.
 
 The gateway relays replies as Redis sends them, so it writes commands to redis-py
 connections and reads the parsed RESP2 replies itself, with none of redis-py's reply
@@ -13,7 +13,7 @@ LOAD``...), and refreshes the topology and retries once on ``MOVED``.
 A batch that runs a script is watched (:mod:`redkit.gateway.watchdog`): past the gateway's time
 limit, the script is killed on the node running it.
 
-A pub/sub stream (:meth:`Backend.subscribe`) gets a connection of its own, outside the pools:
+A pub/sub stream (:meth:`Upstream.subscribe`) gets a connection of its own, outside the pools:
 a subscribed connection serves nothing else, so it is never taken from a pool nor put back.
 """
 
@@ -30,46 +30,45 @@ import redis.asyncio.cluster
 from redis import exceptions as rx
 from redis.asyncio.connection import AbstractConnection
 
+from redkit.core.errors import RedkitError, UpstreamError
 from redkit.drivers.connect import Connection
-from redkit.gateway.protocol import Command, command_name
+from redkit.gateway.protocol import RawCommand, Reply, command_name
 from redkit.gateway.watchdog import DEFAULT_SCRIPT_TIMEOUT, Watchdog
 
-__all__ = ["Backend", "BackendError", "ClusterBackend", "StandaloneBackend", "open_backend"]
+__all__ = ["ClusterUpstream", "CrossSlotError", "StandaloneUpstream", "Upstream", "open_upstream"]
 
 #: Connections to a standalone server at most; more concurrent requests wait for one.
 DEFAULT_MAX_CONNECTIONS = 64
 
-Reply = Any  # bytes | int | None | list | ResponseError
+
+class CrossSlotError(RedkitError):
+    """A transaction's keys are in more than one cluster slot: HTTP 400, with the message."""
 
 
-class BackendError(Exception):
-    """Redis could not be reached or did not answer: HTTP 503, the whole request failed."""
+class Upstream(Protocol):
+    """What the gateway forwards a token's commands to: one Redis, standalone or cluster.
 
+    Not a :class:`redkit.core.driver.Backend`: it relays raw commands and replies as Redis
+    sends them, with no flows, encoding or reply conversion.
+    """
 
-class CrossSlot(Exception):
-    """A transaction's keys are in more than one cluster slot."""
-
-
-class Backend(Protocol):
-    """One Redis (standalone or cluster) as the gateway uses it."""
-
-    async def run(self, commands: Sequence[Command]) -> list[Reply]:
+    async def run(self, commands: Sequence[RawCommand]) -> list[Reply]:
         """Run ``commands`` in order, pipelined; a Redis error is an item, never raised."""
         ...
 
-    async def transaction(self, commands: Sequence[Command]) -> list[Reply]:
+    async def transaction(self, commands: Sequence[RawCommand]) -> list[Reply]:
         """``MULTI``, ``commands``, ``EXEC`` on one connection: the replies of ``EXEC``.
 
-        Raises ``ResponseError`` when Redis discards the transaction, :class:`CrossSlot` when
+        Raises ``ResponseError`` when Redis discards the transaction, :class:`CrossSlotError` when
         a cluster cannot run it on one node.
         """
         ...
 
-    async def subscribe(self, command: Command) -> tuple[AbstractConnection, list[Reply]]:
+    async def subscribe(self, command: RawCommand) -> tuple[AbstractConnection, list[Reply]]:
         """Run ``command`` (``SUBSCRIBE``...) on a new connection, outside the pools.
 
         Returns the connection and the confirmations, one per channel. The caller reads the
-        messages that follow and disconnects it. Raises :class:`BackendError` when Redis
+        messages that follow and disconnects it. Raises :class:`UpstreamError` when Redis
         cannot be reached, ``ResponseError`` when it refuses.
         """
         ...
@@ -105,7 +104,7 @@ async def _exchange(
         raise
 
 
-async def _subscribed(conn: AbstractConnection, command: Command) -> list[Reply]:
+async def _subscribed(conn: AbstractConnection, command: RawCommand) -> list[Reply]:
     """Connect ``conn``, send ``command``, read its confirmations (one per channel)."""
     try:
         await conn.connect()  # type: ignore[no-untyped-call]
@@ -119,9 +118,9 @@ async def _subscribed(conn: AbstractConnection, command: Command) -> list[Reply]
         raise
 
 
-def _failure(exc: Exception) -> BackendError:
+def _failure(exc: Exception) -> UpstreamError:
     kind = "did not answer in time" if isinstance(exc, rx.TimeoutError) else "is unavailable"
-    return BackendError(f"ERR Redis {kind}: {exc}")
+    return UpstreamError(f"ERR Redis {kind}: {exc}")
 
 
 def _admin(
@@ -140,7 +139,7 @@ async def _watched(
     node: str,
     admin: functools.partial[AbstractConnection],
     conn: AbstractConnection,
-    commands: Sequence[Command],
+    commands: Sequence[RawCommand],
     *,
     multi: bool,
 ) -> Any:
@@ -170,7 +169,7 @@ def _exec_result(queued: list[Reply], result: Reply) -> list[Reply]:
     return list(result)
 
 
-class StandaloneBackend:
+class StandaloneUpstream:
     """A standalone Redis behind one blocking pool."""
 
     def __init__(
@@ -190,7 +189,7 @@ class StandaloneBackend:
         self._node = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
         self._admin = functools.partial(_admin, self._pool.connection_class, kwargs)
 
-    async def _with_connection(self, commands: Sequence[Command], *, multi: bool) -> Any:
+    async def _with_connection(self, commands: Sequence[RawCommand], *, multi: bool) -> Any:
         try:
             conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
         except (rx.ConnectionError, rx.TimeoutError) as exc:
@@ -205,17 +204,17 @@ class StandaloneBackend:
         finally:
             await self._pool.release(conn)
 
-    async def run(self, commands: Sequence[Command]) -> list[Reply]:
+    async def run(self, commands: Sequence[RawCommand]) -> list[Reply]:
         """Run ``commands`` pipelined on one connection."""
         result: list[Reply] = await self._with_connection(commands, multi=False)
         return result
 
-    async def transaction(self, commands: Sequence[Command]) -> list[Reply]:
+    async def transaction(self, commands: Sequence[RawCommand]) -> list[Reply]:
         """Run ``commands`` in ``MULTI``/``EXEC`` on one connection."""
         result: list[Reply] = await self._with_connection(commands, multi=True)
         return result
 
-    async def subscribe(self, command: Command) -> tuple[AbstractConnection, list[Reply]]:
+    async def subscribe(self, command: RawCommand) -> tuple[AbstractConnection, list[Reply]]:
         """``command`` on a new connection with the pool's settings, not from the pool."""
         conn = self._pool.connection_class(**self._pool.connection_kwargs)
         return conn, await _subscribed(conn, command)
@@ -229,7 +228,7 @@ class StandaloneBackend:
 _FAN_OUT = frozenset({"KEYS", "SCAN", "DBSIZE", "FLUSHALL", "FLUSHDB", "SCRIPT"})
 
 
-class ClusterBackend:
+class ClusterUpstream:
     """A Redis Cluster: commands routed by slot over redis-py's per-node pools."""
 
     def __init__(
@@ -250,7 +249,7 @@ class ClusterBackend:
         except (rx.RedisError, rx.RedisClusterException, OSError) as exc:
             raise _failure(exc) from exc
 
-    async def _slot(self, command: Command) -> int | None:
+    async def _slot(self, command: RawCommand) -> int | None:
         """The slot of ``command``'s keys; ``None`` for a keyless one."""
         name = command_name(command)
         keys: Sequence[Any] | None
@@ -269,7 +268,7 @@ class ClusterBackend:
             return None
         slots = {self._client.keyslot(key) for key in keys}
         if len(slots) > 1:
-            raise CrossSlot(f"CROSSSLOT Keys in request don't hash to the same slot ({name})")
+            raise CrossSlotError(f"CROSSSLOT Keys in request don't hash to the same slot ({name})")
         return slots.pop()
 
     def _node(self, slot: int | None) -> Any:
@@ -277,7 +276,9 @@ class ClusterBackend:
             return self._client.get_default_node()
         return self._client.nodes_manager.get_node_from_slot(slot)
 
-    async def _on_node(self, node: Any, commands: Sequence[Command], *, multi: bool = False) -> Any:
+    async def _on_node(
+        self, node: Any, commands: Sequence[RawCommand], *, multi: bool = False
+    ) -> Any:
         try:
             conn = node.acquire_connection()
         except rx.MaxConnectionsError as exc:
@@ -300,7 +301,7 @@ class ClusterBackend:
     def _primaries(self) -> list[Any]:
         return sorted(self._client.get_primaries(), key=lambda node: node.name)
 
-    async def _fan_out(self, command: Command) -> Reply:
+    async def _fan_out(self, command: RawCommand) -> Reply:
         """A keyless command about the whole keyspace, run on every primary and merged."""
         name = command_name(command)
         primaries = self._primaries()
@@ -319,7 +320,7 @@ class ClusterBackend:
             return [int(all(found)) for found in zip(*results, strict=True)]
         return results[0]
 
-    async def _scan(self, command: Command, primaries: list[Any]) -> Reply:
+    async def _scan(self, command: RawCommand, primaries: list[Any]) -> Reply:
         # One cursor over every primary: node index + its own cursor * node count.
         count = len(primaries)
         try:
@@ -338,13 +339,13 @@ class ClusterBackend:
         combined = following * count + index if following else (index + 1) % count
         return [str(combined).encode(), keys]
 
-    def _fans_out(self, command: Command) -> bool:
+    def _fans_out(self, command: RawCommand) -> bool:
         name = command_name(command)
         if name == "SCRIPT":
             return len(command) > 1 and command[1].upper() in (b"LOAD", b"FLUSH", b"EXISTS")
         return name in _FAN_OUT
 
-    async def run(self, commands: Sequence[Command]) -> list[Reply]:
+    async def run(self, commands: Sequence[RawCommand]) -> list[Reply]:
         """Run ``commands``: batched per node, in order where order can matter."""
         await self._ready()
         replies: list[Reply] = [None] * len(commands)
@@ -367,7 +368,7 @@ class ClusterBackend:
                 continue
             try:
                 slot = await self._slot(command)
-            except CrossSlot as exc:
+            except CrossSlotError as exc:
                 replies[index] = rx.ResponseError(str(exc))
                 continue
             node = self._node(slot) if slot is not None else random.choice(self._primaries())
@@ -382,13 +383,13 @@ class ClusterBackend:
                 replies[i] = (await self._on_node(self._node(slot), [commands[i]]))[0]
         return replies
 
-    async def transaction(self, commands: Sequence[Command]) -> list[Reply]:
+    async def transaction(self, commands: Sequence[RawCommand]) -> list[Reply]:
         """Run ``commands`` atomically on the node of their one slot."""
         await self._ready()
         slots = set()
         for command in commands:
             if self._fans_out(command):
-                raise CrossSlot(
+                raise CrossSlotError(
                     f"ERR {command_name(command)} concerns every node of the cluster: "
                     "it cannot run in a transaction"
                 )
@@ -396,7 +397,7 @@ class ClusterBackend:
             if slot is not None:
                 slots.add(slot)
         if len(slots) > 1:
-            raise CrossSlot(
+            raise CrossSlotError(
                 "CROSSSLOT the keys of a transaction on a Redis Cluster must all hash to one "
                 "slot: give them a common {hash tag}"
             )
@@ -409,7 +410,7 @@ class ClusterBackend:
             break
         return _exec_result(queued, result)
 
-    async def subscribe(self, command: Command) -> tuple[AbstractConnection, list[Reply]]:
+    async def subscribe(self, command: RawCommand) -> tuple[AbstractConnection, list[Reply]]:
         """``command`` on a new connection to a primary, not from its pool.
 
         Any primary does: a cluster broadcasts ``PUBLISH`` (not ``SPUBLISH``) to every node.
@@ -424,13 +425,13 @@ class ClusterBackend:
         await self._client.aclose()
 
 
-def open_backend(
+def open_upstream(
     target: str | Connection,
     *,
     script_timeout: float | None = DEFAULT_SCRIPT_TIMEOUT,
     **options: Any,
-) -> StandaloneBackend | ClusterBackend:
-    """A backend for a URL or a :class:`redkit.Connection` (its URL and client options).
+) -> StandaloneUpstream | ClusterUpstream:
+    """An upstream for a URL or a :class:`redkit.Connection` (its URL and client options).
 
     ``script_timeout``: the seconds after which a script is killed (``None``: never).
     """
@@ -440,5 +441,5 @@ def open_backend(
     # (RESP3 maps, doubles and sets would need reshaping).
     settings["protocol"] = 2
     if conn.is_cluster:
-        return ClusterBackend(conn._client_url, settings, script_timeout)
-    return StandaloneBackend(conn._client_url, settings, script_timeout)
+        return ClusterUpstream(conn._client_url, settings, script_timeout)
+    return StandaloneUpstream(conn._client_url, settings, script_timeout)
