@@ -640,10 +640,15 @@ class CacheSimulation:
         events, reads, rate = self._scope_events(scope, exact=exact)
         # The sample holds ``rate`` of the keys: of the bytes too, so the budget scales by it.
         expected = rate * self.stats(scope).reads
+        # libCacheSim's table starts at 2**24 buckets unless told (tens of ms to build, per
+        # cache); it grows by itself, so size it to the keys: the hits are the same.
+        rk = self._rk
+        keys = len({rk[e] for e in events if e >= 0})
+        hashpower = min(24, max(8, keys.bit_length()))
         rows = []
         for policy in policies:
             for budget in budgets:
-                hits = self._evict(events, policy, max(1, round(budget * rate)), ttl)
+                hits = self._evict(events, policy, max(1, round(budget * rate)), ttl, hashpower)
                 if rate < 1.0:
                     # SHARDS-adj: the reads the sample has beyond its expected share are those
                     # of the hot keys it happened to take, nearly all hits: count them out.
@@ -674,11 +679,13 @@ class CacheSimulation:
         events = [e for e in self._events if (keys_in[rk[e]] if e >= 0 else res_in[wres[~e]])]
         return events, sum(1 for e in events if e >= 0), rate
 
-    def _evict(self, events: list[int], policy: str, budget: int, ttl: float) -> int:
+    def _evict(
+        self, events: list[int], policy: str, budget: int, ttl: float, hashpower: int = 24
+    ) -> int:
         """Hits of one replay of ``events`` through libCacheSim's ``policy`` at ``budget``."""
         lcs = _libcachesim()
         # Expiry is ours (see the module's text): libCacheSim's own TTL is set out of reach.
-        cache = getattr(lcs, _ENGINES[policy])(budget, default_ttl=2**62)
+        cache = getattr(lcs, _ENGINES[policy])(budget, default_ttl=2**62, hashpower=hashpower)
         request = lcs.Request()
         request.op = lcs.ReqOp.OP_GET
         get, remove = cache.get, cache.remove
