@@ -713,8 +713,13 @@ class CacheSimulation:
                     if track:
                         by_resource[key_res[k]].discard(k)
             k = rk[e]
+            size = rz[e] + overhead[k]
+            if size > budget and k not in stored:
+                # A miss that cannot be stored (Redis refuses a value above maxmemory); asking
+                # libCacheSim would change nothing but print a warning to stderr.
+                continue
             request.obj_id = k
-            request.obj_size = rz[e] + overhead[k]
+            request.obj_size = size
             request.clock_time = int(t - start)
             if get(request):  # what it holds is stored and live: expiry removed the rest
                 hits += 1
