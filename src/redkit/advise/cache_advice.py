@@ -635,7 +635,8 @@ def advise_cache(
         memory: int | None = None
         peak = row.peak_memory_bytes
         if peak and stats.reads:
-            memory_rows = sim.memory_rows(scope, row.ttl_s, budgets_for(peak, budget_bytes))
+            budgets = budgets_for(peak, budget_bytes)
+            memory_rows = sim.memory_rows(scope, row.ttl_s, budgets, unbounded=row)
             memory = memory_needed(memory_rows, row.hit_ratio, peak)
         done += 1
         report(done, total)
