@@ -153,9 +153,7 @@ def test_a_waiter_takes_the_lease_over_at_once_when_the_loader_gives_up() -> Non
     assert (flows.stats.leases_lost, flows.stats.leases_won, flows.stats.loads) == (1, 1, 1)
 
 
-def test_a_lease_won_after_another_process_stored_takes_that_value_and_gives_the_lease_back() -> (
-    None
-):
+def test_a_lease_won_after_another_process_stored_takes_that_value_and_gives_it_back() -> None:
     """The race of two processes: A reads a miss; B loads, stores and releases; A then wins
     the lease. A reads once more, finds B's value, and does not load it a second time."""
     flows = make_flows()
