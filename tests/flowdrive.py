@@ -179,7 +179,8 @@ def drive(flow: Flow[Any], steps: Iterable[tuple[Any, Any]]) -> Driven:
     """Run ``flow`` through ``steps`` (``(expected op, reply)`` pairs); see the module docs.
 
     Returns the flow's result with the operations it yielded; an exception the flow raises
-    reaches the caller. The flow is closed however this ends.
+    after the last step reaches the caller (raised before it, it is a mismatch: the flow gave
+    up early). The flow is closed however this ends.
     """
     __tracebackhide__ = True  # a failure points at the test's steps, not at this loop
     script_ = list(steps)
@@ -188,6 +189,9 @@ def drive(flow: Flow[Any], steps: Iterable[tuple[Any, Any]]) -> Driven:
             raise TypeError(f"step {index} must be an (expected op, reply) pair, got {step!r}")
     seen: list[Any] = []
     transcript: list[str] = []
+
+    def left(position: int) -> str:
+        return "\n".join(f"    {_render(expected)}" for expected, _ in script_[position:])
 
     def mismatch(what: str) -> FlowMismatch:
         lines = "\n".join(transcript) or "  (nothing yet)"
@@ -230,12 +234,18 @@ def drive(flow: Flow[Any], steps: Iterable[tuple[Any, Any]]) -> Driven:
                 op = flow.throw(reply) if isinstance(reply, BaseException) else flow.send(reply)
             except StopIteration as stop:
                 if position < len(script_):
-                    left = "\n".join(f"    {_render(e)}" for e, _ in script_[position:])
                     raise mismatch(
                         f"the flow returned {_short(stop.value)} after {position} steps; "
-                        f"these were never asked:\n{left}"
+                        f"these were never asked:\n{left(position)}"
                     ) from None
                 return Driven(stop.value, seen)
+            except Exception as exc:
+                if position < len(script_):  # it gave up before the steps that should follow
+                    raise mismatch(
+                        f"the flow raised {exc!r} after {position} steps; these were never "
+                        f"asked:\n{left(position)}"
+                    ) from exc
+                raise
     finally:
         flow.close()
 
@@ -292,7 +302,7 @@ def _name(fn: Any) -> str:
 
 
 def _args(args: Iterable[Any]) -> str:
-    return ", ".join(_short(arg, 50) for arg in args)
+    return ", ".join(_short(arg, 80) for arg in args)  # a SHA-256 digest in full
 
 
 def _render(op: Any) -> str:

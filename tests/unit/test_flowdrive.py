@@ -130,6 +130,9 @@ def test_an_exception_reply_is_thrown_into_the_flow_and_do_runs_at_its_step() ->
     assert (driven.result, order) == ("computed", ["caught"])
     with pytest.raises(BackendTimeout):
         drive(counter("k"), [(cmd("INCR", "k"), BackendTimeout())])
+    # Raised before the last step, it is a flow that gave up early: a mismatch.
+    with pytest.raises(FlowMismatch, match=r"(?s)raised BackendTimeout.*after 1 steps.*PTTL"):
+        drive(counter("k"), [(cmd("INCR", "k"), BackendTimeout()), (cmd("PTTL", "k"), 1)])
 
 
 def test_the_flow_is_closed_when_a_mismatch_stops_it() -> None:
