@@ -7,14 +7,13 @@ decision builds one :class:`~redkit.core.ops.ScriptCall` whose keys are exactly
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from redkit.core.durations import MAX_DURATION_MS, Duration, duration_ms
 from redkit.core.errors import InvalidArgumentError
 from redkit.core.ops import ScriptCall
-from redkit.core.scripts import Script, load_script
+from redkit.ratelimit.scripts import ratelimit_script
 
 __all__ = [
     "GCRA",
@@ -38,22 +37,6 @@ MAX_LOG_TOKENS = 100_000
 
 #: The ``now`` argument that tells a script to read the server's ``TIME``.
 SERVER_TIME = -1
-
-
-def script_head() -> str:
-    """The shared head of every rate-limit script: where ``NOW`` comes from."""
-    return load_script(__package__, "now").source
-
-
-def as_function(name: str, function: str) -> str:
-    """``lua/<name>.lua`` as a Lua function ``function(KEYS, ARGV)``, for composed scripts."""
-    return f"local function {function}(KEYS, ARGV)\n{load_script(__package__, name).source}\nend"
-
-
-@functools.cache
-def ratelimit_script(name: str) -> Script:
-    """``lua/<name>.lua`` with the shared head (the clock) in front of it."""
-    return Script(name, script_head() + "\n" + load_script(__package__, name).source)
 
 
 # Read once, at import: the hot path only refers to them.
