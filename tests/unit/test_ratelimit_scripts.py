@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import subprocess
 import sys
+import typing
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -13,11 +17,18 @@ import redkit
 from redkit.core.clock import ServerClock, VirtualClock
 from redkit.core.errors import InvalidArgumentError
 from redkit.core.ops import ScriptCall
+from redkit.core.scripts import load_script
 from redkit.ratelimit.analytics import Analytics
 from redkit.ratelimit.flows import RatelimitFlows
 from redkit.ratelimit.limiters import Limiter
 from redkit.ratelimit.multi import MultiLimit
-from redkit.ratelimit.scripts import script_named
+from redkit.ratelimit.scripts import (
+    ALGORITHMS,
+    ARGV_BUILDERS,
+    ratelimit_script,
+    script_head,
+    script_named,
+)
 
 SRC = Path(redkit.__file__).resolve().parent.parent
 
@@ -106,3 +117,67 @@ def test_an_unknown_name_is_a_clear_error(name: str) -> None:
     assert printed.returncode == 2
     assert b"give one of" in printed.stderr
     assert not printed.stdout
+
+
+# -- ARGV: what the Python side builds is what the Lua side reads -------------------------------
+
+#: ``local <name> = ARGV[<n>]`` (or ``tonumber(ARGV[<n>])``): a script reading one argument.
+_READ = re.compile(r"^local (\w+) = (?:tonumber\()?ARGV\[(\d+)\]\)?$", re.MULTILINE)
+
+
+def _markers(builder: typing.Callable[..., tuple[object, ...]]) -> dict[str, object]:
+    """A distinct value for each parameter of ``builder`` (sequences get two, or one call)."""
+    hints = typing.get_type_hints(builder)
+    values: dict[str, object] = {}
+    for position, name in enumerate(inspect.signature(builder).parameters, start=1):
+        marker = 1000 * position
+        hint = str(hints[name])
+        if "ScriptCall" in hint:
+            sub = ScriptCall(ratelimit_script("fixed_window"), ("k",), (marker, marker + 1))
+            values[name] = (sub,)
+        elif "Sequence" in hint:
+            values[name] = (marker, marker + 1)
+        else:
+            values[name] = marker
+    return values
+
+
+def test_every_script_file_has_an_argv_builder() -> None:
+    files = resources.files("redkit.ratelimit") / "lua"
+    names = {path.name.removesuffix(".lua") for path in files.iterdir()}
+    assert set(ARGV_BUILDERS) == names - {"now"}  # now.lua is the head, reading ARGV[1]
+
+
+@pytest.mark.parametrize("name", sorted(ARGV_BUILDERS))
+def test_each_argument_lands_where_its_script_reads_it(name: str) -> None:
+    builder = ARGV_BUILDERS[name]
+    values = _markers(builder)
+    built = builder(**values)
+    reads = [
+        (local, int(n)) for local, n in _READ.findall(load_script("redkit.ratelimit", name).source)
+    ]
+    for local, n in reads:
+        counted = local.removesuffix("_count")
+        if counted != local and isinstance(values.get(counted), tuple):
+            # ``<xs>_count`` reads how many items the sequence ``xs`` has.
+            assert built[n - 1] == len(values[counted]), (local, n)  # type: ignore[arg-type]
+        else:
+            assert local in values, f"{name}.lua reads {local}, {builder.__name__} has no such"
+            assert built[n - 1] == values[local], f"{name}.lua reads {local} from ARGV[{n}]"
+    read = {local.removesuffix("_count") for local, _ in reads}
+    scalars = {key for key, value in values.items() if not isinstance(value, tuple)}
+    assert scalars - {"now"} <= read, "a scalar argument that the script never reads by name"
+    if "now" in values:
+        assert built[0] == values["now"]  # the clock comes first: the head reads ARGV[1]
+
+
+def test_the_clock_head_reads_the_first_argument() -> None:
+    assert _READ.findall(script_head()) == [("NOW", "1")]
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_every_algorithm_reads_its_rate_second_and_its_limit_third(name: str) -> None:
+    # The composed scripts rely on it: multi.lua sets ARGV[2], guarded.lua replaces ARGV[3].
+    parameters = list(inspect.signature(ARGV_BUILDERS[name]).parameters)
+    assert parameters[:2] == ["now", "rate"]
+    assert parameters[2] in ("limit", "max_tokens", "burst")

@@ -24,9 +24,10 @@ The script is ``lua/guarded.lua`` around the algorithm's own (see
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
-from redkit.core.ops import Arg, ScriptCall
-from redkit.ratelimit.scripts import guarded_script
+from redkit.core.ops import ScriptCall
+from redkit.ratelimit.scripts import guarded_args, guarded_script
 
 __all__ = ["DENIED", "deny_key", "global_key", "guarded_call", "identifier_key"]
 
@@ -69,22 +70,23 @@ def guarded_call(
     decision.
     """
     keys: list[str] = []
-    args: list[Arg] = [call.args[0]]
-    if analytics is None:
-        args.append("")
-    else:
-        args.extend(("1", *analytics))  # retention, key start, identifier as JSON
-    args.append(len(deny_values))
     if deny_values:
         keys.append(deny_key(prefix))
-        args.extend(deny_values)
-    if not dynamic:
-        args.extend(("", ""))
-    else:
+    override_from: Literal["", "key", "value"] = ""
+    if dynamic:
         keys.append(identifier_key(base))
+        override_from = "key" if global_in_script else "value"
         if global_in_script:
             keys.append(global_key(prefix))
-            args.extend(("key", ""))
-        else:
-            args.extend(("value", "" if global_override is None else global_override))
-    return ScriptCall(guarded_script(call.script.name), (*keys, *call.keys), (*args, *call.args))
+    retention, events, identifier = (None, "", "") if analytics is None else analytics
+    args = guarded_args(
+        now=int(call.args[0]),  # the algorithm's clock: one clock for the whole decision
+        retention=retention,
+        events=events,
+        identifier=identifier,
+        deny_values=deny_values,
+        override_from=override_from,
+        global_override=None if global_in_script else global_override,
+        algorithm_args=call.args,
+    )
+    return ScriptCall(guarded_script(call.script.name), (*keys, *call.keys), args)

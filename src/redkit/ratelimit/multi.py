@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from redkit.core.errors import InvalidArgumentError
-from redkit.core.ops import Arg, ScriptCall
+from redkit.core.ops import ScriptCall
 from redkit.ratelimit.limiters import CachedFixedWindow, Limiter
-from redkit.ratelimit.scripts import multi_script
+from redkit.ratelimit.scripts import multi_args, multi_script
 
 __all__ = ["MultiLimit"]
 
@@ -69,14 +69,13 @@ class MultiLimit(Limiter):
     def call(self, base: str, now: int, rate: int) -> ScriptCall:
         """One script call deciding ``rate`` on every limit (see :class:`MultiLimit`)."""
         keys: list[str] = []
-        args: list[Arg] = [now, rate, len(self.limiters)]
-        names: list[str] = []
+        limits: list[ScriptCall] = []
         for index, limiter in enumerate(self.limiters):
             sub = limiter.call(self.sub_base(base, index), now, rate)
-            names.append(sub.script.name)
+            limits.append(sub)
             keys.extend(sub.keys)
-            args.extend((len(sub.keys), len(sub.args), *sub.args))
-        return ScriptCall(multi_script(tuple(names)), tuple(keys), tuple(args))
+        script = multi_script(tuple(sub.script.name for sub in limits))
+        return ScriptCall(script, tuple(keys), multi_args(now=now, rate=rate, limits=limits))
 
     def state(self, base: str) -> list[tuple[str, int]]:
         """Every limit's state keys (see :meth:`Limiter.state`)."""

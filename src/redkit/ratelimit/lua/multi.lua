@@ -1,8 +1,17 @@
--- Several limits, all or none. ARGV[2] the rate; ARGV[3] how many limits; then, per limit,
--- its number of keys and of arguments, and its arguments (its keys are in KEYS, in order).
+-- Several limits on one identifier, all or none (see redkit/ratelimit/multi.py). redkit
+-- composes it: the clock head, each algorithm's script as a function, ALGORITHMS (limit i's
+-- function), then this.
+-- ARGV, as redkit.ratelimit.scripts.multi_args builds it:
+--   [1] now           the clock (see the head)
+--   [2] rate          the cost asked of every limit (negative refunds, 0 peeks)
+--   [3] limits_count  how many limits
+--   [4 ...]           per limit: its number of keys, its number of arguments, its arguments
+--                     (its own ARGV, whose second, the rate, this script sets)
+-- KEYS: every limit's keys, in order.
 local rate = tonumber(ARGV[2])
+local limits_count = tonumber(ARGV[3])
 local calls, k, a = {}, 1, 4
-for i = 1, tonumber(ARGV[3]) do
+for i = 1, limits_count do
   local key_count, arg_count = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   a = a + 2
   local keys, args = {}, {}
