@@ -17,7 +17,8 @@ import redkit
 from redkit.core.clock import ServerClock, VirtualClock
 from redkit.core.errors import InvalidArgumentError
 from redkit.core.ops import ScriptCall
-from redkit.core.scripts import load_script
+from redkit.core.scripts import SERVER_TIME, clock_ms, load_script
+from redkit.ratelimit import limiters
 from redkit.ratelimit.analytics import Analytics
 from redkit.ratelimit.flows import RatelimitFlows
 from redkit.ratelimit.limiters import Limiter
@@ -145,7 +146,7 @@ def _markers(builder: typing.Callable[..., tuple[object, ...]]) -> dict[str, obj
 def test_every_script_file_has_an_argv_builder() -> None:
     files = resources.files("redkit.ratelimit") / "lua"
     names = {path.name.removesuffix(".lua") for path in files.iterdir()}
-    assert set(ARGV_BUILDERS) == names - {"now"}  # now.lua is the head, reading ARGV[1]
+    assert set(ARGV_BUILDERS) == names
 
 
 @pytest.mark.parametrize("name", sorted(ARGV_BUILDERS))
@@ -166,13 +167,20 @@ def test_each_argument_lands_where_its_script_reads_it(name: str) -> None:
             assert built[n - 1] == values[local], f"{name}.lua reads {local} from ARGV[{n}]"
     read = {local.removesuffix("_count") for local, _ in reads}
     scalars = {key for key, value in values.items() if not isinstance(value, tuple)}
-    assert scalars - {"now"} <= read, "a scalar argument that the script never reads by name"
+    assert scalars - {"now", "clock"} <= read, "an argument that the script never reads by name"
+    # The clock comes first, where the head reads it: builders take ms and send µs.
     if "now" in values:
-        assert built[0] == values["now"]  # the clock comes first: the head reads ARGV[1]
+        assert built[0] == 1000 * values["now"]  # type: ignore[operator]
+    elif "clock" in values:
+        assert built[0] == values["clock"]  # composed around a call that has it already
+    else:
+        assert name == "add"  # the one script that reads no clock
+        assert "NOW" not in load_script("redkit.ratelimit", name).source
 
 
 def test_the_clock_head_reads_the_first_argument() -> None:
-    assert _READ.findall(script_head()) == [("NOW", "1")]
+    assert _READ.findall(script_head()) == [("NOW_US", "1")]
+    assert limiters.SERVER_TIME == SERVER_TIME == clock_ms(SERVER_TIME)
 
 
 @pytest.mark.parametrize("name", ALGORITHMS)

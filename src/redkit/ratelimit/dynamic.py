@@ -80,7 +80,7 @@ def guarded_call(
             keys.append(global_key(prefix))
     retention, events, identifier = (None, "", "") if analytics is None else analytics
     args = guarded_args(
-        now=int(call.args[0]),  # the algorithm's clock: one clock for the whole decision
+        clock=call.args[0],  # the algorithm's: one clock for the whole decision
         retention=retention,
         events=events,
         identifier=identifier,

@@ -1,6 +1,6 @@
 -- Concurrency limiter: take one slot of an identifier, if one is free.
 -- KEYS[1]  the identifier's sorted set: members are lease tokens, scores their ends (epoch ms)
--- ARGV[1]  now (ms, or -1 for server time)   ARGV[2] the new lease's token
+-- ARGV[1]  the clock (µs, or -1 for TIME)    ARGV[2] the new lease's token
 -- ARGV[3]  max_in_flight                      ARGV[4] the lease in ms
 -- A lease is held while NOW < its end. Returns {acquired, held, ends, now}: when acquired,
 -- held counts the new lease and ends is its end; when refused, ends is the earliest end.

@@ -1,5 +1,5 @@
 -- Concurrency limiter: renew a lease that is still held, to end `lease` ms from now.
--- KEYS[1]  the identifier's sorted set   ARGV[1] now (ms, or -1)   ARGV[2] the lease's token
+-- KEYS[1]  the identifier's sorted set   ARGV[1] the clock   ARGV[2] the lease's token
 -- ARGV[3]  the new lease in ms
 -- Returns {renewed, ends}: an ended lease is never revived, its slot may be someone else's.
 local token = ARGV[2]

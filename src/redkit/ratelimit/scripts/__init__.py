@@ -16,9 +16,10 @@ key-locking line in front of it); without ``NAME`` it lists the names.
 **ARGV.** Each script's arguments are built by one function here, ``<script>_args``, whose
 keyword parameters are named as the script's Lua locals that read them (a test checks that
 each lands where the script reads it). The first argument of every script that reads the
-time is the clock (see ``now.lua``). Every algorithm reads ``rate`` second and its limit
-third: the composed scripts set those two (the rate of each limit; a dynamic limit's
-override).
+time is the clock (see :mod:`redkit.core.scripts`): builders take ``now`` in epoch ms, or
+:data:`~redkit.core.scripts.SERVER_TIME`, and send it in µs. Every algorithm reads ``rate``
+second and its limit third: the composed scripts set those two (the rate of each limit; a
+dynamic limit's override).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Literal
 
 from redkit.core.errors import InvalidArgumentError
 from redkit.core.ops import Arg, ScriptCall
-from redkit.core.scripts import Script, load_script
+from redkit.core.scripts import Script, clock_head, clock_ms, clocked_script, load_script
 
 __all__ = [
     "ALGORITHMS",
@@ -72,8 +73,8 @@ SCRIPTS = (
 
 
 def script_head() -> str:
-    """The shared head of every rate-limit script: where ``NOW`` comes from."""
-    return load_script(_PACKAGE, "now").source
+    """The head of every rate-limit script: the clock (see :mod:`redkit.core.scripts`)."""
+    return clock_head()
 
 
 def as_function(name: str, function: str) -> str:
@@ -81,10 +82,9 @@ def as_function(name: str, function: str) -> str:
     return f"local function {function}(KEYS, ARGV)\n{load_script(_PACKAGE, name).source}\nend"
 
 
-@functools.cache
 def ratelimit_script(name: str) -> Script:
-    """``lua/<name>.lua`` with the shared head (the clock) in front of it."""
-    return Script(name, script_head() + "\n" + load_script(_PACKAGE, name).source)
+    """``lua/<name>.lua`` with the clock head in front of it."""
+    return clocked_script(_PACKAGE, name)
 
 
 @functools.cache
@@ -141,39 +141,40 @@ def script_named(name: str) -> Script:
 
 
 # -- ARGV ------------------------------------------------------------------------------------
-# ``now`` is the caller's clock in epoch ms, or -1 (SERVER_TIME) for the server's TIME.
+# ``now`` is the caller's clock in epoch ms, or -1 (SERVER_TIME) for the server's TIME: sent
+# as the clock convention wants it (epoch µs, or -1).
 
 
 def fixed_window_args(*, now: int, rate: int, limit: int, window: int) -> tuple[Arg, ...]:
     """``fixed_window``: the cost (negative refunds, 0 peeks), the limit, the window in ms."""
-    return (now, rate, limit, window)
+    return (clock_ms(now), rate, limit, window)
 
 
 def sliding_window_args(*, now: int, rate: int, limit: int, window: int) -> tuple[Arg, ...]:
     """``sliding_window``: the cost, the limit, the window in ms."""
-    return (now, rate, limit, window)
+    return (clock_ms(now), rate, limit, window)
 
 
 def token_bucket_args(
     *, now: int, rate: int, max_tokens: int, refill: int, interval: int
 ) -> tuple[Arg, ...]:
     """``token_bucket``: the cost, the capacity, tokens per refill, the refill interval in ms."""
-    return (now, rate, max_tokens, refill, interval)
+    return (clock_ms(now), rate, max_tokens, refill, interval)
 
 
 def gcra_args(*, now: int, rate: int, burst: int, interval: int) -> tuple[Arg, ...]:
     """``gcra``: the cost in cells, the burst, the emission interval in µs."""
-    return (now, rate, burst, interval)
+    return (clock_ms(now), rate, burst, interval)
 
 
 def sliding_log_args(*, now: int, rate: int, limit: int, window: int) -> tuple[Arg, ...]:
     """``sliding_log``: the cost, the limit, the window in ms."""
-    return (now, rate, limit, window)
+    return (clock_ms(now), rate, limit, window)
 
 
 def reset_args(*, now: int, windows: Sequence[int]) -> tuple[Arg, ...]:
     """``reset``: for each key, 0 (just the key) or its window in ms (its counters too)."""
-    return (now, *windows)
+    return (clock_ms(now), *windows)
 
 
 def add_args(*, delta: int, window: int) -> tuple[Arg, ...]:
@@ -183,27 +184,27 @@ def add_args(*, delta: int, window: int) -> tuple[Arg, ...]:
 
 def concurrency_acquire_args(*, now: int, token: str, limit: int, lease: int) -> tuple[Arg, ...]:
     """``concurrency_acquire``: the new lease's token, the most in flight, the lease in ms."""
-    return (now, token, limit, lease)
+    return (clock_ms(now), token, limit, lease)
 
 
 def concurrency_release_args(*, now: int, token: str) -> tuple[Arg, ...]:
     """``concurrency_release``: the lease's token."""
-    return (now, token)
+    return (clock_ms(now), token)
 
 
 def concurrency_extend_args(*, now: int, token: str, lease: int) -> tuple[Arg, ...]:
     """``concurrency_extend``: the lease's token and its new length in ms."""
-    return (now, token, lease)
+    return (clock_ms(now), token, lease)
 
 
 def concurrency_count_args(*, now: int) -> tuple[Arg, ...]:
     """``concurrency_count``: the clock alone."""
-    return (now,)
+    return (clock_ms(now),)
 
 
 def guarded_args(
     *,
-    now: int,
+    clock: Arg,
     retention: int | None,
     events: str,
     identifier: str,
@@ -215,7 +216,7 @@ def guarded_args(
     """``guarded:<algorithm>`` (see ``lua/guarded.lua``).
 
     Args:
-        now: the clock.
+        clock: the algorithm's own ``ARGV[1]``: one clock for the whole decision.
         retention: ms an hour's analytics events stay after the hour, or ``None`` when this
             script counts no analytics (then ``events`` and ``identifier`` are ignored).
         events: the hourly sets' key start, ``<prefix>:events:``.
@@ -228,7 +229,7 @@ def guarded_args(
 
     """
     return (
-        now,
+        clock,
         "" if retention is None else retention,
         events,
         identifier,
@@ -242,7 +243,7 @@ def guarded_args(
 
 def multi_args(*, now: int, rate: int, limits: Sequence[ScriptCall]) -> tuple[Arg, ...]:
     """``multi:<algorithm>+...`` (see ``lua/multi.lua``): the cost and each limit's own call."""
-    args: list[Arg] = [now, rate, len(limits)]
+    args: list[Arg] = [clock_ms(now), rate, len(limits)]
     for limit in limits:
         args.extend((len(limit.keys), len(limit.args), *limit.args))
     return tuple(args)
