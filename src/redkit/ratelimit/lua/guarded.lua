@@ -47,8 +47,9 @@ if deny_values_count > 0 then
   k = k + 1
   for i = 1, deny_values_count do
     if found[i] == 1 then
-      -- cjson writes "/" as "\/"; JSON.stringify does not.
-      count('"denied"', (string.gsub(cjson.encode(values[i]), '\/', '/')))
+      -- cjson writes "/" as "\/"; JSON.stringify does not. (The pattern is the two characters
+      -- \ and /: in a Lua string '\/' alone is just "/".)
+      count('"denied"', (string.gsub(cjson.encode(values[i]), '\\/', '/')))
       return {-1, i, NOW}
     end
   end
