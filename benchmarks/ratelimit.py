@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -70,11 +71,7 @@ WINDOW_S = 60
 PING_NOTE = "reference only"
 EVALSHA_LUA = "return 1"
 # The 1-round-trip decision one would write by hand: INCRBY, and PEXPIRE on the first hit.
-HANDWRITTEN_LUA = """
-local n = redis.call('INCRBY', KEYS[1], ARGV[1])
-if n == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return n
-"""
+HANDWRITTEN_LUA = (Path(__file__).parent / "lua" / "handwritten.lua").read_text(encoding="utf-8")
 
 
 def is_denied(answer: Any) -> bool:

@@ -88,3 +88,11 @@ def test_a_denied_request_counts_under_the_denied_value(backend: Backend) -> Non
     rl.flush()
     # As Upstash's SDK records it: under the value found on the deny list, "/" unescaped.
     assert upstash_reader(backend, "d") == {("203.0.113.9", "denied"): 1, ("a/b", "denied"): 1}
+    # Byte for byte as JSON.stringify writes it, so the SDK's own counts land on the same member.
+    members = {
+        member
+        for key in backend.all_keys()
+        if key.startswith("d:events:")
+        for member in backend.admin.zrange(key, 0, -1)
+    }
+    assert b'{"identifier":"a/b","success":"denied"}' in members

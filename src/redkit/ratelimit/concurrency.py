@@ -24,6 +24,7 @@ from redkit.core.errors import BackendTimeout, BackendUnavailable, InvalidArgume
 from redkit.core.flow import Flow, run_async, run_sync
 from redkit.core.ops import ScriptCall, command
 from redkit.core.replies import as_int
+from redkit.ratelimit import scripts
 from redkit.ratelimit.facade import DEFAULT_TIMEOUT
 from redkit.ratelimit.flows import DEFAULT_PREFIX, TimeoutPolicy, _identifier_part
 from redkit.ratelimit.limiters import SERVER_TIME, _count, ratelimit_script
@@ -171,7 +172,10 @@ class ConcurrencyFlows:
         limit = self.limit.max_in_flight
         token = secrets.token_hex(16)
         try:
-            reply = yield ScriptCall(self._acquire, (key,), (self._now(), token, limit, lease_ms))
+            args = scripts.concurrency_acquire_args(
+                now=self._now(), token=token, limit=limit, lease=lease_ms
+            )
+            reply = yield ScriptCall(self._acquire, (key,), args)
         except _NO_ANSWER:
             # The script may have run: then the slot stays taken until the lease ends.
             return Lease(self.on_timeout == "allow", limit, 0, identifier, reason="timeout")
@@ -188,7 +192,8 @@ class ConcurrencyFlows:
             return False  # refused, or the timeout policy's answer: nothing to give back
         key = self.key(lease.identifier)
         try:
-            released = yield ScriptCall(self._release, (key,), (self._now(), lease.token))
+            args = scripts.concurrency_release_args(now=self._now(), token=lease.token)
+            released = yield ScriptCall(self._release, (key,), args)
         except _NO_ANSWER:
             return False  # the lease ends on its own; an exit path must not fail on it
         return bool(as_int(released))
@@ -205,14 +210,18 @@ class ConcurrencyFlows:
             return False
         key = self.key(lease.identifier)
         try:
-            reply = yield ScriptCall(self._extend, (key,), (self._now(), lease.token, lease_ms))
+            args = scripts.concurrency_extend_args(
+                now=self._now(), token=lease.token, lease=lease_ms
+            )
+            reply = yield ScriptCall(self._extend, (key,), args)
         except _NO_ANSWER:
             return False  # not renewed, as far as anyone can tell
         return bool(as_int(reply[0]))
 
     def in_flight(self, identifier: str | int) -> Flow[int]:
         """How many leases of ``identifier`` are held now."""
-        held = yield ScriptCall(self._count, (self.key(identifier),), (self._now(),))
+        args = scripts.concurrency_count_args(now=self._now())
+        held = yield ScriptCall(self._count, (self.key(identifier),), args)
         return as_int(held)
 
     def reset(self, identifier: str | int) -> Flow[int]:

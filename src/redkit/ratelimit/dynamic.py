@@ -16,105 +16,23 @@ own, which a script deciding for an identifier may not touch: there each process
 itself, at most once a second for the override and every few seconds for the deny list, and
 the decision uses what it read. The identifier's own override shares its hash tag and is
 always read in the script.
+
+The script is ``lua/guarded.lua`` around the algorithm's own (see
+:mod:`redkit.ratelimit.scripts`).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
+from typing import Literal
 
-from redkit.core.ops import Arg, ScriptCall
-from redkit.core.scripts import Script
-from redkit.ratelimit.limiters import as_function, script_head
+from redkit.core.ops import ScriptCall
+from redkit.ratelimit.scripts import guarded_args, guarded_script
 
 __all__ = ["DENIED", "deny_key", "global_key", "guarded_call", "identifier_key"]
 
 #: The first field of a script's reply when a checked value is on the deny list.
 DENIED = -1
-
-_MAIN = """
--- ARGV[2] "1" when this script counts the decision in the analytics, then the retention in
--- ms, the hourly sets' key start and the identifier as JSON text; then how
--- many values to check against the deny list (0: none), and those values; then "" (no
--- dynamic limits), "key" (the global override is in KEYS) or "value" (passed next: a number
--- or ""), and that value; then the algorithm's arguments, whose third is the limit an
--- override replaces. KEYS: [the deny list] [the identifier's override] [the global
--- override], as ARGV says, then the algorithm's keys.
-local k, a = 1, 3
-local counted = ARGV[2] == '1'
-local retention, events, identifier
-if counted then
-  retention, events, identifier = tonumber(ARGV[3]), ARGV[4], ARGV[5]
-  a = 6
-end
--- An event exactly as Upstash's SDK writes it: JSON.stringify({identifier, success}), where a
--- denied request counts under the denied value (given as JSON text too).
-local function count(success, who)
-  if counted then
-    local hour = math.floor(NOW / 3600000) * 3600000
-    local member = '{"identifier":' .. (who or identifier) .. ',"success":' .. success .. '}'
-    if tonumber(redis.call('ZINCRBY', events .. hour, 1, member)) == 1 then
-      -- A new event this hour (so maybe a new set): keep it for the retention, counted on
-      -- the decision's clock, which may not be the server's.
-      redis.call('PEXPIRE', events .. hour, hour + 3600000 + retention - NOW)
-    end
-  end
-end
-
-local checks = tonumber(ARGV[a])
-a = a + 1
-if checks > 0 then
-  local values = {}
-  for i = 1, checks do
-    values[i] = ARGV[a]
-    a = a + 1
-  end
-  local found = redis.call('SMISMEMBER', KEYS[k], unpack(values))
-  k = k + 1
-  for i = 1, checks do
-    if found[i] == 1 then
-      -- cjson writes "/" as "\\/"; JSON.stringify does not.
-      count('"denied"', (string.gsub(cjson.encode(values[i]), '\\/', '/')))
-      return {-1, i, NOW}
-    end
-  end
-end
-local mode, passed = ARGV[a], ARGV[a + 1]
-a = a + 2
-local override = nil
-if mode ~= '' then
-  override = redis.call('GET', KEYS[k])
-  k = k + 1
-  if mode == 'key' then
-    if not override then
-      override = redis.call('GET', KEYS[k])
-    end
-    k = k + 1
-  elseif not override and passed ~= '' then
-    override = passed
-  end
-end
-local keys, args = {}, {}
-for i = k, #KEYS do
-  keys[#keys + 1] = KEYS[i]
-end
-for i = a, #ARGV do
-  args[#args + 1] = ARGV[i]
-end
-if override then
-  args[3] = override
-end
-local reply = algorithm(keys, args)
-count(reply[1] == 1 and 'true' or 'false')
-return reply
-"""
-
-
-@functools.cache
-def _script(name: str) -> Script:
-    return Script(
-        f"guarded:{name}", "\n".join([script_head(), as_function(name, "algorithm"), _MAIN])
-    )
 
 
 def deny_key(prefix: str) -> str:
@@ -152,22 +70,23 @@ def guarded_call(
     decision.
     """
     keys: list[str] = []
-    args: list[Arg] = [call.args[0]]
-    if analytics is None:
-        args.append("")
-    else:
-        args.extend(("1", *analytics))  # retention, key start, identifier as JSON
-    args.append(len(deny_values))
     if deny_values:
         keys.append(deny_key(prefix))
-        args.extend(deny_values)
-    if not dynamic:
-        args.extend(("", ""))
-    else:
+    override_from: Literal["", "key", "value"] = ""
+    if dynamic:
         keys.append(identifier_key(base))
+        override_from = "key" if global_in_script else "value"
         if global_in_script:
             keys.append(global_key(prefix))
-            args.extend(("key", ""))
-        else:
-            args.extend(("value", "" if global_override is None else global_override))
-    return ScriptCall(_script(call.script.name), (*keys, *call.keys), (*args, *call.args))
+    retention, events, identifier = (None, "", "") if analytics is None else analytics
+    args = guarded_args(
+        clock=call.args[0],  # the algorithm's: one clock for the whole decision
+        retention=retention,
+        events=events,
+        identifier=identifier,
+        deny_values=deny_values,
+        override_from=override_from,
+        global_override=None if global_in_script else global_override,
+        algorithm_args=call.args,
+    )
+    return ScriptCall(guarded_script(call.script.name), (*keys, *call.keys), args)

@@ -27,7 +27,7 @@ from redkit.core.flow import Flow
 from redkit.core.ops import Pipeline, ScriptCall, Sleep, command
 from redkit.core.replies import as_int, as_text
 from redkit.core.scripts import load_script
-from redkit.ratelimit import dynamic
+from redkit.ratelimit import dynamic, scripts
 from redkit.ratelimit.analytics import Analytics, Outcome, Usage
 from redkit.ratelimit.ephemeral import EphemeralCache
 from redkit.ratelimit.limiters import (
@@ -545,7 +545,9 @@ class RatelimitFlows:
             self.local.forget(base)  # before the delete: no pending count may recreate a key
         names = tuple(key for key, _ in parts)
         windows = tuple(window for _, window in parts)
-        deleted = yield ScriptCall(ratelimit_script("reset"), names, (now, *windows))
+        deleted = yield ScriptCall(
+            ratelimit_script("reset"), names, scripts.reset_args(now=now, windows=windows)
+        )
         if self.cache is not None:
             self.cache.pop(base)
         return as_int(deleted)
@@ -605,7 +607,10 @@ class RatelimitFlows:
             return
         add = load_script(__package__, "add")  # no clock: it adds what was already decided
         window = self.limiter.window_ms
-        calls = tuple(ScriptCall(add, (key,), (delta, window)) for key, delta in pending)
+        calls = tuple(
+            ScriptCall(add, (key,), scripts.add_args(delta=delta, window=window))
+            for key, delta in pending
+        )
         try:
             totals = yield Pipeline(calls)
         except BackendError:

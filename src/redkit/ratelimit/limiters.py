@@ -7,14 +7,14 @@ decision builds one :class:`~redkit.core.ops.ScriptCall` whose keys are exactly
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from redkit.core.durations import MAX_DURATION_MS, Duration, duration_ms
 from redkit.core.errors import InvalidArgumentError
 from redkit.core.ops import ScriptCall
-from redkit.core.scripts import Script, load_script
+from redkit.ratelimit import scripts
+from redkit.ratelimit.scripts import ratelimit_script
 
 __all__ = [
     "GCRA",
@@ -38,22 +38,6 @@ MAX_LOG_TOKENS = 100_000
 
 #: The ``now`` argument that tells a script to read the server's ``TIME``.
 SERVER_TIME = -1
-
-
-def script_head() -> str:
-    """The shared head of every rate-limit script: where ``NOW`` comes from."""
-    return load_script(__package__, "now").source
-
-
-def as_function(name: str, function: str) -> str:
-    """``lua/<name>.lua`` as a Lua function ``function(KEYS, ARGV)``, for composed scripts."""
-    return f"local function {function}(KEYS, ARGV)\n{load_script(__package__, name).source}\nend"
-
-
-@functools.cache
-def ratelimit_script(name: str) -> Script:
-    """``lua/<name>.lua`` with the shared head (the clock) in front of it."""
-    return Script(name, script_head() + "\n" + load_script(__package__, name).source)
 
 
 # Read once, at import: the hot path only refers to them.
@@ -150,7 +134,10 @@ class FixedWindow(_Windowed):
         keys: tuple[str, ...] = (base,)
         if now != SERVER_TIME:  # name the counter, so every key the script touches is declared
             keys = (base, f"{base}:{now // self.window_ms}")
-        return ScriptCall(_FIXED_WINDOW, keys, (now, rate, self.limit, self.window_ms))
+        args = scripts.fixed_window_args(
+            now=now, rate=rate, limit=self.limit, window=self.window_ms
+        )
+        return ScriptCall(_FIXED_WINDOW, keys, args)
 
 
 @dataclass(frozen=True)
@@ -174,7 +161,10 @@ class SlidingWindow(_Windowed):
         if now != SERVER_TIME:
             bucket = now // self.window_ms
             keys = (base, f"{base}:{bucket}", f"{base}:{bucket - 1}")
-        return ScriptCall(_SLIDING_WINDOW, keys, (now, rate, self.limit, self.window_ms))
+        args = scripts.sliding_window_args(
+            now=now, rate=rate, limit=self.limit, window=self.window_ms
+        )
+        return ScriptCall(_SLIDING_WINDOW, keys, args)
 
 
 @dataclass(frozen=True)
@@ -205,11 +195,14 @@ class TokenBucket(Limiter):
 
     def call(self, base: str, now: int, rate: int) -> ScriptCall:
         """Build this algorithm's script call (see :meth:`Limiter.call`)."""
-        return ScriptCall(
-            _TOKEN_BUCKET,
-            (base,),
-            (now, rate, self.limit, self.refill_rate, self.interval_ms),
+        args = scripts.token_bucket_args(
+            now=now,
+            rate=rate,
+            max_tokens=self.limit,
+            refill=self.refill_rate,
+            interval=self.interval_ms,
         )
+        return ScriptCall(_TOKEN_BUCKET, (base,), args)
 
 
 @dataclass(frozen=True)
@@ -273,7 +266,8 @@ class GCRA(Limiter):
 
     def call(self, base: str, now: int, rate: int) -> ScriptCall:
         """Build this algorithm's script call (see :meth:`Limiter.call`)."""
-        return ScriptCall(_GCRA, (f"{base}:gcra",), (now, rate, self.limit, self.emission_us))
+        args = scripts.gcra_args(now=now, rate=rate, burst=self.limit, interval=self.emission_us)
+        return ScriptCall(_GCRA, (f"{base}:gcra",), args)
 
     def state_key(self, base: str) -> str:
         """``<base>:gcra``, the string holding the theoretical arrival time in epoch µs."""
@@ -320,9 +314,10 @@ class SlidingLog(Limiter):
 
     def call(self, base: str, now: int, rate: int) -> ScriptCall:
         """Build this algorithm's script call (see :meth:`Limiter.call`)."""
-        return ScriptCall(
-            _SLIDING_LOG, (f"{base}:log",), (now, rate, self.limit, self.log_window_ms)
+        args = scripts.sliding_log_args(
+            now=now, rate=rate, limit=self.limit, window=self.log_window_ms
         )
+        return ScriptCall(_SLIDING_LOG, (f"{base}:log",), args)
 
     def state_key(self, base: str) -> str:
         """``<base>:log``, the sorted set of admission times."""

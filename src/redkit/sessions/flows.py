@@ -28,12 +28,13 @@ from redkit.core.errors import BackendError, InvalidArgumentError
 from redkit.core.flow import Flow
 from redkit.core.ops import Pipeline, ScriptCall, command
 from redkit.core.replies import as_int, as_text
-from redkit.core.scripts import load_script
+from redkit.core.scripts import SERVER_TIME, clocked_script
 from redkit.sessions.model import Session, SessionConflictError, SessionInfo, encode_value
 
 __all__ = ["MAX_DATA_BYTES", "SessionFlows", "new_session_id", "valid_session_id"]
 
-_SCRIPT = load_script("redkit.sessions", "session")
+#: ``lua/session.lua`` behind the clock head: ``ARGV[1]`` the clock, ``ARGV[2]`` the operation.
+_SCRIPT = clocked_script("redkit.sessions", "session")
 #: 128 bits of handle and 256 bits of secret, URL-safe base64 without padding.
 _HANDLE_BYTES = 16
 _SECRET_BYTES = 32
@@ -130,9 +131,9 @@ class SessionFlows:
         return f"{self.prefix}:user:{keys.hash_tag(keys.escape(user_json))}"
 
     def _call(self, handle: str, op: str, *args: str | int) -> ScriptCall:
-        if self.client_clock:
-            op = f"{op}@{time.time_ns() // 1000}"
-        return ScriptCall(_SCRIPT, (self.record_key(handle),), (op, *args))
+        """One operation on the record ``handle``: the clock, ``op``, then its arguments."""
+        clock = time.time_ns() // 1000 if self.client_clock else SERVER_TIME
+        return ScriptCall(_SCRIPT, (self.record_key(handle),), (clock, op, *args))
 
     # -- flows -----------------------------------------------------------------------------
 

@@ -1,3 +1,3 @@
 -- Concurrency limiter: how many leases of an identifier are held now (read only).
--- KEYS[1]  the identifier's sorted set   ARGV[1] now (ms, or -1)
+-- KEYS[1]  the identifier's sorted set   ARGV[1] the clock
 return redis.call('ZCOUNT', KEYS[1], '(' .. NOW, '+inf')

@@ -1,7 +1,7 @@
 -- Fixed window, in @upstash/ratelimit's layout: one counter per epoch-aligned window at
 -- "<prefix>:<identifier>:<window number>", expiring one window after its first write.
 -- KEYS[1]  the identifier's base key; KEYS[2] (optional) the counter, when the caller named it
--- ARGV[1]  now (ms, or -1 for server time)   ARGV[2] rate: cost, negative refunds, 0 peeks
+-- ARGV[1]  the clock (µs, or -1 for TIME)    ARGV[2] rate: cost, negative refunds, 0 peeks
 -- ARGV[3]  the limit                          ARGV[4] the window in ms
 -- Returns {allowed, limit, remaining, reset, retry_ms, now}; retry_ms -1 means "never".
 local rate = tonumber(ARGV[2])

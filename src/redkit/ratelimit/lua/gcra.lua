@@ -2,7 +2,7 @@
 -- theoretical arrival time (TAT), the moment (epoch µs) at which nothing is pending any more
 -- (the bucket is full again).
 -- KEYS[1]  "<base>:gcra"
--- ARGV[1]  now (ms, or -1 for server time)   ARGV[2] rate: cost n, negative refunds, 0 peeks
+-- ARGV[1]  the clock (µs, or -1 for TIME)    ARGV[2] rate: cost n, negative refunds, 0 peeks
 -- ARGV[3]  the burst B                        ARGV[4] the emission interval T in µs
 -- A request of n cells is admitted iff max(TAT, now) + n*T - now <= B*T.
 -- Returns {allowed, limit, remaining, reset, retry_ms, now, retry_us}; retry -1 means "never".

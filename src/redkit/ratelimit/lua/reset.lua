@@ -1,5 +1,5 @@
 -- Delete one identifier's state: exactly its keys, never a scan of the keyspace.
--- KEYS     keys to delete; ARGV[1] now (ms, or -1)
+-- KEYS     keys to delete; ARGV[1] the clock
 -- ARGV[i + 1]  for KEYS[i]: 0 to delete just that key, or a window in ms to delete it and its
 --          window counters next to now: the current one, the one before (a sliding window
 --          reads it) and the one after (app servers whose clocks run ahead).

@@ -1,7 +1,7 @@
 -- Sliding log: a sorted set "<base>:log" with one member per admitted unit of cost, scored
 -- with its admission time (epoch ms). An entry is in the window while its score > now - window.
 -- KEYS[1]  "<base>:log"
--- ARGV[1]  now (ms, or -1 for server time)   ARGV[2] rate: cost, negative refunds, 0 peeks
+-- ARGV[1]  the clock (µs, or -1 for TIME)    ARGV[2] rate: cost, negative refunds, 0 peeks
 -- ARGV[3]  the limit (tokens)                ARGV[4] the window in ms
 -- Returns {allowed, limit, remaining, reset, retry_ms, now}; retry_ms -1 means "never".
 -- Members are "<ms>:<k>", k numbering the entries of one ms from 0, its decimal digits led by

@@ -2,7 +2,7 @@
 -- inside the sliding window), in @upstash/ratelimit's layout and arithmetic.
 -- KEYS[1]  the identifier's base key; KEYS[2], KEYS[3] (optional) the current and previous
 --          counters, when the caller named them
--- ARGV[1]  now (ms, or -1)  ARGV[2] rate  ARGV[3] limit  ARGV[4] window in ms
+-- ARGV[1]  the clock  ARGV[2] rate  ARGV[3] limit  ARGV[4] window in ms
 -- Returns {allowed, limit, remaining, reset, retry_ms, now}; retry_ms -1 means "never".
 local rate = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])

@@ -1,7 +1,7 @@
 -- Token bucket with discrete refills, in @upstash/ratelimit's layout: a hash at the
 -- identifier's base key with the fields "refilledAt" (epoch ms) and "tokens".
 -- KEYS[1]  the bucket
--- ARGV[1]  now (ms, or -1)  ARGV[2] rate  ARGV[3] max tokens  ARGV[4] tokens per refill
+-- ARGV[1]  the clock  ARGV[2] rate  ARGV[3] max tokens  ARGV[4] tokens per refill
 -- ARGV[5]  the refill interval in ms
 -- Returns {allowed, limit, remaining, reset, retry_ms, now}; retry_ms -1 means "never".
 local rate = tonumber(ARGV[2])
