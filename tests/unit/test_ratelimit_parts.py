@@ -10,6 +10,7 @@ import pytest
 
 import redkit
 from redkit import (
+    GCRA,
     AsyncRatelimit,
     CachedFixedWindow,
     EphemeralCache,
@@ -21,6 +22,7 @@ from redkit import (
     TokenBucket,
 )
 from redkit.core.errors import InvalidArgumentError, InvalidKeyError
+from redkit.ratelimit import Limiter, MultiLimit
 from redkit.ratelimit.limiters import MAX_TOKENS
 
 URL = "redis://127.0.0.1:1"  # never contacted: configuration errors come first
@@ -35,6 +37,46 @@ def test_limiters_take_upstash_durations() -> None:
     )  # fmt: skip
     assert CachedFixedWindow(3, "1 m").limit == 3
     assert FixedWindow(10, "10 s") == FixedWindow(10, "10 s")  # values, comparable
+
+
+@pytest.mark.parametrize(
+    ("limiter", "policy_ms", "counter_ms", "state"),
+    [
+        (FixedWindow(10, "10 s"), 10_000, 10_000, [("b", 10_000)]),
+        (CachedFixedWindow(10, "1 m"), 60_000, 60_000, [("b", 60_000)]),
+        (SlidingWindow(5, "500 ms"), 500, 500, [("b", 500)]),
+        # An emptied bucket of 10 takes ceil(10 / 3) = 4 refills of 1 s to fill up.
+        (TokenBucket(3, "1 s", 10), 4_000, 0, [("b", 0)]),
+        # A burst of 5 comes back in 5 emission intervals of 60 s / 10 = 6 s.
+        (GCRA(10, "1 m", 5), 30_000, 0, [("b:gcra", 0)]),
+        (GCRA(3, "10 ms", 2), 2 * 3334 / 1000, 0, [("b:gcra", 0)]),
+        (SlidingLog(3, "1 h"), 3_600_000, 0, [("b:log", 0)]),
+        (MultiLimit.of([FixedWindow(1, "1 s"), GCRA(1, "1 s", 1)]), 0, 0,
+         [("b:limit0", 1000), ("b:limit1:gcra", 0)]),
+    ],
+)  # fmt: skip
+def test_each_algorithm_says_its_policy_window_and_the_counters_reset_deletes(
+    limiter: Limiter, policy_ms: float, counter_ms: int, state: list[tuple[str, int]]
+) -> None:
+    assert limiter.policy_window_ms == policy_ms
+    assert limiter.counter_window_ms == counter_ms
+    assert limiter.state("b") == state
+
+
+@pytest.mark.parametrize(
+    "limiter",
+    [
+        TokenBucket(1, "1 s", 2),
+        GCRA(1, "1 s", 1),
+        SlidingLog(1, "1 s"),
+        MultiLimit.of([FixedWindow(1, "1 s")]),
+    ],
+)
+def test_window_ms_without_window_counters_is_deprecated_and_still_0(limiter: Limiter) -> None:
+    name = type(limiter).__name__
+    with pytest.warns(DeprecationWarning, match=rf"{name}\.window_ms is deprecated") as caught:
+        assert getattr(limiter, "window_ms") == 0  # noqa: B009  # not on every Limiter
+    assert caught[0].filename == __file__  # the warning points at the reader
 
 
 @pytest.mark.parametrize(

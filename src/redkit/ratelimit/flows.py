@@ -608,7 +608,7 @@ class RatelimitFlows:
         if not pending:
             return
         add = load_script(__package__, "add")  # no clock: it adds what was already decided
-        window = self.limiter.window_ms
+        window = self.limiter.counter_window_ms
         calls = tuple(ScriptCall(add, (key,), (delta, window)) for key, delta in pending)
         try:
             totals = yield Pipeline(calls)
