@@ -20,7 +20,7 @@ from redkit.core import keys
 from redkit.core.clock import ClientClock, Clock, ServerClock, resolve_clock
 from redkit.core.driver import AsyncDriver, Backend, SyncDriver, as_backend, scripts_declare_keys
 from redkit.core.durations import Duration, duration_ms
-from redkit.core.errors import BackendTimeout, BackendUnavailable, InvalidArgumentError
+from redkit.core.errors import NO_ANSWER, InvalidArgumentError
 from redkit.core.flow import Flow, run_async, run_sync
 from redkit.core.ops import ScriptCall, command
 from redkit.core.replies import as_int
@@ -37,8 +37,6 @@ __all__ = [
     "Lease",
 ]
 
-#: Errors that mean "Redis did not answer", as opposed to Redis answering with an error.
-_NO_ANSWER = (BackendTimeout, BackendUnavailable)
 #: The last part of every concurrency key: ``<prefix>:<identifier>:concurrency``.
 _SUFFIX = ":concurrency"
 
@@ -172,7 +170,7 @@ class ConcurrencyFlows:
         token = secrets.token_hex(16)
         try:
             reply = yield ScriptCall(self._acquire, (key,), (self._now(), token, limit, lease_ms))
-        except _NO_ANSWER:
+        except NO_ANSWER:
             # The script may have run: then the slot stays taken until the lease ends.
             return Lease(self.on_timeout == "allow", limit, 0, identifier, reason="timeout")
         acquired, held, ends, now = (as_int(part) for part in reply)
@@ -189,7 +187,7 @@ class ConcurrencyFlows:
         key = self.key(lease.identifier)
         try:
             released = yield ScriptCall(self._release, (key,), (self._now(), lease.token))
-        except _NO_ANSWER:
+        except NO_ANSWER:
             return False  # the lease ends on its own; an exit path must not fail on it
         return bool(as_int(released))
 
@@ -206,7 +204,7 @@ class ConcurrencyFlows:
         key = self.key(lease.identifier)
         try:
             reply = yield ScriptCall(self._extend, (key,), (self._now(), lease.token, lease_ms))
-        except _NO_ANSWER:
+        except NO_ANSWER:
             return False  # not renewed, as far as anyone can tell
         return bool(as_int(reply[0]))
 

@@ -18,9 +18,9 @@ from redkit.core import keys
 from redkit.core.clock import Clock
 from redkit.core.durations import MAX_DURATION_MS, Duration, duration_ms
 from redkit.core.errors import (
+    NO_ANSWER,
     BackendError,
     BackendTimeout,
-    BackendUnavailable,
     InvalidArgumentError,
 )
 from redkit.core.flow import Flow
@@ -59,8 +59,6 @@ GLOBAL_OVERRIDE_CHECK_S = 1.0
 DENY_COPY_CHECK_S = 10.0
 #: Denied values answered from memory: how many, and for how long (ms), as Upstash's SDK.
 DENIED_CACHE_SIZE, DENIED_CACHE_MS = 1000, 60_000
-#: Errors that mean "Redis did not answer", as opposed to Redis answering with an error.
-_NO_ANSWER = (BackendTimeout, BackendUnavailable)
 
 
 def _monotonic_ms() -> float:
@@ -439,7 +437,7 @@ class RatelimitFlows:
                 denied = yield from self._denied_locally(values, local_now)
                 if denied is not None:
                     return self._tally(identifier, self._remember_denied(denied, local_now))
-        except _NO_ANSWER:
+        except NO_ANSWER:
             return self.timeout_result()
         local_answer = self._answer_locally(base, rate, local_now)
         if local_answer is not None:
@@ -450,7 +448,7 @@ class RatelimitFlows:
                 if self._guarded:
                     call = yield from self._guard(call, base, values, str(identifier))
                 reply = yield call
-            except _NO_ANSWER:
+            except NO_ANSWER:
                 return self.timeout_result()
             if reply[0] == dynamic.DENIED:
                 return self._remember_denied(values[reply[1] - 1], local_now)
@@ -481,7 +479,7 @@ class RatelimitFlows:
             for values in deny_values:
                 denied = (yield from self._denied_locally(values, local_now)) if values else None
                 results.append(None if denied is None else self._remember_denied(denied, local_now))
-        except _NO_ANSWER:
+        except NO_ANSWER:
             return [self.timeout_result() for _ in bases]
         for index, base in enumerate(bases):
             answered = results[index]
@@ -501,10 +499,10 @@ class RatelimitFlows:
                             calls[i], base, deny_values[index], str(wanted[index])
                         )
                 replies = yield Pipeline(tuple(calls))
-            except _NO_ANSWER:
+            except NO_ANSWER:
                 replies = [BackendTimeout("no answer")] * len(asked)
             for (index, base), reply in zip(asked, replies, strict=True):
-                if isinstance(reply, _NO_ANSWER):
+                if isinstance(reply, NO_ANSWER):
                     results[index] = self.timeout_result()
                 elif isinstance(reply, BackendError):
                     raise reply
