@@ -26,7 +26,7 @@ from redkit.core.ops import ScriptCall, command
 from redkit.core.replies import as_int
 from redkit.ratelimit.facade import DEFAULT_TIMEOUT
 from redkit.ratelimit.flows import DEFAULT_PREFIX, TimeoutPolicy, _identifier_part
-from redkit.ratelimit.limiters import SERVER_TIME, _count, ratelimit_script
+from redkit.ratelimit.limiters import SERVER_TIME, check_count, ratelimit_script
 
 __all__ = [
     "AcquireContext",
@@ -57,7 +57,7 @@ class ConcurrencyLimit:
     lease_ms: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        _count(self.max_in_flight, "max_in_flight")
+        check_count(self.max_in_flight, "max_in_flight")
         object.__setattr__(self, "lease_ms", duration_ms(self.lease, name="lease"))
 
 

@@ -38,7 +38,7 @@ from redkit.ratelimit.limiters import (
     CachedFixedWindow,
     Limiter,
     SlidingLog,
-    _count,
+    check_count,
     ratelimit_script,
 )
 from redkit.ratelimit.local import LocalWindows
@@ -372,7 +372,7 @@ class RatelimitFlows:
             )
         if limit is None:
             return None
-        checked = _count(limit, "a dynamic limit")
+        checked = check_count(limit, "a dynamic limit")
         if isinstance(self.limiter, SlidingLog) and checked > MAX_LOG_TOKENS:
             raise InvalidArgumentError(f"a sliding log's limit is at most {MAX_LOG_TOKENS:_}")
         if isinstance(self.limiter, GCRA) and checked * self.limiter.emission_us > (
@@ -588,7 +588,9 @@ class RatelimitFlows:
     def top(self, count: int, hours: int) -> Flow[dict[str, list[tuple[str, int]]]]:
         """The most allowed and the most blocked identifiers over the last ``hours``."""
         analytics = self._analytics_on()
-        return (yield from analytics.top(self.wall_ms(), _hours(hours), _count(count, "count")))
+        return (
+            yield from analytics.top(self.wall_ms(), _hours(hours), check_count(count, "count"))
+        )
 
     def has_pending(self) -> bool:
         """Whether counts made in this process wait to be sent (see :meth:`sync_local`)."""

@@ -28,6 +28,7 @@ __all__ = [
     "SlidingLog",
     "SlidingWindow",
     "TokenBucket",
+    "check_count",
     "ratelimit_script",
 ]
 
@@ -73,7 +74,13 @@ def _parse_rate(rate: str) -> tuple[int, str]:
     return parse_rate(rate)
 
 
-def _count(value: object, name: str) -> int:
+def check_count(value: object, name: str) -> int:
+    """``value`` as a count of requests or tokens: an int from 1 to :data:`MAX_TOKENS`.
+
+    Raises:
+        InvalidArgumentError: naming the argument ``name``, for anything else.
+
+    """
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgumentError(
             f"{name} must be an int, got {type(value).__name__}: {value!r:.40}"
@@ -149,7 +156,7 @@ class _Windowed(Limiter):
     window_ms: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "limit", _count(self.tokens, "tokens"))
+        object.__setattr__(self, "limit", check_count(self.tokens, "tokens"))
         object.__setattr__(self, "window_ms", duration_ms(self.window, name="window"))
 
     @property
@@ -234,8 +241,8 @@ class TokenBucket(Limiter):
     interval_ms: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        _count(self.refill_rate, "refill_rate")
-        object.__setattr__(self, "limit", _count(self.max_tokens, "max_tokens"))
+        check_count(self.refill_rate, "refill_rate")
+        object.__setattr__(self, "limit", check_count(self.max_tokens, "max_tokens"))
         object.__setattr__(self, "interval_ms", duration_ms(self.interval, name="interval"))
 
     @property
@@ -298,8 +305,8 @@ class GCRA(Limiter):
     emission_us: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        rate = _count(self.rate, "rate")
-        object.__setattr__(self, "limit", _count(self.burst, "burst"))
+        rate = check_count(self.rate, "rate")
+        object.__setattr__(self, "limit", check_count(self.burst, "burst"))
         period_ms = duration_ms(self.period, name="period")
         object.__setattr__(self, "period_ms", period_ms)
         if rate > period_ms * 1000:
@@ -362,7 +369,7 @@ class SlidingLog(Limiter):
         return cls(*_parse_rate(rate))
 
     def __post_init__(self) -> None:
-        tokens = _count(self.tokens, "tokens")
+        tokens = check_count(self.tokens, "tokens")
         if tokens > MAX_LOG_TOKENS:
             raise InvalidArgumentError(
                 f"tokens must be at most {MAX_LOG_TOKENS:_} for a sliding log (one entry per "
