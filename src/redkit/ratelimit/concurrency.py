@@ -25,7 +25,7 @@ from redkit.core.flow import Flow, run_async, run_sync
 from redkit.core.ops import ScriptCall, command
 from redkit.core.replies import as_int
 from redkit.ratelimit.facade import DEFAULT_TIMEOUT
-from redkit.ratelimit.flows import DEFAULT_PREFIX, TimeoutPolicy, _identifier_part
+from redkit.ratelimit.flows import DEFAULT_PREFIX, TimeoutPolicy, identifier_part
 from redkit.ratelimit.limiters import SERVER_TIME, check_count, ratelimit_script
 
 __all__ = [
@@ -157,7 +157,7 @@ class ConcurrencyFlows:
 
     def key(self, identifier: str | int) -> str:
         """The identifier's sorted set: ``prefix:identifier:concurrency`` (tagged on a cluster)."""
-        return self._prefix_sep + _identifier_part(identifier, self.cluster) + _SUFFIX
+        return self._prefix_sep + identifier_part(identifier, self.cluster) + _SUFFIX
 
     def _now(self) -> int:
         return SERVER_TIME if self.clock.server else int(self.clock.now_ms())

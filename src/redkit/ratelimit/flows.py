@@ -45,7 +45,13 @@ from redkit.ratelimit.local import LocalWindows
 from redkit.ratelimit.multi import MultiLimit
 from redkit.ratelimit.result import RatelimitResult, Remaining
 
-__all__ = ["DEFAULT_PREFIX", "MAX_IDENTIFIER_BYTES", "RatelimitFlows", "TimeoutPolicy"]
+__all__ = [
+    "DEFAULT_PREFIX",
+    "MAX_IDENTIFIER_BYTES",
+    "RatelimitFlows",
+    "TimeoutPolicy",
+    "identifier_part",
+]
 
 #: ``@upstash/ratelimit``'s default prefix, so both libraries share counters out of the box.
 DEFAULT_PREFIX = "@upstash/ratelimit"
@@ -71,7 +77,7 @@ _RESERVED_LAST = re.compile(r"(?:^|:)(?:gcra|log|dynamic|concurrency|limit\d+)$"
 _RESERVED_FIRST = re.compile(r"^(?:dynamic|denyList|ipDenyListStatus|events)(?::|$)")
 
 
-def _identifier_part(identifier: str | int, cluster: bool) -> str:
+def identifier_part(identifier: str | int, cluster: bool) -> str:
     """The identifier as it appears in keys: verbatim (Upstash's layout) or as a hash tag.
 
     Verbatim, an identifier that could name one of the limiter's other keys (one ending in a
@@ -223,7 +229,7 @@ class RatelimitFlows:
 
     def base_key(self, identifier: str | int) -> str:
         """``prefix:identifier``, the key every other key of the identifier starts with."""
-        return self._prefix_sep + _identifier_part(identifier, self.cluster)
+        return self._prefix_sep + identifier_part(identifier, self.cluster)
 
     def _now(self) -> int:
         return SERVER_TIME if self.clock.server else int(self.clock.now_ms())
