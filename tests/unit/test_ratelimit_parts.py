@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -290,6 +292,57 @@ def test_several_rates_and_the_limiters_they_make() -> None:
         parse_rates("10/second;")  # an empty part
     with pytest.raises(InvalidArgumentError, match="must be a str"):
         parse_rates(5)  # type: ignore[arg-type]
+
+
+def test_the_old_rates_module_still_offers_the_parser() -> None:
+    from redkit.ratelimit import rate_strings, rates
+
+    assert (rates.parse_rate, rates.parse_rates) == (
+        rate_strings.parse_rate,
+        rate_strings.parse_rates,
+    )
+
+
+def _ratelimit_imports() -> dict[str, set[str]]:
+    """Each module of ``redkit.ratelimit`` and the package's modules it imports, anywhere in it.
+
+    Imports inside functions count too: a lazy import is how a circle hides.
+    """
+    package = Path(redkit.ratelimit.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in package.glob("*.py"):
+        name = "redkit.ratelimit" + ("" if path.stem == "__init__" else f".{path.stem}")
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module == "redkit.ratelimit":
+                # A submodule by name; any other name comes from the package, which imports
+                # every module.
+                for alias in node.names:
+                    module = (package / alias.name).with_suffix(".py").exists()
+                    found.add(f"{node.module}.{alias.name}" if module else node.module)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+        graph[name] = {dep for dep in found if dep.startswith("redkit.ratelimit")}
+    return graph
+
+
+def test_the_rate_limit_modules_import_one_another_without_a_circle() -> None:
+    graph = _ratelimit_imports()
+    assert graph["redkit.ratelimit.rate_strings"] == set()  # pure text: a leaf
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, f"an import circle: {' -> '.join((*path, name))}"
+        if name in done:
+            return
+        for dep in graph.get(name, set()):
+            visit(dep, (*path, name))
+        done.add(name)
+
+    for name in graph:
+        visit(name, ())
 
 
 def test_window_algorithms_parse_one_rate() -> None:

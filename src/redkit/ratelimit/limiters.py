@@ -17,6 +17,7 @@ from redkit.core.durations import MAX_DURATION_MS, Duration, duration_ms
 from redkit.core.errors import InvalidArgumentError
 from redkit.core.ops import ScriptCall
 from redkit.core.scripts import Script, load_script
+from redkit.ratelimit.rate_strings import parse_rate
 
 __all__ = [
     "GCRA",
@@ -65,13 +66,6 @@ _SLIDING_WINDOW = ratelimit_script("sliding_window")
 _TOKEN_BUCKET = ratelimit_script("token_bucket")
 _GCRA = ratelimit_script("gcra")
 _SLIDING_LOG = ratelimit_script("sliding_log")
-
-
-def _parse_rate(rate: str) -> tuple[int, str]:
-    # Imported here: the rates module builds limiters, so it imports this one.
-    from redkit.ratelimit.rates import parse_rate
-
-    return parse_rate(rate)
 
 
 def check_count(value: object, name: str) -> int:
@@ -173,9 +167,9 @@ class _Windowed(Limiter):
     def parse(cls: type[_W], rate: str) -> _W:
         """This algorithm from a rate string: ``SlidingWindow.parse("5/minute")``.
 
-        The strings of ``limits`` and slowapi (see :mod:`redkit.ratelimit.rates`).
+        The strings of ``limits`` and slowapi (see :mod:`redkit.ratelimit.rate_strings`).
         """
-        return cls(*_parse_rate(rate))
+        return cls(*parse_rate(rate))
 
 
 @dataclass(frozen=True)
@@ -366,7 +360,7 @@ class SlidingLog(Limiter):
     @classmethod
     def parse(cls, rate: str) -> SlidingLog:
         """A sliding log from a rate string: ``SlidingLog.parse("100/minute")``."""
-        return cls(*_parse_rate(rate))
+        return cls(*parse_rate(rate))
 
     def __post_init__(self) -> None:
         tokens = check_count(self.tokens, "tokens")
