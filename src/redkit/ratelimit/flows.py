@@ -41,7 +41,7 @@ from redkit.ratelimit.limiters import (
     check_count,
     ratelimit_script,
 )
-from redkit.ratelimit.local import LocalWindows
+from redkit.ratelimit.local import WindowCounts
 from redkit.ratelimit.multi import MultiLimit
 from redkit.ratelimit.result import RatelimitResult, Remaining
 
@@ -199,9 +199,9 @@ class RatelimitFlows:
         # Blocks are timed on a local clock: monotonic, unless the test's virtual clock rules.
         self.local_ms = _monotonic_ms if clock.server else clock.now_ms
         # A cached fixed window's counts, decided in this process and sent to Redis later.
-        self.window_counts: LocalWindows | None = None
+        self.window_counts: WindowCounts | None = None
         if isinstance(limiter, CachedFixedWindow):
-            self.window_counts = LocalWindows(limiter)
+            self.window_counts = WindowCounts(limiter)
         if dynamic_limits and isinstance(limiter, (CachedFixedWindow, MultiLimit)):
             raise InvalidArgumentError(
                 "dynamic limits apply to one limit decided in Redis: not to a cached fixed "
