@@ -40,9 +40,9 @@ def test_a_hash_named_identifier_has_its_own_bucket(backend: Backend) -> None:
 
 
 def test_ordinary_identifiers_keep_upstash_keys() -> None:
-    from redkit.ratelimit.flows import _identifier_part
+    from redkit.ratelimit.flows import identifier_part
 
     for identifier in ("user:42", "1.2.3.4", "::1", "alice@example.com", "api"):
-        assert _identifier_part(identifier, False) == identifier
-    assert _identifier_part("a:dynamic", False) == "#a%3Adynamic"
-    assert _identifier_part("#tag", False) == "#%23tag"
+        assert identifier_part(identifier, False) == identifier
+    assert identifier_part("a:dynamic", False) == "#a%3Adynamic"
+    assert identifier_part("#tag", False) == "#%23tag"

@@ -4,7 +4,7 @@ with several threads or tasks can run into, played out in a fixed order."""
 from __future__ import annotations
 
 from redkit import CachedFixedWindow
-from redkit.ratelimit.local import LocalWindows
+from redkit.ratelimit.local import WindowCounts
 from redkit.ratelimit.result import RatelimitResult
 
 WINDOW = 60_000
@@ -18,7 +18,7 @@ def answer(used: int, reset: int = RESET, limit: int = 3) -> RatelimitResult:
 
 
 def test_a_request_on_its_way_to_redis_is_counted_before_redis_answers() -> None:
-    local = LocalWindows(CachedFixedWindow(3, "1 m"))
+    local = WindowCounts(CachedFixedWindow(3, "1 m"))
     assert local.count("b", 1, 0) is None  # B asks Redis
     assert local.count("a", 1, 0) is None  # so does A, for another identifier
     local.seed("b", answer(1), 1, T0, 0)
@@ -31,7 +31,7 @@ def test_a_request_on_its_way_to_redis_is_counted_before_redis_answers() -> None
 def test_locally_admitted_requests_leave_room_for_those_on_their_way() -> None:
     # B seeds the window; meanwhile A missed it and asked Redis; C's local admissions must
     # leave A's place free, since Redis does not know about C's yet and will admit A.
-    local = LocalWindows(CachedFixedWindow(3, "1 m"))
+    local = WindowCounts(CachedFixedWindow(3, "1 m"))
     assert local.count("id", 1, 0) is None  # B asks
     assert local.count("id", 1, 0) is None  # A asks, before B's answer is in
     local.seed("id", answer(1), 1, T0, 0)  # B admitted: 1 used
@@ -44,7 +44,7 @@ def test_locally_admitted_requests_leave_room_for_those_on_their_way() -> None:
 
 
 def test_a_late_answer_about_an_ended_window_changes_nothing() -> None:
-    local = LocalWindows(CachedFixedWindow(3, "1 m"))
+    local = WindowCounts(CachedFixedWindow(3, "1 m"))
     assert local.count("id", 1, 0) is None
     local.seed("id", answer(1, reset=RESET + WINDOW), 1, T0 + WINDOW, 0)  # the next window
     local.answered("id", 1)
@@ -55,7 +55,7 @@ def test_a_late_answer_about_an_ended_window_changes_nothing() -> None:
 
 
 def test_pending_counts_are_coalesced_and_put_back_after_a_failure() -> None:
-    local = LocalWindows(CachedFixedWindow(10, "1 m"))
+    local = WindowCounts(CachedFixedWindow(10, "1 m"))
     assert local.count("id", 1, 0) is None
     local.seed("id", answer(1, limit=10), 1, T0, 0)
     local.answered("id", 1)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import redkit
 from redkit import (
+    GCRA,
     AsyncRatelimit,
     CachedFixedWindow,
     EphemeralCache,
@@ -21,6 +24,7 @@ from redkit import (
     TokenBucket,
 )
 from redkit.core.errors import InvalidArgumentError, InvalidKeyError
+from redkit.ratelimit import Limiter, MultiLimit
 from redkit.ratelimit.limiters import MAX_TOKENS
 
 URL = "redis://127.0.0.1:1"  # never contacted: configuration errors come first
@@ -35,6 +39,46 @@ def test_limiters_take_upstash_durations() -> None:
     )  # fmt: skip
     assert CachedFixedWindow(3, "1 m").limit == 3
     assert FixedWindow(10, "10 s") == FixedWindow(10, "10 s")  # values, comparable
+
+
+@pytest.mark.parametrize(
+    ("limiter", "policy_ms", "counter_ms", "state"),
+    [
+        (FixedWindow(10, "10 s"), 10_000, 10_000, [("b", 10_000)]),
+        (CachedFixedWindow(10, "1 m"), 60_000, 60_000, [("b", 60_000)]),
+        (SlidingWindow(5, "500 ms"), 500, 500, [("b", 500)]),
+        # An emptied bucket of 10 takes ceil(10 / 3) = 4 refills of 1 s to fill up.
+        (TokenBucket(3, "1 s", 10), 4_000, 0, [("b", 0)]),
+        # A burst of 5 comes back in 5 emission intervals of 60 s / 10 = 6 s.
+        (GCRA(10, "1 m", 5), 30_000, 0, [("b:gcra", 0)]),
+        (GCRA(3, "10 ms", 2), 2 * 3334 / 1000, 0, [("b:gcra", 0)]),
+        (SlidingLog(3, "1 h"), 3_600_000, 0, [("b:log", 0)]),
+        (MultiLimit.of([FixedWindow(1, "1 s"), GCRA(1, "1 s", 1)]), 0, 0,
+         [("b:limit0", 1000), ("b:limit1:gcra", 0)]),
+    ],
+)  # fmt: skip
+def test_each_algorithm_says_its_policy_window_and_the_counters_reset_deletes(
+    limiter: Limiter, policy_ms: float, counter_ms: int, state: list[tuple[str, int]]
+) -> None:
+    assert limiter.policy_window_ms == policy_ms
+    assert limiter.counter_window_ms == counter_ms
+    assert limiter.state("b") == state
+
+
+@pytest.mark.parametrize(
+    "limiter",
+    [
+        TokenBucket(1, "1 s", 2),
+        GCRA(1, "1 s", 1),
+        SlidingLog(1, "1 s"),
+        MultiLimit.of([FixedWindow(1, "1 s")]),
+    ],
+)
+def test_window_ms_without_window_counters_is_deprecated_and_still_0(limiter: Limiter) -> None:
+    name = type(limiter).__name__
+    with pytest.warns(DeprecationWarning, match=rf"{name}\.window_ms is deprecated") as caught:
+        assert getattr(limiter, "window_ms") == 0  # noqa: B009  # not on every Limiter
+    assert caught[0].filename == __file__  # the warning points at the reader
 
 
 @pytest.mark.parametrize(
@@ -249,6 +293,60 @@ def test_several_rates_and_the_limiters_they_make() -> None:
         parse_rates("10/second;")  # an empty part
     with pytest.raises(InvalidArgumentError, match="must be a str"):
         parse_rates(5)  # type: ignore[arg-type]
+
+
+def test_the_old_rates_module_still_offers_the_parser() -> None:
+    from redkit.ratelimit import rate_strings, rates
+
+    assert (rates.parse_rate, rates.parse_rates) == (
+        rate_strings.parse_rate,
+        rate_strings.parse_rates,
+    )
+
+
+def _ratelimit_imports() -> dict[str, set[str]]:
+    """Each module of ``redkit.ratelimit`` and the package's modules it imports, anywhere in it.
+
+    Imports inside functions count too: a lazy import is how a circle hides.
+    """
+    package = Path(redkit.ratelimit.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in [*package.glob("*.py"), *package.glob("*/__init__.py")]:
+        stem = path.parent.name if path.stem == "__init__" and path.parent != package else path.stem
+        name = "redkit.ratelimit" + ("" if stem == "__init__" else f".{stem}")
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module == "redkit.ratelimit":
+                # A submodule by name; any other name comes from the package, which imports
+                # every module.
+                for alias in node.names:
+                    module = (package / alias.name).with_suffix(".py").exists() or (
+                        package / alias.name / "__init__.py"
+                    ).exists()
+                    found.add(f"{node.module}.{alias.name}" if module else node.module)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+        graph[name] = {dep for dep in found if dep.startswith("redkit.ratelimit")}
+    return graph
+
+
+def test_the_rate_limit_modules_import_one_another_without_a_circle() -> None:
+    graph = _ratelimit_imports()
+    assert graph["redkit.ratelimit.rate_strings"] == set()  # pure text: a leaf
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, f"an import circle: {' -> '.join((*path, name))}"
+        if name in done:
+            return
+        for dep in graph.get(name, set()):
+            visit(dep, (*path, name))
+        done.add(name)
+
+    for name in graph:
+        visit(name, ())
 
 
 def test_window_algorithms_parse_one_rate() -> None:

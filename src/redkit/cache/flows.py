@@ -27,8 +27,8 @@ from redkit.cache.serializers import Serializer
 from redkit.core import keys
 from redkit.core.clock import Clock
 from redkit.core.errors import (
+    NO_ANSWER,
     BackendError,
-    BackendTimeout,
     BackendUnavailable,
     InvalidArgumentError,
 )
@@ -56,8 +56,7 @@ _TAKE_LEASE = load_script("redkit.cache", "take_lease")
 _WRITTEN = "written"
 #: Pauses (seconds) between looks at a key another process is loading: short, then longer.
 _FIRST_WAIT, _LONGEST_WAIT = 0.005, 0.1
-#: Errors that mean "Redis did not answer": reads become misses, writes report False.
-_NO_ANSWER = (BackendTimeout, BackendUnavailable)
+# Where Redis does not answer (NO_ANSWER), reads become misses and writes report False.
 
 
 class _Missing:
@@ -466,7 +465,7 @@ class CacheFlows:
                 return held
         try:
             entry = yield from self._read_one(name)
-        except _NO_ANSWER as exc:
+        except NO_ANSWER as exc:
             self._count(errors=1, misses=1)
             log.warning("cache read of %r failed, counted as a miss: %s", name, exc)
             if self.trace is not None:
@@ -504,7 +503,7 @@ class CacheFlows:
         try:
             namespace = yield from self._namespace()
             entries = yield from self._read([namespace + name for name in names])
-        except _NO_ANSWER as exc:
+        except NO_ANSWER as exc:
             self._count(errors=1, misses=len(wanted))
             log.warning("cache read of %d keys failed, counted as misses: %s", len(wanted), exc)
             if self.trace is not None:
@@ -537,7 +536,7 @@ class CacheFlows:
             replies = yield Pipeline((store, *self._fence([redis_key])))
             reply = replies[0]
             yield from self._changed([self.key(key)])
-        except _NO_ANSWER as exc:
+        except NO_ANSWER as exc:
             self._count(errors=1)
             log.warning("cache write of %r failed: %s", redis_key, exc)
             return False
@@ -570,7 +569,7 @@ class CacheFlows:
             fence = self._fence([namespace + name for name in names.values()])
             replies = (yield Pipeline((*ops, *fence)))[:written]
             yield from self._changed(list(names.values()))
-        except _NO_ANSWER as exc:
+        except NO_ANSWER as exc:
             self._count(errors=1)
             log.warning("cache write of %d keys failed: %s", len(names), exc)
             return False
@@ -688,7 +687,7 @@ class CacheFlows:
                 return Lookup(held, False)
         try:
             entry = yield from self._read_one(name)
-        except _NO_ANSWER as exc:
+        except NO_ANSWER as exc:
             self._count(errors=1, misses=1)
             if self.trace is not None:
                 self._trace_read("miss", name)
@@ -770,7 +769,7 @@ class CacheFlows:
                         self._trace_read("hit", name, entry)
                     return Lookup(entry.value, False)
             stamps = yield from self._stamp(tags)  # before loading: see _stamp
-        except _NO_ANSWER as exc:
+        except NO_ANSWER as exc:
             # Redis is out of reach: the loader answers, and nothing is stored.
             self._count(errors=1, misses=1, loads=1)
             log.warning("cache read of %r failed, loading without the cache: %s", redis_key, exc)
@@ -833,7 +832,7 @@ class CacheFlows:
                     )
                 else:
                     yield self._set_command(redis_key, data, ttl_ms)
-            except _NO_ANSWER as exc:
+            except NO_ANSWER as exc:
                 self._count(errors=1)
                 log.warning(
                     "cache write of %r failed; the loaded value is still returned: %s",
@@ -878,7 +877,7 @@ class CacheFlows:
             redis_key = yield from self.redis_key(key)
             namespaced = True
             stamps = yield from self._stamp(tags)  # before the write: see _stamp
-        except _NO_ANSWER as exc:
+        except NO_ANSWER as exc:
             log.warning("cache write-through of %r cannot reach Redis: %s", redis_key, exc)
         value = yield Call(write)
         ttl_ms = self._ttl_ms(ttl_ms, value)

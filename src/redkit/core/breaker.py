@@ -21,12 +21,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from redkit.core.driver import AsyncDriver, SyncDriver
-from redkit.core.errors import BackendTimeout, BackendUnavailable, CommandError
+from redkit.core.errors import NO_ANSWER, BackendUnavailable, CommandError
 from redkit.core.ops import RedisOp
 
 __all__ = ["AsyncBreakerDriver", "Breaker", "BreakerDriver"]
-
-_NO_ANSWER = (BackendTimeout, BackendUnavailable)
 
 
 class _Circuit:
@@ -117,7 +115,7 @@ class Breaker:
         trial = self.admit(route)
         try:
             yield
-        except _NO_ANSWER as exc:
+        except NO_ANSWER as exc:
             self.failed(exc, route)
             raise
         except CommandError:

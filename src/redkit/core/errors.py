@@ -8,6 +8,7 @@ catch them all at once. Errors that describe bad input also derive from the matc
 from __future__ import annotations
 
 __all__ = [
+    "NO_ANSWER",
     "BackendError",
     "BackendTimeout",
     "BackendUnavailable",
@@ -61,6 +62,11 @@ class BackendUnavailable(BackendError):
 
 class BackendTimeout(BackendError):
     """Redis did not answer within the configured timeout."""
+
+
+#: The errors that mean "Redis did not answer", as opposed to Redis answering with an error:
+#: what a timeout policy, a fallback or a circuit breaker acts on (``except NO_ANSWER:``).
+NO_ANSWER = (BackendTimeout, BackendUnavailable)
 
 
 class CommandError(BackendError):

@@ -20,14 +20,14 @@ from redkit.core import keys
 from redkit.core.clock import ClientClock, Clock, ServerClock, resolve_clock
 from redkit.core.driver import AsyncDriver, Backend, SyncDriver, as_backend, scripts_declare_keys
 from redkit.core.durations import Duration, duration_ms
-from redkit.core.errors import BackendTimeout, BackendUnavailable, InvalidArgumentError
+from redkit.core.errors import NO_ANSWER, InvalidArgumentError
 from redkit.core.flow import Flow, run_async, run_sync
 from redkit.core.ops import ScriptCall, command
 from redkit.core.replies import as_int
 from redkit.ratelimit import scripts
 from redkit.ratelimit.facade import DEFAULT_TIMEOUT
-from redkit.ratelimit.flows import DEFAULT_PREFIX, TimeoutPolicy, _identifier_part
-from redkit.ratelimit.limiters import SERVER_TIME, _count, ratelimit_script
+from redkit.ratelimit.flows import DEFAULT_PREFIX, TimeoutPolicy, identifier_part
+from redkit.ratelimit.limiters import SERVER_TIME, check_count, ratelimit_script
 
 __all__ = [
     "AcquireContext",
@@ -38,8 +38,6 @@ __all__ = [
     "Lease",
 ]
 
-#: Errors that mean "Redis did not answer", as opposed to Redis answering with an error.
-_NO_ANSWER = (BackendTimeout, BackendUnavailable)
 #: The last part of every concurrency key: ``<prefix>:<identifier>:concurrency``.
 _SUFFIX = ":concurrency"
 
@@ -60,7 +58,7 @@ class ConcurrencyLimit:
     lease_ms: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        _count(self.max_in_flight, "max_in_flight")
+        check_count(self.max_in_flight, "max_in_flight")
         object.__setattr__(self, "lease_ms", duration_ms(self.lease, name="lease"))
 
 
@@ -160,7 +158,7 @@ class ConcurrencyFlows:
 
     def key(self, identifier: str | int) -> str:
         """The identifier's sorted set: ``prefix:identifier:concurrency`` (tagged on a cluster)."""
-        return self._prefix_sep + _identifier_part(identifier, self.cluster) + _SUFFIX
+        return self._prefix_sep + identifier_part(identifier, self.cluster) + _SUFFIX
 
     def _now(self) -> int:
         return SERVER_TIME if self.clock.server else int(self.clock.now_ms())
@@ -176,7 +174,7 @@ class ConcurrencyFlows:
                 now=self._now(), token=token, limit=limit, lease=lease_ms
             )
             reply = yield ScriptCall(self._acquire, (key,), args)
-        except _NO_ANSWER:
+        except NO_ANSWER:
             # The script may have run: then the slot stays taken until the lease ends.
             return Lease(self.on_timeout == "allow", limit, 0, identifier, reason="timeout")
         acquired, held, ends, now = (as_int(part) for part in reply)
@@ -194,7 +192,7 @@ class ConcurrencyFlows:
         try:
             args = scripts.concurrency_release_args(now=self._now(), token=lease.token)
             released = yield ScriptCall(self._release, (key,), args)
-        except _NO_ANSWER:
+        except NO_ANSWER:
             return False  # the lease ends on its own; an exit path must not fail on it
         return bool(as_int(released))
 
@@ -214,7 +212,7 @@ class ConcurrencyFlows:
                 now=self._now(), token=lease.token, lease=lease_ms
             )
             reply = yield ScriptCall(self._extend, (key,), args)
-        except _NO_ANSWER:
+        except NO_ANSWER:
             return False  # not renewed, as far as anyone can tell
         return bool(as_int(reply[0]))
 

@@ -169,7 +169,7 @@ class Ratelimit:
         # Held while counts travel to Redis, so flush() and reset() wait for a sync under way.
         self._syncing = threading.Lock()
         flows = self._flows
-        background = flows.local is not None or flows.analytics is not None
+        background = flows.window_counts is not None or flows.analytics is not None
         self._flusher = ThreadFlusher(self.flush, flows.has_pending) if background else None
 
     @property
@@ -334,7 +334,7 @@ class AsyncRatelimit:
             weakref.WeakKeyDictionary()
         )
         flows = self._flows
-        background = flows.local is not None or flows.analytics is not None
+        background = flows.window_counts is not None or flows.analytics is not None
         self._flusher = AsyncFlusher(self.flush, flows.has_pending) if background else None
 
     def _sync_lock(self) -> asyncio.Lock:

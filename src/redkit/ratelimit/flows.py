@@ -18,9 +18,9 @@ from redkit.core import keys
 from redkit.core.clock import Clock
 from redkit.core.durations import MAX_DURATION_MS, Duration, duration_ms
 from redkit.core.errors import (
+    NO_ANSWER,
     BackendError,
     BackendTimeout,
-    BackendUnavailable,
     InvalidArgumentError,
 )
 from redkit.core.flow import Flow
@@ -38,14 +38,20 @@ from redkit.ratelimit.limiters import (
     CachedFixedWindow,
     Limiter,
     SlidingLog,
-    _count,
+    check_count,
     ratelimit_script,
 )
-from redkit.ratelimit.local import LocalWindows
+from redkit.ratelimit.local import WindowCounts
 from redkit.ratelimit.multi import MultiLimit
 from redkit.ratelimit.result import RatelimitResult, Remaining
 
-__all__ = ["DEFAULT_PREFIX", "MAX_IDENTIFIER_BYTES", "RatelimitFlows", "TimeoutPolicy"]
+__all__ = [
+    "DEFAULT_PREFIX",
+    "MAX_IDENTIFIER_BYTES",
+    "RatelimitFlows",
+    "TimeoutPolicy",
+    "identifier_part",
+]
 
 #: ``@upstash/ratelimit``'s default prefix, so both libraries share counters out of the box.
 DEFAULT_PREFIX = "@upstash/ratelimit"
@@ -59,8 +65,6 @@ GLOBAL_OVERRIDE_CHECK_S = 1.0
 DENY_COPY_CHECK_S = 10.0
 #: Denied values answered from memory: how many, and for how long (ms), as Upstash's SDK.
 DENIED_CACHE_SIZE, DENIED_CACHE_MS = 1000, 60_000
-#: Errors that mean "Redis did not answer", as opposed to Redis answering with an error.
-_NO_ANSWER = (BackendTimeout, BackendUnavailable)
 
 
 def _monotonic_ms() -> float:
@@ -73,7 +77,7 @@ _RESERVED_LAST = re.compile(r"(?:^|:)(?:gcra|log|dynamic|concurrency|limit\d+)$"
 _RESERVED_FIRST = re.compile(r"^(?:dynamic|denyList|ipDenyListStatus|events)(?::|$)")
 
 
-def _identifier_part(identifier: str | int, cluster: bool) -> str:
+def identifier_part(identifier: str | int, cluster: bool) -> str:
     """The identifier as it appears in keys: verbatim (Upstash's layout) or as a hash tag.
 
     Verbatim, an identifier that could name one of the limiter's other keys (one ending in a
@@ -189,11 +193,15 @@ class RatelimitFlows:
                 "over REST) or a limiter without windows"
             )
         self.clock = clock
-        self.cache = ephemeral_cache
+        # The ephemeral cache: identifiers Redis refused, answered from memory until due.
+        self.blocks = ephemeral_cache
         self.on_timeout: TimeoutPolicy = on_timeout
         # Blocks are timed on a local clock: monotonic, unless the test's virtual clock rules.
         self.local_ms = _monotonic_ms if clock.server else clock.now_ms
-        self.local = LocalWindows(limiter) if isinstance(limiter, CachedFixedWindow) else None
+        # A cached fixed window's counts, decided in this process and sent to Redis later.
+        self.window_counts: WindowCounts | None = None
+        if isinstance(limiter, CachedFixedWindow):
+            self.window_counts = WindowCounts(limiter)
         if dynamic_limits and isinstance(limiter, (CachedFixedWindow, MultiLimit)):
             raise InvalidArgumentError(
                 "dynamic limits apply to one limit decided in Redis: not to a cached fixed "
@@ -221,7 +229,7 @@ class RatelimitFlows:
 
     def base_key(self, identifier: str | int) -> str:
         """``prefix:identifier``, the key every other key of the identifier starts with."""
-        return self._prefix_sep + _identifier_part(identifier, self.cluster)
+        return self._prefix_sep + identifier_part(identifier, self.cluster)
 
     def _now(self) -> int:
         return SERVER_TIME if self.clock.server else int(self.clock.now_ms())
@@ -236,8 +244,8 @@ class RatelimitFlows:
         """Turn a script's reply into a result, and keep the ephemeral cache in step."""
         allowed, limit, remaining, reset, retry_ms, now = reply[:6]
         if allowed:
-            if rate < 0 and self.cache is not None:
-                self.cache.pop(base)  # a refund may have unblocked the identifier
+            if rate < 0 and self.blocks is not None:
+                self.blocks.pop(base)  # a refund may have unblocked the identifier
             return RatelimitResult(True, limit, remaining, reset)
         # Several limits: the 8th field is the (1-based) position of the one that refused.
         refused_by = reply[7] - 1 if len(reply) > 7 else None
@@ -247,36 +255,36 @@ class RatelimitFlows:
         retry_after = retry_ms / 1000
         if len(reply) > 6 and reply[6] >= 0:  # the wait in µs too (GCRA): finer than retry_ms
             retry_ms, retry_after = reply[6] / 1000, reply[6] / 1_000_000
-        if self.cache is not None:
+        if self.blocks is not None:
             # A retry passes at the script's own now plus retry_ms, and the script's now is the
             # clock's reading floored to whole ms: timed from the reading itself, a block would
             # outlast the refusal by its fraction. A server clock's "now" is Redis's, not on the
             # local clock: there the block runs from the (earlier) local reading.
             start = local_now if self.clock.server else now
-            self.cache.block(base, start + retry_ms, reset, rate)
+            self.blocks.block(base, start + retry_ms, reset, rate)
         return RatelimitResult(False, limit, remaining, reset, retry_after, refused_by=refused_by)
 
     def _answer_locally(self, base: str, rate: int, local_now: float) -> RatelimitResult | None:
         """An answer that needs no Redis: a blocked identifier, or the cached window's count."""
-        if rate > 0 and self.cache is not None:
-            block = self.cache.blocked(base, local_now, rate)
+        if rate > 0 and self.blocks is not None:
+            block = self.blocks.blocked(base, local_now, rate)
             if block is not None:
                 retry = (block.until - local_now) / 1000
                 return RatelimitResult(
                     False, self.limiter.limit, 0, block.reset, retry, "cacheBlock"
                 )
-        if self.local is None:
+        if self.window_counts is None:
             return None
-        counted = self.local.count(base, rate, local_now)
-        if counted is not None and counted.success and rate < 0 and self.cache is not None:
-            self.cache.pop(base)  # a refund may have unblocked the identifier
+        counted = self.window_counts.count(base, rate, local_now)
+        if counted is not None and counted.success and rate < 0 and self.blocks is not None:
+            self.blocks.pop(base)  # a refund may have unblocked the identifier
         return counted
 
     def _answer(self, base: str, rate: int, reply: Any, local_now: float) -> RatelimitResult:
         """Redis's answer as a result; the cached window starts counting from it."""
         result = self._settle(base, rate, reply, local_now)
-        if self.local is not None:
-            self.local.seed(base, result, rate, reply[5], local_now)
+        if self.window_counts is not None:
+            self.window_counts.seed(base, result, rate, reply[5], local_now)
         return result
 
     # -- dynamic limits --------------------------------------------------------------------
@@ -370,7 +378,7 @@ class RatelimitFlows:
             )
         if limit is None:
             return None
-        checked = _count(limit, "a dynamic limit")
+        checked = check_count(limit, "a dynamic limit")
         if isinstance(self.limiter, SlidingLog) and checked > MAX_LOG_TOKENS:
             raise InvalidArgumentError(f"a sliding log's limit is at most {MAX_LOG_TOKENS:_}")
         if isinstance(self.limiter, GCRA) and checked * self.limiter.emission_us > (
@@ -385,8 +393,8 @@ class RatelimitFlows:
         key = dynamic.global_key(self.prefix)
         yield command("DEL", key) if checked is None else command("SET", key, checked)
         self._global = (checked, time.monotonic())
-        if self.cache is not None:
-            self.cache.clear()  # blocks decided under the old limit no longer hold
+        if self.blocks is not None:
+            self.blocks.clear()  # blocks decided under the old limit no longer hold
 
     def get_dynamic_limit(self) -> Flow[int | None]:
         """The override for every identifier, or ``None``."""
@@ -399,8 +407,8 @@ class RatelimitFlows:
         checked = self._check_dynamic(limit)
         base = self.base_key(identifier)
         key = dynamic.identifier_key(base)
-        if self.cache is not None:
-            self.cache.pop(base)  # a block decided under the old limit no longer holds
+        if self.blocks is not None:
+            self.blocks.pop(base)  # a block decided under the old limit no longer holds
         yield command("DEL", key) if checked is None else command("SET", key, checked)
 
     def get_identifier_limit(self, identifier: str | int) -> Flow[int | None]:
@@ -435,7 +443,7 @@ class RatelimitFlows:
                 denied = yield from self._denied_locally(values, local_now)
                 if denied is not None:
                     return self._tally(identifier, self._remember_denied(denied, local_now))
-        except _NO_ANSWER:
+        except NO_ANSWER:
             return self.timeout_result()
         local_answer = self._answer_locally(base, rate, local_now)
         if local_answer is not None:
@@ -446,7 +454,7 @@ class RatelimitFlows:
                 if self._guarded:
                     call = yield from self._guard(call, base, values, str(identifier))
                 reply = yield call
-            except _NO_ANSWER:
+            except NO_ANSWER:
                 return self.timeout_result()
             if reply[0] == dynamic.DENIED:
                 return self._remember_denied(values[reply[1] - 1], local_now)
@@ -455,8 +463,8 @@ class RatelimitFlows:
                 return result
             return self._tally(identifier, result)
         finally:
-            if self.local is not None:
-                self.local.answered(base, rate)  # after the seed: never uncounted in between
+            if self.window_counts is not None:
+                self.window_counts.answered(base, rate)  # after the seed: never uncounted meanwhile
 
     def limit_many(
         self, identifiers: Iterable[str | int], rate: int = 1
@@ -477,7 +485,7 @@ class RatelimitFlows:
             for values in deny_values:
                 denied = (yield from self._denied_locally(values, local_now)) if values else None
                 results.append(None if denied is None else self._remember_denied(denied, local_now))
-        except _NO_ANSWER:
+        except NO_ANSWER:
             return [self.timeout_result() for _ in bases]
         for index, base in enumerate(bases):
             answered = results[index]
@@ -497,10 +505,10 @@ class RatelimitFlows:
                             calls[i], base, deny_values[index], str(wanted[index])
                         )
                 replies = yield Pipeline(tuple(calls))
-            except _NO_ANSWER:
+            except NO_ANSWER:
                 replies = [BackendTimeout("no answer")] * len(asked)
             for (index, base), reply in zip(asked, replies, strict=True):
-                if isinstance(reply, _NO_ANSWER):
+                if isinstance(reply, NO_ANSWER):
                     results[index] = self.timeout_result()
                 elif isinstance(reply, BackendError):
                     raise reply
@@ -514,8 +522,8 @@ class RatelimitFlows:
                     results[index] = result
         finally:
             for _, base in asked:
-                if self.local is not None:
-                    self.local.answered(base, rate)
+                if self.window_counts is not None:
+                    self.window_counts.answered(base, rate)
         return [result for result in results if result is not None]
 
     def get_remaining(self, identifier: str | int) -> Flow[Remaining]:
@@ -541,15 +549,15 @@ class RatelimitFlows:
                     bucket = now // window
                     named.extend((f"{key}:{b}", 0) for b in (bucket - 1, bucket, bucket + 1))
             parts = named
-        if self.local is not None:
-            self.local.forget(base)  # before the delete: no pending count may recreate a key
+        if self.window_counts is not None:
+            self.window_counts.forget(base)  # before the delete: nothing pending recreates a key
         names = tuple(key for key, _ in parts)
         windows = tuple(window for _, window in parts)
         deleted = yield ScriptCall(
             ratelimit_script("reset"), names, scripts.reset_args(now=now, windows=windows)
         )
-        if self.cache is not None:
-            self.cache.pop(base)
+        if self.blocks is not None:
+            self.blocks.pop(base)
         return as_int(deleted)
 
     def block_until_ready(
@@ -588,11 +596,13 @@ class RatelimitFlows:
     def top(self, count: int, hours: int) -> Flow[dict[str, list[tuple[str, int]]]]:
         """The most allowed and the most blocked identifiers over the last ``hours``."""
         analytics = self._analytics_on()
-        return (yield from analytics.top(self.wall_ms(), _hours(hours), _count(count, "count")))
+        return (
+            yield from analytics.top(self.wall_ms(), _hours(hours), check_count(count, "count"))
+        )
 
     def has_pending(self) -> bool:
         """Whether counts made in this process wait to be sent (see :meth:`sync_local`)."""
-        return (self.local is not None and self.local.has_pending()) or (
+        return (self.window_counts is not None and self.window_counts.has_pending()) or (
             self.analytics is not None and self.analytics.has_pending()
         )
 
@@ -600,13 +610,13 @@ class RatelimitFlows:
         """Send what this process counted: the cached window's admissions and the analytics."""
         if self.analytics is not None:
             yield from self.analytics.flush(self.wall_ms())
-        if self.local is None:
+        if self.window_counts is None:
             return
-        pending = self.local.take_pending()
+        pending = self.window_counts.take_pending()
         if not pending:
             return
         add = load_script(__package__, "add")  # no clock: it adds what was already decided
-        window = self.limiter.window_ms
+        window = self.limiter.counter_window_ms
         calls = tuple(
             ScriptCall(add, (key,), scripts.add_args(delta=delta, window=window))
             for key, delta in pending
@@ -614,8 +624,8 @@ class RatelimitFlows:
         try:
             totals = yield Pipeline(calls)
         except BackendError:
-            self.local.restore_pending(pending)
+            self.window_counts.restore_pending(pending)
             raise
         for (key, _), total in zip(pending, totals, strict=True):
             if not isinstance(total, BackendError):
-                self.local.fold(key, as_int(total))
+                self.window_counts.fold(key, as_int(total))

@@ -7,13 +7,16 @@ decision builds one :class:`~redkit.core.ops.ScriptCall` whose keys are exactly
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from redkit.core.caller import warn_caller
 from redkit.core.durations import MAX_DURATION_MS, Duration, duration_ms
 from redkit.core.errors import InvalidArgumentError
 from redkit.core.ops import ScriptCall
 from redkit.ratelimit import scripts
+from redkit.ratelimit.rate_strings import parse_rate
 from redkit.ratelimit.scripts import ratelimit_script
 
 __all__ = [
@@ -26,6 +29,7 @@ __all__ = [
     "SlidingLog",
     "SlidingWindow",
     "TokenBucket",
+    "check_count",
     "ratelimit_script",
 ]
 
@@ -48,14 +52,13 @@ _GCRA = ratelimit_script("gcra")
 _SLIDING_LOG = ratelimit_script("sliding_log")
 
 
-def _parse_rate(rate: str) -> tuple[int, str]:
-    # Imported here: the rates module builds limiters, so it imports this one.
-    from redkit.ratelimit.rates import parse_rate
+def check_count(value: object, name: str) -> int:
+    """``value`` as a count of requests or tokens: an int from 1 to :data:`MAX_TOKENS`.
 
-    return parse_rate(rate)
+    Raises:
+        InvalidArgumentError: naming the argument ``name``, for anything else.
 
-
-def _count(value: object, name: str) -> int:
+    """
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgumentError(
             f"{name} must be an int, got {type(value).__name__}: {value!r:.40}"
@@ -70,9 +73,24 @@ class Limiter:
 
     #: The configured number of requests (or tokens) a window (or bucket) admits.
     limit: int
-    #: The window length in ms whose counters :meth:`~redkit.Ratelimit.reset` removes; 0 for
-    #: algorithms without window counters.
-    window_ms: int
+
+    @property
+    def policy_window_ms(self) -> float:
+        """The span in ms over which the algorithm admits :attr:`limit` requests.
+
+        It is the window ``RateLimit-Policy`` announces (see :func:`redkit.web.policies_for`);
+        0 when there is no single one to tell.
+        """
+        raise NotImplementedError
+
+    @property
+    def counter_window_ms(self) -> int:
+        """The length in ms of the window counters :meth:`~redkit.Ratelimit.reset` deletes.
+
+        Window algorithms count in ``<key>:<window number>`` keys next to :meth:`state_key`;
+        0 means there are none: the state is that key alone.
+        """
+        return 0
 
     def call(self, base: str, now: int, rate: int) -> ScriptCall:
         """The script call deciding ``rate`` for the identifier whose base key is ``base``.
@@ -91,7 +109,16 @@ class Limiter:
         A window of 0 means the key itself; otherwise the key's window counters around now
         go too (``<key>:<window number>``).
         """
-        return [(self.state_key(base), self.window_ms)]
+        return [(self.state_key(base), self.counter_window_ms)]
+
+    def _deprecated_window_ms(self) -> int:
+        # What ``window_ms`` was on algorithms without window counters, kept for one release.
+        warn_caller(
+            f"{type(self).__name__}.window_ms is deprecated and always 0: read policy_window_ms"
+            " (the span that admits `limit` requests) or counter_window_ms (what reset() deletes)",
+            DeprecationWarning,
+        )
+        return 0
 
 
 _W = TypeVar("_W", bound="_Windowed")
@@ -107,16 +134,26 @@ class _Windowed(Limiter):
     window_ms: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "limit", _count(self.tokens, "tokens"))
+        object.__setattr__(self, "limit", check_count(self.tokens, "tokens"))
         object.__setattr__(self, "window_ms", duration_ms(self.window, name="window"))
+
+    @property
+    def policy_window_ms(self) -> float:
+        """The window: ``tokens`` requests per ``window``."""
+        return self.window_ms
+
+    @property
+    def counter_window_ms(self) -> int:
+        """The window, whose counters ``<base>:<window number>`` hold the state."""
+        return self.window_ms
 
     @classmethod
     def parse(cls: type[_W], rate: str) -> _W:
         """This algorithm from a rate string: ``SlidingWindow.parse("5/minute")``.
 
-        The strings of ``limits`` and slowapi (see :mod:`redkit.ratelimit.rates`).
+        The strings of ``limits`` and slowapi (see :mod:`redkit.ratelimit.rate_strings`).
         """
-        return cls(*_parse_rate(rate))
+        return cls(*parse_rate(rate))
 
 
 @dataclass(frozen=True)
@@ -185,13 +222,22 @@ class TokenBucket(Limiter):
     interval: Duration
     max_tokens: int
     limit: int = field(init=False, repr=False)
-    window_ms: int = field(init=False, repr=False, default=0)
     interval_ms: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        _count(self.refill_rate, "refill_rate")
-        object.__setattr__(self, "limit", _count(self.max_tokens, "max_tokens"))
+        check_count(self.refill_rate, "refill_rate")
+        object.__setattr__(self, "limit", check_count(self.max_tokens, "max_tokens"))
         object.__setattr__(self, "interval_ms", duration_ms(self.interval, name="interval"))
+
+    @property
+    def policy_window_ms(self) -> float:
+        """The time an emptied bucket takes to fill up again, in whole refills."""
+        return math.ceil(self.max_tokens / self.refill_rate) * self.interval_ms
+
+    @property
+    def window_ms(self) -> int:
+        """Deprecated, always 0: see :attr:`policy_window_ms` and :attr:`counter_window_ms`."""
+        return self._deprecated_window_ms()
 
     def call(self, base: str, now: int, rate: int) -> ScriptCall:
         """Build this algorithm's script call (see :meth:`Limiter.call`)."""
@@ -241,14 +287,13 @@ class GCRA(Limiter):
     period: Duration
     burst: int
     limit: int = field(init=False, repr=False)
-    window_ms: int = field(init=False, repr=False, default=0)
     period_ms: int = field(init=False, repr=False)
     #: T, the emission interval: ``ceil(period / rate)`` in microseconds.
     emission_us: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        rate = _count(self.rate, "rate")
-        object.__setattr__(self, "limit", _count(self.burst, "burst"))
+        rate = check_count(self.rate, "rate")
+        object.__setattr__(self, "limit", check_count(self.burst, "burst"))
         period_ms = duration_ms(self.period, name="period")
         object.__setattr__(self, "period_ms", period_ms)
         if rate > period_ms * 1000:
@@ -263,6 +308,16 @@ class GCRA(Limiter):
                 "burst * period / rate (the time an emptied bucket takes to fill up) must be "
                 f"at most 10 years, got {self.limit * emission_us / 1e6:_.0f} s"
             )
+
+    @property
+    def policy_window_ms(self) -> float:
+        """The time a full burst takes to come back: ``burst`` emission intervals."""
+        return self.limit * self.emission_us / 1000
+
+    @property
+    def window_ms(self) -> int:
+        """Deprecated, always 0: see :attr:`policy_window_ms` and :attr:`counter_window_ms`."""
+        return self._deprecated_window_ms()
 
     def call(self, base: str, now: int, rate: int) -> ScriptCall:
         """Build this algorithm's script call (see :meth:`Limiter.call`)."""
@@ -293,17 +348,16 @@ class SlidingLog(Limiter):
     tokens: int
     window: Duration
     limit: int = field(init=False, repr=False)
-    window_ms: int = field(init=False, repr=False, default=0)
-    #: The window's length in ms (``window_ms`` is 0: there are no window counters).
+    #: The window's length in ms (one sorted set, no window counters).
     log_window_ms: int = field(init=False, repr=False)
 
     @classmethod
     def parse(cls, rate: str) -> SlidingLog:
         """A sliding log from a rate string: ``SlidingLog.parse("100/minute")``."""
-        return cls(*_parse_rate(rate))
+        return cls(*parse_rate(rate))
 
     def __post_init__(self) -> None:
-        tokens = _count(self.tokens, "tokens")
+        tokens = check_count(self.tokens, "tokens")
         if tokens > MAX_LOG_TOKENS:
             raise InvalidArgumentError(
                 f"tokens must be at most {MAX_LOG_TOKENS:_} for a sliding log (one entry per "
@@ -311,6 +365,16 @@ class SlidingLog(Limiter):
             )
         object.__setattr__(self, "limit", tokens)
         object.__setattr__(self, "log_window_ms", duration_ms(self.window, name="window"))
+
+    @property
+    def policy_window_ms(self) -> float:
+        """The sliding window: ``tokens`` requests in any ``window``-long span."""
+        return self.log_window_ms
+
+    @property
+    def window_ms(self) -> int:
+        """Deprecated, always 0: see :attr:`policy_window_ms` and :attr:`counter_window_ms`."""
+        return self._deprecated_window_ms()
 
     def call(self, base: str, now: int, rate: int) -> ScriptCall:
         """Build this algorithm's script call (see :meth:`Limiter.call`)."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from redkit.ratelimit.limiters import FixedWindow
 from redkit.ratelimit.result import RatelimitResult
 
-__all__ = ["LocalWindows"]
+__all__ = ["WindowCounts"]
 
 
 @dataclass
@@ -26,8 +26,8 @@ class _Window:
     count: int  # admitted in this window, as far as this process knows
 
 
-class LocalWindows:
-    """Local state of the windows of one cached fixed window limiter (bounded, thread-safe)."""
+class WindowCounts:
+    """One cached fixed window limiter's counts in this process (bounded, thread-safe)."""
 
     def __init__(self, limiter: FixedWindow, max_size: int = 10_000) -> None:
         self.limit = limiter.limit

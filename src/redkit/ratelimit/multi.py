@@ -40,7 +40,6 @@ class MultiLimit(Limiter):
 
     limiters: tuple[Limiter, ...]
     limit: int = field(init=False, repr=False)
-    window_ms: int = field(init=False, repr=False, default=0)
 
     def __post_init__(self) -> None:
         limiters = tuple(self.limiters)
@@ -56,6 +55,16 @@ class MultiLimit(Limiter):
                 )
         object.__setattr__(self, "limiters", limiters)
         object.__setattr__(self, "limit", min(limiter.limit for limiter in limiters))
+
+    @property
+    def policy_window_ms(self) -> float:
+        """0: each limit has its own window (:func:`redkit.web.policies_for` tells them all)."""
+        return 0
+
+    @property
+    def window_ms(self) -> int:
+        """Deprecated, always 0: see :attr:`policy_window_ms` and :attr:`counter_window_ms`."""
+        return self._deprecated_window_ms()
 
     @staticmethod
     def of(limiters: Sequence[Limiter]) -> MultiLimit:

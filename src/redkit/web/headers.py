@@ -17,7 +17,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from redkit.ratelimit.limiters import GCRA, Limiter, SlidingLog, TokenBucket
+from redkit.ratelimit.limiters import Limiter
 from redkit.ratelimit.multi import MultiLimit
 from redkit.ratelimit.result import RatelimitResult
 
@@ -55,18 +55,6 @@ def _seconds(ms: float) -> int:
     return max(1, math.ceil(ms / 1000))
 
 
-def _window_ms(limiter: Limiter) -> float:
-    """The span over which ``limiter.limit`` requests are admitted."""
-    if isinstance(limiter, TokenBucket):
-        # An emptied bucket is full again after this many refills.
-        return math.ceil(limiter.max_tokens / limiter.refill_rate) * limiter.interval_ms
-    if isinstance(limiter, GCRA):
-        return limiter.limit * limiter.emission_us / 1000  # a full burst's refill time
-    if isinstance(limiter, SlidingLog):
-        return limiter.log_window_ms
-    return limiter.window_ms
-
-
 def policies_for(limiter: Limiter, name: str = "default") -> tuple[Policy, ...]:
     """The policies ``limiter`` enforces, named ``name`` (``name-0``, ``name-1``... for several).
 
@@ -79,7 +67,7 @@ def policies_for(limiter: Limiter, name: str = "default") -> tuple[Policy, ...]:
 
 
 def _policy(limiter: Limiter, name: str) -> Policy:
-    window = _window_ms(limiter)
+    window = limiter.policy_window_ms
     return Policy(name, limiter.limit, _seconds(window) if window > 0 else 0)
 
 
