@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -14,8 +15,9 @@ from hypothesis import strategies as st
 
 from redkit.advise import readers
 from redkit.advise.readers import read_trace
+from redkit.advise.sample import sample_log
 from redkit.advise.templates import Templates
-from redkit.advise.trace import Op, Request
+from redkit.advise.trace import Op, Request, Trace
 from redkit.errors import InvalidArgumentError
 
 COMBINED = (
@@ -463,3 +465,37 @@ def test_any_bytes_in_a_file_never_stop_a_read(format: str, noise: list[bytes]) 
             assert len(trace) >= 2
             # Every rejection is one the readers meant, never the catch-all.
             assert not any(m.reason.startswith("unreadable") for m in trace.malformed_examples)
+
+
+_COLUMNS = (
+    "times", "lines", "ops", "keys", "namespaces", "sizes", "clients", "users", "user_agents",
+    "statuses", "methods",
+)  # fmt: skip
+
+
+def _rows(trace: Trace) -> list[tuple[object, ...]]:
+    """Every request as its values (strings resolved), for comparing two traces."""
+    names = {"keys": trace.key_names, "namespaces": trace.namespace_names}
+    columns = []
+    for name in _COLUMNS:
+        column = getattr(trace, name)
+        table = names.get(name, trace.strings if name in _STRING_COLUMNS else None)
+        columns.append([table[v] for v in column] if table is not None else list(column))
+    ttls = ["nan" if math.isnan(v) else v for v in trace.ttls]
+    return list(zip(*columns, ttls, strict=True))
+
+
+_STRING_COLUMNS = {"clients", "users", "user_agents", "methods"}
+
+
+def test_the_fast_path_reads_the_sample_as_the_general_parser_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The common line is matched by a quick pattern and added to the columns directly; the
+    # general pattern and a Request per line must give the same trace, row for row.
+    fast = read_trace(sample_log())
+    monkeypatch.setattr(readers, "_CLF_FAST", re.compile(r"(?!)"))  # matches nothing
+    general = read_trace(sample_log())
+    assert len(fast) == len(general) > 1000
+    assert (fast.malformed, fast.lines_read) == (general.malformed, general.lines_read)
+    assert _rows(fast) == _rows(general)

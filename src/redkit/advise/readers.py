@@ -314,9 +314,12 @@ def _split_request_line(text: str) -> tuple[str, str]:
 class _ClfReader:
     name = "clf"
 
-    def __init__(self, http: _Http) -> None:
+    def __init__(self, http: _Http, builder: TraceBuilder | None = None) -> None:
         self.http = http
         self._times: dict[str, float] = {}
+        # Given a builder without attributes to keep, the common line goes straight into it
+        # (the reader then returns None): no Request is built a million times.
+        self._add = None if builder is None or builder.attribute_names else builder.add_http
 
     def _time(self, stamp: str) -> float:
         try:
@@ -328,7 +331,7 @@ class _ClfReader:
         self._times[stamp] = when
         return when
 
-    def __call__(self, number: int, text: str) -> Request:
+    def __call__(self, number: int, text: str) -> Request | None:
         found = _CLF_FAST.fullmatch(text)
         if found is None:
             return self._general(number, text)
@@ -347,6 +350,13 @@ class _ClfReader:
             op = Op.OTHER
         if agent is not None and "\\" in agent:
             agent = _unescape(agent)
+        if self._add is not None:
+            self._add(
+                when, number, op, parts[1] if op is Op.WRITE else parts[0], parts[2],
+                -1 if size == "-" else int(size), host, None if user == "-" else user,
+                None if agent == "-" else agent, code, method,
+            )  # fmt: skip
+            return None
         return Request(
             when, number, op, parts[1] if op is Op.WRITE else parts[0], parts[2],
             None if size == "-" else int(size), None, host, None if user == "-" else user,
@@ -956,7 +966,7 @@ def read_trace(
     for s in sources:
         reader: Callable[[int, str], Request | None]
         if s.format in ("clf", "combined"):
-            reader = _ClfReader(http)
+            reader = _ClfReader(http, builder)
         elif s.format == "jsonl":
             reader = _JsonReader(http, fields or {}, attributes, s.flavour)
         elif s.format == "csv":
