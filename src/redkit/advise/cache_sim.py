@@ -76,7 +76,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, chain, compress, count, repeat
-from operator import add, and_, lt, or_, sub
+from operator import add, and_, or_
 from typing import Any
 
 from redkit.advise.templates import resource_of
@@ -192,6 +192,16 @@ def _libcachesim() -> Any:
             name=exc.name,
         ) from exc
     return libcachesim
+
+
+def _numpy() -> Any:
+    try:
+        import numpy
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            f"the cache replay needs numpy ({exc}): pip install 'redkit[advise]'", name=exc.name
+        ) from exc
+    return numpy
 
 
 class CacheSimulation:
@@ -310,6 +320,8 @@ class CacheSimulation:
         overhead = self._key_overhead
         self._rm = [z + overhead[k] for k, z in zip(rk, self._rz, strict=False)]
         self._next_write: list[float] | None = None
+        self._np_reads: tuple[Any, Any, Any] | None = None
+        self._np_next_write: Any = None
         self._build_flat(ri, res_writes)
 
     # -- preparation ---------------------------------------------------------------------
@@ -513,32 +525,50 @@ class CacheSimulation:
 
         At the start ``t`` of entry ``j`` (in time order) the entries held are those started
         up to ``j`` less those ended by ``t``: a prefix sum less the sizes of the ends up to
-        ``t``, all in C-speed passes.
+        ``t``, in whole-array passes (numpy, which the ``advise`` extra's libraries need).
         """
         if not ranks:
             return 0, 0
-        ranks.sort()
-        rt = self._rt
-        starts = list(map(rt.__getitem__, ranks))
-        ends = [t + retention for t in starts]
-        sizes = list(map(self._rz.__getitem__, ranks))
-        memory = list(map(self._rm.__getitem__, ranks))
+        np = _numpy()
+        rt, rz, rm = self._arrays()
+        at = np.sort(np.asarray(ranks, dtype=np.int64))
+        starts = rt[at]
+        ends = starts + retention
+        sizes, memory = rz[at], rm[at]
+        by_end = None  # a fixed lifetime: ends come in the order of starts
         if self._wt:
-            ends = list(map(min, ends, map(self._next_writes().__getitem__, ranks)))
-            held = list(map(lt, starts, ends))
-            if not all(held):  # written away at once: never held
-                starts, ends = list(compress(starts, held)), list(compress(ends, held))
-                sizes, memory = list(compress(sizes, held)), list(compress(memory, held))
-            by_end: Sequence[int] = sorted(range(len(ends)), key=ends.__getitem__)
-        else:
-            by_end = range(len(ends))  # a fixed lifetime: ends come in the order of starts
-        ends_sorted = list(map(ends.__getitem__, by_end))
-        ended = list(map(bisect_right, repeat(ends_sorted), starts))  # ends up to each start
+            ends = np.minimum(ends, self._next_write_array()[at])
+            held = starts < ends
+            if not held.all():  # written away at once: never held
+                starts, ends, sizes, memory = starts[held], ends[held], sizes[held], memory[held]
+            by_end = np.argsort(ends, kind="stable")
+            ends = ends[by_end]
+        ended = np.searchsorted(ends, starts, side="right")  # ends up to each start
         peaks = []
         for column in (sizes, memory):
-            gone = [0, *accumulate(map(column.__getitem__, by_end))]
-            peaks.append(max(map(sub, accumulate(column), map(gone.__getitem__, ended)), default=0))
+            if not len(column):
+                peaks.append(0)
+                continue
+            gone = np.concatenate(([0], np.cumsum(column if by_end is None else column[by_end])))
+            peaks.append(int((np.cumsum(column) - gone[ended]).max()))
         return peaks[0], peaks[1]
+
+    def _arrays(self) -> tuple[Any, Any, Any]:
+        """Each read's time, value bytes and Redis bytes, as numpy arrays (made once)."""
+        if self._np_reads is None:
+            np = _numpy()
+            self._np_reads = (
+                np.asarray(self._rt, dtype=np.float64),
+                np.asarray(self._rz, dtype=np.int64),
+                np.asarray(self._rm, dtype=np.int64),
+            )
+        return self._np_reads
+
+    def _next_write_array(self) -> Any:
+        if self._np_next_write is None:
+            np = _numpy()
+            self._np_next_write = np.asarray(self._next_writes(), dtype=np.float64)
+        return self._np_next_write
 
     # -- refresh -------------------------------------------------------------------------
 
