@@ -18,15 +18,23 @@ import pytest
 from flowdrive import ANY, cmd, drive, pipeline, script
 from redkit.core.clock import ServerClock, VirtualClock
 from redkit.core.errors import BackendTimeout
+from redkit.core.scripts import SERVER_TIME
 from redkit.ratelimit.analytics import Analytics
 from redkit.ratelimit.ephemeral import EphemeralCache
 from redkit.ratelimit.flows import RatelimitFlows
 from redkit.ratelimit.limiters import SlidingWindow, TokenBucket
+from redkit.ratelimit.scripts import guarded_args, sliding_window_args, token_bucket_args
 
 DENY_LIST, GLOBAL = "rl:denyList:all", "rl:dynamic:global"
 RETENTION_MS = 90 * 24 * 3_600_000
-#: What a script that counts the decision gets: the flag, retention, key start, who (JSON).
-COUNTED = ("1", RETENTION_MS, "rl:events:", '"alice"')
+#: The guarded script's analytics arguments: none (the script counts nothing), or the
+#: retention, the hourly sets' key start and who, as JSON.
+NOT_COUNTED: dict[str, Any] = {"retention": None, "events": "", "identifier": ""}
+COUNTED: dict[str, Any] = {
+    "retention": RETENTION_MS,
+    "events": "rl:events:",
+    "identifier": '"alice"',
+}
 NOW = 1_700_000_000_000  # the virtual clock's start
 WINDOW = NOW // 10_000  # the sliding window's current bucket at NOW
 ALLOWED = [1, 10, 9, NOW + 10_000, 0, NOW]  # allowed, limit, remaining, reset, retry ms, now
@@ -58,78 +66,107 @@ def make_flows(
     )
 
 
-def sliding(topology: str, *guard_keys: str, guard_args: tuple[Any, ...] | None = None) -> Any:
-    """The decision's script call: the algorithm alone, or behind the guards given."""
+def sliding(topology: str, *guard_keys: str, rate: int = 1, **guard: Any) -> Any:
+    """The decision's script call: the algorithm alone, or behind the guards given.
+
+    ``guard`` is every argument of :func:`guarded_args` but the clock and the algorithm's own
+    (none given: no guard); the builders put each named value in the slot its script reads.
+    """
     if topology == "standalone":
         keys: tuple[str, ...] = ("rl:alice",)
-        args: tuple[Any, ...] = (-1, 1, 10, 10_000)  # -1: the script reads the server's clock
+        now, clock = SERVER_TIME, -1  # -1: the script reads the server's clock
     elif topology == "cluster":
-        keys, args = ("rl:{alice}",), (-1, 1, 10, 10_000)  # one hash tag: one slot
+        keys, now, clock = ("rl:{alice}",), SERVER_TIME, -1  # one hash tag: one slot
     else:  # REST: every key named, the counters of this window and the last
         keys = ("rl:alice", f"rl:alice:{WINDOW}", f"rl:alice:{WINDOW - 1}")
-        args = (NOW, 1, 10, 10_000)
-    if guard_args is None:
-        return script("sliding_window", keys, args)
-    return script("guarded:sliding_window", (*guard_keys, *keys), (args[0], *guard_args, *args))
+        now, clock = NOW, NOW * 1000  # the caller's clock, sent in µs
+    algorithm = sliding_window_args(now=now, rate=rate, limit=10, window=10_000)
+    if not guard:
+        return script("sliding_window", keys, algorithm)
+    args = guarded_args(clock=clock, **guard, algorithm_args=algorithm)
+    return script("guarded:sliding_window", (*guard_keys, *keys), args)
 
 
-# Guard arguments after the clock: analytics ("" or COUNTED), the deny values (a count, then
-# the values), then the dynamic limit's mode ("", "key": in KEYS, "value": passed) and value.
+# Each guarded call names every guard argument: analytics (NOT_COUNTED or COUNTED), the deny
+# values, where the dynamic limit's global override comes from ("": no dynamic limits, "key":
+# in KEYS, "value": passed) and the value passed.
 S, C, R = "standalone", "cluster", "rest"
+DYNAMIC = "rl:alice:dynamic"
 GUARDS: list[tuple[str, str, dict[str, bool], list[tuple[Any, Any]], bool]] = [
     # -- standalone: every guard rides in the one script call --------------------------------
     (S, "none", {}, [(sliding(S), ALLOWED)], False),
     (
         S, "deny", {"protection": True},
-        [(sliding(S, DENY_LIST, guard_args=("", 1, "alice", "", "")), ALLOWED)], False,
+        [(
+            sliding(
+                S, DENY_LIST, **NOT_COUNTED, deny_values=("alice",),
+                override_from="", global_override=None,
+            ),
+            ALLOWED,
+        )],
+        False,
     ),
     (
         S, "dynamic", {"dynamic": True},
-        [(sliding(S, "rl:alice:dynamic", GLOBAL, guard_args=("", 0, "key", "")), ALLOWED)],
+        [(
+            sliding(
+                S, DYNAMIC, GLOBAL, **NOT_COUNTED, deny_values=(),
+                override_from="key", global_override=None,
+            ),
+            ALLOWED,
+        )],
         False,
     ),
     (
         S, "analytics", {"analytics": True},
-        [(sliding(S, guard_args=(*COUNTED, 0, "", "")), ALLOWED)], False,
+        [(
+            sliding(S, **COUNTED, deny_values=(), override_from="", global_override=None),
+            ALLOWED,
+        )],
+        False,
     ),
     (
         S, "deny+dynamic", {"protection": True, "dynamic": True},
-        [
-            (
-                sliding(
-                    S, DENY_LIST, "rl:alice:dynamic", GLOBAL,
-                    guard_args=("", 1, "alice", "key", ""),
-                ),
-                ALLOWED,
-            )
-        ],
+        [(
+            sliding(
+                S, DENY_LIST, DYNAMIC, GLOBAL, **NOT_COUNTED, deny_values=("alice",),
+                override_from="key", global_override=None,
+            ),
+            ALLOWED,
+        )],
         False,
     ),
     (
         S, "deny+analytics", {"protection": True, "analytics": True},
-        [(sliding(S, DENY_LIST, guard_args=(*COUNTED, 1, "alice", "", "")), ALLOWED)], False,
+        [(
+            sliding(
+                S, DENY_LIST, **COUNTED, deny_values=("alice",),
+                override_from="", global_override=None,
+            ),
+            ALLOWED,
+        )],
+        False,
     ),
     (
         S, "dynamic+analytics", {"dynamic": True, "analytics": True},
-        [
-            (
-                sliding(S, "rl:alice:dynamic", GLOBAL, guard_args=(*COUNTED, 0, "key", "")),
-                ALLOWED,
-            )
-        ],
+        [(
+            sliding(
+                S, DYNAMIC, GLOBAL, **COUNTED, deny_values=(),
+                override_from="key", global_override=None,
+            ),
+            ALLOWED,
+        )],
         False,
     ),
     (
         S, "all", {"protection": True, "dynamic": True, "analytics": True},
-        [
-            (
-                sliding(
-                    S, DENY_LIST, "rl:alice:dynamic", GLOBAL,
-                    guard_args=(*COUNTED, 1, "alice", "key", ""),
-                ),
-                ALLOWED,
-            )
-        ],
+        [(
+            sliding(
+                S, DENY_LIST, DYNAMIC, GLOBAL, **COUNTED, deny_values=("alice",),
+                override_from="key", global_override=None,
+            ),
+            ALLOWED,
+        )],
         False,
     ),
     # -- cluster: the global keys live in other slots, so the process reads them -------------
@@ -142,7 +179,13 @@ GUARDS: list[tuple[str, str, dict[str, bool], list[tuple[Any, Any]], bool]] = [
         C, "dynamic, no global limit", {"dynamic": True},
         [
             (cmd("GET", GLOBAL), None),
-            (sliding(C, "rl:{alice}:dynamic", guard_args=("", 0, "value", "")), ALLOWED),
+            (
+                sliding(
+                    C, "rl:{alice}:dynamic", **NOT_COUNTED, deny_values=(),
+                    override_from="value", global_override=None,
+                ),
+                ALLOWED,
+            ),
         ],
         False,
     ),
@@ -150,7 +193,13 @@ GUARDS: list[tuple[str, str, dict[str, bool], list[tuple[Any, Any]], bool]] = [
         C, "dynamic, global limit 5", {"dynamic": True},
         [
             (cmd("GET", GLOBAL), b"5"),
-            (sliding(C, "rl:{alice}:dynamic", guard_args=("", 0, "value", 5)), ALLOWED),
+            (
+                sliding(
+                    C, "rl:{alice}:dynamic", **NOT_COUNTED, deny_values=(),
+                    override_from="value", global_override=5,
+                ),
+                ALLOWED,
+            ),
         ],
         False,
     ),
@@ -160,7 +209,13 @@ GUARDS: list[tuple[str, str, dict[str, bool], list[tuple[Any, Any]], bool]] = [
         [
             (cmd("SMEMBERS", DENY_LIST), [b"mallory"]),
             (cmd("GET", GLOBAL), b"5"),
-            (sliding(C, "rl:{alice}:dynamic", guard_args=("", 0, "value", 5)), ALLOWED),
+            (
+                sliding(
+                    C, "rl:{alice}:dynamic", **NOT_COUNTED, deny_values=(),
+                    override_from="value", global_override=5,
+                ),
+                ALLOWED,
+            ),
         ],
         True,
     ),
@@ -171,7 +226,13 @@ GUARDS: list[tuple[str, str, dict[str, bool], list[tuple[Any, Any]], bool]] = [
         [
             (cmd("SMEMBERS", DENY_LIST), []),
             (cmd("GET", GLOBAL), b"7"),
-            (sliding(R, "rl:alice:dynamic", guard_args=("", 0, "value", 7)), ALLOWED),
+            (
+                sliding(
+                    R, DYNAMIC, **NOT_COUNTED, deny_values=(),
+                    override_from="value", global_override=7,
+                ),
+                ALLOWED,
+            ),
         ],
         True,
     ),
@@ -198,8 +259,17 @@ def test_a_guard_wraps_any_algorithms_call_keeping_its_arguments_last() -> None:
     reply = [1, 20, 19, NOW + 500, 0, NOW]
     expected = script(
         "guarded:token_bucket",
-        (DENY_LIST, "rl:alice:dynamic", GLOBAL, "rl:alice"),
-        (-1, "", 2, "alice", "10.0.0.1", "key", "", -1, 1, 20, 2, 1000),
+        (DENY_LIST, DYNAMIC, GLOBAL, "rl:alice"),
+        guarded_args(
+            clock=-1,
+            **NOT_COUNTED,
+            deny_values=("alice", "10.0.0.1"),
+            override_from="key",
+            global_override=None,
+            algorithm_args=token_bucket_args(
+                now=SERVER_TIME, rate=1, max_tokens=20, refill=2, interval=1000
+            ),
+        ),
     )
     assert drive(flows.limit("alice", ip="10.0.0.1"), [(expected, reply)]).result.success
 
@@ -207,7 +277,12 @@ def test_a_guard_wraps_any_algorithms_call_keeping_its_arguments_last() -> None:
 def test_every_value_a_request_carries_is_checked_and_a_denied_one_is_remembered() -> None:
     flows = make_flows(protection=True)
     decision = sliding(
-        S, DENY_LIST, guard_args=("", 4, "alice", "10.0.0.1", "curl/8", "XX", "", "")
+        S,
+        DENY_LIST,
+        **NOT_COUNTED,
+        deny_values=("alice", "10.0.0.1", "curl/8", "XX"),
+        override_from="",
+        global_override=None,
     )
     request = {"ip": "10.0.0.1", "user_agent": "curl/8", "country": "XX"}
     # The script found the second value (the IP) on the list: nothing was consumed.
@@ -221,7 +296,11 @@ def test_on_a_cluster_the_deny_list_copy_is_read_once_and_dropped_by_a_change() 
     flows = make_flows("cluster", protection=True)
     denied = drive(flows.limit("alice"), [(cmd("SMEMBERS", DENY_LIST), [b"alice"])]).result
     assert (denied.reason, denied.denied_value) == ("denyList", "alice")  # no decision sent
-    bob = script("sliding_window", ("rl:{bob}",), (-1, 1, 10, 10_000))
+    bob = script(
+        "sliding_window",
+        ("rl:{bob}",),
+        sliding_window_args(now=SERVER_TIME, rate=1, limit=10, window=10_000),
+    )
     drive(flows.limit("bob"), [(bob, ALLOWED)])  # the copy holds: no second SMEMBERS
     drive(flows.deny("carol"), [(cmd("SADD", DENY_LIST, "carol"), 1)])
     drive(flows.limit("bob"), [(cmd("SMEMBERS", DENY_LIST), [b"alice", b"carol"]), (bob, ALLOWED)])
@@ -234,7 +313,7 @@ def test_the_ephemeral_cache_answers_a_known_block_with_no_round_trip_until_a_re
     assert (first.success, first.retry_after) == (False, 60.0)
     blocked = drive(flows.limit("alice"), []).result
     assert (blocked.success, blocked.reason) == (False, "cacheBlock")
-    refund = script("sliding_window", ("rl:alice",), (-1, -1, 10, 10_000))
+    refund = sliding(S, rate=-1)
     drive(flows.limit("alice", -1), [(refund, [1, 10, 1, NOW + 60_000, 0, NOW])])
     drive(flows.limit("alice"), [(sliding(S), ALLOWED)])  # asked again: the refund may free it
 
@@ -266,7 +345,18 @@ def test_limit_many_sends_every_guarded_decision_in_one_pipeline() -> None:
         return script(
             "guarded:sliding_window",
             (DENY_LIST, f"rl:{who}"),
-            (-1, "1", RETENTION_MS, "rl:events:", f'"{who}"', 1, who, "", "", -1, 1, 10, 10_000),
+            guarded_args(
+                clock=-1,
+                retention=RETENTION_MS,
+                events="rl:events:",
+                identifier=f'"{who}"',
+                deny_values=(who,),
+                override_from="",
+                global_override=None,
+                algorithm_args=sliding_window_args(
+                    now=SERVER_TIME, rate=1, limit=10, window=10_000
+                ),
+            ),
         )
 
     results = drive(
@@ -293,10 +383,16 @@ def test_a_tally_made_in_the_process_is_sent_as_one_pipeline_per_flush() -> None
 
 def test_peeking_with_dynamic_limits_guards_the_peek_but_counts_nothing() -> None:
     flows = make_flows(protection=True, dynamic=True, analytics=True)
-    peek = script(
-        "guarded:sliding_window",
-        ("rl:alice:dynamic", GLOBAL, "rl:alice"),
-        (-1, "", 0, "key", "", -1, 0, 10, 10_000),  # no deny values, no analytics, rate 0
+    # No deny values, no analytics, rate 0.
+    peek = sliding(
+        S,
+        DYNAMIC,
+        GLOBAL,
+        rate=0,
+        **NOT_COUNTED,
+        deny_values=(),
+        override_from="key",
+        global_override=None,
     )
     remaining = drive(flows.get_remaining("alice"), [(peek, [1, 8, 8, NOW + 10_000, 0, NOW])])
     assert remaining.result.remaining == 8

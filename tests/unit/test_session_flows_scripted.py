@@ -9,12 +9,14 @@ in tests/integration/test_sessions.py and, through the web, test_session_web.py.
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any
 
 import pytest
 
 from flowdrive import Like, Same, cmd, drive, pipeline, script
 from redkit.core.errors import BackendTimeout
+from redkit.core.scripts import SERVER_TIME
 from redkit.sessions.flows import SessionFlows
 from redkit.sessions.model import Session, SessionConflictError
 
@@ -41,8 +43,10 @@ def make_flows(**options: Any) -> SessionFlows:
     return SessionFlows(**{**settings, **options})
 
 
-def on_record(*args: Any, record: str = RECORD) -> Any:
-    return script("session", (record,), args)
+def on_record(op: Any, *args: Any, record: str = RECORD, clock: Any = SERVER_TIME) -> Any:
+    """The session script's ``op`` on ``record``: ARGV[1] the clock (-1: the server's),
+    ARGV[2] the operation, then its arguments."""
+    return script("session", (record,), (clock, op, *args))
 
 
 def read(flows: SessionFlows, data: dict[str, bytes], user: bytes = b"") -> Session:
@@ -122,9 +126,9 @@ def test_an_id_of_the_wrong_shape_is_refused_without_a_round_trip() -> None:
 # -- rotations -------------------------------------------------------------------------------
 
 
-def rotate_op(new_id: Same, set_user: str, user: str) -> Any:
+def rotate_op(new_id: Same, set_user: str, user: str, clock: Any = SERVER_TIME) -> Any:
     # The new id's digest is what the record will hold: checked against the id returned.
-    return on_record("rotate", digest(SID), IDLE_MS, new_id, set_user, user)
+    return on_record("rotate", digest(SID), IDLE_MS, new_id, set_user, user, clock=clock)
 
 
 def test_a_rotation_keeps_the_handle_and_the_record_and_changes_only_the_secret() -> None:
@@ -209,12 +213,16 @@ def test_a_login_past_the_users_cap_revokes_their_oldest_session() -> None:
 
 
 def test_with_the_client_clock_each_operation_carries_the_callers_time() -> None:
-    # For a server that asks scripts not to read the clock (Upstash): "<op>@<epoch µs>".
+    # For a server that asks scripts not to read the clock (Upstash): ARGV[1] is this
+    # process's time in epoch µs instead of -1.
     flows = make_flows(client_clock=True)
-    op = Like(r"rotate@\d{16}")
-    new_digest = Same("new digest")
+    clock, new_digest = Same("clock"), Same("new digest")
+    before = time.time_ns() // 1000
     driven = drive(
         flows.rotate(SID, None, False),
-        [(on_record(op, digest(SID), IDLE_MS, new_digest, "0", ""), [1, b"", 1])],
+        [(rotate_op(new_digest, "0", "", clock=clock), [1, b"", 1])],
     )
+    after = time.time_ns() // 1000
+    assert type(clock.value) is int
+    assert before <= clock.value <= after
     assert new_digest.value == digest(driven.result)
