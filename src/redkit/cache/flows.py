@@ -205,10 +205,6 @@ class CacheFlows:
         """The Redis key of the cache key ``key``."""
         return (yield from self._namespace()) + self.key(key)
 
-    def _redis_key(self, name: str) -> Flow[str]:
-        """The Redis key of ``name``, a key already checked by :meth:`key`."""
-        return (yield from self._namespace()) + name
-
     def _read_one(self, name: str) -> Flow[Entry | None]:
         """The live entry of the checked key ``name``, or ``None``.
 
