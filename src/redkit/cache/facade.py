@@ -6,11 +6,11 @@ import asyncio
 import functools
 import inspect
 import logging
-import string
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from redkit.cache.callkeys import CallKey
 from redkit.cache.flows import MISSING, UNREACHABLE, CacheFlows, CacheStats
 from redkit.cache.serializers import (
     JsonSerializer,
@@ -19,7 +19,6 @@ from redkit.cache.serializers import (
     Serializer,
 )
 from redkit.cache.singleflight import AsyncSingleFlight, SingleFlight
-from redkit.core import keys
 from redkit.core.breaker import AsyncBreakerDriver, Breaker, BreakerDriver
 from redkit.core.clock import Clock
 from redkit.core.driver import (
@@ -179,29 +178,6 @@ def _listen(backend: Backend, flows: CacheFlows) -> Callable[[], None] | None:
     return backend.subscribe(flows.channel, flows.local.on_message)
 
 
-def _by_index(template: str, names: tuple[str, ...]) -> tuple[str, tuple[str, ...]] | None:
-    """``template`` with each ``{name}`` as ``{index}`` among ``names``.
-
-    ``None`` when some field is more than a plain parameter name (``{user.id}``, ``{0}``, an
-    unknown name, a nested ``{x:{width}}``): those keep the by-name path.
-    """
-    out: list[str] = []
-    try:
-        fields = list(string.Formatter().parse(template))
-    except ValueError:
-        return None  # a malformed template: the by-name path reports it
-    for literal, field, spec, conversion in fields:
-        out.append(literal.replace("{", "{{").replace("}", "}}"))
-        if field is None:
-            continue
-        if field not in names or "{" in (spec or ""):
-            return None
-        out.append("{" + str(names.index(field)))
-        out.append(f"!{conversion}" if conversion else "")
-        out.append(f":{spec}}}" if spec else "}")
-    return "".join(out), names
-
-
 def _check_kind(fn: Callable[..., Any], facade: str) -> None:
     """Refuse at decoration a function the facade cannot call: its results would be wrong."""
     is_async = inspect.iscoroutinefunction(fn)
@@ -214,83 +190,6 @@ def _check_kind(fn: Callable[..., Any], facade: str) -> None:
             f"AsyncCache.cached caches async def functions, not {fn.__qualname__}: "
             "use Cache(...).cached for a plain function"
         )
-
-
-class _KeyMaker:
-    """The cache key (and tags) of one call of a decorated function."""
-
-    def __init__(
-        self, fn: Callable[..., Any], template: str | None, tags: Iterable[str] = ()
-    ) -> None:
-        self.signature = inspect.signature(fn)
-        self.template = template
-        self.tag_templates = list(tags)
-        self.name = f"{fn.__module__}.{fn.__qualname__}"
-        parameters = list(self.signature.parameters.values())
-        # A call that passes every parameter by position, of a function with only plain
-        # parameters, binds by zip: a third of a cache hit's time went to Signature.bind.
-        plain = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in parameters)
-        self._positional = tuple(p.name for p in parameters) if plain else None
-        self._defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
-        # And with no tags, such a call fills the key template by index, without a dict.
-        self._by_index = (
-            _by_index(template, self._positional)
-            if template is not None and self._positional is not None and not self.tag_templates
-            else None
-        )
-
-    def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        names = self._positional
-        if names is not None and len(args) <= len(names):
-            arguments = self._bind_plain(names, args, kwargs)
-            if arguments is not None:
-                return arguments
-        try:
-            bound = self.signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise InvalidArgumentError(f"{self.name}: {exc}") from exc
-        bound.apply_defaults()
-        return dict(bound.arguments)
-
-    def _bind_plain(
-        self, names: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        """What ``Signature.bind`` + ``apply_defaults`` give, for plain parameters, or ``None``.
-
-        ``None`` when the call does not fit (a missing argument, an unknown or doubled
-        keyword): ``bind`` then says what is wrong. Keyword calls bound by ``bind`` cost more
-        than the rest of a cache hit.
-        """
-        arguments = dict(zip(names, args, strict=False))  # args may be fewer
-        used = 0
-        defaults = self._defaults
-        for name in names[len(args) :]:
-            if name in kwargs:
-                arguments[name] = kwargs[name]
-                used += 1
-            elif name in defaults:
-                arguments[name] = defaults[name]
-            else:
-                return None
-        return arguments if used == len(kwargs) else None
-
-    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        """The call's cache key."""
-        return self.key_and_tags(args, kwargs)[0]
-
-    def key_and_tags(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, list[str]]:
-        """The call's key and its tags (each tag template filled like the key template)."""
-        by_index = self._by_index
-        if by_index is not None and not kwargs and len(args) == len(by_index[1]):
-            return by_index[0].format(*args), []
-        arguments = self._arguments(args, kwargs)
-        tags = [t.format(**arguments) for t in self.tag_templates] if self.tag_templates else []
-        if self.template is not None:
-            return self.template.format(**arguments), tags
-        # The qualified name and a stable hash of the arguments, by name: the same call gives
-        # the same key in every process, and f(1, b=2) is f(a=1, b=2).
-        arguments = {k: v for k, v in arguments.items() if k not in ("self", "cls")}
-        return f"{self.name}:{keys.stable_hash(arguments)}", tags
 
 
 class Cache:
@@ -522,7 +421,7 @@ class Cache:
 
         def decorate(fn: Callable[P, R]) -> Callable[P, R]:
             _check_kind(fn, "Cache")
-            make_key = _KeyMaker(fn, key, tags)
+            make_key = CallKey(fn, key, tags)
 
             @functools.wraps(fn)
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -548,7 +447,7 @@ class Cache:
 
         def decorate(fn: Callable[P, R]) -> Callable[P, R]:
             _check_kind(fn, "Cache")
-            make_key = _KeyMaker(fn, key, tags)
+            make_key = CallKey(fn, key, tags)
 
             @functools.wraps(fn)
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -769,7 +668,7 @@ class AsyncCache:
 
         def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             _check_kind(fn, "AsyncCache")
-            make_key = _KeyMaker(fn, key, tags)
+            make_key = CallKey(fn, key, tags)
 
             @functools.wraps(fn)
             async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -793,7 +692,7 @@ class AsyncCache:
 
         def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             _check_kind(fn, "AsyncCache")
-            make_key = _KeyMaker(fn, key, tags)
+            make_key = CallKey(fn, key, tags)
 
             @functools.wraps(fn)
             async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
