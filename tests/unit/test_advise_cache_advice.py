@@ -16,6 +16,7 @@ from redkit.advise import CacheAdvice, advise_cache, render_html, render_text
 from redkit.advise.cache_advice import (
     LOCAL_SHARE,
     CacheRecommendation,
+    NamespaceAdvice,
     budgets_for,
     cache_code,
     duration_text,
@@ -83,6 +84,13 @@ def test_the_knee_decides_with_writes_that_never_make_a_hit_stale() -> None:
     assert chosen.ttl_s == 15.0
     assert chosen.stale_hit_share == 0.0
     assert "the shortest TTL within 0.5 points" in chosen.reason
+
+
+def test_the_longest_ttl_tried_says_so() -> None:
+    # A read every 10 s: each longer TTL adds hits, so the longest tried wins.
+    chosen = rec(advise_cache(every(10.0, 600.0), ttls=(5, 15)))
+    assert chosen.ttl_s == 15.0
+    assert "the longest TTL tried" in chosen.reason
 
 
 def _rows(trace: Trace) -> list[tuple[float, Op, str, str, int | None]]:
@@ -408,6 +416,24 @@ def test_hostile_namespace_names_give_valid_distinct_code() -> None:
     assert {"users", "users_2"} <= namespaces
 
 
+def test_a_recorded_namespace_keeps_its_name_before_derived_ones() -> None:
+    # "cache" is Cache's default namespace, and what the whole trace's code would be called;
+    # "users" is what /api/users/{id} would become.
+    names = ["/api/users/{id}", "cache", "users"]
+    rows = []
+    for i, name in enumerate(names):
+        rows += [(float(i), Op.READ, f"k{i}", name, None), (i + 0.5, Op.READ, f"k{i}", name, None)]
+    advice = advise_cache(build(rows), ttls=(5,))
+
+    def namespace_of(ns: NamespaceAdvice) -> str:
+        call = call_of(ns.recommendation.code)
+        return next(ast.literal_eval(k.value) for k in call.keywords if k.arg == "namespace")
+
+    by_name = {ns.name: namespace_of(ns) for ns in advice.namespaces}
+    assert by_name == {"cache": "cache", "users": "users", "/api/users/{id}": "users_2"}
+    assert namespace_of(advice.overall) == "cache_2"
+
+
 def test_cache_code_quotes_any_namespace() -> None:
     for namespace in ['a"b', "a\\b", "x\ny", "é", '"""', "\udc80"]:
         code = cache_code("ns", namespace, 30, early_refresh=True, stale_ttl_s=None, local_ttl_s=1)
@@ -478,3 +504,17 @@ def test_bad_arguments_name_themselves(options: dict[str, Any], name: str) -> No
 def test_a_trace_is_required() -> None:
     with pytest.raises(InvalidArgumentError, match="trace"):
         advise_cache([])  # type: ignore[arg-type]
+
+
+def test_a_sized_libcachesim_table_gives_the_same_hits() -> None:
+    # memory_rows sizes libCacheSim's hash table to the keys (fast); its default 2**24 buckets
+    # must give the very same hits.
+    trace = zipf_trace(3000, 500, seed=11, write_share=0.03)
+    sim = CacheSimulation(trace)
+    rows = sim.memory_rows(sim.OVERALL, 300.0, [2000, 20000, 200000])
+    events, reads, rate = sim._scope_events(sim.OVERALL, exact=False)
+    assert rate == 1.0  # small enough to replay whole
+    for row in rows:
+        hits = sim._evict(events, row.policy, row.budget_bytes, 300.0, hashpower=24)
+        assert row.hit_ratio == hits / reads
+    assert len({r.hit_ratio for r in rows}) > 1  # the budgets do differ

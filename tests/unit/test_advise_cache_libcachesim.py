@@ -188,6 +188,19 @@ def test_a_hand_worked_budget() -> None:
     assert fifo.hit_ratio == pytest.approx(2 / 6)
 
 
+def test_a_value_larger_than_the_budget_misses_quietly(capfd: pytest.CaptureFixture[str]) -> None:
+    # /big never fits (Redis refuses it under maxmemory): each of its reads misses, the small
+    # key still hits, and libCacheSim is not asked, so nothing is printed to stderr.
+    rows = [(0, "/a/big", 50_000), (1, "/a/1", 100), (2, "/a/big", 50_000), (3, "/a/1", 100)]
+    builder = TraceBuilder("h", "test")
+    for line, (seconds, key, size) in enumerate(rows, 1):
+        builder.add(Request(START + seconds, line, Op.READ, key, "/a/{id}", size=size))
+    sim = CacheSimulation(builder.build())
+    for row in sim.memory_rows(CacheSimulation.OVERALL, NEVER, [2_000], POLICIES):
+        assert row.hit_ratio == pytest.approx(1 / 4), row
+    assert capfd.readouterr().err == ""
+
+
 def test_sampling_keeps_the_hit_ratio_within_a_point_on_a_large_trace() -> None:
     trace = zipf_trace(3 * EXACT_READS, 30_000, seed=9, alpha=0.9, write_share=0.02)
     sim = CacheSimulation(trace)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ class ScriptedDriver:
     def execute(self, op: RedisOp) -> Any:
         self.seen.append(op)
         reply = self.replies.pop(0)
-        if isinstance(reply, Exception):
+        if isinstance(reply, BaseException):
             raise reply
         return reply
 
@@ -205,3 +206,102 @@ def test_a_flow_of_calls_runs_without_a_driver_and_a_redis_op_there_is_refused()
         run_sync(asks_redis())
     with pytest.raises(TypeError, match="Command needs a driver"):
         asyncio.run(run_async(asks_redis()))
+
+
+class Cleanup:
+    """A flow that records whether its ``finally`` ran; the test keeps a reference to it, so
+    only the runner closing it (not garbage collection) can run that ``finally``."""
+
+    def __init__(self) -> None:
+        self.ran_finally = False
+
+    def flow(self, op: Any) -> Flow[Any]:
+        try:
+            return (yield op)
+        finally:
+            self.ran_finally = True
+
+
+def interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    ("op", "driver"),
+    [
+        (Call(interrupt), None),  # user code interrupted: not an Exception, not thrown in
+        (command("GET", "k"), ScriptedDriver(KeyboardInterrupt())),
+    ],
+    ids=["call", "driver"],
+)
+def test_sync_runner_closes_a_flow_it_leaves_on_an_interrupt(op: Any, driver: Any) -> None:
+    cleanup = Cleanup()
+    flow = cleanup.flow(op)
+    with pytest.raises(KeyboardInterrupt):
+        run_sync(flow, driver)
+    assert cleanup.ran_finally
+    assert inspect.getgeneratorstate(flow) == inspect.GEN_CLOSED
+
+
+def test_async_runner_closes_a_flow_whose_caller_is_cancelled() -> None:
+    cleanup = Cleanup()
+    flow = cleanup.flow(command("GET", "k"))
+
+    class Stuck:
+        """A driver whose reply never comes: the task waits there until cancelled."""
+
+        def __init__(self) -> None:
+            self.asked = asyncio.Event()
+
+        async def execute(self, op: RedisOp) -> Any:
+            self.asked.set()
+            await asyncio.Event().wait()
+
+        async def aclose(self) -> None:
+            pass
+
+    async def main() -> None:
+        driver = Stuck()
+        task = asyncio.ensure_future(run_async(flow, driver))
+        await driver.asked.wait()
+        assert inspect.getgeneratorstate(flow) == inspect.GEN_SUSPENDED
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert cleanup.ran_finally
+    assert inspect.getgeneratorstate(flow) == inspect.GEN_CLOSED
+
+
+def test_async_runner_closes_a_flow_whose_sleep_is_cancelled() -> None:
+    cleanup = Cleanup()
+    flow = cleanup.flow(Sleep(3600))
+
+    async def main() -> None:
+        task = asyncio.ensure_future(run_async(flow))
+        while inspect.getgeneratorstate(flow) != inspect.GEN_SUSPENDED:
+            await asyncio.sleep(0)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(task, 0)  # wait_for cancels the task it gives up on
+        assert task.cancelled()
+
+    asyncio.run(main())
+    assert cleanup.ran_finally
+    assert inspect.getgeneratorstate(flow) == inspect.GEN_CLOSED
+
+
+def test_a_flow_that_fails_or_returns_is_finished_for_both_runners() -> None:
+    for reply in (b"v", CommandError("WRONGTYPE")):
+        for runner in ("sync", "async"):
+            cleanup = Cleanup()
+            flow = cleanup.flow(command("GET", "k"))
+            try:
+                if runner == "sync":
+                    run_sync(flow, ScriptedDriver(reply))
+                else:
+                    asyncio.run(run_async(flow, AsyncScriptedDriver(reply)))
+            except CommandError:
+                assert isinstance(reply, CommandError)
+            assert cleanup.ran_finally
+            assert inspect.getgeneratorstate(flow) == inspect.GEN_CLOSED

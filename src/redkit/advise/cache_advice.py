@@ -71,6 +71,7 @@ from redkit.advise.summary import trace_summary
 from redkit.advise.trace import Trace
 from redkit.core.durations import duration_ms
 from redkit.core.errors import InvalidArgumentError
+from redkit.core.keys import digest
 
 __all__ = [
     "KNEE_POINTS",
@@ -340,7 +341,8 @@ def _slug(name: str) -> str:
     words = [w for w in re.findall(r"[a-z0-9]+", ascii_text.lower()) if w != "api"]
     slug = "_".join(words)[:48].strip("_")
     if not slug:
-        slug = "root" if name.strip("/ ") == "" else "ns"
+        # Nothing ASCII to go by (``/日本語/{id}``): a short digest keeps it apart and stable.
+        slug = "root" if name.strip("/ ") == "" else "ns_" + digest(name, length=8)
     if slug[0].isdigit():
         slug = "ns_" + slug
     return slug
@@ -464,7 +466,14 @@ def choose_ttl(
     gain = overall_best - row.hit_ratio
     longer_gain = [r for r in rows if r.ttl_s > row.ttl_s and r.hit_ratio > best + _EPSILON]
     if gain <= KNEE_POINTS + _EPSILON or not longer_gain:
-        if stats.writes_seen:
+        if row is rows[-1] and len(rows) > 1:
+            why = (
+                "the longest TTL tried has the best hit ratio by more than 0.5 points, so a "
+                "longer one might add more (try longer TTLs)"
+            )
+            if not stats.writes_seen:
+                why = "no writes in the trace, so staleness is unknown: " + why
+        elif stats.writes_seen:
             why = (
                 "the shortest TTL within 0.5 points of the best hit ratio: longer TTLs add "
                 "only staleness and memory"
@@ -608,6 +617,15 @@ def advise_cache(
         report(done, total)
 
     names = _Names()
+    # Names that already are redkit namespaces (a recorded trace's, "cache" among them) keep
+    # them; derived ones come next, and the whole trace's last: it must not take a real one.
+    named = {
+        scope: names.of(sim.stats(scope).name)
+        for scope in sorted(
+            scopes,
+            key=lambda s: (s == sim.OVERALL, not _PLAIN_NAMESPACE.fullmatch(sim.stats(s).name)),
+        )
+    }
     advice: dict[int, NamespaceAdvice] = {}
     for scope in scopes:
         stats = sim.stats(scope)
@@ -617,7 +635,8 @@ def advise_cache(
         memory: int | None = None
         peak = row.peak_memory_bytes
         if peak and stats.reads:
-            memory_rows = sim.memory_rows(scope, row.ttl_s, budgets_for(peak, budget_bytes))
+            budgets = budgets_for(peak, budget_bytes)
+            memory_rows = sim.memory_rows(scope, row.ttl_s, budgets, unbounded=row)
             memory = memory_needed(memory_rows, row.hit_ratio, peak)
         done += 1
         report(done, total)
@@ -630,7 +649,7 @@ def advise_cache(
             memory_rows,
             memory,
             row_at(scope, local_of[scope]),
-            names.of(stats.name),
+            named[scope],
             budget_bytes,
         )
     return CacheAdvice(

@@ -70,10 +70,9 @@ which keeps the hit ratio within about a point on large traces at a fraction of 
 
 from __future__ import annotations
 
-import heapq
 import math
 from bisect import bisect_left, bisect_right
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, chain, compress, count, repeat
@@ -628,22 +627,36 @@ class CacheSimulation:
         policies: Sequence[str] = POLICIES,
         *,
         exact: bool = False,
+        unbounded: TtlRow | None = None,
     ) -> list[MemoryRow]:
         """The hit ratio of ``scope`` at ``ttl`` under each budget (Redis bytes) and policy.
 
         Keys are sampled when the scope has more than :data:`EXACT_READS` reads, unless
-        ``exact``.
+        ``exact``. ``unbounded``, the scope's :class:`TtlRow` at ``ttl``, saves replays: a
+        budget that holds its peak memory never evicts, so it gets that row's hit ratio, as
+        every policy would (exactly, even where a replay would sample).
         """
         for policy in policies:
             if policy not in _ENGINES:
                 raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+        if unbounded is not None and unbounded.ttl_s != ttl:
+            raise ValueError(f"unbounded is the row of TTL {unbounded.ttl_s}, not of {ttl}")
+        room = None if unbounded is None else unbounded.peak_memory_bytes
         events, reads, rate = self._scope_events(scope, exact=exact)
         # The sample holds ``rate`` of the keys: of the bytes too, so the budget scales by it.
         expected = rate * self.stats(scope).reads
+        # libCacheSim's table starts at 2**24 buckets unless told (tens of ms to build, per
+        # cache); it grows by itself, so size it to the keys: the hits are the same.
+        rk = self._rk
+        keys = len({rk[e] for e in events if e >= 0})
+        hashpower = min(24, max(8, keys.bit_length()))
         rows = []
         for policy in policies:
             for budget in budgets:
-                hits = self._evict(events, policy, max(1, round(budget * rate)), ttl)
+                if unbounded is not None and room is not None and budget >= room:
+                    rows.append(MemoryRow(int(budget), policy, float(ttl), unbounded.hit_ratio))
+                    continue
+                hits = self._evict(events, policy, max(1, round(budget * rate)), ttl, hashpower)
                 if rate < 1.0:
                     # SHARDS-adj: the reads the sample has beyond its expected share are those
                     # of the hot keys it happened to take, nearly all hits: count them out.
@@ -674,20 +687,25 @@ class CacheSimulation:
         events = [e for e in self._events if (keys_in[rk[e]] if e >= 0 else res_in[wres[~e]])]
         return events, sum(1 for e in events if e >= 0), rate
 
-    def _evict(self, events: list[int], policy: str, budget: int, ttl: float) -> int:
+    def _evict(
+        self, events: list[int], policy: str, budget: int, ttl: float, hashpower: int = 24
+    ) -> int:
         """Hits of one replay of ``events`` through libCacheSim's ``policy`` at ``budget``."""
         lcs = _libcachesim()
         # Expiry is ours (see the module's text): libCacheSim's own TTL is set out of reach.
-        cache = getattr(lcs, _ENGINES[policy])(budget, default_ttl=2**62)
+        cache = getattr(lcs, _ENGINES[policy])(budget, default_ttl=2**62, hashpower=hashpower)
         request = lcs.Request()
         request.op = lcs.ReqOp.OP_GET
-        get, remove = cache.get, cache.remove
+        # The compiled cache's own methods: the Python wrapper's are one call more per read.
+        engine = getattr(cache, "_cache", cache)
+        get, remove = engine.get, engine.remove
         rt, rk, rz, wt, wres = self._rt, self._rk, self._rz, self._wt, self._wres
         overhead, key_res = self._key_overhead, self._key_res
         stored: dict[int, float] = {}  # key -> when its entry was stored
         by_resource: dict[int, set[int]] = {}  # resource -> keys stored
-        expiries: list[tuple[float, int, float]] = []  # (expiry, key, stored at)
-        pop, push = heapq.heappop, heapq.heappush
+        # (expiry, key, stored at): one TTL for all, so expiries come in the order of stores.
+        expiries: deque[tuple[float, int, float]] = deque()
+        pop, push = expiries.popleft, expiries.append
         track = bool(wt)
         start = self.start
         hits = 0
@@ -699,21 +717,26 @@ class CacheSimulation:
                 continue
             t = rt[e]
             while expiries and expiries[0][0] <= t:
-                _, k, s = pop(expiries)
+                _, k, s = pop()
                 if stored.get(k) == s:
                     del stored[k]
                     remove(k)
                     if track:
                         by_resource[key_res[k]].discard(k)
             k = rk[e]
+            size = rz[e] + overhead[k]
+            if size > budget and k not in stored:
+                # A miss that cannot be stored (Redis refuses a value above maxmemory); asking
+                # libCacheSim would change nothing but print a warning to stderr.
+                continue
             request.obj_id = k
-            request.obj_size = rz[e] + overhead[k]
+            request.obj_size = size
             request.clock_time = int(t - start)
             if get(request):  # what it holds is stored and live: expiry removed the rest
                 hits += 1
                 continue
             stored[k] = t
-            push(expiries, (t + ttl, k, t))
+            push((t + ttl, k, t))
             if track:
                 held = by_resource.get(key_res[k])
                 if held is None:

@@ -8,6 +8,12 @@ written once, as a flow, and runs blocking or in asyncio by handing it to :func:
 When an operation fails, the runner throws the exception into the flow at the ``yield`` that
 asked for it. A flow that does not catch it lets it propagate to the caller; a flow that does
 can apply its failure policy (fall back to the loader, allow on timeout, ...).
+
+Whatever way a runner leaves — a result, an error, ``KeyboardInterrupt`` in user code, a
+cancelled task — it closes the flow before it returns (as httpx closes its auth flow), so the
+flow's ``finally`` blocks run at once and no generator stays suspended until garbage collection.
+A flow that cleans up on :class:`GeneratorExit` must not yield there: closing is not the place
+for another round trip.
 """
 
 from __future__ import annotations
@@ -63,6 +69,10 @@ def run_sync(flow: Flow[T], driver: SyncDriver | None = None) -> T:
     except StopIteration as stop:
         result: T = stop.value
         return result
+    finally:
+        # A no-op once the flow has returned or raised; otherwise (an exception the flow is not
+        # given, such as CancelledError) it runs the flow's cleanup now, not at gc.
+        flow.close()
 
 
 async def run_async(flow: Flow[T], driver: AsyncDriver | None = None) -> T:
@@ -93,6 +103,10 @@ async def run_async(flow: Flow[T], driver: AsyncDriver | None = None) -> T:
     except StopIteration as stop:
         result: T = stop.value
         return result
+    finally:
+        # A no-op once the flow has returned or raised; otherwise (an exception the flow is not
+        # given, such as CancelledError) it runs the flow's cleanup now, not at gc.
+        flow.close()
 
 
 def _call(op: Call) -> Any:
