@@ -15,15 +15,16 @@ import logging
 import math
 import random
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from redkit.cache.envelope import CorruptEntry, Entry, entry_from_text, entry_to_text, pack, unpack
+from redkit.cache.generations import Generations
 from redkit.cache.local import ALL, LocalTier
 from redkit.cache.serializers import Serializer
+from redkit.cache.stats import CacheStats, Counters
+from redkit.cache.tags import Tags
 from redkit.core import keys
 from redkit.core.clock import Clock
 from redkit.core.errors import (
@@ -34,7 +35,7 @@ from redkit.core.errors import (
 )
 from redkit.core.flow import Flow
 from redkit.core.ops import Call, Masters, OnNode, Pipeline, ScriptCall, Sleep, command
-from redkit.core.replies import as_int, as_text, is_ok
+from redkit.core.replies import as_int, is_ok
 from redkit.core.scripts import load_script
 
 if TYPE_CHECKING:  # the advise package is never imported by the cache itself
@@ -46,9 +47,6 @@ log = logging.getLogger("redkit.cache")
 
 #: Keys longer than this (in UTF-8) are stored under a digest.
 MAX_KEY_BYTES = 512
-#: Seconds a process trusts the namespace generation it read (see ``bump_version``).
-GENERATION_CHECK_S = 1.0
-_TAG_TOKEN = load_script("redkit.cache", "tag_token")
 _RELEASE_LEASE = load_script("redkit.cache", "release_lease")
 _STORE_IF_LEASED = load_script("redkit.cache", "store_if_leased")
 _TAKE_LEASE = load_script("redkit.cache", "take_lease")
@@ -81,27 +79,6 @@ class Lookup(NamedTuple):
     refresh: bool
     #: Why Redis did not answer, when ``value`` is :data:`UNREACHABLE`.
     cause: BaseException | None = None
-
-
-@dataclass
-class CacheStats:
-    """Counters of what a cache did, since it was created."""
-
-    hits: int = 0
-    misses: int = 0
-    loads: int = 0
-    errors: int = 0
-    corrupt: int = 0
-    #: Loads this process was granted the cross-process lease for.
-    leases_won: int = 0
-    #: Misses that waited for another process's load instead of loading.
-    leases_lost: int = 0
-    #: Stale values served while a background refresh ran (stale-while-revalidate).
-    stale_served: int = 0
-    #: Values reloaded before they expired (XFetch early refresh).
-    early_refreshes: int = 0
-    #: Hits answered by the local tier, without a round trip.
-    local_hits: int = 0
 
 
 def lease_key(redis_key: str) -> str:
@@ -144,15 +121,12 @@ class CacheFlows:
         self.text_values = text_values
         if version is not None:
             prefix += ":" + keys.escape(version)
-        self._prefix = prefix + ":"
-        # The namespace's generation: part of every key, so bump_version() leaves every entry
-        # behind at once. '#' keeps it apart from any cache key, which all start with prefix:.
-        self._generation_key = prefix + "#generation"
-        self._tag_prefix = prefix + "#tag:"
+        #: The namespace's generation, part of every key: bump_version() leaves all behind.
+        self.generations = Generations(prefix)
+        #: The tags' tokens: invalidate_tags() makes every entry stamped with one stale.
+        self.tags = Tags(prefix)
         #: Where writes are announced, so other processes drop their local copies.
         self.channel = prefix + "#invalidate"
-        self._generation: tuple[int, float] | None = None  # (generation, when read)
-        self.generation_check_s = GENERATION_CHECK_S
         self.namespace = namespace
         self.version = version
         self.default_ttl_ms = default_ttl_ms
@@ -165,8 +139,8 @@ class CacheFlows:
         self.local = None if not local_ttl_s else LocalTier(local_ttl_s, local_size)
         self.serializer = serializer
         self.secret = secret
-        self.stats = CacheStats()
-        self._stats_lock = threading.Lock()
+        self.counters = Counters()
+        self.stats: CacheStats = self.counters.stats
         #: Where a sample of this cache's events is recorded (``redkit advise``), or ``None``.
         self.trace = trace
         # Counts this process's invalidations: a load that began before one must not be joined
@@ -187,23 +161,18 @@ class CacheFlows:
         """``key`` checked, as it appears in Redis keys (after the namespace and generation)."""
         return keys.verbatim(key, max_bytes=MAX_KEY_BYTES, what="a cache key")
 
-    def _namespace(self) -> Flow[str]:
-        """The start of every key: ``<namespace>[:<version>]:g<generation>:``.
+    @property
+    def generation_check_s(self) -> float:
+        """Seconds this process trusts the namespace generation it read."""
+        return self.generations.check_s
 
-        The generation is read at most once per :attr:`generation_check_s`, so another
-        process's bump is seen within that bound.
-        """
-        known = self._generation
-        if known is not None and time.monotonic() - known[1] < self.generation_check_s:
-            return f"{self._prefix}g{known[0]}:"
-        reply = yield command("GET", self._generation_key)
-        generation = 0 if reply is None else as_int(reply)
-        self._generation = (generation, time.monotonic())
-        return f"{self._prefix}g{generation}:"
+    @generation_check_s.setter
+    def generation_check_s(self, seconds: float) -> None:
+        self.generations.check_s = seconds
 
     def redis_key(self, key: str | int) -> Flow[str]:
         """The Redis key of the cache key ``key``."""
-        return (yield from self._namespace()) + self.key(key)
+        return (yield from self.generations.current()) + self.key(key)
 
     def _read_one(self, name: str) -> Flow[Entry | None]:
         """The live entry of the checked key ``name``, or ``None``.
@@ -211,54 +180,17 @@ class CacheFlows:
         :meth:`_read` for one key without its lists: the hit path of ``get`` and
         ``get_or_set``, where every microsecond shows.
         """
-        known = self._generation
-        if known is not None and time.monotonic() - known[1] < self.generation_check_s:
-            redis_key = f"{self._prefix}g{known[0]}:{name}"
-        else:
-            redis_key = (yield from self._namespace()) + name
+        namespace = self.generations.known()
+        if namespace is None:
+            namespace = yield from self.generations.current()
+        redis_key = namespace + name
         raw = yield command("GET", redis_key)
         entry = self._decode(redis_key, raw)
         if entry is not None and entry.tags:
-            (valid,) = yield from self._still_valid([entry])
+            (valid,) = yield from self.tags.still_valid([entry])
             if not valid:
                 return None
         return entry
-
-    def _tag_key(self, tag: str) -> str:
-        if not isinstance(tag, str) or not tag:
-            raise InvalidArgumentError(f"a tag must be a non-empty str, got {tag!r}")
-        return self._tag_prefix + keys.escape(tag)
-
-    def _stamp(self, tags: Iterable[str]) -> Flow[dict[str, str]]:
-        """The current token of each tag (created on first use), to stamp an entry with.
-
-        Read *before* the value is produced: an invalidation that lands between this read and
-        the write leaves the entry with an old token, so it is never served.
-        """
-        wanted = sorted(set(tags))
-        if not wanted:
-            return {}
-        calls = tuple(
-            ScriptCall(_TAG_TOKEN, (self._tag_key(tag),), (secrets.token_hex(8),)) for tag in wanted
-        )
-        replies = yield Pipeline(calls)
-        for reply in replies:
-            if isinstance(reply, BackendError):
-                raise reply
-        return {tag: as_text(reply) for tag, reply in zip(wanted, replies, strict=True)}
-
-    def _still_valid(self, entries: list[Entry]) -> Flow[list[bool]]:
-        """Whether each entry's tags still hold the tokens it was stamped with."""
-        tags = sorted({tag for entry in entries for tag in entry.tags})
-        if not tags:
-            return [True] * len(entries)
-        replies = yield Pipeline(tuple(command("GET", self._tag_key(tag)) for tag in tags))
-        current = {}
-        for tag, reply in zip(tags, replies, strict=True):
-            if isinstance(reply, BackendError):
-                raise reply
-            current[tag] = None if reply is None else as_text(reply)
-        return [all(current[t] == token for t, token in e.tags.items()) for e in entries]
 
     def _fence(self, redis_keys: list[str]) -> tuple[Any, ...]:
         """Commands that mark these keys written, for loads that began before (see _load)."""
@@ -289,18 +221,14 @@ class CacheFlows:
 
     def invalidate_tags(self, *tags: str) -> Flow[int]:
         """Make every entry stamped with any of ``tags`` stale, in O(1) per tag."""
-        names = [self._tag_key(tag) for tag in tags]
-        if not names:
+        renewed = yield from self.tags.renew(tags)
+        if not renewed:
             return 0
-        replies = yield Pipeline(tuple(command("SET", n, secrets.token_hex(8)) for n in names))
-        for reply in replies:
-            if isinstance(reply, BackendError):
-                raise reply
         yield from self._changed([ALL])  # once Redis has it: loads begun before read old state
         if self.trace is not None:
             for tag in tags:
                 self.trace.record_invalidation(self.namespace, "tag", tag)
-        return len(names)
+        return renewed
 
     def bump_version(self) -> Flow[int]:
         """Start a new generation of the namespace: every entry written before is left behind.
@@ -308,22 +236,11 @@ class CacheFlows:
         O(1): old entries expire on their own; other processes see the bump within
         ``generation_check_s``.
         """
-        generation = as_int((yield command("INCR", self._generation_key)))
+        generation = yield from self.generations.bump()
         yield from self._changed([ALL])
-        self._generation = (generation, time.monotonic())
         if self.trace is not None:
             self.trace.record_invalidation(self.namespace, "namespace")
         return generation
-
-    def _hit(self) -> None:
-        # The hot path's own counter: no keyword dict, no getattr/setattr.
-        with self._stats_lock:
-            self.stats.hits += 1
-
-    def _count(self, **deltas: int) -> None:
-        with self._stats_lock:
-            for name, delta in deltas.items():
-                setattr(self.stats, name, getattr(self.stats, name) + delta)
 
     def _trace_read(self, op: CacheOp, name: str, entry: Entry | None = None) -> None:
         """Record a hit or a miss of ``name`` (called only when there is a trace)."""
@@ -397,7 +314,7 @@ class CacheFlows:
                 return None  # expired by the cache's clock, which Redis's expiry cannot follow
             return entry
         except CorruptEntry as exc:
-            self._count(corrupt=1)
+            self.counters.add(corrupt=1)
             log.warning(
                 "cache key %r holds no readable entry (%s): treated as a miss", redis_key, exc
             )
@@ -445,7 +362,7 @@ class CacheFlows:
         ]
         tagged = [entry for entry in entries if entry is not None and entry.tags]
         if tagged:
-            valid = yield from self._still_valid(tagged)
+            valid = yield from self.tags.still_valid(tagged)
             stale = {id(entry) for entry, ok in zip(tagged, valid, strict=True) if not ok}
             entries = [None if id(entry) in stale else entry for entry in entries]
         return entries
@@ -456,24 +373,24 @@ class CacheFlows:
         if self.local is not None:
             held = self.local.get(name)
             if LocalTier.has(held):
-                self._count(hits=1, local_hits=1)
+                self.counters.add(hits=1, local_hits=1)
                 if self.trace is not None:
                     self._trace_read("hit", name)
                 return held
         try:
             entry = yield from self._read_one(name)
         except _NO_ANSWER as exc:
-            self._count(errors=1, misses=1)
+            self.counters.add(errors=1, misses=1)
             log.warning("cache read of %r failed, counted as a miss: %s", name, exc)
             if self.trace is not None:
                 self._trace_read("miss", name)
             return default
         if entry is None:
-            self._count(misses=1)
+            self.counters.add(misses=1)
             if self.trace is not None:
                 self._trace_read("miss", name)
             return default
-        self._hit()
+        self.counters.hit()
         if self.trace is not None:
             self._trace_read("hit", name, entry)
         if self.local is not None:
@@ -490,7 +407,7 @@ class CacheFlows:
                 found[key] = held
             else:
                 wanted.append(key)
-        self._count(hits=len(found), local_hits=len(found))
+        self.counters.add(hits=len(found), local_hits=len(found))
         if self.trace is not None:
             for key in found:
                 self._trace_read("hit", self.key(key))
@@ -498,10 +415,10 @@ class CacheFlows:
         if not wanted:
             return found
         try:
-            namespace = yield from self._namespace()
+            namespace = yield from self.generations.current()
             entries = yield from self._read([namespace + name for name in names])
         except _NO_ANSWER as exc:
-            self._count(errors=1, misses=len(wanted))
+            self.counters.add(errors=1, misses=len(wanted))
             log.warning("cache read of %d keys failed, counted as misses: %s", len(wanted), exc)
             if self.trace is not None:
                 for name in names:
@@ -516,7 +433,7 @@ class CacheFlows:
                     self.local.put(name, entry.value)
             if self.trace is not None:
                 self._trace_read("miss" if entry is None else "hit", name, entry)
-        self._count(hits=loaded, misses=len(wanted) - loaded)
+        self.counters.add(hits=loaded, misses=len(wanted) - loaded)
         return found
 
     def set(
@@ -527,14 +444,14 @@ class CacheFlows:
         ttl_ms = self._ttl_ms(ttl_ms, value)
         try:
             redis_key = yield from self.redis_key(key)
-            stamps = yield from self._stamp(tags)
+            stamps = yield from self.tags.stamp(tags)
             data = self._encode(redis_key, value, ttl_ms, tags=stamps)
             store = self._set_command(redis_key, data, ttl_ms)
             replies = yield Pipeline((store, *self._fence([redis_key])))
             reply = replies[0]
             yield from self._changed([self.key(key)])
         except _NO_ANSWER as exc:
-            self._count(errors=1)
+            self.counters.add(errors=1)
             log.warning("cache write of %r failed: %s", redis_key, exc)
             return False
         if self.local is not None:
@@ -551,8 +468,8 @@ class CacheFlows:
         if not names:
             return True
         try:
-            namespace = yield from self._namespace()
-            stamps = yield from self._stamp(tags)
+            namespace = yield from self.generations.current()
+            stamps = yield from self.tags.stamp(tags)
             ops = []
             traced: list[tuple[str, int, int | None]] = []
             for key, value in values.items():
@@ -567,7 +484,7 @@ class CacheFlows:
             replies = (yield Pipeline((*ops, *fence)))[:written]
             yield from self._changed(list(names.values()))
         except _NO_ANSWER as exc:
-            self._count(errors=1)
+            self.counters.add(errors=1)
             log.warning("cache write of %d keys failed: %s", len(names), exc)
             return False
         if self.local is not None:
@@ -582,7 +499,7 @@ class CacheFlows:
         names = [self.key(key) for key in cache_keys]
         if not names:
             return 0
-        namespace = yield from self._namespace()
+        namespace = yield from self.generations.current()
         redis_keys = [namespace + name for name in names]
         unlinks = tuple(command("UNLINK", k) for k in redis_keys)
         replies = (yield Pipeline((*unlinks, *self._fence(redis_keys))))[: len(unlinks)]
@@ -636,7 +553,7 @@ class CacheFlows:
         token, entry = yield from self._lease_after_miss(redis_key)
         if token or entry:
             return token, entry
-        self._count(leases_lost=1)
+        self.counters.add(leases_lost=1)
         deadline = time.monotonic() + self.lease_ms / 1000
         pause = _FIRST_WAIT
         while time.monotonic() < deadline:
@@ -665,7 +582,7 @@ class CacheFlows:
         if entry is not None:
             yield from self._release(redis_key, token)
             return None, entry
-        self._count(leases_won=1)
+        self.counters.add(leases_won=1)
         return token, None
 
     def peek(self, key: str | int) -> Flow[Lookup | None]:
@@ -678,14 +595,14 @@ class CacheFlows:
         if self.local is not None:
             held = self.local.get(name)
             if LocalTier.has(held):
-                self._count(hits=1, local_hits=1)
+                self.counters.add(hits=1, local_hits=1)
                 if self.trace is not None:
                     self._trace_read("hit", name)
                 return Lookup(held, False)
         try:
             entry = yield from self._read_one(name)
         except _NO_ANSWER as exc:
-            self._count(errors=1, misses=1)
+            self.counters.add(errors=1, misses=1)
             if self.trace is not None:
                 self._trace_read("miss", name)
             # Logged by load_only, once for the callers that share the load.
@@ -696,9 +613,9 @@ class CacheFlows:
         if state == "early":
             return None
         if state == "stale":
-            self._count(hits=1, stale_served=1)
+            self.counters.add(hits=1, stale_served=1)
         else:
-            self._hit()
+            self.counters.hit()
         if self.trace is not None:
             self._trace_read("hit", name, entry)
         if self.local is not None and state == "fresh":
@@ -708,7 +625,7 @@ class CacheFlows:
     def load_only(self, key: str | int, loader: Callable[[], Any], cause: object) -> Flow[Any]:
         """The loader's value, with Redis out of reach (``cause``): nothing is stored."""
         log.warning("cache read of %r failed, loading without the cache: %s", key, cause)
-        self._count(loads=1)
+        self.counters.add(loads=1)
         started = time.monotonic()
         value = yield Call(loader)
         if self.trace is not None:
@@ -733,7 +650,7 @@ class CacheFlows:
         if self.local is not None:
             held = self.local.get(name)
             if LocalTier.has(held):
-                self._count(hits=1, local_hits=1)
+                self.counters.add(hits=1, local_hits=1)
                 if self.trace is not None:
                     self._trace_read("hit", name)
                 return Lookup(held, False)
@@ -744,31 +661,31 @@ class CacheFlows:
             if entry is not None:
                 state = self._freshness(entry)
                 if state == "stale":
-                    self._count(hits=1, stale_served=1)
+                    self.counters.add(hits=1, stale_served=1)
                     if self.trace is not None:
                         self._trace_read("hit", name, entry)
                     return Lookup(entry.value, True)
                 if state == "early":
                     token = yield from self._try_lease(redis_key)
                 if token is None:  # fresh, or someone else is already reloading it
-                    self._count(hits=1)
+                    self.counters.add(hits=1)
                     if self.trace is not None:
                         self._trace_read("hit", name, entry)
                     if self.local is not None and state == "fresh":
                         self.local.put(name, entry.value)
                     return Lookup(entry.value, False)
-                self._count(early_refreshes=1)
+                self.counters.add(early_refreshes=1)
             else:
                 token, entry = yield from self._lease(redis_key)
                 if entry is not None:  # another process's load, waited for: a hit
-                    self._count(hits=1)
+                    self.counters.add(hits=1)
                     if self.trace is not None:
                         self._trace_read("hit", name, entry)
                     return Lookup(entry.value, False)
-            stamps = yield from self._stamp(tags)  # before loading: see _stamp
+            stamps = yield from self.tags.stamp(tags)  # before loading: see _stamp
         except _NO_ANSWER as exc:
             # Redis is out of reach: the loader answers, and nothing is stored.
-            self._count(errors=1, misses=1, loads=1)
+            self.counters.add(errors=1, misses=1, loads=1)
             log.warning("cache read of %r failed, loading without the cache: %s", redis_key, exc)
             if self.trace is not None:
                 self._trace_read("miss", name)
@@ -777,7 +694,7 @@ class CacheFlows:
             if self.trace is not None:
                 self._trace_write("load", name, load_ms=(time.monotonic() - started) * 1000)
             return Lookup(value, False)
-        self._count(misses=1)
+        self.counters.add(misses=1)
         if self.trace is not None:
             self._trace_read("miss", name)
         value = yield from self._load(name, redis_key, loader, ttl_ms, stamps, token)
@@ -794,7 +711,7 @@ class CacheFlows:
         token = yield from self._try_lease(redis_key)
         if token is None:
             return
-        stamps = yield from self._stamp(tags)
+        stamps = yield from self.tags.stamp(tags)
         value = yield from self._load(self.key(key), redis_key, loader, ttl_ms, stamps, token)
         yield from self._changed([self.key(key)])
         if self.local is not None:
@@ -813,7 +730,7 @@ class CacheFlows:
 
         ``name`` is the checked key that ``redis_key`` stores.
         """
-        self._count(loads=1)
+        self.counters.add(loads=1)
         try:
             started = time.monotonic()
             value = yield Call(loader)
@@ -830,7 +747,7 @@ class CacheFlows:
                 else:
                     yield self._set_command(redis_key, data, ttl_ms)
             except _NO_ANSWER as exc:
-                self._count(errors=1)
+                self.counters.add(errors=1)
                 log.warning(
                     "cache write of %r failed; the loaded value is still returned: %s",
                     redis_key, exc,
@@ -873,7 +790,7 @@ class CacheFlows:
         try:
             redis_key = yield from self.redis_key(key)
             namespaced = True
-            stamps = yield from self._stamp(tags)  # before the write: see _stamp
+            stamps = yield from self.tags.stamp(tags)  # before the write: see _stamp
         except _NO_ANSWER as exc:
             log.warning("cache write-through of %r cannot reach Redis: %s", redis_key, exc)
         value = yield Call(write)
@@ -890,7 +807,7 @@ class CacheFlows:
                 raise replies[0]
         except (BackendError, InvalidArgumentError) as exc:
             log.warning("cache write-through of %r failed, deleting the key: %s", redis_key, exc)
-            self._count(errors=1)
+            self.counters.add(errors=1)
             if not namespaced:  # never the bare key: it is not the cache's
                 redis_key = yield from self.redis_key(key)
             # Raises if Redis cannot even delete: the caller must know a stale value may remain.
@@ -938,7 +855,7 @@ class CacheFlows:
         found, so Redis stays responsive however many keys match. ``progress`` is called with
         the running count after each batch. Returns how many keys were deleted.
         """
-        match = self.pattern(pattern, parts, (yield from self._namespace()))
+        match = self.pattern(pattern, parts, (yield from self.generations.current()))
         deleted = 0
         for node in (yield Masters()):
             cursor = 0
