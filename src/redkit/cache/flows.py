@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 import math
 import random
-import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from redkit.cache.envelope import CorruptEntry, Entry, entry_from_text, entry_to_text, pack, unpack
 from redkit.cache.generations import Generations
+from redkit.cache.leases import Leases
 from redkit.cache.local import ALL, LocalTier
 from redkit.cache.serializers import Serializer
 from redkit.cache.stats import CacheStats, Counters
@@ -34,9 +34,8 @@ from redkit.core.errors import (
     InvalidArgumentError,
 )
 from redkit.core.flow import Flow
-from redkit.core.ops import Call, Masters, OnNode, Pipeline, ScriptCall, Sleep, command
+from redkit.core.ops import Call, Masters, OnNode, Pipeline, command
 from redkit.core.replies import as_int, is_ok
-from redkit.core.scripts import load_script
 
 if TYPE_CHECKING:  # the advise package is never imported by the cache itself
     from redkit.advise.recorder import CacheOp, TraceRecorder
@@ -47,13 +46,6 @@ log = logging.getLogger("redkit.cache")
 
 #: Keys longer than this (in UTF-8) are stored under a digest.
 MAX_KEY_BYTES = 512
-_RELEASE_LEASE = load_script("redkit.cache", "release_lease")
-_STORE_IF_LEASED = load_script("redkit.cache", "store_if_leased")
-_TAKE_LEASE = load_script("redkit.cache", "take_lease")
-#: What a write leaves in a key's lease: loads that began before it must not store.
-_WRITTEN = "written"
-#: Pauses (seconds) between looks at a key another process is loading: short, then longer.
-_FIRST_WAIT, _LONGEST_WAIT = 0.005, 0.1
 #: Errors that mean "Redis did not answer": reads become misses, writes report False.
 _NO_ANSWER = (BackendTimeout, BackendUnavailable)
 
@@ -79,15 +71,6 @@ class Lookup(NamedTuple):
     refresh: bool
     #: Why Redis did not answer, when ``value`` is :data:`UNREACHABLE`.
     cause: BaseException | None = None
-
-
-def lease_key(redis_key: str) -> str:
-    """The load lease of ``redis_key``, in the same cluster slot (so one script sees both)."""
-    start = redis_key.find("{")
-    end = redis_key.find("}", start + 1)
-    if start != -1 and end > start + 1:  # the key has a hash tag of its own: keep it
-        return redis_key + "#lease"
-    return "{" + redis_key + "}#lease"
 
 
 def _now_ms() -> int:
@@ -117,6 +100,8 @@ class CacheFlows:
         clock: Clock | None = None,
     ) -> None:
         prefix = keys.check_prefix(namespace)
+        self.counters = Counters()
+        self.stats: CacheStats = self.counters.stats
         #: Store entries in their text form (a server that takes only text: Upstash's REST).
         self.text_values = text_values
         if version is not None:
@@ -132,6 +117,8 @@ class CacheFlows:
         self.default_ttl_ms = default_ttl_ms
         self.negative_ttl_ms = negative_ttl_ms
         self.lease_ms = lease_ms
+        #: The stampede leases, and the fence each write leaves in them.
+        self.leases = Leases(lease_ms, self.counters, self._read_key)
         self.early_refresh = early_refresh
         self.stale_ms = stale_ms
         self.ttl_jitter = ttl_jitter
@@ -139,8 +126,6 @@ class CacheFlows:
         self.local = None if not local_ttl_s else LocalTier(local_ttl_s, local_size)
         self.serializer = serializer
         self.secret = secret
-        self.counters = Counters()
-        self.stats: CacheStats = self.counters.stats
         #: Where a sample of this cache's events is recorded (``redkit advise``), or ``None``.
         self.trace = trace
         # Counts this process's invalidations: a load that began before one must not be joined
@@ -191,14 +176,6 @@ class CacheFlows:
             if not valid:
                 return None
         return entry
-
-    def _fence(self, redis_keys: list[str]) -> tuple[Any, ...]:
-        """Commands that mark these keys written, for loads that began before (see _load)."""
-        if not self.lease_ms:
-            return ()
-        return tuple(
-            command("SET", lease_key(k), _WRITTEN, "PX", self.lease_ms) for k in redis_keys
-        )
 
     def _changed(self, names: list[str]) -> Flow[None]:
         """After a write or an invalidation: no stale copy may be served from here on.
@@ -367,6 +344,11 @@ class CacheFlows:
             entries = [None if id(entry) in stale else entry for entry in entries]
         return entries
 
+    def _read_key(self, redis_key: str) -> Flow[Entry | None]:
+        """The live entry under one Redis key, or ``None`` (:meth:`_read` of one key)."""
+        (entry,) = yield from self._read([redis_key])
+        return entry
+
     def get(self, key: str | int, default: Any = None) -> Flow[Any]:
         """The cached value of ``key``, or ``default`` on a miss."""
         name = self.key(key)
@@ -447,7 +429,7 @@ class CacheFlows:
             stamps = yield from self.tags.stamp(tags)
             data = self._encode(redis_key, value, ttl_ms, tags=stamps)
             store = self._set_command(redis_key, data, ttl_ms)
-            replies = yield Pipeline((store, *self._fence([redis_key])))
+            replies = yield Pipeline((store, *self.leases.fence([redis_key])))
             reply = replies[0]
             yield from self._changed([self.key(key)])
         except _NO_ANSWER as exc:
@@ -480,7 +462,7 @@ class CacheFlows:
                 if self.trace is not None:
                     traced.append((names[key], len(data), entry_ttl))
             written = len(ops)
-            fence = self._fence([namespace + name for name in names.values()])
+            fence = self.leases.fence([namespace + name for name in names.values()])
             replies = (yield Pipeline((*ops, *fence)))[:written]
             yield from self._changed(list(names.values()))
         except _NO_ANSWER as exc:
@@ -502,7 +484,7 @@ class CacheFlows:
         namespace = yield from self.generations.current()
         redis_keys = [namespace + name for name in names]
         unlinks = tuple(command("UNLINK", k) for k in redis_keys)
-        replies = (yield Pipeline((*unlinks, *self._fence(redis_keys))))[: len(unlinks)]
+        replies = (yield Pipeline((*unlinks, *self.leases.fence(redis_keys))))[: len(unlinks)]
         for reply in replies:
             if isinstance(reply, BackendError):
                 raise reply
@@ -526,64 +508,6 @@ class CacheFlows:
         redis_key = yield from self.redis_key(key)
         reply = as_int((yield command("PTTL", redis_key)))
         return None if reply < 0 else reply / 1000
-
-    def _try_lease(self, redis_key: str) -> Flow[str | None]:
-        """The lease to reload ``redis_key`` now, or ``None`` if another caller holds it.
-
-        Without leases every caller may reload: the token is then empty.
-        """
-        if not self.lease_ms:
-            return ""
-        token = secrets.token_hex(8)
-        won = yield ScriptCall(
-            _TAKE_LEASE, (lease_key(redis_key),), (token, self.lease_ms, _WRITTEN)
-        )
-        return token if as_int(won) == 1 else None
-
-    def _lease(self, redis_key: str) -> Flow[tuple[str | None, Entry | None]]:
-        """Take the lease to load ``redis_key``, or wait for the process that holds it.
-
-        Returns ``(token, None)`` when this caller is to load, ``(None, entry)`` when another
-        process's load arrived meanwhile, and ``(None, None)`` when it did not arrive within
-        the lease: the caller then loads after all (a crashed loader never blocks anyone for
-        longer). Waiting holds no connection: it is a sleep between two reads.
-        """
-        if not self.lease_ms:
-            return None, None
-        token, entry = yield from self._lease_after_miss(redis_key)
-        if token or entry:
-            return token, entry
-        self.counters.add(leases_lost=1)
-        deadline = time.monotonic() + self.lease_ms / 1000
-        pause = _FIRST_WAIT
-        while time.monotonic() < deadline:
-            yield Sleep(min(pause, max(deadline - time.monotonic(), 0)))
-            pause = min(pause * 2, _LONGEST_WAIT)
-            (entry,) = yield from self._read([redis_key])
-            if entry is not None:
-                return None, entry
-            # The loader may have given up (its load failed, or a write fenced its value
-            # out): take over now instead of waiting out the lease.
-            token, entry = yield from self._lease_after_miss(redis_key)
-            if token or entry:
-                return token, entry
-        return None, None
-
-    def _lease_after_miss(self, redis_key: str) -> Flow[tuple[str | None, Entry | None]]:
-        """The lease to load ``redis_key`` after reading a miss, or the entry that came since.
-
-        Another process may have loaded, stored and released between the read and the lease:
-        a won lease is followed by one more read, so that load is not done twice.
-        """
-        token = yield from self._try_lease(redis_key)
-        if not token:
-            return None, None
-        (entry,) = yield from self._read([redis_key])
-        if entry is not None:
-            yield from self._release(redis_key, token)
-            return None, entry
-        self.counters.add(leases_won=1)
-        return token, None
 
     def peek(self, key: str | int) -> Flow[Lookup | None]:
         """``get_or_set``'s hit, when there is one and it needs no load: the fast path.
@@ -642,9 +566,9 @@ class CacheFlows:
         """Cache-aside: the cached value, or ``loader()``'s, stored with ``tags`` for next time.
 
         On a miss, one process across all takes a lease and loads; the others wait for its
-        value (see :meth:`_lease`). A value close to its end may be reloaded early by one
-        reader (XFetch); a stale one is served while the caller refreshes it in the background
-        (the returned :class:`Lookup` says so).
+        value (see :class:`~redkit.cache.leases.Leases`). A value close to its end may be
+        reloaded early by one reader (XFetch); a stale one is served while the caller refreshes
+        it in the background (the returned :class:`Lookup` says so).
         """
         name = redis_key = self.key(key)
         if self.local is not None:
@@ -666,7 +590,7 @@ class CacheFlows:
                         self._trace_read("hit", name, entry)
                     return Lookup(entry.value, True)
                 if state == "early":
-                    token = yield from self._try_lease(redis_key)
+                    token = yield from self.leases.try_take(redis_key)
                 if token is None:  # fresh, or someone else is already reloading it
                     self.counters.add(hits=1)
                     if self.trace is not None:
@@ -676,7 +600,7 @@ class CacheFlows:
                     return Lookup(entry.value, False)
                 self.counters.add(early_refreshes=1)
             else:
-                token, entry = yield from self._lease(redis_key)
+                token, entry = yield from self.leases.take_or_wait(redis_key)
                 if entry is not None:  # another process's load, waited for: a hit
                     self.counters.add(hits=1)
                     if self.trace is not None:
@@ -708,7 +632,7 @@ class CacheFlows:
     ) -> Flow[None]:
         """Reload a stale ``key`` (a background job), unless another caller already is."""
         redis_key = yield from self.redis_key(key)
-        token = yield from self._try_lease(redis_key)
+        token = yield from self.leases.try_take(redis_key)
         if token is None:
             return
         stamps = yield from self.tags.stamp(tags)
@@ -741,9 +665,7 @@ class CacheFlows:
             try:
                 if token:  # a write since the load began wins over this older value
                     px = ttl_ms + (self.stale_ms or 0) if ttl_ms else 0
-                    yield ScriptCall(
-                        _STORE_IF_LEASED, (redis_key, lease_key(redis_key)), (token, data, px)
-                    )
+                    yield self.leases.store(redis_key, token, data, px)
                 else:
                     yield self._set_command(redis_key, data, ttl_ms)
             except _NO_ANSWER as exc:
@@ -757,19 +679,10 @@ class CacheFlows:
         except GeneratorExit:
             raise  # abandoned (a cancelled task): no more round trips; the lease expires
         except BaseException:
-            yield from self._release(redis_key, token)
+            yield from self.leases.release(redis_key, token)
             raise
-        yield from self._release(redis_key, token)
+        yield from self.leases.release(redis_key, token)
         return value
-
-    def _release(self, redis_key: str, token: str | None) -> Flow[None]:
-        """Give a load lease back, so waiters stop waiting (they would see the value anyway)."""
-        if not token:
-            return
-        try:
-            yield ScriptCall(_RELEASE_LEASE, (lease_key(redis_key),), (token,))
-        except BackendError as exc:
-            log.warning("cache lease of %r not released (it expires): %s", redis_key, exc)
 
     def write_through(
         self,
@@ -802,7 +715,7 @@ class CacheFlows:
             data = self._encode(redis_key, value, ttl_ms, tags=stamps)
             size = len(data)
             store = self._set_command(redis_key, data, ttl_ms)
-            replies = yield Pipeline((store, *self._fence([redis_key])))
+            replies = yield Pipeline((store, *self.leases.fence([redis_key])))
             if isinstance(replies[0], BackendError):
                 raise replies[0]
         except (BackendError, InvalidArgumentError) as exc:
@@ -811,7 +724,9 @@ class CacheFlows:
             if not namespaced:  # never the bare key: it is not the cache's
                 redis_key = yield from self.redis_key(key)
             # Raises if Redis cannot even delete: the caller must know a stale value may remain.
-            unlinked = yield Pipeline((command("UNLINK", redis_key), *self._fence([redis_key])))
+            unlinked = yield Pipeline(
+                (command("UNLINK", redis_key), *self.leases.fence([redis_key]))
+            )
             if isinstance(unlinked[0], BackendError):
                 raise unlinked[0] from exc
             if isinstance(exc, InvalidArgumentError):
