@@ -1,8 +1,19 @@
 """Every cache behaviour, written once as a flow; :class:`~redkit.Cache` runs them.
 
-Keys read ``<namespace>:<version>:<key>`` (no version part when there is none). Values are
-entries (:mod:`redkit.cache.envelope`): the serialized value with the moment it was stored, its
-expiry and how long its loader took, which is what early refresh needs.
+Keys read ``<namespace>:<version>:g<generation>:<key>`` (no version part when there is none).
+:class:`CacheFlows` composes one collaborator per mechanism, and writes the behaviours with
+them (cache-aside, reads, writes, write-through, invalidation):
+
+================================  =========================================================
+the namespace generation          :mod:`redkit.cache.generations` (``bump_version``)
+tags and their tokens             :mod:`redkit.cache.tags` (``invalidate_tags``)
+entries: encoding, TTL, jitter,   :mod:`redkit.cache.entries` (and the envelope,
+stale window, XFetch              :mod:`redkit.cache.envelope`)
+the stampede lease, write fence   :mod:`redkit.cache.leases`
+the local tier                    :mod:`redkit.cache.local`
+deleting by pattern (``SCAN``)    :mod:`redkit.cache.scan`
+the counters                      :mod:`redkit.cache.stats`
+================================  =========================================================
 
 Failure policy: a read that Redis cannot answer is a miss (``get_or_set`` then answers from the
 loader), a write that fails is logged and reported as ``False``; a *delete* that fails raises,
@@ -12,16 +23,16 @@ since an invalidation that silently did not happen would leave stale data behind
 from __future__ import annotations
 
 import logging
-import math
-import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from redkit.cache.envelope import CorruptEntry, Entry, entry_from_text, entry_to_text, pack, unpack
+from redkit.cache.entries import Entries
+from redkit.cache.envelope import Entry
 from redkit.cache.generations import Generations
 from redkit.cache.leases import Leases
 from redkit.cache.local import ALL, LocalTier
+from redkit.cache.scan import delete_matching, scan_pattern
 from redkit.cache.serializers import Serializer
 from redkit.cache.stats import CacheStats, Counters
 from redkit.cache.tags import Tags
@@ -34,7 +45,7 @@ from redkit.core.errors import (
     InvalidArgumentError,
 )
 from redkit.core.flow import Flow
-from redkit.core.ops import Call, Masters, OnNode, Pipeline, command
+from redkit.core.ops import Call, Pipeline, command
 from redkit.core.replies import as_int, is_ok
 
 if TYPE_CHECKING:  # the advise package is never imported by the cache itself
@@ -73,10 +84,6 @@ class Lookup(NamedTuple):
     cause: BaseException | None = None
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class CacheFlows:
     """The flows of one configured cache."""
 
@@ -100,41 +107,45 @@ class CacheFlows:
         clock: Clock | None = None,
     ) -> None:
         prefix = keys.check_prefix(namespace)
-        self.counters = Counters()
-        self.stats: CacheStats = self.counters.stats
-        #: Store entries in their text form (a server that takes only text: Upstash's REST).
-        self.text_values = text_values
         if version is not None:
             prefix += ":" + keys.escape(version)
+        self.namespace = namespace
+        self.version = version
+        #: The time to live of a write that names none (``None``: no expiry).
+        self.default_ttl_ms = default_ttl_ms
+        #: What this cache did: hits, misses, loads, leases...
+        self.counters = Counters()
+        self.stats: CacheStats = self.counters.stats
         #: The namespace's generation, part of every key: bump_version() leaves all behind.
         self.generations = Generations(prefix)
         #: The tags' tokens: invalidate_tags() makes every entry stamped with one stale.
         self.tags = Tags(prefix)
-        #: Where writes are announced, so other processes drop their local copies.
-        self.channel = prefix + "#invalidate"
-        self.namespace = namespace
-        self.version = version
-        self.default_ttl_ms = default_ttl_ms
-        self.negative_ttl_ms = negative_ttl_ms
-        self.lease_ms = lease_ms
+        #: How values are stored and how a read judges them (TTLs, jitter, stale, XFetch).
+        self.entries = Entries(
+            serializer=serializer, secret=secret, text_values=text_values,
+            default_ttl_ms=default_ttl_ms, negative_ttl_ms=negative_ttl_ms, stale_ms=stale_ms,
+            ttl_jitter=ttl_jitter, early_refresh=early_refresh, counters=self.counters,
+            clock=clock,
+        )  # fmt: skip
         #: The stampede leases, and the fence each write leaves in them.
         self.leases = Leases(lease_ms, self.counters, self._read_key)
-        self.early_refresh = early_refresh
-        self.stale_ms = stale_ms
-        self.ttl_jitter = ttl_jitter
-        self._random = random.random  # replaceable by tests
         self.local = None if not local_ttl_s else LocalTier(local_ttl_s, local_size)
-        self.serializer = serializer
-        self.secret = secret
+        #: Where writes are announced, so other processes drop their local copies.
+        self.channel = prefix + "#invalidate"
         #: Where a sample of this cache's events is recorded (``redkit advise``), or ``None``.
         self.trace = trace
         # Counts this process's invalidations: a load that began before one must not be joined
         # (single flight) by a caller that came after it, or that caller gets a stale value.
         self.epoch = 0
-        # The entries' times come from this clock. One given by the caller (a VirtualClock)
-        # is not Redis's: an entry past its expiry by it is then gone, whatever Redis holds.
-        self._clock_ms: Callable[[], float] = _now_ms if clock is None else clock.now_ms
-        self._own_clock = clock is not None
+
+    @property
+    def _random(self) -> Callable[[], float]:
+        """The dice of TTL jitter and XFetch: tests replace them to choose the outcome."""
+        return self.entries.random
+
+    @_random.setter
+    def _random(self, dice: Callable[[], float]) -> None:
+        self.entries.random = dice
 
     # -- keys, entries, counters -----------------------------------------------------------
 
@@ -170,7 +181,7 @@ class CacheFlows:
             namespace = yield from self.generations.current()
         redis_key = namespace + name
         raw = yield command("GET", redis_key)
-        entry = self._decode(redis_key, raw)
+        entry = self.entries.decode(redis_key, raw)
         if entry is not None and entry.tags:
             (valid,) = yield from self.tags.still_valid([entry])
             if not valid:
@@ -250,77 +261,6 @@ class CacheFlows:
             load_ms=load_ms, tags=tags,
         )  # fmt: skip
 
-    def _ttl_ms(self, ttl_ms: int | None, value: Any) -> int | None:
-        if value is None and self.negative_ttl_ms is not None:
-            return self.negative_ttl_ms  # "nothing there" is cached for its own, shorter time
-        ttl = self.default_ttl_ms if ttl_ms is None else ttl_ms
-        if ttl and self.ttl_jitter:
-            # Entries written together do not all expire together (and reload together).
-            ttl = max(1, round(ttl * (1 - self.ttl_jitter * self._random())))
-        return ttl
-
-    def _encode(
-        self,
-        redis_key: str,
-        value: Any,
-        ttl_ms: int | None,
-        load_ms: int = 0,
-        tags: dict[str, str] | None = None,
-    ) -> bytes:
-        now = int(self._clock_ms())
-        fresh_until = now + ttl_ms if ttl_ms else 0
-        expires = fresh_until + self.stale_ms if fresh_until and self.stale_ms else fresh_until
-        data = pack(
-            self.serializer, redis_key, value, created_ms=now, fresh_until_ms=fresh_until,
-            load_ms=load_ms, expires_ms=expires, tags=tags, secret=self.secret,
-        )  # fmt: skip
-        return entry_to_text(data) if self.text_values else data
-
-    def _decode(self, redis_key: str, raw: Any) -> Entry | None:
-        """The entry in a GET reply; ``None`` for a miss or for bytes that are no entry."""
-        if raw is None:
-            return None
-        try:
-            # Either form is read, whichever client wrote it (REST or not, on one Redis).
-            stored = bytes(raw)
-            data = entry_from_text(stored)
-            entry = unpack(self.serializer, redis_key, data, secret=self.secret)
-            if data is not stored:  # the text form: its size is what Redis holds
-                entry = entry._replace(size=len(stored))
-            if self._own_clock and entry.expires_ms and self._clock_ms() >= entry.expires_ms:
-                return None  # expired by the cache's clock, which Redis's expiry cannot follow
-            return entry
-        except CorruptEntry as exc:
-            self.counters.add(corrupt=1)
-            log.warning(
-                "cache key %r holds no readable entry (%s): treated as a miss", redis_key, exc
-            )
-            return None
-
-    def _set_command(self, redis_key: str, data: bytes, ttl_ms: int | None) -> Any:
-        if ttl_ms:
-            # A stale entry is kept for the stale window after it stops being fresh.
-            return command("SET", redis_key, data, "PX", ttl_ms + (self.stale_ms or 0))
-        return command("SET", redis_key, data)
-
-    def _freshness(self, entry: Entry) -> str:
-        """How an entry stands: ``"fresh"``, ``"stale"`` or ``"early"``.
-
-        Stale: past its time (serve it, refresh in the background). Early: still fresh, but
-        XFetch picked this read to refresh it now.
-        """
-        now = self._clock_ms()
-        if entry.fresh_until_ms and now >= entry.fresh_until_ms:
-            return "stale"
-        if self.early_refresh and entry.fresh_until_ms and entry.load_ms:
-            # XFetch (Vattani et al., VLDB 2015): look ahead an exponentially distributed time,
-            # scaled by how long a reload takes; far from expiry almost never, close to it
-            # almost surely, and no coordination between readers.
-            ahead = -entry.load_ms * self.early_refresh * math.log(1.0 - self._random())
-            if now + ahead >= entry.fresh_until_ms:
-                return "early"
-        return "fresh"
-
     # -- flows -----------------------------------------------------------------------------
 
     def _read(self, redis_keys: list[str]) -> Flow[list[Entry | None]]:
@@ -334,7 +274,7 @@ class CacheFlows:
             # A pipeline of GETs, not MGET: on a cluster the keys live in many slots.
             replies = yield Pipeline(tuple(command("GET", k) for k in redis_keys))
         entries = [
-            None if isinstance(raw, BackendError) else self._decode(redis_key, raw)
+            None if isinstance(raw, BackendError) else self.entries.decode(redis_key, raw)
             for redis_key, raw in zip(redis_keys, replies, strict=True)
         ]
         tagged = [entry for entry in entries if entry is not None and entry.tags]
@@ -423,12 +363,12 @@ class CacheFlows:
     ) -> Flow[bool]:
         """Store ``value`` under ``key``, stamped with ``tags``; ``False`` if Redis refused."""
         redis_key = self.key(key)  # a bad key is refused before anything is sent
-        ttl_ms = self._ttl_ms(ttl_ms, value)
+        ttl_ms = self.entries.ttl_ms(ttl_ms, value)
         try:
             redis_key = yield from self.redis_key(key)
             stamps = yield from self.tags.stamp(tags)
-            data = self._encode(redis_key, value, ttl_ms, tags=stamps)
-            store = self._set_command(redis_key, data, ttl_ms)
+            data = self.entries.encode(redis_key, value, ttl_ms, tags=stamps)
+            store = self.entries.set_command(redis_key, data, ttl_ms)
             replies = yield Pipeline((store, *self.leases.fence([redis_key])))
             reply = replies[0]
             yield from self._changed([self.key(key)])
@@ -456,9 +396,9 @@ class CacheFlows:
             traced: list[tuple[str, int, int | None]] = []
             for key, value in values.items():
                 redis_key = namespace + names[key]
-                entry_ttl = self._ttl_ms(ttl_ms, value)
-                data = self._encode(redis_key, value, entry_ttl, tags=stamps)
-                ops.append(self._set_command(redis_key, data, entry_ttl))
+                entry_ttl = self.entries.ttl_ms(ttl_ms, value)
+                data = self.entries.encode(redis_key, value, entry_ttl, tags=stamps)
+                ops.append(self.entries.set_command(redis_key, data, entry_ttl))
                 if self.trace is not None:
                     traced.append((names[key], len(data), entry_ttl))
             written = len(ops)
@@ -533,7 +473,7 @@ class CacheFlows:
             return Lookup(UNREACHABLE, False, exc)
         if entry is None:
             return None
-        state = self._freshness(entry)
+        state = self.entries.freshness(entry)
         if state == "early":
             return None
         if state == "stale":
@@ -583,7 +523,7 @@ class CacheFlows:
             redis_key = yield from self.redis_key(key)
             (entry,) = yield from self._read([redis_key])
             if entry is not None:
-                state = self._freshness(entry)
+                state = self.entries.freshness(entry)
                 if state == "stale":
                     self.counters.add(hits=1, stale_served=1)
                     if self.trace is not None:
@@ -660,14 +600,14 @@ class CacheFlows:
             value = yield Call(loader)
             took_ms = (time.monotonic() - started) * 1000
             load_ms = round(took_ms)
-            ttl_ms = self._ttl_ms(ttl_ms, value)
-            data = self._encode(redis_key, value, ttl_ms, load_ms, tags=stamps)
+            ttl_ms = self.entries.ttl_ms(ttl_ms, value)
+            data = self.entries.encode(redis_key, value, ttl_ms, load_ms, tags=stamps)
             try:
                 if token:  # a write since the load began wins over this older value
-                    px = ttl_ms + (self.stale_ms or 0) if ttl_ms else 0
+                    px = self.entries.keep_ms(ttl_ms)
                     yield self.leases.store(redis_key, token, data, px)
                 else:
-                    yield self._set_command(redis_key, data, ttl_ms)
+                    yield self.entries.set_command(redis_key, data, ttl_ms)
             except _NO_ANSWER as exc:
                 self.counters.add(errors=1)
                 log.warning(
@@ -707,14 +647,14 @@ class CacheFlows:
         except _NO_ANSWER as exc:
             log.warning("cache write-through of %r cannot reach Redis: %s", redis_key, exc)
         value = yield Call(write)
-        ttl_ms = self._ttl_ms(ttl_ms, value)
+        ttl_ms = self.entries.ttl_ms(ttl_ms, value)
         size: int | None = None
         try:
             if stamps is None:
                 raise BackendUnavailable("Redis was out of reach before the write")
-            data = self._encode(redis_key, value, ttl_ms, tags=stamps)
+            data = self.entries.encode(redis_key, value, ttl_ms, tags=stamps)
             size = len(data)
-            store = self._set_command(redis_key, data, ttl_ms)
+            store = self.entries.set_command(redis_key, data, ttl_ms)
             replies = yield Pipeline((store, *self.leases.fence([redis_key])))
             if isinstance(replies[0], BackendError):
                 raise replies[0]
@@ -741,21 +681,6 @@ class CacheFlows:
             )
         return value
 
-    def pattern(self, pattern: str, parts: tuple[str | int, ...], namespace: str) -> str:
-        """The ``SCAN MATCH`` pattern of a cache-key pattern: each ``{}`` takes one part, escaped.
-
-        The pattern's own wildcards (``*``, ``?``, ``[...]``) are the developer's; the parts,
-        which may come from users, are matched literally and can never widen it.
-        """
-        literal = [keys.glob_escape(keys.verbatim(p, max_bytes=MAX_KEY_BYTES)) for p in parts]
-        try:
-            filled = pattern.format(*literal)
-        except (IndexError, KeyError, ValueError) as exc:
-            raise InvalidArgumentError(
-                f"pattern {pattern!r} needs one {{}} per part ({len(parts)} given): {exc}"
-            ) from exc
-        return keys.glob_escape(namespace) + filled
-
     def delete_pattern(
         self,
         pattern: str,
@@ -770,26 +695,9 @@ class CacheFlows:
         found, so Redis stays responsive however many keys match. ``progress`` is called with
         the running count after each batch. Returns how many keys were deleted.
         """
-        match = self.pattern(pattern, parts, (yield from self.generations.current()))
-        deleted = 0
-        for node in (yield Masters()):
-            cursor = 0
-            while True:
-                cursor_reply, found = yield OnNode(
-                    node, command("SCAN", cursor, "MATCH", match, "COUNT", batch)
-                )
-                cursor = as_int(cursor_reply)
-                if found:
-                    # One UNLINK per key: on a cluster the keys of one node span many slots.
-                    replies = yield Pipeline(tuple(command("UNLINK", k) for k in found))
-                    for reply in replies:
-                        if isinstance(reply, BackendError):
-                            raise reply
-                    deleted += sum(as_int(reply) for reply in replies)
-                    if progress is not None:
-                        yield Call(progress, (deleted,))
-                if cursor == 0:
-                    break
+        namespace = yield from self.generations.current()
+        match = scan_pattern(pattern, parts, namespace, MAX_KEY_BYTES)
+        deleted = yield from delete_matching(match, batch, progress)
         yield from self._changed([ALL])
         if self.trace is not None:
             self.trace.record_invalidation(self.namespace, "pattern")
