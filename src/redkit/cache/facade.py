@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from redkit.cache.callkeys import CallKey
-from redkit.cache.flows import MISSING, UNREACHABLE, CacheFlows, CacheStats
+from redkit.cache.flows import MISSING, CacheFlows, CacheStats, Lookup
 from redkit.cache.serializers import (
     JsonSerializer,
     MsgpackSerializer,
@@ -31,7 +31,7 @@ from redkit.core.driver import (
 )
 from redkit.core.durations import Duration, duration_ms, timeout_or_none
 from redkit.core.errors import InvalidArgumentError
-from redkit.core.flow import run_async, run_sync
+from redkit.core.flow import Flow, run_async, run_sync
 
 if TYPE_CHECKING:  # the advise package is imported only by those who record a trace
     from redkit.advise.recorder import TraceRecorder
@@ -329,38 +329,31 @@ class Cache:
         tags: Iterable[str] = (),
     ) -> Any:
         """The cached value, or ``loader()``'s, stored for next time (one load per process)."""
-        ttl_ms = _ttl(ttl, "ttl")
-        lookup = run_sync(self._flows.peek(key), self._sync_driver())  # a hit: no flight
-        if lookup is not None and lookup.value is UNREACHABLE:
-            # Redis is down: the database needs the single flight most now, and it needs no Redis.
-            load = functools.partial(self._flows.load_only, key, loader, lookup.cause)
-            return self._single_flight.run(
-                self._flows.flight_key(key), lambda: run_sync(load(), self._sync_driver())
-            )
-        if lookup is None:
-            flow = functools.partial(self._flows.get_or_set, key, loader, ttl_ms, tags)
-            lookup = self._single_flight.run(
-                self._flows.flight_key(key), lambda: run_sync(flow(), self._sync_driver())
-            )
-        if lookup.refresh:
-            self._refresh_later(key, loader, ttl_ms, tags)
-        return lookup.value
+        flow = self._flows.get_or_set(
+            key, loader, _ttl(ttl, "ttl"), tags, share=self._share, later=self._refresh_later
+        )
+        return run_sync(flow, self._sync_driver()).value
+
+    def _share(self, flight: str, fill: Callable[[], Flow[Lookup]]) -> Lookup:
+        # Threads that miss the same key at once share one load (and one lease request).
+        lookup: Lookup = self._single_flight.run(
+            flight, lambda: run_sync(fill(), self._sync_driver())
+        )
+        return lookup
 
     def _refresh_later(
-        self, key: str | int, loader: Callable[[], Any], ttl_ms: int | None, tags: Iterable[str]
+        self, flight: str, refresh: Callable[[], Flow[None]], key: str | int
     ) -> None:
         if self._refresher is None:
             self._refresher = ThreadPoolExecutor(2, thread_name_prefix="redkit-cache-refresh")
-        flight = "refresh:" + self._flows.flight_key(key)
-        flow = functools.partial(self._flows.refresh, key, loader, ttl_ms, list(tags))
 
-        def refresh() -> None:
+        def run() -> None:
             try:
-                self._single_flight.run(flight, lambda: run_sync(flow(), self._sync_driver()))
+                self._single_flight.run(flight, lambda: run_sync(refresh(), self._sync_driver()))
             except Exception:
                 log.exception("cache: background refresh of %r failed", key)
 
-        self._refresher.submit(refresh)
+        self._refresher.submit(run)
 
     def close(self) -> None:
         """Stop listening for other processes' changes (the local tier) and background work."""
@@ -595,34 +588,29 @@ class AsyncCache:
         tags: Iterable[str] = (),
     ) -> Any:
         """The cached value, or ``loader()``'s (sync or async), stored for next time."""
-        ttl_ms = _ttl(ttl, "ttl")
-        lookup = await run_async(self._flows.peek(key), self._async_driver())  # a hit: no flight
-        if lookup is not None and lookup.value is UNREACHABLE:
-            # Redis is down: the database needs the single flight most now, and it needs no Redis.
-            load = functools.partial(self._flows.load_only, key, loader, lookup.cause)
-            return await self._single_flight.run(
-                self._flows.flight_key(key), lambda: run_async(load(), self._async_driver())
-            )
-        if lookup is None:
-            flow = functools.partial(self._flows.get_or_set, key, loader, ttl_ms, tags)
-            lookup = await self._single_flight.run(
-                self._flows.flight_key(key), lambda: run_async(flow(), self._async_driver())
-            )
-        if lookup.refresh:
-            task = asyncio.get_running_loop().create_task(
-                self._refresh(key, loader, ttl_ms, list(tags))
-            )
-            self._refreshing.add(task)  # the loop keeps only weak references to tasks
-            task.add_done_callback(self._refreshing.discard)
-        return lookup.value
+        flow = self._flows.get_or_set(
+            key, loader, _ttl(ttl, "ttl"), tags, share=self._share, later=self._refresh_later
+        )
+        return (await run_async(flow, self._async_driver())).value
+
+    def _share(self, flight: str, fill: Callable[[], Flow[Lookup]]) -> Awaitable[Lookup]:
+        # Tasks that miss the same key at once share one load (and one lease request).
+        return self._single_flight.run(flight, lambda: run_async(fill(), self._async_driver()))
+
+    def _refresh_later(
+        self, flight: str, refresh: Callable[[], Flow[None]], key: str | int
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(self._refresh(flight, refresh, key))
+        self._refreshing.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._refreshing.discard)
 
     async def _refresh(
-        self, key: str | int, loader: Callable[[], Any], ttl_ms: int | None, tags: list[str]
+        self, flight: str, refresh: Callable[[], Flow[None]], key: str | int
     ) -> None:
-        flight = "refresh:" + self._flows.flight_key(key)
-        flow = functools.partial(self._flows.refresh, key, loader, ttl_ms, tags)
         try:
-            await self._single_flight.run(flight, lambda: run_async(flow(), self._async_driver()))
+            await self._single_flight.run(
+                flight, lambda: run_async(refresh(), self._async_driver())
+            )
         except Exception:
             log.exception("cache: background refresh of %r failed", key)
 

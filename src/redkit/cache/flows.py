@@ -22,10 +22,11 @@ since an invalidation that silently did not happen would leave stale data behind
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from redkit.cache.entries import Entries
 from redkit.cache.envelope import Entry
@@ -51,7 +52,16 @@ from redkit.core.replies import as_int, is_ok
 if TYPE_CHECKING:  # the advise package is never imported by the cache itself
     from redkit.advise.recorder import CacheOp, TraceRecorder
 
-__all__ = ["MAX_KEY_BYTES", "MISSING", "CacheFlows", "CacheStats", "Lookup"]
+__all__ = [
+    "MAX_KEY_BYTES",
+    "MISSING",
+    "CacheFlows",
+    "CacheStats",
+    "Later",
+    "Lookup",
+    "Pending",
+    "Share",
+]
 
 log = logging.getLogger("redkit.cache")
 
@@ -71,8 +81,6 @@ class _Missing:
 
 #: What ``get(key, default=MISSING)`` returns for a miss, so a cached ``None`` is told apart.
 MISSING: Any = _Missing()
-#: The value of a :meth:`CacheFlows.peek` when Redis did not answer.
-UNREACHABLE: Any = object()
 
 
 class Lookup(NamedTuple):
@@ -80,8 +88,28 @@ class Lookup(NamedTuple):
 
     value: Any
     refresh: bool
-    #: Why Redis did not answer, when ``value`` is :data:`UNREACHABLE`.
+
+
+class Pending(NamedTuple):
+    """A ``get_or_set`` the cache could not answer: what :meth:`CacheFlows._fill` starts from."""
+
+    #: The checked cache key.
+    name: str
+    #: Its Redis key (``name`` itself when Redis did not answer before the namespace).
+    redis_key: str
+    #: The entry XFetch picked for an early reload; ``None`` after a miss.
+    early: Entry | None
+    #: Why Redis did not answer, when it did not: the loader then answers alone.
     cause: BaseException | None = None
+
+
+#: How a facade runs a ``get_or_set``'s load: ``share(flight, fill)`` returns (or, in asyncio,
+#: gives an awaitable of) the :class:`Lookup` of ``fill()``'s flow, run once for all the callers
+#: of one ``flight`` at a time (single flight).
+Share: TypeAlias = Callable[[str, Callable[[], Flow[Lookup]]], Any]
+#: How a facade runs a stale value's refresh in the background: ``later(flight, refresh, key)``
+#: starts ``refresh()``'s flow, at most once per ``flight`` at a time, and returns at once.
+Later: TypeAlias = Callable[[str, Callable[[], Flow[None]], "str | int"], None]
 
 
 class CacheFlows:
@@ -449,11 +477,28 @@ class CacheFlows:
         reply = as_int((yield command("PTTL", redis_key)))
         return None if reply < 0 else reply / 1000
 
-    def peek(self, key: str | int) -> Flow[Lookup | None]:
-        """``get_or_set``'s hit, when there is one and it needs no load: the fast path.
+    def _serve(self, name: str, entry: Entry, *, stale: bool = False, keep: bool = False) -> Lookup:
+        """A hit of ``entry``, counted and traced; with ``keep``, held in the local tier too.
 
-        ``None`` when the full :meth:`get_or_set` must run (a miss, or XFetch picked this read
-        to reload early); :data:`UNREACHABLE` as the value when Redis did not answer.
+        Only a value read fresh is kept: one near its end (XFetch) or waited for is not.
+        """
+        if stale:
+            self.counters.add(hits=1, stale_served=1)
+        else:
+            self.counters.hit()
+        if self.trace is not None:
+            self._trace_read("hit", name, entry)
+        if keep and self.local is not None:
+            self.local.put(name, entry.value)
+        return Lookup(entry.value, stale)
+
+    def _find(self, key: str | int) -> Flow[Lookup | Pending]:
+        """The hit decision of ``get_or_set``, made once per call: a hit, or what to load.
+
+        A hit is fresh (served), stale (served, and the :class:`Lookup` asks for a refresh) or
+        neither: a miss, an entry XFetch picked to reload early, or Redis out of reach, each a
+        :class:`Pending` that :meth:`_fill` completes. One read: ``_fill`` never reads the
+        entry again before its lease.
         """
         name = self.key(key)
         if self.local is not None:
@@ -463,101 +508,58 @@ class CacheFlows:
                 if self.trace is not None:
                     self._trace_read("hit", name)
                 return Lookup(held, False)
+        redis_key = name
         try:
-            entry = yield from self._read_one(name)
+            namespace = self.generations.known()
+            if namespace is None:
+                namespace = yield from self.generations.current()
+            redis_key = namespace + name
+            entry = yield from self._read_key(redis_key)
         except _NO_ANSWER as exc:
             self.counters.add(errors=1, misses=1)
             if self.trace is not None:
                 self._trace_read("miss", name)
-            # Logged by load_only, once for the callers that share the load.
-            return Lookup(UNREACHABLE, False, exc)
+            return Pending(name, redis_key, None, exc)
         if entry is None:
-            return None
+            return Pending(name, redis_key, None)
         state = self.entries.freshness(entry)
         if state == "early":
-            return None
+            return Pending(name, redis_key, entry)
         if state == "stale":
-            self.counters.add(hits=1, stale_served=1)
-        else:
-            self.counters.hit()
-        if self.trace is not None:
-            self._trace_read("hit", name, entry)
-        if self.local is not None and state == "fresh":
-            self.local.put(name, entry.value)
-        return Lookup(entry.value, state == "stale")
+            return self._serve(name, entry, stale=True)
+        return self._serve(name, entry, keep=True)
 
-    def load_only(self, key: str | int, loader: Callable[[], Any], cause: object) -> Flow[Any]:
-        """The loader's value, with Redis out of reach (``cause``): nothing is stored."""
-        log.warning("cache read of %r failed, loading without the cache: %s", key, cause)
-        self.counters.add(loads=1)
-        started = time.monotonic()
-        value = yield Call(loader)
-        if self.trace is not None:
-            self._trace_write("load", self.key(key), load_ms=(time.monotonic() - started) * 1000)
-        return value
-
-    def get_or_set(
-        self,
-        key: str | int,
-        loader: Callable[[], Any],
-        ttl_ms: int | None = None,
-        tags: Iterable[str] = (),
+    def _fill(
+        self, pending: Pending, loader: Callable[[], Any], ttl_ms: int | None, tags: Iterable[str]
     ) -> Flow[Lookup]:
-        """Cache-aside: the cached value, or ``loader()``'s, stored with ``tags`` for next time.
+        """Complete a ``get_or_set`` that :meth:`_find` could not answer from the cache.
 
-        On a miss, one process across all takes a lease and loads; the others wait for its
-        value (see :class:`~redkit.cache.leases.Leases`). A value close to its end may be
-        reloaded early by one reader (XFetch); a stale one is served while the caller refreshes
-        it in the background (the returned :class:`Lookup` says so).
+        On a miss, one process across all takes the lease and loads; the others wait for its
+        value (see :class:`~redkit.cache.leases.Leases`). An entry picked for an early reload
+        is reloaded by the reader that gets the lease, and served as it is to the others. With
+        Redis out of reach the loader answers, and nothing is stored.
         """
-        name = redis_key = self.key(key)
-        if self.local is not None:
-            held = self.local.get(name)
-            if LocalTier.has(held):
-                self.counters.add(hits=1, local_hits=1)
-                if self.trace is not None:
-                    self._trace_read("hit", name)
-                return Lookup(held, False)
-        token: str | None = None
+        name, redis_key, early, cause = pending
+        if cause is not None:
+            log.warning("cache read of %r failed, loading without the cache: %s", name, cause)
+            return Lookup((yield from self._load_only(name, loader)), False)
         try:
-            redis_key = yield from self.redis_key(key)
-            (entry,) = yield from self._read([redis_key])
-            if entry is not None:
-                state = self.entries.freshness(entry)
-                if state == "stale":
-                    self.counters.add(hits=1, stale_served=1)
-                    if self.trace is not None:
-                        self._trace_read("hit", name, entry)
-                    return Lookup(entry.value, True)
-                if state == "early":
-                    token = yield from self.leases.try_take(redis_key)
-                if token is None:  # fresh, or someone else is already reloading it
-                    self.counters.add(hits=1)
-                    if self.trace is not None:
-                        self._trace_read("hit", name, entry)
-                    if self.local is not None and state == "fresh":
-                        self.local.put(name, entry.value)
-                    return Lookup(entry.value, False)
+            if early is not None:
+                token = yield from self.leases.try_take(redis_key)
+                if token is None:  # someone else is already reloading it
+                    return self._serve(name, early)
                 self.counters.add(early_refreshes=1)
             else:
                 token, entry = yield from self.leases.take_or_wait(redis_key)
                 if entry is not None:  # another process's load, waited for: a hit
-                    self.counters.add(hits=1)
-                    if self.trace is not None:
-                        self._trace_read("hit", name, entry)
-                    return Lookup(entry.value, False)
-            stamps = yield from self.tags.stamp(tags)  # before loading: see _stamp
+                    return self._serve(name, entry)
+            stamps = yield from self.tags.stamp(tags)  # before loading: see redkit.cache.tags
         except _NO_ANSWER as exc:
-            # Redis is out of reach: the loader answers, and nothing is stored.
-            self.counters.add(errors=1, misses=1, loads=1)
+            self.counters.add(errors=1, misses=1)
             log.warning("cache read of %r failed, loading without the cache: %s", redis_key, exc)
             if self.trace is not None:
                 self._trace_read("miss", name)
-            started = time.monotonic()
-            value = yield Call(loader)
-            if self.trace is not None:
-                self._trace_write("load", name, load_ms=(time.monotonic() - started) * 1000)
-            return Lookup(value, False)
+            return Lookup((yield from self._load_only(name, loader)), False)
         self.counters.add(misses=1)
         if self.trace is not None:
             self._trace_read("miss", name)
@@ -566,6 +568,46 @@ class CacheFlows:
         if self.local is not None:
             self.local.put(name, value)
         return Lookup(value, False)
+
+    def _load_only(self, name: str, loader: Callable[[], Any]) -> Flow[Any]:
+        """The loader's value, with Redis out of reach: nothing is stored."""
+        self.counters.add(loads=1)
+        started = time.monotonic()
+        value = yield Call(loader)
+        if self.trace is not None:
+            self._trace_write("load", name, load_ms=(time.monotonic() - started) * 1000)
+        return value
+
+    def get_or_set(
+        self,
+        key: str | int,
+        loader: Callable[[], Any],
+        ttl_ms: int | None = None,
+        tags: Iterable[str] = (),
+        *,
+        share: Share | None = None,
+        later: Later | None = None,
+    ) -> Flow[Lookup]:
+        """Cache-aside: the cached value, or ``loader()``'s, stored with ``tags`` for next time.
+
+        The whole of it, for both facades: one read decides (:meth:`_find`); a miss, an early
+        reload or Redis out of reach is completed by :meth:`_fill`, through ``share`` when
+        given (the facade's single flight: the callers of one process share one load). A stale
+        value is served at once; ``later``, when given, gets its refresh to run in the
+        background (without it the returned :class:`Lookup` says a refresh is due).
+        """
+        tags = tuple(tags)
+        found = yield from self._find(key)
+        if isinstance(found, Pending):
+            fill = functools.partial(self._fill, found, loader, ttl_ms, tags)
+            if share is None:
+                found = yield from fill()
+            else:
+                found = yield Call(share, (self.flight_key(key), fill))
+        if found.refresh and later is not None:
+            refresh = functools.partial(self.refresh, key, loader, ttl_ms, tags)
+            yield Call(later, ("refresh:" + self.flight_key(key), refresh, key))
+        return found
 
     def refresh(
         self, key: str | int, loader: Callable[[], Any], ttl_ms: int | None, tags: Iterable[str]
