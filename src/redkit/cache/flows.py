@@ -156,7 +156,7 @@ class CacheFlows:
             clock=clock,
         )  # fmt: skip
         #: The stampede leases, and the fence each write leaves in them.
-        self.leases = Leases(lease_ms, self.counters, self._read_key)
+        self.leases = Leases(lease_ms, self.counters, self._read_one)
         self.local = None if not local_ttl_s else LocalTier(local_ttl_s, local_size)
         #: Where writes are announced, so other processes drop their local copies.
         self.channel = prefix + "#invalidate"
@@ -198,16 +198,12 @@ class CacheFlows:
         """The Redis key of the cache key ``key``."""
         return (yield from self.generations.current()) + self.key(key)
 
-    def _read_one(self, name: str) -> Flow[Entry | None]:
-        """The live entry of the checked key ``name``, or ``None``.
+    def _read_one(self, redis_key: str) -> Flow[Entry | None]:
+        """The live entry under ``redis_key``, or ``None``.
 
         :meth:`_read` for one key without its lists: the hit path of ``get`` and
-        ``get_or_set``, where every microsecond shows.
+        ``get_or_set``, where every microsecond shows, and a lease waiter's look.
         """
-        namespace = self.generations.known()
-        if namespace is None:
-            namespace = yield from self.generations.current()
-        redis_key = namespace + name
         raw = yield command("GET", redis_key)
         entry = self.entries.decode(redis_key, raw)
         if entry is not None and entry.tags:
@@ -312,11 +308,6 @@ class CacheFlows:
             entries = [None if id(entry) in stale else entry for entry in entries]
         return entries
 
-    def _read_key(self, redis_key: str) -> Flow[Entry | None]:
-        """The live entry under one Redis key, or ``None`` (:meth:`_read` of one key)."""
-        (entry,) = yield from self._read([redis_key])
-        return entry
-
     def get(self, key: str | int, default: Any = None) -> Flow[Any]:
         """The cached value of ``key``, or ``default`` on a miss."""
         name = self.key(key)
@@ -328,7 +319,9 @@ class CacheFlows:
                     self._trace_read("hit", name)
                 return held
         try:
-            entry = yield from self._read_one(name)
+            # The generation known: no generator for it, on the hit path.
+            namespace = self.generations.known() or (yield from self.generations.current())
+            entry = yield from self._read_one(namespace + name)
         except _NO_ANSWER as exc:
             self.counters.add(errors=1, misses=1)
             log.warning("cache read of %r failed, counted as a miss: %s", name, exc)
@@ -510,11 +503,9 @@ class CacheFlows:
                 return Lookup(held, False)
         redis_key = name
         try:
-            namespace = self.generations.known()
-            if namespace is None:
-                namespace = yield from self.generations.current()
+            namespace = self.generations.known() or (yield from self.generations.current())
             redis_key = namespace + name
-            entry = yield from self._read_key(redis_key)
+            entry = yield from self._read_one(redis_key)
         except _NO_ANSWER as exc:
             self.counters.add(errors=1, misses=1)
             if self.trace is not None:
