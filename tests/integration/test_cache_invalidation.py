@@ -148,7 +148,7 @@ def test_write_through_never_deletes_a_key_outside_the_cache(backend: Backend) -
     real = backend.conn.sync_driver()
     backend.admin.set("k", "someone else's")  # the bare key: not the cache's
     run_sync(flows.set("k", "old"), real)
-    flows._generation = None
+    flows.generations.forget()
     failures = iter([True])
 
     class GenerationTimesOutOnce:

@@ -126,7 +126,7 @@ def test_a_caller_that_wins_the_lease_after_another_process_loaded_does_not_load
     """The race of two processes: A reads a miss; B takes the lease, loads, stores, releases;
     only then does A ask for the lease. A must take B's value, not load a second time."""
     from redkit.cache import Cache
-    from redkit.cache.flows import _TAKE_LEASE
+    from redkit.cache.leases import TAKE_LEASE
     from redkit.core.flow import Flow
     from redkit.core.ops import ScriptCall
 
@@ -141,7 +141,7 @@ def test_a_caller_that_wins_the_lease_after_another_process_loaded_does_not_load
         interleaved = False
         op = next(inner)
         while True:
-            if not interleaved and isinstance(op, ScriptCall) and op.script is _TAKE_LEASE:
+            if not interleaved and isinstance(op, ScriptCall) and op.script is TAKE_LEASE:
                 interleaved = True
                 yield from b._flows.get_or_set("k", loader("b"))
             try:

@@ -189,32 +189,32 @@ def test_hash_query_is_stable_and_canonical() -> None:
 
 
 def test_decorated_keys_are_the_same_by_position_by_name_and_with_defaults() -> None:
-    from redkit.cache.facade import _KeyMaker
+    from redkit.cache.callkeys import CallKey
 
     def fetch(uid: int, page: int = 1, fmt: str = "json") -> None: ...
 
     for template in ["user:{uid}:{page:>3}:{fmt!r}", "a{{b}}{uid}", "plain", "{fmt}.{uid}"]:
-        maker = _KeyMaker(fetch, template)
+        maker = CallKey(fetch, template)
         expected = template.format(uid=7, page=1, fmt="json")
         assert maker((7, 1, "json"), {}) == expected  # by index
         assert maker((7,), {}) == expected  # defaults applied, by name
         assert maker((), {"fmt": "json", "uid": 7}) == expected
     # Fields that are more than a parameter name keep the by-name path, and fail as it does.
-    assert _KeyMaker(fetch, "{uid.real}")((7, 1, "x"), {}) == "7"
+    assert CallKey(fetch, "{uid.real}")((7, 1, "x"), {}) == "7"
     with pytest.raises(KeyError):
-        _KeyMaker(fetch, "{nope}")((7, 1, "x"), {})
+        CallKey(fetch, "{nope}")((7, 1, "x"), {})
     with pytest.raises(InvalidArgumentError):
-        _KeyMaker(fetch, "{uid}")((1, 2, 3, 4), {})
+        CallKey(fetch, "{uid}")((1, 2, 3, 4), {})
 
 
 def test_keyword_calls_bind_as_signature_bind_does() -> None:
     import inspect
 
-    from redkit.cache.facade import _KeyMaker
+    from redkit.cache.callkeys import CallKey
 
     def fetch(uid: int, page: int = 1, fmt: str = "json") -> None: ...
 
-    maker = _KeyMaker(fetch, None)  # the default key: the name and a hash of every argument
+    maker = CallKey(fetch, None)  # the default key: the name and a hash of every argument
     signature = inspect.signature(fetch)
     calls: list[tuple[tuple[int, ...], dict[str, object]]] = [
         ((7,), {"fmt": "xml"}),

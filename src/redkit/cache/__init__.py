@@ -6,13 +6,14 @@ See :class:`Cache` and :class:`AsyncCache`.
 from __future__ import annotations
 
 from redkit.cache.facade import AsyncCache, Cache
-from redkit.cache.flows import MISSING, CacheStats
+from redkit.cache.flows import MISSING
 from redkit.cache.serializers import (
     JsonSerializer,
     MsgpackSerializer,
     PickleSerializer,
     Serializer,
 )
+from redkit.cache.stats import CacheStats
 from redkit.core.keys import stable_hash as hash_query
 
 __all__ = [

@@ -6,12 +6,12 @@ import asyncio
 import functools
 import inspect
 import logging
-import string
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from redkit.cache.flows import MISSING, UNREACHABLE, CacheFlows, CacheStats
+from redkit.cache.callkeys import CallKey
+from redkit.cache.flows import MISSING, CacheFlows, CacheStats, Lookup
 from redkit.cache.serializers import (
     JsonSerializer,
     MsgpackSerializer,
@@ -19,7 +19,6 @@ from redkit.cache.serializers import (
     Serializer,
 )
 from redkit.cache.singleflight import AsyncSingleFlight, SingleFlight
-from redkit.core import keys
 from redkit.core.breaker import AsyncBreakerDriver, Breaker, BreakerDriver
 from redkit.core.clock import Clock
 from redkit.core.driver import (
@@ -32,7 +31,7 @@ from redkit.core.driver import (
 )
 from redkit.core.durations import Duration, duration_ms, timeout_or_none
 from redkit.core.errors import InvalidArgumentError
-from redkit.core.flow import run_async, run_sync
+from redkit.core.flow import Flow, run_async, run_sync
 
 if TYPE_CHECKING:  # the advise package is imported only by those who record a trace
     from redkit.advise.recorder import TraceRecorder
@@ -179,29 +178,6 @@ def _listen(backend: Backend, flows: CacheFlows) -> Callable[[], None] | None:
     return backend.subscribe(flows.channel, flows.local.on_message)
 
 
-def _by_index(template: str, names: tuple[str, ...]) -> tuple[str, tuple[str, ...]] | None:
-    """``template`` with each ``{name}`` as ``{index}`` among ``names``.
-
-    ``None`` when some field is more than a plain parameter name (``{user.id}``, ``{0}``, an
-    unknown name, a nested ``{x:{width}}``): those keep the by-name path.
-    """
-    out: list[str] = []
-    try:
-        fields = list(string.Formatter().parse(template))
-    except ValueError:
-        return None  # a malformed template: the by-name path reports it
-    for literal, field, spec, conversion in fields:
-        out.append(literal.replace("{", "{{").replace("}", "}}"))
-        if field is None:
-            continue
-        if field not in names or "{" in (spec or ""):
-            return None
-        out.append("{" + str(names.index(field)))
-        out.append(f"!{conversion}" if conversion else "")
-        out.append(f":{spec}}}" if spec else "}")
-    return "".join(out), names
-
-
 def _check_kind(fn: Callable[..., Any], facade: str) -> None:
     """Refuse at decoration a function the facade cannot call: its results would be wrong."""
     is_async = inspect.iscoroutinefunction(fn)
@@ -214,83 +190,6 @@ def _check_kind(fn: Callable[..., Any], facade: str) -> None:
             f"AsyncCache.cached caches async def functions, not {fn.__qualname__}: "
             "use Cache(...).cached for a plain function"
         )
-
-
-class _KeyMaker:
-    """The cache key (and tags) of one call of a decorated function."""
-
-    def __init__(
-        self, fn: Callable[..., Any], template: str | None, tags: Iterable[str] = ()
-    ) -> None:
-        self.signature = inspect.signature(fn)
-        self.template = template
-        self.tag_templates = list(tags)
-        self.name = f"{fn.__module__}.{fn.__qualname__}"
-        parameters = list(self.signature.parameters.values())
-        # A call that passes every parameter by position, of a function with only plain
-        # parameters, binds by zip: a third of a cache hit's time went to Signature.bind.
-        plain = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in parameters)
-        self._positional = tuple(p.name for p in parameters) if plain else None
-        self._defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
-        # And with no tags, such a call fills the key template by index, without a dict.
-        self._by_index = (
-            _by_index(template, self._positional)
-            if template is not None and self._positional is not None and not self.tag_templates
-            else None
-        )
-
-    def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        names = self._positional
-        if names is not None and len(args) <= len(names):
-            arguments = self._bind_plain(names, args, kwargs)
-            if arguments is not None:
-                return arguments
-        try:
-            bound = self.signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise InvalidArgumentError(f"{self.name}: {exc}") from exc
-        bound.apply_defaults()
-        return dict(bound.arguments)
-
-    def _bind_plain(
-        self, names: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        """What ``Signature.bind`` + ``apply_defaults`` give, for plain parameters, or ``None``.
-
-        ``None`` when the call does not fit (a missing argument, an unknown or doubled
-        keyword): ``bind`` then says what is wrong. Keyword calls bound by ``bind`` cost more
-        than the rest of a cache hit.
-        """
-        arguments = dict(zip(names, args, strict=False))  # args may be fewer
-        used = 0
-        defaults = self._defaults
-        for name in names[len(args) :]:
-            if name in kwargs:
-                arguments[name] = kwargs[name]
-                used += 1
-            elif name in defaults:
-                arguments[name] = defaults[name]
-            else:
-                return None
-        return arguments if used == len(kwargs) else None
-
-    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        """The call's cache key."""
-        return self.key_and_tags(args, kwargs)[0]
-
-    def key_and_tags(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, list[str]]:
-        """The call's key and its tags (each tag template filled like the key template)."""
-        by_index = self._by_index
-        if by_index is not None and not kwargs and len(args) == len(by_index[1]):
-            return by_index[0].format(*args), []
-        arguments = self._arguments(args, kwargs)
-        tags = [t.format(**arguments) for t in self.tag_templates] if self.tag_templates else []
-        if self.template is not None:
-            return self.template.format(**arguments), tags
-        # The qualified name and a stable hash of the arguments, by name: the same call gives
-        # the same key in every process, and f(1, b=2) is f(a=1, b=2).
-        arguments = {k: v for k, v in arguments.items() if k not in ("self", "cls")}
-        return f"{self.name}:{keys.stable_hash(arguments)}", tags
 
 
 class Cache:
@@ -430,38 +329,31 @@ class Cache:
         tags: Iterable[str] = (),
     ) -> Any:
         """The cached value, or ``loader()``'s, stored for next time (one load per process)."""
-        ttl_ms = _ttl(ttl, "ttl")
-        lookup = run_sync(self._flows.peek(key), self._sync_driver())  # a hit: no flight
-        if lookup is not None and lookup.value is UNREACHABLE:
-            # Redis is down: the database needs the single flight most now, and it needs no Redis.
-            load = functools.partial(self._flows.load_only, key, loader, lookup.cause)
-            return self._single_flight.run(
-                self._flows.flight_key(key), lambda: run_sync(load(), self._sync_driver())
-            )
-        if lookup is None:
-            flow = functools.partial(self._flows.get_or_set, key, loader, ttl_ms, tags)
-            lookup = self._single_flight.run(
-                self._flows.flight_key(key), lambda: run_sync(flow(), self._sync_driver())
-            )
-        if lookup.refresh:
-            self._refresh_later(key, loader, ttl_ms, tags)
-        return lookup.value
+        flow = self._flows.get_or_set(
+            key, loader, _ttl(ttl, "ttl"), tags, share=self._share, later=self._refresh_later
+        )
+        return run_sync(flow, self._sync_driver()).value
+
+    def _share(self, flight: str, fill: Callable[[], Flow[Lookup]]) -> Lookup:
+        # Threads that miss the same key at once share one load (and one lease request).
+        lookup: Lookup = self._single_flight.run(
+            flight, lambda: run_sync(fill(), self._sync_driver())
+        )
+        return lookup
 
     def _refresh_later(
-        self, key: str | int, loader: Callable[[], Any], ttl_ms: int | None, tags: Iterable[str]
+        self, flight: str, refresh: Callable[[], Flow[None]], key: str | int
     ) -> None:
         if self._refresher is None:
             self._refresher = ThreadPoolExecutor(2, thread_name_prefix="redkit-cache-refresh")
-        flight = "refresh:" + self._flows.flight_key(key)
-        flow = functools.partial(self._flows.refresh, key, loader, ttl_ms, list(tags))
 
-        def refresh() -> None:
+        def run() -> None:
             try:
-                self._single_flight.run(flight, lambda: run_sync(flow(), self._sync_driver()))
+                self._single_flight.run(flight, lambda: run_sync(refresh(), self._sync_driver()))
             except Exception:
                 log.exception("cache: background refresh of %r failed", key)
 
-        self._refresher.submit(refresh)
+        self._refresher.submit(run)
 
     def close(self) -> None:
         """Stop listening for other processes' changes (the local tier) and background work."""
@@ -522,7 +414,7 @@ class Cache:
 
         def decorate(fn: Callable[P, R]) -> Callable[P, R]:
             _check_kind(fn, "Cache")
-            make_key = _KeyMaker(fn, key, tags)
+            make_key = CallKey(fn, key, tags)
 
             @functools.wraps(fn)
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -548,7 +440,7 @@ class Cache:
 
         def decorate(fn: Callable[P, R]) -> Callable[P, R]:
             _check_kind(fn, "Cache")
-            make_key = _KeyMaker(fn, key, tags)
+            make_key = CallKey(fn, key, tags)
 
             @functools.wraps(fn)
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -696,34 +588,29 @@ class AsyncCache:
         tags: Iterable[str] = (),
     ) -> Any:
         """The cached value, or ``loader()``'s (sync or async), stored for next time."""
-        ttl_ms = _ttl(ttl, "ttl")
-        lookup = await run_async(self._flows.peek(key), self._async_driver())  # a hit: no flight
-        if lookup is not None and lookup.value is UNREACHABLE:
-            # Redis is down: the database needs the single flight most now, and it needs no Redis.
-            load = functools.partial(self._flows.load_only, key, loader, lookup.cause)
-            return await self._single_flight.run(
-                self._flows.flight_key(key), lambda: run_async(load(), self._async_driver())
-            )
-        if lookup is None:
-            flow = functools.partial(self._flows.get_or_set, key, loader, ttl_ms, tags)
-            lookup = await self._single_flight.run(
-                self._flows.flight_key(key), lambda: run_async(flow(), self._async_driver())
-            )
-        if lookup.refresh:
-            task = asyncio.get_running_loop().create_task(
-                self._refresh(key, loader, ttl_ms, list(tags))
-            )
-            self._refreshing.add(task)  # the loop keeps only weak references to tasks
-            task.add_done_callback(self._refreshing.discard)
-        return lookup.value
+        flow = self._flows.get_or_set(
+            key, loader, _ttl(ttl, "ttl"), tags, share=self._share, later=self._refresh_later
+        )
+        return (await run_async(flow, self._async_driver())).value
+
+    def _share(self, flight: str, fill: Callable[[], Flow[Lookup]]) -> Awaitable[Lookup]:
+        # Tasks that miss the same key at once share one load (and one lease request).
+        return self._single_flight.run(flight, lambda: run_async(fill(), self._async_driver()))
+
+    def _refresh_later(
+        self, flight: str, refresh: Callable[[], Flow[None]], key: str | int
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(self._refresh(flight, refresh, key))
+        self._refreshing.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._refreshing.discard)
 
     async def _refresh(
-        self, key: str | int, loader: Callable[[], Any], ttl_ms: int | None, tags: list[str]
+        self, flight: str, refresh: Callable[[], Flow[None]], key: str | int
     ) -> None:
-        flight = "refresh:" + self._flows.flight_key(key)
-        flow = functools.partial(self._flows.refresh, key, loader, ttl_ms, tags)
         try:
-            await self._single_flight.run(flight, lambda: run_async(flow(), self._async_driver()))
+            await self._single_flight.run(
+                flight, lambda: run_async(refresh(), self._async_driver())
+            )
         except Exception:
             log.exception("cache: background refresh of %r failed", key)
 
@@ -769,7 +656,7 @@ class AsyncCache:
 
         def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             _check_kind(fn, "AsyncCache")
-            make_key = _KeyMaker(fn, key, tags)
+            make_key = CallKey(fn, key, tags)
 
             @functools.wraps(fn)
             async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -793,7 +680,7 @@ class AsyncCache:
 
         def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             _check_kind(fn, "AsyncCache")
-            make_key = _KeyMaker(fn, key, tags)
+            make_key = CallKey(fn, key, tags)
 
             @functools.wraps(fn)
             async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:

@@ -1,8 +1,19 @@
 """Every cache behaviour, written once as a flow; :class:`~redkit.Cache` runs them.
 
-Keys read ``<namespace>:<version>:<key>`` (no version part when there is none). Values are
-entries (:mod:`redkit.cache.envelope`): the serialized value with the moment it was stored, its
-expiry and how long its loader took, which is what early refresh needs.
+Keys read ``<namespace>:<version>:g<generation>:<key>`` (no version part when there is none).
+:class:`CacheFlows` composes one collaborator per mechanism, and writes the behaviours with
+them (cache-aside, reads, writes, write-through, invalidation):
+
+================================  =========================================================
+the namespace generation          :mod:`redkit.cache.generations` (``bump_version``)
+tags and their tokens             :mod:`redkit.cache.tags` (``invalidate_tags``)
+entries: encoding, TTL, jitter,   :mod:`redkit.cache.entries` (and the envelope,
+stale window, XFetch              :mod:`redkit.cache.envelope`)
+the stampede lease, write fence   :mod:`redkit.cache.leases`
+the local tier                    :mod:`redkit.cache.local`
+deleting by pattern (``SCAN``)    :mod:`redkit.cache.scan`
+the counters                      :mod:`redkit.cache.stats`
+================================  =========================================================
 
 Failure policy: a read that Redis cannot answer is a miss (``get_or_set`` then answers from the
 loader), a write that fails is logged and reported as ``False``; a *delete* that fails raises,
@@ -11,19 +22,21 @@ since an invalidation that silently did not happen would leave stale data behind
 
 from __future__ import annotations
 
+import functools
 import logging
-import math
-import random
-import secrets
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
-from redkit.cache.envelope import CorruptEntry, Entry, entry_from_text, entry_to_text, pack, unpack
+from redkit.cache.entries import Entries
+from redkit.cache.envelope import Entry
+from redkit.cache.generations import Generations
+from redkit.cache.leases import Leases
 from redkit.cache.local import ALL, LocalTier
+from redkit.cache.scan import delete_matching, scan_pattern
 from redkit.cache.serializers import Serializer
+from redkit.cache.stats import CacheStats, Counters
+from redkit.cache.tags import Tags
 from redkit.core import keys
 from redkit.core.clock import Clock
 from redkit.core.errors import (
@@ -33,29 +46,27 @@ from redkit.core.errors import (
     InvalidArgumentError,
 )
 from redkit.core.flow import Flow
-from redkit.core.ops import Call, Masters, OnNode, Pipeline, ScriptCall, Sleep, command
-from redkit.core.replies import as_int, as_text, is_ok
-from redkit.core.scripts import load_script
+from redkit.core.ops import Call, Pipeline, command
+from redkit.core.replies import as_int, is_ok
 
 if TYPE_CHECKING:  # the advise package is never imported by the cache itself
     from redkit.advise.recorder import CacheOp, TraceRecorder
 
-__all__ = ["MAX_KEY_BYTES", "MISSING", "CacheFlows", "CacheStats", "Lookup"]
+__all__ = [
+    "MAX_KEY_BYTES",
+    "MISSING",
+    "CacheFlows",
+    "CacheStats",
+    "Later",
+    "Lookup",
+    "Pending",
+    "Share",
+]
 
 log = logging.getLogger("redkit.cache")
 
 #: Keys longer than this (in UTF-8) are stored under a digest.
 MAX_KEY_BYTES = 512
-#: Seconds a process trusts the namespace generation it read (see ``bump_version``).
-GENERATION_CHECK_S = 1.0
-_TAG_TOKEN = load_script("redkit.cache", "tag_token")
-_RELEASE_LEASE = load_script("redkit.cache", "release_lease")
-_STORE_IF_LEASED = load_script("redkit.cache", "store_if_leased")
-_TAKE_LEASE = load_script("redkit.cache", "take_lease")
-#: What a write leaves in a key's lease: loads that began before it must not store.
-_WRITTEN = "written"
-#: Pauses (seconds) between looks at a key another process is loading: short, then longer.
-_FIRST_WAIT, _LONGEST_WAIT = 0.005, 0.1
 # Where Redis does not answer (NO_ANSWER), reads become misses and writes report False.
 
 
@@ -69,8 +80,6 @@ class _Missing:
 
 #: What ``get(key, default=MISSING)`` returns for a miss, so a cached ``None`` is told apart.
 MISSING: Any = _Missing()
-#: The value of a :meth:`CacheFlows.peek` when Redis did not answer.
-UNREACHABLE: Any = object()
 
 
 class Lookup(NamedTuple):
@@ -78,42 +87,28 @@ class Lookup(NamedTuple):
 
     value: Any
     refresh: bool
-    #: Why Redis did not answer, when ``value`` is :data:`UNREACHABLE`.
+
+
+class Pending(NamedTuple):
+    """A ``get_or_set`` the cache could not answer: what :meth:`CacheFlows._fill` starts from."""
+
+    #: The checked cache key.
+    name: str
+    #: Its Redis key (``name`` itself when Redis did not answer before the namespace).
+    redis_key: str
+    #: The entry XFetch picked for an early reload; ``None`` after a miss.
+    early: Entry | None
+    #: Why Redis did not answer, when it did not: the loader then answers alone.
     cause: BaseException | None = None
 
 
-@dataclass
-class CacheStats:
-    """Counters of what a cache did, since it was created."""
-
-    hits: int = 0
-    misses: int = 0
-    loads: int = 0
-    errors: int = 0
-    corrupt: int = 0
-    #: Loads this process was granted the cross-process lease for.
-    leases_won: int = 0
-    #: Misses that waited for another process's load instead of loading.
-    leases_lost: int = 0
-    #: Stale values served while a background refresh ran (stale-while-revalidate).
-    stale_served: int = 0
-    #: Values reloaded before they expired (XFetch early refresh).
-    early_refreshes: int = 0
-    #: Hits answered by the local tier, without a round trip.
-    local_hits: int = 0
-
-
-def lease_key(redis_key: str) -> str:
-    """The load lease of ``redis_key``, in the same cluster slot (so one script sees both)."""
-    start = redis_key.find("{")
-    end = redis_key.find("}", start + 1)
-    if start != -1 and end > start + 1:  # the key has a hash tag of its own: keep it
-        return redis_key + "#lease"
-    return "{" + redis_key + "}#lease"
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+#: How a facade runs a ``get_or_set``'s load: ``share(flight, fill)`` returns (or, in asyncio,
+#: gives an awaitable of) the :class:`Lookup` of ``fill()``'s flow, run once for all the callers
+#: of one ``flight`` at a time (single flight).
+Share: TypeAlias = Callable[[str, Callable[[], Flow[Lookup]]], Any]
+#: How a facade runs a stale value's refresh in the background: ``later(flight, refresh, key)``
+#: starts ``refresh()``'s flow, at most once per ``flight`` at a time, and returns at once.
+Later: TypeAlias = Callable[[str, Callable[[], Flow[None]], "str | int"], None]
 
 
 class CacheFlows:
@@ -139,42 +134,45 @@ class CacheFlows:
         clock: Clock | None = None,
     ) -> None:
         prefix = keys.check_prefix(namespace)
-        #: Store entries in their text form (a server that takes only text: Upstash's REST).
-        self.text_values = text_values
         if version is not None:
             prefix += ":" + keys.escape(version)
-        self._prefix = prefix + ":"
-        # The namespace's generation: part of every key, so bump_version() leaves every entry
-        # behind at once. '#' keeps it apart from any cache key, which all start with prefix:.
-        self._generation_key = prefix + "#generation"
-        self._tag_prefix = prefix + "#tag:"
-        #: Where writes are announced, so other processes drop their local copies.
-        self.channel = prefix + "#invalidate"
-        self._generation: tuple[int, float] | None = None  # (generation, when read)
-        self.generation_check_s = GENERATION_CHECK_S
         self.namespace = namespace
         self.version = version
+        #: The time to live of a write that names none (``None``: no expiry).
         self.default_ttl_ms = default_ttl_ms
-        self.negative_ttl_ms = negative_ttl_ms
-        self.lease_ms = lease_ms
-        self.early_refresh = early_refresh
-        self.stale_ms = stale_ms
-        self.ttl_jitter = ttl_jitter
-        self._random = random.random  # replaceable by tests
+        #: What this cache did: hits, misses, loads, leases...
+        self.counters = Counters()
+        self.stats: CacheStats = self.counters.stats
+        #: The namespace's generation, part of every key: bump_version() leaves all behind.
+        self.generations = Generations(prefix)
+        #: The tags' tokens: invalidate_tags() makes every entry stamped with one stale.
+        self.tags = Tags(prefix)
+        #: How values are stored and how a read judges them (TTLs, jitter, stale, XFetch).
+        self.entries = Entries(
+            serializer=serializer, secret=secret, text_values=text_values,
+            default_ttl_ms=default_ttl_ms, negative_ttl_ms=negative_ttl_ms, stale_ms=stale_ms,
+            ttl_jitter=ttl_jitter, early_refresh=early_refresh, counters=self.counters,
+            clock=clock,
+        )  # fmt: skip
+        #: The stampede leases, and the fence each write leaves in them.
+        self.leases = Leases(lease_ms, self.counters, self._read_one)
         self.local = None if not local_ttl_s else LocalTier(local_ttl_s, local_size)
-        self.serializer = serializer
-        self.secret = secret
-        self.stats = CacheStats()
-        self._stats_lock = threading.Lock()
+        #: Where writes are announced, so other processes drop their local copies.
+        self.channel = prefix + "#invalidate"
         #: Where a sample of this cache's events is recorded (``redkit advise``), or ``None``.
         self.trace = trace
         # Counts this process's invalidations: a load that began before one must not be joined
         # (single flight) by a caller that came after it, or that caller gets a stale value.
         self.epoch = 0
-        # The entries' times come from this clock. One given by the caller (a VirtualClock)
-        # is not Redis's: an entry past its expiry by it is then gone, whatever Redis holds.
-        self._clock_ms: Callable[[], float] = _now_ms if clock is None else clock.now_ms
-        self._own_clock = clock is not None
+
+    @property
+    def _random(self) -> Callable[[], float]:
+        """The dice of TTL jitter and XFetch: tests replace them to choose the outcome."""
+        return self.entries.random
+
+    @_random.setter
+    def _random(self, dice: Callable[[], float]) -> None:
+        self.entries.random = dice
 
     # -- keys, entries, counters -----------------------------------------------------------
 
@@ -186,90 +184,32 @@ class CacheFlows:
         """``key`` checked, as it appears in Redis keys (after the namespace and generation)."""
         return keys.verbatim(key, max_bytes=MAX_KEY_BYTES, what="a cache key")
 
-    def _namespace(self) -> Flow[str]:
-        """The start of every key: ``<namespace>[:<version>]:g<generation>:``.
+    @property
+    def generation_check_s(self) -> float:
+        """Seconds this process trusts the namespace generation it read."""
+        return self.generations.check_s
 
-        The generation is read at most once per :attr:`generation_check_s`, so another
-        process's bump is seen within that bound.
-        """
-        known = self._generation
-        if known is not None and time.monotonic() - known[1] < self.generation_check_s:
-            return f"{self._prefix}g{known[0]}:"
-        reply = yield command("GET", self._generation_key)
-        generation = 0 if reply is None else as_int(reply)
-        self._generation = (generation, time.monotonic())
-        return f"{self._prefix}g{generation}:"
+    @generation_check_s.setter
+    def generation_check_s(self, seconds: float) -> None:
+        self.generations.check_s = seconds
 
     def redis_key(self, key: str | int) -> Flow[str]:
         """The Redis key of the cache key ``key``."""
-        return (yield from self._namespace()) + self.key(key)
+        return (yield from self.generations.current()) + self.key(key)
 
-    def _redis_key(self, name: str) -> Flow[str]:
-        """The Redis key of ``name``, a key already checked by :meth:`key`."""
-        return (yield from self._namespace()) + name
-
-    def _read_one(self, name: str) -> Flow[Entry | None]:
-        """The live entry of the checked key ``name``, or ``None``.
+    def _read_one(self, redis_key: str) -> Flow[Entry | None]:
+        """The live entry under ``redis_key``, or ``None``.
 
         :meth:`_read` for one key without its lists: the hit path of ``get`` and
-        ``get_or_set``, where every microsecond shows.
+        ``get_or_set``, where every microsecond shows, and a lease waiter's look.
         """
-        known = self._generation
-        if known is not None and time.monotonic() - known[1] < self.generation_check_s:
-            redis_key = f"{self._prefix}g{known[0]}:{name}"
-        else:
-            redis_key = (yield from self._namespace()) + name
         raw = yield command("GET", redis_key)
-        entry = self._decode(redis_key, raw)
+        entry = self.entries.decode(redis_key, raw)
         if entry is not None and entry.tags:
-            (valid,) = yield from self._still_valid([entry])
+            (valid,) = yield from self.tags.still_valid([entry])
             if not valid:
                 return None
         return entry
-
-    def _tag_key(self, tag: str) -> str:
-        if not isinstance(tag, str) or not tag:
-            raise InvalidArgumentError(f"a tag must be a non-empty str, got {tag!r}")
-        return self._tag_prefix + keys.escape(tag)
-
-    def _stamp(self, tags: Iterable[str]) -> Flow[dict[str, str]]:
-        """The current token of each tag (created on first use), to stamp an entry with.
-
-        Read *before* the value is produced: an invalidation that lands between this read and
-        the write leaves the entry with an old token, so it is never served.
-        """
-        wanted = sorted(set(tags))
-        if not wanted:
-            return {}
-        calls = tuple(
-            ScriptCall(_TAG_TOKEN, (self._tag_key(tag),), (secrets.token_hex(8),)) for tag in wanted
-        )
-        replies = yield Pipeline(calls)
-        for reply in replies:
-            if isinstance(reply, BackendError):
-                raise reply
-        return {tag: as_text(reply) for tag, reply in zip(wanted, replies, strict=True)}
-
-    def _still_valid(self, entries: list[Entry]) -> Flow[list[bool]]:
-        """Whether each entry's tags still hold the tokens it was stamped with."""
-        tags = sorted({tag for entry in entries for tag in entry.tags})
-        if not tags:
-            return [True] * len(entries)
-        replies = yield Pipeline(tuple(command("GET", self._tag_key(tag)) for tag in tags))
-        current = {}
-        for tag, reply in zip(tags, replies, strict=True):
-            if isinstance(reply, BackendError):
-                raise reply
-            current[tag] = None if reply is None else as_text(reply)
-        return [all(current[t] == token for t, token in e.tags.items()) for e in entries]
-
-    def _fence(self, redis_keys: list[str]) -> tuple[Any, ...]:
-        """Commands that mark these keys written, for loads that began before (see _load)."""
-        if not self.lease_ms:
-            return ()
-        return tuple(
-            command("SET", lease_key(k), _WRITTEN, "PX", self.lease_ms) for k in redis_keys
-        )
 
     def _changed(self, names: list[str]) -> Flow[None]:
         """After a write or an invalidation: no stale copy may be served from here on.
@@ -292,18 +232,14 @@ class CacheFlows:
 
     def invalidate_tags(self, *tags: str) -> Flow[int]:
         """Make every entry stamped with any of ``tags`` stale, in O(1) per tag."""
-        names = [self._tag_key(tag) for tag in tags]
-        if not names:
+        renewed = yield from self.tags.renew(tags)
+        if not renewed:
             return 0
-        replies = yield Pipeline(tuple(command("SET", n, secrets.token_hex(8)) for n in names))
-        for reply in replies:
-            if isinstance(reply, BackendError):
-                raise reply
         yield from self._changed([ALL])  # once Redis has it: loads begun before read old state
         if self.trace is not None:
             for tag in tags:
                 self.trace.record_invalidation(self.namespace, "tag", tag)
-        return len(names)
+        return renewed
 
     def bump_version(self) -> Flow[int]:
         """Start a new generation of the namespace: every entry written before is left behind.
@@ -311,22 +247,11 @@ class CacheFlows:
         O(1): old entries expire on their own; other processes see the bump within
         ``generation_check_s``.
         """
-        generation = as_int((yield command("INCR", self._generation_key)))
+        generation = yield from self.generations.bump()
         yield from self._changed([ALL])
-        self._generation = (generation, time.monotonic())
         if self.trace is not None:
             self.trace.record_invalidation(self.namespace, "namespace")
         return generation
-
-    def _hit(self) -> None:
-        # The hot path's own counter: no keyword dict, no getattr/setattr.
-        with self._stats_lock:
-            self.stats.hits += 1
-
-    def _count(self, **deltas: int) -> None:
-        with self._stats_lock:
-            for name, delta in deltas.items():
-                setattr(self.stats, name, getattr(self.stats, name) + delta)
 
     def _trace_read(self, op: CacheOp, name: str, entry: Entry | None = None) -> None:
         """Record a hit or a miss of ``name`` (called only when there is a trace)."""
@@ -359,77 +284,6 @@ class CacheFlows:
             load_ms=load_ms, tags=tags,
         )  # fmt: skip
 
-    def _ttl_ms(self, ttl_ms: int | None, value: Any) -> int | None:
-        if value is None and self.negative_ttl_ms is not None:
-            return self.negative_ttl_ms  # "nothing there" is cached for its own, shorter time
-        ttl = self.default_ttl_ms if ttl_ms is None else ttl_ms
-        if ttl and self.ttl_jitter:
-            # Entries written together do not all expire together (and reload together).
-            ttl = max(1, round(ttl * (1 - self.ttl_jitter * self._random())))
-        return ttl
-
-    def _encode(
-        self,
-        redis_key: str,
-        value: Any,
-        ttl_ms: int | None,
-        load_ms: int = 0,
-        tags: dict[str, str] | None = None,
-    ) -> bytes:
-        now = int(self._clock_ms())
-        fresh_until = now + ttl_ms if ttl_ms else 0
-        expires = fresh_until + self.stale_ms if fresh_until and self.stale_ms else fresh_until
-        data = pack(
-            self.serializer, redis_key, value, created_ms=now, fresh_until_ms=fresh_until,
-            load_ms=load_ms, expires_ms=expires, tags=tags, secret=self.secret,
-        )  # fmt: skip
-        return entry_to_text(data) if self.text_values else data
-
-    def _decode(self, redis_key: str, raw: Any) -> Entry | None:
-        """The entry in a GET reply; ``None`` for a miss or for bytes that are no entry."""
-        if raw is None:
-            return None
-        try:
-            # Either form is read, whichever client wrote it (REST or not, on one Redis).
-            stored = bytes(raw)
-            data = entry_from_text(stored)
-            entry = unpack(self.serializer, redis_key, data, secret=self.secret)
-            if data is not stored:  # the text form: its size is what Redis holds
-                entry = entry._replace(size=len(stored))
-            if self._own_clock and entry.expires_ms and self._clock_ms() >= entry.expires_ms:
-                return None  # expired by the cache's clock, which Redis's expiry cannot follow
-            return entry
-        except CorruptEntry as exc:
-            self._count(corrupt=1)
-            log.warning(
-                "cache key %r holds no readable entry (%s): treated as a miss", redis_key, exc
-            )
-            return None
-
-    def _set_command(self, redis_key: str, data: bytes, ttl_ms: int | None) -> Any:
-        if ttl_ms:
-            # A stale entry is kept for the stale window after it stops being fresh.
-            return command("SET", redis_key, data, "PX", ttl_ms + (self.stale_ms or 0))
-        return command("SET", redis_key, data)
-
-    def _freshness(self, entry: Entry) -> str:
-        """How an entry stands: ``"fresh"``, ``"stale"`` or ``"early"``.
-
-        Stale: past its time (serve it, refresh in the background). Early: still fresh, but
-        XFetch picked this read to refresh it now.
-        """
-        now = self._clock_ms()
-        if entry.fresh_until_ms and now >= entry.fresh_until_ms:
-            return "stale"
-        if self.early_refresh and entry.fresh_until_ms and entry.load_ms:
-            # XFetch (Vattani et al., VLDB 2015): look ahead an exponentially distributed time,
-            # scaled by how long a reload takes; far from expiry almost never, close to it
-            # almost surely, and no coordination between readers.
-            ahead = -entry.load_ms * self.early_refresh * math.log(1.0 - self._random())
-            if now + ahead >= entry.fresh_until_ms:
-                return "early"
-        return "fresh"
-
     # -- flows -----------------------------------------------------------------------------
 
     def _read(self, redis_keys: list[str]) -> Flow[list[Entry | None]]:
@@ -443,12 +297,12 @@ class CacheFlows:
             # A pipeline of GETs, not MGET: on a cluster the keys live in many slots.
             replies = yield Pipeline(tuple(command("GET", k) for k in redis_keys))
         entries = [
-            None if isinstance(raw, BackendError) else self._decode(redis_key, raw)
+            None if isinstance(raw, BackendError) else self.entries.decode(redis_key, raw)
             for redis_key, raw in zip(redis_keys, replies, strict=True)
         ]
         tagged = [entry for entry in entries if entry is not None and entry.tags]
         if tagged:
-            valid = yield from self._still_valid(tagged)
+            valid = yield from self.tags.still_valid(tagged)
             stale = {id(entry) for entry, ok in zip(tagged, valid, strict=True) if not ok}
             entries = [None if id(entry) in stale else entry for entry in entries]
         return entries
@@ -459,24 +313,26 @@ class CacheFlows:
         if self.local is not None:
             held = self.local.get(name)
             if LocalTier.has(held):
-                self._count(hits=1, local_hits=1)
+                self.counters.add(hits=1, local_hits=1)
                 if self.trace is not None:
                     self._trace_read("hit", name)
                 return held
         try:
-            entry = yield from self._read_one(name)
+            # The generation known: no generator for it, on the hit path.
+            namespace = self.generations.known() or (yield from self.generations.current())
+            entry = yield from self._read_one(namespace + name)
         except NO_ANSWER as exc:
-            self._count(errors=1, misses=1)
+            self.counters.add(errors=1, misses=1)
             log.warning("cache read of %r failed, counted as a miss: %s", name, exc)
             if self.trace is not None:
                 self._trace_read("miss", name)
             return default
         if entry is None:
-            self._count(misses=1)
+            self.counters.add(misses=1)
             if self.trace is not None:
                 self._trace_read("miss", name)
             return default
-        self._hit()
+        self.counters.hit()
         if self.trace is not None:
             self._trace_read("hit", name, entry)
         if self.local is not None:
@@ -493,7 +349,7 @@ class CacheFlows:
                 found[key] = held
             else:
                 wanted.append(key)
-        self._count(hits=len(found), local_hits=len(found))
+        self.counters.add(hits=len(found), local_hits=len(found))
         if self.trace is not None:
             for key in found:
                 self._trace_read("hit", self.key(key))
@@ -501,10 +357,10 @@ class CacheFlows:
         if not wanted:
             return found
         try:
-            namespace = yield from self._namespace()
+            namespace = yield from self.generations.current()
             entries = yield from self._read([namespace + name for name in names])
         except NO_ANSWER as exc:
-            self._count(errors=1, misses=len(wanted))
+            self.counters.add(errors=1, misses=len(wanted))
             log.warning("cache read of %d keys failed, counted as misses: %s", len(wanted), exc)
             if self.trace is not None:
                 for name in names:
@@ -519,7 +375,7 @@ class CacheFlows:
                     self.local.put(name, entry.value)
             if self.trace is not None:
                 self._trace_read("miss" if entry is None else "hit", name, entry)
-        self._count(hits=loaded, misses=len(wanted) - loaded)
+        self.counters.add(hits=loaded, misses=len(wanted) - loaded)
         return found
 
     def set(
@@ -527,17 +383,17 @@ class CacheFlows:
     ) -> Flow[bool]:
         """Store ``value`` under ``key``, stamped with ``tags``; ``False`` if Redis refused."""
         redis_key = self.key(key)  # a bad key is refused before anything is sent
-        ttl_ms = self._ttl_ms(ttl_ms, value)
+        ttl_ms = self.entries.ttl_ms(ttl_ms, value)
         try:
             redis_key = yield from self.redis_key(key)
-            stamps = yield from self._stamp(tags)
-            data = self._encode(redis_key, value, ttl_ms, tags=stamps)
-            store = self._set_command(redis_key, data, ttl_ms)
-            replies = yield Pipeline((store, *self._fence([redis_key])))
+            stamps = yield from self.tags.stamp(tags)
+            data = self.entries.encode(redis_key, value, ttl_ms, tags=stamps)
+            store = self.entries.set_command(redis_key, data, ttl_ms)
+            replies = yield Pipeline((store, *self.leases.fence([redis_key])))
             reply = replies[0]
             yield from self._changed([self.key(key)])
         except NO_ANSWER as exc:
-            self._count(errors=1)
+            self.counters.add(errors=1)
             log.warning("cache write of %r failed: %s", redis_key, exc)
             return False
         if self.local is not None:
@@ -554,23 +410,23 @@ class CacheFlows:
         if not names:
             return True
         try:
-            namespace = yield from self._namespace()
-            stamps = yield from self._stamp(tags)
+            namespace = yield from self.generations.current()
+            stamps = yield from self.tags.stamp(tags)
             ops = []
             traced: list[tuple[str, int, int | None]] = []
             for key, value in values.items():
                 redis_key = namespace + names[key]
-                entry_ttl = self._ttl_ms(ttl_ms, value)
-                data = self._encode(redis_key, value, entry_ttl, tags=stamps)
-                ops.append(self._set_command(redis_key, data, entry_ttl))
+                entry_ttl = self.entries.ttl_ms(ttl_ms, value)
+                data = self.entries.encode(redis_key, value, entry_ttl, tags=stamps)
+                ops.append(self.entries.set_command(redis_key, data, entry_ttl))
                 if self.trace is not None:
                     traced.append((names[key], len(data), entry_ttl))
             written = len(ops)
-            fence = self._fence([namespace + name for name in names.values()])
+            fence = self.leases.fence([namespace + name for name in names.values()])
             replies = (yield Pipeline((*ops, *fence)))[:written]
             yield from self._changed(list(names.values()))
         except NO_ANSWER as exc:
-            self._count(errors=1)
+            self.counters.add(errors=1)
             log.warning("cache write of %d keys failed: %s", len(names), exc)
             return False
         if self.local is not None:
@@ -585,10 +441,10 @@ class CacheFlows:
         names = [self.key(key) for key in cache_keys]
         if not names:
             return 0
-        namespace = yield from self._namespace()
+        namespace = yield from self.generations.current()
         redis_keys = [namespace + name for name in names]
         unlinks = tuple(command("UNLINK", k) for k in redis_keys)
-        replies = (yield Pipeline((*unlinks, *self._fence(redis_keys))))[: len(unlinks)]
+        replies = (yield Pipeline((*unlinks, *self.leases.fence(redis_keys))))[: len(unlinks)]
         for reply in replies:
             if isinstance(reply, BackendError):
                 raise reply
@@ -613,174 +469,88 @@ class CacheFlows:
         reply = as_int((yield command("PTTL", redis_key)))
         return None if reply < 0 else reply / 1000
 
-    def _try_lease(self, redis_key: str) -> Flow[str | None]:
-        """The lease to reload ``redis_key`` now, or ``None`` if another caller holds it.
+    def _serve(self, name: str, entry: Entry, *, stale: bool = False, keep: bool = False) -> Lookup:
+        """A hit of ``entry``, counted and traced; with ``keep``, held in the local tier too.
 
-        Without leases every caller may reload: the token is then empty.
+        Only a value read fresh is kept: one near its end (XFetch) or waited for is not.
         """
-        if not self.lease_ms:
-            return ""
-        token = secrets.token_hex(8)
-        won = yield ScriptCall(
-            _TAKE_LEASE, (lease_key(redis_key),), (token, self.lease_ms, _WRITTEN)
-        )
-        return token if as_int(won) == 1 else None
+        if stale:
+            self.counters.add(hits=1, stale_served=1)
+        else:
+            self.counters.hit()
+        if self.trace is not None:
+            self._trace_read("hit", name, entry)
+        if keep and self.local is not None:
+            self.local.put(name, entry.value)
+        return Lookup(entry.value, stale)
 
-    def _lease(self, redis_key: str) -> Flow[tuple[str | None, Entry | None]]:
-        """Take the lease to load ``redis_key``, or wait for the process that holds it.
+    def _find(self, key: str | int) -> Flow[Lookup | Pending]:
+        """The hit decision of ``get_or_set``, made once per call: a hit, or what to load.
 
-        Returns ``(token, None)`` when this caller is to load, ``(None, entry)`` when another
-        process's load arrived meanwhile, and ``(None, None)`` when it did not arrive within
-        the lease: the caller then loads after all (a crashed loader never blocks anyone for
-        longer). Waiting holds no connection: it is a sleep between two reads.
-        """
-        if not self.lease_ms:
-            return None, None
-        token, entry = yield from self._lease_after_miss(redis_key)
-        if token or entry:
-            return token, entry
-        self._count(leases_lost=1)
-        deadline = time.monotonic() + self.lease_ms / 1000
-        pause = _FIRST_WAIT
-        while time.monotonic() < deadline:
-            yield Sleep(min(pause, max(deadline - time.monotonic(), 0)))
-            pause = min(pause * 2, _LONGEST_WAIT)
-            (entry,) = yield from self._read([redis_key])
-            if entry is not None:
-                return None, entry
-            # The loader may have given up (its load failed, or a write fenced its value
-            # out): take over now instead of waiting out the lease.
-            token, entry = yield from self._lease_after_miss(redis_key)
-            if token or entry:
-                return token, entry
-        return None, None
-
-    def _lease_after_miss(self, redis_key: str) -> Flow[tuple[str | None, Entry | None]]:
-        """The lease to load ``redis_key`` after reading a miss, or the entry that came since.
-
-        Another process may have loaded, stored and released between the read and the lease:
-        a won lease is followed by one more read, so that load is not done twice.
-        """
-        token = yield from self._try_lease(redis_key)
-        if not token:
-            return None, None
-        (entry,) = yield from self._read([redis_key])
-        if entry is not None:
-            yield from self._release(redis_key, token)
-            return None, entry
-        self._count(leases_won=1)
-        return token, None
-
-    def peek(self, key: str | int) -> Flow[Lookup | None]:
-        """``get_or_set``'s hit, when there is one and it needs no load: the fast path.
-
-        ``None`` when the full :meth:`get_or_set` must run (a miss, or XFetch picked this read
-        to reload early); :data:`UNREACHABLE` as the value when Redis did not answer.
+        A hit is fresh (served), stale (served, and the :class:`Lookup` asks for a refresh) or
+        neither: a miss, an entry XFetch picked to reload early, or Redis out of reach, each a
+        :class:`Pending` that :meth:`_fill` completes. One read: ``_fill`` never reads the
+        entry again before its lease.
         """
         name = self.key(key)
         if self.local is not None:
             held = self.local.get(name)
             if LocalTier.has(held):
-                self._count(hits=1, local_hits=1)
+                self.counters.add(hits=1, local_hits=1)
                 if self.trace is not None:
                     self._trace_read("hit", name)
                 return Lookup(held, False)
+        redis_key = name
         try:
-            entry = yield from self._read_one(name)
+            namespace = self.generations.known() or (yield from self.generations.current())
+            redis_key = namespace + name
+            entry = yield from self._read_one(redis_key)
         except NO_ANSWER as exc:
-            self._count(errors=1, misses=1)
+            self.counters.add(errors=1, misses=1)
             if self.trace is not None:
                 self._trace_read("miss", name)
-            # Logged by load_only, once for the callers that share the load.
-            return Lookup(UNREACHABLE, False, exc)
+            return Pending(name, redis_key, None, exc)
         if entry is None:
-            return None
-        state = self._freshness(entry)
+            return Pending(name, redis_key, None)
+        state = self.entries.freshness(entry)
         if state == "early":
-            return None
+            return Pending(name, redis_key, entry)
         if state == "stale":
-            self._count(hits=1, stale_served=1)
-        else:
-            self._hit()
-        if self.trace is not None:
-            self._trace_read("hit", name, entry)
-        if self.local is not None and state == "fresh":
-            self.local.put(name, entry.value)
-        return Lookup(entry.value, state == "stale")
+            return self._serve(name, entry, stale=True)
+        return self._serve(name, entry, keep=True)
 
-    def load_only(self, key: str | int, loader: Callable[[], Any], cause: object) -> Flow[Any]:
-        """The loader's value, with Redis out of reach (``cause``): nothing is stored."""
-        log.warning("cache read of %r failed, loading without the cache: %s", key, cause)
-        self._count(loads=1)
-        started = time.monotonic()
-        value = yield Call(loader)
-        if self.trace is not None:
-            self._trace_write("load", self.key(key), load_ms=(time.monotonic() - started) * 1000)
-        return value
-
-    def get_or_set(
-        self,
-        key: str | int,
-        loader: Callable[[], Any],
-        ttl_ms: int | None = None,
-        tags: Iterable[str] = (),
+    def _fill(
+        self, pending: Pending, loader: Callable[[], Any], ttl_ms: int | None, tags: Iterable[str]
     ) -> Flow[Lookup]:
-        """Cache-aside: the cached value, or ``loader()``'s, stored with ``tags`` for next time.
+        """Complete a ``get_or_set`` that :meth:`_find` could not answer from the cache.
 
-        On a miss, one process across all takes a lease and loads; the others wait for its
-        value (see :meth:`_lease`). A value close to its end may be reloaded early by one
-        reader (XFetch); a stale one is served while the caller refreshes it in the background
-        (the returned :class:`Lookup` says so).
+        On a miss, one process across all takes the lease and loads; the others wait for its
+        value (see :class:`~redkit.cache.leases.Leases`). An entry picked for an early reload
+        is reloaded by the reader that gets the lease, and served as it is to the others. With
+        Redis out of reach the loader answers, and nothing is stored.
         """
-        name = redis_key = self.key(key)
-        if self.local is not None:
-            held = self.local.get(name)
-            if LocalTier.has(held):
-                self._count(hits=1, local_hits=1)
-                if self.trace is not None:
-                    self._trace_read("hit", name)
-                return Lookup(held, False)
-        token: str | None = None
+        name, redis_key, early, cause = pending
+        if cause is not None:
+            log.warning("cache read of %r failed, loading without the cache: %s", name, cause)
+            return Lookup((yield from self._load_only(name, loader)), False)
         try:
-            redis_key = yield from self.redis_key(key)
-            (entry,) = yield from self._read([redis_key])
-            if entry is not None:
-                state = self._freshness(entry)
-                if state == "stale":
-                    self._count(hits=1, stale_served=1)
-                    if self.trace is not None:
-                        self._trace_read("hit", name, entry)
-                    return Lookup(entry.value, True)
-                if state == "early":
-                    token = yield from self._try_lease(redis_key)
-                if token is None:  # fresh, or someone else is already reloading it
-                    self._count(hits=1)
-                    if self.trace is not None:
-                        self._trace_read("hit", name, entry)
-                    if self.local is not None and state == "fresh":
-                        self.local.put(name, entry.value)
-                    return Lookup(entry.value, False)
-                self._count(early_refreshes=1)
+            if early is not None:
+                token = yield from self.leases.try_take(redis_key)
+                if token is None:  # someone else is already reloading it
+                    return self._serve(name, early)
+                self.counters.add(early_refreshes=1)
             else:
-                token, entry = yield from self._lease(redis_key)
+                token, entry = yield from self.leases.take_or_wait(redis_key)
                 if entry is not None:  # another process's load, waited for: a hit
-                    self._count(hits=1)
-                    if self.trace is not None:
-                        self._trace_read("hit", name, entry)
-                    return Lookup(entry.value, False)
-            stamps = yield from self._stamp(tags)  # before loading: see _stamp
+                    return self._serve(name, entry)
+            stamps = yield from self.tags.stamp(tags)  # before loading: see redkit.cache.tags
         except NO_ANSWER as exc:
-            # Redis is out of reach: the loader answers, and nothing is stored.
-            self._count(errors=1, misses=1, loads=1)
+            self.counters.add(errors=1, misses=1)
             log.warning("cache read of %r failed, loading without the cache: %s", redis_key, exc)
             if self.trace is not None:
                 self._trace_read("miss", name)
-            started = time.monotonic()
-            value = yield Call(loader)
-            if self.trace is not None:
-                self._trace_write("load", name, load_ms=(time.monotonic() - started) * 1000)
-            return Lookup(value, False)
-        self._count(misses=1)
+            return Lookup((yield from self._load_only(name, loader)), False)
+        self.counters.add(misses=1)
         if self.trace is not None:
             self._trace_read("miss", name)
         value = yield from self._load(name, redis_key, loader, ttl_ms, stamps, token)
@@ -789,15 +559,55 @@ class CacheFlows:
             self.local.put(name, value)
         return Lookup(value, False)
 
+    def _load_only(self, name: str, loader: Callable[[], Any]) -> Flow[Any]:
+        """The loader's value, with Redis out of reach: nothing is stored."""
+        self.counters.add(loads=1)
+        started = time.monotonic()
+        value = yield Call(loader)
+        if self.trace is not None:
+            self._trace_write("load", name, load_ms=(time.monotonic() - started) * 1000)
+        return value
+
+    def get_or_set(
+        self,
+        key: str | int,
+        loader: Callable[[], Any],
+        ttl_ms: int | None = None,
+        tags: Iterable[str] = (),
+        *,
+        share: Share | None = None,
+        later: Later | None = None,
+    ) -> Flow[Lookup]:
+        """Cache-aside: the cached value, or ``loader()``'s, stored with ``tags`` for next time.
+
+        The whole of it, for both facades: one read decides (:meth:`_find`); a miss, an early
+        reload or Redis out of reach is completed by :meth:`_fill`, through ``share`` when
+        given (the facade's single flight: the callers of one process share one load). A stale
+        value is served at once; ``later``, when given, gets its refresh to run in the
+        background (without it the returned :class:`Lookup` says a refresh is due).
+        """
+        tags = tuple(tags)
+        found = yield from self._find(key)
+        if isinstance(found, Pending):
+            fill = functools.partial(self._fill, found, loader, ttl_ms, tags)
+            if share is None:
+                found = yield from fill()
+            else:
+                found = yield Call(share, (self.flight_key(key), fill))
+        if found.refresh and later is not None:
+            refresh = functools.partial(self.refresh, key, loader, ttl_ms, tags)
+            yield Call(later, ("refresh:" + self.flight_key(key), refresh, key))
+        return found
+
     def refresh(
         self, key: str | int, loader: Callable[[], Any], ttl_ms: int | None, tags: Iterable[str]
     ) -> Flow[None]:
         """Reload a stale ``key`` (a background job), unless another caller already is."""
         redis_key = yield from self.redis_key(key)
-        token = yield from self._try_lease(redis_key)
+        token = yield from self.leases.try_take(redis_key)
         if token is None:
             return
-        stamps = yield from self._stamp(tags)
+        stamps = yield from self.tags.stamp(tags)
         value = yield from self._load(self.key(key), redis_key, loader, ttl_ms, stamps, token)
         yield from self._changed([self.key(key)])
         if self.local is not None:
@@ -816,24 +626,22 @@ class CacheFlows:
 
         ``name`` is the checked key that ``redis_key`` stores.
         """
-        self._count(loads=1)
+        self.counters.add(loads=1)
         try:
             started = time.monotonic()
             value = yield Call(loader)
             took_ms = (time.monotonic() - started) * 1000
             load_ms = round(took_ms)
-            ttl_ms = self._ttl_ms(ttl_ms, value)
-            data = self._encode(redis_key, value, ttl_ms, load_ms, tags=stamps)
+            ttl_ms = self.entries.ttl_ms(ttl_ms, value)
+            data = self.entries.encode(redis_key, value, ttl_ms, load_ms, tags=stamps)
             try:
                 if token:  # a write since the load began wins over this older value
-                    px = ttl_ms + (self.stale_ms or 0) if ttl_ms else 0
-                    yield ScriptCall(
-                        _STORE_IF_LEASED, (redis_key, lease_key(redis_key)), (token, data, px)
-                    )
+                    px = self.entries.keep_ms(ttl_ms)
+                    yield self.leases.store(redis_key, token, data, px)
                 else:
-                    yield self._set_command(redis_key, data, ttl_ms)
+                    yield self.entries.set_command(redis_key, data, ttl_ms)
             except NO_ANSWER as exc:
-                self._count(errors=1)
+                self.counters.add(errors=1)
                 log.warning(
                     "cache write of %r failed; the loaded value is still returned: %s",
                     redis_key, exc,
@@ -843,19 +651,10 @@ class CacheFlows:
         except GeneratorExit:
             raise  # abandoned (a cancelled task): no more round trips; the lease expires
         except BaseException:
-            yield from self._release(redis_key, token)
+            yield from self.leases.release(redis_key, token)
             raise
-        yield from self._release(redis_key, token)
+        yield from self.leases.release(redis_key, token)
         return value
-
-    def _release(self, redis_key: str, token: str | None) -> Flow[None]:
-        """Give a load lease back, so waiters stop waiting (they would see the value anyway)."""
-        if not token:
-            return
-        try:
-            yield ScriptCall(_RELEASE_LEASE, (lease_key(redis_key),), (token,))
-        except BackendError as exc:
-            log.warning("cache lease of %r not released (it expires): %s", redis_key, exc)
 
     def write_through(
         self,
@@ -876,28 +675,30 @@ class CacheFlows:
         try:
             redis_key = yield from self.redis_key(key)
             namespaced = True
-            stamps = yield from self._stamp(tags)  # before the write: see _stamp
+            stamps = yield from self.tags.stamp(tags)  # before the write: see _stamp
         except NO_ANSWER as exc:
             log.warning("cache write-through of %r cannot reach Redis: %s", redis_key, exc)
         value = yield Call(write)
-        ttl_ms = self._ttl_ms(ttl_ms, value)
+        ttl_ms = self.entries.ttl_ms(ttl_ms, value)
         size: int | None = None
         try:
             if stamps is None:
                 raise BackendUnavailable("Redis was out of reach before the write")
-            data = self._encode(redis_key, value, ttl_ms, tags=stamps)
+            data = self.entries.encode(redis_key, value, ttl_ms, tags=stamps)
             size = len(data)
-            store = self._set_command(redis_key, data, ttl_ms)
-            replies = yield Pipeline((store, *self._fence([redis_key])))
+            store = self.entries.set_command(redis_key, data, ttl_ms)
+            replies = yield Pipeline((store, *self.leases.fence([redis_key])))
             if isinstance(replies[0], BackendError):
                 raise replies[0]
         except (BackendError, InvalidArgumentError) as exc:
             log.warning("cache write-through of %r failed, deleting the key: %s", redis_key, exc)
-            self._count(errors=1)
+            self.counters.add(errors=1)
             if not namespaced:  # never the bare key: it is not the cache's
                 redis_key = yield from self.redis_key(key)
             # Raises if Redis cannot even delete: the caller must know a stale value may remain.
-            unlinked = yield Pipeline((command("UNLINK", redis_key), *self._fence([redis_key])))
+            unlinked = yield Pipeline(
+                (command("UNLINK", redis_key), *self.leases.fence([redis_key]))
+            )
             if isinstance(unlinked[0], BackendError):
                 raise unlinked[0] from exc
             if isinstance(exc, InvalidArgumentError):
@@ -911,21 +712,6 @@ class CacheFlows:
                 "write" if size else "delete", self.key(key), size, ttl_ms, stamps or ()
             )
         return value
-
-    def pattern(self, pattern: str, parts: tuple[str | int, ...], namespace: str) -> str:
-        """The ``SCAN MATCH`` pattern of a cache-key pattern: each ``{}`` takes one part, escaped.
-
-        The pattern's own wildcards (``*``, ``?``, ``[...]``) are the developer's; the parts,
-        which may come from users, are matched literally and can never widen it.
-        """
-        literal = [keys.glob_escape(keys.verbatim(p, max_bytes=MAX_KEY_BYTES)) for p in parts]
-        try:
-            filled = pattern.format(*literal)
-        except (IndexError, KeyError, ValueError) as exc:
-            raise InvalidArgumentError(
-                f"pattern {pattern!r} needs one {{}} per part ({len(parts)} given): {exc}"
-            ) from exc
-        return keys.glob_escape(namespace) + filled
 
     def delete_pattern(
         self,
@@ -941,26 +727,9 @@ class CacheFlows:
         found, so Redis stays responsive however many keys match. ``progress`` is called with
         the running count after each batch. Returns how many keys were deleted.
         """
-        match = self.pattern(pattern, parts, (yield from self._namespace()))
-        deleted = 0
-        for node in (yield Masters()):
-            cursor = 0
-            while True:
-                cursor_reply, found = yield OnNode(
-                    node, command("SCAN", cursor, "MATCH", match, "COUNT", batch)
-                )
-                cursor = as_int(cursor_reply)
-                if found:
-                    # One UNLINK per key: on a cluster the keys of one node span many slots.
-                    replies = yield Pipeline(tuple(command("UNLINK", k) for k in found))
-                    for reply in replies:
-                        if isinstance(reply, BackendError):
-                            raise reply
-                    deleted += sum(as_int(reply) for reply in replies)
-                    if progress is not None:
-                        yield Call(progress, (deleted,))
-                if cursor == 0:
-                    break
+        namespace = yield from self.generations.current()
+        match = scan_pattern(pattern, parts, namespace, MAX_KEY_BYTES)
+        deleted = yield from delete_matching(match, batch, progress)
         yield from self._changed([ALL])
         if self.trace is not None:
             self.trace.record_invalidation(self.namespace, "pattern")
