@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import pytest
@@ -73,17 +72,6 @@ def test_unknown_or_missing_tiers_say_which_exist(backend: BackendCase) -> None:
             facade(backend.conn, bad)
     with pytest.raises(InvalidArgumentError, match="default_tier 'gold'"):
         facade(backend.conn, PLANS, default_tier="gold")
-
-
-def test_sync_and_async_tiers_have_the_same_signatures() -> None:
-    for name, member in inspect.getmembers(TieredRatelimit):
-        if name.startswith("_") and name != "__init__":
-            continue
-        twin = getattr(AsyncTieredRatelimit, name)
-        if callable(member):
-            assert inspect.signature(member) == inspect.signature(twin), name
-            if name != "__init__":
-                assert inspect.iscoroutinefunction(twin), name
 
 
 def test_tiers_share_one_connection_even_from_a_url(redis_server: Any) -> None:
