@@ -63,8 +63,9 @@ def expected_settings(ns: NamespaceAdvice) -> dict[str, Any]:
 
 def built_settings(cache: Cache) -> dict[str, Any]:
     flows = cache._flows
+    # The TTLs and the XFetch factor are the entries' (how values are stored and judged).
     return {
-        "default_ttl_ms": flows.default_ttl_ms,
+        "default_ttl_ms": flows.entries.default_ttl_ms,
         "early_refresh": flows.entries.early_refresh,
         "stale_ms": flows.entries.stale_ms,
         "local_ttl_s": None if flows.local is None else flows.local.ttl_s,
