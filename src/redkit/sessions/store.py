@@ -10,14 +10,13 @@ from redkit.core.durations import Duration, duration_ms, timeout_or_none
 from redkit.core.errors import InvalidArgumentError
 from redkit.core.flow import Flow, run_async, run_sync
 from redkit.sessions.flows import SessionFlows
-from redkit.sessions.model import Session, SessionInfo
+from redkit.sessions.model import KEEP, Keep, Session, SessionInfo
 
 __all__ = ["AsyncSessionStore", "SessionStore"]
 
 #: Seconds one session operation may wait for Redis. Sessions fail closed: past it, the call
 #: raises :class:`~redkit.errors.BackendError` and the request is refused, never let in.
 DEFAULT_TIMEOUT = 2.0
-_KEEP: Any = object()
 T = TypeVar("T")
 
 
@@ -49,6 +48,14 @@ def _flows(
         max_per_user=max_sessions_per_user,
         client_clock=scripts_declare_keys(backend),
     )
+
+
+def _rotation(
+    flows: SessionFlows, session_id: str, user_id: str | int | Keep | None
+) -> Flow[str | None]:
+    if isinstance(user_id, Keep):
+        return flows.rotate(session_id, None, False)
+    return flows.rotate(session_id, user_id, True)
 
 
 class SessionStore:
@@ -125,16 +132,14 @@ class SessionStore:
         """Extend the idle timeout (never past the absolute one); ``False`` when gone."""
         return self._run(self._flows.touch(session_id))
 
-    def rotate(self, session_id: str, *, user_id: str | int | None = _KEEP) -> str | None:
+    def rotate(self, session_id: str, *, user_id: str | int | Keep | None = KEEP) -> str | None:
         """A new id for the session, same data; the old id stops working at once.
 
         Call it on every change of privilege (a login): an id fixed by an attacker before it
         is then worthless. ``user_id`` hands the session to that user. ``None`` when the
         session does not exist.
         """
-        keep_user = user_id is _KEEP
-        flow = self._flows.rotate(session_id, None if keep_user else user_id, not keep_user)
-        return self._run(flow)
+        return self._run(_rotation(self._flows, session_id, user_id))
 
     def delete(self, session_id: str) -> bool:
         """End the session (a logout); ``False`` when it did not exist."""
@@ -212,11 +217,11 @@ class AsyncSessionStore:
         """Extend the idle timeout; see :meth:`SessionStore.touch`."""
         return await self._run(self._flows.touch(session_id))
 
-    async def rotate(self, session_id: str, *, user_id: str | int | None = _KEEP) -> str | None:
+    async def rotate(
+        self, session_id: str, *, user_id: str | int | Keep | None = KEEP
+    ) -> str | None:
         """A new id for the session; see :meth:`SessionStore.rotate`."""
-        keep_user = user_id is _KEEP
-        flow = self._flows.rotate(session_id, None if keep_user else user_id, not keep_user)
-        return await self._run(flow)
+        return await self._run(_rotation(self._flows, session_id, user_id))
 
     async def delete(self, session_id: str) -> bool:
         """End the session; see :meth:`SessionStore.delete`."""

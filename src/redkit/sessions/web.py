@@ -19,7 +19,7 @@ from typing import Any
 from redkit.core.errors import BackendError, RedkitError
 from redkit.core.flow import Flow
 from redkit.sessions.flows import SessionFlows
-from redkit.sessions.model import Session, SessionConflictError
+from redkit.sessions.model import KEEP, Keep, Session, SessionConflictError
 from redkit.sessions.store import AsyncSessionStore, SessionStore
 
 __all__ = [
@@ -34,15 +34,6 @@ __all__ = [
     "commit_sync",
     "error_response",
 ]
-
-
-class _Keep:
-    def __repr__(self) -> str:
-        return "KEEP"
-
-
-#: ``regenerate(user_id=KEEP)``: the session keeps its user (the default).
-KEEP: Any = _Keep()
 
 
 class SessionNotLoadedError(RedkitError, RuntimeError):
@@ -105,7 +96,7 @@ class LazySession(MutableMapping[str, Any]):
         #: The data; ``None`` until loaded. The record itself when there is one.
         self._contents: dict[str, Any] | None = {} if cookie_id is None else None
         self._regenerate = False
-        self._new_user: Any = KEEP
+        self._new_user: str | int | Keep | None = KEEP
         self._ended_id: str | None = None
         self._issued: str | None = None
         self._user_agent = user_agent
@@ -163,7 +154,7 @@ class LazySession(MutableMapping[str, Any]):
     def user_id(self) -> Any:
         """The session's user (the one it is being handed to, after :meth:`regenerate`)."""
         self._data()
-        if self._regenerate and self._new_user is not KEEP:
+        if self._regenerate and not isinstance(self._new_user, Keep):
             return self._new_user
         return None if self._record is None else self._record.user_id
 
@@ -181,7 +172,7 @@ class LazySession(MutableMapping[str, Any]):
 
     # -- login and logout ------------------------------------------------------------------
 
-    def regenerate(self, *, user_id: Any = KEEP) -> None:
+    def regenerate(self, *, user_id: str | int | Keep | None = KEEP) -> None:
         """Give the session a new id when the response starts; call it on every login.
 
         The data stays; the old id stops working at once, so an id planted before the login
@@ -270,10 +261,10 @@ def _commit(session: LazySession, flows: SessionFlows) -> Flow[Outcome]:
     agent, ip = session._user_agent, session._ip
     if session._regenerate:
         user = session._new_user
+        owner = None if isinstance(user, Keep) else user
         if session._source_id is not None:
-            keep_user = user is KEEP
-            rotate = flows.rotate(session._source_id, None if keep_user else user, not keep_user)
-            new_id = yield from rotate
+            keep_user = isinstance(user, Keep)
+            new_id = yield from flows.rotate(session._source_id, owner, not keep_user)
             if new_id is not None:
                 # The old id is dead from here on: whatever happens to the save below, the
                 # client must get the new one (a 409 still carries the cookie).
@@ -283,7 +274,6 @@ def _commit(session: LazySession, flows: SessionFlows) -> Flow[Outcome]:
                 return _issue(session, new_id)
             if record is not None:  # it was there when read: someone else ended it since
                 raise SessionEndedError(sorted(record))
-        owner = None if user is KEEP else user
         created = yield from flows.create(dict(contents or {}), owner, agent, ip)
         return _issue(session, created)
     if record is not None:
