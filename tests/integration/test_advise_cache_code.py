@@ -65,8 +65,8 @@ def built_settings(cache: Cache) -> dict[str, Any]:
     flows = cache._flows
     return {
         "default_ttl_ms": flows.default_ttl_ms,
-        "early_refresh": flows.early_refresh,
-        "stale_ms": flows.stale_ms,
+        "early_refresh": flows.entries.early_refresh,
+        "stale_ms": flows.entries.stale_ms,
         "local_ttl_s": None if flows.local is None else flows.local.ttl_s,
     }
 
