@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from flowdrive import call, drive
 from redkit import AsyncCache, Cache, Connection
 from redkit.web.response_cache import CachedResponse, ResponseCachePolicy, Uncacheable
+from support.flowdrive import call, drive
 
 KEY = "response:/items?x"
 ENTRY = CachedResponse(200, (("content-type", "text/plain"),), b"hi", '"e"', 1.0)

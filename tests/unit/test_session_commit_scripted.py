@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from flowdrive import Like, Same, cmd, drive, script
 from redkit.core.errors import BackendTimeout
 from redkit.core.scripts import SERVER_TIME
 from redkit.sessions import (
@@ -30,6 +29,7 @@ from redkit.sessions import (
 from redkit.sessions.flows import SessionFlows
 from redkit.sessions.model import Session, encode_value
 from redkit.sessions.web import LazySession, Outcome, commit
+from support.flowdrive import Like, Same, cmd, drive, script
 
 HANDLE = "H" * 22
 SID = f"{HANDLE}.{'s' * 43}"
