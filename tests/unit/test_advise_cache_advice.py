@@ -299,11 +299,17 @@ def test_real_advice_renders_and_has_the_schema() -> None:
     assert data["settings"] == {
         "budget_bytes": 1024 * 1024,
         "max_stale_s": 30.0,
+        "max_stale_share": 0.01,
         "loader_ms": 50.0,
         "ttls_s": [5.0, 60.0, 300.0, 3600.0],
         "unread_namespaces": [],
     }
     assert data["trace"]["requests"] == 3000
+    # Each TTL row carries the Redis memory the budget is held to, besides the values' bytes.
+    for ns, found in zip(advice.namespaces, data["namespaces"], strict=True):
+        for row, given in zip(ns.ttl_rows, found["ttl_rows"], strict=True):
+            assert given["peak_memory_bytes"] == row.peak_memory_bytes
+            assert given["peak_memory_bytes"] > given["peak_bytes"] > 0
     assert 'namespace="cache"' in data["overall"]["recommendation"]["code"]
     assert {
         ast.literal_eval(kw.value)
