@@ -12,7 +12,14 @@ import pytest
 
 from advise_examples import CACHE
 from cache_trace_support import START, zipf_trace
-from redkit.advise import CacheAdvice, advise_cache, render_html, render_text
+from redkit.advise import (
+    CacheAdvice,
+    advise_cache,
+    read_trace,
+    render_html,
+    render_text,
+    sample_log,
+)
 from redkit.advise.cache_advice import (
     LOCAL_SHARE,
     CacheRecommendation,
@@ -527,3 +534,14 @@ def test_a_sized_libcachesim_table_gives_the_same_hits() -> None:
         hits = sim._evict(events, row.policy, row.budget_bytes, 300.0, hashpower=24)
         assert row.hit_ratio == hits / reads
     assert len({r.hit_ratio for r in rows}) > 1  # the budgets do differ
+
+
+def test_a_ttl_longer_than_the_trace_says_the_trace_cannot_tell() -> None:
+    trace = read_trace(sample_log())  # two hours
+    advice = advise_cache(trace, namespaces=["/api/users/{id}", "/api/products/{id}"])
+    by_name = {ns.name: ns.recommendation for ns in advice.namespaces}
+    users, products = by_name["/api/users/{id}"], by_name["/api/products/{id}"]
+    assert users.ttl_s > trace.duration
+    assert "the trace spans only 1.99 h, so at this TTL nothing expires in it" in users.reason
+    assert products.ttl_s < trace.duration
+    assert "spans only" not in products.reason

@@ -645,6 +645,14 @@ def advise_cache(
             memory = memory_needed(memory_rows, row.hit_ratio, peak)
         done += 1
         report(done, total)
+        if stats.reads and row.ttl_s > sim.duration > 0:
+            # No entry expires within the trace: it cannot tell this TTL from a longer one.
+            span = format_seconds(sim.duration)
+            why += (
+                f"; the trace spans only {span}, so at this TTL nothing expires in it: a log "
+                f"longer than {format_seconds(row.ttl_s)} would show whether a TTL between "
+                f"{span} and this one does as well"
+            )
         advice[scope] = _namespace_advice(
             stats,
             rows[scope],
