@@ -107,7 +107,8 @@ def _advise_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]
             "--format",
             default="auto",
             metavar="FORMAT",
-            help="auto (the default), clf, combined, jsonl, csv or twitter",
+            help="auto (the default; it knows a trace recorder's file too), clf, combined, "
+            "jsonl, csv or twitter",
         )
         sub.add_argument(
             "--key-pattern",
@@ -127,6 +128,13 @@ def _advise_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         "--max-stale",
         metavar="DURATION",
         help="how long past its TTL a value may be served while it reloads (stale_ttl): 30s",
+    )
+    cache.add_argument(
+        "--max-stale-hits",
+        default="1",
+        metavar="PERCENT",
+        help="the most of a namespace's hits a TTL may serve stale were writes not "
+        "invalidated (default 1; 100 when every write invalidates its key)",
     )
     cache.add_argument(
         "--loader-ms",
@@ -330,9 +338,39 @@ def _number(text: str, flag: str, *, low: float, high: float, what: str) -> floa
     return value
 
 
-def _read(args: argparse.Namespace, logs: list[str], attributes: Sequence[str]) -> Trace:
-    from redkit.advise import read_trace, report
+def _is_recorded(path: str) -> bool:
+    """Whether ``path`` starts with a trace recorder's header (``{"redkit_trace": 1, ...}``)."""
+    import gzip
 
+    try:
+        with open(path, "rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+        opener = gzip.open if gzipped else open
+        with opener(path, "rt", encoding="utf-8", errors="replace") as lines:
+            first = next((line for line in lines if line.strip()), "")
+        header = json.loads(first)
+    except (OSError, EOFError, ValueError):
+        return False  # read_trace says what is wrong with it
+    return isinstance(header, dict) and "redkit_trace" in header
+
+
+def _read(args: argparse.Namespace, logs: list[str], attributes: Sequence[str]) -> Trace:
+    from redkit.advise import read_recorded, read_trace, report
+
+    # A recorder's trace (docs/advise-recorder.md) has a reader of its own.
+    recorded = [] if args.format != "auto" else [log for log in logs if _is_recorded(log)]
+    if recorded:
+        if len(logs) > 1:
+            raise InvalidArgumentError(
+                f"{recorded[0]} is a recorded trace: give it alone (several recorders' files "
+                "can be joined first: cat a.jsonl b.jsonl > trace.jsonl)"
+            )
+        if args.key_pattern:
+            raise InvalidArgumentError(
+                "--key-pattern does not apply to a recorded trace: its namespaces are the "
+                "caches' and limiters' own"
+            )
+        return read_recorded(recorded[0])
     label = "the sample log" if args.sample else ", ".join(Path(log).name for log in logs)
     with report.progress_callback(f"reading {label}") as progress:
         return read_trace(
@@ -359,6 +397,9 @@ def _advise_cache(args: argparse.Namespace, logs: list[str]) -> dict[str, Any]:
     loader_ms = _number(
         args.loader_ms, "--loader-ms", low=0, high=3_600_000, what="a number of milliseconds"
     )
+    stale_hits = _number(
+        args.max_stale_hits, "--max-stale-hits", low=0, high=100, what="a percentage (1)"
+    )
     extra = None if args.ttl is None else parse_seconds(args.ttl, name="--ttl")
     for spec in args.key_pattern:
         parse_key_pattern(spec)
@@ -375,6 +416,7 @@ def _advise_cache(args: argparse.Namespace, logs: list[str]) -> dict[str, Any]:
             max_stale=max_stale,
             loader_ms=loader_ms,
             ttls=ttls,
+            max_stale_share=stale_hits / 100,
             progress=progress,
         )
     return advice.to_json()

@@ -24,8 +24,12 @@ _BLOCK = re.compile(
     r"(?:<!-- not run: (?P<why>[^>]*?) -->\n)?^```python\n(?P<code>.*?)^```", re.S | re.M
 )
 
+# Marks the outcome lines, so that a block may print anything (a dict, JSON) itself.
+MARK = "@@docs-block-outcome@@ "
 # Runs in the child: each block in one shared namespace, one JSON line of outcome per block.
-RUNNER = """
+RUNNER = (
+    f"MARK = {MARK!r}\n"
+    + """
 import ast, asyncio, json, sys, traceback, warnings
 # The docs show no deprecated path: a DeprecationWarning at a block's own line fails it.
 warnings.filterwarnings("error", category=DeprecationWarning, module="__docs__")
@@ -39,10 +43,11 @@ for code, why in blocks:
             result = eval(compiled, namespace)
             if asyncio.iscoroutine(result):
                 asyncio.run(result)
-        print(json.dumps({"ok": True}), flush=True)
+        print(MARK + json.dumps({"ok": True}), flush=True)
     except BaseException:
-        print(json.dumps({"ok": False, "error": traceback.format_exc(limit=3)}), flush=True)
+        print(MARK + json.dumps({"ok": False, "error": traceback.format_exc(limit=3)}), flush=True)
 """
+)
 
 
 def blocks_of(page: str) -> list[tuple[str, str | None]]:
@@ -60,7 +65,11 @@ def test_every_python_block_runs(page: str) -> None:
         [sys.executable, "-c", RUNNER], input=json.dumps(blocks),
         capture_output=True, text=True, timeout=120, env=env, cwd=ROOT, check=False,
     )  # fmt: skip
-    outcomes = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    outcomes = [
+        json.loads(line.removeprefix(MARK))
+        for line in done.stdout.splitlines()
+        if line.startswith(MARK)
+    ]
     assert len(outcomes) == len(blocks), done.stderr
     failed = [
         f"block {index + 1} of {page}:\n{code}\n{outcome['error']}"

@@ -50,6 +50,8 @@ def _ttl_rows(
                 "origin_load_per_s": misses / DURATION,
                 "stale_hit_share": None if stale is None else stale[index],
                 "peak_bytes": round(mean_bytes * min(misses, 400 + 900 * index)),
+                # The values and 160 bytes of Redis's own per entry (ENTRY_OVERHEAD_BYTES).
+                "peak_memory_bytes": round((mean_bytes + 160) * min(misses, 400 + 900 * index)),
                 "coalesced": misses // 40,
             }
         )
@@ -154,6 +156,7 @@ CACHE: dict[str, Any] = {
     "settings": {
         "budget_bytes": 256 * MiB,
         "max_stale_s": 30.0,
+        "max_stale_share": 0.01,
         "loader_ms": 50.0,
         "ttls_s": TTLS,
         "unread_namespaces": ["/api/login"],
@@ -262,7 +265,7 @@ RATELIMIT: dict[str, Any] = {
 # Where the schema allows null, per block: these keys of each such dict.
 _NULLABLE_TRACE = ("start", "end")
 _NULLABLE_NS = ("mean_bytes",)
-_NULLABLE_TTL_ROW = ("stale_hit_share", "peak_bytes")
+_NULLABLE_TTL_ROW = ("stale_hit_share", "peak_bytes", "peak_memory_bytes")
 _NULLABLE_REFRESH = ("stale_ttl_s",)
 _NULLABLE_CACHE_RECOMMENDATION = ("stale_ttl_s", "local_ttl_s", "memory_bytes", "stale_hit_share")
 

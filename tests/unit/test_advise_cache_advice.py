@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from redkit.advise import CacheAdvice, advise_cache, render_html, render_text
+from redkit.advise import (
+    CacheAdvice,
+    advise_cache,
+    read_trace,
+    render_html,
+    render_text,
+    sample_log,
+)
 from redkit.advise.cache_advice import (
     LOCAL_SHARE,
     CacheRecommendation,
@@ -299,11 +306,17 @@ def test_real_advice_renders_and_has_the_schema() -> None:
     assert data["settings"] == {
         "budget_bytes": 1024 * 1024,
         "max_stale_s": 30.0,
+        "max_stale_share": 0.01,
         "loader_ms": 50.0,
         "ttls_s": [5.0, 60.0, 300.0, 3600.0],
         "unread_namespaces": [],
     }
     assert data["trace"]["requests"] == 3000
+    # Each TTL row carries the Redis memory the budget is held to, besides the values' bytes.
+    for ns, found in zip(advice.namespaces, data["namespaces"], strict=True):
+        for row, given in zip(ns.ttl_rows, found["ttl_rows"], strict=True):
+            assert given["peak_memory_bytes"] == row.peak_memory_bytes
+            assert given["peak_memory_bytes"] > given["peak_bytes"] > 0
     assert 'namespace="cache"' in data["overall"]["recommendation"]["code"]
     assert {
         ast.literal_eval(kw.value)
@@ -521,3 +534,14 @@ def test_a_sized_libcachesim_table_gives_the_same_hits() -> None:
         hits = sim._evict(events, row.policy, row.budget_bytes, 300.0, hashpower=24)
         assert row.hit_ratio == hits / reads
     assert len({r.hit_ratio for r in rows}) > 1  # the budgets do differ
+
+
+def test_a_ttl_longer_than_the_trace_says_the_trace_cannot_tell() -> None:
+    trace = read_trace(sample_log())  # two hours
+    advice = advise_cache(trace, namespaces=["/api/users/{id}", "/api/products/{id}"])
+    by_name = {ns.name: ns.recommendation for ns in advice.namespaces}
+    users, products = by_name["/api/users/{id}"], by_name["/api/products/{id}"]
+    assert users.ttl_s > trace.duration
+    assert "the trace spans only 1.99 h, so at this TTL nothing expires in it" in users.reason
+    assert products.ttl_s < trace.duration
+    assert "spans only" not in products.reason

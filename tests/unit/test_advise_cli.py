@@ -282,3 +282,50 @@ def test_cache_flags_reach_the_advice(capsys: pytest.CaptureFixture[str]) -> Non
     names = {ns["name"] for ns in json.loads(capsys.readouterr().out)["namespaces"]}
     assert "people" in names
     assert "/api/users/{id}" not in names
+
+
+def test_the_stale_hits_allowed_is_a_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    # The sample's products are written to: at 1 % of stale hits allowed, a short TTL wins;
+    # a service that invalidates on every write can allow them all and get the long one.
+    products = "/api/products/{id}"
+    chosen = {}
+    for percent in ("1", "100"):
+        argv = ["advise", "cache", "--sample", "--json", "--max-stale-hits", percent]
+        assert main(argv) == 0
+        data = json.loads(capsys.readouterr().out)
+        assert data["settings"]["max_stale_share"] == float(percent) / 100
+        ns = next(n for n in data["namespaces"] if n["name"] == products)
+        chosen[percent] = ns["recommendation"]
+    assert chosen["1"]["stale_hit_share"] <= 0.01
+    assert chosen["100"]["ttl_s"] > chosen["1"]["ttl_s"]
+    assert chosen["100"]["hit_ratio"] > chosen["1"]["hit_ratio"]
+    assert main(["advise", "cache", "--sample", "--max-stale-hits", "101"]) == 2
+    assert "--max-stale-hits" in capsys.readouterr().err
+
+
+def test_a_recorded_trace_is_read_as_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What TraceRecorder.to_file writes: a header, then events (docs/advise-recorder.md).
+    path = tmp_path / "trace.jsonl"
+    events = [{"redkit_trace": 1, "sample": 1.0, "hashed": True, "started": 1e9, "keys_id": "k"}]
+    for second, (op, key) in enumerate(
+        [("miss", "a"), ("load", "a"), ("hit", "a"), ("hit", "a"), ("miss", "b"), ("load", "b")]
+    ):
+        events.append(
+            {"ts": 1e9 + second, "kind": "cache", "op": op, "ns": "users", "key": key,
+             "size": 100, "ttl": 300.0, "load_ms": 5.0, "remaining": None}
+        )  # fmt: skip
+    path.write_text("".join(json.dumps(event) + "\n" for event in events))
+    assert main(["advise", "cache", str(path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["trace"]["requests"] == 4  # the reads; a load is the cache's, not a caller's
+    (users,) = data["namespaces"]
+    assert users["name"] == "users"
+    assert users["reads"] == 4
+    assert users["ttl_rows"][-1]["hits"] == 2
+    # Alone, and without --key-pattern: both say so in one line.
+    assert main(["advise", "cache", str(path), str(sample_log())]) == 2
+    assert "recorded trace" in one_line_error(capsys, 2)
+    assert main(["advise", "cache", str(path), "--key-pattern", "a=b"]) == 2
+    assert "--key-pattern" in one_line_error(capsys, 2)

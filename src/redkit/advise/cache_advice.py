@@ -175,6 +175,7 @@ class NamespaceAdvice:
                     "origin_load_per_s": r.origin_load_per_s,
                     "stale_hit_share": r.stale_hit_share,
                     "peak_bytes": r.peak_bytes,
+                    "peak_memory_bytes": r.peak_memory_bytes,
                     "coalesced": r.coalesced,
                 }
                 for r in self.ttl_rows
@@ -204,7 +205,8 @@ class CacheAdvice:
 
     #: The schema's ``trace`` block (:func:`~redkit.advise.summary.trace_summary`).
     trace: dict[str, Any]
-    #: ``budget_bytes``, ``max_stale_s``, ``loader_ms``, ``ttls_s``: what the advice assumed.
+    #: ``budget_bytes``, ``max_stale_s``, ``max_stale_share``, ``loader_ms``, ``ttls_s``: what
+    #: the advice assumed.
     settings: dict[str, Any]
     overall: NamespaceAdvice
     #: Most read first.
@@ -643,6 +645,14 @@ def advise_cache(
             memory = memory_needed(memory_rows, row.hit_ratio, peak)
         done += 1
         report(done, total)
+        if stats.reads and row.ttl_s > sim.duration > 0:
+            # No entry expires within the trace: it cannot tell this TTL from a longer one.
+            span = format_seconds(sim.duration)
+            why += (
+                f"; the trace spans only {span}, so at this TTL nothing expires in it: a log "
+                f"longer than {format_seconds(row.ttl_s)} would show whether a TTL between "
+                f"{span} and this one does as well"
+            )
         advice[scope] = _namespace_advice(
             stats,
             rows[scope],
@@ -660,6 +670,7 @@ def advise_cache(
         settings={
             "budget_bytes": budget_bytes,
             "max_stale_s": stale_s,
+            "max_stale_share": share,
             "loader_ms": loader,
             "ttls_s": tried,
             "unread_namespaces": unread,

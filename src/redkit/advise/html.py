@@ -29,7 +29,7 @@ from redkit.advise._units import (
     format_share,
     format_time,
 )
-from redkit.advise.report import RATE_LABELS, check_schema, clean
+from redkit.advise.report import RATE_LABELS, check_schema, clean, namespace_note, peak_memory
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -201,10 +201,14 @@ def _cache_settings(settings: Mapping[str, Any]) -> str:
     budget = settings.get("budget_bytes")
     stale = settings.get("max_stale_s")
     loader = settings.get("loader_ms")
+    share = settings.get("max_stale_share")
+    allowed = (
+        "" if share is None else f", stale hits allowed <strong>{_e(format_share(share))}</strong>"
+    )
     return (
         f"<p>Memory budget <strong>{_e(format_bytes(budget) if budget is not None else 'none')}"
-        f"</strong>, staleness budget <strong>"
-        f"{_e(format_seconds(stale) if stale is not None else 'none')}</strong>, loader "
+        f"</strong>, stale_ttl tried <strong>"
+        f"{_e(format_seconds(stale) if stale else 'none')}</strong>{allowed}, loader "
         f"<strong>{_e(f'{loader:g} ms' if loader is not None else NONE)}</strong>; TTLs tried: "
         f"{_e(', '.join(format_seconds(t) for t in settings.get('ttls_s') or []) or NONE)}.</p>"
         + (
@@ -223,11 +227,9 @@ def _namespace(ns: Mapping[str, Any], settings: Mapping[str, Any], charts: _Char
         f"{_e(format_count(ns.get('keys')))} keys, mean size "
         f"{_e(format_bytes(ns.get('mean_bytes')))}.</p>"
     ]
-    if not ns.get("writes_seen", True):
-        parts.append(
-            '<p class="warn">No writes in the trace: staleness cannot be measured (the stale '
-            "column is blank), so the TTL is bounded by hits and memory only.</p>"
-        )
+    note = namespace_note(ns)
+    if note is not None:
+        parts.append(f'<p class="warn">{_e(note[0] + note[1])}</p>')
     if rec:
         parts.append(_cache_recommendation(rec))
     figures = [
@@ -270,7 +272,7 @@ def _namespace(ns: Mapping[str, Any], settings: Mapping[str, Any], charts: _Char
                         format_share(r.get("hit_ratio")),
                         format_rate(r.get("origin_load_per_s")),
                         format_share(r.get("stale_hit_share")),
-                        format_bytes(r.get("peak_bytes")),
+                        format_bytes(peak_memory(r)),
                         format_count(r.get("coalesced")),
                     )
                     for r in rows

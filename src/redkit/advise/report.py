@@ -269,12 +269,18 @@ def _cache_settings(settings: Mapping[str, Any]) -> list[RenderableType]:
     budget = settings.get("budget_bytes")
     stale = settings.get("max_stale_s")
     ttls = settings.get("ttls_s") or []
+    share = settings.get("max_stale_share")
+    # max_stale_s is the stale_ttl tried, not a budget of stale hits: the share is that.
+    allowed: list[tuple[object, str] | str] = (
+        [] if share is None else [", stale hits allowed ", (format_share(share), "bold")]
+    )
     parts: list[RenderableType] = [
         _line(
             "Memory budget ",
             (format_bytes(budget) if budget is not None else "none", "bold"),
-            ", staleness budget ",
-            (format_seconds(stale) if stale is not None else "none", "bold"),
+            ", stale_ttl tried ",
+            (format_seconds(stale) if stale else "none", "bold"),
+            *allowed,
             ", loader ",
             (f"{settings.get('loader_ms', 0):g} ms", "bold"),
             ", TTLs ",
@@ -301,14 +307,9 @@ def _namespace(
             f"keys, mean size {format_bytes(ns.get('mean_bytes'))}"
         ),
     ]
-    if not ns.get("writes_seen", True):
-        parts.append(
-            _line(
-                ("No writes in the trace: ", "yellow"),
-                "staleness cannot be measured (the stale column is blank), so the TTL is bounded "
-                "by hits and memory only.",
-            )
-        )
+    note = namespace_note(ns)
+    if note is not None:
+        parts.append(_line((note[0], "yellow"), note[1]))
     rows = ns.get("ttl_rows") or []
     if rows:
         loader = settings.get("loader_ms")
@@ -334,7 +335,7 @@ def _namespace(
                 _text(format_share(row.get("hit_ratio"))),
                 _text(format_rate(row.get("origin_load_per_s"))),
                 _text(format_share(row.get("stale_hit_share"))),
-                _text(format_bytes(row.get("peak_bytes"))),
+                _text(format_bytes(peak_memory(row))),
                 _text(format_count(row.get("coalesced"))),
                 style="bold" if mark else None,
             )
@@ -344,6 +345,25 @@ def _namespace(
     if recommendation:
         parts.extend(_cache_recommendation(recommendation))
     return parts
+
+
+def namespace_note(ns: Mapping[str, Any]) -> tuple[str, str] | None:
+    """A warning about what a namespace's trace cannot show, as (lead, rest), or None."""
+    if ns.get("reads") == 0:
+        return "No reads in the trace: ", "nothing of it would be cached (its code is moot)."
+    if ns.get("writes_seen", True):
+        return None
+    lead = "No writes in the trace: " if not ns.get("writes") else "No write reaches its reads: "
+    return lead, (
+        "staleness cannot be measured (the stale column is blank), so the TTL is bounded by "
+        "hits and memory only."
+    )
+
+
+def peak_memory(row: Mapping[str, Any]) -> Any:
+    """A TTL row's peak Redis memory (what a budget is held to), else its values' bytes."""
+    found = row.get("peak_memory_bytes")
+    return row.get("peak_bytes") if found is None else found
 
 
 def _memory(rows: Sequence[Mapping[str, Any]]) -> list[RenderableType]:
