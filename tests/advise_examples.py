@@ -156,6 +156,7 @@ CACHE: dict[str, Any] = {
         "max_stale_s": 30.0,
         "loader_ms": 50.0,
         "ttls_s": TTLS,
+        "unread_namespaces": ["/api/login"],
     },
     "overall": OVERALL,
     "namespaces": [USERS, PRODUCTS],
@@ -298,6 +299,7 @@ def emptied(data: dict[str, Any]) -> dict[str, Any]:
     data["trace"]["malformed"] = 0
     if data["kind"] == "cache":
         data["settings"]["ttls_s"] = []
+        data["settings"]["unread_namespaces"] = []
         data["namespaces"] = []
         data["overall"]["ttl_rows"] = []
         data["overall"]["memory_rows"] = []

@@ -301,6 +301,7 @@ def test_real_advice_renders_and_has_the_schema() -> None:
         "max_stale_s": 30.0,
         "loader_ms": 50.0,
         "ttls_s": [5.0, 60.0, 300.0, 3600.0],
+        "unread_namespaces": [],
     }
     assert data["trace"]["requests"] == 3000
     assert 'namespace="cache"' in data["overall"]["recommendation"]["code"]
@@ -331,12 +332,14 @@ def test_a_namespace_of_writes_only_and_progress() -> None:
     ]
     calls: list[tuple[int, int]] = []
     advice = advise_cache(build(rows), ttls=(5,), progress=lambda d, t: calls.append((d, t)))
-    orders = next(ns for ns in advice.namespaces if ns.name == "/api/orders/{id}")
-    assert orders.reads == 0
-    assert orders.writes == 1
-    assert orders.memory_rows == []
-    assert "no reads" in orders.recommendation.reason
-    check_text_and_html(advice)
+    # Nobody reads it: nothing to cache, so it is named, not advised.
+    assert [ns.name for ns in advice.namespaces] == [A]
+    assert advice.settings["unread_namespaces"] == ["/api/orders/{id}"]
+    assert advice.overall.writes == 1
+    data = check_text_and_html(advice)
+    text = render_text(data, width=200)
+    assert "Not advised, nobody reads them: /api/orders/{id}" in text
+    assert "Not advised, nobody reads them: /api/orders/{id}." in render_html(data)
     assert calls[0][0] == 0
     assert calls[-1][0] == calls[-1][1]
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)

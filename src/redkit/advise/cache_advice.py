@@ -577,7 +577,10 @@ def advise_cache(
     report = progress or (lambda done, total: None)
 
     sim = CacheSimulation(trace, namespaces=wanted)
-    scopes = [sim.OVERALL, *range(len(sim.scopes))]
+    # A namespace nobody reads (a POST-only route) has nothing to cache: it is named in the
+    # settings, not advised; its writes still count in the whole trace's row.
+    scopes = [sim.OVERALL, *(s for s, stats in enumerate(sim.scopes) if stats.reads)]
+    unread = [stats.name for stats in sim.scopes if not stats.reads]
     total = 2 + 2 * len(scopes)
     done = 0
     report(done, total)
@@ -659,6 +662,7 @@ def advise_cache(
             "max_stale_s": stale_s,
             "loader_ms": loader,
             "ttls_s": tried,
+            "unread_namespaces": unread,
         },
         overall=advice[sim.OVERALL],
         namespaces=[advice[scope] for scope in scopes if scope != sim.OVERALL],

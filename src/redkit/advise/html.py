@@ -207,6 +207,11 @@ def _cache_settings(settings: Mapping[str, Any]) -> str:
         f"{_e(format_seconds(stale) if stale is not None else 'none')}</strong>, loader "
         f"<strong>{_e(f'{loader:g} ms' if loader is not None else NONE)}</strong>; TTLs tried: "
         f"{_e(', '.join(format_seconds(t) for t in settings.get('ttls_s') or []) or NONE)}.</p>"
+        + (
+            f"<p>Not advised, nobody reads them: {_e(', '.join(map(str, unread)))}.</p>"
+            if (unread := settings.get("unread_namespaces"))
+            else ""
+        )
     )
 
 

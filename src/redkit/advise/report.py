@@ -269,7 +269,7 @@ def _cache_settings(settings: Mapping[str, Any]) -> list[RenderableType]:
     budget = settings.get("budget_bytes")
     stale = settings.get("max_stale_s")
     ttls = settings.get("ttls_s") or []
-    return [
+    parts: list[RenderableType] = [
         _line(
             "Memory budget ",
             (format_bytes(budget) if budget is not None else "none", "bold"),
@@ -280,8 +280,12 @@ def _cache_settings(settings: Mapping[str, Any]) -> list[RenderableType]:
             ", TTLs ",
             ", ".join(format_seconds(t) for t in ttls) or NONE,
         ),
-        _line(""),
     ]
+    unread = settings.get("unread_namespaces") or []
+    if unread:
+        parts.append(_line("Not advised, nobody reads them: ", ", ".join(map(str, unread))))
+    parts.append(_line(""))
+    return parts
 
 
 def _namespace(
