@@ -72,7 +72,8 @@ def main() -> None:
     total = sum(seconds for _, seconds, _ in rows)
     print(f"{'total':<18}{total:>9.1f}{'':>14}")
     grown = rows[-1][2] - base
-    print(f"memory beyond the interpreter: {grown:.0f} MiB, {grown * 2**20 / len(trace):.0f} B/request")
+    per_request = grown * 2**20 / len(trace)
+    print(f"memory beyond the interpreter: {grown:.0f} MiB, {per_request:.0f} B/request")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ import pytest
 from redkit.drivers.connect import Connection
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
 from redkit.drivers.rest import RestConnection
-from support import REST_TOKEN, Backend, LoopThread
-from web_support import serve_asgi
+from support.backends import REST_TOKEN, BackendCase
+from support.loop import LoopThread
+from support.web import serve_asgi
 
 #: Tests that the REST params of ``backend`` skip: what Upstash's protocol cannot do, and why.
 #: Keys are ``fnmatch`` patterns on ``<module file>::<test function>``.
@@ -130,7 +131,7 @@ def rest_conn(rest_gateway: str, loop_thread: LoopThread) -> Iterator[RestConnec
         "rest-async",
     ],
 )
-def backend(request: pytest.FixtureRequest, loop_thread: LoopThread) -> Iterator[Backend]:
+def backend(request: pytest.FixtureRequest, loop_thread: LoopThread) -> Iterator[BackendCase]:
     topology, mode = request.param.split("-")
     admin = None
     if topology == "cluster":
@@ -142,7 +143,7 @@ def backend(request: pytest.FixtureRequest, loop_thread: LoopThread) -> Iterator
         conn = request.getfixturevalue("standalone_conn")
         if topology == "rest":
             admin, conn = conn, request.getfixturevalue("rest_conn")
-    backend = Backend(conn, topology=topology, mode=mode, loop=loop_thread, admin=admin)
+    backend = BackendCase(conn, topology=topology, mode=mode, loop=loop_thread, admin=admin)
     yield backend
     # A cached fixed window's background sync would otherwise land after the next flush.
     backend.close_limiters()

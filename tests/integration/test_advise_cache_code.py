@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from cache_trace_support import START
 from redkit import Cache
 from redkit.advise import Op, Request, TraceBuilder, advise_cache
 from redkit.advise.cache_advice import NamespaceAdvice
 from redkit.drivers.connect import Connection
+from support.cache_traces import START
 
 #: Namespaces a log could hold, hostile ones among them.
 NAMES = [
@@ -63,10 +63,11 @@ def expected_settings(ns: NamespaceAdvice) -> dict[str, Any]:
 
 def built_settings(cache: Cache) -> dict[str, Any]:
     flows = cache._flows
+    # The TTLs and the XFetch factor are the entries' (how values are stored and judged).
     return {
-        "default_ttl_ms": flows.default_ttl_ms,
-        "early_refresh": flows.early_refresh,
-        "stale_ms": flows.stale_ms,
+        "default_ttl_ms": flows.entries.default_ttl_ms,
+        "early_refresh": flows.entries.early_refresh,
+        "stale_ms": flows.entries.stale_ms,
         "local_ttl_s": None if flows.local is None else flows.local.ttl_s,
     }
 

@@ -18,17 +18,17 @@ from typing import Any
 
 import pytest
 
-from cache_trace_support import zipf_trace
 from redkit.advise.cache_sim import CacheSimulation, resource_of
 from redkit.advise.trace import Op, Trace
 from redkit.cache import AsyncCache, Cache
 from redkit.core.clock import ServerClock, VirtualClock
 from redkit.core.errors import InvalidArgumentError
 from redkit.drivers.embedded import EmbeddedRedis
-from support import Backend, Blocking
+from support.backends import BackendCase, Blocking
+from support.cache_traces import zipf_trace
 
 
-def test_a_cache_on_a_virtual_clock_expires_its_entries_by_that_clock(backend: Backend) -> None:
+def test_a_cache_on_a_virtual_clock_expires_its_entries_by_that_clock(backend: BackendCase) -> None:
     facade = AsyncCache if backend.is_async else Cache
     for bad in ("server", ServerClock(), 5):
         with pytest.raises(InvalidArgumentError, match="clock must be a local clock"):
@@ -48,7 +48,9 @@ def test_a_cache_on_a_virtual_clock_expires_its_entries_by_that_clock(backend: B
     assert (cache.stats.hits, cache.stats.misses) == (1, 3)
 
 
-def replay(backend: Backend, trace: Trace, ttl_s: float, namespace: str) -> tuple[list[bool], Any]:
+def replay(
+    backend: BackendCase, trace: Trace, ttl_s: float, namespace: str
+) -> tuple[list[bool], Any]:
     """Each read's outcome in the real cache (``True``: a hit, its loader did not run)."""
     clock = VirtualClock(trace.start * 1000)
     facade = AsyncCache if backend.is_async else Cache
@@ -82,7 +84,7 @@ def replay(backend: Backend, trace: Trace, ttl_s: float, namespace: str) -> tupl
     return outcomes, cache.stats
 
 
-def test_the_real_cache_hits_and_misses_read_for_read_as_simulated(backend: Backend) -> None:
+def test_the_real_cache_hits_and_misses_read_for_read_as_simulated(backend: BackendCase) -> None:
     # Six hours of Zipf traffic over 150 resources with writes: TTLs of 5 and 30 minutes
     # expire many entries in virtual time and none in the seconds the replay takes.
     trace = zipf_trace(1200, 150, seed=14, span_s=6 * 3600, write_share=0.06, whole_seconds=True)

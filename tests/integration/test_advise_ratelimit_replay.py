@@ -35,7 +35,7 @@ from redkit.advise.ratelimit_sim import ALGORITHMS, Algorithm, Candidate, decide
 from redkit.advise.trace import Op, Request, Trace, TraceBuilder
 from redkit.core import keys
 from redkit.core.clock import VirtualClock
-from support import Backend
+from support.backends import BackendCase
 
 #: The backends of the proof: standalone and cluster, each through both facades.
 BACKENDS = ["standalone-sync", "standalone-async", "cluster-sync", "cluster-async"]
@@ -112,7 +112,7 @@ class OutranExpiry(Exception):
     """A key written by an admission expired (in real time) before the replay persisted it."""
 
 
-def _base(backend: Backend, prefix: str, identifier: str) -> str:
+def _base(backend: BackendCase, prefix: str, identifier: str) -> str:
     # The identifiers of make_trace are kept verbatim on a standalone server (short ASCII,
     # no reserved suffix); a cluster wraps each in its hash tag.
     part = keys.hash_tag(identifier) if backend.is_cluster else identifier
@@ -130,7 +130,7 @@ Plan = tuple[Candidate, str | None]
 
 
 def replay(
-    backend: Backend, trace: Trace, plans: Sequence[Plan], *, ephemeral: bool
+    backend: BackendCase, trace: Trace, plans: Sequence[Plan], *, ephemeral: bool
 ) -> tuple[list[list[bool | None]], int]:
     """Every request of ``trace`` through one real limiter per plan, on one virtual clock.
 
@@ -172,7 +172,7 @@ def replay(
 
 
 def replay_with_retries(
-    backend: Backend, trace: Trace, plans: Sequence[Plan], *, ephemeral: bool
+    backend: BackendCase, trace: Trace, plans: Sequence[Plan], *, ephemeral: bool
 ) -> tuple[list[list[bool | None]], int]:
     """:func:`replay`, again on fresh keys when a key expired before it was persisted."""
     for attempt in range(ATTEMPTS):
@@ -209,7 +209,7 @@ def assert_equal_to_simulation(
             )
 
 
-def seed_of(backend: Backend, algorithm: str) -> int:
+def seed_of(backend: BackendCase, algorithm: str) -> int:
     """A trace of its own for each test (the seed is printed on a failure)."""
     return 10 * ALGORITHMS.index(algorithm) + BACKENDS.index(f"{backend.topology}-{backend.mode}")
 
@@ -218,7 +218,7 @@ def seed_of(backend: Backend, algorithm: str) -> int:
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_replayed_decisions_equal_the_simulation(
-    backend: Backend, algorithm: Algorithm, ephemeral: bool
+    backend: BackendCase, algorithm: Algorithm, ephemeral: bool
 ) -> None:
     # With the ephemeral cache on, refusals are answered from memory until the moment Redis
     # said a retry could pass: they must still be exactly the simulator's refusals.
@@ -235,7 +235,9 @@ def test_replayed_decisions_equal_the_simulation(
 
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_a_cached_block_ends_when_redis_would_admit(backend: Backend, algorithm: Algorithm) -> None:
+def test_a_cached_block_ends_when_redis_would_admit(
+    backend: BackendCase, algorithm: Algorithm
+) -> None:
     # The script decides on the clock's reading floored to whole ms. A refusal read at
     # x.7 ms may pass again at floor(x) + retry; a block timed from the reading itself
     # (x.7 + retry) refused a request read at floor(x) + retry + 0.2 from memory, which Redis

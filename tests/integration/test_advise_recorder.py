@@ -21,7 +21,8 @@ from redkit.cache import AsyncCache, Cache
 from redkit.core.ops import command
 from redkit.drivers.connect import Connection
 from redkit.ratelimit import FixedWindow, Ratelimit, TieredRatelimit
-from support import Backend, Blocking, closed_port
+from support.backends import BackendCase, Blocking
+from support.probes import closed_port
 
 SECRET = b"a-test-secret-of-32-bytes-length"
 #: A key that must never appear in a hashed trace.
@@ -36,7 +37,7 @@ def events(path: Path) -> list[dict[str, Any]]:
     return [line for line in lines(path) if "redkit_trace" not in line]
 
 
-def cache_on(backend: Backend, recorder: TraceRecorder | None, **options: Any) -> Any:
+def cache_on(backend: BackendCase, recorder: TraceRecorder | None, **options: Any) -> Any:
     facade = AsyncCache if backend.is_async else Cache
     return Blocking(facade(backend.conn, trace=recorder, **options), backend)
 
@@ -47,7 +48,7 @@ def trace_file(tmp_path: Path) -> Path:
 
 
 def test_a_cache_records_reads_loads_writes_and_invalidations(
-    backend: Backend, trace_file: Path
+    backend: BackendCase, trace_file: Path
 ) -> None:
     recorder = TraceRecorder.to_file(trace_file, sample=1.0, secret=SECRET)
     cache = cache_on(backend, recorder, namespace="users", early_refresh=None)
@@ -110,7 +111,7 @@ def test_a_cache_records_reads_loads_writes_and_invalidations(
 
 
 def test_sampling_is_per_key_every_event_of_a_sampled_key_and_none_of_the_others(
-    backend: Backend, trace_file: Path
+    backend: BackendCase, trace_file: Path
 ) -> None:
     recorder = TraceRecorder.to_file(trace_file, sample=0.5, secret=SECRET)
     cache = cache_on(backend, recorder, namespace="items", early_refresh=None)
@@ -136,7 +137,7 @@ def test_sampling_is_per_key_every_event_of_a_sampled_key_and_none_of_the_others
     again.close()
 
 
-def test_keys_can_be_kept_as_they_are(backend: Backend, trace_file: Path) -> None:
+def test_keys_can_be_kept_as_they_are(backend: BackendCase, trace_file: Path) -> None:
     recorder = TraceRecorder.to_file(trace_file, sample=1.0, hash_keys=False)
     cache = cache_on(backend, recorder, namespace="users")
     cache.get(PRIVATE)
@@ -192,7 +193,7 @@ def test_wrong_settings_are_refused_clearly(trace_file: Path) -> None:
 # -- rate limits ---------------------------------------------------------------------------
 
 
-def test_rate_limit_decisions_are_recorded(backend: Backend, trace_file: Path) -> None:
+def test_rate_limit_decisions_are_recorded(backend: BackendCase, trace_file: Path) -> None:
     recorder = TraceRecorder.to_file(trace_file, sample=1.0, secret=SECRET)
     limiter = backend.ratelimit(FixedWindow(3, "1 m"), prefix="api", trace=recorder)
     results = [limiter.limit(PRIVATE) for _ in range(5)]

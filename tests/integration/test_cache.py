@@ -13,18 +13,18 @@ from redkit.cache import MISSING, AsyncCache, Cache
 from redkit.cache.envelope import pack
 from redkit.cache.serializers import JsonSerializer, PickleSerializer
 from redkit.core.errors import InvalidArgumentError, InvalidKeyError
-from support import Backend, Blocking
+from support.backends import BackendCase, Blocking
 
 SECRET = b"0123456789abcdef-test-secret"
 
 
-def make_cache(backend: Backend, **options: Any) -> Any:
+def make_cache(backend: BackendCase, **options: Any) -> Any:
     facade = AsyncCache if backend.is_async else Cache
     options.setdefault("namespace", "t")
     return Blocking(facade(backend.conn, **options), backend)
 
 
-def test_set_get_delete_and_a_cached_none_is_not_a_miss(backend: Backend) -> None:
+def test_set_get_delete_and_a_cached_none_is_not_a_miss(backend: BackendCase) -> None:
     cache = make_cache(backend)
     assert cache.get("user:1") is None
     assert cache.get("user:1", default=MISSING) is MISSING
@@ -37,7 +37,7 @@ def test_set_get_delete_and_a_cached_none_is_not_a_miss(backend: Backend) -> Non
     assert (cache.stats.hits, cache.stats.misses) == (2, 3)
 
 
-def test_keys_are_namespaced_and_versioned(backend: Backend) -> None:
+def test_keys_are_namespaced_and_versioned(backend: BackendCase) -> None:
     v1 = make_cache(backend, namespace="app", version="v1")
     v2 = make_cache(backend, namespace="app", version="v2")
     v1.set("user:{42}*", "old")
@@ -47,7 +47,7 @@ def test_keys_are_namespaced_and_versioned(backend: Backend) -> None:
     assert v1.get("user:{42}*") == "old"
 
 
-def test_ttls_touch_and_defaults(backend: Backend) -> None:
+def test_ttls_touch_and_defaults(backend: BackendCase) -> None:
     cache = make_cache(backend, default_ttl="1 m", negative_ttl="5 s")
     cache.set("a", 1)
     assert 50 < cache.ttl("a") <= 60
@@ -64,7 +64,7 @@ def test_ttls_touch_and_defaults(backend: Backend) -> None:
     assert forever.ttl("k") is None
 
 
-def test_get_many_and_set_many_span_cluster_slots(backend: Backend) -> None:
+def test_get_many_and_set_many_span_cluster_slots(backend: BackendCase) -> None:
     cache = make_cache(backend)
     values = {f"item:{n}": n for n in range(50)}
     assert cache.set_many(values)
@@ -74,7 +74,7 @@ def test_get_many_and_set_many_span_cluster_slots(backend: Backend) -> None:
     assert cache.delete(*values) == 50
 
 
-def test_get_or_set_loads_once_then_hits(backend: Backend) -> None:
+def test_get_or_set_loads_once_then_hits(backend: BackendCase) -> None:
     cache = make_cache(backend)
     loads: list[int] = []
 
@@ -88,7 +88,7 @@ def test_get_or_set_loads_once_then_hits(backend: Backend) -> None:
     assert cache.stats.loads == 1
 
 
-def test_concurrent_callers_in_one_process_share_one_load(backend: Backend) -> None:
+def test_concurrent_callers_in_one_process_share_one_load(backend: BackendCase) -> None:
     cache = make_cache(backend)
     loads: list[int] = []
     release = threading.Event()
@@ -128,7 +128,9 @@ def test_concurrent_callers_in_one_process_share_one_load(backend: Backend) -> N
     assert len(loads) == 1
 
 
-def test_the_decorator_keys_by_arguments_and_can_invalidate_and_refresh(backend: Backend) -> None:
+def test_the_decorator_keys_by_arguments_and_can_invalidate_and_refresh(
+    backend: BackendCase,
+) -> None:
     cache = make_cache(backend)
     calls: list[tuple[int, str]] = []
 
@@ -172,7 +174,7 @@ def test_the_decorator_keys_by_arguments_and_can_invalidate_and_refresh(backend:
 
 
 def test_the_decorator_refuses_a_function_of_the_other_kind_at_decoration(
-    backend: Backend,
+    backend: BackendCase,
 ) -> None:
     cache = make_cache(backend)
 
@@ -188,7 +190,7 @@ def test_the_decorator_refuses_a_function_of_the_other_kind_at_decoration(
 
 
 def test_corrupt_or_foreign_bytes_are_a_logged_miss(
-    backend: Backend, caplog: pytest.LogCaptureFixture
+    backend: BackendCase, caplog: pytest.LogCaptureFixture
 ) -> None:
     cache = make_cache(backend)
     admin = backend.admin
@@ -204,7 +206,7 @@ def test_corrupt_or_foreign_bytes_are_a_logged_miss(
     assert cache.get("plain") == "reloaded"
 
 
-def test_pickle_needs_a_secret_and_refuses_forged_entries(backend: Backend) -> None:
+def test_pickle_needs_a_secret_and_refuses_forged_entries(backend: BackendCase) -> None:
     facade = AsyncCache if backend.is_async else Cache
     with pytest.raises(InvalidArgumentError, match="give the cache a secret"):
         facade(backend.conn, serializer="pickle")
@@ -223,7 +225,7 @@ def test_pickle_needs_a_secret_and_refuses_forged_entries(backend: Backend) -> N
     assert json_cache.get("obj", default=MISSING) is MISSING
 
 
-def test_msgpack_round_trips(backend: Backend) -> None:
+def test_msgpack_round_trips(backend: BackendCase) -> None:
     cache = make_cache(backend, serializer="msgpack")
     value = {"bytes": b"\x00\xff", "list": [1, 2.5, None, True], "text": "ü"}
     cache.set("m", value)
@@ -239,7 +241,7 @@ def test_msgpack_round_trips(backend: Backend) -> None:
         (b"k", InvalidKeyError),
     ],
 )
-def test_bad_keys_are_refused(backend: Backend, key: Any, error: type[Exception]) -> None:
+def test_bad_keys_are_refused(backend: BackendCase, key: Any, error: type[Exception]) -> None:
     cache = make_cache(backend)
     with pytest.raises(error):
         cache.get(key)
@@ -247,7 +249,7 @@ def test_bad_keys_are_refused(backend: Backend, key: Any, error: type[Exception]
         cache.set(key, 1)
 
 
-def test_huge_and_unicode_keys_work(backend: Backend) -> None:
+def test_huge_and_unicode_keys_work(backend: BackendCase) -> None:
     cache = make_cache(backend)
     for key in ("ключ-🙂", "k" * 100_000, 12345):
         cache.set(key, key)
@@ -255,7 +257,7 @@ def test_huge_and_unicode_keys_work(backend: Backend) -> None:
     assert all(len(k) < 600 for k in backend.all_keys())
 
 
-def test_values_that_cannot_be_stored_say_why(backend: Backend) -> None:
+def test_values_that_cannot_be_stored_say_why(backend: BackendCase) -> None:
     cache = make_cache(backend)
     with pytest.raises(InvalidArgumentError, match="cannot cache a value of type object as JSON"):
         cache.set("x", object())
@@ -264,7 +266,7 @@ def test_values_that_cannot_be_stored_say_why(backend: Backend) -> None:
     assert backend.all_keys() == set()
 
 
-def test_bump_version_leaves_the_whole_namespace_behind(backend: Backend) -> None:
+def test_bump_version_leaves_the_whole_namespace_behind(backend: BackendCase) -> None:
     cache = make_cache(backend, namespace="ns")
     other = make_cache(backend, namespace="ns")  # another process, in effect
     cache.set_many({"a": 1, "b": 2})
@@ -279,7 +281,7 @@ def test_bump_version_leaves_the_whole_namespace_behind(backend: Backend) -> Non
     assert entries == {"ns:g0:a", "ns:g0:b", "ns:g1:a", "ns#generation"}
 
 
-def test_a_key_that_looks_like_a_digest_is_its_own_entry(backend: Backend) -> None:
+def test_a_key_that_looks_like_a_digest_is_its_own_entry(backend: BackendCase) -> None:
     from redkit.core import keys
 
     cache = make_cache(backend)

@@ -17,7 +17,8 @@ from redkit.core.breaker import AsyncBreakerDriver, Breaker, BreakerDriver
 from redkit.core.errors import BackendUnavailable, CommandError
 from redkit.core.ops import command
 from redkit.drivers.embedded import EmbeddedRedis
-from support import Backend, Blocking, LoopThread, owned_backend
+from support.backends import BackendCase, Blocking, owned_backend
+from support.loop import LoopThread
 
 
 @contextlib.contextmanager
@@ -95,7 +96,7 @@ def half_open(breaker: Breaker) -> Breaker:
     return breaker
 
 
-def guarded(backend: Backend, breaker: Breaker) -> Any:
+def guarded(backend: BackendCase, breaker: Breaker) -> Any:
     if backend.is_async:
 
         async def in_the_loop() -> AsyncBreakerDriver:  # the loop's own driver
@@ -105,13 +106,13 @@ def guarded(backend: Backend, breaker: Breaker) -> Any:
     return BreakerDriver(backend.conn.sync_driver(), breaker)
 
 
-def assert_admits_again(backend: Backend, driver: Any) -> None:
+def assert_admits_again(backend: BackendCase, driver: Any) -> None:
     backend.admin.set("other", "up")
     assert backend.call(driver.execute, command("GET", "other")) == b"up"  # not "circuit open"
     assert not driver.breaker.is_open
 
 
-def test_a_trial_answered_with_an_error_reply_closes_the_breaker(backend: Backend) -> None:
+def test_a_trial_answered_with_an_error_reply_closes_the_breaker(backend: BackendCase) -> None:
     backend.admin.set("string", "x")
     driver = guarded(backend, half_open(Breaker()))
     with pytest.raises(CommandError):
@@ -176,13 +177,14 @@ def test_an_open_circuit_names_the_server_and_the_last_cause(
 ) -> None:
     from redkit.drivers.connect import Connection
     from redkit.drivers.rest import RestConnection
-    from support import REST_TOKEN, closed_port
+    from support.backends import REST_TOKEN
+    from support.probes import closed_port
 
     port = closed_port()
     url = f"{scheme}://127.0.0.1:{port}"
     conn = RestConnection(url, token=REST_TOKEN) if scheme == "http" else Connection(url)
     facade = AsyncCache if mode == "async" else Cache
-    backend = Backend(conn, topology="standalone", mode=mode, loop=loop_thread)
+    backend = BackendCase(conn, topology="standalone", mode=mode, loop=loop_thread)
     cache = Blocking(facade(conn, timeout=0.3), backend)
     try:
         for n in range(5):  # the threshold: five reads that got no answer

@@ -10,7 +10,9 @@ import pytest
 
 from redkit.cache import MISSING, AsyncCache, Cache
 from redkit.core.errors import BackendTimeout, BackendUnavailable
-from support import Blocking, LoopThread, closed_port, owned_backend
+from support.backends import Blocking, owned_backend
+from support.loop import LoopThread
+from support.probes import closed_port
 
 
 @contextlib.contextmanager
@@ -56,7 +58,7 @@ def test_concurrent_callers_share_one_load_while_redis_is_down(
 
     from redkit.drivers.connect import Connection
     from redkit.drivers.rest import RestConnection
-    from support import REST_TOKEN
+    from support.backends import REST_TOKEN
 
     url = f"{scheme}://127.0.0.1:{closed_port()}"
     conn = RestConnection(url, token=REST_TOKEN) if scheme == "http" else Connection(url)

@@ -10,16 +10,16 @@ import redis
 from redkit.cache import MISSING, AsyncCache, Cache
 from redkit.core.driver import values_are_text
 from redkit.core.errors import InvalidArgumentError
-from support import Backend, Blocking
+from support.backends import BackendCase, Blocking
 
 
-def make_cache(backend: Backend, **options: Any) -> Any:
+def make_cache(backend: BackendCase, **options: Any) -> Any:
     facade = AsyncCache if backend.is_async else Cache
     options.setdefault("namespace", "t")
     return Blocking(facade(backend.conn, **options), backend)
 
 
-def fill(backend: Backend, names: list[str]) -> None:
+def fill(backend: BackendCase, names: list[str]) -> None:
     admin = backend.admin
     for start in range(0, len(names), 5_000):
         pipe = admin.pipeline(transaction=False)
@@ -28,7 +28,7 @@ def fill(backend: Backend, names: list[str]) -> None:
         pipe.execute()
 
 
-def test_write_through_caches_what_the_write_returned(backend: Backend) -> None:
+def test_write_through_caches_what_the_write_returned(backend: BackendCase) -> None:
     cache = make_cache(backend)
     db: dict[int, dict[str, Any]] = {}
     cache.set("user:1", {"name": "old"})
@@ -59,7 +59,7 @@ def test_write_through_caches_what_the_write_returned(backend: Backend) -> None:
     assert cache.get("user:1") == {"name": "newer"}
 
 
-def test_a_result_that_cannot_be_cached_removes_the_stale_value(backend: Backend) -> None:
+def test_a_result_that_cannot_be_cached_removes_the_stale_value(backend: BackendCase) -> None:
     cache = make_cache(backend)
     cache.set("user:1", {"name": "old"})
     with pytest.raises(InvalidArgumentError, match="as JSON"):
@@ -67,7 +67,7 @@ def test_a_result_that_cannot_be_cached_removes_the_stale_value(backend: Backend
     assert cache.get("user:1", default=MISSING) is MISSING  # so the old value must be gone
 
 
-def test_a_failed_write_caches_nothing(backend: Backend) -> None:
+def test_a_failed_write_caches_nothing(backend: BackendCase) -> None:
     cache = make_cache(backend)
     cache.set("user:1", "old")
 
@@ -79,7 +79,7 @@ def test_a_failed_write_caches_nothing(backend: Backend) -> None:
     assert cache.get("user:1") == "old"  # nothing was written, so the cache stays
 
 
-def test_pattern_delete_removes_all_and_only_the_matching_keys(backend: Backend) -> None:
+def test_pattern_delete_removes_all_and_only_the_matching_keys(backend: BackendCase) -> None:
     cache = make_cache(backend)
     matching = [f"t:g0:user:{n}:profile" for n in range(100_000)]
     others = [
@@ -98,7 +98,7 @@ def test_pattern_delete_removes_all_and_only_the_matching_keys(backend: Backend)
     assert seen[-1] == 100_000
 
 
-def test_pattern_parts_are_matched_literally(backend: Backend) -> None:
+def test_pattern_parts_are_matched_literally(backend: BackendCase) -> None:
     cache = make_cache(backend)
     for key in ("user:*:a", "user:1:a", "user:[1]:a", "user:?:a", "user:\\:a"):
         cache.set(key, 1)
@@ -111,7 +111,7 @@ def test_pattern_parts_are_matched_literally(backend: Backend) -> None:
         cache.delete_pattern("user:{}:{}", "only one")
 
 
-def test_pattern_delete_never_leaves_the_namespace(backend: Backend) -> None:
+def test_pattern_delete_never_leaves_the_namespace(backend: BackendCase) -> None:
     cache = make_cache(backend, namespace="mine", version="v1")
     fill(
         backend, ["mine:v1:g0:a", "mine:v2:g0:a", "yours:v1:g0:a", "mine:v1x:g0:a", "mine:v1:g1:a"]
@@ -120,7 +120,7 @@ def test_pattern_delete_never_leaves_the_namespace(backend: Backend) -> None:
     assert backend.all_keys() == {"mine:v2:g0:a", "yours:v1:g0:a", "mine:v1x:g0:a", "mine:v1:g1:a"}
 
 
-def test_the_cluster_is_walked_node_by_node(backend: Backend) -> None:
+def test_the_cluster_is_walked_node_by_node(backend: BackendCase) -> None:
     if not backend.is_cluster:
         pytest.skip("a standalone server is one node")
     cache = make_cache(backend)
@@ -132,7 +132,7 @@ def test_the_cluster_is_walked_node_by_node(backend: Backend) -> None:
     assert cache.delete_pattern("k:*") == 300
 
 
-def test_write_through_never_deletes_a_key_outside_the_cache(backend: Backend) -> None:
+def test_write_through_never_deletes_a_key_outside_the_cache(backend: BackendCase) -> None:
     from redkit.cache.flows import CacheFlows
     from redkit.cache.serializers import JsonSerializer
     from redkit.core.errors import BackendTimeout

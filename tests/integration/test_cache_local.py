@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from cache_worker import write_once
 from redkit.cache import MISSING, AsyncCache, Cache
-from support import Backend, Blocking
+from support.backends import BackendCase, Blocking
+from support.workers.cache import write_once
 
 
-def make_cache(backend: Backend, **options: Any) -> Any:
+def make_cache(backend: BackendCase, **options: Any) -> Any:
     facade = AsyncCache if backend.is_async else Cache
     options.setdefault("namespace", "tier")
     options.setdefault("local_ttl", "60 s")
@@ -29,7 +29,7 @@ def eventually(check: Any, seconds: float = 3.0) -> bool:
     return check()
 
 
-def test_a_local_hit_costs_no_round_trip(backend: Backend) -> None:
+def test_a_local_hit_costs_no_round_trip(backend: BackendCase) -> None:
     cache = make_cache(backend)
     cache.set("k", {"v": 1})
     assert cache.get("k") == {"v": 1}
@@ -42,7 +42,7 @@ def test_a_local_hit_costs_no_round_trip(backend: Backend) -> None:
     cache.close()
 
 
-def test_writes_in_one_cache_reach_the_local_copies_of_another(backend: Backend) -> None:
+def test_writes_in_one_cache_reach_the_local_copies_of_another(backend: BackendCase) -> None:
     first, second = make_cache(backend), make_cache(backend)
     first.set("k", 1)
     assert second.get("k") == 1  # now held locally by the second one too
@@ -63,7 +63,7 @@ def test_writes_in_one_cache_reach_the_local_copies_of_another(backend: Backend)
     second.close()
 
 
-def test_the_local_copy_ends_with_its_ttl(backend: Backend) -> None:
+def test_the_local_copy_ends_with_its_ttl(backend: BackendCase) -> None:
     cache = make_cache(backend, local_ttl="200 ms")
     cache.set("k", 1)
     for key in backend.all_keys():  # gone from Redis behind the cache's back

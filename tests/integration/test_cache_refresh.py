@@ -6,10 +6,10 @@ import time
 from typing import Any
 
 from redkit.cache import AsyncCache, Cache
-from support import Backend, Blocking
+from support.backends import BackendCase, Blocking
 
 
-def make_cache(backend: Backend, **options: Any) -> Any:
+def make_cache(backend: BackendCase, **options: Any) -> Any:
     facade = AsyncCache if backend.is_async else Cache
     options.setdefault("namespace", "t")
     return Blocking(facade(backend.conn, **options), backend)
@@ -28,7 +28,7 @@ class Loader:
         return self.loads
 
 
-def test_xfetch_reloads_a_value_early_when_its_end_is_near(backend: Backend) -> None:
+def test_xfetch_reloads_a_value_early_when_its_end_is_near(backend: BackendCase) -> None:
     cache = make_cache(backend, default_ttl="2 s")
     flows = cache.target._flows
     load = Loader(seconds=0.2)  # a slow load: 200 ms, stored with the value
@@ -42,7 +42,7 @@ def test_xfetch_reloads_a_value_early_when_its_end_is_near(backend: Backend) -> 
     assert cache.get_or_set("k", load) == 2
 
 
-def test_early_refresh_can_be_turned_off(backend: Backend) -> None:
+def test_early_refresh_can_be_turned_off(backend: BackendCase) -> None:
     cache = make_cache(backend, default_ttl="10 s", early_refresh=None)
     cache.target._flows._random = lambda: 0.9999999
     load = Loader(seconds=0.05)
@@ -50,7 +50,7 @@ def test_early_refresh_can_be_turned_off(backend: Backend) -> None:
 
 
 def test_a_stale_value_is_served_while_it_is_refreshed_in_the_background(
-    backend: Backend,
+    backend: BackendCase,
 ) -> None:
     cache = make_cache(backend, default_ttl="300 ms", stale_ttl="30 s", early_refresh=None)
     load = Loader()
@@ -68,7 +68,7 @@ def test_a_stale_value_is_served_while_it_is_refreshed_in_the_background(
     assert load.loads == 2
 
 
-def test_ttl_jitter_spreads_expiries(backend: Backend) -> None:
+def test_ttl_jitter_spreads_expiries(backend: BackendCase) -> None:
     cache = make_cache(backend, default_ttl="100 s", ttl_jitter=0.5)
     cache.target._flows._random = lambda: 1.0  # the largest cut: half
     cache.set("k", 1)

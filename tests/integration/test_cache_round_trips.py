@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from redkit.cache import AsyncCache, Cache
-from support import Backend, Blocking
+from support.backends import BackendCase, Blocking
 
 
-def warm_cache(backend: Backend, **options: Any) -> Any:
+def warm_cache(backend: BackendCase, **options: Any) -> Any:
     """A cache that has read its namespace generation (and trusts it for the whole test), and
     whose scripts the server knows: what is counted after is what every other call sends."""
     facade = AsyncCache if backend.is_async else Cache
@@ -24,7 +24,7 @@ def warm_cache(backend: Backend, **options: Any) -> Any:
     return cache
 
 
-def test_a_cold_miss_reads_the_entry_once(backend: Backend) -> None:
+def test_a_cold_miss_reads_the_entry_once(backend: BackendCase) -> None:
     cache = warm_cache(backend, lease=None)
     backend.reset_command_stats()
     assert cache.get_or_set("k", lambda: "v") == "v"
@@ -35,7 +35,7 @@ def test_a_cold_miss_reads_the_entry_once(backend: Backend) -> None:
 
 
 def test_a_cold_miss_under_the_lease_reads_once_before_and_once_after_winning_it(
-    backend: Backend,
+    backend: BackendCase,
 ) -> None:
     cache = warm_cache(backend)
     backend.reset_command_stats()
@@ -49,7 +49,7 @@ def test_a_cold_miss_under_the_lease_reads_once_before_and_once_after_winning_it
 
 
 @pytest.mark.parametrize("lease", [None, "5 s"], ids=["no-lease", "lease"])
-def test_a_hit_is_one_get(backend: Backend, lease: str | None) -> None:
+def test_a_hit_is_one_get(backend: BackendCase, lease: str | None) -> None:
     cache = warm_cache(backend, lease=lease, early_refresh=None)
     assert cache.get_or_set("k", lambda: "v") == "v"
     backend.reset_command_stats()

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from cache_worker import stampede
-from support import Backend, Blocking
+from support.backends import BackendCase, Blocking
+from support.workers.cache import stampede
 
 PROCESSES, THREADS = 4, 10
 
@@ -46,7 +46,7 @@ def test_a_cold_key_is_loaded_once_across_processes(
     admin.close()
 
 
-def test_waiters_load_themselves_when_the_lease_holder_never_delivers(backend: Backend) -> None:
+def test_waiters_load_themselves_when_the_lease_holder_never_delivers(backend: BackendCase) -> None:
     from redkit.cache import AsyncCache, Cache
 
     facade = AsyncCache if backend.is_async else Cache
@@ -61,7 +61,7 @@ def test_waiters_load_themselves_when_the_lease_holder_never_delivers(backend: B
     assert no_lease.stats.leases_won == 0
 
 
-def test_a_load_that_began_before_a_write_never_covers_it(backend: Backend) -> None:
+def test_a_load_that_began_before_a_write_never_covers_it(backend: BackendCase) -> None:
     from redkit.cache import AsyncCache, Cache
 
     facade = AsyncCache if backend.is_async else Cache
@@ -82,7 +82,7 @@ def test_a_load_that_began_before_a_write_never_covers_it(backend: Backend) -> N
     assert cache.get("row") == "new"  # but the cache keeps the newer write
 
 
-def test_waiters_take_over_at_once_when_the_loader_fails(backend: Backend) -> None:
+def test_waiters_take_over_at_once_when_the_loader_fails(backend: BackendCase) -> None:
     from redkit.cache import AsyncCache, Cache
 
     facade = AsyncCache if backend.is_async else Cache
@@ -104,7 +104,7 @@ def test_waiters_take_over_at_once_when_the_loader_fails(backend: Backend) -> No
     assert cache.stats.leases_won == 1
 
 
-def test_a_load_after_a_write_takes_the_lease_the_write_left(backend: Backend) -> None:
+def test_a_load_after_a_write_takes_the_lease_the_write_left(backend: BackendCase) -> None:
     """A write fences the loads that began before it; a load after it never waits on that."""
     from redkit.cache import AsyncCache, Cache
 
@@ -121,7 +121,7 @@ def test_a_load_after_a_write_takes_the_lease_the_write_left(backend: Backend) -
 
 
 def test_a_caller_that_wins_the_lease_after_another_process_loaded_does_not_load_again(
-    backend: Backend,
+    backend: BackendCase,
 ) -> None:
     """The race of two processes: A reads a miss; B takes the lease, loads, stores, releases;
     only then does A ask for the lease. A must take B's value, not load a second time."""

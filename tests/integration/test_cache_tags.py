@@ -11,16 +11,16 @@ from redkit.cache.serializers import JsonSerializer
 from redkit.core.driver import values_are_text
 from redkit.core.flow import run_sync
 from redkit.core.ops import Command, Pipeline, RedisOp
-from support import Backend, Blocking
+from support.backends import BackendCase, Blocking
 
 
-def make_cache(backend: Backend, **options: Any) -> Any:
+def make_cache(backend: BackendCase, **options: Any) -> Any:
     facade = AsyncCache if backend.is_async else Cache
     options.setdefault("namespace", "t")
     return Blocking(facade(backend.conn, **options), backend)
 
 
-def test_invalidating_a_tag_makes_its_entries_stale(backend: Backend) -> None:
+def test_invalidating_a_tag_makes_its_entries_stale(backend: BackendCase) -> None:
     cache = make_cache(backend)
     cache.set("post:1", "p1", tags=["user:1", "feed"])
     cache.set("post:2", "p2", tags=["user:2", "feed"])
@@ -34,7 +34,7 @@ def test_invalidating_a_tag_makes_its_entries_stale(backend: Backend) -> None:
     assert cache.get("post:1") == "p1 again"  # written after the invalidation: fresh
 
 
-def test_get_or_set_and_the_decorator_take_tags(backend: Backend) -> None:
+def test_get_or_set_and_the_decorator_take_tags(backend: BackendCase) -> None:
     cache = make_cache(backend)
     version = {"n": 0}
 
@@ -69,7 +69,7 @@ def test_get_or_set_and_the_decorator_take_tags(backend: Backend) -> None:
     assert backend.call(posts, 7) == [7, 2]
 
 
-def test_an_invalidation_during_a_write_leaves_that_write_stale(backend: Backend) -> None:
+def test_an_invalidation_during_a_write_leaves_that_write_stale(backend: BackendCase) -> None:
     if backend.is_async:
         return  # the flow is the same for both runners; this drives it step by step, blocking
     flows = CacheFlows(
@@ -95,7 +95,7 @@ def test_an_invalidation_during_a_write_leaves_that_write_stale(backend: Backend
     assert run_sync(flows.get("k", MISSING), real) is MISSING  # never served
 
 
-def test_no_stale_value_survives_concurrent_writes_and_invalidations(backend: Backend) -> None:
+def test_no_stale_value_survives_concurrent_writes_and_invalidations(backend: BackendCase) -> None:
     cache = make_cache(backend)
     database = {"version": 0}
     stop = threading.Event()

@@ -27,7 +27,7 @@ from redkit.core.errors import BackendTimeout, BackendUnavailable
 from redkit.core.ops import command
 from redkit.drivers.connect import Connection
 from redkit.drivers.embedded import EmbeddedCluster
-from support import LoopThread
+from support.loop import LoopThread
 
 #: Seconds each operation may wait: short, so that the stalled node costs little test time.
 TIMEOUT = 0.5

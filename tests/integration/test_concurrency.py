@@ -13,7 +13,9 @@ from redkit.core import keys
 from redkit.core.clock import VirtualClock
 from redkit.core.errors import BackendError, InvalidArgumentError, InvalidKeyError
 from redkit.ratelimit.concurrency import AsyncConcurrency, Concurrency, ConcurrencyLimit, Lease
-from support import Backend, Blocking, LoopThread, closed_port
+from support.backends import BackendCase, Blocking
+from support.loop import LoopThread
+from support.probes import closed_port
 
 T0 = 1_700_000_000_000
 # Virtual-clock leases are long: the key's TTL runs on the server's real clock.
@@ -24,12 +26,12 @@ class Boom(Exception):
     pass
 
 
-def limiter_for(backend: Backend, limit: ConcurrencyLimit, **options: Any) -> Any:
+def limiter_for(backend: BackendCase, limit: ConcurrencyLimit, **options: Any) -> Any:
     facade = AsyncConcurrency if backend.is_async else Concurrency
     return Blocking(facade(backend.conn, limit, **options), backend)
 
 
-def key_of(backend: Backend, identifier: str, prefix: str = "@upstash/ratelimit") -> str:
+def key_of(backend: BackendCase, identifier: str, prefix: str = "@upstash/ratelimit") -> str:
     """The identifier's key as docs/concurrency.md states it."""
     if backend.is_cluster:
         return f"{prefix}:{{{keys.escape(identifier)}}}:concurrency"
@@ -39,7 +41,7 @@ def key_of(backend: Backend, identifier: str, prefix: str = "@upstash/ratelimit"
 # -- acquire, release, extend -------------------------------------------------------------
 
 
-def test_acquires_up_to_the_limit_then_refuses(backend: Backend) -> None:
+def test_acquires_up_to_the_limit_then_refuses(backend: BackendCase) -> None:
     limiter = limiter_for(backend, ConcurrencyLimit(3, "30 s"))  # the server's clock
     leases = [limiter.acquire("job") for _ in range(4)]
     assert [lease.success for lease in leases] == [True, True, True, False]
@@ -60,7 +62,7 @@ def test_acquires_up_to_the_limit_then_refuses(backend: Backend) -> None:
     assert limiter.in_flight("other") == 0
 
 
-def test_release_frees_a_slot_and_twice_is_harmless(backend: Backend) -> None:
+def test_release_frees_a_slot_and_twice_is_harmless(backend: BackendCase) -> None:
     limiter = limiter_for(backend, LEASE, clock=VirtualClock(T0))
     first, second = limiter.acquire("job"), limiter.acquire("job")
     refused = limiter.acquire("job")
@@ -78,7 +80,7 @@ def test_release_frees_a_slot_and_twice_is_harmless(backend: Backend) -> None:
     assert backend.all_keys() == set()  # the set goes with its last lease
 
 
-def test_extend_keeps_a_lease_alive_past_its_original_end(backend: Backend) -> None:
+def test_extend_keeps_a_lease_alive_past_its_original_end(backend: BackendCase) -> None:
     clock = VirtualClock(T0)
     limiter = limiter_for(backend, ConcurrencyLimit(1, "60 s"), clock=clock)
     lease = limiter.acquire("job")
@@ -100,7 +102,7 @@ def test_extend_keeps_a_lease_alive_past_its_original_end(backend: Backend) -> N
     assert backend.all_keys() == set()
 
 
-def test_an_expired_lease_frees_its_slot(backend: Backend) -> None:
+def test_an_expired_lease_frees_its_slot(backend: BackendCase) -> None:
     clock = VirtualClock(T0)
     limiter = limiter_for(backend, LEASE, clock=clock)
     first = limiter.acquire("job")
@@ -119,7 +121,7 @@ def test_an_expired_lease_frees_its_slot(backend: Backend) -> None:
     assert limiter.extend(first) is False
 
 
-def test_a_lease_of_its_own_length(backend: Backend) -> None:
+def test_a_lease_of_its_own_length(backend: BackendCase) -> None:
     limiter = limiter_for(backend, LEASE, clock=VirtualClock(T0))
     lease = limiter.acquire("job", lease="90 s")
     assert lease.expires_at == T0 + 90_000
@@ -128,7 +130,7 @@ def test_a_lease_of_its_own_length(backend: Backend) -> None:
 
 
 def test_a_refused_acquire_writes_nothing_and_each_call_is_one_round_trip(
-    backend: Backend,
+    backend: BackendCase,
 ) -> None:
     clock = VirtualClock(T0)
     limiter = limiter_for(backend, ConcurrencyLimit(1, "60 s"), clock=clock)
@@ -153,7 +155,7 @@ def test_a_refused_acquire_writes_nothing_and_each_call_is_one_round_trip(
     assert backend.command_calls("evalsha", "eval") == 2
 
 
-def test_exact_key_layout(backend: Backend) -> None:
+def test_exact_key_layout(backend: BackendCase) -> None:
     limiter = limiter_for(backend, LEASE, clock=VirtualClock(T0))
     first = limiter.acquire("user:1")
     second = limiter.acquire("user:1", lease="90 s")
@@ -178,7 +180,7 @@ def test_exact_key_layout(backend: Backend) -> None:
 
 
 def test_the_context_manager_releases_on_exit_even_when_the_body_raises(
-    backend: Backend,
+    backend: BackendCase,
 ) -> None:
     if backend.is_async:
         backend.loop.run(_async_context_manager(AsyncConcurrency(backend.conn, LEASE)))
@@ -250,7 +252,7 @@ async def _async_context_manager(limiter: AsyncConcurrency) -> None:
 
 
 @pytest.mark.parametrize("identifier", [None, 1.5, b"job", "", True, ["job"], "\ud800"])
-def test_bad_identifiers_are_refused(backend: Backend, identifier: Any) -> None:
+def test_bad_identifiers_are_refused(backend: BackendCase, identifier: Any) -> None:
     limiter = limiter_for(backend, LEASE)
     for method in (limiter.acquire, limiter.in_flight, limiter.reset):
         with pytest.raises(InvalidKeyError):
@@ -258,7 +260,7 @@ def test_bad_identifiers_are_refused(backend: Backend, identifier: Any) -> None:
     assert backend.all_keys() == set()
 
 
-def test_odd_identifiers_get_keys_of_their_own(backend: Backend) -> None:
+def test_odd_identifiers_get_keys_of_their_own(backend: BackendCase) -> None:
     limiter = limiter_for(backend, ConcurrencyLimit(1, "60 s"), clock=VirtualClock(T0))
     odd = ["a", "a*", "ab", "a?", "[a]", "{a}", "a}", "{", "a:b", "ユーザー 😀", "x" * 10_000]
     for identifier in odd:
@@ -276,7 +278,7 @@ def test_odd_identifiers_get_keys_of_their_own(backend: Backend) -> None:
     assert limiter.in_flight("42") == 1
 
 
-def test_bad_arguments_say_what_is_wrong(backend: Backend) -> None:
+def test_bad_arguments_say_what_is_wrong(backend: BackendCase) -> None:
     limiter = limiter_for(backend, LEASE)
     with pytest.raises(InvalidArgumentError, match="lease must be at least 1 ms"):
         limiter.acquire("job", lease="0 s")
@@ -312,7 +314,7 @@ def test_a_hung_redis_gets_the_policys_answer_in_time(
     hung_port: int, mode: str, policy: str, loop_thread: LoopThread
 ) -> None:
     conn = connect(f"redis://127.0.0.1:{hung_port}")
-    backend = Backend(conn, topology="standalone", mode=mode, loop=loop_thread)
+    backend = BackendCase(conn, topology="standalone", mode=mode, loop=loop_thread)
     limiter = limiter_for(backend, LEASE, timeout=0.3, on_timeout=policy)
     for _ in range(2):  # also once a (dead) connection sits in the pool
         lease, took = timed(limiter.acquire, "job")
@@ -344,7 +346,7 @@ def test_a_redis_that_is_down_gets_the_policys_answer(
 ) -> None:
     conn = connect(url.format(port=closed_port()))
     topology = "cluster" if "cluster" in url else "standalone"
-    backend = Backend(conn, topology=topology, mode=mode, loop=loop_thread)
+    backend = BackendCase(conn, topology=topology, mode=mode, loop=loop_thread)
     limiter = limiter_for(backend, LEASE, timeout=0.5, on_timeout="deny")
     lease, took = timed(limiter.acquire, "job")
     assert (lease.success, lease.reason) == (False, "timeout")

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from concurrency_worker import acquire_and_die, hold_and_release
 from redkit import connect
 from redkit.ratelimit.concurrency import Concurrency, ConcurrencyLimit
+from support.workers.concurrency import acquire_and_die, hold_and_release
 
 MAX_IN_FLIGHT = 3
 # Two processes with threads, one with asyncio tasks: 12 would-be holders for 3 slots.

@@ -24,8 +24,9 @@ from redkit.demo.db import Database
 from redkit.drivers.connect import Connection
 from redkit.drivers.embedded import EmbeddedRedis
 from redkit.web import TrustedProxies
-from support import REST_TOKEN, process_alive
-from web_support import serve_asgi
+from support.backends import REST_TOKEN
+from support.probes import process_alive
+from support.web import serve_asgi
 
 ALICE = {"name": "alice", "password": "wonderland"}
 # The demo serves plain HTTP, so its session cookie is not Secure: the middleware warns.

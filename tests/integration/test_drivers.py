@@ -16,7 +16,8 @@ from redkit.core.ops import Call, Pipeline, ScriptCall, Sleep, command
 from redkit.core.replies import as_int, is_ok
 from redkit.core.scripts import Script
 from redkit.drivers.connect import Connection, connect
-from support import Backend, closed_port
+from support.backends import BackendCase
+from support.probes import closed_port
 
 # Each test gets its own script text, so its first call is sure to miss the script cache.
 _counter = iter(range(1_000_000))
@@ -31,7 +32,7 @@ INCR_BOTH = (
 )
 
 
-def test_commands_round_trip_binary_values(backend: Backend) -> None:
+def test_commands_round_trip_binary_values(backend: BackendCase) -> None:
     value = bytes(range(256)) + "ünïcødé".encode()
     key = keys.join("t", keys.hash_tag("bin"), "v")
     assert is_ok(backend.execute(command("SET", key, value)))
@@ -39,7 +40,7 @@ def test_commands_round_trip_binary_values(backend: Backend) -> None:
     assert backend.execute(command("GET", "t:missing")) is None
 
 
-def test_script_runs_on_a_server_that_never_saw_it(backend: Backend) -> None:
+def test_script_runs_on_a_server_that_never_saw_it(backend: BackendCase) -> None:
     script = fresh_script(INCR_BOTH)
     tag = keys.hash_tag("user:1")
     call = ScriptCall(script, (f"s:{tag}:a", f"s:{tag}:b"), (2,))
@@ -47,7 +48,7 @@ def test_script_runs_on_a_server_that_never_saw_it(backend: Backend) -> None:
     assert backend.execute(call) == [4, 4]  # now by EVALSHA
 
 
-def test_script_survives_script_flush(backend: Backend) -> None:
+def test_script_survives_script_flush(backend: BackendCase) -> None:
     script = fresh_script(INCR_BOTH)
     tag = keys.hash_tag("flush")
     call = ScriptCall(script, (f"s:{tag}:a", f"s:{tag}:b"), (1,))
@@ -56,7 +57,7 @@ def test_script_survives_script_flush(backend: Backend) -> None:
     assert backend.execute(call) == [2, 2]
 
 
-def test_script_reaches_every_cluster_node_that_owns_its_keys(backend: Backend) -> None:
+def test_script_reaches_every_cluster_node_that_owns_its_keys(backend: BackendCase) -> None:
     # Identities spread over the slots, so each node gets to run the script for the first time.
     script = fresh_script(INCR_BOTH)
     identities = [f"id-{n}" for n in range(30)]
@@ -67,7 +68,7 @@ def test_script_reaches_every_cluster_node_that_owns_its_keys(backend: Backend) 
         assert backend.execute(ScriptCall(script, (f"s:{tag}:a", f"s:{tag}:b"), (1,))) == [1, 1]
 
 
-def test_script_error_is_a_command_error(backend: Backend) -> None:
+def test_script_error_is_a_command_error(backend: BackendCase) -> None:
     script = fresh_script("return redis.call('INCR', KEYS[1])")
     key = "s:{err}:x"
     backend.execute(command("SET", key, "not a number"))
@@ -75,13 +76,13 @@ def test_script_error_is_a_command_error(backend: Backend) -> None:
         backend.execute(ScriptCall(script, (key,), ()))
 
 
-def test_command_error_is_typed(backend: Backend) -> None:
+def test_command_error_is_typed(backend: BackendCase) -> None:
     backend.execute(command("SET", "t:{w}:s", "x"))
     with pytest.raises(CommandError, match="WRONGTYPE"):
         backend.execute(command("LPUSH", "t:{w}:s", "x"))
 
 
-def test_pipeline_reports_per_item_errors_and_reruns_unknown_scripts(backend: Backend) -> None:
+def test_pipeline_reports_per_item_errors_and_reruns_unknown_scripts(backend: BackendCase) -> None:
     script = fresh_script(INCR_BOTH)
     tag = keys.hash_tag("pipe")
     pipeline = Pipeline(
@@ -100,7 +101,7 @@ def test_pipeline_reports_per_item_errors_and_reruns_unknown_scripts(backend: Ba
     assert last == b"x"
 
 
-def test_pipeline_over_many_identities_spreads_over_the_cluster(backend: Backend) -> None:
+def test_pipeline_over_many_identities_spreads_over_the_cluster(backend: BackendCase) -> None:
     script = fresh_script(INCR_BOTH)
     ops = []
     for n in range(20):
@@ -110,7 +111,7 @@ def test_pipeline_over_many_identities_spreads_over_the_cluster(backend: Backend
     assert results == [[n, n] for n in range(20)]
 
 
-def test_transaction_applies_all_including_scripts(backend: Backend) -> None:
+def test_transaction_applies_all_including_scripts(backend: BackendCase) -> None:
     script = fresh_script(INCR_BOTH)
     tag = keys.hash_tag("tx")
     pipeline = Pipeline(
@@ -127,7 +128,7 @@ def test_transaction_applies_all_including_scripts(backend: Backend) -> None:
     assert results[2] == b"15"
 
 
-def test_flows_with_sleep_and_user_calls_run_on_a_real_server(backend: Backend) -> None:
+def test_flows_with_sleep_and_user_calls_run_on_a_real_server(backend: BackendCase) -> None:
     loads: list[str] = []
 
     def load(name: str) -> bytes:
@@ -151,7 +152,7 @@ def test_flows_with_sleep_and_user_calls_run_on_a_real_server(backend: Backend) 
     assert loads == ["a"]
 
 
-def test_server_time_is_read_from_redis(backend: Backend) -> None:
+def test_server_time_is_read_from_redis(backend: BackendCase) -> None:
     import time
 
     before = time.time() * 1000
@@ -161,7 +162,7 @@ def test_server_time_is_read_from_redis(backend: Backend) -> None:
     assert before - 1000 < now < after + 1000
 
 
-def _script_flush_everywhere(backend: Backend) -> None:
+def _script_flush_everywhere(backend: BackendCase) -> None:
     if backend.is_cluster:
         cluster = backend.conn.sync_driver().client
         assert isinstance(cluster, redis.cluster.RedisCluster)
@@ -179,7 +180,7 @@ def test_a_redis_that_does_not_answer_is_a_timeout(
     hung_port: int, mode: str, loop_thread: Any
 ) -> None:
     conn = connect(f"redis://127.0.0.1:{hung_port}", socket_timeout=0.2, connect_timeout=0.2)
-    backend = Backend(conn, topology="standalone", mode=mode, loop=loop_thread)
+    backend = BackendCase(conn, topology="standalone", mode=mode, loop=loop_thread)
     with pytest.raises(BackendTimeout):
         backend.execute(command("PING"))
     _close(backend)
@@ -195,7 +196,7 @@ def test_without_one_timer_the_socket_timeout_still_bounds_a_wait(
 
     monkeypatch.setattr(connect_module, "ONE_TIMER", False)
     conn = connect(f"redis://127.0.0.1:{hung_port}", socket_timeout=0.2, connect_timeout=0.2)
-    backend = Backend(conn, topology="standalone", mode="async", loop=loop_thread)
+    backend = BackendCase(conn, topology="standalone", mode="async", loop=loop_thread)
     with pytest.raises(BackendTimeout):
         backend.execute(command("PING"))
     _close(backend)
@@ -236,14 +237,14 @@ def test_a_reply_after_the_deadline_never_answers_a_later_command(
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_redis_that_is_down_is_unavailable(url: str, mode: str, loop_thread: Any) -> None:
     conn = connect(url.format(port=closed_port()), connect_timeout=0.5)
-    backend = Backend(conn, topology="cluster" if "cluster" in url else "standalone", mode=mode,
+    backend = BackendCase(conn, topology="cluster" if "cluster" in url else "standalone", mode=mode,
                       loop=loop_thread)  # fmt: skip
     with pytest.raises(BackendUnavailable):
         backend.execute(command("PING"))
     _close(backend)
 
 
-def _close(backend: Backend) -> None:
+def _close(backend: BackendCase) -> None:
     if backend.is_async:
         backend.loop.run(backend.conn.aclose())
     else:

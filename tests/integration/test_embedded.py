@@ -20,7 +20,7 @@ from redkit.drivers.embedded import (
     find_redis_server,
     redis_server_version,
 )
-from support import process_alive
+from support.probes import process_alive
 
 TESTS = Path(__file__).resolve().parents[1]
 

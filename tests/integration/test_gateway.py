@@ -25,8 +25,8 @@ from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
 from redkit.errors import BackendError, RedkitError, UpstreamError
 from redkit.gateway import Gateway, TokenRule
 from redkit.gateway.upstream import CrossSlotError, open_upstream
-from support import closed_port
-from web_support import serve_asgi
+from support.probes import closed_port
+from support.web import serve_asgi
 
 TOKEN = "test-token-0123456789"
 READ_ONLY = "test-read-only-token"

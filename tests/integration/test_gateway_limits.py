@@ -24,7 +24,7 @@ from redis.retry import Retry
 
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
 from redkit.gateway import Gateway
-from web_support import serve_asgi
+from support.web import serve_asgi
 
 TOKEN = "limits-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

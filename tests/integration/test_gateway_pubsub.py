@@ -23,8 +23,8 @@ import redis as redis_py
 
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
 from redkit.gateway import Gateway
-from support import closed_port
-from web_support import serve_asgi
+from support.probes import closed_port
+from support.web import serve_asgi
 
 TOKEN = "test-token-0123456789"
 READ_ONLY = "test-read-only-token"

@@ -12,7 +12,7 @@ from redkit.core import keys
 from redkit.core.clock import VirtualClock
 from redkit.core.errors import CommandError, InvalidKeyError
 from redkit.ratelimit.limiters import Limiter
-from support import Backend
+from support.backends import BackendCase
 
 # 2023-11-14 22:13:20 UTC: a 10 s window starts here; an hour window is 800 s old.
 T0 = 1_700_000_000_000
@@ -25,7 +25,7 @@ ALGORITHMS = [
 ]
 
 
-def base(backend: Backend, identifier: str, prefix: str = "@upstash/ratelimit") -> str:
+def base(backend: BackendCase, identifier: str, prefix: str = "@upstash/ratelimit") -> str:
     """The identifier's base key as the docs state it (standalone verbatim, cluster tagged)."""
     if backend.is_cluster:
         return f"{prefix}:{{{keys.escape(identifier)}}}"
@@ -33,7 +33,9 @@ def base(backend: Backend, identifier: str, prefix: str = "@upstash/ratelimit") 
 
 
 @pytest.mark.parametrize("limiter", ALGORITHMS)
-def test_admits_the_limit_then_refuses_on_server_time(backend: Backend, limiter: Limiter) -> None:
+def test_admits_the_limit_then_refuses_on_server_time(
+    backend: BackendCase, limiter: Limiter
+) -> None:
     rl = backend.ratelimit(limiter)
     for _ in range(3):  # windows follow the server's clock: start over if one ended meanwhile
         rl.reset("user:42")
@@ -54,7 +56,9 @@ def test_admits_the_limit_then_refuses_on_server_time(backend: Backend, limiter:
 
 
 @pytest.mark.parametrize("limiter", ALGORITHMS)
-def test_reset_deletes_exactly_that_identifiers_keys(backend: Backend, limiter: Limiter) -> None:
+def test_reset_deletes_exactly_that_identifiers_keys(
+    backend: BackendCase, limiter: Limiter
+) -> None:
     rl = backend.ratelimit(limiter, clock=VirtualClock(T0 + 1234))
     for identifier in ("a*", "a", "ab", "a?", "[a]"):
         for _ in range(5):
@@ -70,7 +74,7 @@ def test_reset_deletes_exactly_that_identifiers_keys(backend: Backend, limiter: 
     assert rl.get_remaining("a*").remaining == 4
 
 
-def test_fixed_window_key_layout_is_upstashs(backend: Backend) -> None:
+def test_fixed_window_key_layout_is_upstashs(backend: BackendCase) -> None:
     rl = backend.ratelimit(FixedWindow(10, "10 s"), clock=VirtualClock(T0 + 2500))
     result = rl.limit("user:42", rate=3)
     key = f"{base(backend, 'user:42')}:{(T0 + 2500) // 10_000}"
@@ -81,7 +85,7 @@ def test_fixed_window_key_layout_is_upstashs(backend: Backend) -> None:
     assert (result.success, result.remaining, result.reset) == (True, 7, T0 + 10_000)
 
 
-def test_sliding_window_key_layout_is_upstashs(backend: Backend) -> None:
+def test_sliding_window_key_layout_is_upstashs(backend: BackendCase) -> None:
     rl = backend.ratelimit(SlidingWindow(10, "10 s"), clock=VirtualClock(T0 + 2500))
     rl.limit("user:42")
     key = f"{base(backend, 'user:42')}:{(T0 + 2500) // 10_000}"
@@ -90,7 +94,7 @@ def test_sliding_window_key_layout_is_upstashs(backend: Backend) -> None:
     assert 20_000 < backend.admin.pttl(key) <= 21_000  # two windows and a second, as Upstash
 
 
-def test_token_bucket_key_layout_is_upstashs(backend: Backend) -> None:
+def test_token_bucket_key_layout_is_upstashs(backend: BackendCase) -> None:
     rl = backend.ratelimit(TokenBucket(2, "10 s", 10), clock=VirtualClock(T0 + 2500))
     result = rl.limit("user:42", rate=3)
     key = base(backend, "user:42")
@@ -102,7 +106,7 @@ def test_token_bucket_key_layout_is_upstashs(backend: Backend) -> None:
     assert (result.remaining, result.reset) == (7, T0 + 2500 + 10_000)
 
 
-def test_counters_written_by_another_client_are_honoured(backend: Backend) -> None:
+def test_counters_written_by_another_client_are_honoured(backend: BackendCase) -> None:
     clock = VirtualClock(T0 + 7_000)
     admin = backend.admin
     tag = base(backend, "shared")
@@ -123,7 +127,7 @@ def test_counters_written_by_another_client_are_honoured(backend: Backend) -> No
     assert bucket.get_remaining("bucket") == (3, T0 + 15_000, 5)
 
 
-def test_refused_requests_consume_nothing(backend: Backend) -> None:
+def test_refused_requests_consume_nothing(backend: BackendCase) -> None:
     clock = VirtualClock(T0)
     sliding = backend.ratelimit(SlidingWindow(10, "1 m"), clock=clock, ephemeral_cache=False)
     assert sliding.limit("s", rate=8).remaining == 2
@@ -138,7 +142,7 @@ def test_refused_requests_consume_nothing(backend: Backend) -> None:
     assert backend.admin.hget(base(backend, "b"), "tokens") == b"0"
 
 
-def test_refunds_and_peeks(backend: Backend) -> None:
+def test_refunds_and_peeks(backend: BackendCase) -> None:
     clock = VirtualClock(T0)
     for limiter in (FixedWindow(3, "1 m"), SlidingWindow(3, "1 m"), TokenBucket(1, "1 m", 3)):
         rl = backend.ratelimit(limiter, clock=clock, prefix=f"rf-{type(limiter).__name__}")
@@ -155,7 +159,7 @@ def test_refunds_and_peeks(backend: Backend) -> None:
         assert rl.limit("u", rate=-100).remaining == 3  # never more than the limit back
 
 
-def test_a_cost_above_the_limit_never_passes_and_blocks_nobody(backend: Backend) -> None:
+def test_a_cost_above_the_limit_never_passes_and_blocks_nobody(backend: BackendCase) -> None:
     clock = VirtualClock(T0 + 1000)
     for limiter in (FixedWindow(3, "1 m"), SlidingWindow(3, "1 m"), TokenBucket(1, "1 m", 3)):
         rl = backend.ratelimit(limiter, clock=clock, prefix=f"big-{type(limiter).__name__}")
@@ -165,7 +169,7 @@ def test_a_cost_above_the_limit_never_passes_and_blocks_nobody(backend: Backend)
         assert rl.limit("u").success  # no ephemeral block: smaller requests still pass
 
 
-def test_token_bucket_get_remaining_applies_refills(backend: Backend) -> None:
+def test_token_bucket_get_remaining_applies_refills(backend: BackendCase) -> None:
     clock = VirtualClock(T0)
     rl = backend.ratelimit(TokenBucket(2, "10 s", 10), clock=clock)
     assert rl.limit("u", rate=10).remaining == 0
@@ -174,7 +178,7 @@ def test_token_bucket_get_remaining_applies_refills(backend: Backend) -> None:
     assert backend.admin.hget(base(backend, "u"), "tokens") == b"0"  # a read writes nothing
 
 
-def test_sliding_window_retry_after_is_when_a_retry_passes(backend: Backend) -> None:
+def test_sliding_window_retry_after_is_when_a_retry_passes(backend: BackendCase) -> None:
     clock = VirtualClock(T0)
     rl = backend.ratelimit(SlidingWindow(10, "10 s"), clock=clock, ephemeral_cache=False)
     assert rl.limit("u", rate=10).success
@@ -189,7 +193,7 @@ def test_sliding_window_retry_after_is_when_a_retry_passes(backend: Backend) -> 
     assert rl.limit("u", rate=5).success
 
 
-def test_limit_many_answers_as_limit_would(backend: Backend) -> None:
+def test_limit_many_answers_as_limit_would(backend: BackendCase) -> None:
     rl = backend.ratelimit(FixedWindow(2, "1 h"), clock=VirtualClock(T0))
     results = rl.limit_many(["a", "b", "a", "c", "a"])
     assert [r.success for r in results] == [True, True, True, True, False]
@@ -200,7 +204,7 @@ def test_limit_many_answers_as_limit_would(backend: Backend) -> None:
 
 
 @pytest.mark.parametrize("limiter", ALGORITHMS[:3])
-def test_a_blocked_identifier_costs_no_round_trip(backend: Backend, limiter: Limiter) -> None:
+def test_a_blocked_identifier_costs_no_round_trip(backend: BackendCase, limiter: Limiter) -> None:
     rl = backend.ratelimit(limiter)
     while rl.limit("hammer").success:
         pass
@@ -212,7 +216,7 @@ def test_a_blocked_identifier_costs_no_round_trip(backend: Backend, limiter: Lim
     assert backend.command_calls("evalsha") == 1
 
 
-def test_the_ephemeral_cache_is_bounded_and_shareable(backend: Backend) -> None:
+def test_the_ephemeral_cache_is_bounded_and_shareable(backend: BackendCase) -> None:
     shared = EphemeralCache(max_size=3)
     clock = VirtualClock(T0)
     first = backend.ratelimit(
@@ -231,7 +235,7 @@ def test_the_ephemeral_cache_is_bounded_and_shareable(backend: Backend) -> None:
     assert first.limit("a").reason is None  # evicted: Redis answers again
 
 
-def test_block_until_ready_waits_for_the_retry(backend: Backend) -> None:
+def test_block_until_ready_waits_for_the_retry(backend: BackendCase) -> None:
     rl = backend.ratelimit(TokenBucket(1, "300 ms", 1))
     assert rl.limit("w").success
     started = time.monotonic()
@@ -246,7 +250,7 @@ def test_block_until_ready_waits_for_the_retry(backend: Backend) -> None:
 
 
 def test_block_until_ready_returns_at_once_for_a_cost_that_never_passes(
-    backend: Backend,
+    backend: BackendCase,
 ) -> None:
     rl = backend.ratelimit(TokenBucket(1, "10 ms", 2))
     started = time.monotonic()
@@ -256,7 +260,7 @@ def test_block_until_ready_returns_at_once_for_a_cost_that_never_passes(
 
 
 def test_block_until_ready_gives_up_at_once_when_the_deadline_is_too_close(
-    backend: Backend,
+    backend: BackendCase,
 ) -> None:
     rl = backend.ratelimit(FixedWindow(1, "1 h"), clock=VirtualClock(T0))
     rl.limit("late")  # the window ends in 2800 s
@@ -271,7 +275,7 @@ def test_block_until_ready_gives_up_at_once_when_the_deadline_is_too_close(
     "identifier",
     ["ünïcødé-ид-🙂", "with space", "a:b:c", "{tag}", "}", "*", "[x]", "x" * 100_000, 12345],
 )
-def test_unusual_identifiers_work_and_stay_apart(backend: Backend, identifier: Any) -> None:
+def test_unusual_identifiers_work_and_stay_apart(backend: BackendCase, identifier: Any) -> None:
     rl = backend.ratelimit(FixedWindow(1, "1 h"), ephemeral_cache=False, clock=VirtualClock(T0))
     assert rl.limit(identifier).success
     assert not rl.limit(identifier).success
@@ -286,7 +290,7 @@ def test_unusual_identifiers_work_and_stay_apart(backend: Backend, identifier: A
      (b"bytes", InvalidKeyError), (True, InvalidKeyError), ("\ud800", InvalidKeyError)],
 )  # fmt: skip
 def test_bad_identifiers_are_refused_before_any_round_trip(
-    backend: Backend, identifier: Any, error: type[Exception]
+    backend: BackendCase, identifier: Any, error: type[Exception]
 ) -> None:
     rl = backend.ratelimit(FixedWindow(1, "1 h"))
     backend.reset_command_stats()
@@ -298,20 +302,20 @@ def test_bad_identifiers_are_refused_before_any_round_trip(
 
 
 @pytest.mark.parametrize("rate", [1.5, "1", None, True, 10**13, -(10**13)])
-def test_bad_rates_are_refused(backend: Backend, rate: Any) -> None:
+def test_bad_rates_are_refused(backend: BackendCase, rate: Any) -> None:
     rl = backend.ratelimit(FixedWindow(1, "1 h"))
     with pytest.raises((TypeError, ValueError), match="rate must be"):
         rl.limit("u", rate=rate)
 
 
-def test_a_key_of_the_wrong_type_is_a_command_error(backend: Backend) -> None:
+def test_a_key_of_the_wrong_type_is_a_command_error(backend: BackendCase) -> None:
     backend.admin.set(base(backend, "typo"), "not a hash")
     rl = backend.ratelimit(TokenBucket(1, "1 s", 1))
     with pytest.raises(CommandError, match="WRONGTYPE"):
         rl.limit("typo")
 
 
-def test_cached_fixed_window_counts_locally_and_syncs(backend: Backend) -> None:
+def test_cached_fixed_window_counts_locally_and_syncs(backend: BackendCase) -> None:
     clock = VirtualClock(T0)
     rl = backend.ratelimit(CachedFixedWindow(10, "1 h"), ephemeral_cache=False, clock=clock)
     assert rl.limit("c").remaining == 9  # asks Redis
@@ -328,7 +332,7 @@ def test_cached_fixed_window_counts_locally_and_syncs(backend: Backend) -> None:
     assert not other.limit("c").success
 
 
-def test_cached_fixed_window_bound_across_processes(backend: Backend) -> None:
+def test_cached_fixed_window_bound_across_processes(backend: BackendCase) -> None:
     # Two limiters stand for two processes: each admits at most the limit per window, and the
     # folding of Redis's totals lets a late starter see the other's admissions.
     clock = VirtualClock(T0)
@@ -346,7 +350,7 @@ def test_cached_fixed_window_bound_across_processes(backend: Backend) -> None:
     assert int(backend.admin.get(key)) == admitted  # Redis holds every admission
 
 
-def test_server_time_keys_are_upstashs_too(backend: Backend) -> None:
+def test_server_time_keys_are_upstashs_too(backend: BackendCase) -> None:
     # On the default clock the script names the counters itself, from Redis's TIME.
     fixed = backend.ratelimit(FixedWindow(10, "1 h"), prefix="st")
     sliding = backend.ratelimit(SlidingWindow(10, "1 h"), prefix="ss")
@@ -366,7 +370,7 @@ def test_server_time_keys_are_upstashs_too(backend: Backend) -> None:
     assert backend.all_keys() == set()
 
 
-def test_a_block_holds_only_for_requests_as_costly_as_the_refused_one(backend: Backend) -> None:
+def test_a_block_holds_only_for_requests_as_costly_as_the_refused_one(backend: BackendCase) -> None:
     rl = backend.ratelimit(FixedWindow(5, "1 m"), clock=VirtualClock(T0))
     assert rl.limit("u", rate=3).success
     refused = rl.limit("u", rate=3)
@@ -376,7 +380,7 @@ def test_a_block_holds_only_for_requests_as_costly_as_the_refused_one(backend: B
     assert (cheaper.success, cheaper.reason) == (True, None)
 
 
-def test_a_refund_counted_locally_lifts_the_block(backend: Backend) -> None:
+def test_a_refund_counted_locally_lifts_the_block(backend: BackendCase) -> None:
     rl = backend.ratelimit(CachedFixedWindow(2, "1 m"), clock=VirtualClock(T0))
     rl.limit("u")
     rl.limit("u")
@@ -389,7 +393,7 @@ def test_a_refund_counted_locally_lifts_the_block(backend: Backend) -> None:
     assert other.limit("u").success  # the block is gone
 
 
-def test_closing_a_cached_window_sends_every_count(backend: Backend) -> None:
+def test_closing_a_cached_window_sends_every_count(backend: BackendCase) -> None:
     # A prefix of its own: a late count from another test's limiter must not be summed here.
     rl = backend.ratelimit(
         CachedFixedWindow(100, "1 h"), clock=VirtualClock(T0), prefix="closing-sends-all"
@@ -401,7 +405,7 @@ def test_closing_a_cached_window_sends_every_count(backend: Backend) -> None:
     assert sum(counters) == admitted == 60
 
 
-def test_a_thousand_concurrent_tasks_are_all_decided(backend: Backend) -> None:
+def test_a_thousand_concurrent_tasks_are_all_decided(backend: BackendCase) -> None:
     if not backend.is_async or backend.is_cluster:
         # The fix under test is the standalone asyncio pool, which makes extra tasks wait for a
         # connection. (A burst of hundreds of new connections to one cluster node overflows

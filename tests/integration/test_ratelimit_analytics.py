@@ -11,13 +11,13 @@ import pytest
 from redkit import FixedWindow
 from redkit.core.clock import VirtualClock
 from redkit.core.errors import InvalidArgumentError
-from support import Backend
+from support.backends import BackendCase
 
 HOUR = 3_600_000
 T0 = 1_700_000_000_000 // HOUR * HOUR + 1_000  # one second into an hour
 
 
-def upstash_reader(backend: Backend, prefix: str) -> Counter[tuple[str, Any]]:
+def upstash_reader(backend: BackendCase, prefix: str) -> Counter[tuple[str, Any]]:
     """What a reader written against @upstash/ratelimit's layout finds: events per hour set."""
     found: Counter[tuple[str, Any]] = Counter()
     for key in backend.all_keys():
@@ -32,7 +32,7 @@ def upstash_reader(backend: Backend, prefix: str) -> Counter[tuple[str, Any]]:
     return found
 
 
-def test_decisions_are_counted_where_upstash_looks(backend: Backend) -> None:
+def test_decisions_are_counted_where_upstash_looks(backend: BackendCase) -> None:
     clock = VirtualClock(T0)
     rl = backend.ratelimit(
         FixedWindow(2, "1 m"), clock=clock, analytics=True, enable_protection=True, prefix="a"
@@ -53,7 +53,7 @@ def test_decisions_are_counted_where_upstash_looks(backend: Backend) -> None:
     assert top == {"allowed": [("user:1", 2)], "blocked": [("user:1", 2)]}
 
 
-def test_usage_over_time_is_hourly(backend: Backend) -> None:
+def test_usage_over_time_is_hourly(backend: BackendCase) -> None:
     clock = VirtualClock(T0)
     rl = backend.ratelimit(FixedWindow(100, "1 m"), clock=clock, analytics=True, prefix="h")
     rl.limit("u")
@@ -67,7 +67,7 @@ def test_usage_over_time_is_hourly(backend: Backend) -> None:
     assert rl.get_usage(hours=1)["u"]["allowed"] == 1  # only the last hour
 
 
-def test_analytics_must_be_on_and_queries_checked(backend: Backend) -> None:
+def test_analytics_must_be_on_and_queries_checked(backend: BackendCase) -> None:
     plain = backend.ratelimit(FixedWindow(1, "1 m"))
     with pytest.raises(InvalidArgumentError, match="analytics=True"):
         plain.get_usage()
@@ -77,7 +77,7 @@ def test_analytics_must_be_on_and_queries_checked(backend: Backend) -> None:
             rl.get_usage(hours=bad)
 
 
-def test_a_denied_request_counts_under_the_denied_value(backend: Backend) -> None:
+def test_a_denied_request_counts_under_the_denied_value(backend: BackendCase) -> None:
     rl = backend.ratelimit(
         FixedWindow(5, "1 m"), clock=VirtualClock(T0), analytics=True, enable_protection=True,
         prefix="d",

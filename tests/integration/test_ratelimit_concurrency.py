@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from hammer import hammer
 from redkit import CachedFixedWindow, FixedWindow, SlidingWindow, TokenBucket
 from redkit.ratelimit import Limiter
 from redkit.ratelimit.limiters import GCRA, SlidingLog
 from redkit.ratelimit.multi import MultiLimit
+from support.workers.ratelimit import hammer
 
 LIMIT = 40
 #: GCRA's emission interval: refills come during the test, not only the burst.

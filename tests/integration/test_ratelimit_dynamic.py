@@ -11,12 +11,12 @@ from redkit.core import keys
 from redkit.core.clock import VirtualClock
 from redkit.core.errors import InvalidArgumentError
 from redkit.ratelimit import CachedFixedWindow, Limiter
-from support import Backend
+from support.backends import BackendCase
 
 T0 = 1_700_000_000_000
 
 
-def dynamic(backend: Backend, limiter: Limiter, **options: Any) -> Any:
+def dynamic(backend: BackendCase, limiter: Limiter, **options: Any) -> Any:
     return backend.ratelimit(
         limiter, dynamic_limits=True, clock=VirtualClock(T0), ephemeral_cache=False, **options
     )
@@ -34,7 +34,7 @@ def fresh_global(rl: Any) -> None:
     ids=["fixed", "sliding", "token", "gcra", "log"],
 )  # fmt: skip
 def test_overrides_replace_the_limit_in_the_next_decision(
-    backend: Backend, limiter: Limiter
+    backend: BackendCase, limiter: Limiter
 ) -> None:
     rl = dynamic(backend, limiter)
     assert rl.limit("a").limit == 10
@@ -54,7 +54,7 @@ def test_overrides_replace_the_limit_in_the_next_decision(
     assert rl.limit("a").limit == 10
 
 
-def test_the_global_override_is_where_upstash_keeps_it(backend: Backend) -> None:
+def test_the_global_override_is_where_upstash_keeps_it(backend: BackendCase) -> None:
     rl = dynamic(backend, FixedWindow(10, "1 m"), prefix="shared")
     backend.admin.set("shared:dynamic:global", 2)  # set by @upstash/ratelimit, say
     fresh_global(rl)
@@ -64,7 +64,7 @@ def test_the_global_override_is_where_upstash_keeps_it(backend: Backend) -> None
     assert backend.admin.get(f"shared:{part}:dynamic") == b"4"
 
 
-def test_dynamic_limits_must_be_turned_on_and_be_valid(backend: Backend) -> None:
+def test_dynamic_limits_must_be_turned_on_and_be_valid(backend: BackendCase) -> None:
     plain = backend.ratelimit(FixedWindow(10, "1 m"))
     with pytest.raises(InvalidArgumentError, match="dynamic_limits=True"):
         plain.set_dynamic_limit(5)
@@ -82,7 +82,7 @@ def test_dynamic_limits_must_be_turned_on_and_be_valid(backend: Backend) -> None
             backend.ratelimit(unsupported, dynamic_limits=True)
 
 
-def test_limit_many_honours_overrides(backend: Backend) -> None:
+def test_limit_many_honours_overrides(backend: BackendCase) -> None:
     rl = dynamic(backend, FixedWindow(10, "1 m"))
     rl.set_identifier_limit("vip", 1)
     results = rl.limit_many(["vip", "vip", "other"])
@@ -90,7 +90,7 @@ def test_limit_many_honours_overrides(backend: Backend) -> None:
     assert [r.limit for r in results] == [1, 1, 10]
 
 
-def test_a_new_limit_lifts_blocks_made_under_the_old_one(backend: Backend) -> None:
+def test_a_new_limit_lifts_blocks_made_under_the_old_one(backend: BackendCase) -> None:
     rl = backend.ratelimit(FixedWindow(1, "1 m"), dynamic_limits=True, clock=VirtualClock(T0))
     rl.limit("u")
     assert not rl.limit("u").success
@@ -99,7 +99,7 @@ def test_a_new_limit_lifts_blocks_made_under_the_old_one(backend: Backend) -> No
     assert rl.limit("u").success  # asked Redis again, under the new limit
 
 
-def test_overrides_written_as_other_numbers_are_read(backend: Backend) -> None:
+def test_overrides_written_as_other_numbers_are_read(backend: BackendCase) -> None:
     rl = backend.ratelimit(FixedWindow(10, "1 m"), dynamic_limits=True, prefix="n")
     backend.admin.set("n:dynamic:global", "2.5")  # Upstash's SDK takes any number
     assert rl.get_dynamic_limit() == 2

@@ -11,7 +11,9 @@ import pytest
 
 from redkit import FixedWindow, SlidingWindow, TokenBucket, connect
 from redkit.drivers.embedded import EmbeddedRedis
-from support import Backend, LoopThread, closed_port
+from support.backends import BackendCase
+from support.loop import LoopThread
+from support.probes import closed_port
 
 # Generous against a loaded 2-core machine, yet far below the connection's own 5 s timeout.
 MARGIN = 1.5
@@ -23,9 +25,9 @@ def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
     return result, time.monotonic() - started
 
 
-def backend_for(url: str, mode: str, loop: LoopThread) -> Backend:
+def backend_for(url: str, mode: str, loop: LoopThread) -> BackendCase:
     topology = "cluster" if "+cluster" in url else "standalone"
-    return Backend(connect(url), topology=topology, mode=mode, loop=loop)
+    return BackendCase(connect(url), topology=topology, mode=mode, loop=loop)
 
 
 @pytest.mark.parametrize("policy", ["allow", "deny"])
@@ -61,7 +63,7 @@ def test_a_redis_that_is_down_gets_a_timeout_answer(
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_paused_redis_times_out_then_recovers(mode: str, loop_thread: LoopThread) -> None:
     with EmbeddedRedis() as server:
-        backend = Backend(server.connect(), topology="standalone", mode=mode, loop=loop_thread)
+        backend = BackendCase(server.connect(), topology="standalone", mode=mode, loop=loop_thread)
         rl = backend.ratelimit(FixedWindow(100, "1 h"), timeout=0.4, on_timeout="deny")
         assert rl.limit("user").reason is None  # a pooled connection now exists
         os.kill(server.pid, signal.SIGSTOP)
@@ -84,7 +86,9 @@ def test_a_slow_script_is_a_timeout_on_the_cluster_too(
     redis_cluster: Any, loop_thread: LoopThread
 ) -> None:
     # Pause the one node that owns the identifier: the others go on answering.
-    backend = Backend(redis_cluster.connect(), topology="cluster", mode="sync", loop=loop_thread)
+    backend = BackendCase(
+        redis_cluster.connect(), topology="cluster", mode="sync", loop=loop_thread
+    )
     rl = backend.ratelimit(FixedWindow(100, "1 h"), timeout=0.4)
     assert rl.limit("paused").reason is None
     assert rl.limit("other").reason is None

@@ -11,20 +11,20 @@ from redkit.core import keys
 from redkit.core.clock import VirtualClock
 from redkit.core.errors import InvalidArgumentError
 from redkit.ratelimit.limiters import GCRA, MAX_LOG_TOKENS, SlidingLog
-from support import Backend
+from support.backends import BackendCase
 
 T0 = 1_700_000_000_000
 MINUTE = 60_000
 
 
-def base(backend: Backend, identifier: str, prefix: str = "@upstash/ratelimit") -> str:
+def base(backend: BackendCase, identifier: str, prefix: str = "@upstash/ratelimit") -> str:
     """The identifier's base key (standalone verbatim, cluster tagged)."""
     if backend.is_cluster:
         return f"{prefix}:{{{keys.escape(identifier)}}}"
     return f"{prefix}:{identifier}"
 
 
-def snapshot(backend: Backend) -> dict[str, Any]:
+def snapshot(backend: BackendCase) -> dict[str, Any]:
     """Every key with its type, value and whether it expires."""
     admin = backend.admin
     found: dict[str, Any] = {}
@@ -41,7 +41,7 @@ def snapshot(backend: Backend) -> dict[str, Any]:
 # -- GCRA ----------------------------------------------------------------------------------
 
 
-def test_gcra_admits_the_burst_then_one_per_emission_interval(backend: Backend) -> None:
+def test_gcra_admits_the_burst_then_one_per_emission_interval(backend: BackendCase) -> None:
     clock = VirtualClock(T0)
     rl = backend.ratelimit(GCRA(10, "1 m", 3), clock=clock, ephemeral_cache=False)  # T = 6 s
     burst = [rl.limit("u") for _ in range(4)]
@@ -66,7 +66,7 @@ def test_gcra_admits_the_burst_then_one_per_emission_interval(backend: Backend) 
     assert big.retry_after == (big.reset - int(clock.now_ms())) / 1000
 
 
-def test_gcra_retry_after_is_exact_to_the_microsecond(backend: Backend) -> None:
+def test_gcra_retry_after_is_exact_to_the_microsecond(backend: BackendCase) -> None:
     clock = VirtualClock(T0)
     rl = backend.ratelimit(GCRA(7, "1 m", 2), clock=clock)  # T = ceil(60 s / 7) = 8_571_429 µs
     assert rl.limit("u").success
@@ -82,7 +82,7 @@ def test_gcra_retry_after_is_exact_to_the_microsecond(backend: Backend) -> None:
     assert rl.limit("u").success
 
 
-def test_gcra_refusals_write_nothing(backend: Backend) -> None:
+def test_gcra_refusals_write_nothing(backend: BackendCase) -> None:
     clock = VirtualClock(T0)
     rl = backend.ratelimit(GCRA(1, "1 m", 2), clock=clock, ephemeral_cache=False)
     assert rl.limit("u", rate=2).success
@@ -93,7 +93,7 @@ def test_gcra_refusals_write_nothing(backend: Backend) -> None:
     assert snapshot(backend) == before
 
 
-def test_gcra_refunds_move_the_tat_back_but_never_before_now(backend: Backend) -> None:
+def test_gcra_refunds_move_the_tat_back_but_never_before_now(backend: BackendCase) -> None:
     clock = VirtualClock(T0)
     rl = backend.ratelimit(GCRA(1, "1 m", 3), clock=clock)
     key = f"{base(backend, 'u')}:gcra"
@@ -111,7 +111,7 @@ def test_gcra_refunds_move_the_tat_back_but_never_before_now(backend: Backend) -
     assert backend.all_keys() == set()
 
 
-def test_gcra_key_layout(backend: Backend) -> None:
+def test_gcra_key_layout(backend: BackendCase) -> None:
     clock = VirtualClock(T0 + 2_500)
     rl = backend.ratelimit(GCRA(3, "10 s", 5), clock=clock)  # T = 3_333_334 µs
     result = rl.limit("user:42", rate=2)
@@ -126,7 +126,7 @@ def test_gcra_key_layout(backend: Backend) -> None:
     assert backend.all_keys() == set()
 
 
-def test_gcra_on_server_time_tells_microseconds_apart(backend: Backend) -> None:
+def test_gcra_on_server_time_tells_microseconds_apart(backend: BackendCase) -> None:
     # One request per µs: two scripts in a row never run within the same µs, so every one
     # passes, though many fall within one ms (a ms clock would refuse all but one per ms).
     fast = backend.ratelimit(GCRA(1_000_000, "1 s", 1), prefix="fast", ephemeral_cache=False)
@@ -151,7 +151,7 @@ def test_gcra_on_server_time_tells_microseconds_apart(backend: Backend) -> None:
 # -- the sliding log -------------------------------------------------------------------------
 
 
-def test_sliding_log_is_exact_over_any_window(backend: Backend) -> None:
+def test_sliding_log_is_exact_over_any_window(backend: BackendCase) -> None:
     clock = VirtualClock(T0)
     rl = backend.ratelimit(SlidingLog(3, "1 m"), clock=clock, ephemeral_cache=False)
     for step in range(3):
@@ -174,7 +174,7 @@ def test_sliding_log_is_exact_over_any_window(backend: Backend) -> None:
     assert rl.get_remaining("u") == (3, int(clock.now_ms()) + MINUTE, 3)
 
 
-def test_sliding_log_memory_is_bounded_by_the_limit(backend: Backend) -> None:
+def test_sliding_log_memory_is_bounded_by_the_limit(backend: BackendCase) -> None:
     clock = VirtualClock(T0)
     rl = backend.ratelimit(SlidingLog(5, "1 m"), clock=clock, ephemeral_cache=False)
     key = f"{base(backend, 'u')}:log"
@@ -191,7 +191,7 @@ def test_sliding_log_memory_is_bounded_by_the_limit(backend: Backend) -> None:
         assert sum(rate for t, rate in admitted if at - MINUTE < t <= at) <= 5
 
 
-def test_sliding_log_refusals_write_nothing(backend: Backend) -> None:
+def test_sliding_log_refusals_write_nothing(backend: BackendCase) -> None:
     clock = VirtualClock(T0)
     rl = backend.ratelimit(SlidingLog(3, "1 m"), clock=clock, ephemeral_cache=False)
     assert rl.limit("u", rate=3).success
@@ -204,7 +204,7 @@ def test_sliding_log_refusals_write_nothing(backend: Backend) -> None:
     assert snapshot(backend) == before
 
 
-def test_sliding_log_refunds_remove_the_newest_entries(backend: Backend) -> None:
+def test_sliding_log_refunds_remove_the_newest_entries(backend: BackendCase) -> None:
     clock = VirtualClock(T0)
     rl = backend.ratelimit(SlidingLog(4, "1 m"), clock=clock)
     key = f"{base(backend, 'u')}:log"
@@ -222,7 +222,7 @@ def test_sliding_log_refunds_remove_the_newest_entries(backend: Backend) -> None
     assert backend.all_keys() == set()
 
 
-def test_sliding_log_key_layout_and_unique_members(backend: Backend) -> None:
+def test_sliding_log_key_layout_and_unique_members(backend: BackendCase) -> None:
     clock = VirtualClock(T0 + 2_500)
     rl = backend.ratelimit(SlidingLog(30, "10 s"), clock=clock)
     assert rl.limit("user:42", rate=12).remaining == 18
@@ -239,7 +239,7 @@ def test_sliding_log_key_layout_and_unique_members(backend: Backend) -> None:
     assert backend.all_keys() == set()
 
 
-def test_sliding_log_on_server_time(backend: Backend) -> None:
+def test_sliding_log_on_server_time(backend: BackendCase) -> None:
     rl = backend.ratelimit(SlidingLog(10, "1 h"), ephemeral_cache=False)
     results = rl.limit_many(["u"] * 12)  # most of them within one ms
     assert [r.success for r in results] == [True] * 10 + [False] * 2
@@ -277,7 +277,7 @@ def test_bad_arguments_are_refused(make: Any, message: str) -> None:
         make()
 
 
-def test_limits_at_the_edges_of_the_arguments(backend: Backend) -> None:
+def test_limits_at_the_edges_of_the_arguments(backend: BackendCase) -> None:
     clock = VirtualClock(T0)
     one_per_us = backend.ratelimit(GCRA(1_000, "1 ms", 1), clock=clock, ephemeral_cache=False)
     assert one_per_us.limit("u").success

@@ -5,12 +5,12 @@ from __future__ import annotations
 from redkit import FixedWindow, TokenBucket
 from redkit.core import keys
 from redkit.core.clock import VirtualClock
-from support import Backend
+from support.backends import BackendCase
 
 T0 = 1_700_000_000_000
 
 
-def test_an_identifier_ending_in_dynamic_leaves_the_plain_one_working(backend: Backend) -> None:
+def test_an_identifier_ending_in_dynamic_leaves_the_plain_one_working(backend: BackendCase) -> None:
     rl = backend.ratelimit(
         TokenBucket(1, "1 h", 3), dynamic_limits=True, clock=VirtualClock(T0), prefix="kl"
     )
@@ -18,7 +18,7 @@ def test_an_identifier_ending_in_dynamic_leaves_the_plain_one_working(backend: B
     assert [rl.limit("user:bob").success for _ in range(4)] == [True] * 3 + [False]
 
 
-def test_reserved_identifiers_never_touch_the_deny_list(backend: Backend) -> None:
+def test_reserved_identifiers_never_touch_the_deny_list(backend: BackendCase) -> None:
     rl = backend.ratelimit(
         FixedWindow(5, "1 m"), enable_protection=True, clock=VirtualClock(T0), prefix="kd"
     )
@@ -30,7 +30,7 @@ def test_reserved_identifiers_never_touch_the_deny_list(backend: Backend) -> Non
     assert (result.success, result.reason) == (False, "denyList")
 
 
-def test_a_hash_named_identifier_has_its_own_bucket(backend: Backend) -> None:
+def test_a_hash_named_identifier_has_its_own_bucket(backend: BackendCase) -> None:
     rl = backend.ratelimit(FixedWindow(1, "1 m"), clock=VirtualClock(T0), prefix="kh")
     long_id = "x" * 600
     assert rl.limit(long_id).success

@@ -1,4 +1,4 @@
-"""The rate limiters against the reference model (tests/ratelimit_model.py), step by step.
+"""The rate limiters against the reference model (tests/support/ratelimit_model.py), step by step.
 
 A hypothesis state machine drives a real limiter on a real Redis (each backend: standalone and
 cluster, sync and async) and the model with the same operations on one virtual clock, and
@@ -30,13 +30,13 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from ratelimit_model import Kind, Params, RatelimitModel
 from redkit import AsyncRatelimit, FixedWindow, Ratelimit, SlidingWindow, TokenBucket
 from redkit.core import keys
 from redkit.core.clock import VirtualClock
 from redkit.core.ops import command
 from redkit.ratelimit.limiters import GCRA, Limiter, SlidingLog
-from support import Backend
+from support.backends import BackendCase
+from support.ratelimit_model import Kind, Params, RatelimitModel
 
 #: Identifiers with a key separator, braces (a hash tag on a cluster) and non-ASCII text.
 IDENTIFIERS = ("user:1", "{a}:b}", "ünï🔑")
@@ -96,7 +96,7 @@ def _rates() -> st.SearchStrategy[int]:
 
 
 def make_machine(
-    backend: Backend, kind: Kind, admin: list[redis.Redis]
+    backend: BackendCase, kind: Kind, admin: list[redis.Redis]
 ) -> type[RuleBasedStateMachine]:
     """A state machine class bound to one backend and one algorithm."""
 
@@ -249,7 +249,7 @@ def make_machine(
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("kind", ["fixed", "sliding", "token", "gcra", "log"])
 def test_limiter_matches_model(
-    backend: Backend, kind: Kind, request: pytest.FixtureRequest
+    backend: BackendCase, kind: Kind, request: pytest.FixtureRequest
 ) -> None:
     if backend.is_cluster:
         admin = request.getfixturevalue("redis_cluster").node_clients()
@@ -272,7 +272,7 @@ def test_limiter_matches_model(
             client.close()
 
 
-def test_fixed_window_refusal_keeps_a_zero_counter(backend: Backend) -> None:
+def test_fixed_window_refusal_keeps_a_zero_counter(backend: BackendCase) -> None:
     # docs/ratelimit.md: "Refused requests write nothing", and reset() reports the keys it
     # deleted. A counter refunded to 0 still exists, so reset() must find it.
     factory = AsyncRatelimit if backend.is_async else Ratelimit

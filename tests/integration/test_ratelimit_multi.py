@@ -9,17 +9,17 @@ from redkit.core import keys
 from redkit.core.clock import VirtualClock
 from redkit.core.errors import InvalidArgumentError
 from redkit.ratelimit import CachedFixedWindow, MultiLimit
-from support import Backend
+from support.backends import BackendCase
 
 T0 = 1_700_000_000_000  # a 10 s window starts here
 
 
-def base(backend: Backend, identifier: str) -> str:
+def base(backend: BackendCase, identifier: str) -> str:
     part = "{" + keys.escape(identifier) + "}" if backend.is_cluster else identifier
     return f"@upstash/ratelimit:{part}"
 
 
-def test_the_first_limit_refuses_and_nothing_is_charged(backend: Backend) -> None:
+def test_the_first_limit_refuses_and_nothing_is_charged(backend: BackendCase) -> None:
     rl = backend.ratelimit(
         [FixedWindow(3, "10 s"), FixedWindow(5, "1 h")],
         clock=VirtualClock(T0),
@@ -34,7 +34,7 @@ def test_the_first_limit_refuses_and_nothing_is_charged(backend: Backend) -> Non
     assert backend.admin.get(f"{b}:limit1:{T0 // 3_600_000}") == b"3"  # refusals left no charge
 
 
-def test_a_later_limit_refuses_and_the_earlier_ones_are_refunded(backend: Backend) -> None:
+def test_a_later_limit_refuses_and_the_earlier_ones_are_refunded(backend: BackendCase) -> None:
     clock = VirtualClock(T0)
     rl = backend.ratelimit(
         [FixedWindow(10, "10 s"), TokenBucket(1, "1 h", 2)], clock=clock, ephemeral_cache=False
@@ -48,7 +48,7 @@ def test_a_later_limit_refuses_and_the_earlier_ones_are_refunded(backend: Backen
     assert rl.get_remaining("u") == (0, T0 + 3_600_000, 2)  # the tightest limit
 
 
-def test_every_algorithm_can_join_and_reset_clears_them_all(backend: Backend) -> None:
+def test_every_algorithm_can_join_and_reset_clears_them_all(backend: BackendCase) -> None:
     limiters = [
         FixedWindow(100, "1 m"),
         SlidingWindow(100, "1 m"),
@@ -65,7 +65,7 @@ def test_every_algorithm_can_join_and_reset_clears_them_all(backend: Backend) ->
         assert backend.all_keys() == set()
 
 
-def test_refunds_and_peeks_reach_every_limit(backend: Backend) -> None:
+def test_refunds_and_peeks_reach_every_limit(backend: BackendCase) -> None:
     rl = backend.ratelimit(
         [FixedWindow(5, "1 m"), TokenBucket(1, "1 h", 3)], clock=VirtualClock(T0)
     )
@@ -79,13 +79,13 @@ def test_refunds_and_peeks_reach_every_limit(backend: Backend) -> None:
     assert (again.success, again.remaining) == (True, 1)
 
 
-def test_bad_limit_lists_are_refused(backend: Backend) -> None:
+def test_bad_limit_lists_are_refused(backend: BackendCase) -> None:
     for bad in ([], [CachedFixedWindow(1, "1 s")], [MultiLimit.of([FixedWindow(1, 1)])], ["x"]):
         with pytest.raises(InvalidArgumentError):
             backend.ratelimit(bad)
 
 
-def test_rate_strings_build_the_limits(backend: Backend) -> None:
+def test_rate_strings_build_the_limits(backend: BackendCase) -> None:
     """``"2/10 seconds; 3/hour"``: the same limits as written out, in one atomic call."""
     clock = VirtualClock(T0)
     rl = backend.ratelimit(

@@ -9,19 +9,19 @@ import pytest
 from redkit import FixedWindow, TokenBucket
 from redkit.core.clock import VirtualClock
 from redkit.core.errors import InvalidArgumentError
-from support import Backend
+from support.backends import BackendCase
 
 T0 = 1_700_000_000_000
 
 
-def protected(backend: Backend, limiter: Any = None, **options: Any) -> Any:
+def protected(backend: BackendCase, limiter: Any = None, **options: Any) -> Any:
     options.setdefault("clock", VirtualClock(T0))
     return backend.ratelimit(
         limiter or FixedWindow(5, "1 m"), enable_protection=True, prefix="p", **options
     )
 
 
-def test_a_denied_value_is_refused_and_consumes_nothing(backend: Backend) -> None:
+def test_a_denied_value_is_refused_and_consumes_nothing(backend: BackendCase) -> None:
     rl = protected(backend)
     assert rl.deny("203.0.113.9", "BadBot/1.0") == 2
     for kwargs in ({"ip": "203.0.113.9"}, {"user_agent": "BadBot/1.0"}):
@@ -36,7 +36,7 @@ def test_a_denied_value_is_refused_and_consumes_nothing(backend: Backend) -> Non
     assert rl.denied() == {"203.0.113.9", "BadBot/1.0", "NZ"}
 
 
-def test_identifiers_can_be_denied_and_allowed_again(backend: Backend) -> None:
+def test_identifiers_can_be_denied_and_allowed_again(backend: BackendCase) -> None:
     rl = protected(backend)
     rl.deny("user:evil")
     assert rl.limit("user:evil").reason == "denyList"
@@ -46,7 +46,7 @@ def test_identifiers_can_be_denied_and_allowed_again(backend: Backend) -> None:
     assert rl.limit("user:evil").success  # the local memory of the denial went too
 
 
-def test_a_denied_value_is_then_answered_from_memory(backend: Backend) -> None:
+def test_a_denied_value_is_then_answered_from_memory(backend: BackendCase) -> None:
     rl = protected(backend)
     rl.deny("203.0.113.9")
     assert rl.limit("u", ip="203.0.113.9").reason == "denyList"
@@ -56,7 +56,7 @@ def test_a_denied_value_is_then_answered_from_memory(backend: Backend) -> None:
     assert backend.command_calls("evalsha", "eval", "smismember", "smembers") == 0
 
 
-def test_the_deny_list_is_upstashs_and_shared(backend: Backend) -> None:
+def test_the_deny_list_is_upstashs_and_shared(backend: BackendCase) -> None:
     rl = protected(backend, TokenBucket(1, "1 m", 3), dynamic_limits=True)
     backend.admin.sadd("p:denyList:all", "10.0.0.1")  # written by @upstash/ratelimit, say
     assert rl.limit("u", ip="10.0.0.1").reason == "denyList"
@@ -64,14 +64,14 @@ def test_the_deny_list_is_upstashs_and_shared(backend: Backend) -> None:
     assert [rl.limit("u").success for _ in range(2)] == [True, False]
 
 
-def test_several_limits_are_protected_too(backend: Backend) -> None:
+def test_several_limits_are_protected_too(backend: BackendCase) -> None:
     rl = protected(backend, [FixedWindow(5, "1 m"), FixedWindow(50, "1 h")])
     rl.deny("u-bad")
     assert rl.limit("u-bad").reason == "denyList"
     assert rl.limit("u-good").success
 
 
-def test_bad_deny_list_input(backend: Backend) -> None:
+def test_bad_deny_list_input(backend: BackendCase) -> None:
     rl = protected(backend)
     for bad in ((), ("",), (5,), (None,)):
         with pytest.raises(InvalidArgumentError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import pytest
@@ -12,7 +11,7 @@ from redkit.core import keys
 from redkit.core.clock import VirtualClock
 from redkit.core.errors import InvalidArgumentError
 from redkit.ratelimit.tiers import AsyncTieredRatelimit, TieredRatelimit
-from support import Backend, Blocking
+from support.backends import BackendCase, Blocking
 
 T0 = 1_700_000_000_000
 PLANS = {
@@ -22,13 +21,13 @@ PLANS = {
 }
 
 
-def tiered(backend: Backend, **options: Any) -> Any:
+def tiered(backend: BackendCase, **options: Any) -> Any:
     facade = AsyncTieredRatelimit if backend.is_async else TieredRatelimit
     options.setdefault("clock", VirtualClock(T0))
     return Blocking(facade(backend.conn, PLANS, **options), backend)
 
 
-def test_each_tier_applies_its_own_limit_to_the_same_identifier(backend: Backend) -> None:
+def test_each_tier_applies_its_own_limit_to_the_same_identifier(backend: BackendCase) -> None:
     rl = tiered(backend)
     assert [rl.limit("acme", tier="free").success for _ in range(3)] == [True, True, False]
     assert [rl.limit("acme", tier="pro").success for _ in range(6)] == [True] * 5 + [False]
@@ -37,7 +36,7 @@ def test_each_tier_applies_its_own_limit_to_the_same_identifier(backend: Backend
     assert rl.get_remaining("acme", tier="free").remaining == 0
 
 
-def test_tiers_never_share_a_key(backend: Backend) -> None:
+def test_tiers_never_share_a_key(backend: BackendCase) -> None:
     rl = tiered(backend, prefix="plans")
     rl.limit("x", tier="pro")
     rl.limit("plus:x", tier="pro")  # would collide with tier "pro:plus" if names were raw
@@ -49,7 +48,7 @@ def test_tiers_never_share_a_key(backend: Backend) -> None:
     assert rl.get_remaining("plus:x", tier="pro").remaining == 4
 
 
-def test_default_tier_and_reset_across_tiers(backend: Backend) -> None:
+def test_default_tier_and_reset_across_tiers(backend: BackendCase) -> None:
     rl = tiered(backend, default_tier="free")
     rl.limit("u")
     rl.limit("u", tier="pro")
@@ -61,7 +60,7 @@ def test_default_tier_and_reset_across_tiers(backend: Backend) -> None:
     assert set(rl.tiers) == set(PLANS)
 
 
-def test_unknown_or_missing_tiers_say_which_exist(backend: Backend) -> None:
+def test_unknown_or_missing_tiers_say_which_exist(backend: BackendCase) -> None:
     rl = tiered(backend)
     with pytest.raises(InvalidArgumentError, match=r"unknown tier 'gold'.*'free', 'pro'"):
         rl.limit("u", tier="gold")
@@ -73,17 +72,6 @@ def test_unknown_or_missing_tiers_say_which_exist(backend: Backend) -> None:
             facade(backend.conn, bad)
     with pytest.raises(InvalidArgumentError, match="default_tier 'gold'"):
         facade(backend.conn, PLANS, default_tier="gold")
-
-
-def test_sync_and_async_tiers_have_the_same_signatures() -> None:
-    for name, member in inspect.getmembers(TieredRatelimit):
-        if name.startswith("_") and name != "__init__":
-            continue
-        twin = getattr(AsyncTieredRatelimit, name)
-        if callable(member):
-            assert inspect.signature(member) == inspect.signature(twin), name
-            if name != "__init__":
-                assert inspect.iscoroutinefunction(twin), name
 
 
 def test_tiers_share_one_connection_even_from_a_url(redis_server: Any) -> None:

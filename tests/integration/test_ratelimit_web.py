@@ -37,8 +37,8 @@ from redkit.web import TrustedProxies, by_api_key, by_client_ip, tier_by_api_key
 from redkit.web.asgi import RateLimitMiddleware, RequestSession, load_session
 from redkit.web.fastapi import RateLimit, rate_limit
 from redkit.web.flask import Redkit
-from support import closed_port
-from web_support import serve_asgi, serve_wsgi
+from support.probes import closed_port
+from support.web import serve_asgi, serve_wsgi
 
 #: An endpoint's session, loaded by the endpoint's own dependency.
 LoadedSession = Annotated[RequestSession, Depends(load_session)]

@@ -24,7 +24,7 @@ from redkit import AsyncCache, Cache
 from redkit.drivers.connect import Connection
 from redkit.web.asgi import cache as asgi_cache
 from redkit.web.flask import cache as flask_cache
-from web_support import serve_asgi, serve_wsgi
+from support.web import serve_asgi, serve_wsgi
 
 
 class Counter:

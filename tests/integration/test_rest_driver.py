@@ -29,8 +29,10 @@ from redkit.drivers.connect import connect as redkit_connect
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
 from redkit.drivers.rest import RestConnection
 from redkit.drivers.rest_protocol import KEY_LOCKING_LINE
-from support import REST_TOKEN, LoopThread, closed_port
-from web_support import serve_asgi
+from support.backends import REST_TOKEN
+from support.loop import LoopThread
+from support.probes import closed_port
+from support.web import serve_asgi
 
 SCRIPT = Script("rest-test", "return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}")
 

@@ -15,7 +15,8 @@ import pytest
 
 from redkit.drivers.connect import Connection
 from redkit.sessions.flows import new_session_id, valid_session_id
-from session_web_support import (
+from support.probes import closed_port
+from support.session_web import (
     KINDS,
     Browser,
     Site,
@@ -25,7 +26,6 @@ from session_web_support import (
     script_calls,
     session_cookies,
 )
-from support import closed_port
 
 COOKIE = re.compile(r"session=([^;]*); Path=/; HttpOnly; Secure; SameSite=Lax")
 

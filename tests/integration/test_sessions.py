@@ -12,15 +12,17 @@ import pytest
 from redkit.core.errors import BackendError, InvalidArgumentError, InvalidKeyError
 from redkit.sessions import AsyncSessionStore, Session, SessionConflictError, SessionStore
 from redkit.sessions.flows import valid_session_id
-from support import Backend, Blocking, LoopThread, closed_port, owned_backend
+from support.backends import BackendCase, Blocking, owned_backend
+from support.loop import LoopThread
+from support.probes import closed_port
 
 
-def make_store(backend: Backend, **options: Any) -> Any:
+def make_store(backend: BackendCase, **options: Any) -> Any:
     facade = AsyncSessionStore if backend.is_async else SessionStore
     return Blocking(facade(backend.conn, **options), backend)
 
 
-def test_create_get_save_delete_round_trip(backend: Backend) -> None:
+def test_create_get_save_delete_round_trip(backend: BackendCase) -> None:
     store = make_store(backend)
     data = {"name": "Zoë", "cart": [1, 2], "prefs": {"dark": True}, "n": 1.5, "none": None}
     sid = store.create(data, user_id=42, user_agent="curl/8", ip="203.0.113.9")
@@ -48,7 +50,7 @@ def test_create_get_save_delete_round_trip(backend: Backend) -> None:
     assert backend.all_keys() == set()  # the record and the user's index are gone
 
 
-def test_ids_are_long_random_and_never_stored(backend: Backend) -> None:
+def test_ids_are_long_random_and_never_stored(backend: BackendCase) -> None:
     store = make_store(backend)
     ids = {store.create({"i": i}) for i in range(20)}
     assert len(ids) == 20
@@ -67,7 +69,7 @@ def test_ids_are_long_random_and_never_stored(backend: Backend) -> None:
         assert sid.partition(".")[0] in dump  # the public handle names the record
 
 
-def test_a_save_without_changes_sends_nothing(backend: Backend) -> None:
+def test_a_save_without_changes_sends_nothing(backend: BackendCase) -> None:
     store = make_store(backend)
     sid = store.create({"a": 1})
     session = store.get(sid)
@@ -82,7 +84,7 @@ def test_a_save_without_changes_sends_nothing(backend: Backend) -> None:
     assert backend.command_calls("evalsha", "eval") == 1
 
 
-def test_concurrent_saves_merge_by_key_and_report_a_conflict(backend: Backend) -> None:
+def test_concurrent_saves_merge_by_key_and_report_a_conflict(backend: BackendCase) -> None:
     store = make_store(backend)
     sid = store.create({"theme": "light", "cart": []})
     first, second = store.get(sid), store.get(sid)
@@ -111,7 +113,7 @@ def test_concurrent_saves_merge_by_key_and_report_a_conflict(backend: Backend) -
         store.save(sid, sixth)
 
 
-def test_no_write_is_lost_when_many_writers_retry_on_conflict(backend: Backend) -> None:
+def test_no_write_is_lost_when_many_writers_retry_on_conflict(backend: BackendCase) -> None:
     facade = AsyncSessionStore if backend.is_async else SessionStore
     raw = facade(backend.conn)
     store = Blocking(raw, backend)
@@ -154,14 +156,14 @@ def test_no_write_is_lost_when_many_writers_retry_on_conflict(backend: Backend) 
     assert store.get(sid)["count"] == writers * increments
 
 
-def test_a_plain_mapping_replaces_the_data(backend: Backend) -> None:
+def test_a_plain_mapping_replaces_the_data(backend: BackendCase) -> None:
     store = make_store(backend)
     sid = store.create({"a": 1, "b": 2})
     assert store.save(sid, {"b": 3, "c": [4]})
     assert dict(store.get(sid)) == {"b": 3, "c": [4]}
 
 
-def test_rotation_keeps_the_data_and_kills_the_old_id(backend: Backend) -> None:
+def test_rotation_keeps_the_data_and_kills_the_old_id(backend: BackendCase) -> None:
     store = make_store(backend)
     anonymous = store.create({"cart": ["book"]})
     keys_before = backend.all_keys()
@@ -180,7 +182,7 @@ def test_rotation_keeps_the_data_and_kills_the_old_id(backend: Backend) -> None:
     assert store.get(again).user_id == "alice"
 
 
-def test_idle_expiry_slides_and_the_absolute_deadline_does_not(backend: Backend) -> None:
+def test_idle_expiry_slides_and_the_absolute_deadline_does_not(backend: BackendCase) -> None:
     store = make_store(backend, idle_ttl="1 s", absolute_ttl="2500 ms")
     sid = store.create({"a": 1})
     for _ in range(4):  # activity keeps it alive past its idle time ...
@@ -199,7 +201,7 @@ def test_idle_expiry_slides_and_the_absolute_deadline_does_not(backend: Backend)
     assert store.get(idle) is None  # unused past its idle time
 
 
-def test_a_read_without_touch_does_not_extend(backend: Backend) -> None:
+def test_a_read_without_touch_does_not_extend(backend: BackendCase) -> None:
     store = make_store(backend, idle_ttl="10 s")
     sid = store.create({})
     time.sleep(0.3)
@@ -209,7 +211,7 @@ def test_a_read_without_touch_does_not_extend(backend: Backend) -> None:
     assert store.get(sid).expires_at > before + 0.2
 
 
-def test_user_index_lists_revokes_one_and_logs_out_everywhere(backend: Backend) -> None:
+def test_user_index_lists_revokes_one_and_logs_out_everywhere(backend: BackendCase) -> None:
     store = make_store(backend)
     phone = store.create({}, user_id=7, user_agent="phone", ip="198.51.100.1")
     laptop = store.create({}, user_id=7, user_agent="laptop", ip="198.51.100.2")
@@ -234,7 +236,7 @@ def test_user_index_lists_revokes_one_and_logs_out_everywhere(backend: Backend) 
     assert store.get(other) is not None  # another user's session is untouched
 
 
-def test_sessions_per_user_are_capped_oldest_first(backend: Backend) -> None:
+def test_sessions_per_user_are_capped_oldest_first(backend: BackendCase) -> None:
     store = make_store(backend, max_sessions_per_user=2)
     first = store.create({}, user_id="u")
     second = store.create({}, user_id="u")
@@ -249,7 +251,7 @@ def test_sessions_per_user_are_capped_oldest_first(backend: Backend) -> None:
     assert store.get(fourth) is not None
 
 
-def test_expired_sessions_leave_the_index(backend: Backend) -> None:
+def test_expired_sessions_leave_the_index(backend: BackendCase) -> None:
     store = make_store(backend, idle_ttl="300 ms")
     store.create({}, user_id=1)
     time.sleep(0.6)
@@ -257,7 +259,7 @@ def test_expired_sessions_leave_the_index(backend: Backend) -> None:
     assert backend.all_keys() == set()  # the dangling index entry was pruned
 
 
-def test_bad_ids_are_refused_without_asking_redis(backend: Backend) -> None:
+def test_bad_ids_are_refused_without_asking_redis(backend: BackendCase) -> None:
     store = make_store(backend)
     backend.reset_command_stats()
     for bad in [None, "", "x", "a" * 66, "ü" * 66, "abc.def", 42, b"bytes", "*", "a.b" * 30]:
@@ -271,7 +273,7 @@ def test_bad_ids_are_refused_without_asking_redis(backend: Backend) -> None:
     assert backend.all_keys() == set()
 
 
-def test_values_that_cannot_be_stored_are_clear_errors(backend: Backend) -> None:
+def test_values_that_cannot_be_stored_are_clear_errors(backend: BackendCase) -> None:
     store = make_store(backend)
     for data in [{"when": object()}, {"x": float("nan")}, {1: "int key"}, {"": 1}, ["a"]]:
         with pytest.raises(InvalidArgumentError):
@@ -307,7 +309,7 @@ def test_bad_configuration_is_refused(options: dict[str, Any]) -> None:
         SessionStore("redis://127.0.0.1:1", **options)
 
 
-def test_key_layout_keeps_a_session_in_one_slot(backend: Backend) -> None:
+def test_key_layout_keeps_a_session_in_one_slot(backend: BackendCase) -> None:
     store = make_store(backend, prefix="app:sess")
     sid = store.create({"a": 1}, user_id="bob@example.com")
     handle = sid.partition(".")[0]
@@ -325,7 +327,7 @@ def test_a_redis_that_is_down_fails_closed(mode: str, loop_thread: LoopThread) -
             store.create({"a": 1})
 
 
-def test_the_size_limit_holds_over_many_saves(backend: Backend) -> None:
+def test_the_size_limit_holds_over_many_saves(backend: BackendCase) -> None:
     store = make_store(backend)
     sid = store.create({"a": "x" * 400_000})
     session = store.get(sid)
@@ -337,7 +339,7 @@ def test_the_size_limit_holds_over_many_saves(backend: Backend) -> None:
     assert sorted(store.get(sid)) == ["a", "b"]
 
 
-def test_a_session_handed_to_another_user_leaves_the_first_ones_index(backend: Backend) -> None:
+def test_a_session_handed_to_another_user_leaves_the_first_ones_index(backend: BackendCase) -> None:
     store = make_store(backend, max_sessions_per_user=2)
     shared = store.create({}, user_id="ann")
     kept = store.create({}, user_id="ann")
@@ -358,7 +360,7 @@ def test_a_session_handed_to_another_user_leaves_the_first_ones_index(backend: B
 
 
 def test_over_rest_the_scripts_take_the_callers_time_instead_of_reading_time(
-    backend: Backend,
+    backend: BackendCase,
 ) -> None:
     """Upstash asks scripts not to read the clock: over REST the store sends its own time."""
     store = make_store(backend)

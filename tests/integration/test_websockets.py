@@ -27,8 +27,8 @@ from redkit import AsyncRatelimit, Connection, SlidingLog
 from redkit.sessions import AsyncSessionStore, SessionUnavailableError
 from redkit.web.asgi import RateLimitMiddleware, RequestSession, SessionMiddleware, load_session
 from redkit.web.fastapi import RateLimit
-from support import closed_port
-from web_support import serve_asgi
+from support.probes import closed_port
+from support.web import serve_asgi
 
 _prefixes = itertools.count()
 

@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 
-from advise_examples import CACHE
-from cache_trace_support import START, zipf_trace
 from redkit.advise import CacheAdvice, advise_cache, render_html, render_text
 from redkit.advise.cache_advice import (
     LOCAL_SHARE,
@@ -26,6 +24,8 @@ from redkit.advise.report import check_schema
 from redkit.advise.trace import Op, Request, Trace, TraceBuilder
 from redkit.core.errors import InvalidArgumentError
 from redkit.core.keys import check_prefix
+from support.advise_examples import CACHE
+from support.cache_traces import START, zipf_trace
 
 A = "/api/items/{id}"
 

@@ -17,7 +17,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cache_trace_support import START, zipf_trace
 from redkit.advise.cache_sim import (
     ENTRY_OVERHEAD_BYTES,
     EXACT_READS,
@@ -26,6 +25,7 @@ from redkit.advise.cache_sim import (
     resource_of,
 )
 from redkit.advise.trace import Op, Request, Trace, TraceBuilder
+from support.cache_traces import START, zipf_trace
 
 libcachesim = pytest.importorskip("libcachesim")
 NEVER = 1e12  # a TTL no trace reaches

@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cache_trace_support import START, Reference, reference_rows, zipf_trace
 from redkit.advise.cache_sim import (
     ENTRY_OVERHEAD_BYTES,
     CacheSimulation,
@@ -16,6 +15,7 @@ from redkit.advise.cache_sim import (
     resource_of,
 )
 from redkit.advise.trace import Op, Request, Trace, TraceBuilder
+from support.cache_traces import START, Reference, reference_rows, zipf_trace
 
 A, B = "/a/{id}", "/b/{id}"
 

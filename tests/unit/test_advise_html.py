@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from advise_examples import CACHE, RATELIMIT, emptied, with_nulls
 from redkit.advise.html import render_html
+from support.advise_examples import CACHE, RATELIMIT, emptied, with_nulls
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -187,7 +187,7 @@ import json, sys
 import matplotlib
 matplotlib.use("pdf")
 sys.path.insert(0, {str(ROOT / "tests")!r})
-from advise_examples import CACHE, RATELIMIT
+from support.advise_examples import CACHE, RATELIMIT
 from redkit.advise.html import render_html
 render_html(CACHE)
 render_html(RATELIMIT)

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from advise_examples import RATELIMIT
 from redkit.advise import RatelimitAdvice, advise_ratelimit, render_html, render_text
 from redkit.advise.ratelimit_advice import HEADROOM, HEAVY_FACTOR, candidate_limits
 from redkit.advise.ratelimit_sim import Candidate, decide_trace
 from redkit.advise.report import check_schema
 from redkit.advise.trace import Op, Request, Trace, TraceBuilder
 from redkit.core.errors import InvalidArgumentError
+from support.advise_examples import RATELIMIT
 
 #: Epoch seconds that start an hour (and so a minute and a second).
 T0 = 1_699_999_200.0

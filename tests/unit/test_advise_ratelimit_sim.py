@@ -1,5 +1,5 @@
 """The rate-limit simulator (redkit.advise.ratelimit_sim): worked examples, and every algorithm
-against the reference model of tests/ratelimit_model.py on any sequence of requests."""
+against the reference model of tests/support/ratelimit_model.py on any sequence of requests."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ratelimit_model import Kind, Params, RatelimitModel
 from redkit import GCRA, FixedWindow, SlidingLog, SlidingWindow, TokenBucket
 from redkit.advise.ratelimit_sim import (
     ALGORITHMS,
@@ -28,6 +27,7 @@ from redkit.advise.ratelimit_sim import (
 from redkit.advise.trace import Op, Request, TraceBuilder
 from redkit.core.errors import InvalidArgumentError
 from redkit.ratelimit.limiters import CachedFixedWindow, Limiter
+from support.ratelimit_model import Kind, Params, RatelimitModel
 
 #: An epoch ms that starts a second, a minute and an hour.
 T0 = 1_699_999_200_000

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from advise_examples import CACHE, RATELIMIT, emptied, with_nulls
 from redkit.advise import _units
 from redkit.advise.report import clean, progress_callback, render_text
 from redkit.core.errors import InvalidArgumentError
+from support.advise_examples import CACHE, RATELIMIT, emptied, with_nulls
 
 
 def test_the_cache_report_shows_each_ttl_row_and_the_pasteable_code() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from advise_examples import TRACE
 from redkit.advise.summary import trace_summary
 from redkit.advise.trace import Op, Request, TraceBuilder
+from support.advise_examples import TRACE
 
 
 def test_summary_of_a_trace_with_malformed_lines() -> None:

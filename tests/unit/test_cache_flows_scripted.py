@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from flowdrive import ANY, Do, Like, Same, call, cmd, drive, pipeline, script
 from redkit.cache.envelope import pack, unpack
 from redkit.cache.flows import MISSING, CacheFlows, Lookup
 from redkit.cache.serializers import JsonSerializer
 from redkit.core.errors import BackendTimeout
 from redkit.core.ops import Sleep
+from support.flowdrive import ANY, Do, Like, Same, call, cmd, drive, pipeline, script
 
 NAMESPACE = "t"
 KEY = "t:g0:k"  # the namespace, its generation (0: never bumped), the cache key

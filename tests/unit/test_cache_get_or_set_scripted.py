@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flowdrive import Do, Like, Same, call, cmd, drive, script
 from redkit.cache.envelope import pack
 from redkit.cache.flows import CacheFlows, Lookup
 from redkit.cache.serializers import JsonSerializer
 from redkit.core.errors import BackendTimeout
+from support.flowdrive import Do, Like, Same, call, cmd, drive, script
 
 KEY, LEASE = "t:g0:k", "{t:g0:k}#lease"
 GENERATION = cmd("GET", "t#generation")

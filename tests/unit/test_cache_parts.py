@@ -140,17 +140,6 @@ def test_bad_cache_options_say_what_is_wrong(options: dict[str, Any], message: s
             facade(URL, **options)
 
 
-def test_sync_and_async_caches_have_the_same_signatures() -> None:
-    for name, member in inspect.getmembers(Cache):
-        if name.startswith("_") and name != "__init__":
-            continue
-        twin = getattr(AsyncCache, name)
-        if callable(member) and name not in ("cached", "writes"):  # decorators, not calls
-            assert inspect.signature(member) == inspect.signature(twin), name
-            if name != "__init__":
-                assert inspect.iscoroutinefunction(twin), name
-
-
 def test_when_the_leader_is_cancelled_a_waiter_takes_over() -> None:
     flight = AsyncSingleFlight()
     started = asyncio.Event()
@@ -208,8 +197,6 @@ def test_decorated_keys_are_the_same_by_position_by_name_and_with_defaults() -> 
 
 
 def test_keyword_calls_bind_as_signature_bind_does() -> None:
-    import inspect
-
     from redkit.cache.callkeys import CallKey
 
     def fetch(uid: int, page: int = 1, fmt: str = "json") -> None: ...

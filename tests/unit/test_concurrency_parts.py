@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import pickle
 from datetime import timedelta
 from typing import Any
@@ -122,29 +121,6 @@ def test_the_context_manager_releases_only_a_slot_it_holds() -> None:
         with lease as entered:
             assert entered is lease
     assert released == [held]
-
-
-def test_sync_and_async_facades_have_the_same_signatures() -> None:
-    def public(cls: type) -> dict[str, inspect.Signature]:
-        return {
-            name: inspect.signature(member)
-            for name, member in inspect.getmembers(cls)
-            if not name.startswith("_") and callable(member)
-        } | {"__init__": inspect.signature(cls.__init__)}
-
-    sync, asyncio_ = public(Concurrency), public(AsyncConcurrency)
-    assert sync.keys() == asyncio_.keys()
-    assert sync.keys() == {"__init__", "acquire", "release", "extend", "in_flight", "reset"}
-    for name, signature in sync.items():
-        if name == "acquire":
-            # The async acquire returns an awaitable that is also an async context manager.
-            assert signature.replace(return_annotation="AcquireContext") == asyncio_[name]
-            continue
-        assert signature == asyncio_[name], name
-        if name != "__init__":
-            assert inspect.iscoroutinefunction(getattr(AsyncConcurrency, name)), name
-    for method in ("__await__", "__aenter__", "__aexit__"):
-        assert hasattr(AcquireContext, method)
 
 
 def test_public_names_are_documented() -> None:

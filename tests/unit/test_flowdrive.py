@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from flowdrive import ANY, Do, FlowMismatch, Like, Same, call, cmd, drive, pipeline, script
 from redkit.core.errors import BackendTimeout
 from redkit.core.flow import Flow
 from redkit.core.ops import Call, Pipeline, ScriptCall, Sleep, command
 from redkit.core.scripts import Script
+from support.flowdrive import ANY, Do, FlowMismatch, Like, Same, call, cmd, drive, pipeline, script
 
 LEASE = Script("take_lease", "return 1")
 

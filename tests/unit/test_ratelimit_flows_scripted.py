@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from flowdrive import ANY, cmd, drive, pipeline, script
 from redkit.core.clock import ServerClock, VirtualClock
 from redkit.core.errors import BackendTimeout
 from redkit.core.scripts import SERVER_TIME
@@ -24,6 +23,7 @@ from redkit.ratelimit.ephemeral import EphemeralCache
 from redkit.ratelimit.flows import RatelimitFlows
 from redkit.ratelimit.limiters import SlidingWindow, TokenBucket
 from redkit.ratelimit.scripts import guarded_args, sliding_window_args, token_bucket_args
+from support.flowdrive import ANY, cmd, drive, pipeline, script
 
 DENY_LIST, GLOBAL = "rl:denyList:all", "rl:dynamic:global"
 RETENTION_MS = 90 * 24 * 3_600_000

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import inspect
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -135,23 +134,6 @@ def test_a_limiter_must_be_a_limiter() -> None:
         Ratelimit(URL, "10 per second")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="expected a redkit Connection"):
         Ratelimit(42, FixedWindow(1, "1 s"))
-
-
-def test_sync_and_async_facades_have_the_same_signatures() -> None:
-    def public(cls: type) -> dict[str, inspect.Signature]:
-        return {
-            name: inspect.signature(member)
-            for name, member in inspect.getmembers(cls)
-            if not name.startswith("_") and callable(member)
-        } | {"__init__": inspect.signature(cls.__init__)}
-
-    sync, asyncio_ = public(Ratelimit), public(AsyncRatelimit)
-    assert sync.keys() == asyncio_.keys()
-    for name, signature in sync.items():
-        assert signature == asyncio_[name], name
-        member = getattr(AsyncRatelimit, name)
-        if name != "__init__":
-            assert inspect.iscoroutinefunction(member), name
 
 
 def test_result_is_truthy_when_admitted_and_frozen() -> None:

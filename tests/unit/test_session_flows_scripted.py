@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from flowdrive import Like, Same, cmd, drive, pipeline, script
 from redkit.core.errors import BackendTimeout
 from redkit.core.scripts import SERVER_TIME
 from redkit.sessions.flows import SessionFlows
 from redkit.sessions.model import Session, SessionConflictError
+from support.flowdrive import Like, Same, cmd, drive, pipeline, script
 
 HANDLE = "H" * 22
 SID = f"{HANDLE}.{'s' * 43}"

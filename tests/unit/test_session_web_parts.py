@@ -1,5 +1,5 @@
-"""The framework-free parts of the session middleware, with no server: the cookie rules and
-the commit flow (fed the store's replies by hand)."""
+"""The framework-free parts of the session middleware, with no server: the cookie rules, and
+that sessions import no framework (the commit flow: test_session_commit_scripted.py)."""
 
 from __future__ import annotations
 
@@ -11,31 +11,8 @@ from typing import Any
 import pytest
 
 from redkit.errors import InsecureCookieWarning, InvalidArgumentError
-from redkit.sessions import KEEP, SessionConflictError, SessionEndedError, SessionNotLoadedError
 from redkit.sessions.cookies import CookiePolicy
 from redkit.sessions.flows import new_session_id
-from redkit.sessions.model import Session, encode_value
-from redkit.sessions.web import LazySession, Outcome, StoreCall, commit
-
-
-def record(session_id: str, data: dict[str, Any], user_id: Any = None) -> Session:
-    original = {key: encode_value(key, value) for key, value in data.items()}
-    return Session(data, id=session_id, original=original, user_id=user_id)
-
-
-def drive(session: LazySession, replies: list[Any]) -> tuple[list[StoreCall], Outcome]:
-    """Run the commit flow, answering each store call with the next reply."""
-    calls: list[StoreCall] = []
-    flow = commit(session)
-    answers = iter(replies)
-    try:
-        call = next(flow)
-        while True:
-            calls.append(call)
-            call = flow.send(next(answers))
-    except StopIteration as stop:
-        return calls, stop.value
-
 
 # -- cookies -----------------------------------------------------------------------------------
 
@@ -125,121 +102,6 @@ def test_an_acknowledged_insecure_cookie_is_silent() -> None:
         warnings.simplefilter("error")  # and without it, the same call raises
         with pytest.raises(InsecureCookieWarning):
             CookiePolicy(secure=False)
-
-
-# -- the commit flow ---------------------------------------------------------------------------
-
-
-def test_untouched_sessions_call_nothing() -> None:
-    assert drive(LazySession(new_session_id()), []) == ([], Outcome())
-    assert drive(LazySession(None), []) == ([], Outcome())
-
-
-def test_unloaded_data_is_refused() -> None:
-    session = LazySession(new_session_id())
-    with pytest.raises(SessionNotLoadedError):
-        session["x"]
-
-
-def test_a_new_session_is_created_only_with_data() -> None:
-    session = LazySession(None, user_agent="ua", ip="10.0.0.1")
-    session["x"] = 1
-    calls, outcome = drive(session, ["new.id"])
-    assert calls == [StoreCall("create", ({"x": 1},), {"user_agent": "ua", "ip": "10.0.0.1"})]
-    assert outcome == Outcome(session_id="new.id")
-    assert session.issued_id == "new.id"
-
-
-def test_an_unknown_id_is_never_reused() -> None:
-    chosen = new_session_id()
-    session = LazySession(chosen)
-    session._set_loaded(None)  # the store did not know it
-    session["x"] = 1
-    calls, outcome = drive(session, ["fresh.id"])
-    assert [c.method for c in calls] == ["create"]
-    assert chosen not in repr(calls)
-    assert outcome.session_id == "fresh.id"
-
-
-def test_changes_are_saved_without_a_new_cookie() -> None:
-    sid = new_session_id()
-    session = LazySession(sid)
-    session._set_loaded(record(sid, {"a": 1}))
-    session["b"] = 2
-    calls, outcome = drive(session, [True])
-    assert [(c.method, c.args[0]) for c in calls] == [("save", sid)]
-    assert outcome == Outcome()
-
-
-def test_regenerate_rotates_then_saves() -> None:
-    sid = new_session_id()
-    session = LazySession(sid)
-    session._set_loaded(record(sid, {"a": 1}))
-    session["a"] = 2
-    session.regenerate(user_id="alice")
-    assert session.user_id == "alice"
-    calls, outcome = drive(session, ["rotated.id", True])
-    assert calls[0] == StoreCall("rotate", (sid,), {"user_id": "alice"})
-    assert (calls[1].method, calls[1].args[0]) == ("save", "rotated.id")
-    assert outcome == Outcome(session_id="rotated.id")
-
-
-def test_regenerate_keeps_the_user_by_default_and_needs_no_load() -> None:
-    sid = new_session_id()
-    session = LazySession(sid)
-    session.regenerate()
-    calls, outcome = drive(session, ["rotated.id"])
-    assert calls == [StoreCall("rotate", (sid,), {})]
-    assert outcome.session_id == "rotated.id"
-
-
-def test_regenerate_of_a_dead_unloaded_cookie_creates_a_session() -> None:
-    session = LazySession(new_session_id(), ip="::1")
-    session.regenerate(user_id=7)
-    calls, outcome = drive(session, [None, "created.id"])
-    assert [c.method for c in calls] == ["rotate", "create"]
-    assert calls[1].kwargs == {"user_id": 7, "user_agent": None, "ip": "::1"}
-    assert outcome.session_id == "created.id"
-
-
-def test_regenerate_of_a_session_ended_meanwhile_is_a_conflict() -> None:
-    sid = new_session_id()
-    session = LazySession(sid)
-    session._set_loaded(record(sid, {"a": 1}))
-    session.regenerate(user_id=KEEP)
-    with pytest.raises(SessionEndedError):
-        drive(session, [None])
-
-
-def test_a_save_on_a_session_gone_meanwhile_is_a_conflict() -> None:
-    sid = new_session_id()
-    session = LazySession(sid)
-    session._set_loaded(record(sid, {"a": 1}))
-    session["a"] = 2
-    with pytest.raises(SessionConflictError) as caught:
-        drive(session, [False])
-    assert caught.value.keys == ["a"]
-
-
-def test_invalidate_deletes_and_clears_without_a_load() -> None:
-    sid = new_session_id()
-    session = LazySession(sid)
-    session.invalidate()
-    calls, outcome = drive(session, [True])
-    assert calls == [StoreCall("delete", (sid,))]
-    assert outcome == Outcome(clear=True)
-
-
-def test_data_after_invalidate_goes_to_a_new_session() -> None:
-    sid = new_session_id()
-    session = LazySession(sid)
-    session._set_loaded(record(sid, {"user": "x"}))
-    session.invalidate()
-    session["flash"] = "bye"
-    calls, outcome = drive(session, [True, "next.id"])
-    assert [c.method for c in calls] == ["delete", "create"]
-    assert calls[1].args == ({"flash": "bye"},)
-    assert outcome == Outcome(session_id="next.id")
 
 
 # -- optional frameworks ---------------------------------------------------------------------

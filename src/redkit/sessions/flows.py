@@ -59,7 +59,7 @@ def _digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode("ascii")).hexdigest()
 
 
-def _user_json(user_id: Any) -> str:
+def _user_json(user_id: object) -> str:
     if user_id is None:
         return ""
     if isinstance(user_id, bool) or not isinstance(user_id, (str, int)) or user_id == "":
@@ -67,9 +67,10 @@ def _user_json(user_id: Any) -> str:
     return json.dumps(user_id, ensure_ascii=False)
 
 
-def _user_from(raw: Any) -> Any:
+def _user_from(raw: Any) -> str | int | None:
     text = "" if raw is None else as_text(raw)
-    return json.loads(text) if text else None
+    user: str | int | None = json.loads(text) if text else None  # as _user_json wrote it
+    return user
 
 
 def _meta_text(value: str | None, name: str) -> str:
@@ -140,7 +141,7 @@ class SessionFlows:
     def create(
         self,
         data: Mapping[str, Any] | None,
-        user_id: Any,
+        user_id: str | int | None,
         user_agent: str | None,
         ip: str | None,
     ) -> Flow[str]:
@@ -263,7 +264,9 @@ class SessionFlows:
         handle = session_id.partition(".")[0]
         return as_int((yield self._call(handle, "touch", _digest(session_id), self.idle_ms))) == 1
 
-    def rotate(self, session_id: str, user_id: Any, set_user: bool) -> Flow[str | None]:
+    def rotate(
+        self, session_id: str, user_id: str | int | None, set_user: bool
+    ) -> Flow[str | None]:
         """Give the session a new id, atomically: the old id stops working at once.
 
         With ``set_user`` the session also changes hands (a login): it joins the new user's
@@ -305,7 +308,7 @@ class SessionFlows:
             yield command("ZREM", self.user_key(user), handle)
         return True
 
-    def list_user_sessions(self, user_id: Any) -> Flow[list[SessionInfo]]:
+    def list_user_sessions(self, user_id: str | int) -> Flow[list[SessionInfo]]:
         """The user's live sessions, oldest first."""
         user = _user_json(user_id)
         if not user:
@@ -340,7 +343,7 @@ class SessionFlows:
             yield command("ZREM", index, *gone)
         return sessions
 
-    def revoke_session(self, user_id: Any, handle: str) -> Flow[bool]:
+    def revoke_session(self, user_id: str | int, handle: str) -> Flow[bool]:
         """End one of the user's sessions, named by its handle (from the listing)."""
         user = _user_json(user_id)
         if not user:
@@ -349,7 +352,7 @@ class SessionFlows:
             return False
         return (yield from self._revoke(user, [handle])) == 1
 
-    def revoke_user_sessions(self, user_id: Any, keep: str | None) -> Flow[int]:
+    def revoke_user_sessions(self, user_id: str | int, keep: str | None) -> Flow[int]:
         """End every session of the user ("log out everywhere"), but ``keep`` (a session id).
 
         A session created while this runs may survive it: it was a login after the call.

@@ -5,11 +5,23 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from redkit.core.errors import InvalidArgumentError, RedkitError
 
-__all__ = ["Session", "SessionConflictError", "SessionInfo", "encode_value"]
+__all__ = ["KEEP", "Keep", "Session", "SessionConflictError", "SessionInfo", "encode_value"]
+
+
+class Keep:
+    """The type of :data:`KEEP` alone: "leave the session's user as it is"."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+#: ``regenerate(user_id=KEEP)``, ``store.rotate(sid, user_id=KEEP)``: the session keeps its
+#: user (the default of both).
+KEEP: Final = Keep()
 
 
 class SessionConflictError(RedkitError):

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from redkit.core.driver import as_backend, scripts_declare_keys
 from redkit.core.durations import Duration, duration_ms, timeout_or_none
 from redkit.core.errors import InvalidArgumentError
-from redkit.core.flow import run_async, run_sync
+from redkit.core.flow import Flow, run_async, run_sync
 from redkit.sessions.flows import SessionFlows
-from redkit.sessions.model import Session, SessionInfo
+from redkit.sessions.model import KEEP, Keep, Session, SessionInfo
 
 __all__ = ["AsyncSessionStore", "SessionStore"]
 
 #: Seconds one session operation may wait for Redis. Sessions fail closed: past it, the call
 #: raises :class:`~redkit.errors.BackendError` and the request is refused, never let in.
 DEFAULT_TIMEOUT = 2.0
-_KEEP: Any = object()
+T = TypeVar("T")
 
 
 def _flows(
@@ -48,6 +48,14 @@ def _flows(
         max_per_user=max_sessions_per_user,
         client_clock=scripts_declare_keys(backend),
     )
+
+
+def _rotation(
+    flows: SessionFlows, session_id: str, user_id: str | int | Keep | None
+) -> Flow[str | None]:
+    if isinstance(user_id, Keep):
+        return flows.rotate(session_id, None, False)
+    return flows.rotate(session_id, user_id, True)
 
 
 class SessionStore:
@@ -88,7 +96,8 @@ class SessionStore:
         )
         self._timeout = timeout
 
-    def _run(self, flow: Any) -> Any:
+    def _run(self, flow: Flow[T]) -> T:
+        """Drive ``flow`` on this store's connection, each wait bounded by its timeout."""
         return run_sync(flow, self._backend.sync_driver(timeout=self._timeout))
 
     def create(
@@ -100,16 +109,14 @@ class SessionStore:
         ip: str | None = None,
     ) -> str:
         """Start a session holding ``data`` (JSON values); return its id."""
-        session_id: str = self._run(self._flows.create(data, user_id, user_agent, ip))
-        return session_id
+        return self._run(self._flows.create(data, user_id, user_agent, ip))
 
     def get(self, session_id: str | None, *, touch: bool = True) -> Session | None:
         """The session, or ``None`` when the id is malformed, unknown, expired or revoked.
 
         A read is activity: it extends the idle timeout, unless ``touch=False``.
         """
-        session: Session | None = self._run(self._flows.get(session_id, touch))
-        return session
+        return self._run(self._flows.get(session_id, touch))
 
     def save(self, session_id: str, data: Mapping[str, Any]) -> bool:
         """Store the keys of ``data`` that changed; ``False`` when the session is gone.
@@ -119,48 +126,39 @@ class SessionStore:
         :class:`~redkit.sessions.SessionConflictError` (nothing is written then). Any other
         mapping replaces the session's data. Nothing changed, nothing is sent.
         """
-        stored: bool = self._run(self._flows.save(session_id, data))
-        return stored
+        return self._run(self._flows.save(session_id, data))
 
     def touch(self, session_id: str) -> bool:
         """Extend the idle timeout (never past the absolute one); ``False`` when gone."""
-        touched: bool = self._run(self._flows.touch(session_id))
-        return touched
+        return self._run(self._flows.touch(session_id))
 
-    def rotate(self, session_id: str, *, user_id: str | int | None = _KEEP) -> str | None:
+    def rotate(self, session_id: str, *, user_id: str | int | Keep | None = KEEP) -> str | None:
         """A new id for the session, same data; the old id stops working at once.
 
         Call it on every change of privilege (a login): an id fixed by an attacker before it
         is then worthless. ``user_id`` hands the session to that user. ``None`` when the
         session does not exist.
         """
-        keep_user = user_id is _KEEP
-        flow = self._flows.rotate(session_id, None if keep_user else user_id, not keep_user)
-        new_id: str | None = self._run(flow)
-        return new_id
+        return self._run(_rotation(self._flows, session_id, user_id))
 
     def delete(self, session_id: str) -> bool:
         """End the session (a logout); ``False`` when it did not exist."""
-        deleted: bool = self._run(self._flows.delete(session_id))
-        return deleted
+        return self._run(self._flows.delete(session_id))
 
     def list_user_sessions(self, user_id: str | int) -> list[SessionInfo]:
         """The user's live sessions, oldest first, with when and where each was used."""
-        sessions: list[SessionInfo] = self._run(self._flows.list_user_sessions(user_id))
-        return sessions
+        return self._run(self._flows.list_user_sessions(user_id))
 
     def revoke_session(self, user_id: str | int, handle: str) -> bool:
         """End one of the user's sessions, named by its handle (from the listing)."""
-        revoked: bool = self._run(self._flows.revoke_session(user_id, handle))
-        return revoked
+        return self._run(self._flows.revoke_session(user_id, handle))
 
     def revoke_user_sessions(self, user_id: str | int, *, keep: str | None = None) -> int:
         """End every session of the user ("log out everywhere"), except the session ``keep``.
 
         Returns how many were ended.
         """
-        count: int = self._run(self._flows.revoke_user_sessions(user_id, keep))
-        return count
+        return self._run(self._flows.revoke_user_sessions(user_id, keep))
 
 
 class AsyncSessionStore:
@@ -192,7 +190,8 @@ class AsyncSessionStore:
         )
         self._timeout = timeout
 
-    async def _run(self, flow: Any) -> Any:
+    async def _run(self, flow: Flow[T]) -> T:
+        """Drive ``flow`` in asyncio on this store's connection, bounded by its timeout."""
         return await run_async(flow, self._backend.async_driver(timeout=self._timeout))
 
     async def create(
@@ -204,47 +203,38 @@ class AsyncSessionStore:
         ip: str | None = None,
     ) -> str:
         """Start a session holding ``data``; see :meth:`SessionStore.create`."""
-        session_id: str = await self._run(self._flows.create(data, user_id, user_agent, ip))
-        return session_id
+        return await self._run(self._flows.create(data, user_id, user_agent, ip))
 
     async def get(self, session_id: str | None, *, touch: bool = True) -> Session | None:
         """The session, or ``None``; see :meth:`SessionStore.get`."""
-        session: Session | None = await self._run(self._flows.get(session_id, touch))
-        return session
+        return await self._run(self._flows.get(session_id, touch))
 
     async def save(self, session_id: str, data: Mapping[str, Any]) -> bool:
         """Store the changed keys; see :meth:`SessionStore.save`."""
-        stored: bool = await self._run(self._flows.save(session_id, data))
-        return stored
+        return await self._run(self._flows.save(session_id, data))
 
     async def touch(self, session_id: str) -> bool:
         """Extend the idle timeout; see :meth:`SessionStore.touch`."""
-        touched: bool = await self._run(self._flows.touch(session_id))
-        return touched
+        return await self._run(self._flows.touch(session_id))
 
-    async def rotate(self, session_id: str, *, user_id: str | int | None = _KEEP) -> str | None:
+    async def rotate(
+        self, session_id: str, *, user_id: str | int | Keep | None = KEEP
+    ) -> str | None:
         """A new id for the session; see :meth:`SessionStore.rotate`."""
-        keep_user = user_id is _KEEP
-        flow = self._flows.rotate(session_id, None if keep_user else user_id, not keep_user)
-        new_id: str | None = await self._run(flow)
-        return new_id
+        return await self._run(_rotation(self._flows, session_id, user_id))
 
     async def delete(self, session_id: str) -> bool:
         """End the session; see :meth:`SessionStore.delete`."""
-        deleted: bool = await self._run(self._flows.delete(session_id))
-        return deleted
+        return await self._run(self._flows.delete(session_id))
 
     async def list_user_sessions(self, user_id: str | int) -> list[SessionInfo]:
         """The user's live sessions; see :meth:`SessionStore.list_user_sessions`."""
-        sessions: list[SessionInfo] = await self._run(self._flows.list_user_sessions(user_id))
-        return sessions
+        return await self._run(self._flows.list_user_sessions(user_id))
 
     async def revoke_session(self, user_id: str | int, handle: str) -> bool:
         """End one of the user's sessions; see :meth:`SessionStore.revoke_session`."""
-        revoked: bool = await self._run(self._flows.revoke_session(user_id, handle))
-        return revoked
+        return await self._run(self._flows.revoke_session(user_id, handle))
 
     async def revoke_user_sessions(self, user_id: str | int, *, keep: str | None = None) -> int:
         """End every session of the user; see :meth:`SessionStore.revoke_user_sessions`."""
-        count: int = await self._run(self._flows.revoke_user_sessions(user_id, keep))
-        return count
+        return await self._run(self._flows.revoke_user_sessions(user_id, keep))

@@ -3,23 +3,24 @@
 - :class:`LazySession`: a request's session, a mutable mapping that reads the store only when
   first used, and that records a login (:meth:`~LazySession.regenerate`) or a logout
   (:meth:`~LazySession.invalidate`) for the response to carry out.
-- :func:`commit`: what to do with it when the response starts, written once as a generator
-  of store calls; :func:`commit_sync` and :func:`commit_async` drive it through the core's
-  runners.
+- :func:`commit`: what to do with it when the response starts, written once as a flow of the
+  store's own flows (:class:`~redkit.sessions.flows.SessionFlows`); :func:`commit_sync` and
+  :func:`commit_async` run it with the store's runner, as one flow.
 - The errors both adapters turn into responses, and those responses' JSON bodies.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Iterator, MutableMapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 from redkit.core.errors import BackendError, RedkitError
-from redkit.core.flow import Flow, run_async, run_sync
-from redkit.core.ops import Call
-from redkit.sessions.model import Session, SessionConflictError
+from redkit.core.flow import Flow
+from redkit.sessions.flows import SessionFlows
+from redkit.sessions.model import KEEP, Keep, Session, SessionConflictError
+from redkit.sessions.store import AsyncSessionStore, SessionStore
 
 __all__ = [
     "KEEP",
@@ -28,21 +29,11 @@ __all__ = [
     "SessionEndedError",
     "SessionNotLoadedError",
     "SessionUnavailableError",
-    "StoreCall",
     "commit",
     "commit_async",
     "commit_sync",
     "error_response",
 ]
-
-
-class _Keep:
-    def __repr__(self) -> str:
-        return "KEEP"
-
-
-#: ``regenerate(user_id=KEEP)``: the session keeps its user (the default).
-KEEP: Any = _Keep()
 
 
 class SessionNotLoadedError(RedkitError, RuntimeError):
@@ -69,15 +60,6 @@ class SessionEndedError(SessionConflictError):
             "the session ended or got a new id during this request; its changes were not saved",
         )
         self.keys = keys
-
-
-@dataclass(frozen=True)
-class StoreCall:
-    """One call of a session store's method, as :func:`commit` asks for it."""
-
-    method: str
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -114,7 +96,7 @@ class LazySession(MutableMapping[str, Any]):
         #: The data; ``None`` until loaded. The record itself when there is one.
         self._contents: dict[str, Any] | None = {} if cookie_id is None else None
         self._regenerate = False
-        self._new_user: Any = KEEP
+        self._new_user: str | int | Keep | None = KEEP
         self._ended_id: str | None = None
         self._issued: str | None = None
         self._user_agent = user_agent
@@ -172,7 +154,7 @@ class LazySession(MutableMapping[str, Any]):
     def user_id(self) -> Any:
         """The session's user (the one it is being handed to, after :meth:`regenerate`)."""
         self._data()
-        if self._regenerate and self._new_user is not KEEP:
+        if self._regenerate and not isinstance(self._new_user, Keep):
             return self._new_user
         return None if self._record is None else self._record.user_id
 
@@ -190,7 +172,7 @@ class LazySession(MutableMapping[str, Any]):
 
     # -- login and logout ------------------------------------------------------------------
 
-    def regenerate(self, *, user_id: Any = KEEP) -> None:
+    def regenerate(self, *, user_id: str | int | Keep | None = KEEP) -> None:
         """Give the session a new id when the response starts; call it on every login.
 
         The data stays; the old id stops working at once, so an id planted before the login
@@ -256,53 +238,57 @@ class LazySession(MutableMapping[str, Any]):
         return f"<{type(self).__name__} keys={sorted(self._contents)!r}>"
 
 
-Commit = Generator[StoreCall, Any, Outcome]
+def commit(session: LazySession, flows: SessionFlows) -> Flow[Outcome]:
+    """Carry out what the request did to its session: the store's flows, then the cookie.
 
-
-def commit(session: LazySession) -> Commit:
-    """Carry out what the request did to its session: the store calls, then the cookie.
+    One flow of the store's own flows (``flows`` is the store's :class:`SessionFlows`), run
+    by the store's runner: :func:`commit_sync` and :func:`commit_async`.
 
     Raises :class:`SessionConflictError` (or :class:`SessionEndedError`) when a concurrent
-    request got in the way; nothing of this request's data is stored then.
+    request got in the way; nothing of this request's data is stored then. Raises
+    :class:`SessionUnavailableError` when Redis cannot answer.
     """
+    try:
+        return (yield from _commit(session, flows))
+    except BackendError as exc:
+        raise SessionUnavailableError(f"session store: {exc}") from exc
+
+
+def _commit(session: LazySession, flows: SessionFlows) -> Flow[Outcome]:
     if session._ended_id is not None:
-        yield StoreCall("delete", (session._ended_id,))
+        yield from flows.delete(session._ended_id)
     record, contents = session._record, session._contents
-    meta = {"user_agent": session._user_agent, "ip": session._ip}
+    agent, ip = session._user_agent, session._ip
     if session._regenerate:
         user = session._new_user
+        owner = None if isinstance(user, Keep) else user
         if session._source_id is not None:
-            new_id = yield StoreCall("rotate", (session._source_id,), _user_kwargs(user))
+            keep_user = isinstance(user, Keep)
+            new_id = yield from flows.rotate(session._source_id, owner, not keep_user)
             if new_id is not None:
                 # The old id is dead from here on: whatever happens to the save below, the
                 # client must get the new one (a 409 still carries the cookie).
                 session._issued = new_id
                 if record is not None and record.modified:
-                    yield from _save(new_id, record)
+                    yield from _save(flows, new_id, record)
                 return _issue(session, new_id)
             if record is not None:  # it was there when read: someone else ended it since
                 raise SessionEndedError(sorted(record))
-        owner = None if user is KEEP else user
-        created = yield StoreCall("create", (dict(contents or {}),), {"user_id": owner, **meta})
+        created = yield from flows.create(dict(contents or {}), owner, agent, ip)
         return _issue(session, created)
     if record is not None:
         if record.modified:
-            yield from _save(record.id, record)
+            yield from _save(flows, record.id, record)
         return Outcome()
     if contents:  # a new session that got data: store it (an empty one is not worth a key)
-        created = yield StoreCall("create", (dict(contents),), meta)
+        created = yield from flows.create(dict(contents), None, agent, ip)
         return _issue(session, created)
     return Outcome(clear=session._ended_id is not None)
 
 
-def _user_kwargs(user: Any) -> dict[str, Any]:
-    return {} if user is KEEP else {"user_id": user}
-
-
-def _save(session_id: str, record: Session) -> Generator[StoreCall, Any, None]:
+def _save(flows: SessionFlows, session_id: str, record: Session) -> Flow[None]:
     changed = sorted({key for key, _before, _now in record.changes()})
-    saved = yield StoreCall("save", (session_id, record))
-    if not saved:
+    if not (yield from flows.save(session_id, record)):
         raise SessionEndedError(changed)
 
 
@@ -311,32 +297,15 @@ def _issue(session: LazySession, session_id: str) -> Outcome:
     return Outcome(session_id=session_id)
 
 
-def commit_sync(store: Any, session: LazySession) -> Outcome:
+# The store's runner and flows are the sessions package's own: the commit is one flow of them.
+def commit_sync(store: SessionStore, session: LazySession) -> Outcome:
     """Run :func:`commit` on a :class:`~redkit.sessions.SessionStore`."""
-    return run_sync(_on_store(store, commit(session)))
+    return store._run(commit(session, store._flows))
 
 
-async def commit_async(store: Any, session: LazySession) -> Outcome:
+async def commit_async(store: AsyncSessionStore, session: LazySession) -> Outcome:
     """Run :func:`commit` on an :class:`~redkit.sessions.AsyncSessionStore`."""
-    return await run_async(_on_store(store, commit(session)))
-
-
-def _on_store(store: Any, steps: Commit) -> Flow[Outcome]:
-    """``steps`` as a flow of the core runners: each store call a ``Call`` of ``store``.
-
-    A store that cannot answer becomes :class:`SessionUnavailableError`, in either runner.
-    """
-    try:
-        call = next(steps)
-        while True:
-            try:
-                reply = yield Call(getattr(store, call.method), call.args, call.kwargs)
-            except BackendError as exc:
-                raise SessionUnavailableError(f"session store: {exc}") from exc
-            call = steps.send(reply)
-    except StopIteration as stop:
-        outcome: Outcome = stop.value
-        return outcome
+    return await store._run(commit(session, store._flows))
 
 
 def error_response(exc: SessionUnavailableError | SessionConflictError) -> tuple[int, bytes]:

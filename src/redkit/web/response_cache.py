@@ -29,18 +29,26 @@ import base64
 import hashlib
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import parse_qsl
 
+from redkit.cache.facade import AsyncCache, Cache
 from redkit.core.durations import Duration, duration_ms
 from redkit.core.errors import InvalidArgumentError
 from redkit.core.flow import Flow
 from redkit.core.keys import stable_hash as hash_query
 from redkit.core.ops import Call
 
-__all__ = ["Answer", "CachedResponse", "ResponseCachePolicy", "Uncacheable", "wanted_ttl"]
+__all__ = [
+    "Answer",
+    "CachedResponse",
+    "EntryLoader",
+    "ResponseCachePolicy",
+    "Uncacheable",
+    "wanted_ttl",
+]
 
 #: What other libraries call a response's time to live (fastapi-cache2, Flask-Caching...).
 _OTHER_TTL_NAMES = ("expire", "expires", "timeout", "max_age", "ttl_seconds")
@@ -105,9 +113,16 @@ class CachedResponse:
 class Uncacheable(Exception):
     """Raised inside the cache's loader to hand back a response that must not be stored."""
 
+    # Any: the framework's response object, which this framework-free module cannot name.
     def __init__(self, response: Any) -> None:
         super().__init__("response not cacheable")
         self.response = response
+
+
+#: Calls the view and returns its captured entry (:meth:`CachedResponse.to_json`), or raises
+#: :class:`Uncacheable`: a plain function for Flask's :class:`~redkit.Cache`, a coroutine
+#: function for the :class:`~redkit.AsyncCache` of Starlette and FastAPI.
+EntryLoader: TypeAlias = Callable[[], dict[str, Any]] | Callable[[], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -184,15 +199,20 @@ class ResponseCachePolicy:
         return "no-cache" not in directives, True
 
     def lookup(
-        self, cache: Any, key: str, cache_control: str | None, load: Callable[[], Any]
+        self, cache: Cache | AsyncCache, key: str, cache_control: str | None, load: EntryLoader
     ) -> Flow[CachedResponse | Uncacheable | None]:
-        """Read or bypass ``cache`` (a ``Cache`` or ``AsyncCache``) as the request asks.
+        """Read or bypass ``cache`` as the request asks.
 
         ``load`` calls the view and returns its captured entry, or raises
         :class:`Uncacheable`. The flow's value is the entry to answer with, the
         :class:`Uncacheable` whose response goes out as it is, or ``None`` when the key holds
         a value this policy did not write (answer without the cache). Run it with
-        :func:`~redkit.core.flow.run_sync` or :func:`~redkit.core.flow.run_async`.
+        :func:`~redkit.core.flow.run_sync` for a :class:`~redkit.Cache`, with
+        :func:`~redkit.core.flow.run_async` for an :class:`~redkit.AsyncCache`.
+
+        The cache is called through its facade's methods, not its flows: ``get_or_set`` needs
+        what only the facade holds (its single flight, its background refresh, its breaker in
+        front of Redis), so the flow asks for that call as it asks for the view's.
         """
         read, write = self.request_directives(cache_control)
         ttl = self.ttl_ms / 1000

@@ -31,12 +31,13 @@ def hammer(
     for index, limiter in enumerate(limiters):
         barrier.wait(30)
         # One prefix per limiter: window algorithms share Upstash's counter keys otherwise.
-        rl_options = {"prefix": f"hammer-{index}", "ephemeral_cache": False}
+        prefix = f"hammer-{index}"
         started = time.time()
         if mode == "threads":
-            admitted = _threads(Ratelimit(conn, limiter, **rl_options), identifier, workers, calls)
+            blocking = Ratelimit(conn, limiter, prefix=prefix, ephemeral_cache=False)
+            admitted = _threads(blocking, identifier, workers, calls)
         else:
-            rl = AsyncRatelimit(conn, limiter, **rl_options)
+            rl = AsyncRatelimit(conn, limiter, prefix=prefix, ephemeral_cache=False)
             admitted = asyncio.run(_tasks(conn, rl, identifier, workers, calls))
         results.put((index, admitted, started, time.time()))
 

@@ -1,16 +1,16 @@
-"""Test support: one test body runs on every backend (standalone/cluster/REST x sync/async)."""
+"""One test body on every backend: standalone, cluster or REST, each through sync or async.
+
+:class:`BackendCase` is what the ``backend`` fixture of ``tests/conftest.py`` gives a test: one
+of its six cases, with the connection to use and a plain client to look at the server with.
+(The name is the tests' own: ``redkit.core`` has no class of that name, and the gateway's
+upstream is another thing again.)
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
-import os
-import socket
-import threading
-from collections.abc import Callable, Coroutine, Iterator
-from concurrent.futures import Future
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import redis
@@ -20,6 +20,7 @@ from redkit.core.flow import Flow, run_async, run_sync
 from redkit.drivers.connect import Connection
 from redkit.drivers.rest import RestConnection
 from redkit.ratelimit import AsyncRatelimit, Limiter, Ratelimit
+from support.loop import LoopThread
 
 T = TypeVar("T")
 
@@ -27,26 +28,8 @@ T = TypeVar("T")
 REST_TOKEN = "redkit-test-token"
 
 
-class LoopThread:
-    """An event loop in a thread of its own; async code runs there, tests stay plain."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return future.result(timeout)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
-
-
-class Backend:
-    """A Redis seen through the sync or the async driver.
+class BackendCase:
+    """A Redis seen through the sync or the async driver: one case of the ``backend`` fixture.
 
     ``topology`` is ``"standalone"``, ``"cluster"``, or ``"rest"``: the standalone server
     through the REST gateway, where ``conn`` is a :class:`RestConnection` and ``admin`` the
@@ -132,13 +115,7 @@ class Backend:
 
     def all_keys(self) -> set[str]:
         """Every key in the database (on a cluster: on every master)."""
-        admin = self.admin
-        if isinstance(admin, redis.cluster.RedisCluster):
-            found: set[str] = set()
-            for node in admin.get_primaries():
-                found.update(k.decode() for k in admin.keys(target_nodes=node))
-            return found
-        return {k.decode() for k in admin.keys("*")}
+        return server_keys(self.admin)
 
     def reset_command_stats(self) -> None:
         admin = self.admin
@@ -160,7 +137,18 @@ class Backend:
         )
 
     def __repr__(self) -> str:
-        return f"<Backend {self.topology}-{self.mode}>"
+        return f"<BackendCase {self.topology}-{self.mode}>"
+
+
+def server_keys(admin: redis.Redis | redis.cluster.RedisCluster) -> set[str]:
+    """Every key a plain redis-py client sees: on a cluster, KEYS asked of every master and
+    the answers merged (redis-py merges them for ``target_nodes=PRIMARIES``)."""
+    if isinstance(admin, redis.cluster.RedisCluster):
+        found = admin.keys(target_nodes=redis.cluster.RedisCluster.PRIMARIES)
+    else:
+        found = admin.keys("*")
+    # The tests' clients answer bytes; a client made with decode_responses answers str.
+    return {key.decode() if isinstance(key, bytes) else key for key in found}
 
 
 async def _awaited(awaitable: Any) -> Any:
@@ -173,7 +161,7 @@ class Blocking:
     One test body thus drives a blocking facade and its asyncio twin alike.
     """
 
-    def __init__(self, target: Any, backend: Backend) -> None:
+    def __init__(self, target: Any, backend: BackendCase) -> None:
         self.target = target
         self._backend = backend
 
@@ -184,35 +172,11 @@ class Blocking:
         return lambda *args, **kwargs: self._backend.call(attribute, *args, **kwargs)
 
 
-def process_alive(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie awaiting its reaper counts as dead)."""
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        text = stat.read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    state = text.rsplit(")", 1)[1].split()[0]
-    return state not in ("Z", "X")
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 @contextlib.contextmanager
-def owned_backend(url: str, mode: str, loop: LoopThread) -> Iterator[Backend]:
-    """A standalone Backend on a connection of its own, closed after (sync and async clients:
-    no connection is left for the garbage collector to warn about)."""
-    backend = Backend(Connection(url), topology="standalone", mode=mode, loop=loop)
+def owned_backend(url: str, mode: str, loop: LoopThread) -> Iterator[BackendCase]:
+    """A standalone :class:`BackendCase` on a connection of its own, closed after (sync and
+    async clients: no connection is left for the garbage collector to warn about)."""
+    backend = BackendCase(Connection(url), topology="standalone", mode=mode, loop=loop)
     try:
         yield backend
     finally:

@@ -1,5 +1,5 @@
 """Session middleware test support: one small app written for Starlette, FastAPI and Flask,
-served for real on 127.0.0.1 (``web_support``), and a browser that keeps the session cookie
+served for real on 127.0.0.1 (:mod:`support.web`), and a browser that keeps the session cookie
 by hand (so a ``Secure`` cookie goes over plain HTTP to the test server).
 
 Every app has the same routes:
@@ -39,7 +39,8 @@ from redkit.drivers.connect import Connection
 from redkit.sessions import AsyncSessionStore, SessionNotLoadedError, SessionStore
 from redkit.web.asgi import RequestSession, SessionMiddleware, load_session
 from redkit.web.flask import Redkit, current_session
-from web_support import serve_asgi, serve_wsgi
+from support.backends import server_keys
+from support.web import serve_asgi, serve_wsgi
 
 KINDS = ["starlette", "fastapi", "flask"]
 
@@ -332,13 +333,8 @@ def admin_client(conn: Connection) -> redis.Redis | redis.cluster.RedisCluster:
 
 
 def all_keys(conn: Connection) -> set[str]:
-    admin = admin_client(conn)
-    if isinstance(admin, redis.cluster.RedisCluster):
-        found: set[str] = set()
-        for node in admin.get_primaries():
-            found.update(k.decode() for k in admin.keys(target_nodes=node))
-        return found
-    return {k.decode() for k in admin.keys("*")}
+    """Every key on the server(s) behind ``conn``."""
+    return server_keys(admin_client(conn))
 
 
 def commands_run(admin: redis.Redis) -> int:

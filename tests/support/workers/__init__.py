@@ -1,0 +1,1 @@
+"""Functions that run in child processes (``multiprocessing`` spawn imports them by module)."""
