@@ -7,6 +7,11 @@ Scripts run with ``EVALSHA`` and are re-sent with ``EVAL`` on ``NOSCRIPT``: afte
 ``SCRIPT FLUSH``, after a restart, and on a cluster node that has never seen the script.
 Inside a transaction a script is always sent with ``EVAL``: a ``NOSCRIPT`` inside ``EXEC``
 would leave the other commands of the transaction applied and the script not.
+
+Auto-pipelining (asyncio, standalone, opt-in: ``AsyncRedisDriver(..., autopipeline=True)``):
+the commands, script calls and non-transactional pipelines that concurrent tasks issue in one
+event-loop pass are gathered and sent as one redis-py pipeline (``raise_on_error=False``), and
+each reply goes back to its own caller, in order. See :class:`AsyncRedisDriver`.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 import redis.asyncio
@@ -31,7 +36,15 @@ from redkit.core.errors import (
 )
 from redkit.core.ops import Command, Masters, OnNode, Pipeline, RedisOp, ScriptCall
 
-__all__ = ["ONE_TIMER", "REDIS_ERRORS", "AsyncRedisDriver", "RedisDriver", "translate_error"]
+__all__ = [
+    "DEFAULT_BATCH_OPS",
+    "NEVER_PIPELINED",
+    "ONE_TIMER",
+    "REDIS_ERRORS",
+    "AsyncRedisDriver",
+    "RedisDriver",
+    "translate_error",
+]
 
 SyncClient = redis.Redis | redis.cluster.RedisCluster
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
@@ -41,6 +54,23 @@ AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 #: redis-py's own socket timeout costs a task and two timers per command: it sends through
 #: ``asyncio.wait_for`` and arms another timer for each read.
 ONE_TIMER = hasattr(asyncio, "timeout")
+
+
+#: Commands an auto-pipelining driver always sends on their own: they block the connection
+#: (a reply that waits would hold up every later reply of its batch) or turn it into a
+#: subscriber (whose replies are no longer one per command).
+NEVER_PIPELINED = frozenset(
+    {
+        *(b"BLPOP", b"BRPOP", b"BRPOPLPUSH", b"BLMOVE", b"BLMPOP", b"BZPOPMIN", b"BZPOPMAX"),
+        *(b"BZMPOP", b"WAIT", b"WAITAOF", b"XREAD", b"XREADGROUP", b"SUBSCRIBE", b"PSUBSCRIBE"),
+        *(b"SSUBSCRIBE", b"UNSUBSCRIBE", b"PUNSUBSCRIBE", b"SUNSUBSCRIBE", b"MONITOR"),
+        *(b"MULTI", b"EXEC", b"DISCARD", b"WATCH", b"UNWATCH", b"SELECT", b"RESET", b"QUIT"),
+        *(b"CLIENT", b"HELLO", b"AUTH", b"SHUTDOWN", b"DEBUG"),
+    }
+)
+
+#: Operations (commands, script calls, items of a pipeline) in one auto-pipelined batch at most.
+DEFAULT_BATCH_OPS = 256
 
 
 #: What redis-py raises: RedisError, and the cluster client's own exception family.
@@ -264,6 +294,8 @@ class AsyncRedisDriver:
         slots: int | None = None,
         slot_wait: float | None = None,
         deadline: float | None = None,
+        autopipeline: bool = False,
+        batch_ops: int = DEFAULT_BATCH_OPS,
     ) -> None:
         """Drive ``client``.
 
@@ -277,11 +309,36 @@ class AsyncRedisDriver:
             deadline: seconds one operation may take in all (every command it sends and
                 reads), then :class:`BackendTimeout`; ``None`` leaves timeouts to the client.
                 Needs Python 3.11 (``asyncio.timeout``); see :data:`ONE_TIMER`.
+            autopipeline: gather the operations that concurrent tasks issue in one event-loop
+                pass and send them as one pipeline (one write, one read, one connection), each
+                reply matched back to its caller in order. Off by default in this first step:
+                the default flips once the whole of issue 16 (cluster, REST, threads) is
+                proven and benchmarked. Standalone servers only, for now. What it keeps:
+                errors stay per operation (a ``WRONGTYPE`` fails only its caller, a
+                ``NOSCRIPT`` is re-sent with ``EVAL`` for that call only); a transaction
+                pipeline is always sent alone; blocking and pub/sub commands
+                (:data:`NEVER_PIPELINED`) are sent alone; a caller that is cancelled or times
+                out only drops its reply (redis-py reads every reply of a batch, or discards
+                the connection); a batch that fails as a whole (server gone, no answer within
+                ``deadline``) gives each of its callers the typed error. With ``slots``, each
+                batch, not each operation, takes a slot.
+            batch_ops: operations in one batch at most (a pipeline counts its items); more
+                are sent as further batches, on connections of their own, at the same time.
 
         """
         _check_binary_safe(client)
         if deadline is not None and not ONE_TIMER:
             raise ConfigurationError("an operation deadline needs asyncio.timeout (Python 3.11)")
+        if not isinstance(autopipeline, bool):
+            raise TypeError(f"autopipeline must be True or False, got {autopipeline!r}")
+        if isinstance(batch_ops, bool) or not isinstance(batch_ops, int) or batch_ops < 1:
+            raise ValueError(
+                f"batch_ops must be a whole number of operations >= 1, got {batch_ops!r}"
+            )
+        if autopipeline and isinstance(client, redis.asyncio.cluster.RedisCluster):
+            raise ConfigurationError(
+                "autopipeline=True is not available on a Redis Cluster yet; leave it off there"
+            )
         self.client = client
         self.is_cluster = isinstance(client, redis.asyncio.cluster.RedisCluster)
         self._command: Callable[..., Awaitable[Any]] = client.execute_command
@@ -292,6 +349,13 @@ class AsyncRedisDriver:
         self._slot_count = slots
         self._slot_wait = slot_wait
         self._deadline = deadline
+        self._autopipeline = autopipeline
+        self._batch_ops = batch_ops
+        # The operations waiting for the next batch, and whether its send is scheduled.
+        self._queue: list[_Waiter] = []
+        self._flush_scheduled = False
+        # Batches in flight: a task needs a strong reference until it ends.
+        self._batches: set[asyncio.Task[None]] = set()
 
     def route(self, op: RedisOp) -> str | None:
         """The cluster node ``op`` goes to (``None`` when unknown, or not a cluster).
@@ -304,6 +368,10 @@ class AsyncRedisDriver:
 
     async def execute(self, op: RedisOp) -> Any:
         """Run one operation (a command, script call, pipeline, node query) and reply."""
+        if self._autopipeline:
+            items = _batchable(op)
+            if items is not None:
+                return await self._batched(op, items)
         slots = self._slots
         if slots is None:
             return await self._within_deadline(op)
@@ -376,6 +444,183 @@ class AsyncRedisDriver:
                 results[index] = translate_error(exc)
         return results
 
+    async def _batched(self, op: RedisOp, items: tuple[Command | ScriptCall, ...]) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Waiter(op, items, future))
+        if not self._flush_scheduled:
+            # call_soon runs after every task that is ready in this pass: they all join.
+            self._flush_scheduled = True
+            future.get_loop().call_soon(self._flush)
+        deadline = self._deadline
+        if deadline is None:
+            return await future
+        try:
+            # Cancelling (or timing out) cancels only this future: the batch goes on, and
+            # its reply for this caller is read and dropped.
+            async with asyncio.timeout(deadline):  # type: ignore[attr-defined,unused-ignore]
+                return await future
+        except TimeoutError:
+            raise BackendTimeout(f"Redis did not answer within {deadline} s") from None
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        queue, self._queue = self._queue, []
+        batch: list[_Waiter] = []
+        size = 0
+        for waiter in queue:
+            if waiter.future.done():
+                continue  # cancelled before it was sent: not sent at all
+            if batch and size + len(waiter.items) > self._batch_ops:
+                self._launch(batch)
+                batch, size = [], 0
+            batch.append(waiter)
+            size += len(waiter.items)
+        if batch:
+            self._launch(batch)
+
+    def _launch(self, batch: list[_Waiter]) -> None:
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _send(self, batch: list[_Waiter]) -> None:
+        slots = self._slots
+        if slots is not None:
+            # No slot_wait here: each caller's own deadline bounds its wait.
+            await slots.acquire()
+        try:
+            batch = [waiter for waiter in batch if not waiter.future.done()]
+            if batch:
+                await self._send_within_deadline(batch)
+        except BaseException:
+            # The task itself was cancelled (the loop is closing): nobody may wait forever.
+            for waiter in batch:
+                if not waiter.future.done():
+                    waiter.future.set_exception(BackendUnavailable("the driver was closed"))
+            raise
+        finally:
+            if slots is not None:
+                slots.release()
+
+    async def _send_within_deadline(self, batch: list[_Waiter]) -> None:
+        deadline = self._deadline
+        try:
+            if deadline is None:
+                results = await self._round_trip(batch)
+            else:
+                async with asyncio.timeout(deadline):  # type: ignore[attr-defined,unused-ignore]
+                    results = await self._round_trip(batch)
+        except TimeoutError:
+            # redis-py discards a connection whose read was interrupted: nothing desyncs.
+            _fail(batch, lambda: BackendTimeout(f"Redis did not answer within {deadline} s"))
+            return
+        except rx.DataError:
+            # An argument redis-py cannot encode fails before anything is written: run each
+            # operation alone, so that only its own caller sees the error.
+            for waiter in batch:
+                await self._alone(waiter)
+            return
+        except REDIS_ERRORS as exc:
+            error = exc
+            _fail(batch, lambda: translate_error(error))
+            return
+        offset = 0
+        for waiter in batch:
+            count = len(waiter.items)
+            replies = results[offset : offset + count]
+            offset += count
+            if waiter.future.done():
+                continue  # its caller gave up: the reply was read, and is dropped
+            if isinstance(waiter.op, Pipeline):
+                waiter.future.set_result(
+                    [translate_error(r) if isinstance(r, REDIS_ERRORS) else r for r in replies]
+                )
+            elif isinstance(replies[0], REDIS_ERRORS):
+                waiter.future.set_exception(translate_error(replies[0]))
+            else:
+                waiter.future.set_result(replies[0])
+
+    async def _round_trip(self, batch: list[_Waiter]) -> list[Any]:
+        items = [item for waiter in batch for item in waiter.items]
+        pipe = self.client.pipeline(transaction=False)
+        for item in items:
+            if isinstance(item, Command):
+                pipe.execute_command(*item.args)
+            else:
+                pipe.execute_command("EVALSHA", item.script.sha, *_script_args(item))
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        rerun = [
+            index
+            for index, (item, result) in enumerate(zip(items, results, strict=True))
+            if isinstance(result, rx.NoScriptError) and isinstance(item, ScriptCall)
+        ]
+        if rerun:
+            # After a SCRIPT FLUSH or a restart: the scripts that missed, by EVAL, in one more
+            # round trip; the other replies of the batch stand.
+            pipe = self.client.pipeline(transaction=False)
+            for index in rerun:
+                call = items[index]
+                assert isinstance(call, ScriptCall)
+                pipe.execute_command("EVAL", call.script.source, *_script_args(call))
+            for index, result in zip(rerun, await pipe.execute(raise_on_error=False), strict=True):
+                results[index] = result
+        return results
+
+    async def _alone(self, waiter: _Waiter) -> None:
+        try:
+            result = await self._execute(waiter.op)
+        except BackendError as exc:
+            if not waiter.future.done():
+                waiter.future.set_exception(exc)
+        else:
+            if not waiter.future.done():
+                waiter.future.set_result(result)
+
     async def aclose(self) -> None:
         """Close the client's connections."""
         await self.client.aclose()
+
+
+class _Waiter(NamedTuple):
+    """One caller's operation in a batch: what it sent, as pipeline items, and its reply."""
+
+    op: RedisOp
+    items: tuple[Command | ScriptCall, ...]
+    future: asyncio.Future[Any]
+
+
+def _fail(batch: list[_Waiter], error: Callable[[], BackendError]) -> None:
+    # A fresh exception for each caller: one instance raised in many tasks shares a traceback.
+    for waiter in batch:
+        if not waiter.future.done():
+            waiter.future.set_exception(error())
+
+
+#: Whether a command name may go into a batch, by name as the caller spelt it.
+_NAME_BATCHABLE: dict[Any, bool] = {}
+
+
+def _name_batchable(name: Any) -> bool:
+    known = _NAME_BATCHABLE.get(name)
+    if known is None:
+        spelt = name.encode() if isinstance(name, str) else bytes(name)
+        known = spelt.upper() not in NEVER_PIPELINED
+        if len(_NAME_BATCHABLE) < 1024:  # names are few; never grow without bound
+            _NAME_BATCHABLE[name] = known
+    return known
+
+
+def _batchable(op: RedisOp) -> tuple[Command | ScriptCall, ...] | None:
+    """``op`` as the items it adds to a batch, or ``None`` when it must be sent alone."""
+    if isinstance(op, ScriptCall):
+        return (op,)
+    if isinstance(op, Command):
+        return (op,) if op.args and _name_batchable(op.args[0]) else None
+    if isinstance(op, Pipeline):
+        if op.transaction or not op.ops:
+            return None  # MULTI/EXEC is atomic and unsplit: never merged
+        for item in op.ops:
+            if isinstance(item, Command) and not (item.args and _name_batchable(item.args[0])):
+                return None
+        return op.ops
+    return None  # Masters, OnNode: topology and per-node queries go alone
