@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from redkit import AsyncCache, AsyncRatelimit, FixedWindow
-from redkit.core.errors import BackendError, CommandError, ConfigurationError
+from redkit.core.errors import BackendError, BackendTimeout, CommandError, ConfigurationError
 from redkit.core.ops import Pipeline, ScriptCall, command
 from redkit.core.scripts import Script
 from redkit.drivers.connect import Connection
@@ -272,6 +272,35 @@ def test_a_server_killed_mid_batch_fails_every_caller_typed() -> None:
     assert all(isinstance(error, BackendError) for error in errors), {
         type(error) for error in errors
     }
+
+
+def test_a_server_that_never_answers_times_out_every_caller(hung_port: int) -> None:
+    async def main() -> list[BaseException | None]:
+        conn = Connection(f"redis://127.0.0.1:{hung_port}", autopipeline=True, socket_timeout=0.3)
+        driver = conn.async_driver()
+        try:
+            calls = [driver.execute(command("INCR", f"ap:h:{n}")) for n in range(50)]
+            # A guard against a hang, not a speed assertion.
+            replies = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 30)
+        finally:
+            await conn.aclose()
+        return replies
+
+    replies = asyncio.run(main())
+    assert all(isinstance(reply, BackendTimeout) for reply in replies), replies
+
+
+def test_an_argument_redis_py_cannot_encode_fails_only_its_caller(server: EmbeddedRedis) -> None:
+    async def body(driver: AsyncRedisDriver) -> list[Any]:
+        calls = [driver.execute(command("INCRBY", f"ap:e:{n}", n)) for n in range(10)]
+        calls.insert(5, driver.execute(command("SET", "ap:e:bad", None)))  # type: ignore[arg-type]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    replies = run(server, body)
+    bad = replies.pop(5)
+    assert isinstance(bad, BackendError)
+    assert "NoneType" in str(bad)
+    assert replies == list(range(10))
 
 
 def test_ratelimit_decisions_match_a_sequential_run(server: EmbeddedRedis) -> None:

@@ -320,8 +320,9 @@ class AsyncRedisDriver:
                 (:data:`NEVER_PIPELINED`) are sent alone; a caller that is cancelled or times
                 out only drops its reply (redis-py reads every reply of a batch, or discards
                 the connection); a batch that fails as a whole (server gone, no answer within
-                ``deadline``) gives each of its callers the typed error. With ``slots``, each
-                batch, not each operation, takes a slot.
+                ``deadline``) gives each of its callers the typed error. ``deadline`` is kept
+                per batch (one timer for all its callers, the wait for a slot included), and
+                with ``slots`` each batch, not each operation, takes a slot.
             batch_ops: operations in one batch at most (a pipeline counts its items); more
                 are sent as further batches, on connections of their own, at the same time.
 
@@ -451,16 +452,10 @@ class AsyncRedisDriver:
             # call_soon runs after every task that is ready in this pass: they all join.
             self._flush_scheduled = True
             future.get_loop().call_soon(self._flush)
-        deadline = self._deadline
-        if deadline is None:
-            return await future
-        try:
-            # Cancelling (or timing out) cancels only this future: the batch goes on, and
-            # its reply for this caller is read and dropped.
-            async with asyncio.timeout(deadline):  # type: ignore[attr-defined,unused-ignore]
-                return await future
-        except TimeoutError:
-            raise BackendTimeout(f"Redis did not answer within {deadline} s") from None
+        # No timer per caller: the batch keeps the deadline, one timer for all its callers.
+        # Cancelling a caller cancels only its future: the batch goes on, and its reply for
+        # this caller is read and dropped.
+        return await future
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -484,36 +479,38 @@ class AsyncRedisDriver:
         task.add_done_callback(self._batches.discard)
 
     async def _send(self, batch: list[_Waiter]) -> None:
+        deadline = self._deadline
+        try:
+            if deadline is None:
+                await self._send_in_slot(batch)
+            else:
+                # The wait for a slot counts too: a caller hears within about its deadline
+                # (plus the one loop pass before its batch left).
+                async with asyncio.timeout(deadline):  # type: ignore[attr-defined,unused-ignore]
+                    await self._send_in_slot(batch)
+        except TimeoutError:
+            # redis-py discards a connection whose read was interrupted: nothing desyncs.
+            _fail(batch, lambda: BackendTimeout(f"Redis did not answer within {deadline} s"))
+        except BaseException:
+            # The task itself was cancelled (the loop is closing): nobody may wait forever.
+            _fail(batch, lambda: BackendUnavailable("the driver was closed"))
+            raise
+
+    async def _send_in_slot(self, batch: list[_Waiter]) -> None:
         slots = self._slots
         if slots is not None:
-            # No slot_wait here: each caller's own deadline bounds its wait.
-            await slots.acquire()
+            await slots.acquire()  # one slot (one connection) per batch
         try:
             batch = [waiter for waiter in batch if not waiter.future.done()]
             if batch:
-                await self._send_within_deadline(batch)
-        except BaseException:
-            # The task itself was cancelled (the loop is closing): nobody may wait forever.
-            for waiter in batch:
-                if not waiter.future.done():
-                    waiter.future.set_exception(BackendUnavailable("the driver was closed"))
-            raise
+                await self._deliver(batch)
         finally:
             if slots is not None:
                 slots.release()
 
-    async def _send_within_deadline(self, batch: list[_Waiter]) -> None:
-        deadline = self._deadline
+    async def _deliver(self, batch: list[_Waiter]) -> None:
         try:
-            if deadline is None:
-                results = await self._round_trip(batch)
-            else:
-                async with asyncio.timeout(deadline):  # type: ignore[attr-defined,unused-ignore]
-                    results = await self._round_trip(batch)
-        except TimeoutError:
-            # redis-py discards a connection whose read was interrupted: nothing desyncs.
-            _fail(batch, lambda: BackendTimeout(f"Redis did not answer within {deadline} s"))
-            return
+            results = await self._round_trip(batch)
         except rx.DataError:
             # An argument redis-py cannot encode fails before anything is written: run each
             # operation alone, so that only its own caller sees the error.
