@@ -45,7 +45,8 @@ class Row:
 
 def raw_evalsha(url: str) -> Callable[..., Awaitable[AsyncOp]]:
     async def setup(_slug: str, cleanups: list[Callable[[], Awaitable[Any]]]) -> AsyncOp:
-        client = redis.asyncio.Redis.from_url(url)
+        # One connection per task: redis-py's default pool refuses a command beyond 100.
+        client = redis.asyncio.Redis.from_url(url, max_connections=10_000)
         cleanups.append(client.aclose)
         sha = await client.script_load("return 1")
         return functools.partial(client.evalsha, sha, 1)
