@@ -317,9 +317,9 @@ class _ClfReader:
     def __init__(self, http: _Http, builder: TraceBuilder | None = None) -> None:
         self.http = http
         self._times: dict[str, float] = {}
-        # Given a builder without attributes to keep, the common line goes straight into it
-        # (the reader then returns None): no Request is built a million times.
-        self._add = None if builder is None or builder.attribute_names else builder.add_http
+        # Given a builder, the common line goes straight into it (the reader then returns
+        # None): no Request is built a million times.
+        self._add = None if builder is None else builder.add_row
 
     def _time(self, stamp: str) -> float:
         try:
@@ -353,8 +353,8 @@ class _ClfReader:
         if self._add is not None:
             self._add(
                 when, number, op, parts[1] if op is Op.WRITE else parts[0], parts[2],
-                -1 if size == "-" else int(size), host, None if user == "-" else user,
-                None if agent == "-" else agent, code, method,
+                -1 if size == "-" else int(size), math.nan, host, None if user == "-" else user,
+                None if agent == "-" else agent, code, method, None,
             )  # fmt: skip
             return None
         return Request(

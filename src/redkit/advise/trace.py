@@ -201,12 +201,7 @@ class TraceBuilder:
         self._sorted = True
         self._last = -math.inf
 
-    @property
-    def attribute_names(self) -> tuple[str, ...]:
-        """The attributes this builder keeps as columns."""
-        return self._attribute_names
-
-    def add_http(
+    def add_row(
         self,
         time: float,
         line: int,
@@ -214,17 +209,18 @@ class TraceBuilder:
         key: str,
         namespace: str,
         size: int,
+        ttl: float,
         client: str | None,
         user: str | None,
         user_agent: str | None,
         status: int,
-        method: str,
+        method: str | None,
+        attributes: Mapping[str, str] | None,
     ) -> None:
-        """Append one HTTP request given as its fields (``size`` -1 when unknown).
+        """Append one request given as its fields (-1 or nan where unknown, as the columns).
 
-        The same row as :meth:`add` of the :class:`Request`, without building one: a reader's
-        fast path for the common access-log line, a million times per log. It keeps no
-        attribute values: a builder asked for attributes must be given :meth:`add`.
+        The row :meth:`add` appends for a :class:`Request`, without building one: a reader's
+        fast path for the common access-log line, a million times per log.
         """
         t = self._trace
         if time < self._last:
@@ -241,8 +237,8 @@ class TraceBuilder:
         found = index.get(namespace)
         t.namespaces.append(t.namespace_names.id(namespace) if found is None else found)
         t.sizes.append(size)
-        t.ttls.append(math.nan)
-        # Unrolled: a loop over the four would build a tuple per request.
+        t.ttls.append(ttl)
+        # Unrolled, with the lookup inline: a loop or a call per value costs a million times.
         strings = t.strings
         index = strings._index
         found = -1 if client is None else index.get(client)
@@ -251,35 +247,23 @@ class TraceBuilder:
         t.users.append(strings.id(user) if found is None else found)
         found = -1 if user_agent is None else index.get(user_agent)
         t.user_agents.append(strings.id(user_agent) if found is None else found)
-        found = index.get(method)
+        found = -1 if method is None else index.get(method)
         t.methods.append(strings.id(method) if found is None else found)
         t.statuses.append(status)
-        for column in t.attributes.values():
-            column.append(-1)
+        if self._attribute_names:
+            given = attributes or {}
+            for name in self._attribute_names:
+                t.attributes[name].append(strings.id(given.get(name)))
 
     def add(self, request: Request) -> None:
         """Append one request."""
-        t = self._trace
-        strings = t.strings
-        if request.time < self._last:
-            self._sorted = False
-        self._last = request.time
-        t.lines_read += 1
-        t.times.append(request.time)
-        t.lines.append(request.line)
-        t.ops.append(int(request.op))
-        t.keys.append(t.key_names.id(request.key))
-        t.namespaces.append(t.namespace_names.id(request.namespace))
-        t.sizes.append(-1 if request.size is None else request.size)
-        t.ttls.append(math.nan if request.ttl is None else request.ttl)
-        t.clients.append(strings.id(request.client))
-        t.users.append(strings.id(request.user))
-        t.user_agents.append(strings.id(request.user_agent))
-        t.statuses.append(-1 if request.status is None else request.status)
-        t.methods.append(strings.id(request.method))
-        given = request.attributes or {}
-        for name in self._attribute_names:
-            t.attributes[name].append(strings.id(given.get(name)))
+        self.add_row(
+            request.time, request.line, int(request.op), request.key, request.namespace,
+            -1 if request.size is None else request.size,
+            math.nan if request.ttl is None else request.ttl,
+            request.client, request.user, request.user_agent,
+            -1 if request.status is None else request.status, request.method, request.attributes,
+        )  # fmt: skip
 
     def reject(self, line: int, reason: str, text: str) -> None:
         """Count a malformed line (the first few are kept, with their number and start)."""
