@@ -529,38 +529,30 @@ class AsyncRedisDriver:
             if waiter.future.done():
                 continue  # its caller gave up: the reply was read, and is dropped
             if isinstance(waiter.op, Pipeline):
-                waiter.future.set_result(
-                    [translate_error(r) if isinstance(r, REDIS_ERRORS) else r for r in replies]
-                )
-            elif isinstance(replies[0], REDIS_ERRORS):
-                waiter.future.set_exception(translate_error(replies[0]))
+                waiter.future.set_result(replies)
+            elif isinstance(replies[0], BackendError):
+                waiter.future.set_exception(replies[0])
             else:
                 waiter.future.set_result(replies[0])
 
     async def _round_trip(self, batch: list[_Waiter]) -> list[Any]:
-        items = [item for waiter in batch for item in waiter.items]
+        """Every item of ``batch``, as one pipeline; errors in place, translated."""
+        merged = Pipeline(tuple(item for waiter in batch for item in waiter.items))
         pipe = self.client.pipeline(transaction=False)
-        for item in items:
-            if isinstance(item, Command):
-                pipe.execute_command(*item.args)
-            else:
-                pipe.execute_command("EVALSHA", item.script.sha, *_script_args(item))
-        results: list[Any] = await pipe.execute(raise_on_error=False)
-        rerun = [
-            index
-            for index, (item, result) in enumerate(zip(items, results, strict=True))
-            if isinstance(result, rx.NoScriptError) and isinstance(item, ScriptCall)
-        ]
+        _queue(pipe, merged)
+        results, rerun = _pipeline_results(merged, await pipe.execute(raise_on_error=False))
         if rerun:
             # After a SCRIPT FLUSH or a restart: the scripts that missed, by EVAL, in one more
             # round trip; the other replies of the batch stand.
             pipe = self.client.pipeline(transaction=False)
             for index in rerun:
-                call = items[index]
+                call = merged.ops[index]
                 assert isinstance(call, ScriptCall)
                 pipe.execute_command("EVAL", call.script.source, *_script_args(call))
-            for index, result in zip(rerun, await pipe.execute(raise_on_error=False), strict=True):
-                results[index] = result
+            evaluated = await pipe.execute(raise_on_error=False)
+            for index, result in zip(rerun, evaluated, strict=True):
+                failed = isinstance(result, REDIS_ERRORS)
+                results[index] = translate_error(result) if failed else result
         return results
 
     async def _alone(self, waiter: _Waiter) -> None:
