@@ -20,6 +20,17 @@ Failures map onto :mod:`redkit.errors` as with redis-py:
 Upstash replicas serve reads; the ``upstash-sync-token`` each reply carries is sent with the
 next request of the same :class:`RestConnection`, so a read sees the writes made before it
 (read-your-writes), whichever driver of the connection made them.
+
+Auto-pipelining (asyncio, on by default; ``RestConnection(autopipeline=False)`` turns it
+off), as ``@upstash/redis`` does it: the commands, script calls and non-transactional
+pipelines that concurrent tasks issue in one event-loop pass go as one ``POST /pipeline``
+(bounded: :data:`BATCH_OPS` commands, :data:`BATCH_BYTES` of JSON; more go as further
+batches at once), and each caller reads its own entries of the reply, so errors stay per
+command and a ``NOSCRIPT`` is answered with an ``EVAL`` for that call only. A transaction,
+an oversized request and a lone request go as they would without it. Each batch carries the
+latest sync token and records its reply's; a batch that times out or finds the server down
+fails each of its callers with the typed error above. See :class:`AsyncRestDriver`. The
+blocking driver sends one request per operation.
 """
 
 from __future__ import annotations
