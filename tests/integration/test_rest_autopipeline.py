@@ -25,7 +25,7 @@ from redkit.core.errors import (
 )
 from redkit.core.ops import Pipeline, ScriptCall, command
 from redkit.core.scripts import Script
-from redkit.drivers.embedded import EmbeddedRedis
+from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
 from redkit.drivers.rest import BATCH_BYTES, BATCH_OPS, RestConnection
 from support.backends import REST_TOKEN
 from support.loop import LoopThread
@@ -467,3 +467,50 @@ def test_rate_limit_decisions_of_many_tasks_add_up(
 
     decisions = run(loop_thread, facade_conn, body)
     assert decisions.count(True) == 60
+
+
+@pytest.fixture
+def cluster_gateway(redis_cluster: EmbeddedCluster) -> Iterator[str]:
+    """The gateway in front of the 3-master cluster, emptied; its base URL."""
+    from redkit.gateway import Gateway
+
+    redis_cluster.flushall()
+    with serve_asgi(Gateway.for_redis(redis_cluster.url, REST_TOKEN)) as base:
+        yield base
+
+
+def test_batches_through_a_gateway_in_front_of_a_cluster(
+    cluster_gateway: str, loop_thread: LoopThread
+) -> None:
+    """Keys of every slot in one batch; a multi-key script's CROSSSLOT still names the fix."""
+    from redkit import AsyncRatelimit, SlidingWindow
+
+    plain, plain_transport = recorded(cluster_gateway)
+
+    async def refused(_driver: Any) -> list[Any]:
+        limiter = AsyncRatelimit(plain, SlidingWindow(5, "10 s"), ephemeral_cache=False)
+        return await asyncio.gather(
+            *(limiter.limit(f"u{k}") for k in range(10)), return_exceptions=True
+        )
+
+    errors = run(loop_thread, plain, refused)
+    assert all(isinstance(error, CommandError) for error in errors)
+    assert all("connect with cluster=True" in str(error) for error in errors)
+    assert "/pipeline" in plain_transport.paths()
+
+    conn, transport = recorded(cluster_gateway, cluster=True)
+
+    async def served(driver: Any) -> list[Any]:
+        limiter = AsyncRatelimit(conn, SlidingWindow(2, "10 s"), ephemeral_cache=False)
+        counts = await asyncio.gather(
+            *(driver.execute(command("INCR", f"n{k}")) for k in range(60))
+        )
+        decisions = await asyncio.gather(*(limiter.limit(f"v{k % 10}") for k in range(30)))
+        return [counts, [d.success for d in decisions]]
+
+    counts, decisions = run(loop_thread, conn, served)
+    assert counts == [1] * 60
+    for user in range(10):  # 2 of each user's 3 calls pass
+        assert [decisions[k] for k in range(user, 30, 10)].count(True) == 2
+    assert transport.paths()[0] == "/pipeline"
+    assert len(transport.commands(0)) == 60
