@@ -398,13 +398,18 @@ class AsyncRestDriver:
             requests = [waiter.request for waiter in batch]
             replies = split(await self._send(merge(requests)), requests)
         except BackendError as exc:
-            for waiter in batch:
-                _set(waiter.future, exception=_fresh(exc))
+            _fail(batch, exc)
+            return
+        except Exception as exc:
+            # Not a transport failure (httpx could not decode the body, say): each caller
+            # still gets a typed error, with httpx's as its cause.
+            error = BackendError(f"the REST request failed: {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            _fail(batch, error)
             return
         except BaseException:
             # The task itself was cancelled (the loop is closing): nobody may wait forever.
-            for waiter in batch:
-                _set(waiter.future, exception=BackendUnavailable("the driver was closed"))
+            _fail(batch, BackendUnavailable("the driver was closed"))
             raise
         if replies is None:
             # Refused as a whole before any of it ran (too large, unreadable): each alone,
@@ -418,7 +423,7 @@ class AsyncRestDriver:
         """Send ``waiter``'s request alone and hand its caller the reply (or the error)."""
         try:
             reply = await self._send(waiter.request)
-        except BackendError as exc:
+        except Exception as exc:  # what this caller would have had without batching
             _set(waiter.future, exception=exc)
         except BaseException:
             _set(waiter.future, exception=BackendUnavailable("the driver was closed"))
@@ -453,11 +458,15 @@ def _set(
         future.set_result(result)
 
 
-def _fresh(exc: BackendError) -> BackendError:
-    """A copy of ``exc`` for one caller: one instance raised in many tasks shares a traceback."""
-    copy = type(exc)(*exc.args)
-    copy.__cause__ = exc.__cause__
-    return copy
+def _fail(batch: list[_Waiter], exc: BackendError) -> None:
+    """Fail every caller of ``batch`` still waiting with a copy of ``exc``.
+
+    A copy each: one instance raised in many tasks would share (and grow) one traceback.
+    """
+    for waiter in batch:
+        copy = type(exc)(*exc.args)
+        copy.__cause__ = exc.__cause__
+        _set(waiter.future, exception=copy)
 
 
 def _check_url(url: object, variable: str | None) -> str:
