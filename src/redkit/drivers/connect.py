@@ -352,8 +352,10 @@ def connect(url: str, **options: Any) -> Connection | RestConnection:
     An ``https://`` URL with ``token=`` (an Upstash database's REST URL and token; ``http://``
     for a local gateway) gives a :class:`~redkit.drivers.rest.RestConnection`, whose options
     are ``socket_timeout``, ``connect_timeout``, ``retries``, ``retry_backoff``,
-    ``key_locking``, ``read_your_writes``, ``max_connections`` and ``cluster`` (the server
-    behind the API is a Redis Cluster, such as ``redkit gateway`` in front of one).
+    ``key_locking``, ``read_your_writes``, ``max_connections``, ``cluster`` (the server
+    behind the API is a Redis Cluster, such as ``redkit gateway`` in front of one) and
+    ``autopipeline`` (on there: concurrent asyncio callers share ``/pipeline`` requests;
+    ``autopipeline=False`` sends one request per operation).
 
     Raises:
         ConfigurationError: for a malformed or unsupported URL, or a REST URL without token.
