@@ -18,7 +18,9 @@ Rows run in shuffled rounds, each bracketed by its mode's reference (``harness.b
 a row's ratio is to that reference. Every reply is checked (a wrong one is counted and shown).
 Latency is per call as its task sees it: from the end of its previous call to the end of this
 one, so at 500 tasks it includes the wait for the event loop; p50 and p99 are the medians over
-a row's runs. A row whose library is not installed is skipped, with the reason.
+a row's runs. Client CPU per call is this process's CPU time (all its threads) over the calls
+of a run: on a shared machine it drifts less than calls/s. A row whose library is not
+installed is skipped, with the reason.
 
 Then the physical reference, when ``redis-benchmark`` is on PATH: the C client with 50
 connections and 16 commands in flight on each (``-P 16``), GET, INCR and the same EVALSHA, on
@@ -79,6 +81,7 @@ class Row:
     ratios: list[float] = field(default_factory=list)
     p50: list[float] = field(default_factory=list)
     p99: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # this process's CPU seconds per call
     wrong: int = 0
 
 
@@ -260,9 +263,11 @@ def measure(
 
     def run(row: Row) -> float:
         gc.collect()
+        cpu = time.process_time()  # all threads: glide's Rust core runs in threads of its own
         rate, wrong, latencies = loop.run_until_complete(
             run_timed(row.op, keys, seconds, tasks, EXPECTED[row.mode])
         )
+        row.cpu.append((time.process_time() - cpu) / len(latencies))
         latencies.sort()
         row.rates.append(rate)
         row.p50.append(percentile(latencies, 0.50))
@@ -276,6 +281,7 @@ def measure(
         row.rates.clear()
         row.p50.clear()
         row.p99.clear()
+        row.cpu.clear()
         row.ratios.clear()
     bracketed_rounds(rows, rounds, run, f"{tasks} tasks")
 
@@ -283,8 +289,9 @@ def measure(
 def table(rows: list[Row], tasks: int) -> str:
     """The Markdown table of one task count."""
     lines = [
-        f"| {tasks} tasks | calls/s median (min, max) | / raw ref. | p50 ms | p99 ms |",
-        "|---|---:|---:|---:|---:|",
+        f"| {tasks} tasks | calls/s median (min, max) | / raw ref. | p50 ms | p99 ms "
+        "| client CPU µs/call |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         wrong = f" (**{row.wrong} wrong replies**)" if row.wrong else ""
@@ -292,7 +299,7 @@ def table(rows: list[Row], tasks: int) -> str:
         lines.append(
             f"| {row.name}{wrong} | {rate:,.0f} ({min(row.rates):,.0f}, {max(row.rates):,.0f}) "
             f"| {statistics.median(row.ratios):.2f} | {statistics.median(row.p50) * 1e3:.2f} "
-            f"| {statistics.median(row.p99) * 1e3:.2f} |"
+            f"| {statistics.median(row.p99) * 1e3:.2f} | {statistics.median(row.cpu) * 1e6:.0f} |"
         )
     return "\n".join(lines)
 
