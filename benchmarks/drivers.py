@@ -14,13 +14,14 @@ embedded ``redis-server`` on loopback, 50 and then 500 asyncio tasks on one even
   ``evalsha``, valkey-glide ``custom_command(["EVALSHA", ...])`` and ``invoke_script``, redkit's
   driver running a ``ScriptCall``.
 
-Rows run in shuffled rounds, each bracketed by its mode's reference (``harness.bracketed_rounds``);
-a row's ratio is to that reference. Every reply is checked (a wrong one is counted and shown).
-Latency is per call as its task sees it: from the end of its previous call to the end of this
-one, so at 500 tasks it includes the wait for the event loop; p50 and p99 are the medians over
-a row's runs. Client CPU per call is this process's CPU time (all its threads) over the calls
-of a run: on a shared machine it drifts less than calls/s. A row whose library is not
-installed is skipped, with the reason.
+Rows run in shuffled rounds, each bracketed by its mode's reference
+(``harness.bracketed_rounds``); a row's ratio is to that reference. Every reply is checked (a
+wrong one is counted and shown). Latency is per call, from its start to its answer
+(``harness.run_async``), so at 500 tasks it includes the wait for the event loop; every run of
+every row takes the clock per call, so the ratios are not skewed by it; p50 and p99 are the
+medians over a row's runs. Client CPU per call is this process's CPU time (all its threads)
+over the calls of a run: on a shared machine it drifts less than calls/s. A row whose library
+is not installed is skipped, with the reason.
 
 Then the physical reference, when ``redis-benchmark`` is on PATH: the C client with 50
 connections and 16 commands in flight on each (``-P 16``), GET, INCR and the same EVALSHA, on
@@ -49,7 +50,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis.asyncio
-from harness import AsyncOp, bracketed_rounds, cpu_stall_us, versions
+from harness import AsyncOp, bracketed_rounds, cpu_stall_us, run_async, versions
 
 from redkit import Connection, EmbeddedRedis
 from redkit.core.ops import Command, ScriptCall
@@ -220,36 +221,6 @@ def build_rows(url: str) -> list[Row]:
     ]
 
 
-async def run_timed(
-    op: AsyncOp, keys: list[str], seconds: float, tasks: int, expected: Any
-) -> tuple[float, int, list[float]]:
-    """``tasks`` tasks calling ``op`` for ``seconds``: (calls/s, wrong replies, latencies)."""
-    clock = time.perf_counter
-    count = len(keys)
-    latencies: list[float] = []
-    record = latencies.append
-
-    async def worker(first: int) -> int:
-        index, wrong = first, 0
-        # One clock read a call: the end of one call is the start of the next.
-        began = clock()
-        while began < end:
-            if await op(keys[index]) != expected:
-                wrong += 1
-            now = clock()
-            record(now - began)
-            began = now
-            index += 1
-            if index == count:
-                index = 0
-        return wrong
-
-    start = clock()
-    end = start + seconds
-    wrong = sum(await asyncio.gather(*(worker(k * count // tasks) for k in range(tasks))))
-    return len(latencies) / (clock() - start), wrong, latencies
-
-
 def percentile(ordered: list[float], share: float) -> float:
     """The value below which ``share`` of the sorted ``ordered`` lies."""
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -263,11 +234,13 @@ def measure(
 
     def run(row: Row) -> float:
         gc.collect()
+        expected = EXPECTED[row.mode]
+        latencies: list[float] = []
         cpu = time.process_time()  # all threads: glide's Rust core runs in threads of its own
-        rate, wrong, latencies = loop.run_until_complete(
-            run_timed(row.op, keys, seconds, tasks, EXPECTED[row.mode])
+        rate, calls, wrong = loop.run_until_complete(
+            run_async(row.op, keys, seconds, tasks, lambda reply: reply != expected, latencies)
         )
-        row.cpu.append((time.process_time() - cpu) / len(latencies))
+        row.cpu.append((time.process_time() - cpu) / calls)
         latencies.sort()
         row.rates.append(rate)
         row.p50.append(percentile(latencies, 0.50))
