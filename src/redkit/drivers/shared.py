@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
+import sys
 import threading
 import weakref
 from typing import Any
@@ -52,6 +54,10 @@ MAX_BATCH_COMMANDS = 512
 # What our hiredis reader answers while a reply is incomplete (never a reply itself).
 _MORE = object()
 _CONNECTION_CLASSES = (redis.Connection, redis.SSLConnection, redis.UnixDomainSocketConnection)
+
+# Linux bounds a blocking socket's waits itself (SO_RCVTIMEO): one syscall per send or receive,
+# where a socket with a Python timeout polls before each.
+_KERNEL_TIMEOUTS = sys.platform.startswith("linux")
 
 # A request's states, changed only under the shared connection's lock.
 _QUEUED, _LEADING, _SENT, _DONE = range(4)
@@ -218,6 +224,14 @@ class SharedConnection:
             conn.connect()  # redis-py's handshake: AUTH, SELECT, HELLO, client name
         sock: socket.socket = conn._sock
         if sock is not self._sock:
+            timeout = conn.socket_timeout
+            if _KERNEL_TIMEOUTS and timeout and type(sock) is socket.socket:
+                # Only this class reads and writes it from now on (redis-py only closes it).
+                seconds = int(timeout)
+                bound = struct.pack("ll", seconds, int((timeout - seconds) * 1e6) or 1)
+                sock.settimeout(None)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, bound)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, bound)
             # A fresh socket: a fresh reader, so no half reply of the old one lingers.
             self._reader = hiredis.Reader(
                 protocolError=rx.InvalidResponse,
@@ -302,7 +316,7 @@ class SharedConnection:
         while reply is _MORE:
             try:
                 size = sock.recv_into(self._buffer)
-            except TimeoutError as exc:
+            except (TimeoutError, BlockingIOError) as exc:  # BlockingIOError: SO_RCVTIMEO
                 raise rx.TimeoutError("Timeout reading from socket") from exc
             except OSError as exc:
                 raise _Stale from rx.ConnectionError(f"Error while reading from socket: {exc}")
@@ -329,7 +343,7 @@ class SharedConnection:
 def _send(sock: socket.socket, data: bytes) -> None:
     try:
         sock.sendall(data)
-    except TimeoutError as exc:
+    except (TimeoutError, BlockingIOError) as exc:  # BlockingIOError: SO_SNDTIMEO
         raise rx.TimeoutError(f"Timeout writing to socket: {exc}") from exc
     except OSError as exc:  # a closed peer: nothing of it was read
         raise _Stale from rx.ConnectionError(f"Error while writing to socket: {exc}")
