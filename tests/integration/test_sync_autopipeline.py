@@ -217,6 +217,36 @@ def test_a_timeout_drops_the_connection_and_no_reply_lands_on_a_later_command(
             conn.close()
 
 
+def test_threads_whose_batch_times_out_all_hear_so_and_later_replies_stay_theirs(
+    redis_server: EmbeddedRedis,
+) -> None:
+    with redis_server.client() as admin:
+        admin.flushall()
+        admin.mset({f"own:{n}": f"value {n}" for n in range(16)})
+        conn = redis_server.connect(socket_timeout=0.3)
+        driver = conn.sync_driver()
+        try:
+            driver.execute(command("PING"))
+            admin.client_pause(900, all=False)  # every write waits past the timeout
+
+            def work(n: int) -> tuple[Any, float]:
+                began = time.monotonic()
+                try:
+                    driver.execute(command("INCR", f"count:{n}"))
+                except BackendError as exc:
+                    return exc, time.monotonic() - began
+                return None, time.monotonic() - began
+
+            for error, took in run_threads(16, work, limit=10):
+                assert isinstance(error, BackendTimeout)
+                assert took < 0.9  # about its own 0.3 s, not the pause
+            time.sleep(1.0)
+            answers = run_threads(16, lambda n: driver.execute(command("GET", f"own:{n}")))
+            assert answers == [f"value {n}".encode() for n in range(16)]
+        finally:
+            conn.close()
+
+
 def test_a_redis_that_never_answers_times_out_every_waiting_thread(hung_port: int) -> None:
     conn = Connection(f"redis://127.0.0.1:{hung_port}", socket_timeout=0.3, connect_timeout=0.3)
     driver = conn.sync_driver()

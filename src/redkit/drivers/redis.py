@@ -12,6 +12,9 @@ Auto-pipelining (asyncio, standalone, opt-in: ``AsyncRedisDriver(..., autopipeli
 the commands, script calls and non-transactional pipelines that concurrent tasks issue in one
 event-loop pass are gathered and sent as one redis-py pipeline (``raise_on_error=False``), and
 each reply goes back to its own caller, in order. See :class:`AsyncRedisDriver`.
+
+The blocking driver on a standalone server sends through one connection shared by every
+thread (:mod:`redkit.drivers.shared`): lean for one thread, pipelined for many.
 """
 
 from __future__ import annotations

@@ -331,12 +331,17 @@ class SharedConnection:
         return reply
 
     def close(self) -> None:
-        """Give the connection back to its pool (it is taken again on next use)."""
+        """Close the connection and give it back to its pool; the next use takes one again.
+
+        A thread still reading on it sees the connection closed: it was idle or not, its
+        commands go once more on a new connection, as after a server restart.
+        """
         with self._lock:
             conn, self._conn = self._conn, None
             self._sock = None
             self._reader = None
         if conn is not None and self._pid == os.getpid():
+            conn.disconnect()
             self._pool.release(conn)
 
 
