@@ -305,6 +305,24 @@ def test_a_server_killed_mid_run_gives_every_thread_a_typed_error() -> None:
         server.stop()
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_opens_its_own_connection(conn: Connection) -> None:
+    driver = conn.sync_driver()
+    assert driver.execute(command("INCR", "parent")) == 1  # the shared connection is open
+    child = os.fork()
+    if child == 0:  # the child: its replies must be its own, on a socket of its own
+        ok = False
+        try:
+            ok = [driver.execute(command("INCR", "child")) for _ in range(50)] == list(range(1, 51))
+        finally:
+            os._exit(0 if ok else 1)
+    for _ in range(50):  # the parent keeps using its socket meanwhile
+        driver.execute(command("INCR", "parent"))
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert driver.execute(command("INCR", "parent")) == 52
+
+
 def test_an_argument_hiredis_cannot_pack_is_refused_by_redis_py(conn: Connection) -> None:
     driver = conn.sync_driver()
     with pytest.raises(BackendError, match="DataError"):
