@@ -197,6 +197,44 @@ def test_connections_the_server_closed_are_replaced_without_an_error(
     assert results == [1] * 16
 
 
+def test_connections_killed_mid_run_never_apply_a_command_twice(
+    conn: Connection, redis_server: EmbeddedRedis
+) -> None:
+    driver = conn.sync_driver()
+    stop = time.monotonic() + 2.0
+
+    def work(n: int) -> tuple[int, list[tuple[int, int]]]:
+        key, expected, failures, wrong = f"once:{n}", 0, 0, []
+        with redis_server.client() as reader:
+            while time.monotonic() < stop:
+                try:
+                    if n % 2:
+                        got = driver.execute(command("INCR", key))
+                    else:
+                        got = driver.execute(ScriptCall(COUNTER, (key,), (1,)))
+                except (BackendUnavailable, BackendTimeout):
+                    # Killed with the command on the wire: it may have run; count from Redis.
+                    failures += 1
+                    expected = int(reader.get(key) or 0)
+                    continue
+                expected += 1
+                if got != expected:
+                    wrong.append((got, expected))
+        return failures, wrong
+
+    def killer() -> None:
+        with redis_server.client() as admin:
+            while time.monotonic() < stop:
+                time.sleep(0.1)
+                admin.client_kill_filter(_type="normal", skipme=True)
+
+    killing = threading.Thread(target=killer, daemon=True)
+    killing.start()
+    results = run_threads(32, work)
+    killing.join(5)
+    assert [wrong for _, wrong in results] == [[]] * 32  # no INCR counted twice
+
+
 def test_a_timeout_drops_the_connection_and_no_reply_lands_on_a_later_command(
     redis_server: EmbeddedRedis,
 ) -> None:

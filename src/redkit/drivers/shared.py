@@ -17,7 +17,9 @@ one, and the server reads them in one pass). What it keeps:
   ``NOSCRIPT``) is a value there, raised by that thread alone;
 - a batch that fails as a whole (the server closed the connection, a socket timeout) gives
   each of its threads an error of its own, and the connection is dropped, never reused with
-  replies still on their way: the next batch connects afresh;
+  replies still on their way: the next batch connects afresh. No command is ever sent twice
+  (it may have run before its reply was lost); a connection the server closed while idle (a
+  restart, ``CLIENT KILL``) is seen before anything is written, and replaced;
 - a thread waits at most its timeout (the socket timeout) for its reply, wherever its
   commands are; one that gives up while they are in flight has its reply read and dropped.
 
@@ -28,6 +30,7 @@ The driver sends here only what may share a connection (see
 from __future__ import annotations
 
 import os
+import select
 import socket
 import struct
 import sys
@@ -133,7 +136,7 @@ class SharedConnection:
         self._sock: socket.socket | None = None
         self._reader: Any = None
         self._buffer = bytearray(65536)
-        self._retries = 0
+        self._poller = select.poll()  # readable between batches: the socket is not clean
         self._pid = os.getpid()  # close() gives back only a connection of this process
         # A child process must not write on its parent's socket, nor wait on a lock that a
         # thread of the parent held at the fork.
@@ -209,37 +212,48 @@ class SharedConnection:
                 if request is not own:  # the leader's own stays _LEADING: nobody wakes it
                     request.state = _SENT
         try:
-            self._exchange_batch(batch, total)
+            self._exchange_batch(batch)
         finally:
             self._hand_over()
 
     # -- the I/O ---------------------------------------------------------------------------
 
     def _connect(self) -> socket.socket:
+        """The connection's socket, connected and checked, ready for a batch."""
         conn = self._conn
         if conn is None:
             conn = self._conn = self._pool.get_connection()
-            self._retries = conn.retry.get_retries()
-        if conn._sock is None:
+        sock: socket.socket | None = conn._sock
+        if sock is not None and sock is self._sock and self._poller.poll(0):
+            # Readable between batches: the server closed it (a restart, CLIENT KILL) or sent
+            # what nobody asked for. Nothing of ours is on it: a new connection is safe, where
+            # a command re-sent after its reply was lost might be applied twice.
+            self._drop()
+            sock = None
+        if sock is None:
             conn.connect()  # redis-py's handshake: AUTH, SELECT, HELLO, client name
-        sock: socket.socket = conn._sock
-        if sock is not self._sock:
+            sock = conn._sock
+        assert sock is not None
+        ready: socket.socket = sock
+        if ready is not self._sock:
             timeout = conn.socket_timeout
-            if _KERNEL_TIMEOUTS and timeout and type(sock) is socket.socket:
+            if _KERNEL_TIMEOUTS and timeout and type(ready) is socket.socket:
                 # Only this class reads and writes it from now on (redis-py only closes it).
                 seconds = int(timeout)
                 bound = struct.pack("ll", seconds, int((timeout - seconds) * 1e6) or 1)
-                sock.settimeout(None)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, bound)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, bound)
+                ready.settimeout(None)
+                ready.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, bound)
+                ready.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, bound)
             # A fresh socket: a fresh reader, so no half reply of the old one lingers.
             self._reader = hiredis.Reader(
                 protocolError=rx.InvalidResponse,
                 replyError=conn._parser.parse_error,
                 notEnoughData=_MORE,
             )
-            self._sock = sock
-        return sock
+            self._poller = select.poll()
+            self._poller.register(ready, select.POLLIN)
+            self._sock = ready
+        return ready
 
     def _drop(self) -> None:
         # Replies may still be on their way: this socket is never read again.
@@ -248,48 +262,27 @@ class SharedConnection:
         if self._conn is not None:
             self._conn.disconnect()
 
-    def _retry(self, fresh: bool, attempt: int) -> bool:
-        # A connection the server closed while it was idle (a restart) fails before a byte of
-        # reply: its commands are sent once more on a new one, as redis-py's own retry does
-        # (never after a timeout, which could apply a write twice).
-        return not fresh and not attempt and self._retries > 0
-
     def _exchange_alone(self, packed: bytes, count: int) -> list[Any]:
-        for attempt in range(2):
-            fresh = self._sock is None
-            try:
-                sock = self._connect()
-                _send(sock, packed)
-                return [self._read(sock) for _ in range(count)]
-            except _Stale as exc:
-                self._drop()
-                if not self._retry(fresh, attempt):
-                    raise _translate(exc) from exc.__cause__
-            except Exception as exc:
-                self._drop()
-                raise _translate(exc) from exc
-            except BaseException:
-                self._drop()
-                raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            sock = self._connect()
+            _send(sock, packed)
+            return [self._read(sock) for _ in range(count)]
+        except Exception as exc:
+            self._drop()
+            raise _translate(exc) from exc
+        except BaseException:
+            self._drop()
+            raise
 
-    def _exchange_batch(self, batch: list[_Request], total: int) -> None:
+    def _exchange_batch(self, batch: list[_Request]) -> None:
         delivered = 0
         try:
-            for attempt in range(2):
-                fresh = self._sock is None
-                try:
-                    sock = self._connect()
-                    _send(sock, b"".join([request.packed for request in batch]))
-                    for request in batch:
-                        replies = [self._read(sock) for _ in range(request.count)]
-                        delivered += 1
-                        self._deliver(request, replies, None)
-                    return
-                except _Stale:
-                    self._drop()
-                    if delivered or not self._retry(fresh, attempt):
-                        raise
+            sock = self._connect()
+            _send(sock, b"".join([request.packed for request in batch]))
+            for request in batch:
+                replies = [self._read(sock) for _ in range(request.count)]
+                delivered += 1
+                self._deliver(request, replies, None)
         except BaseException as exc:
             self._drop()
             for request in batch[delivered:]:
@@ -319,9 +312,9 @@ class SharedConnection:
             except (TimeoutError, BlockingIOError) as exc:  # BlockingIOError: SO_RCVTIMEO
                 raise rx.TimeoutError("Timeout reading from socket") from exc
             except OSError as exc:
-                raise _Stale from rx.ConnectionError(f"Error while reading from socket: {exc}")
+                raise rx.ConnectionError(f"Error while reading from socket: {exc}") from exc
             if not size:
-                raise _Stale from rx.ConnectionError("Connection closed by server.")
+                raise rx.ConnectionError("Connection closed by server.")
             reader.feed(self._buffer, 0, size)
             reply = reader.gets()
         if isinstance(reply, hiredis.PushNotification):
@@ -350,19 +343,13 @@ def _send(sock: socket.socket, data: bytes) -> None:
         sock.sendall(data)
     except (TimeoutError, BlockingIOError) as exc:  # BlockingIOError: SO_SNDTIMEO
         raise rx.TimeoutError(f"Timeout writing to socket: {exc}") from exc
-    except OSError as exc:  # a closed peer: nothing of it was read
-        raise _Stale from rx.ConnectionError(f"Error while writing to socket: {exc}")
-
-
-class _Stale(Exception):
-    """Reading failed before a byte of reply: the cause is the redis-py error."""
+    except OSError as exc:
+        raise rx.ConnectionError(f"Error while writing to socket: {exc}") from exc
 
 
 def _translate(exc: BaseException) -> BackendError:
     from redkit.drivers.redis import translate_error  # the one mapping, kept in redis.py
 
-    if isinstance(exc, _Stale) and isinstance(exc.__cause__, Exception):
-        exc = exc.__cause__
     if isinstance(exc, Exception):
         return translate_error(exc)
     return BackendError(f"{type(exc).__name__}: interrupted")
