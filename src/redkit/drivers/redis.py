@@ -9,9 +9,9 @@ Inside a transaction a script is always sent with ``EVAL``: a ``NOSCRIPT`` insid
 would leave the other commands of the transaction applied and the script not.
 
 Auto-pipelining (asyncio, standalone, opt-in: ``AsyncRedisDriver(..., autopipeline=True)``):
-the commands, script calls and non-transactional pipelines that concurrent tasks issue in one
-event-loop pass are gathered and sent as one redis-py pipeline (``raise_on_error=False``), and
-each reply goes back to its own caller, in order. See :class:`AsyncRedisDriver`.
+concurrent tasks share a few connections (:mod:`redkit.drivers.multiplex`); the commands,
+script calls and non-transactional pipelines they issue in one event-loop pass go out in one
+write, and each reply goes back to its own caller, in order. See :class:`AsyncRedisDriver`.
 
 The blocking driver on a standalone server sends through one connection shared by every
 thread (:mod:`redkit.drivers.shared`): lean for one thread, pipelined for many.
@@ -22,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple
+from typing import Any
 
+import hiredis
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
@@ -38,10 +39,12 @@ from redkit.core.errors import (
     ConfigurationError,
 )
 from redkit.core.ops import Command, Masters, OnNode, Pipeline, RedisOp, ScriptCall
+from redkit.drivers.multiplex import DEFAULT_BATCH_OPS, MultiplexedConnection
 from redkit.drivers.shared import SharedConnection, pack_command, shareable
 
 __all__ = [
     "DEFAULT_BATCH_OPS",
+    "DEFAULT_CONNECTIONS",
     "NEVER_PIPELINED",
     "ONE_TIMER",
     "REDIS_ERRORS",
@@ -73,8 +76,9 @@ NEVER_PIPELINED = frozenset(
     }
 )
 
-#: Operations (commands, script calls, items of a pipeline) in one auto-pipelined batch at most.
-DEFAULT_BATCH_OPS = 256
+#: Connections an auto-pipelining driver shares its callers' commands over at most: a second
+#: one keeps a large reply from holding up every other caller behind it.
+DEFAULT_CONNECTIONS = 2
 
 
 #: What redis-py raises: RedisError, and the cluster client's own exception family.
@@ -434,6 +438,7 @@ class AsyncRedisDriver:
         deadline: float | None = None,
         autopipeline: bool = False,
         batch_ops: int = DEFAULT_BATCH_OPS,
+        connections: int = DEFAULT_CONNECTIONS,
     ) -> None:
         """Drive ``client``.
 
@@ -447,22 +452,24 @@ class AsyncRedisDriver:
             deadline: seconds one operation may take in all (every command it sends and
                 reads), then :class:`BackendTimeout`; ``None`` leaves timeouts to the client.
                 Needs Python 3.11 (``asyncio.timeout``); see :data:`ONE_TIMER`.
-            autopipeline: gather the operations that concurrent tasks issue in one event-loop
-                pass and send them as one pipeline (one write, one read, one connection), each
-                reply matched back to its caller in order. Off by default in this first step:
-                the default flips once the whole of issue 16 (cluster, REST, threads) is
-                proven and benchmarked. Standalone servers only, for now. What it keeps:
-                errors stay per operation (a ``WRONGTYPE`` fails only its caller, a
-                ``NOSCRIPT`` is re-sent with ``EVAL`` for that call only); a transaction
-                pipeline is always sent alone; blocking and pub/sub commands
-                (:data:`NEVER_PIPELINED`) are sent alone; a caller that is cancelled or times
-                out only drops its reply (redis-py reads every reply of a batch, or discards
-                the connection); a batch that fails as a whole (server gone, no answer within
-                ``deadline``) gives each of its callers the typed error. ``deadline`` is kept
-                per batch (one timer for all its callers, the wait for a slot included), and
-                with ``slots`` each batch, not each operation, takes a slot.
-            batch_ops: operations in one batch at most (a pipeline counts its items); more
-                are sent as further batches, on connections of their own, at the same time.
+            autopipeline: share connections between concurrent tasks: the commands, script
+                calls and non-transactional pipelines that tasks issue in one event-loop pass
+                go out in one write, and each reply goes back to its caller in order (see
+                :mod:`redkit.drivers.multiplex`). Standalone servers only, for now. What it
+                keeps: errors stay per operation (a ``WRONGTYPE`` fails only its caller, a
+                ``NOSCRIPT`` is re-sent with ``EVAL`` for that call only); replies are shaped
+                as redis-py shapes them; a transaction pipeline, blocking and pub/sub commands
+                (:data:`NEVER_PIPELINED`), node queries: each sent alone, as without it; a
+                caller that is cancelled or times out only drops its reply, which is still
+                read. ``deadline`` holds per write: a connection that has not answered a write
+                within it is dropped, and every operation waiting on it fails with
+                :class:`BackendTimeout`; a server that closes the connection fails them with
+                :class:`BackendUnavailable`. ``slots`` does not apply (a few connections
+                carry everything); the next operation opens a new connection.
+            batch_ops: commands in one write at most (a pipeline counts its items); a pass
+                with more writes them in several.
+            connections: connections the auto-pipelined operations share, at most; a new
+                one is opened only while every open one has replies outstanding.
 
         """
         _check_binary_safe(client)
@@ -474,6 +481,8 @@ class AsyncRedisDriver:
             raise ValueError(
                 f"batch_ops must be a whole number of operations >= 1, got {batch_ops!r}"
             )
+        if isinstance(connections, bool) or not isinstance(connections, int) or connections < 1:
+            raise ValueError(f"connections must be a whole number >= 1, got {connections!r}")
         if autopipeline and isinstance(client, redis.asyncio.cluster.RedisCluster):
             raise ConfigurationError(
                 "autopipeline=True is not available on a Redis Cluster yet; leave it off there"
@@ -490,11 +499,13 @@ class AsyncRedisDriver:
         self._deadline = deadline
         self._autopipeline = autopipeline
         self._batch_ops = batch_ops
-        # The operations waiting for the next batch, and whether its send is scheduled.
-        self._queue: list[_Waiter] = []
-        self._flush_scheduled = False
-        # Batches in flight: a task needs a strong reference until it ends.
-        self._batches: set[asyncio.Task[None]] = set()
+        self._connections = connections
+        # The shared connections (auto-pipelining), the one gathering this pass's write, the
+        # opening in progress, and redis-py's reply callbacks by command name as spelt.
+        self._muxes: list[MultiplexedConnection | None] = []
+        self._filling: MultiplexedConnection | None = None
+        self._opening: asyncio.Future[MultiplexedConnection] | None = None
+        self._callbacks: dict[Any, Any] = {}
 
     def route(self, op: RedisOp) -> str | None:
         """The cluster node ``op`` goes to (``None`` when unknown, or not a cluster).
@@ -508,9 +519,17 @@ class AsyncRedisDriver:
     async def execute(self, op: RedisOp) -> Any:
         """Run one operation (a command, script call, pipeline, node query) and reply."""
         if self._autopipeline:
-            items = _batchable(op)
-            if items is not None:
-                return await self._batched(op, items)
+            kind = type(op)
+            if kind is Command:
+                args = op.args  # type: ignore[union-attr]
+                if args and _name_batchable(args[0]):
+                    return await self._auto_command(args)
+            elif kind is ScriptCall:
+                return await self._auto_script(op)  # type: ignore[arg-type]
+            else:
+                items = _batchable(op)
+                if items is not None:
+                    return await self._auto_pipeline(items)
         slots = self._slots
         if slots is None:
             return await self._within_deadline(op)
@@ -583,144 +602,174 @@ class AsyncRedisDriver:
                 results[index] = translate_error(exc)
         return results
 
-    async def _batched(self, op: RedisOp, items: tuple[Command | ScriptCall, ...]) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Waiter(op, items, future))
-        if not self._flush_scheduled:
-            # call_soon runs after every task that is ready in this pass: they all join.
-            self._flush_scheduled = True
-            future.get_loop().call_soon(self._flush)
-        # No timer per caller: the batch keeps the deadline, one timer for all its callers.
-        # Cancelling a caller cancels only its future: the batch goes on, and its reply for
-        # this caller is read and dropped.
-        return await future
+    def _multiplexed(self) -> MultiplexedConnection | None:
+        """The open connection the next command joins, or ``None`` to open one first.
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        queue, self._queue = self._queue, []
-        batch: list[_Waiter] = []
-        size = 0
-        for waiter in queue:
-            if waiter.future.done():
-                continue  # cancelled before it was sent: not sent at all
-            if batch and size + len(waiter.items) > self._batch_ops:
-                self._launch(batch)
-                batch, size = [], 0
-            batch.append(waiter)
-            size += len(waiter.items)
-        if batch:
-            self._launch(batch)
+        The one gathering a write in this pass, else the least loaded.
+        """
+        filling = self._filling
+        if filling is not None and filling.filling and filling.broken is None:
+            return filling
+        best: MultiplexedConnection | None = None
+        for mux in self._muxes:
+            if mux is not None and mux.broken is None and (best is None or mux.load < best.load):
+                best = mux
+        if best is None or (best.load and len(self._muxes) < self._connections):
+            return None  # open another connection first (there is room for one more)
+        self._filling = best
+        return best
 
-    def _launch(self, batch: list[_Waiter]) -> None:
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._batches.add(task)
-        task.add_done_callback(self._batches.discard)
+    async def _connected(self) -> MultiplexedConnection:
+        mux = self._multiplexed()
+        if mux is not None:
+            return mux
+        # One opening at a time: the tasks that arrive meanwhile wait for it, not each open one.
+        opening = self._opening
+        if opening is None:
+            opening = self._opening = asyncio.ensure_future(self._open())
+            opening.add_done_callback(self._opened)
+        # shield: a caller that gives up does not abort the opening the others wait for.
+        mux = await asyncio.shield(opening)
+        self._filling = mux
+        return mux
 
-    async def _send(self, batch: list[_Waiter]) -> None:
-        deadline = self._deadline
+    async def _open(self) -> MultiplexedConnection:
+        client = self.client
+        assert isinstance(client, redis.asyncio.Redis)  # a cluster is refused at construction
+        connection = client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
         try:
-            if deadline is None:
-                await self._send_in_slot(batch)
+            if self._deadline is None:
+                # No driver deadline (Python 3.10): the client's socket timeout bounds each
+                # write's replies instead, as it bounds each read without auto-pipelining.
+                mux = await MultiplexedConnection.open(
+                    connection, deadline=connection.socket_timeout, batch_ops=self._batch_ops
+                )
             else:
-                # The wait for a slot counts too: a caller hears within about its deadline
-                # (plus the one loop pass before its batch left).
-                async with asyncio.timeout(deadline):  # type: ignore[attr-defined,unused-ignore]
-                    await self._send_in_slot(batch)
+                async with asyncio.timeout(self._deadline):  # type: ignore[attr-defined,unused-ignore]
+                    mux = await MultiplexedConnection.open(
+                        connection, deadline=self._deadline, batch_ops=self._batch_ops
+                    )
         except TimeoutError:
-            # redis-py discards a connection whose read was interrupted: nothing desyncs.
-            _fail(batch, lambda: BackendTimeout(f"Redis did not answer within {deadline} s"))
-        except BaseException:
-            # The task itself was cancelled (the loop is closing): nobody may wait forever.
-            _fail(batch, lambda: BackendUnavailable("the driver was closed"))
-            raise
-
-    async def _send_in_slot(self, batch: list[_Waiter]) -> None:
-        slots = self._slots
-        if slots is not None:
-            await slots.acquire()  # one slot (one connection) per batch
-        try:
-            batch = [waiter for waiter in batch if not waiter.future.done()]
-            if batch:
-                await self._deliver(batch)
-        finally:
-            if slots is not None:
-                slots.release()
-
-    async def _deliver(self, batch: list[_Waiter]) -> None:
-        try:
-            results = await self._round_trip(batch)
-        except rx.DataError:
-            # An argument redis-py cannot encode fails before anything is written: run each
-            # operation alone, so that only its own caller sees the error.
-            for waiter in batch:
-                await self._alone(waiter)
-            return
+            await connection.disconnect()
+            raise BackendTimeout(f"Redis did not answer within {self._deadline} s") from None
         except REDIS_ERRORS as exc:
-            error = exc
-            _fail(batch, lambda: translate_error(error))
-            return
-        offset = 0
-        for waiter in batch:
-            count = len(waiter.items)
-            replies = results[offset : offset + count]
-            offset += count
-            if waiter.future.done():
-                continue  # its caller gave up: the reply was read, and is dropped
-            if isinstance(waiter.op, Pipeline):
-                waiter.future.set_result(replies)
-            elif isinstance(replies[0], BackendError):
-                waiter.future.set_exception(replies[0])
-            else:
-                waiter.future.set_result(replies[0])
+            await connection.disconnect()
+            raise translate_error(exc) from exc
+        # A broken connection's place is taken; else a new place, up to the count.
+        self._muxes = [m for m in self._muxes if m is not None and m.broken is None]
+        self._muxes.append(mux)
+        return mux
 
-    async def _round_trip(self, batch: list[_Waiter]) -> list[Any]:
-        """Every item of ``batch``, as one pipeline; errors in place, translated."""
-        merged = Pipeline(tuple(item for waiter in batch for item in waiter.items))
-        pipe = self.client.pipeline(transaction=False)
-        _queue(pipe, merged)
-        results, rerun = _pipeline_results(merged, await pipe.execute(raise_on_error=False))
+    def _opened(self, opening: asyncio.Future[MultiplexedConnection]) -> None:
+        self._opening = None
+        if not opening.cancelled():
+            opening.exception()  # retrieved here: every waiting caller raises it itself
+
+    async def _auto_command(self, args: tuple[Any, ...]) -> Any:
+        packed = _packed(args)
+        mux = self._multiplexed() or await self._connected()
+        return self._shaped(args[0], await mux.send(packed))
+
+    async def _auto_script(self, call: ScriptCall) -> Any:
+        script_args = _script_args(call)
+        packed = _packed(("EVALSHA", call.script.sha, *script_args))
+        mux = self._multiplexed() or await self._connected()
+        reply = await mux.send(packed)
+        if isinstance(reply, rx.NoScriptError):
+            # After a SCRIPT FLUSH or a restart: this call again, with the script's source.
+            packed = _packed(("EVAL", call.script.source, *script_args))
+            mux = self._multiplexed() or await self._connected()
+            reply = await mux.send(packed)
+        return self._shaped("EVAL", reply)
+
+    async def _auto_pipeline(self, items: tuple[Command | ScriptCall, ...]) -> list[Any]:
+        packed: list[bytes] = []
+        for item in items:
+            if isinstance(item, Command):
+                packed.append(_packed(item.args))
+            else:
+                packed.append(_packed(("EVALSHA", item.script.sha, *_script_args(item))))
+        mux = self._multiplexed() or await self._connected()
+        futures = mux.send_all(packed)
+        results: list[Any] = []
+        rerun: list[int] = []
+        for index, (item, future) in enumerate(zip(items, futures, strict=True)):
+            reply = await future
+            if isinstance(reply, BackendError):
+                raise reply  # the connection broke: the pipeline as a whole failed
+            if isinstance(item, ScriptCall) and isinstance(reply, rx.NoScriptError):
+                rerun.append(index)
+            results.append(self._item(item, reply))
         if rerun:
-            # After a SCRIPT FLUSH or a restart: the scripts that missed, by EVAL, in one more
-            # round trip; the other replies of the batch stand.
-            pipe = self.client.pipeline(transaction=False)
-            for index in rerun:
-                call = merged.ops[index]
-                assert isinstance(call, ScriptCall)
-                pipe.execute_command("EVAL", call.script.source, *_script_args(call))
-            evaluated = await pipe.execute(raise_on_error=False)
-            for index, result in zip(rerun, evaluated, strict=True):
-                failed = isinstance(result, REDIS_ERRORS)
-                results[index] = translate_error(result) if failed else result
+            calls = [items[index] for index in rerun]
+            mux = self._multiplexed() or await self._connected()
+            evaluated = mux.send_all(
+                [
+                    _packed(("EVAL", call.script.source, *_script_args(call)))
+                    for call in calls
+                    if isinstance(call, ScriptCall)
+                ]
+            )
+            for index, future in zip(rerun, evaluated, strict=True):
+                reply = await future
+                if isinstance(reply, BackendError):
+                    raise reply
+                results[index] = self._item(items[index], reply)
         return results
 
-    async def _alone(self, waiter: _Waiter) -> None:
+    def _item(self, item: Command | ScriptCall, reply: Any) -> Any:
+        """A pipeline item's reply: its error in place (translated), as redis-py's pipeline."""
         try:
-            result = await self._execute(waiter.op)
+            return self._shaped(item.args[0] if isinstance(item, Command) else "EVAL", reply)
         except BackendError as exc:
-            if not waiter.future.done():
-                waiter.future.set_exception(exc)
-        else:
-            if not waiter.future.done():
-                waiter.future.set_result(result)
+            return exc
+
+    def _shaped(self, name: Any, reply: Any) -> Any:
+        """The reply as redis-py's ``execute_command`` gives it.
+
+        Its callback applied; its error raised, translated.
+        """
+        if isinstance(reply, Exception):
+            if isinstance(reply, BackendError):
+                raise reply
+            if isinstance(reply, REDIS_ERRORS):
+                raise translate_error(reply) from reply
+            raise BackendError(f"{type(reply).__name__}: {reply}")
+        callback = self._callbacks.get(name, _UNKNOWN)
+        if callback is _UNKNOWN:
+            callback = self.client.response_callbacks.get(name)
+            if len(self._callbacks) < 1024:  # names are few; never grow without bound
+                self._callbacks[name] = callback
+        return reply if callback is None else callback(reply)
 
     async def aclose(self) -> None:
-        """Close the client's connections."""
+        """Close the client's connections (the shared ones too: their waiting callers fail)."""
+        muxes, self._muxes, self._filling = self._muxes, [], None
+        for mux in muxes:
+            if mux is not None:
+                mux.close()
         await self.client.aclose()
 
 
-class _Waiter(NamedTuple):
-    """One caller's operation in a batch: what it sent, as pipeline items, and its reply."""
-
-    op: RedisOp
-    items: tuple[Command | ScriptCall, ...]
-    future: asyncio.Future[Any]
+_UNKNOWN = object()
 
 
-def _fail(batch: list[_Waiter], error: Callable[[], BackendError]) -> None:
-    # A fresh exception for each caller: one instance raised in many tasks shares a traceback.
-    for waiter in batch:
-        if not waiter.future.done():
-            waiter.future.set_exception(error())
+def _packed(args: tuple[Any, ...]) -> bytes:
+    """``args`` as one RESP command (hiredis packs in C; redis-py's packer is Python)."""
+    try:
+        packed: bytes = hiredis.pack_command(args)
+    except TypeError:
+        # bool, None and other types redis-py refuses too: the same error, for this caller.
+        for arg in args:
+            if isinstance(arg, bool) or not isinstance(arg, (bytes, str, int, float, memoryview)):
+                raise translate_error(
+                    rx.DataError(
+                        f"Invalid input of type: {type(arg).__name__!r}. "
+                        "Convert to a bytes, string, int or float first."
+                    )
+                ) from None
+        raise
+    return packed
 
 
 #: Whether a command name may go into a batch, by name as the caller spelt it.
