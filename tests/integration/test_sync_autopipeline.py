@@ -382,3 +382,20 @@ def test_shared_can_be_turned_off(redis_server: EmbeddedRedis) -> None:
         assert results == [list(range(1, 51))] * 8
     finally:
         driver.close()
+
+
+def test_autopipeline_false_keeps_redis_pys_pool_for_threads(redis_server: EmbeddedRedis) -> None:
+    with redis_server.client() as admin:
+        admin.flushall()
+    conn = redis_server.connect(autopipeline=False, client_name="pooled-test")
+    driver = conn.sync_driver()
+    try:
+        results = run_threads(
+            16, lambda n: [driver.execute(command("INCR", f"pooled:{n}")) for _ in range(50)]
+        )
+        assert results == [list(range(1, 51))] * 16
+        with redis_server.client() as admin:
+            # Threads that waited at once each took a connection of the pool.
+            assert _clients_named(admin, "pooled-test") > 1
+    finally:
+        conn.close()
