@@ -212,10 +212,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--quick", action="store_true", help="2 rounds of 0.3 s")
+    parser.add_argument("--only", help='groups whose name contains this ("decisions", "1 thread")')
     args = parser.parse_args()
     rounds, seconds = (2, 0.3) if args.quick else (args.rounds, args.seconds)
 
     rows = build_rows(args.threads)
+    if args.only:
+        rows = [row for row in rows if args.only in row.mode]
     with EmbeddedRedis() as server:
         facts = versions(server.binary, ("limits",))
         for number, row in enumerate(rows):
@@ -257,8 +260,12 @@ def main() -> None:
     # The goal that is not against a reference: redkit over limits, per round.
     for count in (1, args.threads):
         tag = f"({count} thread{'s' if count > 1 else ''})"
-        ours = next(r for r in rows if r.name.startswith("redkit Ratelimit") and tag in r.name)
-        theirs = next(r for r in rows if r.name.startswith("limits") and tag in r.name)
+        ours = next(
+            (r for r in rows if r.name.startswith("redkit Ratelimit") and tag in r.name), None
+        )
+        theirs = next((r for r in rows if r.name.startswith("limits") and tag in r.name), None)
+        if ours is None or theirs is None:
+            continue
         per_round = [a / b for a, b in zip(ours.ratios, theirs.ratios, strict=True)]
         print(f"\nredkit FixedWindow (shared) / limits {tag}: {statistics.median(per_round):.2f}x")
 
