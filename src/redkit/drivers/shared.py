@@ -51,6 +51,9 @@ try:
 except ImportError:  # pragma: no cover - without hiredis every command takes redis-py's path
     hiredis = None
 
+# RESP3 push messages, as hiredis 3.2 and later tell them apart from replies.
+_PUSH = getattr(hiredis, "PushNotification", None)
+
 #: Commands written in one batch at most; the rest wait for the next batch.
 MAX_BATCH_COMMANDS = 512
 
@@ -317,7 +320,7 @@ class SharedConnection:
                 raise rx.ConnectionError("Connection closed by server.")
             reader.feed(self._buffer, 0, size)
             reply = reader.gets()
-        if isinstance(reply, hiredis.PushNotification):
+        if _PUSH is not None and isinstance(reply, _PUSH):
             # RESP3 pushes (invalidations, maintenance notices) are redis-py's to handle.
             self._conn._parser.handle_push_response(reply)
             return self._read(sock)
