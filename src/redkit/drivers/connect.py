@@ -157,8 +157,9 @@ class Connection:
         self.is_cluster, self._client_url = _validate(url, variable)
         if not isinstance(autopipeline, bool):
             raise TypeError(f"autopipeline must be True or False, got {autopipeline!r}")
-        #: Whether the asyncio drivers auto-pipeline (see :class:`AsyncRedisDriver`). On by
-        #: default; on a cluster not yet (its drivers send each operation on its own).
+        #: Whether the asyncio drivers auto-pipeline (see :class:`AsyncRedisDriver`), and the
+        #: blocking driver shares one connection between threads (see :class:`RedisDriver`).
+        #: On by default; on a cluster not yet (its drivers send each operation on its own).
         self.autopipeline = autopipeline and not self.is_cluster
         positive_seconds(socket_timeout, "socket_timeout")
         positive_seconds(connect_timeout, "connect_timeout")
@@ -211,7 +212,8 @@ class Connection:
             )
         else:
             driver = RedisDriver(
-                redis.Redis.from_url(self._client_url, retry=_standalone_retry(), **options)
+                redis.Redis.from_url(self._client_url, retry=_standalone_retry(), **options),
+                shared=self.autopipeline,
             )
         return driver
 
@@ -342,7 +344,8 @@ def connect(url: str, **options: Any) -> Connection | RestConnection:
     :class:`Connection`. Options: ``socket_timeout`` and ``connect_timeout`` in seconds, and
     any keyword that redis-py's ``from_url`` accepts (``max_connections``, ``ssl_ca_certs``...).
     The asyncio facades share round trips between concurrent tasks (auto-pipelining, see
-    :class:`~redkit.drivers.redis.AsyncRedisDriver`); ``autopipeline=False`` turns it off.
+    :class:`~redkit.drivers.redis.AsyncRedisDriver`), and the blocking ones between threads
+    (:class:`~redkit.drivers.redis.RedisDriver`); ``autopipeline=False`` turns both off.
 
     ``embedded://`` starts a real ``redis-server`` for the life of the process (once per
     process: every connection to that URL shares it), ``embedded+cluster://?masters=3`` a real

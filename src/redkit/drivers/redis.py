@@ -12,6 +12,9 @@ Auto-pipelining (asyncio, standalone, opt-in: ``AsyncRedisDriver(..., autopipeli
 concurrent tasks share a few connections (:mod:`redkit.drivers.multiplex`); the commands,
 script calls and non-transactional pipelines they issue in one event-loop pass go out in one
 write, and each reply goes back to its own caller, in order. See :class:`AsyncRedisDriver`.
+
+The blocking driver on a standalone server sends through one connection shared by every
+thread (:mod:`redkit.drivers.shared`): lean for one thread, pipelined for many.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from redkit.core.errors import (
 )
 from redkit.core.ops import Command, Masters, OnNode, Pipeline, RedisOp, ScriptCall
 from redkit.drivers.multiplex import DEFAULT_BATCH_OPS, MultiplexedConnection
+from redkit.drivers.shared import SharedConnection, pack_command, shareable
 
 __all__ = [
     "DEFAULT_BATCH_OPS",
@@ -193,14 +197,31 @@ class RedisDriver:
     ``client`` may also be a function that creates the client, called on first use: the
     blocking cluster client connects as soon as it is created, and a Redis that is down must
     surface inside :meth:`execute` (where callers apply their failure policy), not before.
+
+    On a standalone client (:func:`~redkit.drivers.shared.shareable`), commands, script calls
+    and non-transactional pipelines go through one :class:`~redkit.drivers.shared.SharedConnection`:
+    a lean path for one thread, auto-pipelining for many. Transactions, blocking and pub/sub
+    commands (:data:`NEVER_PIPELINED`), node queries and arguments hiredis cannot pack take
+    redis-py's own path, on the other connections of the pool. ``shared=False`` sends
+    everything that way.
     """
 
     def __init__(
-        self, client: SyncClient | Callable[[], SyncClient], *, is_cluster: bool = False
+        self,
+        client: SyncClient | Callable[[], SyncClient],
+        *,
+        is_cluster: bool = False,
+        shared: bool = True,
     ) -> None:
+        if not isinstance(shared, bool):
+            raise TypeError(f"shared must be True or False, got {shared!r}")
         self._client: SyncClient | None = None
         self._factory: Callable[[], SyncClient] | None = None
         self._creating = threading.Lock()
+        self._share = shared
+        self._shared: SharedConnection | None = None
+        # Per command name as callers spell it: redis-py's reply callback, or _ALONE.
+        self._names: dict[Any, Any] = {}
         # Bound once: the hot path skips an attribute lookup (and redis-py leaves it untyped).
         self._command: Callable[..., Any]
         if isinstance(client, (redis.Redis, redis.cluster.RedisCluster)):
@@ -212,8 +233,10 @@ class RedisDriver:
 
     def _adopt(self, client: SyncClient) -> None:
         _check_binary_safe(client)
-        self._client = client
         self.is_cluster = isinstance(client, redis.cluster.RedisCluster)
+        if self._share and isinstance(client, redis.Redis) and shareable(client):
+            self._shared = SharedConnection(client)
+        self._client = client
         self._command = client.execute_command
 
     @property
@@ -245,6 +268,19 @@ class RedisDriver:
 
     def execute(self, op: RedisOp) -> Any:
         """Run one operation (a command, script call, pipeline, node query) and reply."""
+        shared = self._shared
+        if shared is not None:
+            kind = type(op)
+            if kind is ScriptCall:
+                return self._shared_script(shared, op)  # type: ignore[arg-type]
+            if kind is Command:
+                reply = self._shared_command(shared, op.args)  # type: ignore[union-attr]
+                if reply is not _ALONE:
+                    return reply
+            elif kind is Pipeline and not op.transaction and op.ops:  # type: ignore[union-attr]
+                replies = self._shared_pipeline(shared, op)  # type: ignore[arg-type]
+                if replies is not None:
+                    return replies
         try:
             if isinstance(op, Command):
                 return self._command(*op.args)
@@ -262,6 +298,101 @@ class RedisDriver:
             return self._command(*op.command.args)
         except REDIS_ERRORS as exc:
             raise translate_error(exc) from exc
+
+    # -- the shared connection -------------------------------------------------------------
+
+    def _callback(self, name: Any) -> Any:
+        """redis-py's reply callback for command ``name``, ``None``, or ``_ALONE``."""
+        callback = self._names.get(name, _UNKNOWN)
+        if callback is _UNKNOWN:
+            if isinstance(name, str):
+                spelt = name.encode()
+            elif isinstance(name, bytes):
+                spelt = name
+            else:
+                return _ALONE  # redis-py's path says what is wrong with it
+            if b" " in spelt or spelt.upper() in NEVER_PIPELINED:
+                callback = _ALONE
+            else:
+                # What redis-py's parse_response looks up: the name exactly as it was given.
+                callbacks = self.client.response_callbacks  # type: ignore[union-attr]
+                callback = callbacks.get(name, None)
+            if len(self._names) < 1024:  # names are few; never grow without bound
+                self._names[name] = callback
+        return callback
+
+    def _shared_command(self, shared: SharedConnection, args: tuple[Any, ...]) -> Any:
+        callback = self._callback(args[0]) if args else _ALONE
+        if callback is _ALONE:
+            return _ALONE
+        packed = pack_command(args)
+        if packed is None:
+            return _ALONE  # an argument hiredis cannot pack: redis-py says why
+        reply = shared.run(packed, 1)[0]
+        if isinstance(reply, Exception):
+            raise translate_error(reply) from reply
+        return reply if callback is None else callback(reply)
+
+    def _shared_script(self, shared: SharedConnection, call: ScriptCall) -> Any:
+        packed = pack_command(("EVALSHA", call.script.sha, *_script_args(call)))
+        if packed is None:
+            return self._alone(call)
+        reply = shared.run(packed, 1)[0]
+        if isinstance(reply, rx.NoScriptError):
+            # This call only: after a SCRIPT FLUSH or a restart, the script by its source.
+            source = pack_command(("EVAL", call.script.source, *_script_args(call)))
+            assert source is not None  # the same arguments packed just above
+            reply = shared.run(source, 1)[0]
+        if isinstance(reply, Exception):
+            raise translate_error(reply) from reply
+        return reply
+
+    def _shared_pipeline(self, shared: SharedConnection, op: Pipeline) -> list[Any] | None:
+        packed: list[bytes] = []
+        callbacks: list[Any] = []
+        for item in op.ops:
+            if isinstance(item, Command):
+                callback = self._callback(item.args[0]) if item.args else _ALONE
+                one = None if callback is _ALONE else pack_command(item.args)
+            else:
+                callback = None
+                one = pack_command(("EVALSHA", item.script.sha, *_script_args(item)))
+            if one is None:
+                return None
+            packed.append(one)
+            callbacks.append(callback)
+        results = shared.run(b"".join(packed), len(packed))
+        rerun: list[int] = []
+        for index, result in enumerate(results):
+            if isinstance(result, rx.NoScriptError) and isinstance(op.ops[index], ScriptCall):
+                rerun.append(index)
+            elif isinstance(result, Exception):
+                results[index] = translate_error(result)
+            elif callbacks[index] is not None:
+                results[index] = callbacks[index](result)
+        if rerun:
+            sources: list[bytes] = []
+            for index in rerun:
+                call = op.ops[index]
+                assert isinstance(call, ScriptCall)
+                source = pack_command(("EVAL", call.script.source, *_script_args(call)))
+                assert source is not None  # the same arguments packed just above
+                sources.append(source)
+            evaluated = shared.run(b"".join(sources), len(sources))
+            for index, result in zip(rerun, evaluated, strict=True):
+                failed = isinstance(result, Exception)
+                results[index] = translate_error(result) if failed else result
+        return results
+
+    def _alone(self, op: RedisOp) -> Any:
+        try:
+            if isinstance(op, ScriptCall):
+                return self._run_script(op)
+            raise AssertionError(f"not sent alone: {op!r}")  # pragma: no cover
+        except REDIS_ERRORS as exc:
+            raise translate_error(exc) from exc
+
+    # -- redis-py's own path ---------------------------------------------------------------
 
     def _run_script(self, call: ScriptCall) -> Any:
         try:
@@ -284,8 +415,15 @@ class RedisDriver:
 
     def close(self) -> None:
         """Close the client's connections."""
+        if self._shared is not None:
+            self._shared.close()
         if self._client is not None:
             self._client.close()
+
+
+#: What RedisDriver._callback answers for a command that never shares a connection.
+_ALONE: Any = object()
+_UNKNOWN: Any = object()
 
 
 class AsyncRedisDriver:
