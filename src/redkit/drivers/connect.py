@@ -136,7 +136,10 @@ class Connection:
     Create one with :func:`connect` or :func:`from_env` and share it: every facade built on it
     uses the same connection pools. Clients are created on first use; the asyncio client is
     created once per event loop, since asyncio connections belong to the loop that opened them.
-    Socket and connect timeouts are always on.
+    Socket and connect timeouts are always on. With ``autopipeline=True`` the asyncio drivers
+    share connections between concurrent tasks, on a standalone server as on a cluster (there
+    per node, redirections followed per operation; see
+    :class:`~redkit.drivers.redis.AsyncRedisDriver`).
     """
 
     #: Stock Redis lets a script touch keys it was not given (see :mod:`redkit.core.driver`).
@@ -157,12 +160,8 @@ class Connection:
         self.is_cluster, self._client_url = _validate(url, variable)
         if not isinstance(autopipeline, bool):
             raise TypeError(f"autopipeline must be True or False, got {autopipeline!r}")
-        if autopipeline and self.is_cluster:
-            raise ConfigurationError(
-                "autopipeline=True is not available on a Redis Cluster yet; leave it off there",
-                variable="autopipeline",
-            )
-        #: Whether the asyncio drivers auto-pipeline (see :class:`AsyncRedisDriver`).
+        #: Whether the asyncio drivers auto-pipeline, standalone or cluster (see
+        #: :class:`AsyncRedisDriver`).
         self.autopipeline = autopipeline
         positive_seconds(socket_timeout, "socket_timeout")
         positive_seconds(connect_timeout, "connect_timeout")
@@ -226,7 +225,14 @@ class Connection:
             client = redis.asyncio.cluster.RedisCluster.from_url(
                 self._client_url, retry=_cluster_retry(timeout), **options
             )
-            driver = AsyncRedisDriver(client)
+            seconds = options["socket_timeout"]
+            driver = AsyncRedisDriver(
+                client,
+                # The shared connections read no socket timeout of redis-py's: each write
+                # of theirs has this deadline instead (the ordinary path keeps the client's).
+                deadline=seconds if self.autopipeline and ONE_TIMER else None,
+                autopipeline=self.autopipeline,
+            )
         else:
             # More tasks than connections wait for one (up to the socket timeout) instead
             # of failing: redis-py's default pool refuses the 101st concurrent command.
@@ -346,7 +352,7 @@ def connect(url: str, **options: Any) -> Connection | RestConnection:
     :class:`Connection`. Options: ``socket_timeout`` and ``connect_timeout`` in seconds, and
     any keyword that redis-py's ``from_url`` accepts (``max_connections``, ``ssl_ca_certs``...).
     ``autopipeline=True`` makes the asyncio facades share round trips between concurrent tasks
-    (standalone only, off by default for now: see
+    (standalone or cluster, per node; off by default for now: see
     :class:`~redkit.drivers.redis.AsyncRedisDriver`).
 
     ``embedded://`` starts a real ``redis-server`` for the life of the process (once per
