@@ -174,17 +174,14 @@ class ClusterMultiplexer:
         self._nodes: dict[str, NodeConnections] = {}
         # Whether a command name's first argument is its key (so it places the command).
         self._keyed: dict[Any, bool] = {}
+        self._initializing: asyncio.Future[Any] | None = None
         self._refreshing: asyncio.Future[None] | None = None
         self._last_refresh = float("-inf")
 
     async def execute(self, op: RedisOp) -> Any:
         """Run ``op``: batched on its node's connections when its first key places it."""
-        client = self._client
-        if client._initialize:  # the slot map and command table are learnt on first use
-            try:
-                await client.initialize()
-            except REDIS_ERRORS as exc:
-                raise translate_error(exc) from exc
+        if self._client._initialize:  # the slot map and command table are learnt on first use
+            await self._initialized()
         kind = type(op)
         try:
             if kind is Command:
@@ -208,6 +205,26 @@ class ClusterMultiplexer:
         except rx.SlotNotCoveredError:
             pass  # a hole in the slot map: redis-py refreshes it on the ordinary path
         return await self._driver._alone(op)
+
+    async def _initialized(self) -> None:
+        """Wait for the client to learn the topology: one initialization for every caller.
+
+        redis-py's own guard is a lock, which wakes its waiters one loop pass after another:
+        the first burst of callers would each send alone. One shared future wakes them all.
+        """
+        initializing = self._initializing
+        if initializing is None:
+            initializing = self._initializing = asyncio.ensure_future(self._client.initialize())
+            initializing.add_done_callback(self._initialized_once)
+        try:
+            await asyncio.shield(initializing)
+        except REDIS_ERRORS as exc:
+            raise translate_error(exc) from exc
+
+    def _initialized_once(self, initializing: asyncio.Future[Any]) -> None:
+        self._initializing = None
+        if not initializing.cancelled():
+            initializing.exception()  # retrieved here: every waiting caller raises it itself
 
     def _slot(self, item: Command | ScriptCall) -> int | None:
         """The slot of ``item``'s first key, or ``None`` when that does not place it."""
