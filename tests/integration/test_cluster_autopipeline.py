@@ -21,7 +21,7 @@ import redis
 import redis.asyncio
 
 from redkit import AsyncCache, AsyncRatelimit, FixedWindow
-from redkit.core.errors import BackendError, CommandError
+from redkit.core.errors import BackendError, BackendTimeout, BackendUnavailable, CommandError
 from redkit.core.ops import Masters, Pipeline, ScriptCall, command
 from redkit.core.scripts import Script
 from redkit.drivers.connect import Connection
@@ -307,7 +307,10 @@ def test_a_slot_migrated_under_load_keeps_every_sequence(own_cluster: EmbeddedCl
             client.close()
 
 
-def test_a_killed_node_fails_its_callers_typed_and_the_others_go_on() -> None:
+@pytest.mark.parametrize("fault", ["killed", "stalled"])
+def test_a_lost_node_fails_its_callers_typed_and_the_others_go_on(fault: str) -> None:
+    """SIGKILL: the node's connections close; SIGSTOP: they stay open and never answer."""
+    expected = BackendUnavailable if fault == "killed" else BackendTimeout
     with EmbeddedCluster(3) as cluster:
         doomed_port = cluster.ports[2]
         names = [f"cap:k:{n}" for n in range(90)]
@@ -332,16 +335,23 @@ def test_a_killed_node_fails_its_callers_typed_and_the_others_go_on() -> None:
             callers = [asyncio.ensure_future(caller(name)) for name in names]
             await asyncio.sleep(0.3)
             killed = time.monotonic()
-            os.kill(cluster.pids[2], signal.SIGKILL)
-            await asyncio.sleep(2 * TIMEOUT + 0.5)
-            stop = True
-            # A guard against a hang, not a speed assertion.
-            done, pending = await asyncio.wait(callers, timeout=30)
+            os.kill(cluster.pids[2], signal.SIGKILL if fault == "killed" else signal.SIGSTOP)
+            try:
+                await asyncio.sleep(2 * TIMEOUT + 0.5)
+                stop = True
+                # A guard against a hang, not a speed assertion.
+                done, pending = await asyncio.wait(callers, timeout=30)
+            finally:
+                if fault == "stalled":
+                    os.kill(cluster.pids[2], signal.SIGCONT)
             for task in pending:
                 task.cancel()
             assert not pending
             for task in done:
                 assert task.exception() is None
+            # The loss asked for one topology refresh (in the background).
+            assert driver._cluster_mux is not None
+            assert driver._cluster_mux._last_refresh > killed
             return {"killed": killed, "outcomes": outcomes}
 
         result = run(cluster, body, socket_timeout=TIMEOUT)
@@ -352,7 +362,7 @@ def test_a_killed_node_fails_its_callers_typed_and_the_others_go_on() -> None:
         assert values == list(range(1, len(values) + 1)), name  # no reply to another caller
         if name in on_doomed:
             assert errors, name
-            assert all(isinstance(error, BackendError) for error in errors), errors
+            assert all(isinstance(error, expected) for error in errors), errors
             # Within the deadline of the operation that was in flight, not a hang.
             failed = [end for _, end, outcome in seen if isinstance(outcome, BaseException)]
             assert min(failed) - killed < 2 * TIMEOUT + 1.0

@@ -204,6 +204,8 @@ class ClusterMultiplexer:
                         return await self._pipeline(items, slots)  # type: ignore[arg-type]
         except rx.SlotNotCoveredError:
             pass  # a hole in the slot map: redis-py refreshes it on the ordinary path
+        except rx.DataError as exc:  # a key redis-py cannot encode (None, a bool...)
+            raise translate_error(exc) from exc
         return await self._driver._alone(op)
 
     async def _initialized(self) -> None:
@@ -303,8 +305,21 @@ class ClusterMultiplexer:
         The reply as the connection gives it: a value, or the error (an exception instance);
         ``redirect`` is a ``MOVED``/``ASK`` this command already got.
         """
-        reply = redirect
-        for _ in range(MAX_REDIRECTIONS + 1):
+        if redirect is None:  # the common case first: the slot map is right
+            node = self._owner(slot)
+            links = self._nodes.get(node.name)
+            mux = None if links is None else links.ready()
+            if mux is None:
+                mux = await self._connected(node)
+            reply = await mux.send(packed)
+            if not isinstance(reply, (rx.AskError, BackendError)):  # MOVED is an ASK too
+                return reply
+            if isinstance(reply, BackendError):
+                self._lost(node.name)
+                return reply
+        else:
+            reply = redirect
+        for _ in range(MAX_REDIRECTIONS):
             if isinstance(reply, rx.MovedError):
                 await self._moved(reply)
             elif isinstance(reply, rx.AskError):
