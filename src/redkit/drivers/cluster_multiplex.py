@@ -363,9 +363,11 @@ class ClusterMultiplexer:
             for item in items
         ]
         by_node: dict[str, tuple[redis.asyncio.cluster.ClusterNode, list[int]]] = {}
+        owners: list[str] = []
         for index, slot in enumerate(slots):
-            node = self._owner(slot)
+            node = self._owner(slot)  # before anything is sent: a hole sends it all alone
             by_node.setdefault(node.name, (node, []))[1].append(index)
+            owners.append(node.name)
         futures: list[asyncio.Future[Any] | None] = [None] * len(items)
         for node, indexes in by_node.values():
             sent = (await self._connected(node)).send_all([packed[i] for i in indexes])
@@ -377,7 +379,7 @@ class ClusterMultiplexer:
             assert waiting is not None
             reply = await waiting
             if isinstance(reply, BackendError):
-                self._lost(self._owner(slots[index]).name)
+                self._lost(owners[index])
                 raise reply  # the connection broke: the pipeline as a whole failed
             if isinstance(reply, (rx.AskError, rx.TryAgainError)) or (
                 isinstance(item, ScriptCall) and isinstance(reply, rx.NoScriptError)
@@ -392,19 +394,23 @@ class ClusterMultiplexer:
 
     async def _again(self, item: Command | ScriptCall, slot: int, packed: bytes, reply: Any) -> Any:
         """A pipeline item's result after a redirection or a ``NOSCRIPT``, its error in place."""
-        if isinstance(reply, rx.AskError):
-            reply = await self._run(slot, packed, redirect=reply)
-        if isinstance(item, ScriptCall) and isinstance(reply, rx.NoScriptError):
-            reply = await self._run(
-                slot, _packed(("EVAL", item.script.source, *_script_args(item)))
-            )
-        if isinstance(reply, BackendError):
-            raise reply
-        if isinstance(reply, rx.TryAgainError):
+        try:
+            if isinstance(reply, rx.AskError):
+                reply = await self._run(slot, packed, redirect=reply)
+            if isinstance(item, ScriptCall) and isinstance(reply, rx.NoScriptError):
+                reply = await self._run(
+                    slot, _packed(("EVAL", item.script.source, *_script_args(item)))
+                )
+            alone = isinstance(reply, rx.TryAgainError)
+        except rx.SlotNotCoveredError:
+            alone = True  # a hole in the slot map; this item was not applied, the others were
+        if alone:  # on the ordinary path, where redis-py waits it out
             try:
                 return await self._driver._alone(item)
             except BackendError as exc:
                 return exc
+        if isinstance(reply, BackendError):
+            raise reply
         return self._driver._item(item, reply)
 
     async def _moved(self, moved: rx.MovedError) -> None:
