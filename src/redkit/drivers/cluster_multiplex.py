@@ -15,14 +15,16 @@ Redirections are followed per operation, never per batch:
 - At most :data:`MAX_REDIRECTIONS` of them, then :class:`BackendUnavailable`.
 - ``TRYAGAIN`` and ``CLUSTERDOWN`` (nothing was applied): the operation is re-sent on the
   driver's ordinary path, where redis-py retries and redkit translates as without
-  auto-pipelining.
+  auto-pipelining. In a pipeline, a ``TRYAGAIN`` item is re-sent so, alone, and a
+  ``CLUSTERDOWN`` stays in its place as the error, as in redis-py's cluster pipeline.
 
 A connection that breaks fails the operations waiting on it (:class:`BackendUnavailable`, or
 :class:`BackendTimeout` past the deadline) and starts one topology refresh in the background,
 shared by every caller. What cannot be placed on a node by its first key (commands without a
 key, a script without keys, a pipeline with such an item, a slot the map does not cover) and
 what the standalone path sends alone (transactions, blocking commands, node queries) takes the
-driver's ordinary path.
+driver's ordinary path. Batched operations always go to the slot's master (a client made with
+``read_from_replicas`` reads from replicas on the ordinary path only).
 """
 
 from __future__ import annotations
