@@ -353,7 +353,10 @@ def test_tryagain_keeps_the_ordinary_paths_outcome(own_cluster: EmbeddedCluster)
         gc.collect()
     assert issubclass(ordinary[0][0], BackendError)
     assert batched[0] == ordinary[0]
-    assert batched[1:] == ordinary[1:] == [b"1", b"2"]
+    # The single-key reads are served, the moved one through ASK. (Not compared with redis-py's
+    # own path: there ASKING and the command may leave on two pooled connections, and the
+    # target then answers MOVED until its retries run out.)
+    assert batched[1:] == [b"1", b"2"]
 
 
 @pytest.mark.parametrize("fault", ["killed", "stalled"])
