@@ -56,6 +56,7 @@ from harness import (
     command_stats,
     cpu_stall_us,
     format_commands,
+    latency_table,
     rates_table,
     run_async,
     run_once,
@@ -202,7 +203,8 @@ def sync_raw(env: Env, slug: str, ids: list[str]) -> SyncOp:
 
 
 async def async_raw(env: Env, slug: str, ids: list[str]) -> AsyncOp:
-    client = redis.asyncio.Redis.from_url(env.url)
+    # Enough connections for 500 tasks: redis-py's async pool refuses a command beyond 100.
+    client = redis.asyncio.Redis.from_url(env.url, max_connections=10_000)
     env.async_cleanups.append(client.aclose)
     async with client.pipeline(transaction=False) as pipe:
         for identifier in ids:
@@ -262,9 +264,11 @@ def redkit_sync(kind: str) -> Callable[[Env, str, list[str]], SyncOp]:
     return setup
 
 
-def redkit_async(kind: str) -> Callable[[Env, str, list[str]], Awaitable[AsyncOp]]:
+def redkit_async(
+    kind: str, autopipeline: bool = True
+) -> Callable[[Env, str, list[str]], Awaitable[AsyncOp]]:
     async def setup(env: Env, slug: str, ids: list[str]) -> AsyncOp:
-        connection = env.server.connect()
+        connection = env.server.connect(autopipeline=autopipeline)
         env.async_cleanups.append(connection.aclose)
         cache = AsyncCache(connection, namespace=slug, **redkit_options(kind, env))
         await cache.set_many(dict.fromkeys(ids, VALUE))
@@ -468,6 +472,13 @@ def build_rows() -> tuple[list[Row], list[Stampede]]:
             add(section, name, mode, setup, note)
         if is_sync:
             continue
+        add(
+            section,
+            f"{prefix}.get, autopipeline off",
+            mode,
+            redkit_async("get", autopipeline=False),
+            "Connection(..., autopipeline=False): one connection per command",
+        )
         section = f"peers ({tag})"
         add(
             section,
@@ -720,6 +731,7 @@ def main(argv: list[str] | None = None) -> int:
                 prepare(row, env, loop, admin, args.tasks)
             stall, began = cpu_stall_us(), time.monotonic()
             measure(rows, rounds, seconds, args.tasks, loop)
+            latencies = latency_table(rows, seconds, args.tasks, loop, is_missed)
             after = cpu_stall_us()
             if stall is not None and after is not None:
                 share = (after - stall) / 1e6 / (time.monotonic() - began)
@@ -748,6 +760,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.reads // args.threads}), loader sleeps {LOAD_S * 1000:.0f} ms\n"
     )
     print(table(rows, skipped))
+    print(
+        f"\nPer-call latency, {args.tasks} tasks (one more run of each async row, timed per call)\n"
+    )
+    print(latencies)
     print()
     print(stampede_table(stampedes, args.reads))
     if args.json:

@@ -47,9 +47,17 @@ def run_sync(op: SyncOp, ids: list[str], seconds: float, failed: Failed) -> tupl
 
 
 async def run_async(
-    op: AsyncOp, ids: list[str], seconds: float, tasks: int, failed: Failed
+    op: AsyncOp,
+    ids: list[str],
+    seconds: float,
+    tasks: int,
+    failed: Failed,
+    latencies: list[float] | None = None,
 ) -> tuple[float, int, int]:
-    """``tasks`` tasks calling ``op`` concurrently for ``seconds``: (calls/s, calls, failed)."""
+    """``tasks`` tasks calling ``op`` concurrently for ``seconds``: (calls/s, calls, failed).
+
+    With ``latencies``, each call's time from its start to its answer is appended to it.
+    """
     clock = time.perf_counter
     count = len(ids)
 
@@ -63,6 +71,23 @@ async def run_async(
                 index = 0
             calls += 1
         return calls, failures
+
+    async def timed_worker(first: int) -> tuple[int, int]:
+        assert latencies is not None
+        index, calls, failures = first, 0, 0
+        while (began := clock()) < end:
+            answer = await op(ids[index])
+            latencies.append(clock() - began)
+            if failed(answer):
+                failures += 1
+            index += 1
+            if index == count:
+                index = 0
+            calls += 1
+        return calls, failures
+
+    if latencies is not None:
+        worker = timed_worker
 
     start = clock()
     end = start + seconds
@@ -88,6 +113,36 @@ def run_once(
     else:
         rate, _, failures = loop.run_until_complete(run_async(op, ids, seconds, tasks, failed))
     return rate, failures
+
+
+def latency_table(
+    rows: Sequence[Any],
+    seconds: float,
+    tasks: int,
+    loop: asyncio.AbstractEventLoop,
+    failed: Failed,
+) -> str:
+    """Per-call latency of every async row, from one more run of each with a clock per call.
+
+    Rows are the rate benchmarks' (``name``, ``mode``, ``op``, ``ids``); the clock per call
+    costs every row the same, so these runs are kept apart from the rate rounds.
+    """
+    lines = ["| async row | calls/s | p50 ms | p99 ms | max ms |", "|---|---:|---:|---:|---:|"]
+    for row in rows:
+        if row.mode != "async" or row.op is None:
+            continue
+        latencies: list[float] = []
+        gc.collect()
+        rate, _, _ = loop.run_until_complete(
+            run_async(row.op, row.ids, seconds, tasks, failed, latencies)
+        )
+        latencies.sort()
+        p50 = latencies[len(latencies) // 2] * 1000
+        p99 = latencies[min(len(latencies) - 1, len(latencies) * 99 // 100)] * 1000
+        lines.append(
+            f"| {row.name} | {rate:,.0f} | {p50:.2f} | {p99:.2f} | {latencies[-1] * 1000:.2f} |"
+        )
+    return "\n".join(lines)
 
 
 class Measured(Protocol):

@@ -42,6 +42,7 @@ from harness import (
     command_stats,
     cpu_stall_us,
     format_commands,
+    latency_table,
     rates_table,
     run_async,
     run_once,
@@ -147,21 +148,24 @@ def sync_handwritten(env: Env, slug: str) -> SyncOp:
 
 
 async def async_ping(env: Env, slug: str) -> AsyncOp:
-    client = redis.asyncio.Redis.from_url(env.url)
+    # Enough connections for 500 tasks: redis-py's async pool refuses a command beyond 100.
+    client = redis.asyncio.Redis.from_url(env.url, max_connections=10_000)
     env.async_cleanups.append(client.aclose)
     ping = client.ping
     return lambda _identifier: ping()
 
 
 async def async_evalsha(env: Env, slug: str) -> AsyncOp:
-    client = redis.asyncio.Redis.from_url(env.url)
+    # Enough connections for 500 tasks: redis-py's async pool refuses a command beyond 100.
+    client = redis.asyncio.Redis.from_url(env.url, max_connections=10_000)
     env.async_cleanups.append(client.aclose)
     sha = await client.script_load(EVALSHA_LUA)
     return functools.partial(client.evalsha, sha, 1)
 
 
 async def async_handwritten(env: Env, slug: str) -> AsyncOp:
-    client = redis.asyncio.Redis.from_url(env.url)
+    # Enough connections for 500 tasks: redis-py's async pool refuses a command beyond 100.
+    client = redis.asyncio.Redis.from_url(env.url, max_connections=10_000)
     env.async_cleanups.append(client.aclose)
     script = client.register_script(HANDWRITTEN_LUA)
     args = [1, WINDOW_S * 1000]
@@ -207,9 +211,9 @@ def redkit_sync(kind: str) -> Callable[[Env, str], SyncOp]:
     return setup
 
 
-def redkit_async(kind: str) -> Callable[[Env, str], Awaitable[AsyncOp]]:
+def redkit_async(kind: str, autopipeline: bool = True) -> Callable[[Env, str], Awaitable[AsyncOp]]:
     async def setup(env: Env, slug: str) -> AsyncOp:
-        connection = env.server.connect()
+        connection = env.server.connect(autopipeline=autopipeline)
         env.async_cleanups.append(connection.aclose)
         algorithm, options = redkit_limiters()[kind]
         limiter = AsyncRatelimit(connection, algorithm, **options)
@@ -332,7 +336,7 @@ def pyrate_async(algorithm: str) -> Callable[[Env, str], Awaitable[AsyncOp]]:
     async def setup(env: Env, slug: str) -> AsyncOp:
         from pyrate_limiter.buckets.redis_bucket import LuaScript
 
-        client = redis.asyncio.Redis.from_url(env.url)
+        client = redis.asyncio.Redis.from_url(env.url, max_connections=10_000)
         env.async_cleanups.append(client.aclose)
         sha = await client.script_load(LuaScript.PUT_ITEM)
         limiter = pyrate_limiter(client, sha, slug, algorithm)
@@ -379,6 +383,11 @@ def build_rows() -> list[Row]:
                 note += "; decided locally after each window's first call, synced in background"
             setup = redkit_sync(kind) if is_sync else redkit_async(kind)
             add(section, f"redkit {kind}", mode, setup, note)
+        if not is_sync:
+            for kind in ("FixedWindow", "SlidingWindow", "TokenBucket"):
+                setup = redkit_async(kind, autopipeline=False)
+                note = "Connection(..., autopipeline=False): one connection per command"
+                add(section, f"redkit {kind}, autopipeline off", mode, setup, note)
         section = f"peers ({tag})"
         prefix = "limits" if is_sync else "limits aio"
         for strategy in (
@@ -506,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
                 prepare(row, env, loop, admin, args.tasks)
             stall, began = cpu_stall_us(), time.monotonic()
             measure(rows, rounds, seconds, args.tasks, loop)
+            latencies = latency_table(rows, seconds, args.tasks, loop, is_denied)
             after = cpu_stall_us()
             if stall is not None and after is not None:
                 share = (after - stall) / 1e6 / (time.monotonic() - began)
@@ -530,6 +540,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.tasks} async tasks\n"
     )
     print(table(rows, skipped))
+    print(f"\nPer-call latency, {args.tasks} tasks (one more run of each async row, clocked)\n")
+    print(latencies)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump(

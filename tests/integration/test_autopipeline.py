@@ -7,7 +7,9 @@ events it handled, one per request without pipelining, one per batch (or a few) 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -295,6 +297,32 @@ def test_a_server_that_never_answers_times_out_every_caller(hung_port: int) -> N
     assert all(isinstance(reply, BackendTimeout) for reply in replies), replies
 
 
+def test_without_a_driver_deadline_the_socket_timeout_bounds_the_replies() -> None:
+    # As on Python 3.10, where the driver keeps no deadline of its own: a server that stalls
+    # after the connection is open (SIGSTOP) must not hold its callers past the socket timeout.
+    async def main(server: EmbeddedRedis) -> list[BaseException | None]:
+        client = redis.asyncio.Redis(port=server.port or 0, socket_timeout=0.5)
+        driver = AsyncRedisDriver(client, autopipeline=True)
+        try:
+            assert await driver.execute(command("INCR", "ap:t")) == 1  # the connection is open
+            os.kill(server.pid, signal.SIGSTOP)
+            try:
+                calls = [driver.execute(command("INCR", f"ap:t:{n}")) for n in range(20)]
+                # A guard against a hang, not a speed assertion.
+                waiting = asyncio.gather(*calls, return_exceptions=True)
+                replies = await asyncio.wait_for(waiting, 30)
+            finally:
+                os.kill(server.pid, signal.SIGCONT)
+            assert await driver.execute(command("INCR", "ap:t")) == 2  # a new connection
+        finally:
+            await driver.aclose()
+        return replies
+
+    with EmbeddedRedis() as server:
+        replies = asyncio.run(main(server))
+    assert all(isinstance(reply, BackendTimeout) for reply in replies), replies
+
+
 def test_an_argument_redis_py_cannot_encode_fails_only_its_caller(server: EmbeddedRedis) -> None:
     async def body(driver: AsyncRedisDriver) -> list[Any]:
         calls = [driver.execute(command("INCRBY", f"ap:e:{n}", n)) for n in range(10)]
@@ -370,14 +398,19 @@ def test_the_cache_works_unchanged_on_an_autopipelined_driver(server: EmbeddedRe
 def test_bad_settings_fail_at_once(server: EmbeddedRedis) -> None:
     with pytest.raises(TypeError, match="autopipeline"):
         Connection(server.url, autopipeline="yes")  # type: ignore[arg-type]
-    # A cluster auto-pipelines too (per node: test_cluster_autopipeline.py); nothing opens yet.
-    assert Connection("redis+cluster://127.0.0.1:7000", autopipeline=True).autopipeline
+    # On by default, on a cluster too (per node: test_cluster_autopipeline.py).
+    assert Connection(server.url).autopipeline
+    assert not Connection(server.url, autopipeline=False).autopipeline
+    assert Connection("redis+cluster://127.0.0.1:7000").autopipeline
+    assert not Connection("redis+cluster://127.0.0.1:7000", autopipeline=False).autopipeline
 
     async def main() -> None:
         client = redis.asyncio.Redis(host="127.0.0.1", port=server.port or 0)
         try:
             with pytest.raises(ValueError, match="batch_ops"):
                 AsyncRedisDriver(client, autopipeline=True, batch_ops=0)
+            with pytest.raises(ValueError, match="connections"):
+                AsyncRedisDriver(client, autopipeline=True, connections=0)
         finally:
             await client.aclose()
 

@@ -23,13 +23,18 @@ from redkit.core.scripts import Script
 from redkit.drivers.rest import RestConnection
 from redkit.drivers.rest_protocol import (
     KEY_LOCKING_LINE,
+    BatchedReply,
     HttpReply,
+    Reply,
     Request,
     decode_value,
     encode_args,
     error_for_status,
+    merge,
+    mergeable,
     plan,
     shape,
+    split,
     with_key_locking,
 )
 
@@ -50,7 +55,7 @@ def fail(message: str, status: int = 400) -> HttpReply:
     return HttpReply(status, json.dumps({"error": message}).encode())
 
 
-def drive(op: Any, replies: list[HttpReply], *, key_locking: bool = False) -> tuple[Any, list]:
+def drive(op: Any, replies: list[Reply], *, key_locking: bool = False) -> tuple[Any, list]:
     """Run a plan against canned replies; return its result and the requests it made."""
     steps = plan(op, url=URL, token_name="token", key_locking=key_locking)
     sent: list[Request] = []
@@ -217,6 +222,59 @@ def test_malformed_replies_are_backend_errors() -> None:
         drive(command("GET", "k"), [HttpReply(200, b"<html>")])
     with pytest.raises(BackendError, match="2 commands"):
         drive(Pipeline((command("GET", "a"), command("GET", "b"))), [HttpReply(200, b"[]")])
+
+
+# -- batches (auto-pipelining) ---------------------------------------------------------------
+
+
+def first_request(op: Any) -> Request:
+    return next(plan(op, url=URL, token_name="token", key_locking=False))
+
+
+def test_merge_splices_commands_and_pipelines_into_one_pipeline_request() -> None:
+    one = first_request(command("SET", "k", "é"))
+    two = first_request(Pipeline((command("GET", "a"), command("INCR", "b"))))
+    merged = merge([one, two, one])
+    assert merged.path == "/pipeline"
+    assert merged.command_count == 4
+    assert json.loads(merged.body) == [
+        ["SET", "k", "é"],
+        ["GET", "a"],
+        ["INCR", "b"],
+        ["SET", "k", "é"],
+    ]
+    transaction = first_request(Pipeline((command("INCR", "a"),), transaction=True))
+    assert not mergeable(transaction)
+    assert mergeable(one)
+    assert mergeable(two)
+    with pytest.raises(ValueError, match="alone"):
+        merge([one, transaction])
+
+
+def test_split_gives_each_request_its_entries_and_plans_read_them_as_their_own() -> None:
+    requests = [
+        first_request(command("INCR", "h")),
+        first_request(Pipeline((command("GET", "a"), command("SET", "b", "1")))),
+    ]
+    body = json.dumps([{"error": "WRONGTYPE no"}, {"result": b64("x")}, {"result": "OK"}])
+    replies = split(HttpReply(200, body.encode()), requests)
+    assert replies == [
+        BatchedReply([{"error": "WRONGTYPE no"}]),
+        BatchedReply([{"result": b64("x")}, {"result": "OK"}]),
+    ]
+    assert replies is not None
+    with pytest.raises(CommandError, match="WRONGTYPE"):
+        drive(command("INCR", "h"), [replies[0]])
+    result, _ = drive(Pipeline((command("GET", "a"), command("SET", "b", "1"))), [replies[1]])
+    assert result == [b"x", True]
+    # Refused as a whole (before it ran): each request may go alone. Other statuses are
+    # every request's own reply.
+    assert split(HttpReply(400, b'{"error":"ERR max request size"}'), requests) is None
+    assert split(HttpReply(413, b""), requests) is None
+    down = HttpReply(503, b"down")
+    assert split(down, requests) == [down, down]
+    with pytest.raises(BackendError, match="3 commands"):
+        split(HttpReply(200, b"[]"), requests)
 
 
 # -- drivers over a mock transport -----------------------------------------------------------

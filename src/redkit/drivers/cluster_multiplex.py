@@ -128,8 +128,9 @@ class NodeConnections:
         deadline = self._deadline
         try:
             if deadline is None:
+                # No driver deadline: the node's socket timeout bounds each write's replies.
                 mux = await MultiplexedConnection.open(
-                    connection, deadline=None, batch_ops=self._batch_ops
+                    connection, deadline=connection.socket_timeout, batch_ops=self._batch_ops
                 )
             else:
                 async with asyncio.timeout(deadline):  # type: ignore[attr-defined,unused-ignore]

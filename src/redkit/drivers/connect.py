@@ -136,9 +136,9 @@ class Connection:
     Create one with :func:`connect` or :func:`from_env` and share it: every facade built on it
     uses the same connection pools. Clients are created on first use; the asyncio client is
     created once per event loop, since asyncio connections belong to the loop that opened them.
-    Socket and connect timeouts are always on. With ``autopipeline=True`` the asyncio drivers
-    share connections between concurrent tasks, on a standalone server as on a cluster (there
-    per node, redirections followed per operation; see
+    Socket and connect timeouts are always on. With ``autopipeline=True`` (the default) the
+    asyncio drivers share connections between concurrent tasks, on a standalone server as on a
+    cluster (there per node, redirections followed per operation; see
     :class:`~redkit.drivers.redis.AsyncRedisDriver`).
     """
 
@@ -152,7 +152,7 @@ class Connection:
         socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         variable: str | None = None,
-        autopipeline: bool = False,
+        autopipeline: bool = True,
         **client_options: Any,
     ) -> None:
         if isinstance(url, str) and _is_embedded(url):
@@ -160,8 +160,8 @@ class Connection:
         self.is_cluster, self._client_url = _validate(url, variable)
         if not isinstance(autopipeline, bool):
             raise TypeError(f"autopipeline must be True or False, got {autopipeline!r}")
-        #: Whether the asyncio drivers auto-pipeline, standalone or cluster (see
-        #: :class:`AsyncRedisDriver`).
+        #: Whether the asyncio drivers auto-pipeline (see :class:`AsyncRedisDriver`): on by
+        #: default, standalone or cluster (there per node).
         self.autopipeline = autopipeline
         positive_seconds(socket_timeout, "socket_timeout")
         positive_seconds(connect_timeout, "connect_timeout")
@@ -351,9 +351,9 @@ def connect(url: str, **options: Any) -> Connection | RestConnection:
     A ``redis://``, ``rediss://``, ``unix://`` or ``redis+cluster://`` URL gives a
     :class:`Connection`. Options: ``socket_timeout`` and ``connect_timeout`` in seconds, and
     any keyword that redis-py's ``from_url`` accepts (``max_connections``, ``ssl_ca_certs``...).
-    ``autopipeline=True`` makes the asyncio facades share round trips between concurrent tasks
-    (standalone or cluster, per node; off by default for now: see
-    :class:`~redkit.drivers.redis.AsyncRedisDriver`).
+    The asyncio facades share round trips between concurrent tasks (auto-pipelining, on a
+    cluster per node, see :class:`~redkit.drivers.redis.AsyncRedisDriver`);
+    ``autopipeline=False`` turns it off.
 
     ``embedded://`` starts a real ``redis-server`` for the life of the process (once per
     process: every connection to that URL shares it), ``embedded+cluster://?masters=3`` a real
@@ -363,8 +363,10 @@ def connect(url: str, **options: Any) -> Connection | RestConnection:
     An ``https://`` URL with ``token=`` (an Upstash database's REST URL and token; ``http://``
     for a local gateway) gives a :class:`~redkit.drivers.rest.RestConnection`, whose options
     are ``socket_timeout``, ``connect_timeout``, ``retries``, ``retry_backoff``,
-    ``key_locking``, ``read_your_writes``, ``max_connections`` and ``cluster`` (the server
-    behind the API is a Redis Cluster, such as ``redkit gateway`` in front of one).
+    ``key_locking``, ``read_your_writes``, ``max_connections``, ``cluster`` (the server
+    behind the API is a Redis Cluster, such as ``redkit gateway`` in front of one) and
+    ``autopipeline`` (on there: concurrent asyncio callers share ``/pipeline`` requests;
+    ``autopipeline=False`` sends one request per operation).
 
     Raises:
         ConfigurationError: for a malformed or unsupported URL, or a REST URL without token.

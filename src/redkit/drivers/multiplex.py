@@ -19,8 +19,8 @@ What keeps the connection in step:
   the connection. Callers raise it; a pipeline's items that nobody awaits any more log nothing.
 - A caller that is cancelled, or gives up, leaves its future behind; its reply is still read
   and dropped, so the next reply goes to the next caller.
-- With a ``deadline``, each write arms one timer. If the replies to that write have not all
-  arrived when it fires, the connection is dropped and every command waiting on it fails with
+- With a ``deadline``, each write has one. If the replies to a write have not all arrived by
+  then, the connection is dropped and every command waiting on it fails with
   :class:`BackendTimeout`: a server that stalls cannot hold callers past their deadline, and
   no late reply can land on a reused connection.
 - When the server closes the connection (a restart, a kill), every waiting command fails with
@@ -71,9 +71,12 @@ class MultiplexedConnection(asyncio.Protocol):
         self._buffer: list[bytes] = []
         self._buffered_bytes = 0
         self._flush_scheduled = False
-        # Replies expected and received so far: a write's timer compares the two.
+        # Replies expected and received so far, and each write's deadline with the count of
+        # replies that answers it in full (oldest first).
         self._sent = 0
         self._received = 0
+        self._due: deque[tuple[float, int]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
         #: The error that ended this connection, or ``None`` while it is usable.
         self.broken: BackendError | None = None
 
@@ -92,15 +95,19 @@ class MultiplexedConnection(asyncio.Protocol):
         if writer is None:
             raise BackendUnavailable("redis-py connected without a transport; try again")
         transport = writer.transport
-        assert isinstance(transport, asyncio.Transport)
         mux = cls(deadline=deadline, batch_ops=batch_ops, batch_bytes=batch_bytes)
-        mux._transport = transport
         transport.set_protocol(mux)
+        mux.connection_made(transport)
         # The transport is this protocol's now: redis-py would close it when its connection
         # object is freed, and the stream writer when it is (so it is kept, unused).
         mux._writer = writer
         connection._writer = connection._reader = None
         return mux
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Take ``transport`` (called by :meth:`open`: ``set_protocol`` does not call it)."""
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
 
     @property
     def load(self) -> int:
@@ -159,11 +166,24 @@ class MultiplexedConnection(asyncio.Protocol):
         self._sent += len(buffer)
         transport.write(b"".join(buffer))
         if self._deadline is not None:
-            self._loop.call_later(self._deadline, self._check_answered, self._sent)
+            due = self._loop.time() + self._deadline
+            self._due.append((due, self._sent))
+            if self._timer is None:
+                self._timer = self._loop.call_at(due, self._check_answered)
 
-    def _check_answered(self, expected: int) -> None:
-        if self.broken is None and self._received < expected:
+    def _check_answered(self) -> None:
+        # One timer per connection, at the deadline of its oldest write not yet answered in
+        # full (not one per write: a busy connection makes thousands of writes a second).
+        self._timer = None
+        due = self._due
+        while due and due[0][1] <= self._received:
+            due.popleft()  # answered in full
+        if self.broken is not None or not due:
+            return
+        if due[0][0] <= self._loop.time():
             self._break(BackendTimeout(f"Redis did not answer within {self._deadline} s"))
+        else:
+            self._timer = self._loop.call_at(due[0][0], self._check_answered)
 
     def data_received(self, data: bytes) -> None:
         """Resolve the oldest waiting futures with the replies that ``data`` completes."""
@@ -189,6 +209,10 @@ class MultiplexedConnection(asyncio.Protocol):
     def _break(self, error: BackendError) -> None:
         self.broken = error
         self._buffer = []
+        self._due.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         waiting, self._waiting = self._waiting, deque()
         for future in waiting:
             if not future.done():

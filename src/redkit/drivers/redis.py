@@ -516,12 +516,14 @@ class AsyncRedisDriver:
 
     async def _open(self) -> MultiplexedConnection:
         client = self.client
-        assert isinstance(client, redis.asyncio.Redis)  # a cluster is refused at construction
+        assert isinstance(client, redis.asyncio.Redis)  # a cluster has ClusterMultiplexer
         connection = client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
         try:
             if self._deadline is None:
+                # No driver deadline (Python 3.10): the client's socket timeout bounds each
+                # write's replies instead, as it bounds each read without auto-pipelining.
                 mux = await MultiplexedConnection.open(
-                    connection, deadline=None, batch_ops=self._batch_ops
+                    connection, deadline=connection.socket_timeout, batch_ops=self._batch_ops
                 )
             else:
                 async with asyncio.timeout(self._deadline):  # type: ignore[attr-defined,unused-ignore]

@@ -20,19 +20,32 @@ Failures map onto :mod:`redkit.errors` as with redis-py:
 Upstash replicas serve reads; the ``upstash-sync-token`` each reply carries is sent with the
 next request of the same :class:`RestConnection`, so a read sees the writes made before it
 (read-your-writes), whichever driver of the connection made them.
+
+Auto-pipelining (asyncio, on by default; ``RestConnection(autopipeline=False)`` turns it
+off), as ``@upstash/redis`` does it: the commands, script calls and non-transactional
+pipelines that concurrent tasks issue in one event-loop pass go as one ``POST /pipeline``
+(bounded: :data:`BATCH_OPS` commands, :data:`BATCH_BYTES` of JSON; more go as further
+batches at once), and each caller reads its own entries of the reply, so errors stay per
+command and a ``NOSCRIPT`` is answered with an ``EVAL`` for that call only. A transaction,
+an oversized request and a lone request go as they would without it. Each batch carries the
+latest sync token and records its reply's; a batch that times out or finds the server down
+fails each of its callers with the typed error above. See :class:`AsyncRestDriver`. The
+blocking driver sends one request per operation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from redkit.core.durations import positive_seconds
 from redkit.core.errors import (
+    BackendError,
     BackendTimeout,
     BackendUnavailable,
     CommandError,
@@ -40,9 +53,20 @@ from redkit.core.errors import (
 )
 from redkit.core.ops import RedisOp
 from redkit.drivers.pool import DriverPool
-from redkit.drivers.rest_protocol import HttpReply, Plan, Request, plan
+from redkit.drivers.rest_protocol import (
+    HttpReply,
+    Plan,
+    Reply,
+    Request,
+    merge,
+    mergeable,
+    plan,
+    split,
+)
 
 __all__ = [
+    "BATCH_BYTES",
+    "BATCH_OPS",
     "DEFAULT_REST_CONNECT_TIMEOUT",
     "DEFAULT_REST_RETRIES",
     "DEFAULT_REST_TIMEOUT",
@@ -61,6 +85,13 @@ DEFAULT_REST_RETRIES = 2
 DEFAULT_RETRY_BACKOFF = 0.05
 #: HTTP connections one driver keeps at most; more requests wait for one.
 DEFAULT_REST_CONNECTIONS = 100
+
+#: Commands in one auto-pipelined ``/pipeline`` request at most; more go in further batches.
+BATCH_OPS = 256
+#: Bytes of JSON in one auto-pipelined request at most: far below what Upstash and the gateway
+#: accept in one request (the gateway's ``max_body``: 10 MiB), and a batch's JSON is read
+#: and parsed whole on both sides before any of it runs.
+BATCH_BYTES = 1024 * 1024
 
 _SYNC_TOKEN = "upstash-sync-token"
 #: Idle connections are dropped before common servers close them (uvicorn after 5 s): a
@@ -85,9 +116,11 @@ class _Settings:
         read_your_writes: bool,
         max_connections: int,
         cluster: bool,
+        autopipeline: bool = True,
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url
+        self.autopipeline = autopipeline
         self.cluster = cluster
         self.transport = transport
         self.token_name = token_name
@@ -229,7 +262,32 @@ class RestDriver:
 
 
 class AsyncRestDriver:
-    """Asyncio driver on an ``httpx.AsyncClient``; it belongs to the loop that created it."""
+    """Asyncio driver on an ``httpx.AsyncClient``; it belongs to the loop that created it.
+
+    With auto-pipelining (``RestConnection(autopipeline=True)``, the default) the requests
+    that concurrent tasks make in one event-loop pass are gathered: the first one schedules a
+    flush (``loop.call_soon``, which runs after every task already ready in that pass), and
+    the flush sends them as one ``POST /pipeline``, at most :data:`BATCH_OPS` commands and
+    :data:`BATCH_BYTES` of JSON a batch (more go as further batches at once). Each caller gets
+    its own commands' entries back and reads them as it reads its own reply, so:
+
+    - errors stay per command: a ``WRONGTYPE`` fails its caller only, and a script's
+      ``NOSCRIPT`` is answered by that caller's plan with an ``EVAL``, which joins the next
+      batch; an argument that cannot be encoded fails in its caller before it is queued;
+    - a transaction (``/multi-exec``) and a request too large for a batch are sent alone, and
+      so is a lone request (exactly the request it would be without auto-pipelining);
+    - each batch sends the latest ``upstash-sync-token`` and records its reply's;
+    - a batch that fails as a whole gives each of its callers the typed error it would have
+      had alone (:class:`BackendTimeout`, :class:`BackendUnavailable`); one the server refuses
+      as a whole before running it (HTTP 400/413) is sent again as separate requests; a
+      connect failure is retried as always, nothing after the request went out;
+    - a caller that is cancelled before its batch leaves is not sent; after, only its reply
+      is dropped (the HTTP request finishes for the others).
+
+    The replies of a batch share the server's response size limit (the gateway's
+    ``max_response``, Upstash's own): a reply that would fit alone can be refused, as an error
+    for its caller, when a batch's replies add up past it.
+    """
 
     def __init__(self, settings: _Settings, *, timeout: float | None = None) -> None:
         self._settings = settings
@@ -242,14 +300,23 @@ class AsyncRestDriver:
         self._client = httpx.AsyncClient(
             timeout=settings.timeout(timeout), limits=settings.limits(), transport=transport
         )
+        self._submit: Callable[[Request], Awaitable[Reply]] = (
+            self._batched if settings.autopipeline else self._send
+        )
+        # The requests waiting for the next batch, and whether its flush is scheduled.
+        self._queue: list[_Waiter] = []
+        self._flush_scheduled = False
+        # Batches in flight: a task needs a strong reference until it ends.
+        self._batches: set[asyncio.Task[None]] = set()
 
     async def execute(self, op: RedisOp) -> Any:
         """Run one operation (a command, script call, pipeline, node query) and reply."""
         steps = self._settings.plan(op)
+        submit = self._submit
         try:
             request = next(steps)
             while True:
-                request = steps.send(await self._send(request))
+                request = steps.send(await submit(request))
         except StopIteration as stop:
             return self._settings.explained(stop.value)
         except CommandError as exc:
@@ -275,9 +342,131 @@ class AsyncRestDriver:
             settings.seen(response)
             return HttpReply(response.status_code, response.content)
 
+    async def _batched(self, request: Request) -> Reply:
+        if (
+            not mergeable(request)
+            or request.command_count > BATCH_OPS
+            or len(request.body) > BATCH_BYTES
+        ):
+            return await self._send(request)
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Waiter(request, future))
+        if not self._flush_scheduled:
+            # call_soon runs after every task that is ready in this pass: they all join.
+            self._flush_scheduled = True
+            future.get_loop().call_soon(self._flush)
+        # Cancelling the caller cancels only its future: the batch goes on without it.
+        return await future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        queue, self._queue = self._queue, []
+        batch: list[_Waiter] = []
+        # The merged body's size: its brackets, then each request's body and a comma (one
+        # fewer than counted: the bound holds with a byte to spare).
+        ops, size = 0, 2
+        for waiter in queue:
+            if waiter.future.done():
+                continue  # cancelled before it was sent: not sent at all
+            request = waiter.request
+            if batch and (
+                ops + request.command_count > BATCH_OPS
+                or size + len(request.body) + 1 > BATCH_BYTES
+            ):
+                self._launch(batch)
+                batch, ops, size = [], 0, 2
+            batch.append(waiter)
+            ops += request.command_count
+            size += len(request.body) + 1
+        if batch:
+            self._launch(batch)
+
+    def _launch(self, batch: list[_Waiter]) -> None:
+        task = asyncio.get_running_loop().create_task(self._run_batch(batch))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _run_batch(self, batch: list[_Waiter]) -> None:
+        try:
+            batch = [waiter for waiter in batch if not waiter.future.done()]
+            if len(batch) == 1:
+                # Alone after all: the request as it is, as without auto-pipelining.
+                await self._answer(batch[0])
+                return
+            if not batch:
+                return
+            requests = [waiter.request for waiter in batch]
+            replies = split(await self._send(merge(requests)), requests)
+        except BackendError as exc:
+            _fail(batch, exc)
+            return
+        except Exception as exc:
+            # Not a transport failure (httpx could not decode the body, say): each caller
+            # still gets a typed error, with httpx's as its cause.
+            error = BackendError(f"the REST request failed: {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            _fail(batch, error)
+            return
+        except BaseException:
+            # The task itself was cancelled (the loop is closing): nobody may wait forever.
+            _fail(batch, BackendUnavailable("the driver was closed"))
+            raise
+        if replies is None:
+            # Refused as a whole before any of it ran (too large, unreadable): each alone,
+            # so that only a request that is at fault fails, and only its own caller.
+            await asyncio.gather(*(self._answer(waiter) for waiter in batch))
+            return
+        for waiter, reply in zip(batch, replies, strict=True):
+            _set(waiter.future, result=reply)
+
+    async def _answer(self, waiter: _Waiter) -> None:
+        """Send ``waiter``'s request alone and hand its caller the reply (or the error)."""
+        try:
+            reply = await self._send(waiter.request)
+        except Exception as exc:  # what this caller would have had without batching
+            _set(waiter.future, exception=exc)
+        except BaseException:
+            _set(waiter.future, exception=BackendUnavailable("the driver was closed"))
+            raise
+        else:
+            _set(waiter.future, result=reply)
+
     async def aclose(self) -> None:
         """Close the driver's HTTP connections."""
         await self._client.aclose()
+
+
+class _Waiter(NamedTuple):
+    """One caller's request waiting for its batch, and the future its reply goes to."""
+
+    request: Request
+    future: asyncio.Future[Reply]
+
+
+def _set(
+    future: asyncio.Future[Reply],
+    *,
+    result: Reply | None = None,
+    exception: BaseException | None = None,
+) -> None:
+    if future.done():
+        return  # its caller gave up: the reply is dropped
+    if exception is not None:
+        future.set_exception(exception)
+    else:
+        assert result is not None
+        future.set_result(result)
+
+
+def _fail(batch: list[_Waiter], exc: BackendError) -> None:
+    """Fail every caller of ``batch`` still waiting with a copy of ``exc``.
+
+    A copy each: one instance raised in many tasks would share (and grow) one traceback.
+    """
+    for waiter in batch:
+        copy = type(exc)(*exc.args)
+        copy.__cause__ = exc.__cause__
+        _set(waiter.future, exception=copy)
 
 
 def _check_url(url: object, variable: str | None) -> str:
@@ -336,6 +525,10 @@ class RestConnection:
             one): keys get hash tags, as on a :class:`redkit.Connection` to the cluster.
             Upstash is never one. Without it, a script of several keys is refused with a
             ``CROSSSLOT`` error that says to set it.
+        autopipeline: the asyncio driver sends the commands that concurrent tasks issue in
+            one event-loop pass as one ``/pipeline`` request, each reply matched back to its
+            caller (see :class:`AsyncRestDriver`); ``False`` sends one request per
+            operation. The blocking driver always sends one request per operation.
 
     """
 
@@ -360,10 +553,18 @@ class RestConnection:
         token_variable: str | None = None,
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
         cluster: bool = False,
+        autopipeline: bool = True,
     ) -> None:
         self.url = _check_url(url, variable)
         if not isinstance(cluster, bool):
             raise ConfigurationError(f"cluster must be True or False, got {cluster!r}")
+        if not isinstance(autopipeline, bool):
+            raise ConfigurationError(
+                f"autopipeline must be True or False, got {autopipeline!r}",
+                variable="autopipeline",
+            )
+        #: Whether the asyncio driver gathers concurrent requests into ``/pipeline`` batches.
+        self.autopipeline = autopipeline
         #: Whether the server behind the API is a Redis Cluster: keys then get hash tags.
         self.is_cluster = cluster
         token_name = token_variable or "token"
@@ -397,6 +598,7 @@ class RestConnection:
             read_your_writes=bool(read_your_writes),
             max_connections=max_connections,
             cluster=cluster,
+            autopipeline=autopipeline,
             transport=transport,
         )
         settings = self._settings

@@ -5,6 +5,10 @@ that yields :class:`Request` values and receives the :class:`HttpReply` of each,
 sans-I/O shape as redkit's flows. The sync and the asyncio driver only differ in how they
 send a request; everything here is plain data and is unit-tested without a server.
 
+For auto-pipelining (the asyncio driver), :func:`merge` joins the requests of several plans
+into one ``/pipeline`` request and :func:`split` cuts its reply into a :class:`BatchedReply`
+per plan; a plan reads either kind of reply alike.
+
 Replies are decoded to what redis-py returns for the same command on a RESP2 connection with
 ``decode_responses=False``: every string is ``bytes`` (the server base64-encodes them, as asked
 by the ``Upstash-Encoding: base64`` header), integers stay ``int``, nil is ``None``, arrays are
@@ -40,14 +44,19 @@ from redkit.core.scripts import Script
 
 __all__ = [
     "KEY_LOCKING_LINE",
+    "BatchedReply",
     "HttpReply",
     "Plan",
+    "Reply",
     "Request",
     "decode_value",
     "encode_args",
     "error_for_status",
+    "merge",
+    "mergeable",
     "plan",
     "shape",
+    "split",
     "with_key_locking",
 ]
 
@@ -74,11 +83,13 @@ _RANGES_WITH_SCORES = frozenset({"ZRANGE", "ZRANGEBYSCORE", "ZREVRANGE", "ZREVRA
 class Request(NamedTuple):
     """One HTTP request: ``POST <url><path>`` with a JSON body.
 
-    ``path`` is ``""`` for one command, ``"/pipeline"`` or ``"/multi-exec"`` for several.
+    ``path`` is ``""`` for one command, ``"/pipeline"`` or ``"/multi-exec"`` for several;
+    ``command_count`` is how many commands the body holds.
     """
 
     path: str
     body: bytes
+    command_count: int = 1
 
 
 class HttpReply(NamedTuple):
@@ -88,8 +99,20 @@ class HttpReply(NamedTuple):
     content: bytes
 
 
+class BatchedReply(NamedTuple):
+    """A request's share of a ``/pipeline`` reply that answered it together with others.
+
+    ``entries`` are its commands' ``{"result"}`` / ``{"error"}`` entries, parsed, in order.
+    """
+
+    entries: list[Any]
+
+
+#: What a plan receives for a request: the server's own reply, or its share of a batch's.
+Reply: TypeAlias = HttpReply | BatchedReply
+
 #: A plan runs one operation: it yields requests, receives replies and returns the result.
-Plan: TypeAlias = Generator[Request, HttpReply, Any]
+Plan: TypeAlias = Generator[Request, Reply, Any]
 
 
 # -- requests --------------------------------------------------------------------------------
@@ -261,16 +284,21 @@ def _check(reply: HttpReply, url: str, token_name: str) -> Any:
     return _parse_json(reply.content)
 
 
-def _single(reply: HttpReply, url: str, token_name: str) -> Any:
+def _single(reply: Reply, url: str, token_name: str) -> Any:
     """The result of one command; raises its error."""
-    value = _item(_check(reply, url, token_name))
+    if isinstance(reply, BatchedReply):
+        value = _item(reply.entries[0])
+    else:
+        value = _item(_check(reply, url, token_name))
     if isinstance(value, CommandError):
         raise value
     return value
 
 
-def _many(reply: HttpReply, count: int, url: str, token_name: str) -> list[Any]:
+def _many(reply: Reply, count: int, url: str, token_name: str) -> list[Any]:
     """The per-item results of a pipeline or a transaction; a discarded one raises."""
+    if isinstance(reply, BatchedReply):
+        return [_item(entry) for entry in reply.entries]
     parsed = _check(reply, url, token_name)
     if isinstance(parsed, dict) and "error" in parsed:
         # A transaction discarded as a whole (a syntax error, an unknown command ...).
@@ -342,7 +370,7 @@ def plan(
 
 def _pipeline(
     op: Pipeline, url: str, token_name: str, locked: Callable[[Script], Script]
-) -> Generator[Request, HttpReply, list[Any]]:
+) -> Generator[Request, Reply, list[Any]]:
     commands: list[list[str]] = []
     for item in op.ops:
         if isinstance(item, Command):
@@ -353,7 +381,7 @@ def _pipeline(
     if not commands:
         return []
     path = "/multi-exec" if op.transaction else "/pipeline"
-    reply = yield Request(path, _body(commands))
+    reply = yield Request(path, _body(commands), len(commands))
     results = _many(reply, len(commands), url, token_name)
     for index, item in enumerate(op.ops):
         result = results[index]
@@ -367,3 +395,64 @@ def _pipeline(
             except CommandError as exc:
                 results[index] = exc
     return results
+
+
+# -- batches (auto-pipelining) ---------------------------------------------------------------
+
+
+def mergeable(request: Request) -> bool:
+    """Whether ``request`` may share a ``/pipeline`` request with others' commands.
+
+    A transaction (``/multi-exec``) never does: it is atomic and goes alone.
+    """
+    return request.path in ("", "/pipeline")
+
+
+def merge(requests: Sequence[Request]) -> Request:
+    """One ``/pipeline`` request that carries every command of ``requests``, in order.
+
+    The bodies are joined as they are (a single command's array is one item, a pipeline's
+    items are spliced in), so nothing is encoded twice.
+
+    Raises:
+        ValueError: for a request that is not :func:`mergeable`.
+
+    """
+    parts: list[bytes] = []
+    for request in requests:
+        if request.path == "":
+            parts.append(request.body)
+        elif request.path == "/pipeline":
+            parts.append(request.body[1:-1])  # [[...],[...]] -> [...],[...]
+        else:
+            raise ValueError(f"a {request.path} request is always sent alone")
+    return Request(
+        "/pipeline", b"[" + b",".join(parts) + b"]", sum(r.command_count for r in requests)
+    )
+
+
+def split(reply: HttpReply, requests: Sequence[Request]) -> list[Reply] | None:
+    """The reply of a :func:`merge` of ``requests``, cut back into one reply per request.
+
+    ``None`` when the server refused the batch as a whole (HTTP 400 or 413: too large, or not
+    readable), which it does before running any of its commands: each request may then be
+    sent alone. Any other error status is every request's own reply, so each plan raises it.
+
+    Raises:
+        BackendError: for a body that is not one entry per command.
+
+    """
+    if reply.status in (400, 413):
+        return None
+    if reply.status != 200:
+        return [reply] * len(requests)
+    parsed = _parse_json(reply.content)
+    total = sum(request.command_count for request in requests)
+    if not isinstance(parsed, list) or len(parsed) != total:
+        raise BackendError(f"the REST server answered {total} commands with {str(parsed)[:80]}")
+    replies: list[Reply] = []
+    offset = 0
+    for request in requests:
+        replies.append(BatchedReply(parsed[offset : offset + request.command_count]))
+        offset += request.command_count
+    return replies
