@@ -398,10 +398,11 @@ def test_the_cache_works_unchanged_on_an_autopipelined_driver(server: EmbeddedRe
 def test_bad_settings_fail_at_once(server: EmbeddedRedis) -> None:
     with pytest.raises(TypeError, match="autopipeline"):
         Connection(server.url, autopipeline="yes")  # type: ignore[arg-type]
-    # On by default; a cluster's drivers do not auto-pipeline yet.
+    # On by default, on a cluster too (per node: test_cluster_autopipeline.py).
     assert Connection(server.url).autopipeline
     assert not Connection(server.url, autopipeline=False).autopipeline
-    assert not Connection("redis+cluster://127.0.0.1:7000").autopipeline
+    assert Connection("redis+cluster://127.0.0.1:7000").autopipeline
+    assert not Connection("redis+cluster://127.0.0.1:7000", autopipeline=False).autopipeline
 
     async def main() -> None:
         client = redis.asyncio.Redis(host="127.0.0.1", port=server.port or 0)

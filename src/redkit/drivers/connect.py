@@ -136,7 +136,10 @@ class Connection:
     Create one with :func:`connect` or :func:`from_env` and share it: every facade built on it
     uses the same connection pools. Clients are created on first use; the asyncio client is
     created once per event loop, since asyncio connections belong to the loop that opened them.
-    Socket and connect timeouts are always on.
+    Socket and connect timeouts are always on. With ``autopipeline=True`` (the default) the
+    asyncio drivers share connections between concurrent tasks, on a standalone server as on a
+    cluster (there per node, redirections followed per operation; see
+    :class:`~redkit.drivers.redis.AsyncRedisDriver`).
     """
 
     #: Stock Redis lets a script touch keys it was not given (see :mod:`redkit.core.driver`).
@@ -157,10 +160,10 @@ class Connection:
         self.is_cluster, self._client_url = _validate(url, variable)
         if not isinstance(autopipeline, bool):
             raise TypeError(f"autopipeline must be True or False, got {autopipeline!r}")
-        #: Whether the asyncio drivers auto-pipeline (see :class:`AsyncRedisDriver`), and the
-        #: blocking driver shares one connection between threads (see :class:`RedisDriver`).
-        #: On by default; on a cluster not yet (its drivers send each operation on its own).
-        self.autopipeline = autopipeline and not self.is_cluster
+        #: Whether the asyncio drivers auto-pipeline (see :class:`AsyncRedisDriver`; on a
+        #: cluster per node), and the blocking driver shares one connection between threads
+        #: (see :class:`RedisDriver`; standalone only). On by default.
+        self.autopipeline = autopipeline
         positive_seconds(socket_timeout, "socket_timeout")
         positive_seconds(connect_timeout, "connect_timeout")
         self.url = url
@@ -224,7 +227,14 @@ class Connection:
             client = redis.asyncio.cluster.RedisCluster.from_url(
                 self._client_url, retry=_cluster_retry(timeout), **options
             )
-            driver = AsyncRedisDriver(client)
+            seconds = options["socket_timeout"]
+            driver = AsyncRedisDriver(
+                client,
+                # The shared connections read no socket timeout of redis-py's: each write
+                # of theirs has this deadline instead (the ordinary path keeps the client's).
+                deadline=seconds if self.autopipeline and ONE_TIMER else None,
+                autopipeline=self.autopipeline,
+            )
         else:
             # More tasks than connections wait for one (up to the socket timeout) instead
             # of failing: redis-py's default pool refuses the 101st concurrent command.
@@ -343,9 +353,10 @@ def connect(url: str, **options: Any) -> Connection | RestConnection:
     A ``redis://``, ``rediss://``, ``unix://`` or ``redis+cluster://`` URL gives a
     :class:`Connection`. Options: ``socket_timeout`` and ``connect_timeout`` in seconds, and
     any keyword that redis-py's ``from_url`` accepts (``max_connections``, ``ssl_ca_certs``...).
-    The asyncio facades share round trips between concurrent tasks (auto-pipelining, see
-    :class:`~redkit.drivers.redis.AsyncRedisDriver`), and the blocking ones between threads
-    (:class:`~redkit.drivers.redis.RedisDriver`); ``autopipeline=False`` turns both off.
+    The asyncio facades share round trips between concurrent tasks (auto-pipelining, on a
+    cluster per node, see :class:`~redkit.drivers.redis.AsyncRedisDriver`), and the blocking
+    ones between threads (:class:`~redkit.drivers.redis.RedisDriver`, standalone);
+    ``autopipeline=False`` turns both off.
 
     ``embedded://`` starts a real ``redis-server`` for the life of the process (once per
     process: every connection to that URL shares it), ``embedded+cluster://?masters=3`` a real

@@ -8,10 +8,12 @@ Scripts run with ``EVALSHA`` and are re-sent with ``EVAL`` on ``NOSCRIPT``: afte
 Inside a transaction a script is always sent with ``EVAL``: a ``NOSCRIPT`` inside ``EXEC``
 would leave the other commands of the transaction applied and the script not.
 
-Auto-pipelining (asyncio, standalone, opt-in: ``AsyncRedisDriver(..., autopipeline=True)``):
-concurrent tasks share a few connections (:mod:`redkit.drivers.multiplex`); the commands,
-script calls and non-transactional pipelines they issue in one event-loop pass go out in one
-write, and each reply goes back to its own caller, in order. See :class:`AsyncRedisDriver`.
+Auto-pipelining (asyncio, opt-in: ``AsyncRedisDriver(..., autopipeline=True)``): concurrent
+tasks share a few connections (:mod:`redkit.drivers.multiplex`); the commands, script calls
+and non-transactional pipelines they issue in one event-loop pass go out in one write, and
+each reply goes back to its own caller, in order. On a cluster, per node, with ``MOVED`` and
+``ASK`` followed per operation (:mod:`redkit.drivers.cluster_multiplex`). See
+:class:`AsyncRedisDriver`.
 
 The blocking driver on a standalone server sends through one connection shared by every
 thread (:mod:`redkit.drivers.shared`): lean for one thread, pipelined for many.
@@ -22,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hiredis
 import redis
@@ -41,6 +43,9 @@ from redkit.core.errors import (
 from redkit.core.ops import Command, Masters, OnNode, Pipeline, RedisOp, ScriptCall
 from redkit.drivers.multiplex import DEFAULT_BATCH_OPS, MultiplexedConnection
 from redkit.drivers.shared import SharedConnection, pack_command, shareable
+
+if TYPE_CHECKING:
+    from redkit.drivers.cluster_multiplex import ClusterMultiplexer
 
 __all__ = [
     "DEFAULT_BATCH_OPS",
@@ -455,11 +460,15 @@ class AsyncRedisDriver:
             autopipeline: share connections between concurrent tasks: the commands, script
                 calls and non-transactional pipelines that tasks issue in one event-loop pass
                 go out in one write, and each reply goes back to its caller in order (see
-                :mod:`redkit.drivers.multiplex`). Standalone servers only, for now. What it
-                keeps: errors stay per operation (a ``WRONGTYPE`` fails only its caller, a
+                :mod:`redkit.drivers.multiplex`). On a cluster each node has connections of
+                its own, an operation goes to the owner of its first key's slot, and
+                ``MOVED``/``ASK`` are followed per operation (the slot map corrected on
+                ``MOVED``), see :mod:`redkit.drivers.cluster_multiplex`. What it keeps:
+                errors stay per operation (a ``WRONGTYPE`` fails only its caller, a
                 ``NOSCRIPT`` is re-sent with ``EVAL`` for that call only); replies are shaped
                 as redis-py shapes them; a transaction pipeline, blocking and pub/sub commands
-                (:data:`NEVER_PIPELINED`), node queries: each sent alone, as without it; a
+                (:data:`NEVER_PIPELINED`), node queries, on a cluster commands that no first
+                key places: each sent alone, as without it; a
                 caller that is cancelled or times out only drops its reply, which is still
                 read. ``deadline`` holds per write: a connection that has not answered a write
                 within it is dropped, and every operation waiting on it fails with
@@ -468,8 +477,9 @@ class AsyncRedisDriver:
                 carry everything); the next operation opens a new connection.
             batch_ops: commands in one write at most (a pipeline counts its items); a pass
                 with more writes them in several.
-            connections: connections the auto-pipelined operations share, at most; a new
-                one is opened only while every open one has replies outstanding.
+            connections: connections the auto-pipelined operations share, at most (on a
+                cluster, per node); a new one is opened only while every open one has replies
+                outstanding.
 
         """
         _check_binary_safe(client)
@@ -483,10 +493,6 @@ class AsyncRedisDriver:
             )
         if isinstance(connections, bool) or not isinstance(connections, int) or connections < 1:
             raise ValueError(f"connections must be a whole number >= 1, got {connections!r}")
-        if autopipeline and isinstance(client, redis.asyncio.cluster.RedisCluster):
-            raise ConfigurationError(
-                "autopipeline=True is not available on a Redis Cluster yet; leave it off there"
-            )
         self.client = client
         self.is_cluster = isinstance(client, redis.asyncio.cluster.RedisCluster)
         self._command: Callable[..., Awaitable[Any]] = client.execute_command
@@ -506,6 +512,13 @@ class AsyncRedisDriver:
         self._filling: MultiplexedConnection | None = None
         self._opening: asyncio.Future[MultiplexedConnection] | None = None
         self._callbacks: dict[Any, Any] = {}
+        # On a cluster, auto-pipelining has connections per node: its own object keeps them.
+        self._cluster_mux: ClusterMultiplexer | None = None
+        if autopipeline and self.is_cluster:
+            # Imported here: that module builds on this one's helpers.
+            from redkit.drivers.cluster_multiplex import ClusterMultiplexer
+
+            self._cluster_mux = ClusterMultiplexer(self, connections=connections)
 
     def route(self, op: RedisOp) -> str | None:
         """The cluster node ``op`` goes to (``None`` when unknown, or not a cluster).
@@ -519,6 +532,8 @@ class AsyncRedisDriver:
     async def execute(self, op: RedisOp) -> Any:
         """Run one operation (a command, script call, pipeline, node query) and reply."""
         if self._autopipeline:
+            if self._cluster_mux is not None:
+                return await self._cluster_mux.execute(op)
             kind = type(op)
             if kind is Command:
                 args = op.args  # type: ignore[union-attr]
@@ -530,6 +545,10 @@ class AsyncRedisDriver:
                 items = _batchable(op)
                 if items is not None:
                     return await self._auto_pipeline(items)
+        return await self._alone(op)
+
+    async def _alone(self, op: RedisOp) -> Any:
+        """Run ``op`` on a connection of its own from redis-py's pool (no auto-pipelining)."""
         slots = self._slots
         if slots is None:
             return await self._within_deadline(op)
@@ -635,7 +654,7 @@ class AsyncRedisDriver:
 
     async def _open(self) -> MultiplexedConnection:
         client = self.client
-        assert isinstance(client, redis.asyncio.Redis)  # a cluster is refused at construction
+        assert isinstance(client, redis.asyncio.Redis)  # a cluster has ClusterMultiplexer
         connection = client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
         try:
             if self._deadline is None:
@@ -748,6 +767,8 @@ class AsyncRedisDriver:
         for mux in muxes:
             if mux is not None:
                 mux.close()
+        if self._cluster_mux is not None:
+            self._cluster_mux.close()
         await self.client.aclose()
 
 
