@@ -270,6 +270,7 @@ class EmbeddedRedis:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.port: int | None = None
         self.socket_path: str | None = None
+        self._args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -312,18 +313,44 @@ class EmbeddedRedis:
             else:
                 self.port = _free_port()
                 listen = ["--port", str(self.port)]
-            server = _Server(self.binary, [*listen, *_COMMON_ARGS, *self.extra_args], workdir)
-            self._server = server
-            client = self.client(socket_timeout=1.0, socket_connect_timeout=1.0)
+            self._args = (*listen, *_COMMON_ARGS, *self.extra_args)
             try:
-                server.wait_ready(client, time.monotonic() + self.startup_timeout)
+                self._launch(workdir)
                 return self
             except EmbeddedRedisError as exc:
                 last_error = exc
                 self.stop()
-            finally:
-                client.close()
         raise EmbeddedRedisError(f"could not start redis-server ({self.binary}): {last_error}")
+
+    def _launch(self, workdir: Path) -> None:
+        server = _Server(self.binary, self._args, workdir)
+        self._server = server
+        client = self.client(socket_timeout=1.0, socket_connect_timeout=1.0)
+        try:
+            server.wait_ready(client, time.monotonic() + self.startup_timeout)
+        finally:
+            client.close()
+
+    def restart(self) -> EmbeddedRedis:
+        """Stop the server and start it again at the same address; wait until it answers.
+
+        Clients keep their URL: their connections break, and new ones reach the new server.
+        Its data is gone (persistence is off), as are its loaded scripts. Returns ``self``.
+
+        Raises:
+            EmbeddedRedisError: when the server is not running, or does not come back (its
+                port taken meanwhile by another process); it is stopped then.
+
+        """
+        if self._server is None or self._tmp is None:
+            raise EmbeddedRedisError("the embedded server is not running: start() it first")
+        self._server.stop()
+        try:
+            self._launch(Path(self._tmp.name))
+        except EmbeddedRedisError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         """Stop the server and remove its directory. Safe to call twice."""
