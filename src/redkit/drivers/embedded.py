@@ -160,6 +160,7 @@ class _Server:
     """One ``redis-server`` process in a temporary directory."""
 
     def __init__(self, binary: str, args: Sequence[str], workdir: Path) -> None:
+        self.binary, self.args = binary, tuple(args)
         self.workdir = workdir
         self.log_path = workdir / "redis.log"
         self.process = subprocess.Popen(
@@ -336,6 +337,8 @@ class EmbeddedRedis:
 
         Clients keep their URL: their connections break, and new ones reach the new server.
         Its data is gone (persistence is off), as are its loaded scripts. Returns ``self``.
+        On Linux the new process lives as long as the calling thread: restart from a thread
+        that outlives the server (not from a short-lived executor thread).
 
         Raises:
             EmbeddedRedisError: when the server is not running, or does not come back (its
@@ -490,6 +493,38 @@ class EmbeddedCluster:
             if time.monotonic() > deadline:
                 raise EmbeddedRedisError(f"the cluster did not become healthy: {infos}")
             time.sleep(0.05)
+
+    def restart_node(self, index: int) -> EmbeddedCluster:
+        """Stop master ``index`` and start it again on its port; wait until the cluster is healthy.
+
+        The node keeps its cluster configuration (its id and its slots) and rejoins; its keys
+        are gone (persistence is off), as are its loaded scripts. Returns ``self``. As with
+        :meth:`EmbeddedRedis.restart`, call it from a thread that outlives the cluster.
+
+        Raises:
+            EmbeddedRedisError: for an ``index`` that names no running node, or when the node
+                or the cluster does not come back in time.
+
+        """
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise EmbeddedRedisError(f"index must be a node number, got {index!r}")
+        if not 0 <= index < len(self._servers):
+            raise EmbeddedRedisError(
+                f"index must name a running node, 0 to {len(self._servers) - 1}; got {index}"
+            )
+        old = self._servers[index]
+        old.stop()
+        server = _Server(old.binary, old.args, old.workdir)
+        self._servers[index] = server
+        deadline = time.monotonic() + self.startup_timeout
+        clients = self._admin_clients()
+        try:
+            server.wait_ready(clients[index], deadline)
+            self._await_healthy(clients, deadline)
+        finally:
+            for client in clients:
+                client.close()
+        return self
 
     def flushall(self) -> None:
         """Empty every node."""
