@@ -49,6 +49,9 @@ PAIR = ("{t}a", "{t}b")
 UNENCODABLE: tuple[Any, ...] = (None, True, [1], {"a": 1}, object())
 #: The timeouts of callers that give up early, in s: 0 gives up before the first send.
 GIVE_UP_AFTER = (0.0, 0.00001, 0.0001, 0.001, 0.005)
+#: Whether a call its caller gave up on is applied before the caller's next reply, or never.
+#: False: it may also land later (see the xfail test at the end, which says when to flip it).
+GIVEN_UP_STAYS_IN_PLACE = False
 
 _scripts = itertools.count()
 
@@ -135,7 +138,8 @@ class Caller:
     Its counter's value, less its base, is at least ``low`` and at most ``low + pending``:
     each call it gave up on or cancelled may or may not be applied (``pending`` of them are
     not accounted for yet). An answered INCR is therefore one more than the last answered
-    one, plus how many of the pending calls were applied in between; nothing else.
+    one, plus how many of the pending calls were applied in between; nothing else. With
+    :data:`GIVEN_UP_STAYS_IN_PLACE`, a pending call not applied by then never is.
     """
 
     n: int
@@ -159,7 +163,10 @@ class Caller:
             f"caller {self.n}: {reply!r} is not its own counter's value (expected "
             f"{self.base + self.low + by} plus at most {self.pending} calls given up)"
         )
-        self.pending -= count - self.low - by  # those were applied, by now
+        if GIVEN_UP_STAYS_IN_PLACE:
+            self.pending = 0  # the others never will be
+        else:
+            self.pending -= count - self.low - by  # those were applied, by now
         self.low = count
 
     def incremented(self, reply: Any) -> None:
@@ -482,5 +489,54 @@ def test_a_restart_mid_run_fails_waiting_callers_typed_then_serves_again(
         assert [admin.get(f"rs:{n}") for n in range(callers)] == [
             str(outcomes[-1].reply).encode() for outcomes in runs
         ]
+    finally:
+        admin.close()
+
+
+# -- a call given up stays in its place -------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    reason=(
+        "AsyncRedisDriver._deliver: when redis-py cannot encode one argument of a batch, the "
+        "batch's operations are run one by one, and those whose callers gave up meanwhile "
+        "are still sent, after the callers' next operations (skip a waiter whose future is "
+        "done before its _alone). Remove this mark, and set GIVEN_UP_STAYS_IN_PLACE, when "
+        "that is fixed."
+    ),
+    strict=True,
+)
+def test_a_call_given_up_is_never_applied_after_its_callers_next_call(target: Target) -> None:
+    conn = autopipelined(target.url)
+    ahead = 50
+
+    async def main() -> None:
+        driver = conn.async_driver()
+        # One batch: a bad argument first, then other callers' operations, then this one's.
+        bad = asyncio.ensure_future(driver.execute(command("SET", "gu:bad", None)))  # type: ignore[arg-type]
+        others = [
+            asyncio.ensure_future(driver.execute(command("INCR", f"gu:{n}"))) for n in range(ahead)
+        ]
+        given_up = asyncio.ensure_future(driver.execute(command("SET", "gu:mine", "given up")))
+        for _ in range(3):  # the batch leaves, and fails to encode
+            await asyncio.sleep(0)
+        given_up.cancel()
+        # The caller moves on: its next write must be the last of its writes to land.
+        assert await driver.execute(command("SET", "gu:mine", "final")) is True
+        await asyncio.gather(bad, *others, return_exceptions=True)
+        await asyncio.sleep(0.1)  # whatever was still in flight has landed
+
+    async def run() -> None:
+        try:
+            await asyncio.wait_for(main(), 30)
+        finally:
+            await conn.aclose()
+
+    asyncio.run(run())
+    admin = target.admin()
+    try:
+        assert admin.get("gu:mine") == b"final"
+        # The others were all answered and applied once each.
+        assert [admin.get(f"gu:{n}") for n in range(ahead)] == [b"1"] * ahead
     finally:
         admin.close()
