@@ -28,7 +28,6 @@ import redis.asyncio
 
 from redkit.core.ops import Command, Pipeline, ScriptCall, command
 from redkit.core.scripts import Script
-from redkit.drivers.connect import Connection
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
 from redkit.drivers.redis import AsyncRedisDriver
 from redkit.errors import (
@@ -36,9 +35,9 @@ from redkit.errors import (
     BackendTimeout,
     BackendUnavailable,
     CommandError,
-    ConfigurationError,
     RedkitError,
 )
+from support.backends import autopipelined
 
 #: Keys of every caller's own counter start here times (caller + 1): a reply names its caller.
 BASE = 1_000_000
@@ -66,14 +65,6 @@ def draw_seed(what: str) -> int:
     seed = int(os.environ.get("REDKIT_LOAD_SEED") or random.SystemRandom().randrange(2**32))
     print(f"{what}: replay with REDKIT_LOAD_SEED={seed}")
     return seed
-
-
-def autopipelined(url: str, **options: Any) -> Connection:
-    """An auto-pipelining connection; skips the test where redkit does not offer one yet."""
-    try:
-        return Connection(url, autopipeline=True, **options)
-    except ConfigurationError as exc:
-        pytest.skip(f"autopipeline=True refused here: {exc}")
 
 
 @dataclass
@@ -292,8 +283,10 @@ def test_thousands_of_callers_with_a_random_mix_each_get_their_own_replies(
     admin = target.admin()
     try:
         admin.rpush(LIST_KEY, "x")
+        setup = admin.pipeline(transaction=False)
         for caller in callers:
-            admin.set(caller.key, caller.base)
+            setup.set(caller.key, caller.base)
+        setup.execute()
     finally:
         admin.close()
 
@@ -332,8 +325,11 @@ def test_thousands_of_callers_with_a_random_mix_each_get_their_own_replies(
     admin = target.admin()
     try:
         # A fresh client agrees with every caller's last reply.
+        reads = admin.pipeline(transaction=False)
         for caller in callers:
-            caller.counted(admin.get(caller.key))
+            reads.get(caller.key)
+        for caller, value in zip(callers, reads.execute(), strict=True):
+            caller.counted(value)
         assert admin.lrange(LIST_KEY, 0, -1) == [b"x"]
         # Each pair transaction was applied once, whole: its replies are 1..N, each once.
         pairs = sorted(value for caller in callers for value in caller.pair_seen)
