@@ -19,7 +19,7 @@ import pytest
 from redkit.drivers.connect import Connection
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
 from redkit.drivers.rest import RestConnection
-from support.backends import REST_TOKEN, BackendCase
+from support.backends import REST_TOKEN, BackendCase, autopipelined
 from support.loop import LoopThread
 from support.web import serve_asgi
 
@@ -147,6 +147,27 @@ def backend(request: pytest.FixtureRequest, loop_thread: LoopThread) -> Iterator
     yield backend
     # A cached fixed window's background sync would otherwise land after the next flush.
     backend.close_limiters()
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def autopipelined_backend(
+    request: pytest.FixtureRequest, loop_thread: LoopThread
+) -> Iterator[BackendCase]:
+    """The async case of ``backend`` on an auto-pipelining connection of its own (standalone,
+    then cluster); every key removed first."""
+    server: EmbeddedRedis | EmbeddedCluster = request.getfixturevalue(
+        "redis_cluster" if request.param == "cluster" else "redis_server"
+    )
+    conn = autopipelined(server.url)
+    if isinstance(server, EmbeddedCluster):
+        server.flushall()
+    else:
+        with server.client() as client:
+            client.flushall()
+    backend = BackendCase(conn, topology=request.param, mode="async", loop=loop_thread)
+    yield backend
+    backend.close_limiters()
+    loop_thread.run(conn.aclose())
 
 
 @pytest.fixture(params=["standalone", "cluster"])

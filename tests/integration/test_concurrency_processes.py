@@ -11,11 +11,14 @@ import pytest
 
 from redkit import connect
 from redkit.ratelimit.concurrency import Concurrency, ConcurrencyLimit
+from support.backends import autopipelined
 from support.workers.concurrency import acquire_and_die, hold_and_release
 
 MAX_IN_FLIGHT = 3
 # Two processes with threads, one with asyncio tasks: 12 would-be holders for 3 slots.
 PROCESSES = [("threads", 4), ("threads", 4), ("tasks", 4)]
+# On auto-pipelining connections (asyncio only): two processes of tasks, one of threads.
+AUTOPIPELINED_PROCESSES = [("tasks", 4), ("tasks", 4), ("threads", 4)]
 ATTEMPTS = 40
 
 
@@ -44,27 +47,33 @@ def collect(results: Any, count: int, processes: list[Any], deadline: float) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("autopipeline", [False, True], ids=["plain", "autopipelined"])
 @pytest.mark.parametrize("topology", ["standalone", "cluster"])
 def test_processes_never_hold_more_than_max_in_flight(
-    topology: str, request: pytest.FixtureRequest
+    topology: str, autopipeline: bool, request: pytest.FixtureRequest
 ) -> None:
     server = server_for(topology, request)
+    layout = PROCESSES
+    if autopipeline:
+        autopipelined(server.url)  # skips where it is refused yet
+        layout = AUTOPIPELINED_PROCESSES
     counter = "holders"
     context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(len(PROCESSES))
+    barrier = context.Barrier(len(layout))
     results: Any = context.Queue()
     limit = ConcurrencyLimit(MAX_IN_FLIGHT, "30 s")
     processes = [
         context.Process(
             target=hold_and_release,
             args=(server.url, limit, "job", counter, mode, workers, ATTEMPTS, barrier, results),
+            kwargs={"autopipeline": autopipeline},
         )
-        for mode, workers in PROCESSES
+        for mode, workers in layout
     ]
     for process in processes:
         process.start()
     try:
-        reports = collect(results, len(PROCESSES), processes, time.monotonic() + 60)
+        reports = collect(results, len(layout), processes, time.monotonic() + 60)
     finally:
         for process in processes:
             process.join(30)
@@ -79,7 +88,7 @@ def test_processes_never_hold_more_than_max_in_flight(
     # The limiter was really contended: slots were shared, and callers were turned away.
     assert max(seen) >= 2
     assert refused > 0
-    assert len(seen) + refused == sum(w for _, w in PROCESSES) * ATTEMPTS
+    assert len(seen) + refused == sum(w for _, w in layout) * ATTEMPTS
     # Every holder released: no slot is left taken, and the key is gone with its last lease.
     with connect(server.url) as conn:
         assert Concurrency(conn, limit).in_flight("job") == 0

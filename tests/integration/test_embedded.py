@@ -52,6 +52,21 @@ def test_server_answers_then_stops_and_leaves_no_files() -> None:
         _ = server.url
 
 
+def test_a_restarted_server_keeps_its_address_and_loses_its_data() -> None:
+    for unix_socket in (False, True):
+        with EmbeddedRedis(unix_socket=unix_socket) as server:
+            url, pid = server.url, server.pid
+            with server.client() as client:
+                client.set("k", "v")
+                assert server.restart() is server
+                assert (server.url, process_alive(pid)) == (url, False)
+                # The same client reconnects to the same address and finds a new server.
+                assert client.get("k") is None
+                assert client.ping()
+        with pytest.raises(EmbeddedRedisError, match="not running"):
+            server.restart()
+
+
 def test_server_on_a_unix_socket() -> None:
     with EmbeddedRedis(unix_socket=True) as server:
         assert server.url.startswith("unix://")

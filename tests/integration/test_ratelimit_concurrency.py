@@ -14,6 +14,7 @@ from redkit import CachedFixedWindow, FixedWindow, SlidingWindow, TokenBucket
 from redkit.ratelimit import Limiter
 from redkit.ratelimit.limiters import GCRA, SlidingLog
 from redkit.ratelimit.multi import MultiLimit
+from support.backends import autopipelined
 from support.workers.ratelimit import hammer
 
 LIMIT = 40
@@ -31,13 +32,16 @@ LIMITERS: list[Limiter] = [
 ]
 # Two processes with threads, one with asyncio tasks: 3 x 4 x 25 = 300 attempts per limiter.
 PROCESSES = [("threads", 4), ("threads", 4), ("tasks", 4)]
+# On auto-pipelining connections (asyncio only): two processes of tasks, one of threads.
+AUTOPIPELINED_PROCESSES = [("tasks", 4), ("tasks", 4), ("threads", 4)]
 CALLS = 25
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("autopipeline", [False, True], ids=["plain", "autopipelined"])
 @pytest.mark.parametrize("topology", ["standalone", "cluster"])
 def test_processes_hammering_one_identifier_never_pass_the_limit(
-    topology: str, request: pytest.FixtureRequest
+    topology: str, autopipeline: bool, request: pytest.FixtureRequest
 ) -> None:
     if topology == "cluster":
         server = request.getfixturevalue("redis_cluster")
@@ -46,15 +50,20 @@ def test_processes_hammering_one_identifier_never_pass_the_limit(
         server = request.getfixturevalue("redis_server")
         with server.client() as admin:
             admin.flushall()
+    layout = PROCESSES
+    if autopipeline:
+        autopipelined(server.url)  # skips where it is refused yet
+        layout = AUTOPIPELINED_PROCESSES
     context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(len(PROCESSES))
+    barrier = context.Barrier(len(layout))
     results: Any = context.Queue()
     processes = [
         context.Process(
             target=hammer,
             args=(server.url, LIMITERS, "user:42", mode, workers, CALLS, barrier, results),
+            kwargs={"autopipeline": autopipeline},
         )
-        for mode, workers in PROCESSES
+        for mode, workers in layout
     ]
     for process in processes:
         process.start()
@@ -62,7 +71,7 @@ def test_processes_hammering_one_identifier_never_pass_the_limit(
     spans: dict[int, list[tuple[float, float]]] = {index: [] for index in range(len(LIMITERS))}
     deadline = time.monotonic() + 90
     try:
-        for _ in range(len(PROCESSES) * len(LIMITERS)):
+        for _ in range(len(layout) * len(LIMITERS)):
             while True:
                 try:
                     index, admitted, started, finished = results.get(timeout=0.5)
@@ -95,7 +104,7 @@ def test_processes_hammering_one_identifier_never_pass_the_limit(
     for process in cached:
         assert all(count <= LIMIT for count in Counter(process).values())
     per_window = Counter(reset for process in cached for reset in process)
-    assert LIMIT <= max(per_window.values()) <= len(PROCESSES) * LIMIT
+    assert LIMIT <= max(per_window.values()) <= len(layout) * LIMIT
     # GCRA: at most the burst plus one per emission interval over the time the processes ran
     # (a little more than the span in which they were admitted).
     gcra_spans = spans[4]

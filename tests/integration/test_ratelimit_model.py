@@ -55,6 +55,8 @@ ADVANCES = ("a little", "far", "whole windows", "window edge", "last reset", "re
 
 #: Examples per test; raise it for a soak run (REDKIT_MODEL_EXAMPLES=1000).
 EXAMPLES = int(os.environ.get("REDKIT_MODEL_EXAMPLES", "40"))
+#: Examples on the auto-pipelining driver: the same machine, a quarter of the examples (CI time).
+AUTOPIPELINED_EXAMPLES = max(4, EXAMPLES // 4)
 
 
 _prefixes = itertools.count()
@@ -245,12 +247,10 @@ def make_machine(
     return RatelimitVsModel
 
 
-# A failure shrinks over real Redis round trips, which takes a while: let it report.
-@pytest.mark.timeout(600)
-@pytest.mark.parametrize("kind", ["fixed", "sliding", "token", "gcra", "log"])
-def test_limiter_matches_model(
-    backend: BackendCase, kind: Kind, request: pytest.FixtureRequest
+def check_against_model(
+    backend: BackendCase, kind: Kind, request: pytest.FixtureRequest, examples: int
 ) -> None:
+    """Run the state machine of ``kind`` on ``backend`` for ``examples`` examples."""
     if backend.is_cluster:
         admin = request.getfixturevalue("redis_cluster").node_clients()
     else:
@@ -260,7 +260,7 @@ def test_limiter_matches_model(
         run_state_machine_as_test(
             machine,
             settings=settings(
-                max_examples=EXAMPLES,
+                max_examples=examples,
                 stateful_step_count=30,
                 deadline=None,
                 database=None,  # no example database: each run is fresh
@@ -270,6 +270,23 @@ def test_limiter_matches_model(
     finally:
         for client in admin:
             client.close()
+
+
+# A failure shrinks over real Redis round trips, which takes a while: let it report.
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("kind", ["fixed", "sliding", "token", "gcra", "log"])
+def test_limiter_matches_model(
+    backend: BackendCase, kind: Kind, request: pytest.FixtureRequest
+) -> None:
+    check_against_model(backend, kind, request, EXAMPLES)
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("kind", ["fixed", "sliding", "token", "gcra", "log"])
+def test_limiter_matches_model_on_the_autopipelined_driver(
+    autopipelined_backend: BackendCase, kind: Kind, request: pytest.FixtureRequest
+) -> None:
+    check_against_model(autopipelined_backend, kind, request, AUTOPIPELINED_EXAMPLES)
 
 
 def test_fixed_window_refusal_keeps_a_zero_counter(backend: BackendCase) -> None:

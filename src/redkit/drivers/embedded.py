@@ -160,6 +160,7 @@ class _Server:
     """One ``redis-server`` process in a temporary directory."""
 
     def __init__(self, binary: str, args: Sequence[str], workdir: Path) -> None:
+        self.binary, self.args = binary, tuple(args)
         self.workdir = workdir
         self.log_path = workdir / "redis.log"
         self.process = subprocess.Popen(
@@ -270,6 +271,7 @@ class EmbeddedRedis:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.port: int | None = None
         self.socket_path: str | None = None
+        self._args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -312,18 +314,46 @@ class EmbeddedRedis:
             else:
                 self.port = _free_port()
                 listen = ["--port", str(self.port)]
-            server = _Server(self.binary, [*listen, *_COMMON_ARGS, *self.extra_args], workdir)
-            self._server = server
-            client = self.client(socket_timeout=1.0, socket_connect_timeout=1.0)
+            self._args = (*listen, *_COMMON_ARGS, *self.extra_args)
             try:
-                server.wait_ready(client, time.monotonic() + self.startup_timeout)
+                self._launch(workdir)
                 return self
             except EmbeddedRedisError as exc:
                 last_error = exc
                 self.stop()
-            finally:
-                client.close()
         raise EmbeddedRedisError(f"could not start redis-server ({self.binary}): {last_error}")
+
+    def _launch(self, workdir: Path) -> None:
+        server = _Server(self.binary, self._args, workdir)
+        self._server = server
+        client = self.client(socket_timeout=1.0, socket_connect_timeout=1.0)
+        try:
+            server.wait_ready(client, time.monotonic() + self.startup_timeout)
+        finally:
+            client.close()
+
+    def restart(self) -> EmbeddedRedis:
+        """Stop the server and start it again at the same address; wait until it answers.
+
+        Clients keep their URL: their connections break, and new ones reach the new server.
+        Its data is gone (persistence is off), as are its loaded scripts. Returns ``self``.
+        On Linux the new process lives as long as the calling thread: restart from a thread
+        that outlives the server (not from a short-lived executor thread).
+
+        Raises:
+            EmbeddedRedisError: when the server is not running, or does not come back (its
+                port taken meanwhile by another process); it is stopped then.
+
+        """
+        if self._server is None or self._tmp is None:
+            raise EmbeddedRedisError("the embedded server is not running: start() it first")
+        self._server.stop()
+        try:
+            self._launch(Path(self._tmp.name))
+        except EmbeddedRedisError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         """Stop the server and remove its directory. Safe to call twice."""
@@ -463,6 +493,38 @@ class EmbeddedCluster:
             if time.monotonic() > deadline:
                 raise EmbeddedRedisError(f"the cluster did not become healthy: {infos}")
             time.sleep(0.05)
+
+    def restart_node(self, index: int) -> EmbeddedCluster:
+        """Stop master ``index`` and start it again on its port; wait until the cluster is healthy.
+
+        The node keeps its cluster configuration (its id and its slots) and rejoins; its keys
+        are gone (persistence is off), as are its loaded scripts. Returns ``self``. As with
+        :meth:`EmbeddedRedis.restart`, call it from a thread that outlives the cluster.
+
+        Raises:
+            EmbeddedRedisError: for an ``index`` that names no running node, or when the node
+                or the cluster does not come back in time.
+
+        """
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise EmbeddedRedisError(f"index must be a node number, got {index!r}")
+        if not 0 <= index < len(self._servers):
+            raise EmbeddedRedisError(
+                f"index must name a running node, 0 to {len(self._servers) - 1}; got {index}"
+            )
+        old = self._servers[index]
+        old.stop()
+        server = _Server(old.binary, old.args, old.workdir)
+        self._servers[index] = server
+        deadline = time.monotonic() + self.startup_timeout
+        clients = self._admin_clients()
+        try:
+            server.wait_ready(clients[index], deadline)
+            self._await_healthy(clients, deadline)
+        finally:
+            for client in clients:
+                client.close()
+        return self
 
     def flushall(self) -> None:
         """Empty every node."""

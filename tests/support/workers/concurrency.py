@@ -22,12 +22,14 @@ def hold_and_release(
     attempts: int,
     barrier: Any,
     results: Any,
+    autopipeline: bool = False,
 ) -> None:
     """``workers`` threads (or asyncio tasks) each try ``attempts`` times: acquire, hold briefly,
     release. While holding, a holder INCRs ``counter`` and DECRs it before releasing, so each
     INCR's result is at most the number of holders at that moment. Puts (INCR results, refusals).
+    ``autopipeline`` is the connection's (it changes the asyncio tasks' driver only).
     """
-    conn = connect(url)
+    conn = connect(url, autopipeline=autopipeline)
     barrier.wait(30)
     if mode == "threads":
         seen, refused = _threads(conn, limit, identifier, counter, workers, attempts)

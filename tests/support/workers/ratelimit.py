@@ -23,11 +23,13 @@ def hammer(
     calls: int,
     barrier: Any,
     results: Any,
+    autopipeline: bool = False,
 ) -> None:
     """For each limiter, after all processes meet at ``barrier``: ``workers`` threads (or asyncio
     tasks) each make ``calls`` decisions. Puts (limiter index, resets of the admitted ones,
-    and the wall-clock times, in s, at which this process started and finished them)."""
-    conn = connect(url)
+    and the wall-clock times, in s, at which this process started and finished them).
+    ``autopipeline`` is the connection's (it changes the asyncio tasks' driver only)."""
+    conn = connect(url, autopipeline=autopipeline)
     for index, limiter in enumerate(limiters):
         barrier.wait(30)
         # One prefix per limiter: window algorithms share Upstash's counter keys otherwise.
