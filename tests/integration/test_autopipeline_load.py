@@ -48,9 +48,9 @@ PAIR = ("{t}a", "{t}b")
 UNENCODABLE: tuple[Any, ...] = (None, True, [1], {"a": 1}, object())
 #: The timeouts of callers that give up early, in s: 0 gives up before the first send.
 GIVE_UP_AFTER = (0.0, 0.00001, 0.0001, 0.001, 0.005)
-#: Whether a call its caller gave up on is applied before the caller's next reply, or never.
-#: False: it may also land later (see the xfail test at the end, which says when to flip it).
-GIVEN_UP_STAYS_IN_PLACE = False
+#: Whether a call its caller gave up on is applied before the caller's next reply, or never
+#: (each command is packed, or refused, before it joins a write: the test at the end).
+GIVEN_UP_STAYS_IN_PLACE = True
 
 _scripts = itertools.count()
 
@@ -492,16 +492,6 @@ def test_a_restart_mid_run_fails_waiting_callers_typed_then_serves_again(
 # -- a call given up stays in its place -------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason=(
-        "AsyncRedisDriver._deliver: when redis-py cannot encode one argument of a batch, the "
-        "batch's operations are run one by one, and those whose callers gave up meanwhile "
-        "are still sent, after the callers' next operations (skip a waiter whose future is "
-        "done before its _alone). Remove this mark, and set GIVEN_UP_STAYS_IN_PLACE, when "
-        "that is fixed."
-    ),
-    strict=True,
-)
 def test_a_call_given_up_is_never_applied_after_its_callers_next_call(target: Target) -> None:
     conn = autopipelined(target.url)
     ahead = 50

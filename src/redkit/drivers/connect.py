@@ -50,7 +50,8 @@ log = logging.getLogger("redkit")
 
 #: Seconds to wait for a TCP (or unix socket) connection to open.
 DEFAULT_CONNECT_TIMEOUT = 2.0
-#: Connections an asyncio client opens to a standalone server at most; more tasks wait.
+#: Connections an asyncio client opens to a standalone server (or to each cluster node) at
+#: most; more tasks wait.
 DEFAULT_ASYNC_CONNECTIONS = 100
 #: Seconds to wait for any reply. Rate limiters and caches add their own, shorter budgets.
 DEFAULT_SOCKET_TIMEOUT = 5.0
@@ -224,12 +225,18 @@ class Connection:
         options = self._options_within(timeout)
         client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
         if self.is_cluster:
+            # As on a standalone server, more tasks than connections wait for one instead of
+            # failing: redis-py's cluster client refuses a node's 101st concurrent command.
+            settings = dict(options)
+            most = settings.pop("max_connections", DEFAULT_ASYNC_CONNECTIONS)
             client = redis.asyncio.cluster.RedisCluster.from_url(
-                self._client_url, retry=_cluster_retry(timeout), **options
+                self._client_url, retry=_cluster_retry(timeout), max_connections=most, **settings
             )
             seconds = options["socket_timeout"]
             driver = AsyncRedisDriver(
                 client,
+                slots=most,
+                slot_wait=seconds,
                 # The shared connections read no socket timeout of redis-py's: each write
                 # of theirs has this deadline instead (the ordinary path keeps the client's).
                 deadline=seconds if self.autopipeline and ONE_TIMER else None,

@@ -599,6 +599,15 @@ class AsyncRedisDriver:
             return await self._command(*op.command.args)
         except REDIS_ERRORS as exc:
             raise translate_error(exc) from exc
+        except AttributeError as exc:
+            if not self.is_cluster:
+                raise
+            # redis-py 8's asyncio cluster client, when a node fails, disconnects every
+            # connection of that node, the ones other tasks are writing on included; their
+            # write then finds no stream. It is the node's failure, told as one.
+            raise BackendUnavailable(
+                f"Redis is unavailable: a cluster node failed ({exc})"
+            ) from exc
 
     async def _run_script(self, call: ScriptCall) -> Any:
         try:
