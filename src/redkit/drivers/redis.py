@@ -1,7 +1,7 @@
 """Drivers on redis-py: sync and asyncio, standalone and cluster.
 
 A driver executes the operations of :mod:`redkit.core.ops` and nothing else; it owns all I/O.
-redis-py uses hiredis for parsing when it is installed (``pip install redkit[hiredis]``).
+redis-py parses with hiredis (a dependency of redkit), and redkit packs with it.
 
 Scripts run with ``EVALSHA`` and are re-sent with ``EVAL`` on ``NOSCRIPT``: after a
 ``SCRIPT FLUSH``, after a restart, and on a cluster node that has never seen the script.
@@ -26,7 +26,6 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import hiredis
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
@@ -41,7 +40,7 @@ from redkit.core.errors import (
     ConfigurationError,
 )
 from redkit.core.ops import Command, Masters, OnNode, Pipeline, RedisOp, ScriptCall
-from redkit.drivers.multiplex import DEFAULT_BATCH_OPS, MultiplexedConnection
+from redkit.drivers.multiplex import DEFAULT_BATCH_OPS
 from redkit.drivers.shared import SharedConnection, pack_command, shareable
 
 if TYPE_CHECKING:
@@ -505,20 +504,18 @@ class AsyncRedisDriver:
         self._deadline = deadline
         self._autopipeline = autopipeline
         self._batch_ops = batch_ops
-        self._connections = connections
-        # The shared connections (auto-pipelining), the one gathering this pass's write, the
-        # opening in progress, and redis-py's reply callbacks by command name as spelt.
-        self._muxes: list[MultiplexedConnection | None] = []
-        self._filling: MultiplexedConnection | None = None
-        self._opening: asyncio.Future[MultiplexedConnection] | None = None
+        # redis-py's reply callbacks by command name as spelt.
         self._callbacks: dict[Any, Any] = {}
-        # On a cluster, auto-pipelining has connections per node: its own object keeps them.
+        # Imported here: that module builds on this one's helpers. A standalone server is one
+        # node with its shared connections; a cluster has them per node, and routes.
+        from redkit.drivers.cluster_multiplex import ClusterMultiplexer, NodeConnections
+
         self._cluster_mux: ClusterMultiplexer | None = None
         if autopipeline and self.is_cluster:
-            # Imported here: that module builds on this one's helpers.
-            from redkit.drivers.cluster_multiplex import ClusterMultiplexer
-
             self._cluster_mux = ClusterMultiplexer(self, connections=connections)
+        self._shared = NodeConnections(
+            self._new_connection, deadline=deadline, batch_ops=batch_ops, count=connections
+        )
 
     def route(self, op: RedisOp) -> str | None:
         """The cluster node ``op`` goes to (``None`` when unknown, or not a cluster).
@@ -630,83 +627,20 @@ class AsyncRedisDriver:
                 results[index] = translate_error(exc)
         return results
 
-    def _multiplexed(self) -> MultiplexedConnection | None:
-        """The open connection the next command joins, or ``None`` to open one first.
-
-        The one gathering a write in this pass, else the least loaded.
-        """
-        filling = self._filling
-        if filling is not None and filling.filling and filling.broken is None:
-            return filling
-        best: MultiplexedConnection | None = None
-        for mux in self._muxes:
-            if mux is not None and mux.broken is None and (best is None or mux.load < best.load):
-                best = mux
-        if best is None or (best.load and len(self._muxes) < self._connections):
-            return None  # open another connection first (there is room for one more)
-        self._filling = best
-        return best
-
-    async def _connected(self) -> MultiplexedConnection:
-        mux = self._multiplexed()
-        if mux is not None:
-            return mux
-        # One opening at a time: the tasks that arrive meanwhile wait for it, not each open one.
-        opening = self._opening
-        if opening is None:
-            opening = self._opening = asyncio.ensure_future(self._open())
-            opening.add_done_callback(self._opened)
-        # shield: a caller that gives up does not abort the opening the others wait for.
-        mux = await asyncio.shield(opening)
-        self._filling = mux
-        return mux
-
-    async def _open(self) -> MultiplexedConnection:
-        client = self.client
-        assert isinstance(client, redis.asyncio.Redis)  # a cluster has ClusterMultiplexer
-        connection = client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
-        try:
-            if self._deadline is None:
-                # No driver deadline (Python 3.10): the client's socket timeout bounds each
-                # write's replies instead, as it bounds each read without auto-pipelining.
-                mux = await MultiplexedConnection.open(
-                    connection, deadline=connection.socket_timeout, batch_ops=self._batch_ops
-                )
-            else:
-                async with asyncio.timeout(self._deadline):  # type: ignore[attr-defined,unused-ignore]
-                    mux = await MultiplexedConnection.open(
-                        connection, deadline=self._deadline, batch_ops=self._batch_ops
-                    )
-        except TimeoutError:
-            await connection.disconnect()
-            raise BackendTimeout(f"Redis did not answer within {self._deadline} s") from None
-        except REDIS_ERRORS as exc:
-            await connection.disconnect()
-            raise translate_error(exc) from exc
-        # A broken connection's place is taken; else a new place, up to the count.
-        self._muxes = [m for m in self._muxes if m is not None and m.broken is None]
-        self._muxes.append(mux)
-        return mux
-
-    def _opened(self, opening: asyncio.Future[MultiplexedConnection]) -> None:
-        self._opening = None
-        if not opening.cancelled():
-            opening.exception()  # retrieved here: every waiting caller raises it itself
-
     async def _auto_command(self, args: tuple[Any, ...]) -> Any:
         packed = _packed(args)
-        mux = self._multiplexed() or await self._connected()
+        mux = self._shared.ready() or await self._shared.connected()
         return self._shaped(args[0], await mux.send(packed))
 
     async def _auto_script(self, call: ScriptCall) -> Any:
         script_args = _script_args(call)
         packed = _packed(("EVALSHA", call.script.sha, *script_args))
-        mux = self._multiplexed() or await self._connected()
+        mux = self._shared.ready() or await self._shared.connected()
         reply = await mux.send(packed)
         if isinstance(reply, rx.NoScriptError):
             # After a SCRIPT FLUSH or a restart: this call again, with the script's source.
             packed = _packed(("EVAL", call.script.source, *script_args))
-            mux = self._multiplexed() or await self._connected()
+            mux = self._shared.ready() or await self._shared.connected()
             reply = await mux.send(packed)
         return self._shaped("EVAL", reply)
 
@@ -717,7 +651,7 @@ class AsyncRedisDriver:
                 packed.append(_packed(item.args))
             else:
                 packed.append(_packed(("EVALSHA", item.script.sha, *_script_args(item))))
-        mux = self._multiplexed() or await self._connected()
+        mux = self._shared.ready() or await self._shared.connected()
         futures = mux.send_all(packed)
         results: list[Any] = []
         rerun: list[int] = []
@@ -730,7 +664,7 @@ class AsyncRedisDriver:
             results.append(self._item(item, reply))
         if rerun:
             calls = [items[index] for index in rerun]
-            mux = self._multiplexed() or await self._connected()
+            mux = self._shared.ready() or await self._shared.connected()
             evaluated = mux.send_all(
                 [
                     _packed(("EVAL", call.script.source, *_script_args(call)))
@@ -770,12 +704,15 @@ class AsyncRedisDriver:
                 self._callbacks[name] = callback
         return reply if callback is None else callback(reply)
 
+    def _new_connection(self) -> redis.asyncio.Connection:
+        client = self.client
+        assert isinstance(client, redis.asyncio.Redis)  # a cluster has ClusterMultiplexer
+        connection: redis.asyncio.Connection = client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+        return connection
+
     async def aclose(self) -> None:
         """Close the client's connections (the shared ones too: their waiting callers fail)."""
-        muxes, self._muxes, self._filling = self._muxes, [], None
-        for mux in muxes:
-            if mux is not None:
-                mux.close()
+        self._shared.close()
         if self._cluster_mux is not None:
             self._cluster_mux.close()
         await self.client.aclose()
@@ -786,19 +723,20 @@ _UNKNOWN = object()
 
 def _packed(args: tuple[Any, ...]) -> bytes:
     """``args`` as one RESP command (hiredis packs in C; redis-py's packer is Python)."""
-    try:
-        packed: bytes = hiredis.pack_command(args)
-    except TypeError:
+    packed = pack_command(args)
+    if packed is None:
         # bool, None and other types redis-py refuses too: the same error, for this caller.
+        wrong: Any = args[-1]
         for arg in args:
-            if isinstance(arg, bool) or not isinstance(arg, (bytes, str, int, float, memoryview)):
-                raise translate_error(
-                    rx.DataError(
-                        f"Invalid input of type: {type(arg).__name__!r}. "
-                        "Convert to a bytes, string, int or float first."
-                    )
-                ) from None
-        raise
+            if isinstance(arg, bool) or not isinstance(arg, (bytes, str, int, float)):
+                wrong = arg
+                break
+        raise translate_error(
+            rx.DataError(
+                f"Invalid input of type: {type(wrong).__name__!r}. "
+                "Convert to a bytes, string, int or float first."
+            )
+        )
     return packed
 
 
