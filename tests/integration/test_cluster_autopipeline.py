@@ -526,3 +526,26 @@ def test_an_autopipelined_cluster_connection_is_accepted() -> None:
     conn = Connection("redis+cluster://127.0.0.1:7000", autopipeline=True)
     assert conn.autopipeline
     assert conn.is_cluster
+
+
+@pytest.mark.parametrize("autopipeline", [False, True])
+def test_a_transaction_on_a_fresh_cluster_connection_does_not_block_the_loop(
+    cluster: EmbeddedCluster, autopipeline: bool
+) -> None:
+    # redis-py runs a cluster transaction's queueing on a joined thread with a loop of its own;
+    # before the topology was learnt that thread waited for this (blocked) loop for ever. A
+    # hang here ends at the suite's per-test timeout, a failure.
+    async def main() -> list[Any]:
+        conn = Connection(cluster.url, autopipeline=autopipeline)
+        driver = conn.async_driver()
+        transaction = Pipeline((command("INCR", "{tx}a"), command("INCR", "{tx}b")), True)
+        try:
+            return list(
+                await asyncio.gather(
+                    driver.execute(command("INCR", "tx")), driver.execute(transaction)
+                )
+            )
+        finally:
+            await conn.aclose()
+
+    assert asyncio.run(main()) == [1, [1, 1]]

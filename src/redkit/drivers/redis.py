@@ -613,7 +613,13 @@ class AsyncRedisDriver:
             return await self._command("EVAL", call.script.source, *_script_args(call))
 
     async def _run_pipeline(self, op: Pipeline) -> list[Any]:
-        pipe = self.client.pipeline(transaction=op.transaction)
+        client = self.client
+        if op.transaction and isinstance(client, redis.asyncio.cluster.RedisCluster):
+            # redis-py 8 queues each command of a cluster transaction on a thread of its own
+            # that runs a new event loop and is joined: a client still to learn its topology
+            # would wait there for this loop, which is blocked in the join. Learn it first.
+            await client.initialize()
+        pipe = client.pipeline(transaction=op.transaction)
         _queue(pipe, op)
         results, rerun = _pipeline_results(op, await pipe.execute(raise_on_error=False))
         for index in rerun:
