@@ -435,14 +435,14 @@ async def stampede_async(read: Any, key: str, reads: int) -> tuple[int, float, i
 PEERS = {"cashews": "cashews", "aiocache": "aiocache"}
 
 
-def build_rows() -> tuple[list[Row], list[Stampede]]:
+def build_rows(tasks: int = TASKS) -> tuple[list[Row], list[Stampede]]:
     rows: list[Row] = []
     local = local_tier_option()
 
     def add(section: str, name: str, mode: str, setup: Any, note: str = "", **kw: Any) -> None:
         rows.append(Row(section, name, mode, f"h{len(rows)}", setup, note, **kw))
 
-    for mode, tag in ((SYNC, "sync, 1 client"), (ASYNC, f"async, {TASKS} tasks on one loop")):
+    for mode, tag in ((SYNC, "sync, 1 client"), (ASYNC, f"async, {tasks} tasks on one loop")):
         is_sync = mode == SYNC
         lib = "redis-py" if is_sync else "redis.asyncio"
         add(
@@ -692,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.reads % args.threads:
         parser.error("--reads must be a multiple of --threads")
 
-    rows, stampedes = build_rows()
+    rows, stampedes = build_rows(args.tasks)
     skipped: list[tuple[str, str]] = []
     if local_tier_option() is None:
         skipped.extend(

@@ -350,13 +350,13 @@ def pyrate_async(algorithm: str) -> Callable[[Env, str], Awaitable[AsyncOp]]:
 PEERS = {"limits": "limits", "throttled-py": "throttled", "pyrate-limiter": "pyrate_limiter"}
 
 
-def build_rows() -> list[Row]:
+def build_rows(tasks: int = TASKS) -> list[Row]:
     rows: list[Row] = []
 
     def add(section: str, name: str, mode: str, setup: Any, note: str = "", **kw: Any) -> None:
         rows.append(Row(section, name, mode, f"r{len(rows)}", setup, note, **kw))
 
-    for mode, tag in ((SYNC, "sync, 1 client"), (ASYNC, f"async, {TASKS} tasks on one loop")):
+    for mode, tag in ((SYNC, "sync, 1 client"), (ASYNC, f"async, {tasks} tasks on one loop")):
         is_sync = mode == SYNC
         lib = "redis-py" if is_sync else "redis.asyncio"
         floors = f"raw {lib} floors ({tag})"
@@ -484,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (2 if args.quick else 10)
     seconds = args.seconds or (0.2 if args.quick else 0.4)
 
-    rows = build_rows()
+    rows = build_rows(args.tasks)
     skipped: list[tuple[str, str]] = []
     for dist, module in PEERS.items():
         try:
