@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,6 +50,12 @@ def conn(cluster: EmbeddedCluster, loop_thread: LoopThread) -> Iterator[Connecti
     yield conn
     loop_thread.run(conn.aclose())
     conn.close()
+    # redis-py 8.1's cluster clients (blocking and asyncio), after a master stalled, drop
+    # connections and node objects to it without closing their sockets. Collected here, where
+    # that is known and ignored, and not in whichever test happens to run next.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 def _owner(cluster: EmbeddedCluster) -> redis.cluster.RedisCluster:
