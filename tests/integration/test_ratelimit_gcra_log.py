@@ -280,8 +280,17 @@ def test_bad_arguments_are_refused(make: Any, message: str) -> None:
 def test_limits_at_the_edges_of_the_arguments(backend: BackendCase) -> None:
     clock = VirtualClock(T0)
     one_per_us = backend.ratelimit(GCRA(1_000, "1 ms", 1), clock=clock, ephemeral_cache=False)
-    assert one_per_us.limit("u").success
-    assert one_per_us.limit("u").retry_after == 0.000001
+    # The key lives 1 ms of the server's real time: on a loaded machine the second call can
+    # come after it expired (then it is allowed afresh), so the pair is tried until the
+    # second call lands inside the millisecond, and that denial must say exactly 1 us.
+    for _attempt in range(50):
+        assert one_per_us.limit("u").success
+        second = one_per_us.limit("u")
+        if not second.success:
+            break
+        one_per_us.reset("u")
+    assert not second.success
+    assert second.retry_after == 0.000001
     decade = backend.ratelimit(GCRA(1, "3650 d", 1), clock=clock, prefix="decade")
     assert decade.limit("u").success
     assert decade.limit("u").retry_after == 3650 * 86_400
