@@ -7,6 +7,7 @@ Redis that stops answering costs the request path nothing and loses no count.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
@@ -294,3 +295,16 @@ def test_a_thread_reporter_sends_on_its_own(standalone_conn: Any) -> None:
         assert sent == {"hits": 4}  # sent by the thread, before any close or flush
     finally:
         reporter.close()
+
+
+def test_a_url_is_read_on_a_connection_of_its_own_that_is_closed(
+    redis_server: EmbeddedRedis, standalone_conn: Any, loop_thread: LoopThread
+) -> None:
+    ns = unique("url")
+    cache = Cache(standalone_conn, namespace=ns, stats="10 s")
+    cache.get("absent")
+    cache.close()
+    by_url = read(redis_server.url, feature="cache", name=ns)
+    assert by_url.totals("cache", ns)["misses"] == 1
+    assert loop_thread.run(aread(redis_server.url, name=ns)).totals("cache", ns)["misses"] == 1
+    gc.collect()  # an unclosed connection would warn here, and warnings fail the tests

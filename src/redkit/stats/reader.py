@@ -106,9 +106,13 @@ def read(
         clock: where "now" comes from (this machine's clock by default; a virtual one in tests).
 
     """
-    backend = as_backend(redis)
     flow = read_flow(feature=feature, name=name, since=since, resolution=resolution, clock=clock)
-    return run_sync(flow, backend.sync_driver())
+    backend = as_backend(redis)
+    try:
+        return run_sync(flow, backend.sync_driver())
+    finally:
+        if isinstance(redis, str):  # the connection made from the URL is this call's own
+            getattr(backend, "close", lambda: None)()
 
 
 async def aread(
@@ -121,6 +125,12 @@ async def aread(
     clock: Clock | None = None,
 ) -> FleetStats:
     """:func:`read` in asyncio (``redis``: a Connection, a URL, or a redis-py asyncio client)."""
-    backend = as_backend(redis)
     flow = read_flow(feature=feature, name=name, since=since, resolution=resolution, clock=clock)
-    return await run_async(flow, backend.async_driver())
+    backend = as_backend(redis)
+    try:
+        return await run_async(flow, backend.async_driver())
+    finally:
+        if isinstance(redis, str):
+            aclose = getattr(backend, "aclose", None)
+            if aclose is not None:
+                await aclose()
