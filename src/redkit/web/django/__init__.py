@@ -26,11 +26,16 @@ try:
 except ModuleNotFoundError as exc:  # an optional dependency: say which extra
     raise framework_missing(__name__, "Django", "django", exc) from exc
 
-__all__ = ["RedisCache", "ratelimit"]
+__all__ = ["RatelimitMiddleware", "RedisCache", "ratelimit", "revoke_user_sessions"]
 
 # Which module holds each public name: importing them here at once would import Django's
 # cache and auth machinery before the project's settings are configured.
-_HOMES = {"RedisCache": "redkit.web.django.cache", "ratelimit": "redkit.web.django.ratelimit"}
+_HOMES = {
+    "RedisCache": "redkit.web.django.cache",
+    "ratelimit": "redkit.web.django.ratelimit",
+    "RatelimitMiddleware": "redkit.web.django.ratelimit",
+    "revoke_user_sessions": "redkit.web.django.sessions",
+}
 
 
 def __getattr__(name: str) -> Any:
