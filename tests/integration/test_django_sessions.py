@@ -16,19 +16,18 @@ from typing import Any
 import httpx
 import pytest
 
-from support.django_setup import configure, migrate
+from support.django_setup import configure
 
 configure()
 
 from django.contrib.auth.models import User  # noqa: E402  (needs the settings above)
 from django.contrib.sessions.backends.base import CreateError, UpdateError  # noqa: E402
-from django.test import Client, override_settings  # noqa: E402
+from django.test import Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis  # noqa: E402
-from redkit.web.django.connection import close_connections  # noqa: E402
 from redkit.web.django.sessions import SessionStore, revoke_user_sessions  # noqa: E402
-from support.web import serve_asgi, serve_wsgi  # noqa: E402
+from support.django_web import HOW, app_base, ensure_users, redkit_settings  # noqa: E402
 
 COOKIE = "sessionid"
 Server = EmbeddedRedis | EmbeddedCluster
@@ -46,28 +45,14 @@ class PickleSerializer:
 
 @contextmanager
 def django_settings(server: Server, **extra: Any) -> Iterator[None]:
-    """Sessions on ``server``, the tests' views, fast password hashing."""
-    sessions = {"LOCATION": server.url, "PREFIX": "dj-test", **extra.pop("REDKIT_SESSIONS", {})}
-    with override_settings(
-        SESSION_ENGINE="redkit.web.django.sessions",
-        REDKIT_SESSIONS=sessions,
-        ROOT_URLCONF="support.django_views",
-        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
-        **extra,
-    ):
-        try:
-            yield
-        finally:
-            close_connections()
+    """Sessions on ``server`` (``REDKIT_SESSIONS=`` adds to their settings), the tests' views."""
+    with redkit_settings(server.url, sessions=extra.pop("REDKIT_SESSIONS", None), **extra):
+        yield
 
 
 @pytest.fixture
-def users(server: Server) -> Iterator[Server]:
-    migrate()
-    with django_settings(server):
-        for name in ("alice", "bob"):
-            if not User.objects.filter(username=name).exists():
-                User.objects.create_user(name, password="pw-" + name)
+def users(server: Server) -> Server:
+    ensure_users(server.url, "alice", "bob")
     return server
 
 
@@ -113,7 +98,7 @@ class Browser:
 def served(how: str) -> Iterator[Callable[[], Browser]]:
     """``how``: "client" (Django's test client), "asgi" (uvicorn) or "wsgi" (werkzeug)."""
     opened: list[Browser] = []
-    with _app_base(how) as base:
+    with app_base(how) as base:
 
         def browser() -> Browser:
             opened.append(Browser(base))
@@ -124,22 +109,6 @@ def served(how: str) -> Iterator[Callable[[], Browser]]:
         finally:
             for each in opened:
                 each.close()
-
-
-@contextmanager
-def _app_base(how: str) -> Iterator[str | None]:
-    if how == "client":
-        yield None
-    elif how == "asgi":
-        from django.core.asgi import get_asgi_application
-
-        with serve_asgi(get_asgi_application()) as base:
-            yield base
-    else:
-        from django.core.wsgi import get_wsgi_application
-
-        with serve_wsgi(get_wsgi_application()) as base:
-            yield base
 
 
 def whoami(browser: Browser, view: str) -> Any:
@@ -162,7 +131,6 @@ def redis_dump(server: Server) -> bytes:
         return b"|".join(parts)
 
 
-HOW = ["client", "asgi", "wsgi"]
 VIEWS = ["s", "a"]  # sync views, async views
 
 

@@ -16,7 +16,7 @@ from django.contrib import auth
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 
-from redkit.web.django.ratelimit import ratelimit
+from redkit.web.django.limits import ratelimit
 from redkit.web.django.sessions import revoke_user_sessions
 
 
@@ -128,23 +128,23 @@ def _limited(name: str, rate: Any, *, is_async: bool = False, **options: Any) ->
 
 
 RATE_VIEWS: dict[str, Any] = {
-    "ip": _limited("ip", "3/m", key="ip"),
-    "ip2": _limited("ip2", "3/m", key="ip"),
-    "user": _limited("user", "3/m", key="user"),
-    "user_or_ip": _limited("user_or_ip", "3/m", key="user_or_ip"),
-    "header": _limited("header", "3/m", key="header:x-api-key"),
-    "get": _limited("get", "3/m", key="get:q"),
-    "post": _limited("post", "3/m", key="post:username"),
-    "callable": _limited("callable", "3/m", key=_by_who),
-    "post_only": _limited("post_only", "3/m", key="ip", method="POST"),
-    "noblock": _limited("noblock", "3/m", key="ip", block=False),
-    "multi": _limited("multi", "2/s;3/m", key="ip"),
-    "tiers": _limited("tiers", {"free": "2/m", "pro": "4/m"}, key="ip", tier=_plan),
-    "shared_a": _limited("shared_a", "3/m", key="ip", scope="shared"),
-    "shared_b": _limited("shared_b", "3/m", key="ip", scope="shared"),
-    "async_ip": _limited("async_ip", "3/m", key="ip", is_async=True),
-    "async_user": _limited("async_user", "3/m", key="user_or_ip", is_async=True),
-    "async_noblock": _limited("async_noblock", "3/m", key="ip", block=False, is_async=True),
+    "ip": _limited("ip", "3/h", key="ip"),
+    "ip2": _limited("ip2", "3/h", key="ip"),
+    "user": _limited("user", "3/h", key="user"),
+    "user_or_ip": _limited("user_or_ip", "3/h", key="user_or_ip"),
+    "header": _limited("header", "3/h", key="header:x-api-key"),
+    "get": _limited("get", "3/h", key="get:q"),
+    "post": _limited("post", "3/h", key="post:username"),
+    "callable": _limited("callable", "3/h", key=_by_who),
+    "post_only": _limited("post_only", "3/h", key="ip", method="POST"),
+    "noblock": _limited("noblock", "3/h", key="ip", block=False),
+    "multi": _limited("multi", "3/h;2/d", key="ip"),
+    "tiers": _limited("tiers", {"free": "2/h", "pro": "4/h"}, key="ip", tier=_plan),
+    "shared_a": _limited("shared_a", "3/h", key="ip", scope="shared"),
+    "shared_b": _limited("shared_b", "3/h", key="ip", scope="shared"),
+    "async_ip": _limited("async_ip", "3/h", key="ip", is_async=True),
+    "async_user": _limited("async_user", "3/h", key="user_or_ip", is_async=True),
+    "async_noblock": _limited("async_noblock", "3/h", key="ip", block=False, is_async=True),
     "plain": _view("plain"),
     "aplain": _view("aplain", is_async=True),
 }

@@ -9,7 +9,9 @@
 - The cache backend (:mod:`.cache`): :class:`RedisCache`, Django's whole ``BaseCache``
   contract on redkit's :class:`~redkit.Cache`.
 - The session engine (:mod:`.sessions`): its ``SessionStore`` on redkit's session store.
-- Rate limits (:mod:`.ratelimit`): the ``ratelimit`` decorator and middleware.
+- Rate limits (:mod:`.limits`): the ``ratelimit`` decorator and ``RatelimitMiddleware``.
+  (The module is not named ``ratelimit``: importing it would make ``redkit.web.django.ratelimit``
+  the module rather than the decorator.)
 
 It needs ``redkit[django]``. The names are loaded on first use, so that Django's settings
 may name this package before Django is configured.
@@ -32,8 +34,8 @@ __all__ = ["RatelimitMiddleware", "RedisCache", "ratelimit", "revoke_user_sessio
 # cache and auth machinery before the project's settings are configured.
 _HOMES = {
     "RedisCache": "redkit.web.django.cache",
-    "ratelimit": "redkit.web.django.ratelimit",
-    "RatelimitMiddleware": "redkit.web.django.ratelimit",
+    "ratelimit": "redkit.web.django.limits",
+    "RatelimitMiddleware": "redkit.web.django.limits",
     "revoke_user_sessions": "redkit.web.django.sessions",
 }
 
