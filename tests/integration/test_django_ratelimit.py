@@ -21,6 +21,7 @@ from django.test import Client, override_settings  # noqa: E402
 from redkit.core.errors import ConfigurationError, InvalidArgumentError  # noqa: E402
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis  # noqa: E402
 from redkit.web.django import RatelimitMiddleware, ratelimit  # noqa: E402
+from support.backends import REST_TOKEN  # noqa: E402
 from support.django_web import HOW, app_base, ensure_users, redkit_settings  # noqa: E402
 from support.probes import closed_port  # noqa: E402
 
@@ -275,3 +276,30 @@ def test_what_cannot_work_is_refused_at_decoration() -> None:
         pytest.raises(ConfigurationError, match="unknown keys"),
     ):
         RatelimitMiddleware(lambda request: None)
+
+
+def test_a_default_without_a_redis_is_refused_at_startup() -> None:
+    local = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    with (
+        override_settings(CACHES=local, REDKIT_RATELIMIT={"DEFAULT": "1/m"}),
+        pytest.raises(ConfigurationError, match="LOCATION"),
+    ):
+        RatelimitMiddleware(lambda request: None)
+
+
+def test_over_upstash_rest(redis_server: EmbeddedRedis, rest_gateway: str) -> None:
+    """The decorator on the REST API (redkit's gateway in front of the standalone server)."""
+    with redis_server.client() as admin:
+        admin.flushall()
+    rest = {"LOCATION": rest_gateway, "OPTIONS": {"token": REST_TOKEN}}
+    with (
+        redkit_settings(
+            redis_server.url, REDKIT_RATELIMIT={**rest, "TRUSTED_PROXIES": ["127.0.0.1"]}
+        ),
+        agents("client") as agent,
+    ):
+        client = agent()
+        for view in ("ip", "async_ip", "multi"):
+            statuses = client.statuses(f"/r/{view}", 4)
+            assert statuses == ([200, 200, 429, 429] if view == "multi" else [200] * 3 + [429])
+        assert client.call("/r/header", headers={"X-API-Key": "k"})[0] == 200

@@ -26,8 +26,11 @@ from django.test import Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis  # noqa: E402
+from redkit.errors import BackendError  # noqa: E402
 from redkit.web.django.sessions import SessionStore, revoke_user_sessions  # noqa: E402
+from support.backends import REST_TOKEN  # noqa: E402
 from support.django_web import HOW, app_base, ensure_users, redkit_settings  # noqa: E402
+from support.probes import closed_port  # noqa: E402
 
 COOKIE = "sessionid"
 Server = EmbeddedRedis | EmbeddedCluster
@@ -334,3 +337,35 @@ def test_session_serializer_is_honoured(users: Server) -> None:
             "tags": {"x", "y"},
             "more": 1,
         }
+
+
+def test_over_upstash_rest(redis_server: EmbeddedRedis, rest_gateway: str) -> None:
+    """The engine on the REST API (redkit's gateway in front of the standalone server)."""
+    ensure_users(redis_server.url, "alice")
+    rest = {"LOCATION": rest_gateway, "OPTIONS": {"token": REST_TOKEN}}
+    with redkit_settings(rest_gateway, sessions=rest), served("client") as browser:
+        alice = browser()
+        alice.post("/s/set", {"key": "cart", "value": [1]})
+        before = alice.sid
+        alice.post("/s/login", {"username": "alice", "password": "pw-alice"})
+        assert alice.sid not in (None, before)
+        assert whoami(alice, "s") == "alice"
+        assert data(alice, "s")["cart"] == [1]
+        other = browser()
+        other.post("/s/login", {"username": "alice", "password": "pw-alice"})
+        assert revoke_user_sessions(User.objects.get(username="alice"), keep=alice.sid) == 1
+        assert whoami(other, "s") is None
+        assert whoami(alice, "s") == "alice"
+        alice.post("/s/logout")
+        assert whoami(alice, "s") is None
+
+
+def test_redis_down_fails_closed(users: Server) -> None:
+    down = {"LOCATION": f"redis://127.0.0.1:{closed_port()}", "TIMEOUT": 0.5}
+    with redkit_settings(users.url, sessions=down):
+        store = SessionStore()
+        store["x"] = 1
+        with pytest.raises(BackendError):  # never a session the request was not given
+            store.save()
+        with pytest.raises(BackendError):
+            SessionStore("A" * 22 + "." + "B" * 43).load()

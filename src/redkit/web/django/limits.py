@@ -395,8 +395,9 @@ class RatelimitMiddleware:
         self._lock = threading.Lock()
         self._default = default
         self._key = config.get("KEY", "ip")
-        if default is not None:  # checked now: a bad setting fails at startup
+        if default is not None:  # checked now: a bad setting fails at startup, not per request
             _Limit(default, self._key, None, 1, "check")
+            _now().redis()  # a USING without a Redis LOCATION, say (nothing is opened yet)
 
     def __call__(self, request: HttpRequest) -> Any:
         """Answer the request; the decision's headers go on the response."""
