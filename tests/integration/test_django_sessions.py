@@ -369,3 +369,17 @@ def test_redis_down_fails_closed(users: Server) -> None:
             store.save()
         with pytest.raises(BackendError):
             SessionStore("A" * 22 + "." + "B" * 43).load()
+
+
+@pytest.mark.parametrize("use_tz", [True, False])
+def test_an_expiry_date_is_kept_by_the_server(users: Server, use_tz: bool) -> None:
+    with django_settings(users, USE_TZ=use_tz):
+        store = SessionStore()
+        store["a"] = 1
+        store.set_expiry(timedelta(seconds=60))
+        store.save()
+        assert SessionStore(store.session_key)["a"] == 1
+        store.set_expiry(timedelta(seconds=-1))  # a date already past
+        store.save()
+        assert SessionStore(store.session_key).load() == {}
+        assert not store.exists(store.session_key)  # and it is gone from Redis

@@ -290,6 +290,9 @@ def _past_deadline(expiry: object) -> bool:
         deadline = datetime.fromisoformat(expiry)
     except ValueError:
         return False
-    if timezone.is_naive(deadline):
+    now = timezone.now()  # aware with USE_TZ, naive without: the date was written alike
+    if timezone.is_naive(deadline) and timezone.is_aware(now):
         deadline = timezone.make_aware(deadline)
-    return timezone.now() >= deadline
+    elif timezone.is_aware(deadline) and timezone.is_naive(now):
+        deadline = timezone.make_naive(deadline)
+    return now >= deadline
