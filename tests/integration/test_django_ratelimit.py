@@ -92,6 +92,13 @@ class Agent:
             reply = self._client.post("/s/login", body, content_type="application/json")
             assert reply.status_code == 200
 
+    def cookie(self, session_id: str) -> None:
+        if self._http is not None:
+            self._http.cookies.set("sessionid", session_id)
+        else:
+            assert self._client is not None
+            self._client.cookies["sessionid"] = session_id
+
     def close(self) -> None:
         if self._http is not None:
             self._http.close()
@@ -243,6 +250,25 @@ def test_redis_down_follows_the_timeout_policy(how: str, policy: str) -> None:
             assert "x-ratelimit-remaining" not in headers  # nothing is known of what is left
     with django_settings(down, WITH_DEFAULT, DEFAULT="2/h", **options), agents(how) as agent:
         assert agent().call("/r/plain")[0] == (200 if policy == "allow" else 429)
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_a_user_key_with_the_sessions_redis_down_counts_by_address(
+    redis_url: str, how: str
+) -> None:
+    down = {"LOCATION": f"redis://127.0.0.1:{closed_port()}", "TIMEOUT": 0.3}
+    with (
+        redkit_settings(
+            redis_url,
+            sessions=down,
+            REDKIT_RATELIMIT={"LOCATION": redis_url, "TRUSTED_PROXIES": ["127.0.0.1/32"]},
+            MIDDLEWARE=BASE_MIDDLEWARE,
+        ),
+        agents(how) as agent,
+    ):
+        client = agent()
+        client.cookie("A" * 22 + "." + "B" * 43)  # a session to load, on a Redis that is down
+        assert client.statuses("/r/user_or_ip", 4) == [200, 200, 200, 429]
 
 
 def test_what_cannot_work_is_refused_at_decoration() -> None:

@@ -383,3 +383,43 @@ def test_an_expiry_date_is_kept_by_the_server(users: Server, use_tz: bool) -> No
         store.save()
         assert SessionStore(store.session_key).load() == {}
         assert not store.exists(store.session_key)  # and it is gone from Redis
+
+
+REDKIT_MIDDLEWARE = [
+    "redkit.web.django.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_redkits_middleware_answers_redis_down_503(users: Server, how: str) -> None:
+    down = {"LOCATION": f"redis://127.0.0.1:{closed_port()}", "TIMEOUT": 0.3}
+    options = {"REDKIT_SESSIONS": down, "MIDDLEWARE": REDKIT_MIDDLEWARE}
+    with django_settings(users, **options), served(how) as browser:
+        client = browser()
+        status, body = client.post("/s/set", {"key": "a", "value": 1})  # the save fails
+        assert status == 503
+        assert json.loads(body)["error"] == "session_unavailable"
+        client.sid = "A" * 22 + "." + "B" * 43
+        for view in VIEWS:  # the load fails, in a sync and an async view
+            status, body = client.post(f"/{view}/data")
+            assert status == 503
+            assert json.loads(body)["error"] == "session_unavailable"
+
+
+@pytest.mark.parametrize("how", ["asgi", "wsgi"])
+def test_redkits_middleware_answers_a_conflict_409(users: Server, how: str) -> None:
+    with django_settings(users, MIDDLEWARE=REDKIT_MIDDLEWARE), served(how) as browser:
+        first = browser()
+        first.post("/s/set", {"key": "start", "value": 0})
+        second = browser()
+        second.sid = first.sid or ""
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            one = pool.submit(first.post, "/s/set", {"key": "k", "value": "one", "delay": 0.5})
+            time.sleep(0.1)
+            two = pool.submit(second.post, "/s/set", {"key": "k", "value": "two", "delay": 0})
+            replies = sorted([one.result(), two.result()], key=lambda reply: reply[0])
+        assert replies[0] == (200, {"ok": True})
+        assert replies[1][0] == 409
+        assert json.loads(replies[1][1])["keys"] == ["k"]
+        assert data(first, "s")["k"] == "two"

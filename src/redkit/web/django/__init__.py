@@ -8,7 +8,8 @@
 
 - The cache backend (:mod:`.cache`): :class:`RedisCache`, Django's whole ``BaseCache``
   contract on redkit's :class:`~redkit.Cache`.
-- The session engine (:mod:`.sessions`): its ``SessionStore`` on redkit's session store.
+- The session engine (:mod:`.sessions`): its ``SessionStore`` on redkit's session store;
+  :class:`SessionMiddleware` (:mod:`.middleware`) answers a failed session 503 or 409.
 - Rate limits (:mod:`.limits`): the ``ratelimit`` decorator and ``RatelimitMiddleware``.
   (The module is not named ``ratelimit``: importing it would make ``redkit.web.django.ratelimit``
   the module rather than the decorator.)
@@ -28,7 +29,13 @@ try:
 except ModuleNotFoundError as exc:  # an optional dependency: say which extra
     raise framework_missing(__name__, "Django", "django", exc) from exc
 
-__all__ = ["RatelimitMiddleware", "RedisCache", "ratelimit", "revoke_user_sessions"]
+__all__ = [
+    "RatelimitMiddleware",
+    "RedisCache",
+    "SessionMiddleware",
+    "ratelimit",
+    "revoke_user_sessions",
+]
 
 # Which module holds each public name: importing them here at once would import Django's
 # cache and auth machinery before the project's settings are configured.
@@ -37,6 +44,7 @@ _HOMES = {
     "ratelimit": "redkit.web.django.limits",
     "RatelimitMiddleware": "redkit.web.django.limits",
     "revoke_user_sessions": "redkit.web.django.sessions",
+    "SessionMiddleware": "redkit.web.django.middleware",
 }
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 
+from redkit.core.errors import RedkitError
 from redkit.web.request import UNMATCHED
 
 __all__ = ["DjangoRequest", "user_pk"]
@@ -27,7 +28,12 @@ def user_pk(request: HttpRequest) -> str | None:
             "'django.contrib.auth.middleware.AuthenticationMiddleware' to MIDDLEWARE (before "
             "redkit's RatelimitMiddleware), or key the limit by 'ip'"
         )
-    if not user.is_authenticated:
+    try:
+        if not user.is_authenticated:  # loads the session, if nothing did yet
+            return None
+    except RedkitError:
+        # The session's Redis did not answer: the limit counts the request as anonymous,
+        # and the session fails the request where it is used, as it would without a limit.
         return None
     return str(user.pk)
 
