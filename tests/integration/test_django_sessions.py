@@ -22,11 +22,12 @@ configure()
 
 from django.contrib.auth.models import User  # noqa: E402  (needs the settings above)
 from django.contrib.sessions.backends.base import CreateError, UpdateError  # noqa: E402
-from django.test import Client  # noqa: E402
+from django.test import Client, override_settings  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis  # noqa: E402
-from redkit.errors import BackendError  # noqa: E402
+from redkit.errors import BackendError, ConfigurationError  # noqa: E402
+from redkit.web.django.connection import close_connections  # noqa: E402
 from redkit.web.django.sessions import SessionStore, revoke_user_sessions  # noqa: E402
 from support.backends import REST_TOKEN  # noqa: E402
 from support.django_web import HOW, app_base, ensure_users, redkit_settings  # noqa: E402
@@ -424,3 +425,37 @@ def test_redkits_middleware_answers_a_conflict_409(users: Server, how: str) -> N
         assert replies[1][0] == 409
         assert json.loads(replies[1][1])["keys"] == ["k"]
         assert data(first, "s")["k"] == "two"
+
+
+def test_using_names_a_cache_alias_and_bad_settings_say_what_to_do(users: Server) -> None:
+    caches = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "sessions": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": users.url,
+        },
+    }
+    cases: list[tuple[dict[str, Any], str | None]] = [
+        ({"USING": "sessions"}, None),
+        ({"USING": "nope"}, "does not define"),
+        ({"USING": "default"}, "no single Redis URL"),
+        ({"USING": "sessions", "LOCATION": users.url}, "not both"),
+        ({"IDLE": 5}, "unknown keys"),
+    ]
+    for config, error in cases:
+        with override_settings(
+            CACHES=caches,
+            SESSION_ENGINE="redkit.web.django.sessions",
+            REDKIT_SESSIONS=config,
+        ):
+            try:
+                if error is None:
+                    store = SessionStore()
+                    store["a"] = 1
+                    store.save()
+                    assert SessionStore(store.session_key)["a"] == 1
+                else:
+                    with pytest.raises(ConfigurationError, match=error):
+                        SessionStore().save()
+            finally:
+                close_connections()

@@ -346,7 +346,8 @@ def ratelimit(
             async def async_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
                 decision = None
                 if applies(request):
-                    rule = await sync_to_async(limit.rule)()
+                    # Making the rule opens nothing (connections connect on first use).
+                    rule = limit.rule()
                     decision = await rule.check_async(DjangoRequest(request), _to_thread)
                 refused = finish(request, decision)
                 if refused is not None:
