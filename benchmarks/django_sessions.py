@@ -19,31 +19,16 @@ import argparse
 import asyncio
 import statistics
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import harness
+from observe import Row  # the same rows: what runs, what it measured
 
 from redkit.drivers.embedded import EmbeddedRedis
 
 SESSIONS = 1000
 IDS = [str(n) for n in range(SESSIONS)]
-
-
-@dataclass
-class Row:
-    """One benchmark row: what it runs and what it measured."""
-
-    section: str
-    name: str
-    mode: str
-    reference: bool
-    op: Any
-    rates: list[float] = field(default_factory=list)
-    ratios: list[float] = field(default_factory=list)
-    commands: str = ""
-    note: str = ""
 
 
 def _configure(url: str) -> None:
@@ -117,15 +102,15 @@ def main() -> None:
 
             reference = name.endswith("Django's RedisCache")
             rows += [
-                Row("read", name, "read", reference, read),
-                Row("read + save", name, "write", reference, write),
+                Row("read", name, "read", reference, read, sync=True),
+                Row("read + save", name, "write", reference, write, sync=True),
             ]
 
         def failed(answer: Any) -> bool:
             return answer is None
 
         def run(row: Row) -> float:
-            rate, failures = harness.run_once(row.op, IDS, True, seconds, 1, loop, failed)
+            rate, failures = harness.run_once(row.op, IDS, row.sync, seconds, 1, loop, failed)
             row.rates.append(rate)
             if failures:
                 row.note = f"**{failures} failed answers**"
