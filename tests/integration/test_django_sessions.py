@@ -20,13 +20,13 @@ from support.django_setup import configure
 
 configure()
 
-from django.contrib.auth.models import User  # noqa: E402  (needs the settings above)
+from django.contrib.auth.models import AnonymousUser, User  # noqa: E402  (needs the settings above)
 from django.contrib.sessions.backends.base import CreateError, UpdateError  # noqa: E402
 from django.test import Client, override_settings  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis  # noqa: E402
-from redkit.errors import BackendError, ConfigurationError  # noqa: E402
+from redkit.errors import BackendError, ConfigurationError, InvalidArgumentError  # noqa: E402
 from redkit.web.django.connection import close_connections  # noqa: E402
 from redkit.web.django.sessions import SessionStore, revoke_user_sessions  # noqa: E402
 from support.backends import REST_TOKEN  # noqa: E402
@@ -194,6 +194,8 @@ def test_log_out_everywhere_from_request_user(users: Server, how: str, view: str
 
         assert revoke_user_sessions(User.objects.get(username="alice")) == 1
         assert whoami(devices[0], view) is None
+        with pytest.raises(InvalidArgumentError, match="signed-in user"):
+            revoke_user_sessions(AnonymousUser())
 
 
 @pytest.mark.parametrize("view", VIEWS)

@@ -11,13 +11,12 @@ import json
 import time
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.contrib import auth
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 
 from redkit.web.django.limits import ratelimit
-from redkit.web.django.sessions import revoke_user_sessions
+from redkit.web.django.sessions import arevoke_user_sessions, revoke_user_sessions
 
 
 def _body(request: HttpRequest) -> dict[str, Any]:
@@ -96,8 +95,7 @@ async def a_data(request: HttpRequest) -> JsonResponse:
 async def a_revoke(request: HttpRequest) -> JsonResponse:
     user = await request.auser()
     keep = request.session if _body(request).get("keep") else None
-    ended = await sync_to_async(revoke_user_sessions)(user, keep=keep)
-    return JsonResponse({"ended": ended})
+    return JsonResponse({"ended": await arevoke_user_sessions(user, keep=keep)})
 
 
 # -- rate limits --------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ __all__ = [
     "RatelimitMiddleware",
     "RedisCache",
     "SessionMiddleware",
+    "arevoke_user_sessions",
     "ratelimit",
     "revoke_user_sessions",
 ]
@@ -44,6 +45,7 @@ _HOMES = {
     "ratelimit": "redkit.web.django.limits",
     "RatelimitMiddleware": "redkit.web.django.limits",
     "revoke_user_sessions": "redkit.web.django.sessions",
+    "arevoke_user_sessions": "redkit.web.django.sessions",
     "SessionMiddleware": "redkit.web.django.middleware",
 }
 

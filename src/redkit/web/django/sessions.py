@@ -34,13 +34,20 @@ from django.contrib.sessions.backends.base import CreateError, SessionBase, Upda
 from django.core.signals import setting_changed
 from django.utils import timezone
 
+from redkit.core.errors import InvalidArgumentError
 from redkit.sessions.flows import valid_session_id
 from redkit.sessions.model import Session, SessionConflictError
 from redkit.sessions.store import DEFAULT_TIMEOUT
 from redkit.sessions.store import SessionStore as RedisSessionStore
 from redkit.web.django.connection import read_setting, redis_for
 
-__all__ = ["SessionKeyConflict", "SessionStore", "revoke_user_sessions", "session_store"]
+__all__ = [
+    "SessionKeyConflict",
+    "SessionStore",
+    "arevoke_user_sessions",
+    "revoke_user_sessions",
+    "session_store",
+]
 
 #: The key ``django.contrib.auth`` keeps the signed-in user's id under.
 _AUTH_USER = "_auth_user_id"
@@ -118,8 +125,17 @@ def revoke_user_sessions(user: Any, *, keep: Any = None) -> int:
         keep: a session (``request.session``) to leave signed in, e.g. the one asking.
 
     """
+    if not getattr(user, "is_authenticated", False):
+        raise InvalidArgumentError(
+            f"revoke_user_sessions needs a signed-in user (request.user), got {user!r:.60}"
+        )
     keep_id = getattr(keep, "session_key", keep)
     return session_store().revoke_user_sessions(_user_key(user), keep=keep_id)
+
+
+async def arevoke_user_sessions(user: Any, *, keep: Any = None) -> int:
+    """:func:`revoke_user_sessions` for async views (``await request.auser()`` first)."""
+    return await sync_to_async(revoke_user_sessions)(user, keep=keep)
 
 
 class SessionStore(SessionBase):
