@@ -1,0 +1,194 @@
+"""The events redkit's metrics know: per feature, its name's label, its counters, its timings.
+
+Both exporters (:mod:`redkit.metrics.prometheus`, :mod:`redkit.metrics.opentelemetry`) take
+their label values from here and from the instances' configured namespaces and prefixes only,
+never from a call's arguments, so the number of series stays bounded: a counter word outside
+a feature's vocabulary is counted as ``"other"``, a timing outside it is not recorded, and an
+unknown feature is ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from redkit.core.telemetry import add_observer, remove_observer
+
+__all__ = [
+    "DEFAULT_BUCKETS",
+    "FEATURES",
+    "OTHER",
+    "Feature",
+    "Record",
+    "Resolving",
+    "both",
+    "event_word",
+    "ignore",
+]
+
+#: Histogram bounds in seconds: a Redis round trip takes 0.1 to 1 ms, a loader far longer.
+DEFAULT_BUCKETS = (
+    *(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05),
+    *(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+#: What one event does to its series: add a count, or observe a time.
+Record = Callable[[float], None]
+
+# Series resolved per (feature, name, word) at most: they are few, but never grow unbounded.
+_MAX_RESOLVED = 4096
+
+_Self = TypeVar("_Self", bound="Resolving")
+
+#: The label value of a counter word that no vocabulary names.
+OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One feature's vocabulary.
+
+    Attributes:
+        name_label: the label that carries the instance's name (``namespace``, ``prefix``,
+            ``driver``).
+        event_label: the label that carries the counter word (``event``, ``outcome``).
+        counters: the counter words the feature reports.
+        timings: the timings it reports (``what``), each a histogram in seconds.
+
+    """
+
+    name_label: str
+    event_label: str
+    counters: frozenset[str]
+    timings: frozenset[str] = frozenset()
+
+
+FEATURES: dict[str, Feature] = {
+    "cache": Feature(
+        "namespace",
+        "event",
+        frozenset(
+            {
+                *("hits", "misses", "loads", "errors", "stale_served", "early_refreshes"),
+                *("local_hits", "corrupt", "leases_won", "leases_lost"),
+            }
+        ),
+        frozenset({"load"}),
+    ),
+    "ratelimit": Feature(
+        "prefix",
+        "outcome",
+        frozenset({"allowed", "blocked", "denied", "timeout", "cache_block"}),
+        frozenset({"decision"}),
+    ),
+    "concurrency": Feature(
+        "prefix", "event", frozenset({"acquired", "refused", "released", "timeout"})
+    ),
+    "sessions": Feature(
+        "prefix",
+        "event",
+        frozenset({"created", "rotated", "revoked", "conflicts", "unavailable"}),
+    ),
+    "driver": Feature(
+        "driver",
+        "event",
+        frozenset(
+            {"round_trips", "commands", "timeouts", "errors", "circuit_opened", "circuit_closed"}
+        ),
+    ),
+}
+
+
+def event_word(feature: Feature, counter: str) -> str:
+    """``counter`` as a label value: itself when the vocabulary has it, else ``"other"``."""
+    return counter if counter in feature.counters else OTHER
+
+
+def ignore(_: float) -> None:
+    """What an event outside every vocabulary records: nothing."""
+
+
+class Resolving:
+    """An observer that finds each event's series once, then only calls it.
+
+    Subclasses say how an event becomes a :data:`Record`: ``_resolve_timing``, and the parts
+    that ``_resolve_count`` asks for; the hot path is one dictionary lookup and that call.
+    """
+
+    def __init__(self) -> None:
+        """No series resolved yet."""
+        self._resolved: dict[tuple[str, str, str], Record] = {}
+
+    def count(self, feature: str, name: str, counter: str, n: int) -> None:
+        """Add ``n`` to the series of ``counter`` of ``name``."""
+        key = (feature, name, counter)
+        record = self._resolved.get(key)
+        if record is None:
+            record = self._keep(key, self._resolve_count(feature, name, counter))
+        record(n)
+
+    def timing(self, feature: str, name: str, what: str, seconds: float) -> None:
+        """Record that ``what`` of ``name`` took ``seconds``."""
+        key = (feature, name, "\0" + what)  # apart from the counters' keys
+        record = self._resolved.get(key)
+        if record is None:
+            record = self._keep(key, self._resolve_timing(feature, name, what))
+        record(seconds)
+
+    def _keep(self, key: tuple[str, str, str], record: Record) -> Record:
+        if len(self._resolved) < _MAX_RESOLVED:
+            self._resolved[key] = record
+        return record
+
+    def _resolve_count(self, feature: str, name: str, counter: str) -> Record:
+        if feature == "driver":
+            if counter == "circuit_closed":
+                return self._open_circuits(name, -1)
+            record = self._driver_record(counter, name)
+            if record is None:
+                return ignore
+            if counter == "circuit_opened":  # and one more circuit open now
+                return both(record, self._open_circuits(name, 1))
+            return record
+        known = FEATURES.get(feature)
+        if known is None:
+            return ignore
+        return self._event_record(feature, known, name, event_word(known, counter))
+
+    def _driver_record(self, counter: str, name: str) -> Record | None:
+        """What a driver's ``counter`` adds to (``None``: it has no series)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def _open_circuits(self, name: str, sign: int) -> Record:
+        """What moves driver ``name``'s open circuits up (``sign`` 1) or down (-1)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def _event_record(self, feature: str, known: Feature, name: str, word: str) -> Record:
+        """What adds to ``feature``'s events of ``name`` and ``word``."""
+        raise NotImplementedError  # pragma: no cover
+
+    def _resolve_timing(self, feature: str, name: str, what: str) -> Record:
+        raise NotImplementedError  # pragma: no cover
+
+    def enable(self: _Self) -> _Self:
+        """Receive every instance's events from now on (:func:`redkit.core.telemetry.add_observer`).
+
+        Returns this object: ``metrics = PrometheusMetrics().enable()``.
+        """
+        add_observer(self)
+        return self
+
+    def disable(self) -> None:
+        """Stop receiving events (:func:`redkit.core.telemetry.remove_observer`)."""
+        remove_observer(self)
+
+
+def both(first: Record, second: Record) -> Record:
+    """One record that does ``first`` then ``second``."""
+
+    def record(n: float) -> None:
+        first(n)
+        second(n)
+
+    return record

@@ -1,0 +1,206 @@
+"""redkit's events as Prometheus counters and histograms (``pip install 'redkit[prometheus]'``).
+
+::
+
+    from redkit.metrics import PrometheusMetrics
+
+    metrics = PrometheusMetrics().enable()  # every cache, limiter, store and driver reports
+    app.mount("/metrics", metrics.asgi_app())
+
+The metrics (``redkit`` is the ``namespace`` argument), with their labels:
+
+==========================================  ===========================  ====================
+metric                                      labels                       what
+==========================================  ===========================  ====================
+``redkit_cache_events_total``               ``namespace``, ``event``     hits, misses, loads...
+``redkit_cache_load_seconds``               ``namespace``                loader time (histogram)
+``redkit_ratelimit_decisions_total``        ``prefix``, ``outcome``      allowed, blocked...
+``redkit_ratelimit_decision_seconds``       ``prefix``                   decision time (histogram)
+``redkit_concurrency_events_total``         ``prefix``, ``event``        acquired, refused...
+``redkit_sessions_events_total``            ``prefix``, ``event``        created, rotated...
+``redkit_driver_round_trips_total``         ``driver``                   requests to Redis
+``redkit_driver_commands_total``            ``driver``                   commands they carried
+``redkit_driver_timeouts_total``            ``driver``                   operations timed out
+``redkit_driver_errors_total``              ``driver``                   no answer, not a timeout
+``redkit_driver_circuit_openings_total``    ``driver``                   breaker circuits opened
+``redkit_driver_open_circuits``             ``driver``                   circuits open now (gauge)
+==========================================  ===========================  ====================
+
+Label values come from fixed vocabularies (:mod:`redkit.metrics.events`) and the instances'
+configured namespaces and prefixes, never from an identifier, a key or a session id.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from redkit.core.errors import ConfigurationError, InvalidArgumentError
+from redkit.metrics.events import (
+    DEFAULT_BUCKETS,
+    FEATURES,
+    Feature,
+    Record,
+    Resolving,
+    ignore,
+)
+from redkit.web._extras import framework_missing
+
+try:
+    import prometheus_client
+except ModuleNotFoundError as exc:  # pragma: no cover - tested in a subprocess
+    raise framework_missing(
+        "redkit.metrics.prometheus", "prometheus-client", "prometheus", exc
+    ) from exc
+
+__all__ = ["DEFAULT_BUCKETS", "PrometheusMetrics"]
+
+_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+
+# Each event family: the metric's name after the namespace, and its help text.
+_EVENTS = {
+    "cache": ("cache_events", "Cache events (hits, misses, loads...) by namespace."),
+    "ratelimit": ("ratelimit_decisions", "Rate-limit decisions by prefix and outcome."),
+    "concurrency": ("concurrency_events", "Concurrency-limit events by prefix."),
+    "sessions": ("sessions_events", "Session store events by prefix."),
+}
+_TIMINGS = {
+    ("cache", "load"): ("cache_load_seconds", "Time the cache's loader took, by namespace."),
+    ("ratelimit", "decision"): ("ratelimit_decision_seconds", "Time a decision took."),
+}
+_DRIVER = {
+    "round_trips": ("driver_round_trips", "Requests sent to Redis (a pipeline or a batch is one)."),
+    "commands": ("driver_commands", "Commands those round trips carried."),
+    "timeouts": ("driver_timeouts", "Operations that got no answer in time."),
+    "errors": ("driver_errors", "Operations that got no answer, other than timeouts."),
+    "circuit_opened": ("driver_circuit_openings", "Circuit-breaker circuits that opened."),
+}
+
+
+class PrometheusMetrics(Resolving):
+    """An observer (:mod:`redkit.core.telemetry`) that keeps Prometheus metrics.
+
+    ``enable()`` registers it process-wide (and returns it), ``disable()`` stops it.
+
+    Args:
+        registry: the ``prometheus_client.CollectorRegistry`` to register in; ``None`` is
+            prometheus-client's default ``REGISTRY`` (what ``start_http_server`` and
+            ``make_asgi_app()`` serve).
+        namespace: the prefix of every metric's name.
+        buckets: the histograms' upper bounds, in seconds, increasing.
+
+    Raises:
+        InvalidArgumentError: for a namespace that is not a metric name, or bad buckets.
+        ConfigurationError: when ``registry`` holds these metrics already.
+
+    """
+
+    def __init__(
+        self,
+        registry: prometheus_client.CollectorRegistry | None = None,
+        namespace: str = "redkit",
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+    ) -> None:
+        super().__init__()
+        if not isinstance(namespace, str) or not _NAME.match(namespace):
+            raise InvalidArgumentError(
+                f"namespace must be a Prometheus metric name ([a-zA-Z_][a-zA-Z0-9_]*), "
+                f"got {namespace!r}"
+            )
+        bounds = list(buckets)
+        if (
+            not bounds
+            or any(isinstance(b, bool) or not isinstance(b, (int, float)) for b in bounds)
+            or any(b <= 0 for b in bounds)
+            or bounds != sorted(set(bounds))
+        ):
+            raise InvalidArgumentError(
+                f"buckets must be positive numbers of seconds, increasing, got {buckets!r}"
+            )
+        self.registry = prometheus_client.REGISTRY if registry is None else registry
+        self.namespace = namespace
+        try:
+            self._register(bounds)
+        except ValueError as exc:  # prometheus-client: "Duplicated timeseries"
+            raise ConfigurationError(
+                f"this registry holds {namespace}_* metrics already ({exc}): make one "
+                "PrometheusMetrics per registry, or give another registry= or namespace="
+            ) from exc
+
+    def _register(self, bounds: list[float]) -> None:
+        ns, registry = self.namespace, self.registry
+        self._events = {
+            feature: prometheus_client.Counter(
+                name,
+                text,
+                [FEATURES[feature].name_label, FEATURES[feature].event_label],
+                namespace=ns,
+                registry=registry,
+            )
+            for feature, (name, text) in _EVENTS.items()
+        }
+        self._timings = {
+            key: prometheus_client.Histogram(
+                name,
+                text,
+                [FEATURES[key[0]].name_label],
+                namespace=ns,
+                registry=registry,
+                buckets=bounds,
+            )
+            for key, (name, text) in _TIMINGS.items()
+        }
+        self._driver = {
+            counter: prometheus_client.Counter(
+                name, text, ["driver"], namespace=ns, registry=registry
+            )
+            for counter, (name, text) in _DRIVER.items()
+        }
+        self._open_gauge = prometheus_client.Gauge(
+            "driver_open_circuits",
+            "Circuit-breaker circuits open now (opened minus closed).",
+            ["driver"],
+            namespace=ns,
+            registry=registry,
+        )
+
+    def _driver_record(self, counter: str, name: str) -> Record | None:
+        metric = self._driver.get(counter)
+        if metric is None:
+            return None
+        inc: Record = metric.labels(name).inc
+        return inc
+
+    def _open_circuits(self, name: str, sign: int) -> Record:
+        gauge = self._open_gauge.labels(name)
+        record: Record = gauge.inc if sign > 0 else gauge.dec
+        return record
+
+    def _event_record(self, feature: str, known: Feature, name: str, word: str) -> Record:
+        events = self._events.get(feature)
+        if events is None:
+            return ignore
+        inc: Record = events.labels(name, word).inc
+        return inc
+
+    def _resolve_timing(self, feature: str, name: str, what: str) -> Record:
+        histogram = self._timings.get((feature, what))
+        if histogram is None:
+            return ignore
+        observe: Record = histogram.labels(name).observe
+        return observe
+
+    # -- exposition --------------------------------------------------------------------------
+
+    def asgi_app(self) -> Any:
+        """An ASGI app that serves this registry in the text exposition format (``/metrics``)."""
+        return prometheus_client.make_asgi_app(registry=self.registry)
+
+    def wsgi_app(self) -> Any:
+        """A WSGI app that serves this registry in the text exposition format (``/metrics``)."""
+        return prometheus_client.make_wsgi_app(registry=self.registry)
+
+    def latest(self) -> bytes:
+        """This registry in the text exposition format, as ``/metrics`` answers."""
+        return prometheus_client.generate_latest(self.registry)
