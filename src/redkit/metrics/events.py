@@ -88,7 +88,12 @@ FEATURES: dict[str, Feature] = {
     "sessions": Feature(
         "prefix",
         "event",
-        frozenset({"created", "rotated", "revoked", "conflicts", "unavailable"}),
+        frozenset(
+            {
+                *("created", "loaded", "missing", "rotated", "deleted", "revoked"),
+                *("conflicts", "unavailable"),
+            }
+        ),
     ),
     "driver": Feature(
         "driver",
