@@ -14,6 +14,7 @@ from examples.metrics_flask import create_app as flask_app
 
 from redkit import AsyncCache, AsyncSessionStore, Cache, FixedWindow, SessionStore
 from redkit.metrics import PrometheusMetrics
+from redkit.metrics.events import FEATURES
 from support.backends import BackendCase, Blocking
 from support.metrics import Samples, parse, samples, value
 from support.web import serve_asgi, serve_wsgi
@@ -83,7 +84,8 @@ def test_the_scrape_counts_every_decision_hit_miss_and_session(
 def test_a_thousand_identifiers_add_no_series(
     backend: BackendCase, prom: PrometheusMetrics
 ) -> None:
-    limiter = backend.ratelimit(FixedWindow(1, "1 m"), prefix="cardinality")
+    # No decision budget: a slow machine must not turn an allowed decision into a timeout.
+    limiter = backend.ratelimit(FixedWindow(1, "1 m"), prefix="cardinality", timeout=None)
     cache = Blocking(
         (AsyncCache if backend.is_async else Cache)(backend.conn, namespace="cards"), backend
     )
@@ -108,7 +110,11 @@ def test_a_thousand_identifiers_add_no_series(
     series = set(samples(prom))
     work(range(10, 1010))
     after = samples(prom)
-    assert set(after) == series
+    # A series that the second round adds can only be a word of a vocabulary appearing late
+    # (a timeout under load, say): never an identifier, a key, a user.
+    added = set(after) - series
+    words = {word for feature in FEATURES.values() for word in feature.counters}
+    assert {v for _, labels in added for _, v in labels} <= words, added
     assert (
         value(after, "redkit_ratelimit_decisions_total", prefix="cardinality", outcome="allowed")
         == 1010
