@@ -4,8 +4,6 @@ Prometheus metrics whenever prometheus-client is installed."""
 from __future__ import annotations
 
 import os
-import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +16,7 @@ from redkit.demo.app import create_app
 from redkit.demo.db import Database
 from redkit.drivers.connect import Connection
 from redkit.metrics import PrometheusMetrics
+from support.demo import running_demo
 from support.metrics import parse, value
 from support.web import serve_asgi
 
@@ -53,23 +52,10 @@ def test_without_metrics_the_demo_has_no_metrics_route(conn: Connection) -> None
 
 
 def test_the_command_serves_metrics() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "redkit", "demo", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={k: v for k, v in os.environ.items() if k != "REDIS_URL"},
-    )
-    try:
-        assert process.stdout is not None
-        process.stdout.readline()  # the embedded server's line
-        url = re.search(r"(http://\S+)/", process.stdout.readline()).group(1)  # type: ignore[union-attr]
-        httpx.get(url + "/api/products", timeout=30)
-        scraped = parse(httpx.get(url + "/metrics", timeout=30, follow_redirects=True).text)
-    finally:
-        process.send_signal(signal.SIGINT)
-        _out, err = process.communicate(timeout=60)
-    assert process.returncode == 0, err
+    with running_demo({k: v for k, v in os.environ.items() if k != "REDIS_URL"}) as demo:
+        httpx.get(demo.url + "/api/products", timeout=30)
+        scraped = parse(httpx.get(demo.url + "/metrics", timeout=30, follow_redirects=True).text)
+    assert demo.returncode == 0, demo.err
     assert value(scraped, "redkit_cache_events_total", namespace="demo", event="misses") == 1
 
 
