@@ -16,7 +16,7 @@ from support.metrics import Otel
 
 @pytest.fixture
 def otel() -> Iterator[Otel]:
-    made = Otel()
+    made = Otel(durations=("cache.load", "ratelimit.decision"))
     made.observer.enable()
     yield made
     made.observer.disable()

@@ -41,13 +41,17 @@ def value(metrics: PrometheusMetrics | Samples, name: str, **labels: str) -> flo
 class Otel:
     """The real SDK with in-memory readers: a meter provider, a tracer provider, the observer."""
 
-    def __init__(self, spans: tuple[str, ...] = ("cache.load",)) -> None:
+    def __init__(
+        self, spans: tuple[str, ...] = ("cache.load",), durations: tuple[str, ...] = ("cache.load",)
+    ) -> None:
         self.reader = InMemoryMetricReader()
         self.meters = MeterProvider(metric_readers=[self.reader])
         self.exporter = InMemorySpanExporter()
         self.tracers = TracerProvider()
         self.tracers.add_span_processor(SimpleSpanProcessor(self.exporter))
-        self.observer = OpenTelemetryMetrics(self.meters, self.tracers, spans=spans)
+        self.observer = OpenTelemetryMetrics(
+            self.meters, self.tracers, spans=spans, durations=durations
+        )
 
     def points(self) -> dict[tuple[str, frozenset[tuple[str, str]]], object]:
         """Every data point the reader collects now, by instrument name and attributes."""

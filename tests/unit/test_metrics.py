@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import prometheus_client
 import pytest
@@ -212,3 +214,40 @@ def test_a_missing_library_names_the_extra(blocked: str, name: str, extra: str) 
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert f"pip install 'redkit[{extra}]'" in done.stdout
+
+
+def test_durations_are_chosen_and_checked() -> None:
+    default, chosen = Otel(), Otel(durations=("ratelimit.decision",))
+    try:
+        for made in (default, chosen):
+            limiter = Telemetry("ratelimit", "api", own=(made.observer,))
+            limiter.count("allowed")
+            limiter.timing("decision", 0.001)
+        api = frozenset({("redkit.prefix", "api")})
+        assert ("redkit.ratelimit.decision.duration", api) not in default.points()
+        point: Any = chosen.points()[("redkit.ratelimit.decision.duration", api)]
+        assert point.count == 1
+    finally:
+        default.close()
+        chosen.close()
+    with pytest.raises(InvalidArgumentError, match=r"durations: no feature times 'cache\.get'"):
+        OpenTelemetryMetrics(durations=["cache.get"])
+
+
+def test_counts_from_many_threads_are_exact(otel: Otel) -> None:
+    prom = PrometheusMetrics(registry=prometheus_client.CollectorRegistry())
+    cache = Telemetry("cache", "users", own=(otel.observer, prom))
+
+    def bump() -> None:
+        for _ in range(5000):
+            cache.count("hits")
+
+    threads = [threading.Thread(target=bump) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    users = frozenset({("redkit.namespace", "users"), ("redkit.event", "hits")})
+    hits: Any = otel.points()[("redkit.cache.events", users)]
+    assert hits.value == 40_000
+    assert value(prom, "redkit_cache_events_total", namespace="users", event="hits") == 40_000

@@ -23,8 +23,9 @@ Attributes are bounded as the Prometheus labels are (:mod:`redkit.metrics.events
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from redkit import __version__
@@ -40,11 +41,13 @@ except ModuleNotFoundError as missing:  # pragma: no cover - tested in a subproc
         "redkit.metrics.opentelemetry", "opentelemetry-api", "opentelemetry", missing
     ) from missing
 
-__all__ = ["DEFAULT_SPANS", "OpenTelemetryMetrics"]
+__all__ = ["DEFAULT_DURATIONS", "DEFAULT_SPANS", "OpenTelemetryMetrics"]
 
 #: The timings that become spans by default: loads are rare and slow, and worth a span; a
 #: span per rate-limit decision would cost more than the decision's own Python.
 DEFAULT_SPANS = ("cache.load",)
+#: The timings recorded in histograms by default, for the same reason.
+DEFAULT_DURATIONS = ("cache.load",)
 
 _DRIVER = {
     "round_trips": ("redkit.driver.round_trips", "{round_trip}"),
@@ -61,22 +64,54 @@ _EVENTS = {
 }
 
 
-def _timings() -> set[str]:
-    return {f"{feature}.{what}" for feature, f in FEATURES.items() for what in f.timings}
+class _Totals:
+    """One observable instrument's series: each attribute set's running total, exact.
+
+    A synchronous OpenTelemetry counter costs the SDK's work on every ``add`` (microseconds: a
+    context lookup for exemplars, the attributes hashed, a lock); these totals cost one locked
+    addition, and the SDK reads them when a reader collects (an observable instrument).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._series: dict[frozenset[tuple[str, str]], tuple[dict[str, str], list[int]]] = {}
+
+    def adder(self, attributes: dict[str, str], sign: int = 1) -> Record:
+        """The record that adds to the series of ``attributes`` (created if new)."""
+        with self._lock:
+            _, total = self._series.setdefault(frozenset(attributes.items()), (attributes, [0]))
+        lock = self._lock
+
+        def add(n: float) -> None:
+            with lock:
+                total[0] += sign * int(n)
+
+        return add
+
+    def observe(self, _options: metrics.CallbackOptions) -> Iterator[metrics.Observation]:
+        """What the SDK reads at each collection: every series' total now."""
+        with self._lock:
+            series = [(attributes, total[0]) for attributes, total in self._series.values()]
+        for attributes, value in series:
+            yield metrics.Observation(value, attributes)
 
 
 class OpenTelemetryMetrics(Resolving):
     """An observer (:mod:`redkit.core.telemetry`) that records OpenTelemetry metrics and spans.
 
-    ``enable()`` registers it process-wide (and returns it), ``disable()`` stops it.
+    ``enable()`` registers it process-wide (and returns it), ``disable()`` stops it. The
+    counters are observable instruments over exact in-process totals, read at each collection;
+    a duration is a histogram record, which costs the SDK's per-measurement work, so only the
+    ``durations`` chosen are recorded (by default the loads, which are rare).
 
     Args:
         meter_provider: where the instruments come from; ``None`` is the global one.
         tracer_provider: where the spans go; ``None`` is the global one.
         spans: the timings (``"feature.what"``) that also become spans; ``()`` for none.
+        durations: the timings recorded in histograms (``"feature.what"``); ``()`` for none.
 
     Raises:
-        InvalidArgumentError: for a span name that no feature times.
+        InvalidArgumentError: for a span or duration name that no feature times.
 
     """
 
@@ -86,23 +121,32 @@ class OpenTelemetryMetrics(Resolving):
         tracer_provider: trace.TracerProvider | None = None,
         *,
         spans: Iterable[str] = DEFAULT_SPANS,
+        durations: Iterable[str] = DEFAULT_DURATIONS,
     ) -> None:
         super().__init__()
-        known = _timings()
-        chosen = frozenset([spans] if isinstance(spans, str) else spans)
-        unknown = sorted(chosen - known)
-        if unknown:
-            raise InvalidArgumentError(
-                f"spans: no feature times {', '.join(map(repr, unknown))}; "
-                f"choose among {', '.join(sorted(known))}"
-            )
-        self._spans = chosen
+        self._spans = _timings_named(spans, "spans")
+        self._durations = _timings_named(durations, "durations")
         meter = metrics.get_meter("redkit", __version__, meter_provider=meter_provider)
         self._tracer = trace.get_tracer("redkit", __version__, tracer_provider=tracer_provider)
-        self._events = {
-            feature: meter.create_counter(name, "{event}", f"redkit {feature} events")
-            for feature, name in _EVENTS.items()
-        }
+        self._events: dict[str, _Totals] = {}
+        for feature, name in _EVENTS.items():
+            totals = self._events[feature] = _Totals()
+            meter.create_observable_counter(
+                name, [totals.observe], "{event}", f"redkit {feature} events"
+            )
+        self._driver: dict[str, _Totals] = {}
+        for counter, (name, unit) in _DRIVER.items():
+            totals = self._driver[counter] = _Totals()
+            meter.create_observable_counter(
+                name, [totals.observe], unit, f"redkit driver {counter}"
+            )
+        self._open = _Totals()
+        meter.create_observable_up_down_counter(
+            "redkit.driver.open_circuits",
+            [self._open.observe],
+            "{circuit}",
+            "circuit-breaker circuits open now",
+        )
         self._histograms = {
             (feature, what): meter.create_histogram(
                 f"redkit.{feature}.{what}.duration",
@@ -112,42 +156,38 @@ class OpenTelemetryMetrics(Resolving):
             )
             for feature, f in FEATURES.items()
             for what in f.timings
+            if f"{feature}.{what}" in self._durations
         }
-        self._driver = {
-            counter: meter.create_counter(name, unit, f"redkit driver {counter}")
-            for counter, (name, unit) in _DRIVER.items()
-        }
-        self._open_counter = meter.create_up_down_counter(
-            "redkit.driver.open_circuits", "{circuit}", "circuit-breaker circuits open now"
-        )
 
     def _driver_record(self, counter: str, name: str) -> Record | None:
-        instrument = self._driver.get(counter)
-        return None if instrument is None else _adder(instrument, {"redkit.driver": name})
+        totals = self._driver.get(counter)
+        return None if totals is None else totals.adder({"redkit.driver": name})
 
     def _open_circuits(self, name: str, sign: int) -> Record:
-        return _adder(self._open_counter, {"redkit.driver": name}, sign)
+        return self._open.adder({"redkit.driver": name}, sign)
 
     def _event_record(self, feature: str, known: Feature, name: str, word: str) -> Record:
-        events = self._events.get(feature)
-        if events is None:
+        totals = self._events.get(feature)
+        if totals is None:
             return _ignore
-        labels = {f"redkit.{known.name_label}": name, f"redkit.{known.event_label}": word}
-        return _adder(events, labels)
+        return totals.adder(
+            {f"redkit.{known.name_label}": name, f"redkit.{known.event_label}": word}
+        )
 
     def _resolve_timing(self, feature: str, name: str, what: str) -> Record:
         histogram = self._histograms.get((feature, what))
-        if histogram is None:
+        traced = f"{feature}.{what}" in self._spans
+        if histogram is None and not traced:
             return _ignore
         attributes = {f"redkit.{FEATURES[feature].name_label}": name}
-        record = histogram.record
-        if f"{feature}.{what}" not in self._spans:
-            return lambda seconds: record(seconds, attributes)
+        record = _ignore if histogram is None else _recorder(histogram, attributes)
+        if not traced:
+            return record
         start_span = self._tracer.start_span
         span_name = f"redkit.{feature}.{what}"
 
         def record_and_trace(seconds: float) -> None:
-            record(seconds, attributes)
+            record(seconds)
             # The timing is reported when the work ends: the span is drawn back to its start,
             # in the caller's context (its parent is whatever span is current there).
             end = time.time_ns()
@@ -157,10 +197,22 @@ class OpenTelemetryMetrics(Resolving):
         return record_and_trace
 
 
-def _adder(instrument: Any, attributes: dict[str, str], sign: int = 1) -> Record:
-    add = instrument.add
+def _timings_named(names: Iterable[str], argument: str) -> frozenset[str]:
+    known = {f"{feature}.{what}" for feature, f in FEATURES.items() for what in f.timings}
+    chosen = frozenset([names] if isinstance(names, str) else names)
+    unknown = sorted(chosen - known)
+    if unknown:
+        raise InvalidArgumentError(
+            f"{argument}: no feature times {', '.join(map(repr, unknown))}; "
+            f"choose among {', '.join(sorted(known))}"
+        )
+    return chosen
 
-    def record(n: float) -> None:
-        add(sign * n, attributes)
 
-    return record
+def _recorder(histogram: Any, attributes: dict[str, str]) -> Record:
+    record = histogram.record
+
+    def observe(seconds: float) -> None:
+        record(seconds, attributes)
+
+    return observe
