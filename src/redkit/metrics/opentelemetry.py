@@ -23,15 +23,15 @@ Attributes are bounded as the Prometheus labels are (:mod:`redkit.metrics.events
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from redkit import __version__
 from redkit.core.errors import InvalidArgumentError
 from redkit.metrics.events import DEFAULT_BUCKETS, FEATURES, Feature, Record, Resolving
 from redkit.metrics.events import ignore as _ignore
+from redkit.metrics.totals import Totals
 from redkit.web._extras import framework_missing
 
 try:
@@ -64,36 +64,16 @@ _EVENTS = {
 }
 
 
-class _Totals:
-    """One observable instrument's series: each attribute set's running total, exact.
+def _observer(
+    totals: Totals, names: tuple[str, ...]
+) -> Callable[[metrics.CallbackOptions], Iterator[metrics.Observation]]:
+    """The callback through which the SDK reads ``totals`` at each collection."""
 
-    A synchronous OpenTelemetry counter costs the SDK's work on every ``add`` (microseconds: a
-    context lookup for exemplars, the attributes hashed, a lock); these totals cost one locked
-    addition, and the SDK reads them when a reader collects (an observable instrument).
-    """
+    def observe(_options: metrics.CallbackOptions) -> Iterator[metrics.Observation]:
+        for labels, total in totals.values():
+            yield metrics.Observation(total, dict(zip(names, labels, strict=True)))
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._series: dict[frozenset[tuple[str, str]], tuple[dict[str, str], list[int]]] = {}
-
-    def adder(self, attributes: dict[str, str], sign: int = 1) -> Record:
-        """The record that adds to the series of ``attributes`` (created if new)."""
-        with self._lock:
-            _, total = self._series.setdefault(frozenset(attributes.items()), (attributes, [0]))
-        lock = self._lock
-
-        def add(n: float) -> None:
-            with lock:
-                total[0] += sign * int(n)
-
-        return add
-
-    def observe(self, _options: metrics.CallbackOptions) -> Iterator[metrics.Observation]:
-        """What the SDK reads at each collection: every series' total now."""
-        with self._lock:
-            series = [(attributes, total[0]) for attributes, total in self._series.values()]
-        for attributes, value in series:
-            yield metrics.Observation(value, attributes)
+    return observe
 
 
 class OpenTelemetryMetrics(Resolving):
@@ -128,22 +108,28 @@ class OpenTelemetryMetrics(Resolving):
         self._durations = _timings_named(durations, "durations")
         meter = metrics.get_meter("redkit", __version__, meter_provider=meter_provider)
         self._tracer = trace.get_tracer("redkit", __version__, tracer_provider=tracer_provider)
-        self._events: dict[str, _Totals] = {}
+        self._events = {feature: Totals() for feature in _EVENTS}
         for feature, name in _EVENTS.items():
-            totals = self._events[feature] = _Totals()
+            known = FEATURES[feature]
+            attributes = (f"redkit.{known.name_label}", f"redkit.{known.event_label}")
             meter.create_observable_counter(
-                name, [totals.observe], "{event}", f"redkit {feature} events"
+                name,
+                [_observer(self._events[feature], attributes)],
+                "{event}",
+                f"redkit {feature} events",
             )
-        self._driver: dict[str, _Totals] = {}
+        self._driver = {counter: Totals() for counter in _DRIVER}
         for counter, (name, unit) in _DRIVER.items():
-            totals = self._driver[counter] = _Totals()
             meter.create_observable_counter(
-                name, [totals.observe], unit, f"redkit driver {counter}"
+                name,
+                [_observer(self._driver[counter], ("redkit.driver",))],
+                unit,
+                f"redkit driver {counter}",
             )
-        self._open = _Totals()
+        self._open = Totals()
         meter.create_observable_up_down_counter(
             "redkit.driver.open_circuits",
-            [self._open.observe],
+            [_observer(self._open, ("redkit.driver",))],
             "{circuit}",
             "circuit-breaker circuits open now",
         )
@@ -161,18 +147,14 @@ class OpenTelemetryMetrics(Resolving):
 
     def _driver_record(self, counter: str, name: str) -> Record | None:
         totals = self._driver.get(counter)
-        return None if totals is None else totals.adder({"redkit.driver": name})
+        return None if totals is None else totals.adder((name,))
 
     def _open_circuits(self, name: str, sign: int) -> Record:
-        return self._open.adder({"redkit.driver": name}, sign)
+        return self._open.adder((name,), sign)
 
     def _event_record(self, feature: str, known: Feature, name: str, word: str) -> Record:
         totals = self._events.get(feature)
-        if totals is None:
-            return _ignore
-        return totals.adder(
-            {f"redkit.{known.name_label}": name, f"redkit.{known.event_label}": word}
-        )
+        return _ignore if totals is None else totals.adder((name, word))
 
     def _resolve_timing(self, feature: str, name: str, what: str) -> Record:
         histogram = self._histograms.get((feature, what))

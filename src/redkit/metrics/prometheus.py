@@ -33,7 +33,7 @@ configured namespaces and prefixes, never from an identifier, a key or a session
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from redkit.core.errors import ConfigurationError, InvalidArgumentError
@@ -45,10 +45,17 @@ from redkit.metrics.events import (
     Resolving,
     ignore,
 )
+from redkit.metrics.totals import Durations, Totals
 from redkit.web._extras import framework_missing
 
 try:
     import prometheus_client
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
 except ModuleNotFoundError as exc:  # pragma: no cover - tested in a subprocess
     raise framework_missing(
         "redkit.metrics.prometheus", "prometheus-client", "prometheus", exc
@@ -76,12 +83,15 @@ _DRIVER = {
     "errors": ("driver_errors", "Operations that got no answer, other than timeouts."),
     "circuit_opened": ("driver_circuit_openings", "Circuit-breaker circuits that opened."),
 }
+_OPEN = ("driver_open_circuits", "Circuit-breaker circuits open now (opened minus closed).")
 
 
 class PrometheusMetrics(Resolving):
     """An observer (:mod:`redkit.core.telemetry`) that keeps Prometheus metrics.
 
-    ``enable()`` registers it process-wide (and returns it), ``disable()`` stops it.
+    ``enable()`` registers it process-wide (and returns it), ``disable()`` stops it. It is a
+    collector of ``registry``: the values are kept in the process as exact totals and bucket
+    counts (one locked update an event) and become metric families when scraped.
 
     Args:
         registry: the ``prometheus_client.CollectorRegistry`` to register in; ``None`` is
@@ -120,76 +130,72 @@ class PrometheusMetrics(Resolving):
             )
         self.registry = prometheus_client.REGISTRY if registry is None else registry
         self.namespace = namespace
+        self._events = {feature: Totals() for feature in _EVENTS}
+        self._timings = {key: Durations(bounds) for key in _TIMINGS}
+        self._driver = {counter: Totals() for counter in _DRIVER}
+        self._open = Totals()
         try:
-            self._register(bounds)
+            self.registry.register(self)
         except ValueError as exc:  # prometheus-client: "Duplicated timeseries"
             raise ConfigurationError(
                 f"this registry holds {namespace}_* metrics already ({exc}): make one "
                 "PrometheusMetrics per registry, or give another registry= or namespace="
             ) from exc
 
-    def _register(self, bounds: list[float]) -> None:
-        ns, registry = self.namespace, self.registry
-        self._events = {
-            feature: prometheus_client.Counter(
-                name,
-                text,
-                [FEATURES[feature].name_label, FEATURES[feature].event_label],
-                namespace=ns,
-                registry=registry,
-            )
-            for feature, (name, text) in _EVENTS.items()
-        }
-        self._timings = {
-            key: prometheus_client.Histogram(
-                name,
-                text,
-                [FEATURES[key[0]].name_label],
-                namespace=ns,
-                registry=registry,
-                buckets=bounds,
-            )
-            for key, (name, text) in _TIMINGS.items()
-        }
-        self._driver = {
-            counter: prometheus_client.Counter(
-                name, text, ["driver"], namespace=ns, registry=registry
-            )
-            for counter, (name, text) in _DRIVER.items()
-        }
-        self._open_gauge = prometheus_client.Gauge(
-            "driver_open_circuits",
-            "Circuit-breaker circuits open now (opened minus closed).",
-            ["driver"],
-            namespace=ns,
-            registry=registry,
-        )
+    # -- the observer's records --------------------------------------------------------------
 
     def _driver_record(self, counter: str, name: str) -> Record | None:
-        metric = self._driver.get(counter)
-        if metric is None:
-            return None
-        inc: Record = metric.labels(name).inc
-        return inc
+        totals = self._driver.get(counter)
+        return None if totals is None else totals.adder((name,))
 
     def _open_circuits(self, name: str, sign: int) -> Record:
-        gauge = self._open_gauge.labels(name)
-        record: Record = gauge.inc if sign > 0 else gauge.dec
-        return record
+        return self._open.adder((name,), sign)
 
     def _event_record(self, feature: str, known: Feature, name: str, word: str) -> Record:
-        events = self._events.get(feature)
-        if events is None:
-            return ignore
-        inc: Record = events.labels(name, word).inc
-        return inc
+        totals = self._events.get(feature)
+        return ignore if totals is None else totals.adder((name, word))
 
     def _resolve_timing(self, feature: str, name: str, what: str) -> Record:
-        histogram = self._timings.get((feature, what))
-        if histogram is None:
-            return ignore
-        observe: Record = histogram.labels(name).observe
-        return observe
+        durations = self._timings.get((feature, what))
+        return ignore if durations is None else durations.recorder((name,))
+
+    # -- the collector -----------------------------------------------------------------------
+
+    def describe(self) -> list[Metric]:
+        """The metric families, without samples: what the registry checks for duplicates."""
+        return list(self._families(empty=True))
+
+    def collect(self) -> Iterator[Metric]:
+        """The metric families with every series' value now (called at each scrape)."""
+        return self._families(empty=False)
+
+    def _families(self, *, empty: bool) -> Iterator[Metric]:
+        ns = self.namespace
+        for feature, (name, text) in _EVENTS.items():
+            known = FEATURES[feature]
+            family = CounterMetricFamily(
+                f"{ns}_{name}", text, labels=[known.name_label, known.event_label]
+            )
+            for labels, total in [] if empty else self._events[feature].values():
+                family.add_metric(list(labels), total)
+            yield family
+        for key, (name, text) in _TIMINGS.items():
+            histogram = HistogramMetricFamily(
+                f"{ns}_{name}", text, labels=[FEATURES[key[0]].name_label]
+            )
+            durations = self._timings[key]
+            for labels, counts, seconds in [] if empty else durations.values():
+                histogram.add_metric(list(labels), _cumulative(durations.bounds, counts), seconds)
+            yield histogram
+        for counter, (name, text) in _DRIVER.items():
+            family = CounterMetricFamily(f"{ns}_{name}", text, labels=["driver"])
+            for labels, total in [] if empty else self._driver[counter].values():
+                family.add_metric(list(labels), total)
+            yield family
+        gauge = GaugeMetricFamily(f"{ns}_{_OPEN[0]}", _OPEN[1], labels=["driver"])
+        for labels, total in [] if empty else self._open.values():
+            gauge.add_metric(list(labels), total)
+        yield gauge
 
     # -- exposition --------------------------------------------------------------------------
 
@@ -204,3 +210,14 @@ class PrometheusMetrics(Resolving):
     def latest(self) -> bytes:
         """This registry in the text exposition format, as ``/metrics`` answers."""
         return prometheus_client.generate_latest(self.registry)
+
+
+def _cumulative(bounds: Sequence[float], counts: list[float]) -> list[tuple[str, float]]:
+    """Per-bucket counts as Prometheus' cumulative ``le`` buckets, ``+Inf`` last."""
+    buckets: list[tuple[str, float]] = []
+    running = 0.0
+    for bound, count in zip(bounds, counts, strict=False):
+        running += count
+        buckets.append((repr(float(bound)), running))  # "0.005", "1.0": as prometheus-client
+    buckets.append(("+Inf", running + counts[-1]))
+    return buckets
