@@ -25,6 +25,8 @@ class Observer(Protocol):
     ``feature`` is ``"cache"``, ``"ratelimit"``, ``"concurrency"`` or ``"sessions"``;
     ``name`` is the instance's namespace or prefix (bounded: never an identifier, a key or
     a session id); ``counter`` and ``what`` are fixed words of each feature (docs/stats.md).
+    The drivers report as ``"driver"``, named after their kind (``"standalone"``,
+    ``"cluster"``, ``"rest"``; see :mod:`redkit.drivers.observed`).
     """
 
     def count(self, feature: str, name: str, counter: str, n: int) -> None:
