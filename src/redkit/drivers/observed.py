@@ -7,7 +7,10 @@ A driver's :class:`DriverTelemetry` is named after its kind (``"standalone"``, `
   alone (a pipeline is one), one per write of an auto-pipelined connection, one per HTTP
   request of the REST driver (a batch of callers is one). The blocking driver counts one per
   operation even when several threads' operations share one write.
-- ``commands``: the commands those round trips carried (a pipeline's items, a batch's).
+- ``batched_commands``: the commands that rode along, beyond the first of each round trip (a
+  pipeline's other items, a batch's): commands sent = ``round_trips + batched_commands``.
+  Counted that way, an operation sent alone is one count, not two: the blocking driver makes
+  one on every operation.
 - ``timeouts``: operations that failed with :class:`~redkit.errors.BackendTimeout`;
   ``errors``: operations that failed with another :class:`~redkit.errors.BackendError` that
   is not an error reply of the server (a refused or lost connection, say).
@@ -39,7 +42,8 @@ class DriverTelemetry(Telemetry):
         """One round trip that carried ``commands`` commands."""
         for observer in self._observers():
             observer.count("driver", self.name, "round_trips", 1)
-            observer.count("driver", self.name, "commands", commands)
+            if commands > 1:
+                observer.count("driver", self.name, "batched_commands", commands - 1)
 
     def failed(self, exc: BaseException) -> None:
         """An operation failed with ``exc``: a timeout, an error, or (a reply) nothing."""
