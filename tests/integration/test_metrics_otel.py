@@ -6,12 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI, Request
 from opentelemetry.trace import SpanContext
 
 from redkit import AsyncCache, Cache, FixedWindow
+from redkit.drivers.connect import Connection
 from support.backends import BackendCase
 from support.metrics import Otel
+from support.web import serve_asgi
 
 
 @pytest.fixture
@@ -82,3 +86,33 @@ def test_counts_and_spans(backend: BackendCase, otel: Otel) -> None:
     assert dict(span.attributes or {}) == {"redkit.namespace": "otel-users"}
     (outer,) = [s for s in spans if s.name == "GET /users/1"]
     assert outer.start_time <= span.start_time <= span.end_time <= outer.end_time
+
+
+def test_over_http_a_loads_span_is_a_child_of_the_requests_span(
+    conn: Connection, otel: Otel
+) -> None:
+    tracer = otel.tracers.get_tracer("server")
+    cache = AsyncCache(conn, namespace="otel-http")
+    app = FastAPI()
+
+    @app.middleware("http")
+    async def traced(request: Request, call_next: Any) -> Any:
+        # What a server instrumentation does: one span per request, current while it runs.
+        with tracer.start_as_current_span(f"{request.method} {request.url.path}"):
+            return await call_next(request)
+
+    @app.get("/users/{user_id}")
+    async def user(user_id: int) -> Any:
+        return await cache.get_or_set(f"user:{user_id}", lambda: {"id": user_id})
+
+    with serve_asgi(app, conn) as url, httpx.Client(base_url=url, timeout=30) as client:
+        for path in ("/users/1", "/users/2", "/users/1"):
+            assert client.get(path).status_code == 200
+    spans = otel.exporter.get_finished_spans()
+    requests = {span.context.span_id: span.name for span in spans if span.name.startswith("GET")}
+    loads = [span for span in spans if span.name == "redkit.cache.load"]
+    assert len(requests) == 3
+    assert [requests[span.parent.span_id] for span in loads if span.parent] == [
+        "GET /users/1",
+        "GET /users/2",
+    ]
