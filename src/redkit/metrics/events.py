@@ -153,13 +153,9 @@ class Resolving:
         if feature == "driver":
             if counter == "circuit_closed":
                 return self._open_circuits(name, -1)
-            if counter == "batched_commands":
-                return self._commands(name)
             record = self._driver_record(counter, name)
             if record is None:
                 return ignore
-            if counter == "round_trips":  # and the first command of each
-                return both(record, self._commands(name))
             if counter == "circuit_opened":  # and one more circuit open now
                 return both(record, self._open_circuits(name, 1))
             return record
@@ -171,12 +167,6 @@ class Resolving:
     def _driver_record(self, counter: str, name: str) -> Record | None:
         """What a driver's ``counter`` adds to (``None``: it has no series)."""
         raise NotImplementedError  # pragma: no cover
-
-    def _commands(self, name: str) -> Record:
-        """What adds to driver ``name``'s commands sent."""
-        record = self._driver_record("commands", name)
-        assert record is not None  # every exporter has the commands metric
-        return record
 
     def _open_circuits(self, name: str, sign: int) -> Record:
         """What moves driver ``name``'s open circuits up (``sign`` 1) or down (-1)."""

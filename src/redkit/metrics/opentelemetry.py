@@ -31,7 +31,7 @@ from redkit import __version__
 from redkit.core.errors import InvalidArgumentError
 from redkit.metrics.events import DEFAULT_BUCKETS, FEATURES, Feature, Record, Resolving
 from redkit.metrics.events import ignore as _ignore
-from redkit.metrics.totals import Totals
+from redkit.metrics.totals import Totals, commands_sent
 from redkit.web._extras import framework_missing
 
 try:
@@ -51,7 +51,6 @@ DEFAULT_DURATIONS = ("cache.load",)
 
 _DRIVER = {
     "round_trips": ("redkit.driver.round_trips", "{round_trip}"),
-    "commands": ("redkit.driver.commands", "{command}"),
     "timeouts": ("redkit.driver.timeouts", "{operation}"),
     "errors": ("redkit.driver.errors", "{operation}"),
     "circuit_opened": ("redkit.driver.circuit.openings", "{circuit}"),
@@ -65,12 +64,12 @@ _EVENTS = {
 
 
 def _observer(
-    totals: Totals, names: tuple[str, ...]
+    read: Callable[[], list[tuple[tuple[str, ...], int]]], names: tuple[str, ...]
 ) -> Callable[[metrics.CallbackOptions], Iterator[metrics.Observation]]:
-    """The callback through which the SDK reads ``totals`` at each collection."""
+    """The callback through which the SDK reads totals (``read()``) at each collection."""
 
     def observe(_options: metrics.CallbackOptions) -> Iterator[metrics.Observation]:
-        for labels, total in totals.values():
+        for labels, total in read():
             yield metrics.Observation(total, dict(zip(names, labels, strict=True)))
 
     return observe
@@ -114,22 +113,28 @@ class OpenTelemetryMetrics(Resolving):
             attributes = (f"redkit.{known.name_label}", f"redkit.{known.event_label}")
             meter.create_observable_counter(
                 name,
-                [_observer(self._events[feature], attributes)],
+                [_observer(self._events[feature].values, attributes)],
                 "{event}",
                 f"redkit {feature} events",
             )
-        self._driver = {counter: Totals() for counter in _DRIVER}
+        self._driver = {counter: Totals() for counter in (*_DRIVER, "batched_commands")}
         for counter, (name, unit) in _DRIVER.items():
             meter.create_observable_counter(
                 name,
-                [_observer(self._driver[counter], ("redkit.driver",))],
+                [_observer(self._driver[counter].values, ("redkit.driver",))],
                 unit,
                 f"redkit driver {counter}",
             )
+        meter.create_observable_counter(
+            "redkit.driver.commands",
+            [_observer(lambda: commands_sent(self._driver), ("redkit.driver",))],
+            "{command}",
+            "redkit driver commands",
+        )
         self._open = Totals()
         meter.create_observable_up_down_counter(
             "redkit.driver.open_circuits",
-            [_observer(self._open, ("redkit.driver",))],
+            [_observer(self._open.values, ("redkit.driver",))],
             "{circuit}",
             "circuit-breaker circuits open now",
         )

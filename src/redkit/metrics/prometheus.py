@@ -46,6 +46,7 @@ from redkit.metrics.events import (
     ignore,
 )
 from redkit.metrics.totals import Durations, Totals
+from redkit.metrics.totals import commands_sent as _commands
 from redkit.web._extras import framework_missing
 
 try:
@@ -78,11 +79,12 @@ _TIMINGS = {
 }
 _DRIVER = {
     "round_trips": ("driver_round_trips", "Requests sent to Redis (a pipeline or a batch is one)."),
-    "commands": ("driver_commands", "Commands those round trips carried."),
     "timeouts": ("driver_timeouts", "Operations that got no answer in time."),
     "errors": ("driver_errors", "Operations that got no answer, other than timeouts."),
     "circuit_opened": ("driver_circuit_openings", "Circuit-breaker circuits that opened."),
 }
+# Commands sent: one per round trip, and those batched beyond it; added up when scraped.
+_COMMANDS = ("driver_commands", "Commands those round trips carried.")
 _OPEN = ("driver_open_circuits", "Circuit-breaker circuits open now (opened minus closed).")
 
 
@@ -132,7 +134,7 @@ class PrometheusMetrics(Resolving):
         self.namespace = namespace
         self._events = {feature: Totals() for feature in _EVENTS}
         self._timings = {key: Durations(bounds) for key in _TIMINGS}
-        self._driver = {counter: Totals() for counter in _DRIVER}
+        self._driver = {counter: Totals() for counter in (*_DRIVER, "batched_commands")}
         self._open = Totals()
         try:
             self.registry.register(self)
@@ -192,6 +194,10 @@ class PrometheusMetrics(Resolving):
             for labels, total in [] if empty else self._driver[counter].values():
                 family.add_metric(list(labels), total)
             yield family
+        commands = CounterMetricFamily(f"{ns}_{_COMMANDS[0]}", _COMMANDS[1], labels=["driver"])
+        for labels, total in [] if empty else _commands(self._driver):
+            commands.add_metric(list(labels), total)
+        yield commands
         gauge = GaugeMetricFamily(f"{ns}_{_OPEN[0]}", _OPEN[1], labels=["driver"])
         for labels, total in [] if empty else self._open.values():
             gauge.add_metric(list(labels), total)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from redkit.metrics.events import Record
 
-__all__ = ["Durations", "Totals"]
+__all__ = ["Durations", "Totals", "commands_sent"]
 
 Labels = tuple[str, ...]
 
@@ -74,3 +74,15 @@ class Durations:
         """Every series: its counts per bucket (the overflow last) and its sum."""
         with self._lock:
             return [(labels, cells[:-1], cells[-1]) for labels, cells in self._series.items()]
+
+
+def commands_sent(driver: dict[str, Totals]) -> list[tuple[Labels, int]]:
+    """Per driver, the commands sent: one per round trip, plus those batched beyond it.
+
+    Added up when read, so that a round trip, the blocking driver's event on every operation,
+    updates one total.
+    """
+    sent = dict(driver["round_trips"].values())
+    for labels, batched in driver["batched_commands"].values():
+        sent[labels] = sent.get(labels, 0) + batched
+    return list(sent.items())
