@@ -22,7 +22,10 @@ from support.web import serve_asgi, serve_wsgi
 
 @pytest.fixture
 def prom() -> Iterator[PrometheusMetrics]:
-    metrics = PrometheusMetrics(registry=prometheus_client.CollectorRegistry()).enable()
+    metrics = PrometheusMetrics(
+        registry=prometheus_client.CollectorRegistry(),
+        durations=("cache.load", "ratelimit.decision"),
+    ).enable()
     yield metrics
     metrics.disable()
 

@@ -21,7 +21,10 @@ from support.metrics import Otel, samples, value
 
 @pytest.fixture
 def prom() -> PrometheusMetrics:
-    return PrometheusMetrics(registry=prometheus_client.CollectorRegistry())
+    return PrometheusMetrics(
+        registry=prometheus_client.CollectorRegistry(),
+        durations=("cache.load", "ratelimit.decision"),
+    )
 
 
 def test_cache_events_and_load_histogram(prom: PrometheusMetrics) -> None:
@@ -251,3 +254,15 @@ def test_counts_from_many_threads_are_exact(otel: Otel) -> None:
     hits: Any = otel.points()[("redkit.cache.events", users)]
     assert hits.value == 40_000
     assert value(prom, "redkit_cache_events_total", namespace="users", event="hits") == 40_000
+
+
+def test_decision_durations_are_opt_in() -> None:
+    default = PrometheusMetrics(registry=prometheus_client.CollectorRegistry())
+    limiter = Telemetry("ratelimit", "api", own=(default,))
+    limiter.count("allowed")
+    limiter.timing("decision", 0.001)
+    names = {name for name, _ in samples(default)}
+    assert "redkit_ratelimit_decisions_total" in names
+    assert not any(name.startswith("redkit_ratelimit_decision_seconds") for name in names)
+    with pytest.raises(InvalidArgumentError, match=r"durations: no feature times 'x\.y'"):
+        PrometheusMetrics(registry=prometheus_client.CollectorRegistry(), durations=["x.y"])

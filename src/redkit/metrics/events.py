@@ -9,14 +9,16 @@ unknown feature is ignored.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from redkit.core.errors import InvalidArgumentError
 from redkit.core.telemetry import add_observer, remove_observer
 
 __all__ = [
     "DEFAULT_BUCKETS",
+    "DEFAULT_DURATIONS",
     "FEATURES",
     "OTHER",
     "Feature",
@@ -25,6 +27,7 @@ __all__ = [
     "both",
     "event_word",
     "ignore",
+    "timings_named",
 ]
 
 #: Histogram bounds in seconds: a Redis round trip takes 0.1 to 1 ms, a loader far longer.
@@ -32,6 +35,11 @@ DEFAULT_BUCKETS = (
     *(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05),
     *(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+
+#: The timings recorded as histograms by default: the loads, which are rare and slow. A
+#: decision's histogram costs an update on every decision (docs/metrics.md, "Cost"); add
+#: ``"ratelimit.decision"`` to ``durations=`` for it.
+DEFAULT_DURATIONS = ("cache.load",)
 
 #: What one event does to its series: add a count, or observe a time.
 Record = Callable[[float], None]
@@ -106,6 +114,24 @@ FEATURES: dict[str, Feature] = {
         ),
     ),
 }
+
+
+def timings_named(names: Iterable[str], argument: str) -> frozenset[str]:
+    """The timings ``names`` (``"feature.what"``) as a set; an unknown one is refused.
+
+    Raises:
+        InvalidArgumentError: naming ``argument``, the unknown names and the known ones.
+
+    """
+    known = {f"{feature}.{what}" for feature, f in FEATURES.items() for what in f.timings}
+    chosen = frozenset([names] if isinstance(names, str) else names)
+    unknown = sorted(chosen - known)
+    if unknown:
+        raise InvalidArgumentError(
+            f"{argument}: no feature times {', '.join(map(repr, unknown))}; "
+            f"choose among {', '.join(sorted(known))}"
+        )
+    return chosen
 
 
 def event_word(feature: Feature, counter: str) -> str:

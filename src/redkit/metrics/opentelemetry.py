@@ -28,8 +28,15 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from redkit import __version__
-from redkit.core.errors import InvalidArgumentError
-from redkit.metrics.events import DEFAULT_BUCKETS, FEATURES, Feature, Record, Resolving
+from redkit.metrics.events import (
+    DEFAULT_BUCKETS,
+    DEFAULT_DURATIONS,
+    FEATURES,
+    Feature,
+    Record,
+    Resolving,
+    timings_named,
+)
 from redkit.metrics.events import ignore as _ignore
 from redkit.metrics.totals import Totals, commands_sent
 from redkit.web._extras import framework_missing
@@ -46,8 +53,6 @@ __all__ = ["DEFAULT_DURATIONS", "DEFAULT_SPANS", "OpenTelemetryMetrics"]
 #: The timings that become spans by default: loads are rare and slow, and worth a span; a
 #: span per rate-limit decision would cost more than the decision's own Python.
 DEFAULT_SPANS = ("cache.load",)
-#: The timings recorded in histograms by default, for the same reason.
-DEFAULT_DURATIONS = ("cache.load",)
 
 _DRIVER = {
     "round_trips": ("redkit.driver.round_trips", "{round_trip}"),
@@ -103,8 +108,8 @@ class OpenTelemetryMetrics(Resolving):
         durations: Iterable[str] = DEFAULT_DURATIONS,
     ) -> None:
         super().__init__()
-        self._spans = _timings_named(spans, "spans")
-        self._durations = _timings_named(durations, "durations")
+        self._spans = timings_named(spans, "spans")
+        self._durations = timings_named(durations, "durations")
         meter = metrics.get_meter("redkit", __version__, meter_provider=meter_provider)
         self._tracer = trace.get_tracer("redkit", __version__, tracer_provider=tracer_provider)
         self._events = {feature: Totals() for feature in _EVENTS}
@@ -182,18 +187,6 @@ class OpenTelemetryMetrics(Resolving):
             span.end(end_time=end)
 
         return record_and_trace
-
-
-def _timings_named(names: Iterable[str], argument: str) -> frozenset[str]:
-    known = {f"{feature}.{what}" for feature, f in FEATURES.items() for what in f.timings}
-    chosen = frozenset([names] if isinstance(names, str) else names)
-    unknown = sorted(chosen - known)
-    if unknown:
-        raise InvalidArgumentError(
-            f"{argument}: no feature times {', '.join(map(repr, unknown))}; "
-            f"choose among {', '.join(sorted(known))}"
-        )
-    return chosen
 
 
 def _recorder(histogram: Any, attributes: dict[str, str]) -> Record:

@@ -15,7 +15,7 @@ metric                                      labels                       what
 ``redkit_cache_events_total``               ``namespace``, ``event``     hits, misses, loads...
 ``redkit_cache_load_seconds``               ``namespace``                loader time (histogram)
 ``redkit_ratelimit_decisions_total``        ``prefix``, ``outcome``      allowed, blocked...
-``redkit_ratelimit_decision_seconds``       ``prefix``                   decision time (histogram)
+``redkit_ratelimit_decision_seconds``       ``prefix``                   decision time (opt-in)
 ``redkit_concurrency_events_total``         ``prefix``, ``event``        acquired, refused...
 ``redkit_sessions_events_total``            ``prefix``, ``event``        created, rotated...
 ``redkit_driver_round_trips_total``         ``driver``                   requests to Redis
@@ -33,17 +33,19 @@ configured namespaces and prefixes, never from an identifier, a key or a session
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from redkit.core.errors import ConfigurationError, InvalidArgumentError
 from redkit.metrics.events import (
     DEFAULT_BUCKETS,
+    DEFAULT_DURATIONS,
     FEATURES,
     Feature,
     Record,
     Resolving,
     ignore,
+    timings_named,
 )
 from redkit.metrics.totals import Durations, Totals
 from redkit.metrics.totals import commands_sent as _commands
@@ -62,7 +64,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - tested in a subprocess
         "redkit.metrics.prometheus", "prometheus-client", "prometheus", exc
     ) from exc
 
-__all__ = ["DEFAULT_BUCKETS", "PrometheusMetrics"]
+__all__ = ["DEFAULT_BUCKETS", "DEFAULT_DURATIONS", "PrometheusMetrics"]
 
 _NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 
@@ -101,10 +103,14 @@ class PrometheusMetrics(Resolving):
             ``make_asgi_app()`` serve).
         namespace: the prefix of every metric's name.
         buckets: the histograms' upper bounds, in seconds, increasing.
+        durations: the timings (``"feature.what"``) recorded in their histograms; by default
+            the loads only: ``("cache.load", "ratelimit.decision")`` adds the decisions' (an
+            update on every decision).
 
     Raises:
         InvalidArgumentError: for a namespace that is not a metric name, or bad buckets.
         ConfigurationError: when ``registry`` holds these metrics already.
+        InvalidArgumentError: for a duration that no feature times.
 
     """
 
@@ -113,8 +119,11 @@ class PrometheusMetrics(Resolving):
         registry: prometheus_client.CollectorRegistry | None = None,
         namespace: str = "redkit",
         buckets: Sequence[float] = DEFAULT_BUCKETS,
+        *,
+        durations: Iterable[str] = DEFAULT_DURATIONS,
     ) -> None:
         super().__init__()
+        chosen = timings_named(durations, "durations")
         if not isinstance(namespace, str) or not _NAME.match(namespace):
             raise InvalidArgumentError(
                 f"namespace must be a Prometheus metric name ([a-zA-Z_][a-zA-Z0-9_]*), "
@@ -133,7 +142,10 @@ class PrometheusMetrics(Resolving):
         self.registry = prometheus_client.REGISTRY if registry is None else registry
         self.namespace = namespace
         self._events = {feature: Totals() for feature in _EVENTS}
-        self._timings = {key: Durations(bounds) for key in _TIMINGS}
+        # Only the chosen histograms are kept and exposed.
+        self._timings = {
+            key: Durations(bounds) for key in _TIMINGS if f"{key[0]}.{key[1]}" in chosen
+        }
         self._driver = {counter: Totals() for counter in (*_DRIVER, "batched_commands")}
         self._open = Totals()
         try:
@@ -181,11 +193,11 @@ class PrometheusMetrics(Resolving):
             for labels, total in [] if empty else self._events[feature].values():
                 family.add_metric(list(labels), total)
             yield family
-        for key, (name, text) in _TIMINGS.items():
+        for key, durations in self._timings.items():
+            name, text = _TIMINGS[key]
             histogram = HistogramMetricFamily(
                 f"{ns}_{name}", text, labels=[FEATURES[key[0]].name_label]
             )
-            durations = self._timings[key]
             for labels, counts, seconds in [] if empty else durations.values():
                 histogram.add_metric(list(labels), _cumulative(durations.bounds, counts), seconds)
             yield histogram
