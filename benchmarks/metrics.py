@@ -9,7 +9,8 @@ to the reference runs just before and after it, in shuffled rounds):
   on the auto-pipelined driver);
 - ``Cache.get`` hits, blocking and asyncio.
 
-The Prometheus rows count into a ``PrometheusMetrics`` of their own registry; the OpenTelemetry
+The Prometheus rows count into a ``PrometheusMetrics`` of their own registry (the decision
+groups also with ``durations=`` naming the decisions: their latency histogram); the OpenTelemetry
 rows into the SDK (a ``MeterProvider`` with an in-memory reader, a ``TracerProvider`` whose
 exporter drops the spans: its default spans are the loads, which a hit never makes). Each
 observer is enabled just for its row's runs. Allow path only; every read hits. Besides the
@@ -78,6 +79,11 @@ def main() -> None:
     rounds, seconds = (2, 0.2) if args.quick else (args.rounds, args.seconds)
 
     prom = PrometheusMetrics(registry=prometheus_client.CollectorRegistry())
+    # The same with the decisions' latency histogram too (durations= opts in).
+    prom_timed = PrometheusMetrics(
+        registry=prometheus_client.CollectorRegistry(),
+        durations=("cache.load", "ratelimit.decision"),
+    )
     meters = MeterProvider(metric_readers=[InMemoryMetricReader()])
     tracers = TracerProvider()
     tracers.add_span_processor(SimpleSpanProcessor(_Dropped()))
@@ -105,6 +111,9 @@ def main() -> None:
             rows.append(Row(mode, "no metrics", op, sync, failed, reference=True))
             rows.append(Row(mode, "Prometheus", op, sync, failed, observer=prom))
             rows.append(Row(mode, "OpenTelemetry", op, sync, failed, observer=otel))
+            if mode.startswith("decision"):
+                label = "Prometheus + decision histogram"
+                rows.append(Row(mode, label, op, sync, failed, observer=prom_timed))
             run_once(op, ids, sync, 0.2, args.tasks, loop, failed)  # warm: scripts, connections
 
         def run(row: Row) -> float:
