@@ -9,12 +9,13 @@ unknown feature is ignored.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from redkit.core.errors import InvalidArgumentError
 from redkit.core.telemetry import add_observer, remove_observer
+from redkit.metrics.totals import Record, Totals
 
 __all__ = [
     "DEFAULT_BUCKETS",
@@ -41,8 +42,6 @@ DEFAULT_BUCKETS = (
 #: ``"ratelimit.decision"`` to ``durations=`` for it.
 DEFAULT_DURATIONS = ("cache.load",)
 
-#: What one event does to its series: add a count, or observe a time.
-Record = Callable[[float], None]
 
 # Series resolved per (feature, name, word) at most: they are few, but never grow unbounded.
 _MAX_RESOLVED = 4096
@@ -146,13 +145,20 @@ def ignore(_: float) -> None:
 class Resolving:
     """An observer that finds each event's series once, then only calls it.
 
-    Subclasses say how an event becomes a :data:`Record`: ``_resolve_timing``, and the parts
-    that ``_resolve_count`` asks for; the hot path is one dictionary lookup and that call.
+    The counts go to exact totals kept here (:class:`~redkit.metrics.totals.Totals`), which the
+    subclasses expose; they say how a timing becomes a :data:`Record` (``_resolve_timing``).
+    The hot path is one dictionary lookup and that call.
     """
 
     def __init__(self) -> None:
-        """No series resolved yet."""
+        """No series resolved yet; every counter's totals, empty."""
         self._resolved: dict[tuple[str, str, str], Record] = {}
+        #: Per feature (but the driver), its events' totals by (name, word).
+        self._events = {feature: Totals() for feature in FEATURES if feature != "driver"}
+        #: Per driver counter, its totals by driver kind; the open circuits apart.
+        closing = {"circuit_closed"}
+        self._driver = {counter: Totals() for counter in FEATURES["driver"].counters - closing}
+        self._open = Totals()
 
     def count(self, feature: str, name: str, counter: str, n: int) -> None:
         """Add ``n`` to the series of ``counter`` of ``name``."""
@@ -178,29 +184,18 @@ class Resolving:
     def _resolve_count(self, feature: str, name: str, counter: str) -> Record:
         if feature == "driver":
             if counter == "circuit_closed":
-                return self._open_circuits(name, -1)
-            record = self._driver_record(counter, name)
-            if record is None:
+                return self._open.adder((name,), -1)
+            totals = self._driver.get(counter)
+            if totals is None:
                 return ignore
+            record = totals.adder((name,))
             if counter == "circuit_opened":  # and one more circuit open now
-                return both(record, self._open_circuits(name, 1))
+                return both(record, self._open.adder((name,), 1))
             return record
         known = FEATURES.get(feature)
         if known is None:
             return ignore
-        return self._event_record(feature, known, name, event_word(known, counter))
-
-    def _driver_record(self, counter: str, name: str) -> Record | None:
-        """What a driver's ``counter`` adds to (``None``: it has no series)."""
-        raise NotImplementedError  # pragma: no cover
-
-    def _open_circuits(self, name: str, sign: int) -> Record:
-        """What moves driver ``name``'s open circuits up (``sign`` 1) or down (-1)."""
-        raise NotImplementedError  # pragma: no cover
-
-    def _event_record(self, feature: str, known: Feature, name: str, word: str) -> Record:
-        """What adds to ``feature``'s events of ``name`` and ``word``."""
-        raise NotImplementedError  # pragma: no cover
+        return self._events[feature].adder((name, event_word(known, counter)))
 
     def _resolve_timing(self, feature: str, name: str, what: str) -> Record:
         raise NotImplementedError  # pragma: no cover

@@ -32,13 +32,12 @@ from redkit.metrics.events import (
     DEFAULT_BUCKETS,
     DEFAULT_DURATIONS,
     FEATURES,
-    Feature,
     Record,
     Resolving,
     timings_named,
 )
 from redkit.metrics.events import ignore as _ignore
-from redkit.metrics.totals import Totals, commands_sent
+from redkit.metrics.totals import commands_sent
 from redkit.web._extras import framework_missing
 
 try:
@@ -112,7 +111,6 @@ class OpenTelemetryMetrics(Resolving):
         self._durations = timings_named(durations, "durations")
         meter = metrics.get_meter("redkit", __version__, meter_provider=meter_provider)
         self._tracer = trace.get_tracer("redkit", __version__, tracer_provider=tracer_provider)
-        self._events = {feature: Totals() for feature in _EVENTS}
         for feature, name in _EVENTS.items():
             known = FEATURES[feature]
             attributes = (f"redkit.{known.name_label}", f"redkit.{known.event_label}")
@@ -122,7 +120,6 @@ class OpenTelemetryMetrics(Resolving):
                 "{event}",
                 f"redkit {feature} events",
             )
-        self._driver = {counter: Totals() for counter in (*_DRIVER, "batched_commands")}
         for counter, (name, unit) in _DRIVER.items():
             meter.create_observable_counter(
                 name,
@@ -136,7 +133,6 @@ class OpenTelemetryMetrics(Resolving):
             "{command}",
             "redkit driver commands",
         )
-        self._open = Totals()
         meter.create_observable_up_down_counter(
             "redkit.driver.open_circuits",
             [_observer(self._open.values, ("redkit.driver",))],
@@ -154,17 +150,6 @@ class OpenTelemetryMetrics(Resolving):
             for what in f.timings
             if f"{feature}.{what}" in self._durations
         }
-
-    def _driver_record(self, counter: str, name: str) -> Record | None:
-        totals = self._driver.get(counter)
-        return None if totals is None else totals.adder((name,))
-
-    def _open_circuits(self, name: str, sign: int) -> Record:
-        return self._open.adder((name,), sign)
-
-    def _event_record(self, feature: str, known: Feature, name: str, word: str) -> Record:
-        totals = self._events.get(feature)
-        return _ignore if totals is None else totals.adder((name, word))
 
     def _resolve_timing(self, feature: str, name: str, what: str) -> Record:
         histogram = self._histograms.get((feature, what))

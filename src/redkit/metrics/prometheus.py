@@ -41,13 +41,12 @@ from redkit.metrics.events import (
     DEFAULT_BUCKETS,
     DEFAULT_DURATIONS,
     FEATURES,
-    Feature,
     Record,
     Resolving,
     ignore,
     timings_named,
 )
-from redkit.metrics.totals import Durations, Totals
+from redkit.metrics.totals import Durations
 from redkit.metrics.totals import commands_sent as _commands
 from redkit.web._extras import framework_missing
 
@@ -141,13 +140,10 @@ class PrometheusMetrics(Resolving):
             )
         self.registry = prometheus_client.REGISTRY if registry is None else registry
         self.namespace = namespace
-        self._events = {feature: Totals() for feature in _EVENTS}
         # Only the chosen histograms are kept and exposed.
         self._timings = {
             key: Durations(bounds) for key in _TIMINGS if f"{key[0]}.{key[1]}" in chosen
         }
-        self._driver = {counter: Totals() for counter in (*_DRIVER, "batched_commands")}
-        self._open = Totals()
         try:
             self.registry.register(self)
         except ValueError as exc:  # prometheus-client: "Duplicated timeseries"
@@ -156,18 +152,7 @@ class PrometheusMetrics(Resolving):
                 "PrometheusMetrics per registry, or give another registry= or namespace="
             ) from exc
 
-    # -- the observer's records --------------------------------------------------------------
-
-    def _driver_record(self, counter: str, name: str) -> Record | None:
-        totals = self._driver.get(counter)
-        return None if totals is None else totals.adder((name,))
-
-    def _open_circuits(self, name: str, sign: int) -> Record:
-        return self._open.adder((name,), sign)
-
-    def _event_record(self, feature: str, known: Feature, name: str, word: str) -> Record:
-        totals = self._events.get(feature)
-        return ignore if totals is None else totals.adder((name, word))
+    # -- the observer's timings -----------------------------------------------------------------
 
     def _resolve_timing(self, feature: str, name: str, what: str) -> Record:
         durations = self._timings.get((feature, what))

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from redkit.metrics.events import Record
-
-__all__ = ["Durations", "Totals", "commands_sent"]
+__all__ = ["Durations", "Record", "Totals", "commands_sent"]
 
 Labels = tuple[str, ...]
+
+#: What one event does to its series: add a count, or observe a time.
+Record = Callable[[float], None]
 
 
 class Totals:
