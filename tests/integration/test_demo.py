@@ -25,6 +25,7 @@ from support.backends import REST_TOKEN
 from support.demo import running_demo
 from support.probes import process_alive
 from support.web import serve_asgi
+from support.windows import early_in_window
 
 ALICE = {"name": "alice", "password": "wonderland"}
 # The demo serves plain HTTP, so its session cookie is not Secure: the middleware warns.
@@ -36,18 +37,6 @@ def demo(conn: Connection) -> Iterator[tuple[str, Database]]:
     db = Database()
     with serve_asgi(create_app(conn, db), conn) as url:
         yield url, db
-
-
-def early_in_window(window_s: int, needed_s: float = 3.0) -> None:
-    """Wait for the next window when this one ends within ``needed_s``.
-
-    The windows are aligned to the epoch; requests that straddle a boundary are rightly
-    counted in two windows (the sliding window weights the previous one), which would blur
-    "the 11th request is refused".
-    """
-    left = window_s - time.time() % window_s
-    if left < needed_s:
-        time.sleep(left + 0.05)
 
 
 def queries(client: httpx.Client) -> int:

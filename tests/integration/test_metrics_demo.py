@@ -6,10 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import httpx
-import prometheus_client
 import pytest
 
 from redkit.demo.app import create_app
@@ -18,16 +16,10 @@ from redkit.drivers.connect import Connection
 from redkit.metrics import PrometheusMetrics
 from support.demo import running_demo
 from support.metrics import parse, value
+from support.metrics import prom as prom  # the fixture
 from support.web import serve_asgi
 
 pytestmark = pytest.mark.filterwarnings("ignore::redkit.errors.InsecureCookieWarning")
-
-
-@pytest.fixture
-def prom() -> Iterator[PrometheusMetrics]:
-    metrics = PrometheusMetrics(registry=prometheus_client.CollectorRegistry()).enable()
-    yield metrics
-    metrics.disable()
 
 
 def test_the_demo_serves_what_its_routes_did(conn: Connection, prom: PrometheusMetrics) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
 
-import prometheus_client
 import pytest
 
 from redkit import Cache
@@ -17,14 +15,8 @@ from redkit.errors import BackendTimeout, BackendUnavailable
 from redkit.metrics import PrometheusMetrics
 from support.backends import BackendCase
 from support.loop import LoopThread
+from support.metrics import prom as prom  # the fixture
 from support.metrics import value
-
-
-@pytest.fixture
-def prom() -> Iterator[PrometheusMetrics]:
-    metrics = PrometheusMetrics(registry=prometheus_client.CollectorRegistry()).enable()
-    yield metrics
-    metrics.disable()
 
 
 def test_one_round_trip_an_operation_and_a_pipeline_is_one(

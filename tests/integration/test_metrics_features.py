@@ -3,23 +3,12 @@ every backend (the HTTP tests count decisions, cache events and sessions created
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import prometheus_client
-import pytest
-
 from redkit import AsyncSessionStore, SessionStore
 from redkit.metrics import PrometheusMetrics
 from redkit.ratelimit import AsyncConcurrency, Concurrency, ConcurrencyLimit
 from support.backends import BackendCase, Blocking
+from support.metrics import prom as prom  # the fixture
 from support.metrics import samples, value
-
-
-@pytest.fixture
-def prom() -> Iterator[PrometheusMetrics]:
-    metrics = PrometheusMetrics(registry=prometheus_client.CollectorRegistry()).enable()
-    yield metrics
-    metrics.disable()
 
 
 def test_leases(backend: BackendCase, prom: PrometheusMetrics) -> None:

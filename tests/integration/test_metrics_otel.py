@@ -16,6 +16,7 @@ from redkit.drivers.connect import Connection
 from support.backends import BackendCase
 from support.metrics import Otel
 from support.web import serve_asgi
+from support.windows import early_in_window
 
 
 @pytest.fixture
@@ -50,6 +51,7 @@ def test_counts_and_spans(backend: BackendCase, otel: Otel) -> None:
             return span.get_span_context()
 
     handler = backend.loop.run(async_handler()) if backend.is_async else sync_handler()
+    early_in_window(60)  # 3 a minute, epoch-aligned: not across two windows
     outcomes = [limiter.limit("alice").success for _ in range(4)]
     assert outcomes == [True, True, True, False]
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import prometheus_client
+import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -11,9 +15,21 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from redkit.metrics import OpenTelemetryMetrics, PrometheusMetrics
 
-__all__ = ["Otel", "Samples", "parse", "samples", "value"]
+__all__ = ["Otel", "Samples", "parse", "prom", "samples", "value"]
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+@pytest.fixture
+def prom() -> Iterator[PrometheusMetrics]:
+    """A PrometheusMetrics of a registry of its own, enabled for the test (the decisions'
+    histogram too); a test module imports this fixture to use it."""
+    metrics = PrometheusMetrics(
+        registry=prometheus_client.CollectorRegistry(),
+        durations=("cache.load", "ratelimit.decision"),
+    ).enable()
+    yield metrics
+    metrics.disable()
 
 
 def parse(text: str) -> Samples:
