@@ -42,6 +42,15 @@ TTL_BUCKETS: tuple[tuple[str, int | None], ...] = (
 _TRACKED_PER_SHOWN = 50
 
 
+def _plain(value: Any) -> Any:
+    """Tuples as lists, recursively: what JSON reads back."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
 def display_key(key: bytes | str) -> str:
     """A key name as text: UTF-8 where it is, other bytes escaped (backslash-x), never an error."""
     if isinstance(key, str):
@@ -79,7 +88,7 @@ class PrefixNode:
 
     def to_dict(self) -> dict[str, Any]:
         """The node as plain JSON-ready data."""
-        return asdict(self)
+        return dict(_plain(asdict(self)))
 
 
 @dataclass(frozen=True)
@@ -144,7 +153,7 @@ class KeyspaceReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON-ready data (``keys_without_ttl`` included)."""
-        data = asdict(self)
+        data: dict[str, Any] = _plain(asdict(self))
         data["keys_without_ttl"] = self.keys_without_ttl
         return data
 
