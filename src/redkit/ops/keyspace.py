@@ -18,6 +18,7 @@ from redkit.core.errors import BackendError, CommandError, InvalidArgumentError
 from redkit.core.flow import Flow, run_async, run_sync
 from redkit.core.ops import Arg, Call, Command, Masters, OnNode, Pipeline, Sleep, command
 from redkit.core.replies import as_int, as_text
+from redkit.core.scripts import load_script
 from redkit.ops.report import KeyspaceReport, MasterCount, Tally
 
 if TYPE_CHECKING:
@@ -28,6 +29,9 @@ __all__ = ["KeyspaceOptions", "Progress", "ascan_keyspace", "keyspace_flow", "sc
 
 #: ``progress(scanned, estimated_total)``, called after each batch (the total from ``DBSIZE``).
 Progress = Callable[[int, int], Any]
+
+#: The one-call script that reads a page's facts.
+_KEY_FACTS = load_script("redkit.ops", "key_facts")
 
 # MEMORY USAGE's SAMPLES: how many elements of an aggregate it measures to estimate the rest.
 _MEMORY_SAMPLES = 5
@@ -70,10 +74,54 @@ def _is_text(key: Any) -> bool:
     return True
 
 
+class _Facts:
+    """How a page's facts are read: by the one-call script while the server takes it.
+
+    The script (``ops/lua/key_facts.lua``) sends a page's ``TYPE``, ``PTTL`` and sampled
+    ``MEMORY USAGE`` in one command whose reply hiredis parses in C: several times faster
+    than a pipeline of 2,000 commands built in Python. A cluster refuses it (a page's keys
+    span many slots: ``CROSSSLOT``), as may a server whose ACL or API forbids a command in
+    it; from that refusal on, the pipeline reads the facts.
+    """
+
+    def __init__(self) -> None:
+        self.scripted = True
+
+    def read(
+        self, node: str | None, page: list[Any], memory_every: int, before: int
+    ) -> Flow[list[Any] | None]:
+        """Three replies per key (type, pttl, bytes or -1), or ``None`` once refused."""
+        if not self.scripted:
+            return None
+        tail: tuple[Arg, ...] = (len(page), *page, memory_every, before, _MEMORY_SAMPLES)
+        try:
+            reply = yield OnNode(node, command("EVALSHA", _KEY_FACTS.sha, *tail))
+        except CommandError:
+            # NOSCRIPT (its wording differs between drivers): send the source once. Any other
+            # refusal comes back from EVAL too, which settles it.
+            try:
+                reply = yield OnNode(node, command("EVAL", _KEY_FACTS.source, *tail))
+            except CommandError:
+                self.scripted = False
+                return None
+        return list(reply)
+
+
 def _tally_page(
-    tally: Tally, node: str | None, page: list[Any], memory_every: int, nth: int
+    tally: Tally, facts: _Facts, node: str | None, page: list[Any], memory_every: int, nth: int
 ) -> Flow[None]:
-    """Count one ``SCAN`` page: one pipeline of ``TYPE``, ``PTTL`` and sampled ``MEMORY USAGE``."""
+    """Count one ``SCAN`` page: ``TYPE``, ``PTTL`` and sampled ``MEMORY USAGE`` of each key."""
+    scripted = yield from facts.read(node, page, memory_every, nth)
+    if scripted is not None:
+        kinds: dict[Any, str] = {}  # a handful of types: each reply decoded once a page
+        for index, key in enumerate(page):
+            kind, pttl, memory = scripted[3 * index : 3 * index + 3]
+            name = kinds.get(kind)
+            if name is None:
+                name = kinds[kind] = as_text(kind)
+            size = as_int(memory)
+            tally.add(_key_bytes(key), name, as_int(pttl), None if size < 0 else size)
+        return
     ops: list[Command] = []
     sampled: list[bool] = []
     alone: dict[int, Any] = {}
@@ -124,6 +172,7 @@ def keyspace_flow(
     _check(count, pause, sample_memory, separator, depth, width, top)
     started = time.monotonic()
     tally = Tally(separator=separator.encode(), depth=depth, width=width, top=top)
+    facts = _Facts()
     nodes = list((yield Masters()))
     sizes: list[int] = []
     for node in nodes:
@@ -144,7 +193,7 @@ def keyspace_flow(
             cursor = as_int(cursor_reply)
             page = list(found)  # sent back as they came: bytes over RESP, text over REST
             if page:
-                yield from _tally_page(tally, node, page, memory_every, scanned)
+                yield from _tally_page(tally, facts, node, page, memory_every, scanned)
                 if memory_every and tally.memory_refused is not None:
                     unavailable, memory_every = tally.memory_refused, 0
                 scanned += len(page)

@@ -158,7 +158,7 @@ class KeyspaceReport:
         return data
 
 
-@dataclass
+@dataclass(slots=True)
 class _Branch:
     """A prefix tree node while scanning."""
 
@@ -205,25 +205,29 @@ class Tally:
 
     def add(self, key: bytes, kind: str, pttl_ms: int, memory: int | None) -> None:
         """Count one key: its type, its ``PTTL`` and, when sampled, its ``MEMORY USAGE``."""
+        # The hot loop of a scan (once per key): one pass down the tree, nothing allocated
+        # but the split.
         if pttl_ms == -2 or kind == "none":
             self.vanished += 1  # gone since SCAN returned it
             return
-        self.ttl[ttl_bucket(pttl_ms)] += 1
-        self.types[kind] = self.types.get(kind, 0) + 1
-        branches = [self._root]
+        self.ttl["none" if pttl_ms < 0 else ttl_bucket(pttl_ms)] += 1
+        types = self.types
+        types[kind] = types.get(kind, 0) + 1
         node = self._root
         parts = key.split(self._separator, self._depth)
-        for part in parts[: min(self._depth, len(parts) - 1)]:
-            node = node.child(part, self._tracked)
-            branches.append(node)
-        for branch in branches:
-            branch.keys += 1
-            if memory is not None:
-                branch.sampled += 1
-                branch.sampled_bytes += memory
-        if memory is not None and self._top > 0:
+        parts.pop()  # the last part is the key's own name, not a prefix
+        size = -1 if memory is None else memory
+        while True:
+            node.keys += 1
+            if size >= 0:
+                node.sampled += 1
+                node.sampled_bytes += size
+            if not parts:
+                break
+            node = node.child(parts.pop(0), self._tracked)
+        if size >= 0 and self._top > 0:
             self._seen += 1
-            entry = (memory, -self._seen, key, kind, None if pttl_ms < 0 else pttl_ms)
+            entry = (size, -self._seen, key, kind, None if pttl_ms < 0 else pttl_ms)
             if len(self._biggest) < self._top:
                 heapq.heappush(self._biggest, entry)
             elif entry > self._biggest[0]:

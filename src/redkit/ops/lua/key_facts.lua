@@ -1,0 +1,18 @@
+-- The facts of a SCAN page's keys in one call: TYPE and PTTL of each, MEMORY USAGE of every
+-- Nth (ARGV[1] = N, 0: none; ARGV[2] = how many keys came before this page; ARGV[3] = the
+-- SAMPLES of MEMORY USAGE). Replies three entries per key: type, pttl, bytes (-1: not read).
+local every = tonumber(ARGV[1])
+local before = tonumber(ARGV[2])
+local samples = ARGV[3]
+local facts = {}
+for index, key in ipairs(KEYS) do
+  local kind = redis.call('TYPE', key)['ok']
+  facts[#facts + 1] = kind
+  facts[#facts + 1] = redis.call('PTTL', key)
+  local bytes = -1
+  if every > 0 and (before + index) % every == 0 and kind ~= 'none' then
+    bytes = redis.call('MEMORY', 'USAGE', key, 'SAMPLES', samples) or -1
+  end
+  facts[#facts + 1] = bytes
+end
+return facts
