@@ -294,3 +294,33 @@ def test_over_rest_through_the_gateway(redis_server: EmbeddedRedis, rest_gateway
     }
     done = invoke("keys", "delete", "r:1*", "--yes", "--json", env=from_env)
     assert json.loads(done.stdout)["deleted"] == 11
+
+
+def test_stats_show_what_the_fleet_counted(url: str, conn: Connection) -> None:
+    cache = Cache(conn, namespace="products", stats="10 s")
+    limiter = Ratelimit(conn, FixedWindow(2, "1 m"), prefix="api", stats="10 s")
+    try:
+        for _ in range(3):
+            cache.get_or_set("p:1", lambda: {"name": "lamp"})  # a miss, then 2 hits
+        outcomes = [limiter.limit("u").success for _ in range(3)]
+    finally:
+        cache.close()  # sends what is pending
+        limiter.close()
+    assert outcomes == [True, True, False]
+    data = as_json("stats", "--redis", url, "--since", "1 h")
+    entries = {(e["feature"], e["name"]): e for e in data["entries"]}
+    assert entries["cache", "products"]["totals"]["hits"] == 2
+    assert entries["cache", "products"]["totals"]["misses"] == 1
+    assert entries["ratelimit", "api"]["totals"]["allowed"] == 2
+    assert entries["ratelimit", "api"]["totals"]["blocked"] == 1
+    assert entries["cache", "products"]["processes"] == 1
+    only = as_json("stats", "--redis", url, "--feature", "ratelimit")
+    assert {e["feature"] for e in only["entries"]} == {"ratelimit"}
+    text = invoke("stats", "--redis", url).stdout
+    assert "products" in text
+    assert "66.7%" in text  # the hit ratio
+    assert "api" in text
+
+
+def test_stats_with_nothing_counted_says_so(url: str) -> None:
+    assert "no fleet statistics" in invoke("stats", "--redis", url).stdout

@@ -248,3 +248,12 @@ def test_the_report_is_json_ready(backend: BackendCase) -> None:
     assert json.loads(json.dumps(data)) == data
     assert data["keys_without_ttl"] == data["ttl"]["none"]
     assert {"total_keys", "scanned", "masters", "tree", "ttl", "types", "biggest"} <= set(data)
+
+
+def test_a_url_gets_a_connection_of_its_own_closed_after(redis_server: EmbeddedRedis) -> None:
+    with redis_server.client() as admin:
+        admin.flushall()
+        admin.set("u:1", "x")
+    assert scan_keyspace(redis_server.url).scanned == 1
+    assert count_keys(redis_server.url, "u:*") == 1
+    assert delete_keys(redis_server.url, "u:*", dry_run=False).deleted == 1

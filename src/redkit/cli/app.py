@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 import redkit
-from redkit.cli import advise, features, keyspace, serve
+from redkit.cli import advise, features, keyspace, serve, stats
 from redkit.core.errors import InvalidArgumentError, RedkitError
 
 __all__ = ["RedkitGroup", "redkit_group", "run"]
@@ -59,6 +59,7 @@ for _command in (
     features.ratelimit,
     features.cache,
     features.sessions,
+    stats.stats,
 ):
     redkit_group.add_command(_command)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 from rich.tree import Tree
@@ -42,24 +43,10 @@ __all__ = ["inspect", "keys", "render_keyspace"]
 @click.option("--depth", type=int, default=3, show_default=True, help="prefix levels")
 @click.option("--width", type=int, default=20, show_default=True, help="children per prefix")
 @click.option("--top", type=int, default=20, show_default=True, help="biggest keys listed")
-def inspect(
-    redis_url: str | None,
-    as_json_output: bool,
-    match: str | None,
-    count: int,
-    pause: float,
-    sample_memory: int,
-    separator: str,
-    depth: int,
-    width: int,
-    top: int,
-) -> int:
-    """``redkit inspect``."""
+def inspect(redis_url: str | None, as_json_output: bool, **options: Any) -> int:
+    """``redkit inspect``: the flags after ``--json`` are :func:`scan_keyspace`'s keywords."""
     with open_redis(redis_url) as conn, progress_callback("scanning", unit="steps") as progress:
-        report = scan_keyspace(
-            conn, match=match, count=count, pause=pause, sample_memory=sample_memory,
-            separator=separator, depth=depth, width=width, top=top, progress=progress,
-        )  # fmt: skip
+        report = scan_keyspace(conn, progress=progress, **options)
     if as_json_output:
         as_json(report.to_dict())
     else:

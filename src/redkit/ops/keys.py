@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from redkit.core.driver import as_backend
 from redkit.core.errors import BackendError, InvalidArgumentError
 from redkit.core.flow import Flow, run_async, run_sync
 from redkit.core.ops import Call, Masters, OnNode, Pipeline, Sleep, command
 from redkit.core.replies import as_int
+from redkit.ops.backends import aowned, owned
 from redkit.ops.report import display_key
 
 if TYPE_CHECKING:
@@ -130,15 +130,18 @@ def count_keys(redis: object, pattern: str, *, batch: int = 1000) -> int:
 
     """
     _checked(pattern, deleting=False, everything=False, batch=batch)
-    flow = match_flow(pattern, delete=False, batch=batch)
-    return run_sync(flow, as_backend(redis).sync_driver()).matched
+    with owned(redis) as backend:
+        return run_sync(
+            match_flow(pattern, delete=False, batch=batch), backend.sync_driver()
+        ).matched
 
 
 async def acount_keys(redis: object, pattern: str, *, batch: int = 1000) -> int:
     """:func:`count_keys` in asyncio."""
     _checked(pattern, deleting=False, everything=False, batch=batch)
     flow = match_flow(pattern, delete=False, batch=batch)
-    return (await run_async(flow, as_backend(redis).async_driver())).matched
+    async with aowned(redis) as backend:
+        return (await run_async(flow, backend.async_driver())).matched
 
 
 class DeleteOptions(TypedDict, total=False):
@@ -183,11 +186,15 @@ def delete_keys(redis: object, pattern: str, **options: Unpack[DeleteOptions]) -
         InvalidArgumentError: for an empty pattern, or ``*`` without ``everything=True``.
 
     """
-    return run_sync(_delete_flow(pattern, options), as_backend(redis).sync_driver())
+    flow = _delete_flow(pattern, options)
+    with owned(redis) as backend:
+        return run_sync(flow, backend.sync_driver())
 
 
 async def adelete_keys(
     redis: object, pattern: str, **options: Unpack[DeleteOptions]
 ) -> KeyDeletion:
     """:func:`delete_keys` in asyncio."""
-    return await run_async(_delete_flow(pattern, options), as_backend(redis).async_driver())
+    flow = _delete_flow(pattern, options)
+    async with aowned(redis) as backend:
+        return await run_async(flow, backend.async_driver())

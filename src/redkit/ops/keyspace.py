@@ -13,12 +13,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from redkit.core.driver import as_backend
 from redkit.core.errors import BackendError, CommandError, InvalidArgumentError
 from redkit.core.flow import Flow, run_async, run_sync
 from redkit.core.ops import Arg, Call, Command, Masters, OnNode, Pipeline, Sleep, command
 from redkit.core.replies import as_int, as_text
 from redkit.core.scripts import load_script
+from redkit.ops.backends import aowned, owned
 from redkit.ops.report import KeyspaceReport, MasterCount, Tally
 
 if TYPE_CHECKING:
@@ -168,8 +168,25 @@ def keyspace_flow(
     top: int = 20,
     progress: Progress | None = None,
 ) -> Flow[KeyspaceReport]:
-    """The keyspace report as a flow; see :func:`scan_keyspace` for the arguments."""
+    """The keyspace report as a flow; see :func:`scan_keyspace` for the arguments.
+
+    The arguments are checked here, before any round trip.
+    """
     _check(count, pause, sample_memory, separator, depth, width, top)
+    return _keyspace(match, count, pause, sample_memory, separator, depth, width, top, progress)
+
+
+def _keyspace(
+    match: str | None,
+    count: int,
+    pause: float,
+    sample_memory: int,
+    separator: str,
+    depth: int,
+    width: int,
+    top: int,
+    progress: Progress | None,
+) -> Flow[KeyspaceReport]:
     started = time.monotonic()
     tally = Tally(separator=separator.encode(), depth=depth, width=width, top=top)
     facts = _Facts()
@@ -252,9 +269,13 @@ def scan_keyspace(redis: object, **options: Unpack[KeyspaceOptions]) -> Keyspace
         BackendError: when Redis fails (``MEMORY USAGE`` refused is reported, not raised).
 
     """
-    return run_sync(keyspace_flow(**options), as_backend(redis).sync_driver())
+    flow = keyspace_flow(**options)
+    with owned(redis) as backend:
+        return run_sync(flow, backend.sync_driver())
 
 
 async def ascan_keyspace(redis: object, **options: Unpack[KeyspaceOptions]) -> KeyspaceReport:
     """:func:`scan_keyspace` in asyncio (``progress`` may be an ``async def`` function)."""
-    return await run_async(keyspace_flow(**options), as_backend(redis).async_driver())
+    flow = keyspace_flow(**options)
+    async with aowned(redis) as backend:
+        return await run_async(flow, backend.async_driver())
