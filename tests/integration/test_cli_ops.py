@@ -67,7 +67,9 @@ def test_inspect_counts_what_was_written(url: str, conn: Connection) -> None:
     assert data["keys_without_ttl"] == 31
     assert data["types"] == {"string": 151}
     assert data["memory_bytes"] > 0
-    text = invoke("inspect", "--redis", url).stdout
+    shown = invoke("inspect", "--redis", url)
+    assert shown.stderr == ""  # no progress bar off a terminal
+    text = shown.stdout
     assert "151 keys scanned" in text
     assert "job:" in text
     assert "shop:" in text

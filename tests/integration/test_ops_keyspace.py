@@ -257,3 +257,19 @@ def test_a_url_gets_a_connection_of_its_own_closed_after(redis_server: EmbeddedR
     assert scan_keyspace(redis_server.url).scanned == 1
     assert count_keys(redis_server.url, "u:*") == 1
     assert delete_keys(redis_server.url, "u:*", dry_run=False).deleted == 1
+
+
+def test_each_page_is_one_script_call_on_every_topology(backend: BackendCase) -> None:
+    # Standalone and REST declare the page's keys; a cluster node's page spans slots, so its
+    # keys go as arguments to the node that holds them. Either way: one call a page, and no
+    # TYPE sent outside it.
+    total = sum(fill(backend).values())
+    backend.reset_command_stats()
+    report = scan(backend, count=100, pause=0)
+    assert report.scanned == total
+    scripted = backend.command_calls("evalsha")
+    assert scripted >= total // 100
+    assert backend.command_calls("type") == total  # the script's own calls count here too
+    pages = backend.command_calls("scan")
+    # Failed tries (NOSCRIPT, then CROSSSLOT on a cluster) are a few calls, once.
+    assert pages <= scripted + backend.command_calls("eval") <= pages + 6

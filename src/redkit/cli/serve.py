@@ -115,7 +115,7 @@ def _port_from_env(variable: str, default: int) -> int:
 )
 @click.option("--redis", "redis_url", metavar="URL", help="default: REDIS_URL")
 @click.option("--host", default="127.0.0.1", show_default=True, help="the address to serve on")
-@click.option("--port", type=int, default=8050, show_default=True, help="the port")
+@click.option("--port", type=int, default=8377, show_default=True, help="the port")
 @click.option(
     "--token",
     envvar="REDKIT_DASHBOARD_TOKEN",

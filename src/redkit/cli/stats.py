@@ -16,7 +16,7 @@ _FEATURES = ("cache", "ratelimit", "concurrency", "sessions")
 @click.command(
     short_help="the fleet's figures: cache hits, decisions, sessions (stats=)",
     help="The counts that every process's caches, limiters and session stores send to Redis "
-    "when created with stats=\"10 s\", summed over the processes: per namespace or prefix, "
+    'when created with stats="10 s", summed over the processes: per namespace or prefix, '
     "over the last --since, with the cache hit ratio. See docs/stats.md for the counters.",
 )
 @redis_option
@@ -70,4 +70,4 @@ def render_stats(figures: FleetStats) -> None:
             grid.add_row(text(name), str(figures.processes(feature, name)), *row)
         out.print(grid)
     if not shown:
-        out.print("no fleet statistics in this range (create the facades with stats=\"10 s\")")
+        out.print('no fleet statistics in this range (create the facades with stats="10 s")')

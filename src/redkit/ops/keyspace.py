@@ -79,32 +79,41 @@ class _Facts:
 
     The script (``ops/lua/key_facts.lua``) sends a page's ``TYPE``, ``PTTL`` and sampled
     ``MEMORY USAGE`` in one command whose reply hiredis parses in C: several times faster
-    than a pipeline of 2,000 commands built in Python. A cluster refuses it (a page's keys
-    span many slots: ``CROSSSLOT``), as may a server whose ACL or API forbids a command in
-    it; from that refusal on, the pipeline reads the facts.
+    than a pipeline of 2,000 commands built in Python. The keys go as ``KEYS`` first; a
+    cluster refuses that (a node's page spans many slots: ``CROSSSLOT``), so they go as
+    arguments to the node that ``SCAN`` named, which holds them all. A server that refuses
+    both (an ACL, an API without scripts or with key locking) gets the pipeline from then on.
     """
 
+    #: How the next page is read: keys declared, keys as arguments, or a pipeline.
+    modes = ("declared", "arguments", "pipeline")
+
     def __init__(self) -> None:
-        self.scripted = True
+        self.mode = "declared"
 
     def read(
         self, node: str | None, page: list[Any], memory_every: int, before: int
     ) -> Flow[list[Any] | None]:
         """Three replies per key (type, pttl, bytes or -1), or ``None`` once refused."""
-        if not self.scripted:
-            return None
-        tail: tuple[Arg, ...] = (len(page), *page, memory_every, before, _MEMORY_SAMPLES)
-        try:
-            reply = yield OnNode(node, command("EVALSHA", _KEY_FACTS.sha, *tail))
-        except CommandError:
-            # NOSCRIPT (its wording differs between drivers): send the source once. Any other
-            # refusal comes back from EVAL too, which settles it.
+        while self.mode != "pipeline":
+            head: tuple[Arg, ...] = (memory_every, before, _MEMORY_SAMPLES)
+            if self.mode == "declared":
+                tail: tuple[Arg, ...] = (len(page), *page, *head)
+            else:
+                tail = (0, *head, *page)
             try:
-                reply = yield OnNode(node, command("EVAL", _KEY_FACTS.source, *tail))
+                return list((yield from self._call(node, tail)))
             except CommandError:
-                self.scripted = False
-                return None
-        return list(reply)
+                self.mode = self.modes[self.modes.index(self.mode) + 1]
+        return None
+
+    def _call(self, node: str | None, tail: tuple[Arg, ...]) -> Flow[Any]:
+        try:
+            return (yield OnNode(node, command("EVALSHA", _KEY_FACTS.sha, *tail)))
+        except CommandError:
+            # NOSCRIPT (its wording differs between drivers): send the source. Any other
+            # refusal comes back from EVAL too, which settles it.
+            return (yield OnNode(node, command("EVAL", _KEY_FACTS.source, *tail)))
 
 
 def _tally_page(
