@@ -33,6 +33,9 @@ Progress = Callable[[int, int], Any]
 #: The one-call script that reads a page's facts.
 _KEY_FACTS = load_script("redkit.ops", "key_facts")
 
+#: Keys whose facts one call reads (a page is sent in calls of this many).
+FACTS_BATCH = 250
+
 # MEMORY USAGE's SAMPLES: how many elements of an aggregate it measures to estimate the rest.
 _MEMORY_SAMPLES = 5
 
@@ -119,7 +122,20 @@ class _Facts:
 def _tally_page(
     tally: Tally, facts: _Facts, node: str | None, page: list[Any], memory_every: int, nth: int
 ) -> Flow[None]:
-    """Count one ``SCAN`` page: ``TYPE``, ``PTTL`` and sampled ``MEMORY USAGE`` of each key."""
+    """Count one ``SCAN`` page, :data:`FACTS_BATCH` keys a call.
+
+    Redis runs one command at a time, so a call's length is what another client may wait
+    behind it: about 0.4 ms for 250 keys, where a whole page of 1,000 would hold it 1.6 ms.
+    """
+    for start in range(0, len(page), FACTS_BATCH):
+        chunk = page[start : start + FACTS_BATCH]
+        yield from _tally_chunk(tally, facts, node, chunk, memory_every, nth + start)
+
+
+def _tally_chunk(
+    tally: Tally, facts: _Facts, node: str | None, page: list[Any], memory_every: int, nth: int
+) -> Flow[None]:
+    """Count some keys of a page: ``TYPE``, ``PTTL`` and sampled ``MEMORY USAGE`` of each."""
     scripted = yield from facts.read(node, page, memory_every, nth)
     if scripted is not None:
         kinds: dict[Any, str] = {}  # a handful of types: each reply decoded once a page
