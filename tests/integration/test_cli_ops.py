@@ -326,3 +326,10 @@ def test_stats_show_what_the_fleet_counted(url: str, conn: Connection) -> None:
 
 def test_stats_with_nothing_counted_says_so(url: str) -> None:
     assert "no fleet statistics" in invoke("stats", "--redis", url).stdout
+
+
+def test_names_given_are_printed_as_text_not_markup(url: str) -> None:
+    out = invoke("sessions", "list", "[bold red]mallory[/]", "--redis", url).stdout
+    assert "0 sessions of [bold red]mallory[/]" in out
+    out = invoke("ratelimit", "usage", "--identifier", "[blink]x", "--redis", url).stdout
+    assert "[blink]x: 10 of 10 left" in out

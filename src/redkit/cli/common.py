@@ -110,7 +110,7 @@ def text(value: object, style: str = "") -> Text:
 
 def table(title: str, *columns: str) -> Table:
     """A table whose columns after the first are right-aligned figures."""
-    grid = Table(title=title, title_justify="left", show_edge=False)
+    grid = Table(title=text(title), title_justify="left", show_edge=False)  # never markup
     for index, column in enumerate(columns):
         grid.add_column(column, justify="left" if index == 0 else "right", overflow="fold")
     return grid
