@@ -1,0 +1,255 @@
+"""The dashboard over real HTTP (uvicorn on loopback), on a standalone Redis and a cluster.
+
+Each page's JSON and HTML shows what the test did through redkit's facades; the tokens, the
+CSRF token and the origin check refuse what they must; the actions really act.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import httpx
+import pytest
+from markupsafe import escape
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from redkit import Cache, FixedWindow, Ratelimit, SessionStore
+from redkit.core.errors import InvalidArgumentError
+from redkit.dashboard import Dashboard
+from redkit.dashboard.server import serve
+from redkit.drivers.connect import Connection
+from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
+from support.dashboard import ADMIN, HOSTILE, READ, csrf_of, fill, logged_in, running_dashboard
+from support.web import serve_asgi
+
+BEARER = {"authorization": f"Bearer {READ}"}
+#: The hostile identifier as the pages must show it: every special character escaped.
+ESCAPED = str(escape(HOSTILE))
+
+
+def masters(server: EmbeddedRedis | EmbeddedCluster) -> int:
+    return 3 if isinstance(server, EmbeddedCluster) else 1
+
+
+def total_keys(server: EmbeddedRedis | EmbeddedCluster) -> int:
+    clients = server.node_clients() if isinstance(server, EmbeddedCluster) else [server.client()]
+    try:
+        return sum(int(client.dbsize()) for client in clients)
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_each_page_shows_what_redkit_did(
+    server: EmbeddedRedis | EmbeddedCluster, conn: Connection
+) -> None:
+    filled = fill(conn)
+    with running_dashboard(conn) as base, httpx.Client(base_url=base, headers=BEARER) as web:
+        overview = web.get("/api/overview").json()
+        assert len(overview["servers"]) == masters(server)
+        assert sum(s["keys"] for s in overview["servers"]) == total_keys(server)
+        assert all(s["version"].count(".") == 2 for s in overview["servers"])
+
+        (report,) = web.get("/api/ratelimits").json()["prefixes"]
+        assert report["prefix"] == "rl"
+        for outcome in ("allowed", "blocked", "denied"):
+            expected = getattr(filled, outcome)
+            shown = {i: c[outcome] for i, c in report["identifiers"].items() if c[outcome]}
+            assert shown == expected
+            assert report["totals"][outcome] == sum(expected.values())
+        assert report["top"]["blocked"] == [{"identifier": "alice", "count": 1}]
+        assert report["deny_list"] == ["bad-actor"]
+        assert report["identifier_limits"] == [{"identifier": "bob", "limit": 7}]
+
+        (sessions,) = web.get("/api/sessions").json()["prefixes"]
+        assert sessions["active"] == sum(len(ids) for ids in filled.sessions.values())
+        shown_users = {u["user"]: u["sessions"] for u in sessions["users"]}
+        assert shown_users == {user: len(ids) for user, ids in filled.sessions.items()}
+
+        page = web.get("/ratelimits").text
+        assert "<script>" not in page  # no script at all, and no identifier unescaped
+        assert ESCAPED in page
+        totals = re.search(r'class="allowed">(\d+)</span> allowed', page)
+        assert totals is not None
+        assert int(totals.group(1)) == sum(filled.allowed.values())
+        sessions_page = web.get("/sessions").text
+        assert "<script>" not in sessions_page
+        assert ESCAPED in sessions_page
+
+
+def test_reading_needs_a_token(conn: Connection) -> None:
+    with running_dashboard(conn) as base, httpx.Client(base_url=base) as web:
+        for path in ("/api/overview", "/api/ratelimits", "/api/sessions", "/api/caches"):
+            refused = web.get(path)
+            assert refused.status_code == 401
+            assert refused.headers["www-authenticate"] == "Bearer"
+        assert (
+            web.get("/api/overview", headers={"authorization": "Bearer wrong"}).status_code == 401
+        )
+        to_login = web.get("/sessions")
+        assert to_login.status_code == 303
+        assert to_login.headers["location"].endswith("/login")
+        wrong = web.post("/login", data={"token": "x" * 20}, headers={"origin": base})
+        assert wrong.status_code == 401
+        assert "dashboard" not in wrong.cookies
+        assert web.get("/api/overview", headers=BEARER).status_code == 200
+
+
+def test_login_cookie_is_httponly_and_strict(conn: Connection) -> None:
+    with running_dashboard(conn) as base, httpx.Client(base_url=base) as web:
+        reply = web.post("/login", data={"token": READ}, headers={"origin": base})
+        assert reply.status_code == 303
+        cookie = reply.headers["set-cookie"]
+        assert "HttpOnly" in cookie
+        assert "SameSite=strict" in cookie
+        assert "Path=/" in cookie
+        assert READ not in cookie  # the cookie is signed, it never holds the token
+        assert web.get("/api/sessions").status_code == 200
+        forged = web.cookies["redkit_dashboard"].replace("read.", "admin.", 1)
+        web.cookies.set("redkit_dashboard", forged)
+        assert web.get("/api/sessions").status_code == 401
+
+
+def test_security_headers(conn: Connection) -> None:
+    with running_dashboard(conn) as base, httpx.Client(base_url=base, headers=BEARER) as web:
+        for path in ("/", "/api/overview", "/login"):
+            headers = web.get(path).headers
+            assert "script-src" not in headers["content-security-policy"]
+            assert "default-src 'none'" in headers["content-security-policy"]
+            assert "frame-ancestors 'none'" in headers["content-security-policy"]
+            assert headers["x-frame-options"] == "DENY"
+            assert headers["cache-control"] == "no-store"
+            assert headers["x-content-type-options"] == "nosniff"
+
+
+def test_reset_needs_admin_csrf_and_the_own_origin(
+    conn: Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    fill(conn)
+    limiter = Ratelimit(conn, FixedWindow(2, "1 m"), prefix="rl", ephemeral_cache=False)
+    assert not limiter.limit("alice")  # used up by fill()
+    with running_dashboard(conn) as base:
+        form = {"prefix": "rl", "identifier": "alice"}
+        with logged_in(base, READ) as reader:
+            form["csrf"] = csrf_of(reader.get("/keyspace").text)
+            refused = reader.post("/actions/reset", data=form, headers={"origin": base})
+            assert refused.status_code == 403
+            assert "admin token" in refused.text
+        with logged_in(base, ADMIN) as admin:
+            csrf = csrf_of(admin.get("/ratelimits").text)
+            no_csrf = admin.post("/actions/reset", data=form | {"csrf": ""})
+            assert no_csrf.status_code == 403
+            assert "CSRF" in no_csrf.text
+            wrong_csrf = admin.post("/actions/reset", data=form | {"csrf": "0" * 64})
+            assert wrong_csrf.status_code == 403
+            foreign = admin.post(
+                "/actions/reset",
+                data=form | {"csrf": csrf},
+                headers={"origin": "http://evil.example"},
+            )
+            assert foreign.status_code == 403
+            assert "origin" in foreign.text
+            cross = admin.post(
+                "/actions/reset",
+                data=form | {"csrf": csrf},
+                headers={"sec-fetch-site": "cross-site"},
+            )
+            assert cross.status_code == 403
+            assert not limiter.limit("alice")  # nothing was reset by the refused requests
+            with caplog.at_level(logging.INFO, logger="redkit.dashboard.audit"):
+                done = admin.post(
+                    "/actions/reset", data=form | {"csrf": csrf}, headers={"origin": base}
+                )
+            assert done.status_code == 200
+            assert "reset alice under rl" in done.text
+        bearer_reader = httpx.post(f"{base}/api/actions/reset", data=form, headers=BEARER)
+        assert bearer_reader.status_code == 403
+    assert limiter.limit("alice")  # its window starts again
+    limiter.close()
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "redkit.dashboard.audit"]
+    assert "action=ratelimit.reset" in line
+    assert "target='rl alice'" in line
+    assert "who=admin (cookie session" in line
+    assert ADMIN not in line
+
+
+def test_bump_and_tag_invalidate_a_namespace(server: object, conn: Connection) -> None:
+    writer = Cache(conn, namespace="ns")
+    writer.set("a", 1)
+    writer.set("b", 2, tags=["t"])
+    writer.set("c", 3, tags=["u"])
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    with running_dashboard(conn) as base, httpx.Client(base_url=base, headers=admin) as web:
+        tagged = web.post("/api/actions/tag", data={"namespace": "ns", "tag": "t"})
+        assert tagged.status_code == 200, tagged.text
+        reader = Cache(conn, namespace="ns")
+        assert (reader.get("a"), reader.get("b"), reader.get("c")) == (1, None, 3)
+        bumped = web.post("/api/actions/bump", data={"namespace": "ns"}).json()
+        assert bumped["count"] == 1  # the new generation
+        fresh = Cache(conn, namespace="ns")
+        assert (fresh.get("a"), fresh.get("c")) == (None, None)
+        (ns,) = web.get("/api/caches").json()["namespaces"]
+        assert ns["generations"] == [{"version": None, "generation": 1}]
+        for cache in (writer, reader, fresh):
+            cache.close()
+
+
+def test_revoke_ends_every_session_of_the_user(conn: Connection) -> None:
+    filled = fill(conn)
+    store = SessionStore(conn)
+    with running_dashboard(conn) as base, logged_in(base, ADMIN) as admin:
+        page = admin.get("/sessions").text
+        assert page.count("Revoke all") == 3
+        form = {"prefix": "session", "user": "42", "csrf": csrf_of(page)}
+        done = admin.post("/actions/revoke", data=form, headers={"origin": base})
+        assert done.status_code == 200
+        assert "3 session(s) of user 42 revoked" in done.text
+        hostile = {"prefix": "session", "user": '"' + HOSTILE.replace('"', '\\"') + '"'}
+        done = admin.post("/actions/revoke", data=hostile | {"csrf": form["csrf"]})
+        assert done.status_code == 200, done.text
+    assert all(store.get(sid) is None for sid in filled.sessions[42] + filled.sessions[HOSTILE])
+    assert all(store.get(sid) is not None for sid in filled.sessions["carol"])
+
+
+def test_mounted_under_a_path(conn: Connection) -> None:
+    fill(conn)
+    dashboard = Dashboard(conn, token=READ, admin_token=ADMIN, ratelimit_prefixes=["rl"])
+    app = Starlette(routes=[Mount("/redkit", app=dashboard)])
+    with serve_asgi(app, conn) as base, httpx.Client(base_url=base) as web:
+        assert web.get("/redkit/sessions").headers["location"] == f"{base}/redkit/login"
+        reply = web.post("/redkit/login", data={"token": ADMIN}, headers={"origin": base})
+        assert reply.status_code == 303
+        assert "Path=/redkit" in reply.headers["set-cookie"]
+        page = web.get("/redkit/ratelimits").text
+        assert f'href="{base}/redkit/static/dashboard.css"' in page
+        assert f'action="{base}/redkit/actions/reset"' in page
+        assert (
+            web.get("/redkit/static/dashboard.css").headers["content-type"].startswith("text/css")
+        )
+
+
+def test_without_tokens_only_loopback_is_served(conn: Connection) -> None:
+    with running_dashboard(conn, token=None, admin_token=None, no_auth=True) as base:
+        page = httpx.get(f"{base}/keyspace")
+        assert page.status_code == 200
+        assert csrf_of(page.text)
+        assert "redkit_dashboard=" in page.headers["set-cookie"]
+        rebound = httpx.get(f"{base}/sessions", headers={"host": "evil.example"})
+        assert rebound.status_code == 421
+
+
+def test_bad_settings_are_refused(conn: Connection) -> None:
+    with pytest.raises(InvalidArgumentError, match="REDKIT_DASHBOARD_TOKEN"):
+        Dashboard(conn, token=None)
+    with pytest.raises(InvalidArgumentError, match="at least 16"):
+        Dashboard(conn, token="short")
+    with pytest.raises(InvalidArgumentError, match="differ"):
+        Dashboard(conn, token=READ, admin_token=READ)
+    with pytest.raises(InvalidArgumentError, match="list of prefixes"):
+        Dashboard(conn, token=READ, ratelimit_prefixes="rl")
+    with pytest.raises(InvalidArgumentError, match="REDKIT_DASHBOARD_TOKEN"):
+        serve("redis://127.0.0.1:1", token=None, admin_token=None)
+    with pytest.raises(InvalidArgumentError, match="loopback only"):
+        serve("redis://127.0.0.1:1", host="0.0.0.0", token=None, admin_token=None, no_auth=True)

@@ -1,0 +1,95 @@
+"""The dashboard in tests: served by uvicorn on loopback, filled through redkit's own facades."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from redkit import FixedWindow, Ratelimit, SessionStore
+from redkit.dashboard import Dashboard
+from redkit.drivers.connect import Connection
+from support.web import serve_asgi
+
+__all__ = [
+    "ADMIN",
+    "HOSTILE",
+    "READ",
+    "Filled",
+    "csrf_of",
+    "fill",
+    "logged_in",
+    "running_dashboard",
+]
+
+READ = "read-token-0123456789abcdef"
+ADMIN = "admin-token-0123456789abcdef"
+#: Characters that would break out of HTML text, attributes or a script if not escaped.
+HOSTILE = '<script>alert("x")</script>\'&'
+
+
+@dataclass
+class Filled:
+    """What :func:`fill` did, to compare with what the dashboard shows."""
+
+    allowed: dict[str, int] = field(default_factory=dict)
+    blocked: dict[str, int] = field(default_factory=dict)
+    denied: dict[str, int] = field(default_factory=dict)
+    sessions: dict[str | int, list[str]] = field(default_factory=dict)
+
+
+def fill(conn: Connection) -> Filled:
+    """Decisions with analytics (prefix ``rl``), a deny list, overrides, and sessions."""
+    filled = Filled()
+    limiter = Ratelimit(
+        conn, FixedWindow(2, "1 m"), analytics=True, prefix="rl", dynamic_limits=True,
+        enable_protection=True,
+    )  # fmt: skip
+    try:
+        limiter.deny("bad-actor")
+        for identifier, calls in (("alice", 3), (HOSTILE, 1), ("bob", 2)):
+            for _ in range(calls):
+                limiter.limit(identifier)
+        limiter.limit("bad-actor")
+        limiter.set_identifier_limit("bob", 7)
+        limiter.flush()
+    finally:
+        limiter.close()
+    filled.allowed = {"alice": 2, HOSTILE: 1, "bob": 2}
+    filled.blocked = {"alice": 1}
+    filled.denied = {"bad-actor": 1}
+    store = SessionStore(conn)
+    for user, count in (("carol", 2), (HOSTILE, 1), (42, 3)):
+        filled.sessions[user] = [store.create({"n": i}, user_id=user) for i in range(count)]
+    return filled
+
+
+@contextlib.contextmanager
+def running_dashboard(conn: Connection, **options: Any) -> Iterator[str]:
+    """Serve ``Dashboard(conn, token=READ, admin_token=ADMIN, **options)``; yield its URL."""
+    options.setdefault("token", READ)
+    options.setdefault("admin_token", ADMIN)
+    options.setdefault("ratelimit_prefixes", ["rl"])
+    options.setdefault("cache_namespaces", ["ns"])
+    with serve_asgi(Dashboard(conn, **options), conn) as base:
+        yield base
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of a page's forms."""
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "the page has no form with a CSRF token"
+    return found.group(1)
+
+
+@contextlib.contextmanager
+def logged_in(base: str, token: str) -> Iterator[httpx.Client]:
+    """An HTTP client logged in through the form (it holds the cookie); closed after."""
+    with httpx.Client(base_url=base, follow_redirects=True) as client:
+        reply = client.post("/login", data={"token": token}, headers={"origin": base})
+        assert reply.status_code == 200, reply.text
+        yield client
