@@ -56,7 +56,8 @@ def test_each_page_shows_what_redkit_did(
         assert report["prefix"] == "rl"
         for outcome in ("allowed", "blocked", "denied"):
             expected = getattr(filled, outcome)
-            shown = {i: c[outcome] for i, c in report["identifiers"].items() if c[outcome]}
+            rows = report["identifiers"]
+            shown = {row["identifier"]: row[outcome] for row in rows if row[outcome]}
             assert shown == expected
             assert report["totals"][outcome] == sum(expected.values())
         assert report["top"]["blocked"] == [{"identifier": "alice", "count": 1}]

@@ -58,12 +58,20 @@ def _clock(seconds: float, _position: object = None) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%H:%M")
 
 
-def _time_axis(axes: Axes) -> None:
-    """Unix seconds on the x axis, labelled as UTC times of day."""
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
+#: Tick spacings of a time axis, in seconds: the first that leaves at most six ticks is used.
+STEPS = (60, 300, 600, 900, 1800, 3600, 7200, 4 * 3600, 6 * 3600, 12 * 3600, 86400)
 
-    axes.xaxis.set_major_locator(MaxNLocator(nbins=6))
+
+def _time_axis(axes: Axes, start: float, end: float) -> None:
+    """Unix seconds on the x axis: ticks on round times of day, labelled in UTC."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter
+
+    end = max(end, start + 60)  # one point alone still gets an axis (and no matplotlib warning)
+    step = next((s for s in STEPS if (end - start) / s <= 6), STEPS[-1])
+    first = -(-start // step) * step
+    axes.xaxis.set_major_locator(FixedLocator([first + i * step for i in range(7)]))
     axes.xaxis.set_major_formatter(FuncFormatter(_clock))
+    axes.set_xlim(start, end)
     axes.set_xlabel("UTC", fontsize=8, loc="right")
 
 
@@ -86,7 +94,8 @@ def lines(
             axes.set_ylim(0, 1.05)
         else:
             axes.set_ylim(bottom=0)
-        _time_axis(axes)
+        times = [t for points in series.values() for t, _ in points]
+        _time_axis(axes, min(times), max(times))
         if len(series) > 1:
             axes.legend(loc="upper left", fontsize=8, frameon=False)
 
@@ -104,7 +113,7 @@ def stacked_hours(title: str, rows: Sequence[Mapping[str, Any]], outcomes: Seque
             axes.bar(times, values, width=3600 * 0.9, bottom=bottom, label=outcome,
                      color=COLOURS.get(outcome), align="edge")  # fmt: skip
             bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-        _time_axis(axes)
+        _time_axis(axes, times[0], times[-1] + 3600)
         axes.legend(loc="upper left", fontsize=8, frameon=False)
 
     return _draw(paint, title)

@@ -69,7 +69,10 @@ def prefix_report(prefix: str, now_ms: int, hours: int, top: int) -> Flow[dict[s
         "totals": totals,
         "per_hour": per_hour,
         "top": {o: ranked(o) for o in ("allowed", "blocked", "denied")},
-        "identifiers": {ident: dict(c) for ident, c in sorted(usage.items())[: top * 10]},
+        "identifiers": [
+            {"identifier": ident, **c}
+            for ident, c in sorted(usage.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
+        ][:top],
         "deny_list": sorted(as_text(v) for v in denied),
         "global_limit": None if override is None else as_int(override),
         "identifier_limits": overrides,
