@@ -48,6 +48,7 @@ from redkit.core.errors import (
 from redkit.core.flow import Flow
 from redkit.core.ops import Call, Pipeline, command
 from redkit.core.replies import as_int, is_ok
+from redkit.core.telemetry import Telemetry
 
 if TYPE_CHECKING:  # the advise package is never imported by the cache itself
     from redkit.advise.recorder import CacheOp, TraceRecorder
@@ -141,7 +142,7 @@ class CacheFlows:
         #: The time to live of a write that names none (``None``: no expiry).
         self.default_ttl_ms = default_ttl_ms
         #: What this cache did: hits, misses, loads, leases...
-        self.counters = Counters()
+        self.counters = Counters(Telemetry("cache", namespace))
         self.stats: CacheStats = self.counters.stats
         #: The namespace's generation, part of every key: bump_version() leaves all behind.
         self.generations = Generations(prefix)
@@ -564,8 +565,10 @@ class CacheFlows:
         self.counters.add(loads=1)
         started = time.monotonic()
         value = yield Call(loader)
+        took = time.monotonic() - started
+        self.counters.load_took(took)
         if self.trace is not None:
-            self._trace_write("load", name, load_ms=(time.monotonic() - started) * 1000)
+            self._trace_write("load", name, load_ms=took * 1000)
         return value
 
     def get_or_set(
@@ -631,6 +634,7 @@ class CacheFlows:
             started = time.monotonic()
             value = yield Call(loader)
             took_ms = (time.monotonic() - started) * 1000
+            self.counters.load_took(took_ms / 1000)
             load_ms = round(took_ms)
             ttl_ms = self.entries.ttl_ms(ttl_ms, value)
             data = self.entries.encode(redis_key, value, ttl_ms, load_ms, tags=stamps)

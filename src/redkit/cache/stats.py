@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from redkit.core.telemetry import Telemetry
+
 __all__ = ["CacheStats", "Counters"]
 
 
@@ -30,19 +32,32 @@ class CacheStats:
 
 
 class Counters:
-    """One cache's :class:`CacheStats`, safe to bump from many threads at once."""
+    """One cache's :class:`CacheStats`, safe to bump from many threads at once.
 
-    def __init__(self) -> None:
+    Every bump is reported to ``telemetry`` too, under the same names (docs/stats.md).
+    """
+
+    def __init__(self, telemetry: Telemetry) -> None:
         self.stats = CacheStats()
         self._lock = threading.Lock()
+        self.telemetry = telemetry
 
     def hit(self) -> None:
         """Count one hit: the hot path's own counter, with no keyword dict or getattr."""
         with self._lock:
             self.stats.hits += 1
+        self.telemetry.count("hits")
 
     def add(self, **deltas: int) -> None:
         """Add each delta to the counter of its name (``add(hits=1, local_hits=1)``)."""
         with self._lock:
             for name, delta in deltas.items():
                 setattr(self.stats, name, getattr(self.stats, name) + delta)
+        telemetry = self.telemetry
+        for name, delta in deltas.items():
+            if delta:
+                telemetry.count(name, delta)
+
+    def load_took(self, seconds: float) -> None:
+        """Report how long one load of the user's loader took."""
+        self.telemetry.timing("load", seconds)

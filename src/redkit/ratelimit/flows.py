@@ -27,6 +27,7 @@ from redkit.core.flow import Flow
 from redkit.core.ops import Pipeline, ScriptCall, Sleep, command
 from redkit.core.replies import as_int, as_text
 from redkit.core.scripts import load_script
+from redkit.core.telemetry import Telemetry
 from redkit.ratelimit import dynamic, scripts
 from redkit.ratelimit.analytics import Analytics, Outcome, Usage
 from redkit.ratelimit.ephemeral import EphemeralCache
@@ -51,6 +52,7 @@ __all__ = [
     "RatelimitFlows",
     "TimeoutPolicy",
     "identifier_part",
+    "outcome",
 ]
 
 #: ``@upstash/ratelimit``'s default prefix, so both libraries share counters out of the box.
@@ -65,6 +67,18 @@ GLOBAL_OVERRIDE_CHECK_S = 1.0
 DENY_COPY_CHECK_S = 10.0
 #: Denied values answered from memory: how many, and for how long (ms), as Upstash's SDK.
 DENIED_CACHE_SIZE, DENIED_CACHE_MS = 1000, 60_000
+
+
+#: The counter of each ``reason`` of a refusal or a local answer (docs/stats.md).
+_OUTCOMES = {"timeout": "timeout", "denyList": "denied", "cacheBlock": "cache_block"}
+
+
+def outcome(result: RatelimitResult) -> str:
+    """The counter a decision adds to: allowed, blocked, denied, timeout or cache_block."""
+    reason = result.reason
+    if reason is None:
+        return "allowed" if result.success else "blocked"
+    return _OUTCOMES[reason]
 
 
 def _monotonic_ms() -> float:
@@ -224,6 +238,8 @@ class RatelimitFlows:
         self.analytics = analytics
         self._analytics_in_script = analytics is not None and scripted
         self._guarded = dynamic_limits or self._deny_in_script or self._analytics_in_script
+        #: Where each decision's outcome is reported (docs/stats.md).
+        self.telemetry = Telemetry("ratelimit", self.prefix)
 
     # -- keys and time ---------------------------------------------------------------------
 
@@ -431,8 +447,27 @@ class RatelimitFlows:
         """Decide one request of cost ``rate`` (negative refunds, zero peeks).
 
         With protection on, ``identifier``, ``ip``, ``user_agent`` and ``country`` are checked
-        against the deny list first.
+        against the deny list first. The outcome is reported to :attr:`telemetry`.
         """
+        telemetry = self.telemetry
+        if not telemetry.active:  # nothing listens: no clock read, one count call
+            result = yield from self._decide(identifier, rate, ip, user_agent, country)
+        else:
+            started = time.perf_counter()
+            result = yield from self._decide(identifier, rate, ip, user_agent, country)
+            telemetry.timing("decision", time.perf_counter() - started)
+        telemetry.count(outcome(result))
+        return result
+
+    def _decide(
+        self,
+        identifier: str | int,
+        rate: int,
+        ip: str | None,
+        user_agent: str | None,
+        country: str | None,
+    ) -> Flow[RatelimitResult]:
+        """:meth:`limit`'s decision, not yet reported."""
         base = self.base_key(identifier)
         if type(rate) is not int or not -MAX_TOKENS <= rate <= MAX_TOKENS:
             rate = _check_rate(rate)  # raises, saying what is wrong
@@ -469,7 +504,23 @@ class RatelimitFlows:
     def limit_many(
         self, identifiers: Iterable[str | int], rate: int = 1
     ) -> Flow[list[RatelimitResult]]:
-        """Decide one request for each identifier, in one pipelined round trip."""
+        """Decide one request for each identifier, in one pipelined round trip.
+
+        Each decision is reported to :attr:`telemetry`; the round trip is timed once.
+        """
+        telemetry = self.telemetry
+        started = time.perf_counter()
+        results = yield from self._decide_many(identifiers, rate)
+        if telemetry.active:
+            telemetry.timing("decision", time.perf_counter() - started)
+        for result in results:
+            telemetry.count(outcome(result))
+        return results
+
+    def _decide_many(
+        self, identifiers: Iterable[str | int], rate: int
+    ) -> Flow[list[RatelimitResult]]:
+        """:meth:`limit_many`'s decisions, not yet reported."""
         rate = _check_rate(rate)
         wanted = list(identifiers)
         bases = [self.base_key(identifier) for identifier in wanted]
@@ -571,11 +622,14 @@ class RatelimitFlows:
         budget = duration_ms(timeout, name="timeout") / 1000
         deadline = time.monotonic() + budget
         while True:
-            result = yield from self.limit(identifier, rate)
-            if result.success or result.reason == "timeout" or rate > result.limit:
-                return result  # admitted, or Redis out of reach, or a cost that never passes
+            result = yield from self._decide(identifier, rate, None, None, None)
             left = deadline - time.monotonic()
-            if result.retry_after > left:
+            if (
+                result.success or result.reason == "timeout" or rate > result.limit
+            ) or result.retry_after > left:
+                # Admitted, Redis out of reach, a cost that never passes, or no time left: one
+                # decision reported, however many attempts it took.
+                self.telemetry.count(outcome(result))
                 return result
             # A floor: never spin, even if a retry is reported as due right now.
             yield Sleep(max(result.retry_after, 0.001))

@@ -29,6 +29,7 @@ from redkit.core.flow import Flow
 from redkit.core.ops import Pipeline, ScriptCall, command
 from redkit.core.replies import as_int, as_text
 from redkit.core.scripts import SERVER_TIME, clocked_script
+from redkit.core.telemetry import Telemetry
 from redkit.sessions.model import Session, SessionConflictError, SessionInfo, encode_value
 
 __all__ = ["MAX_DATA_BYTES", "SessionFlows", "new_session_id", "valid_session_id"]
@@ -120,6 +121,8 @@ class SessionFlows:
         #: Send this process's time with each call instead of letting the script read the
         #: server's (for a server that asks scripts not to read the clock: Upstash).
         self.client_clock = client_clock
+        #: Where sessions created, rotated, revoked... are reported (docs/stats.md).
+        self.telemetry = Telemetry("sessions", self.prefix)
 
     # -- keys ------------------------------------------------------------------------------
 
@@ -171,6 +174,7 @@ class SessionFlows:
             except Exception:
                 yield self._call(handle, "delete", _digest(session_id))
                 raise
+        self.telemetry.count("created")
         return session_id
 
     def _index(self, user: str, handle: str, since_us: int) -> Flow[None]:
@@ -214,7 +218,9 @@ class SessionFlows:
             handle, "read", _digest(session_id), self.idle_ms, "1" if touch else "0"
         )
         if not isinstance(reply, list):
+            self.telemetry.count("missing")
             return None
+        self.telemetry.count("loaded")
         return _session(session_id, reply)
 
     def save(self, session_id: str, data: Mapping[str, Any]) -> Flow[bool]:
@@ -253,6 +259,7 @@ class SessionFlows:
         if not isinstance(reply, list):
             return False
         if as_int(reply[0]) < 0:
+            self.telemetry.count("conflicts")
             raise SessionConflictError([as_text(k) for k in reply[1:]])
         session.mark_saved()
         return True
@@ -293,6 +300,7 @@ class SessionFlows:
                     raise
             if old_user:  # no longer theirs: out of their list and their cap
                 yield command("ZREM", self.user_key(old_user), handle)
+        self.telemetry.count("rotated")
         return new_id
 
     def delete(self, session_id: str) -> Flow[bool]:
@@ -306,6 +314,7 @@ class SessionFlows:
         user = as_text(reply[1])
         if user:
             yield command("ZREM", self.user_key(user), handle)
+        self.telemetry.count("deleted")
         return True
 
     def list_user_sessions(self, user_id: str | int) -> Flow[list[SessionInfo]]:
@@ -373,7 +382,10 @@ class SessionFlows:
             if isinstance(reply, Exception):
                 raise reply
         yield command("ZREM", self.user_key(user), *handles)
-        return sum(as_int(reply) for reply in replies)
+        ended = sum(as_int(reply) for reply in replies)
+        if ended:
+            self.telemetry.count("revoked", ended)
+        return ended
 
 
 def _session(session_id: str, reply: list[Any]) -> Session:

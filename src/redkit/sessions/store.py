@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from redkit.core.driver import as_backend, scripts_declare_keys
 from redkit.core.durations import Duration, duration_ms, timeout_or_none
-from redkit.core.errors import InvalidArgumentError
+from redkit.core.errors import NO_ANSWER, InvalidArgumentError
 from redkit.core.flow import Flow, run_async, run_sync
 from redkit.sessions.flows import SessionFlows
 from redkit.sessions.model import KEEP, Keep, Session, SessionInfo
@@ -98,7 +98,11 @@ class SessionStore:
 
     def _run(self, flow: Flow[T]) -> T:
         """Drive ``flow`` on this store's connection, each wait bounded by its timeout."""
-        return run_sync(flow, self._backend.sync_driver(timeout=self._timeout))
+        try:
+            return run_sync(flow, self._backend.sync_driver(timeout=self._timeout))
+        except NO_ANSWER:
+            self._flows.telemetry.count("unavailable")
+            raise
 
     def create(
         self,
@@ -192,7 +196,11 @@ class AsyncSessionStore:
 
     async def _run(self, flow: Flow[T]) -> T:
         """Drive ``flow`` in asyncio on this store's connection, bounded by its timeout."""
-        return await run_async(flow, self._backend.async_driver(timeout=self._timeout))
+        try:
+            return await run_async(flow, self._backend.async_driver(timeout=self._timeout))
+        except NO_ANSWER:
+            self._flows.telemetry.count("unavailable")
+            raise
 
     async def create(
         self,

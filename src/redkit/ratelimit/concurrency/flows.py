@@ -11,6 +11,7 @@ from redkit.core.errors import NO_ANSWER, InvalidArgumentError
 from redkit.core.flow import Flow
 from redkit.core.ops import ScriptCall, command
 from redkit.core.replies import as_int
+from redkit.core.telemetry import Telemetry
 from redkit.ratelimit import scripts
 from redkit.ratelimit.concurrency.lease import Lease
 from redkit.ratelimit.concurrency.limit import ConcurrencyLimit
@@ -43,6 +44,8 @@ class ConcurrencyFlows:
             raise InvalidArgumentError(f'on_timeout must be "allow" or "deny", got {on_timeout!r}')
         self.limit = limit
         self._prefix_sep = keys.check_prefix(prefix) + ":"
+        #: Where acquires, refusals, releases and timeouts are reported (docs/stats.md).
+        self.telemetry = Telemetry("concurrency", prefix)
         self.cluster = cluster
         self.clock = clock
         self.on_timeout: TimeoutPolicy = on_timeout
@@ -71,11 +74,14 @@ class ConcurrencyFlows:
             reply = yield ScriptCall(self._acquire, (key,), args)
         except NO_ANSWER:
             # The script may have run: then the slot stays taken until the lease ends.
+            self.telemetry.count("timeout")
             return Lease(self.on_timeout == "allow", limit, 0, identifier, reason="timeout")
         acquired, held, ends, now = (as_int(part) for part in reply)
         remaining = max(0, limit - held)
         if acquired:
+            self.telemetry.count("acquired")
             return Lease(True, limit, remaining, identifier, token, ends)
+        self.telemetry.count("refused")
         return Lease(False, limit, remaining, identifier, retry_after=max(0, ends - now) / 1000)
 
     def release(self, lease: Lease) -> Flow[bool]:
@@ -89,7 +95,10 @@ class ConcurrencyFlows:
             released = yield ScriptCall(self._release, (key,), args)
         except NO_ANSWER:
             return False  # the lease ends on its own; an exit path must not fail on it
-        return bool(as_int(released))
+        if as_int(released):
+            self.telemetry.count("released")
+            return True
+        return False
 
     def extend(self, lease: Lease, lease_duration: Duration | None = None) -> Flow[bool]:
         """Make a held lease end ``lease_duration`` from now; false when it had ended."""
