@@ -30,7 +30,7 @@ from redkit.core.ops import command
 from redkit.core.replies import server_time_ms
 from redkit.dashboard.actions import Actions, Done
 from redkit.dashboard.auth import COOKIE, LOGIN_S, Auth, Identity
-from redkit.dashboard.caches import namespace_report
+from redkit.dashboard.caches import CacheReports
 from redkit.dashboard.guard import Refused, SecurityHeaders, identify, same_origin
 from redkit.dashboard.overview import server_rows
 from redkit.dashboard.ratelimits import prefix_report
@@ -104,6 +104,7 @@ class Dashboard:
         self.allowed_origins = tuple(allowed_origins)
         self.actions = Actions(self.backend, timeout)
         self.scans = KeyspaceScans(self.backend, scan_count)
+        self.caches = CacheReports(self.backend, timeout, scan_count, max_age_s=60.0)
         self._render = Renderer()
         self._css = resources.files(__package__).joinpath("static/dashboard.css").read_bytes()
         routes = [Route("/", self._html("overview"), name="overview")]
@@ -161,8 +162,7 @@ class Dashboard:
             }
         if page == "caches":
             namespaces = _merged(self.cache_namespaces, fleet, "cache")
-            return {"namespaces": [await namespace_report(self.backend, fleet, n, self.timeout)
-                                   for n in namespaces]}  # fmt: skip
+            return {"namespaces": [await self.caches.report(fleet, n) for n in namespaces]}
         prefixes = _merged(self.session_prefixes, fleet, "sessions")
         return {"prefixes": [await self._run(session_report(p, self.top)) for p in prefixes]}
 
@@ -318,6 +318,7 @@ class Dashboard:
                     done = await self.actions.invalidate_tag(
                         identity, client, namespace, version or None, field("tag")
                     )
+                self.caches.forget(namespace)
                 return done, "caches"
             if action == "revoke":
                 done = await self.actions.revoke_user(

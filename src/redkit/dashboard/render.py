@@ -116,12 +116,8 @@ def _charts(page: str, data: Mapping[str, Any]) -> dict[str, str | None]:
 
 
 def _ttl_chart(title: str, report: Mapping[str, Any] | None) -> str | None:
-    histogram = (report or {}).get("ttl_histogram")
-    if not histogram:
+    """Bars of a keyspace report's TTL histogram (``ttl``: bucket -> keys, in order)."""
+    histogram = (report or {}).get("ttl")
+    if not histogram or not any(histogram.values()):
         return None
-    if isinstance(histogram, Mapping):
-        labels, values = list(histogram), list(histogram.values())
-    else:
-        labels = [row["bucket"] for row in histogram]
-        values = [row["keys"] for row in histogram]
-    return charts.bars(title, [str(label) for label in labels], values)
+    return charts.bars(title, [str(label) for label in histogram], list(histogram.values()))
