@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import re
+import time
+from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +23,16 @@ from redkit.dashboard import Dashboard
 from redkit.dashboard.server import serve
 from redkit.drivers.connect import Connection
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
-from support.dashboard import ADMIN, HOSTILE, READ, csrf_of, fill, logged_in, running_dashboard
+from support.dashboard import (
+    ADMIN,
+    HOSTILE,
+    READ,
+    csrf_of,
+    fill,
+    keys_and_no_ttl,
+    logged_in,
+    running_dashboard,
+)  # fmt: skip
 from support.web import serve_asgi
 
 BEARER = {"authorization": f"Bearer {READ}"}
@@ -254,3 +265,40 @@ def test_bad_settings_are_refused(conn: Connection) -> None:
         serve("redis://127.0.0.1:1", token=None, admin_token=None)
     with pytest.raises(InvalidArgumentError, match="loopback only"):
         serve("redis://127.0.0.1:1", host="0.0.0.0", token=None, admin_token=None, no_auth=True)
+
+
+def wait_for_scan(web: httpx.Client) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        scan = web.get("/api/keyspace").json()["scan"]
+        if not scan["running"]:
+            return dict(scan)
+        time.sleep(0.05)
+    raise AssertionError("the keyspace scan did not end")
+
+
+def test_keyspace_scan_runs_in_the_background(
+    server: EmbeddedRedis | EmbeddedCluster, conn: Connection
+) -> None:
+    pytest.importorskip("redkit.ops.keyspace", reason="redkit.ops (the keyspace report) is absent")
+    fill(conn)
+    cache = Cache(conn, namespace="ns")
+    cache.set_many({f"k{i}": i for i in range(25)}, ttl=600)
+    cache.close()
+    total, no_ttl = keys_and_no_ttl(server)
+    with running_dashboard(conn) as base, httpx.Client(base_url=base, headers=BEARER) as web:
+        started = web.post("/api/keyspace/scan").json()
+        assert started["started"] is True
+        scan = wait_for_scan(web)
+        assert scan["error"] is None
+        report = scan["report"]
+        assert (report["scanned"], report["total_keys"]) == (total, total)
+        assert report["keys_without_ttl"] == no_ttl
+        assert len(report["masters"]) == masters(server)
+        assert scan["scanned"] == total  # the progress reached the end
+        (ns,) = web.get("/api/caches").json()["namespaces"]
+        assert ns["keyspace"]["scanned"] == 25
+        assert ns["keyspace"]["ttl"]["<1h"] == 25
+        page = web.get("/keyspace").text
+        assert f'<span id="scanned">{total}</span>' in page
+        assert f'<span id="no-ttl">{no_ttl}</span>' in page

@@ -18,7 +18,7 @@ import pytest
 
 from redkit import FixedWindow, Ratelimit, SessionStore
 from redkit.drivers.connect import Connection
-from support.dashboard import ADMIN, HOSTILE, READ, fill, running_dashboard
+from support.dashboard import ADMIN, HOSTILE, READ, fill, keys_and_no_ttl, running_dashboard
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -105,6 +105,8 @@ def test_every_page_shows_what_redkit_did(
         log_in(page, base, READ)
         servers = page.locator("#servers tbody tr")
         assert servers.count() == (3 if conn.is_cluster else 1)
+        keys_column = page.locator("#servers tbody td:nth-child(10)").all_inner_texts()
+        assert sum(int(n) for n in keys_column) == keys_and_no_ttl(server)[0]
         photograph(page, shots, "overview")
 
         page.goto(f"{base}/ratelimits")
@@ -159,4 +161,26 @@ def test_an_admin_revokes_and_resets_by_clicking(conn: Connection, page: Any, sh
     limiter = Ratelimit(conn, FixedWindow(2, "1 m"), prefix="rl", ephemeral_cache=False)
     assert limiter.limit("alice").remaining == 1  # a fresh window
     limiter.close()
+    assert page.console_errors == []
+
+
+def test_the_keyspace_scan_from_its_button(
+    server: object, conn: Connection, page: Any, shots: Path
+) -> None:
+    pytest.importorskip("redkit.ops.keyspace", reason="redkit.ops (the keyspace report) is absent")
+    fill(conn)
+    total, no_ttl = keys_and_no_ttl(server)
+    with running_dashboard(conn) as base:
+        log_in(page, base, READ)
+        page.goto(f"{base}/keyspace")
+        page.get_by_role("button", name="Scan the keyspace").click()
+        # The page refreshes itself while the scan runs, then shows the report.
+        page.wait_for_selector("#scanned", timeout=30_000)
+        assert page.locator("#scanned").inner_text() == str(total)
+        assert page.locator("#no-ttl").inner_text() == str(no_ttl)
+        prefixes = first_two_columns(page.locator("#prefixes"))
+        top_level = [int(n) for prefix, n in prefixes.items() if not prefix.startswith("\u00b7")]
+        assert sum(top_level) == total  # the tree's first level holds every key once
+        assert charts_drawn(page) == 1
+        photograph(page, shots, "keyspace-report")
     assert page.console_errors == []

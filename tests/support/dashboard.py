@@ -93,3 +93,18 @@ def logged_in(base: str, token: str) -> Iterator[httpx.Client]:
         reply = client.post("/login", data={"token": token}, headers={"origin": base})
         assert reply.status_code == 200, reply.text
         yield client
+
+
+def keys_and_no_ttl(server: Any) -> tuple[int, int]:
+    """Every key of ``server`` (each master of a cluster), and how many have no TTL."""
+    nodes = server.node_clients() if hasattr(server, "node_clients") else [server.client()]
+    total = no_ttl = 0
+    try:
+        for node in nodes:
+            for key in node.scan_iter(count=1000):
+                total += 1
+                no_ttl += node.pttl(key) == -1
+    finally:
+        for node in nodes:
+            node.close()
+    return total, no_ttl
