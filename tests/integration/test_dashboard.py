@@ -29,6 +29,7 @@ from support.dashboard import (
     READ,
     csrf_of,
     fill,
+    fill_fleet,
     keys_and_no_ttl,
     logged_in,
     running_dashboard,
@@ -302,3 +303,29 @@ def test_keyspace_scan_runs_in_the_background(
         page = web.get("/keyspace").text
         assert f'<span id="scanned">{total}</span>' in page
         assert f'<span id="no-ttl">{no_ttl}</span>' in page
+
+
+def test_fleet_statistics_show_on_the_overview_and_caches(conn: Connection) -> None:
+    pytest.importorskip("redkit.stats", reason="redkit.stats (the fleet statistics) is absent")
+    fill_fleet(conn)
+    with running_dashboard(conn) as base, httpx.Client(base_url=base, headers=BEARER) as web:
+        namespaces = {ns["namespace"]: ns for ns in web.get("/api/caches").json()["namespaces"]}
+        assert set(namespaces) == {"ns", "fleet"}  # the configured one, and the reporting one
+        fleet = namespaces["fleet"]
+        assert fleet["totals"]["hits"] == 5
+        assert fleet["totals"]["misses"] == 3
+        assert fleet["totals"]["loads"] == 3
+        assert fleet["hit_ratio"] == 5 / 8
+        assert sum(v for _, v in fleet["series"]["hits"]) == 5
+        overview = web.get("/api/overview").json()["fleet"]
+        assert overview["hit_ratio"] == 5 / 8
+        assert sum(v for _, v in overview["decisions"]["allowed"]) == 1
+        assert sum(v for _, v in overview["decisions"]["blocked"]) == 1
+        assert sum(v for _, v in overview["decisions"]["cache_block"]) == 1  # the ephemeral cache
+        prefixes = [p["prefix"] for p in web.get("/api/ratelimits").json()["prefixes"]]
+        assert prefixes == ["rl", "frl"]
+        page = web.get("/").text
+        assert '<strong id="fleet-hit-ratio">62.5%</strong>' in page
+        assert page.count('<img src="data:image/svg+xml;base64,') == 2
+        caches_page = web.get("/caches").text
+        assert '<strong class="hit-ratio">62.5%</strong>' in caches_page

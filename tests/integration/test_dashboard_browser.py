@@ -18,7 +18,15 @@ import pytest
 
 from redkit import FixedWindow, Ratelimit, SessionStore
 from redkit.drivers.connect import Connection
-from support.dashboard import ADMIN, HOSTILE, READ, fill, keys_and_no_ttl, running_dashboard
+from support.dashboard import (
+    ADMIN,
+    HOSTILE,
+    READ,
+    fill,
+    fill_fleet,
+    keys_and_no_ttl,
+    running_dashboard,
+)  # fmt: skip
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -183,4 +191,23 @@ def test_the_keyspace_scan_from_its_button(
         assert sum(top_level) == total  # the tree's first level holds every key once
         assert charts_drawn(page) == 1
         photograph(page, shots, "keyspace-report")
+    assert page.console_errors == []
+
+
+def test_fleet_charts(server: object, conn: Connection, page: Any, shots: Path) -> None:
+    pytest.importorskip("redkit.stats", reason="redkit.stats (the fleet statistics) is absent")
+    fill_fleet(conn)
+    with running_dashboard(conn) as base:
+        log_in(page, base, READ)
+        assert page.locator("#fleet-hit-ratio").inner_text() == "62.5%"
+        assert charts_drawn(page) == 2  # the hit ratio and the decisions over time
+        photograph(page, shots, "overview-fleet")
+        page.goto(f"{base}/caches")
+        section = page.locator("section[data-namespace='fleet']")
+        assert section.locator(".hit-ratio").inner_text() == "62.5%"
+        assert (section.locator(".hits").inner_text(), section.locator(".misses").inner_text()) == (
+            "5", "3",
+        )  # fmt: skip
+        assert charts_drawn(page) >= 2
+        photograph(page, shots, "caches-fleet")
     assert page.console_errors == []

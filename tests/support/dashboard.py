@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from redkit import FixedWindow, Ratelimit, SessionStore
+from redkit import Cache, FixedWindow, Ratelimit, SessionStore
 from redkit.dashboard import Dashboard
 from redkit.drivers.connect import Connection
 from support.web import serve_asgi
@@ -108,3 +108,17 @@ def keys_and_no_ttl(server: Any) -> tuple[int, int]:
         for node in nodes:
             node.close()
     return total, no_ttl
+
+
+def fill_fleet(conn: Connection) -> None:
+    """Fleet statistics: the cache ``fleet`` 5 hits and 3 misses; ``frl`` 1 allowed, 2 refused."""
+    cache = Cache(conn, namespace="fleet", stats="10 s")
+    for key in ("a", "b", "c"):
+        cache.get_or_set(key, lambda: 1)  # a miss and a load each
+    for _ in range(5):
+        cache.get("a")  # hits
+    cache.close()  # sends what it counted
+    limiter = Ratelimit(conn, FixedWindow(1, "1 m"), prefix="frl", stats="10 s")
+    for _ in range(3):
+        limiter.limit("u")  # allowed, blocked, then blocked from the ephemeral cache
+    limiter.close()

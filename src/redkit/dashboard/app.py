@@ -65,6 +65,8 @@ class Dashboard:
         session_prefixes: the session stores' prefixes.
         cache_namespaces: cache namespaces to show besides those that report fleet stats.
         hours: how many hours the rate-limit analytics cover.
+        stats_since: how far back the fleet statistics' charts reach (per minute, at most a
+            day: ``"1 h"``, ``"6 h"``, ``"1 d"``).
         top: how many identifiers and users each table lists.
         timeout: seconds each call to Redis may take.
         scan_count: the keyspace scan's ``SCAN COUNT``.
@@ -85,6 +87,7 @@ class Dashboard:
         session_prefixes: Sequence[str] = ("session",),
         cache_namespaces: Sequence[str] = (),
         hours: int = 24,
+        stats_since: str = "1 h",
         top: int = 10,
         timeout: float = 5.0,
         scan_count: int = 1000,
@@ -101,6 +104,7 @@ class Dashboard:
         if not (isinstance(top, int) and 1 <= top <= 1000):
             raise InvalidArgumentError(f"top must be an int from 1 to 1000, got {top!r}")
         self.hours, self.top, self.timeout = hours, top, timeout
+        self.stats_since = stats_since
         self.allowed_origins = tuple(allowed_origins)
         self.actions = Actions(self.backend, timeout)
         self.scans = KeyspaceScans(self.backend, scan_count)
@@ -149,7 +153,7 @@ class Dashboard:
         """The figures of ``page`` (one of ``overview``, ``ratelimits``, ...), as JSON."""
         if page == "keyspace":
             return {"scan": self.scans.state.to_dict()}
-        fleet = await read_fleet(self.backend, f"{self.hours} h")
+        fleet = await read_fleet(self.backend, self.stats_since)
         if page == "overview":
             return {"servers": await self._run(server_rows()), "fleet": _fleet_overview(fleet)}
         if page == "ratelimits":
@@ -405,6 +409,9 @@ def _fleet_overview(fleet: Any) -> dict[str, Any] | None:
     return {
         "cache": cache,
         "hit_ratio": hits / (hits + misses) if hits + misses else None,
-        "decisions": summed("ratelimit", ("allowed", "blocked", "denied")),
+        # Upstash's analytics count a cached refusal as blocked; the fleet tells them apart.
+        "decisions": summed(
+            "ratelimit", ("allowed", "blocked", "cache_block", "denied", "timeout")
+        ),
         "generated_at": time.time(),
     }

@@ -23,7 +23,8 @@ Point = tuple[float, float]
 #: One colour per outcome, the same on every page.
 COLOURS = {
     "allowed": "#2e7d32", "blocked": "#c62828", "denied": "#6a1b9a", "hits": "#2e7d32",
-    "misses": "#ef6c00", "loads": "#1565c0", "errors": "#c62828", "stale_served": "#6d4c41",
+    "misses": "#ef6c00", "cache_block": "#ef9a9a", "timeout": "#757575", "loads": "#1565c0",
+    "errors": "#c62828", "stale_served": "#6d4c41",
 }  # fmt: skip
 
 
@@ -76,9 +77,17 @@ def _time_axis(axes: Axes, start: float, end: float) -> None:
 
 
 def lines(
-    title: str, series: Mapping[str, Sequence[Point]], *, percent: bool = False
+    title: str,
+    series: Mapping[str, Sequence[Point]],
+    *,
+    percent: bool = False,
+    span: tuple[float, float] | None = None,
 ) -> str | None:
-    """A line per named series of (unix seconds, value); ``None`` when there is no point."""
+    """A line per named series of (unix seconds, value); ``None`` when there is no point.
+
+    ``span`` is the time range the axis shows (the points' own range by default). Points are
+    marked: a lone one would be no line at all.
+    """
     if not any(series.values()):
         return None
 
@@ -86,7 +95,7 @@ def lines(
         for name, points in series.items():
             if points:
                 axes.plot([t for t, _ in points], [v for _, v in points], label=_text(name, 30),
-                          color=COLOURS.get(name))  # fmt: skip
+                          color=COLOURS.get(name), marker="o", markersize=2.5)  # fmt: skip
         if percent:
             from matplotlib.ticker import PercentFormatter
 
@@ -95,7 +104,7 @@ def lines(
         else:
             axes.set_ylim(bottom=0)
         times = [t for points in series.values() for t, _ in points]
-        _time_axis(axes, min(times), max(times))
+        _time_axis(axes, *(span or (min(times), max(times))))
         if len(series) > 1:
             axes.legend(loc="upper left", fontsize=8, frameon=False)
 

@@ -89,7 +89,7 @@ def _charts(page: str, data: Mapping[str, Any]) -> dict[str, str | None]:
         cache = data["fleet"]["cache"]
         ratio = ratio_series(cache["hits"], cache["misses"])
         out["hit_ratio"] = charts.lines(
-            "cache hit ratio, fleet", {"hit ratio": ratio}, percent=True
+            "cache hit ratio, fleet", {"hit ratio": ratio}, percent=True, span=_span(cache["hits"])
         )
         decisions = data["fleet"]["decisions"]
         out["decisions"] = charts.lines("rate-limit decisions per minute", decisions)
@@ -105,14 +105,20 @@ def _charts(page: str, data: Mapping[str, Any]) -> dict[str, str | None]:
             if series:
                 ratio = ratio_series(series["hits"], series["misses"])
                 out[f"{name}/ratio"] = charts.lines(
-                    f"{name}: hit ratio", {"hit ratio": ratio}, percent=True
-                )
+                    f"{name}: hit ratio", {"hit ratio": ratio}, percent=True,
+                    span=_span(series["hits"]),
+                )  # fmt: skip
                 events = {c: series[c] for c in ("loads", "stale_served", "errors")}
                 out[f"{name}/events"] = charts.lines(f"{name}: per minute", events)
             out[f"{name}/ttl"] = _ttl_chart(f"{name}: TTL of its keys", ns.get("keyspace"))
     elif page == "keyspace":
         out["ttl"] = _ttl_chart("TTL of the keys", data["scan"].get("report"))
     return out
+
+
+def _span(points: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
+    """The time range of a series (every bucket of the range, empty ones included)."""
+    return (points[0][0], points[-1][0]) if points else None
 
 
 def _ttl_chart(title: str, report: Mapping[str, Any] | None) -> str | None:

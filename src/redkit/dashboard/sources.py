@@ -23,7 +23,11 @@ def _module(name: str) -> Any | None:
 
 
 async def read_fleet(backend: Backend, since: str) -> Any | None:
-    """``redkit.stats.aread`` over ``since``, per minute; ``None`` where it is not installed."""
+    """``redkit.stats.aread`` over ``since``, per minute; ``None`` where it is not installed.
+
+    Raises:
+        InvalidArgumentError: ``since`` is no duration, or more than the day minutes are kept.
+    """
     stats = _module("redkit.stats")
     if stats is None:
         return None
