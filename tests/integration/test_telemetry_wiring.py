@@ -72,7 +72,8 @@ def unique(word: str) -> str:
 
 
 def made(backend: BackendCase, sync: type, asyncio_: type, *args: Any, **options: Any) -> Any:
-    return Blocking((asyncio_ if backend.is_async else sync)(backend.conn, *args, **options), backend)
+    facade = asyncio_ if backend.is_async else sync
+    return Blocking(facade(backend.conn, *args, **options), backend)
 
 
 def test_a_cache_reports_hits_misses_loads_and_their_time(
@@ -144,9 +145,11 @@ def test_concurrency_reports_acquired_refused_released(
     backend: BackendCase, recording: Recording
 ) -> None:
     prefix = unique("cc")
-    limiter = made(backend, Concurrency, AsyncConcurrency, ConcurrencyLimit(1, "1 m"), prefix=prefix)
+    limit = ConcurrencyLimit(1, "1 m")
+    limiter = made(backend, Concurrency, AsyncConcurrency, limit, prefix=prefix)
     first = limiter.acquire("u")
-    assert first and not limiter.acquire("u")
+    assert first
+    assert not limiter.acquire("u")
     assert limiter.release(first)
     assert not limiter.release(first)  # not held any more: not a release
     assert recording.of("concurrency", prefix) == {"acquired": 1, "refused": 1, "released": 1}
@@ -163,7 +166,8 @@ def test_sessions_report_their_life(backend: BackendCase, recording: Recording) 
         store.save(sid, second)
     assert store.get("no.such-session") is None  # malformed: not even asked
     new = store.rotate(sid)
-    assert new is not None and store.get(sid) is None
+    assert new is not None
+    assert store.get(sid) is None
     other = store.create(user_id="ada")
     assert store.delete(other)
     store.create(user_id="ada")

@@ -31,6 +31,7 @@ from redkit.core.driver import (
 )
 from redkit.core.durations import Duration, duration_ms, timeout_or_none
 from redkit.core.errors import InvalidArgumentError
+from redkit.core.fleet import AsyncReporter, ThreadReporter, start_reporter, stats_interval
 from redkit.core.flow import Flow, run_async, run_sync
 
 if TYPE_CHECKING:  # the advise package is imported only by those who record a trace
@@ -227,6 +228,11 @@ class Cache:
             clock, or a clock object such as :class:`redkit.core.clock.VirtualClock` (tests,
             simulations). With a clock of its own, an entry is gone once that clock passes its
             expiry, even while Redis, which expires keys on its own time, still holds it.
+        stats: add this process's counters (hits, misses, loads, ...) to Redis at this
+            interval (``"10 s"``; at least 1 s), for :func:`redkit.stats.read` to sum over
+            every process; ``None`` (the default) keeps them in this process only. One
+            pipelined round trip per interval, from a background thread, never on the request
+            path (docs/stats.md). :meth:`close` sends what is left.
 
     """
 
@@ -249,7 +255,9 @@ class Cache:
         timeout: float | None = DEFAULT_TIMEOUT,
         trace: TraceRecorder | None = None,
         clock: Clock | None = None,
+        stats: Duration | None = None,
     ) -> None:
+        interval = stats_interval(stats)
         self._backend, self._flows, self._timeout = _setup(
             redis, namespace, version, default_ttl, negative_ttl, lease, early_refresh,
             stale_ttl, ttl_jitter, local_ttl, local_size, serializer, secret, timeout, trace,
@@ -261,6 +269,14 @@ class Cache:
         self._driver: SyncDriver | None = None
         self._single_flight = SingleFlight()
         self._refresher: ThreadPoolExecutor | None = None
+        self._stats = start_reporter(
+            ThreadReporter,
+            interval,
+            self._backend,
+            self._flows.counters.telemetry,
+            self._timeout,
+            clock,
+        )
 
     def _sync_driver(self) -> SyncDriver:
         if self._driver is None:
@@ -356,13 +372,20 @@ class Cache:
         self._refresher.submit(run)
 
     def close(self) -> None:
-        """Stop listening for other processes' changes (the local tier) and background work."""
+        """Stop listening for changes (local tier), end background work, send the statistics."""
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
         if self._refresher is not None:
             self._refresher.shutdown(wait=True)
             self._refresher = None
+        if self._stats is not None:
+            self._stats.close()
+
+    def flush(self) -> None:
+        """Send the fleet statistics counted so far now (nothing to do without ``stats=``)."""
+        if self._stats is not None:
+            self._stats.flush()
 
     def bump_version(self) -> int:
         """Leave every entry of the namespace behind at once (O(1)); return the new generation.
@@ -484,6 +507,7 @@ class AsyncCache:
         timeout: as for :class:`Cache`.
         trace: as for :class:`Cache`.
         clock: as for :class:`Cache`.
+        stats: as for :class:`Cache` (sent by an asyncio task).
 
     """
 
@@ -506,7 +530,9 @@ class AsyncCache:
         timeout: float | None = DEFAULT_TIMEOUT,
         trace: TraceRecorder | None = None,
         clock: Clock | None = None,
+        stats: Duration | None = None,
     ) -> None:
+        interval = stats_interval(stats)
         self._backend, self._flows, self._timeout = _setup(
             redis, namespace, version, default_ttl, negative_ttl, lease, early_refresh,
             stale_ttl, ttl_jitter, local_ttl, local_size, serializer, secret, timeout, trace,
@@ -518,6 +544,14 @@ class AsyncCache:
         self._guarded: AsyncBreakerDriver | None = None
         self._single_flight = AsyncSingleFlight()
         self._refreshing: set[asyncio.Task[None]] = set()
+        self._stats = start_reporter(
+            AsyncReporter,
+            interval,
+            self._backend,
+            self._flows.counters.telemetry,
+            self._timeout,
+            clock,
+        )
 
     def _async_driver(self) -> AsyncDriver:
         # The backend keeps one driver per event loop; the breaker's wrapper follows it.
@@ -615,12 +649,19 @@ class AsyncCache:
             log.exception("cache: background refresh of %r failed", key)
 
     async def close(self) -> None:
-        """Stop listening for other processes' changes and wait for background refreshes."""
+        """Stop listening for changes, wait for background refreshes, send the statistics."""
         if self._unsubscribe is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._unsubscribe)
             self._unsubscribe = None
         if self._refreshing:
             await asyncio.gather(*self._refreshing, return_exceptions=True)
+        if self._stats is not None:
+            await self._stats.close()
+
+    async def flush(self) -> None:
+        """Send the fleet statistics counted so far now; see :meth:`Cache.flush`."""
+        if self._stats is not None:
+            await self._stats.flush()
 
     async def bump_version(self) -> int:
         """Leave every entry of the namespace behind at once; see :meth:`Cache.bump_version`."""

@@ -19,6 +19,7 @@ from redkit.core.driver import (
 )
 from redkit.core.durations import Duration
 from redkit.core.errors import InvalidArgumentError
+from redkit.core.fleet import AsyncReporter, ThreadReporter, start_reporter, stats_interval
 from redkit.core.flow import run_async, run_sync
 from redkit.ratelimit.analytics import Analytics, Usage
 from redkit.ratelimit.background import AsyncFlusher, ThreadFlusher
@@ -141,6 +142,11 @@ class Ratelimit:
         trace: a :class:`~redkit.advise.TraceRecorder` that records a sample of the decisions
             (per identifier: allowed or refused, and what is left) for ``redkit advise``;
             ``None`` (the default) records nothing and costs nothing.
+        stats: add this process's decision counts (allowed, blocked, denied, timeout,
+            cache_block) to Redis at this interval (``"10 s"``; at least 1 s), for
+            :func:`redkit.stats.read` to sum over every process; ``None`` (the default): off.
+            One pipelined round trip per interval, in the background (docs/stats.md);
+            :meth:`close` sends what is left.
 
     """
 
@@ -158,7 +164,9 @@ class Ratelimit:
         enable_protection: bool = False,
         analytics: bool = False,
         trace: TraceRecorder | None = None,
+        stats: Duration | None = None,
     ) -> None:
+        interval = stats_interval(stats)
         backend, self._flows, self._timeout = _flows(
             redis, limiter, prefix, ephemeral_cache, timeout, on_timeout, clock, dynamic_limits,
             enable_protection, analytics,
@@ -170,7 +178,10 @@ class Ratelimit:
         self._syncing = threading.Lock()
         flows = self._flows
         background = flows.window_counts is not None or flows.analytics is not None
-        self._flusher = ThreadFlusher(self.flush, flows.has_pending) if background else None
+        self._flusher = ThreadFlusher(self._sync_local, flows.has_pending) if background else None
+        self._stats = start_reporter(
+            ThreadReporter, interval, backend, flows.telemetry, self._timeout, flows.clock
+        )
 
     @property
     def limiter(self) -> Limiter:
@@ -273,16 +284,23 @@ class Ratelimit:
         """One identifier's own limit override, or ``None``."""
         return run_sync(self._flows.get_identifier_limit(identifier), self._sync_driver())
 
-    def flush(self) -> None:
-        """Send the cached fixed window's pending counts to Redis now, and wait for it."""
+    def _sync_local(self) -> None:
         with self._syncing:
             run_sync(self._flows.sync_local(), self._sync_driver())
 
+    def flush(self) -> None:
+        """Send the cached fixed window's pending counts and the fleet statistics now."""
+        self._sync_local()
+        if self._stats is not None:
+            self._stats.flush()
+
     def close(self) -> None:
-        """Stop the background sync of the cached fixed window and send what it counted."""
+        """Stop the background sends (cached window, statistics) and send what is left."""
         if self._flusher is not None:
             self._flusher.close()
-            self.flush()
+            self._sync_local()
+        if self._stats is not None:
+            self._stats.close()
 
     def _sync_later(self) -> None:
         if self._flusher is not None and self._flows.has_pending():
@@ -304,6 +322,7 @@ class AsyncRatelimit:
         enable_protection: as for :class:`Ratelimit`.
         analytics: as for :class:`Ratelimit`.
         trace: as for :class:`Ratelimit`.
+        stats: as for :class:`Ratelimit` (sent by an asyncio task).
 
     """
 
@@ -321,7 +340,9 @@ class AsyncRatelimit:
         enable_protection: bool = False,
         analytics: bool = False,
         trace: TraceRecorder | None = None,
+        stats: Duration | None = None,
     ) -> None:
+        interval = stats_interval(stats)
         backend, self._flows, self._timeout = _flows(
             redis, limiter, prefix, ephemeral_cache, timeout, on_timeout, clock, dynamic_limits,
             enable_protection, analytics,
@@ -335,7 +356,10 @@ class AsyncRatelimit:
         )
         flows = self._flows
         background = flows.window_counts is not None or flows.analytics is not None
-        self._flusher = AsyncFlusher(self.flush, flows.has_pending) if background else None
+        self._flusher = AsyncFlusher(self._sync_local, flows.has_pending) if background else None
+        self._stats = start_reporter(
+            AsyncReporter, interval, backend, flows.telemetry, self._timeout, flows.clock
+        )
 
     def _sync_lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
@@ -441,16 +465,23 @@ class AsyncRatelimit:
         """One identifier's own limit override, or ``None``."""
         return await run_async(self._flows.get_identifier_limit(identifier), self._async_driver())
 
-    async def flush(self) -> None:
-        """Send the cached fixed window's pending counts to Redis now, and wait for it."""
+    async def _sync_local(self) -> None:
         async with self._sync_lock():
             await run_async(self._flows.sync_local(), self._async_driver())
 
+    async def flush(self) -> None:
+        """Send the cached fixed window's pending counts, and the fleet statistics, now."""
+        await self._sync_local()
+        if self._stats is not None:
+            await self._stats.flush()
+
     async def close(self) -> None:
-        """Wait for the cached fixed window's background sync and send what it counted."""
+        """Wait for the background sends (cached window, statistics); send what is left."""
         if self._flusher is not None:
             await self._flusher.close()
-            await self.flush()
+            await self._sync_local()
+        if self._stats is not None:
+            await self._stats.close()
 
     def _sync_later(self) -> None:
         if self._flusher is not None and self._flows.has_pending():

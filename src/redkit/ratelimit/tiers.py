@@ -16,6 +16,7 @@ from redkit.core.clock import Clock
 from redkit.core.driver import as_backend
 from redkit.core.durations import Duration
 from redkit.core.errors import InvalidArgumentError
+from redkit.core.fleet import stats_interval
 from redkit.ratelimit.ephemeral import EphemeralCache
 from redkit.ratelimit.facade import DEFAULT_TIMEOUT, AsyncRatelimit, Ratelimit
 from redkit.ratelimit.flows import DEFAULT_PREFIX, TimeoutPolicy
@@ -85,6 +86,8 @@ class TieredRatelimit:
         clock: as for :class:`~redkit.Ratelimit`.
         trace: as for :class:`~redkit.Ratelimit`: each tier's decisions are recorded under its
             own prefix, ``<prefix>:<tier>``.
+        stats: as for :class:`~redkit.Ratelimit`: each tier's counts are sent under its own
+            prefix, ``<prefix>:<tier>``.
 
     """
 
@@ -100,13 +103,15 @@ class TieredRatelimit:
         on_timeout: TimeoutPolicy = "allow",
         clock: Clock | Literal["server", "client"] | None = None,
         trace: TraceRecorder | None = None,
+        stats: Duration | None = None,
     ) -> None:
+        stats_interval(stats)  # refused before any tier starts its reporter
         backend = as_backend(redis)  # one connection for every tier, even from a URL
 
         def make(limiter: Limiter, tier_prefix: str, cache: EphemeralCache | bool) -> Ratelimit:
             return Ratelimit(
                 backend, limiter, prefix=tier_prefix, ephemeral_cache=cache, timeout=timeout,
-                on_timeout=on_timeout, clock=clock, trace=trace,
+                on_timeout=on_timeout, clock=clock, trace=trace, stats=stats,
             )  # fmt: skip
 
         self._tiers = _Tiers(make, tiers, prefix, default_tier, ephemeral_cache)
@@ -143,6 +148,16 @@ class TieredRatelimit:
         chosen = self._tiers.limiters.values() if tier is None else [self._tiers.get(tier)]
         return sum(limiter.reset(identifier) for limiter in chosen)
 
+    def flush(self) -> None:
+        """Send every tier's pending counts now (see :meth:`~redkit.Ratelimit.flush`)."""
+        for limiter in self._tiers.limiters.values():
+            limiter.flush()
+
+    def close(self) -> None:
+        """Stop every tier's background sends and send what they counted."""
+        for limiter in self._tiers.limiters.values():
+            limiter.close()
+
 
 class AsyncTieredRatelimit:
     """Rate limits per plan, for asyncio: the arguments and methods of :class:`TieredRatelimit`.
@@ -158,6 +173,8 @@ class AsyncTieredRatelimit:
         clock: as for :class:`~redkit.Ratelimit`.
         trace: as for :class:`~redkit.Ratelimit`: each tier's decisions are recorded under its
             own prefix, ``<prefix>:<tier>``.
+        stats: as for :class:`~redkit.Ratelimit`: each tier's counts are sent under its own
+            prefix, ``<prefix>:<tier>``.
 
     """
 
@@ -173,7 +190,9 @@ class AsyncTieredRatelimit:
         on_timeout: TimeoutPolicy = "allow",
         clock: Clock | Literal["server", "client"] | None = None,
         trace: TraceRecorder | None = None,
+        stats: Duration | None = None,
     ) -> None:
+        stats_interval(stats)  # refused before any tier starts its reporter
         backend = as_backend(redis)  # one connection for every tier, even from a URL
 
         def make(
@@ -181,7 +200,7 @@ class AsyncTieredRatelimit:
         ) -> AsyncRatelimit:
             return AsyncRatelimit(
                 backend, limiter, prefix=tier_prefix, ephemeral_cache=cache, timeout=timeout,
-                on_timeout=on_timeout, clock=clock, trace=trace,
+                on_timeout=on_timeout, clock=clock, trace=trace, stats=stats,
             )  # fmt: skip
 
         self._tiers = _Tiers(make, tiers, prefix, default_tier, ephemeral_cache)
@@ -217,3 +236,13 @@ class AsyncTieredRatelimit:
         """Delete ``identifier``'s state in ``tier``, or in every tier when none is named."""
         chosen = self._tiers.limiters.values() if tier is None else [self._tiers.get(tier)]
         return sum([await limiter.reset(identifier) for limiter in chosen])
+
+    async def flush(self) -> None:
+        """Send every tier's pending counts now (see :meth:`~redkit.AsyncRatelimit.flush`)."""
+        for limiter in self._tiers.limiters.values():
+            await limiter.flush()
+
+    async def close(self) -> None:
+        """Stop every tier's background sends and send what they counted."""
+        for limiter in self._tiers.limiters.values():
+            await limiter.close()

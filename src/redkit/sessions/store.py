@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from redkit.core.driver import as_backend, scripts_declare_keys
 from redkit.core.durations import Duration, duration_ms, timeout_or_none
 from redkit.core.errors import NO_ANSWER, InvalidArgumentError
+from redkit.core.fleet import AsyncReporter, ThreadReporter, start_reporter, stats_interval
 from redkit.core.flow import Flow, run_async, run_sync
 from redkit.sessions.flows import SessionFlows
 from redkit.sessions.model import KEEP, Keep, Session, SessionInfo
@@ -72,6 +73,10 @@ class SessionStore:
         timeout: seconds each wait for Redis (a free connection, a reply) may last before
             the call raises :class:`~redkit.errors.BackendError` (sessions fail closed). A
             call makes one to three round trips, so it may take a small multiple of it.
+        stats: add this process's counts (created, rotated, revoked, conflicts, unavailable,
+            ...) to Redis at this interval (``"10 s"``; at least 1 s), for
+            :func:`redkit.stats.read`; ``None`` (the default): off. Sent in the background
+            (docs/stats.md); :meth:`close` sends what is left.
 
     Session ids are ``<handle>.<secret>``: a 128-bit public handle and a 256-bit secret, from
     :mod:`secrets`. Redis stores only a SHA-256 digest of the id. Concurrent saves of one
@@ -89,12 +94,17 @@ class SessionStore:
         prefix: str = "session",
         max_sessions_per_user: int | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
+        stats: Duration | None = None,
     ) -> None:
+        interval = stats_interval(stats)
         self._backend = as_backend(redis)
         self._flows = _flows(
             self._backend, prefix, idle_ttl, absolute_ttl, max_sessions_per_user, timeout
         )
         self._timeout = timeout
+        self._stats = start_reporter(
+            ThreadReporter, interval, self._backend, self._flows.telemetry, timeout
+        )
 
     def _run(self, flow: Flow[T]) -> T:
         """Drive ``flow`` on this store's connection, each wait bounded by its timeout."""
@@ -164,6 +174,16 @@ class SessionStore:
         """
         return self._run(self._flows.revoke_user_sessions(user_id, keep))
 
+    def flush(self) -> None:
+        """Send the fleet statistics counted so far now (nothing to do without ``stats=``)."""
+        if self._stats is not None:
+            self._stats.flush()
+
+    def close(self) -> None:
+        """Stop sending fleet statistics in the background, and send what is left."""
+        if self._stats is not None:
+            self._stats.close()
+
 
 class AsyncSessionStore:
     """Server-side sessions for asyncio: the arguments and methods of :class:`SessionStore`.
@@ -175,6 +195,7 @@ class AsyncSessionStore:
         prefix: as for :class:`SessionStore`.
         max_sessions_per_user: as for :class:`SessionStore`.
         timeout: as for :class:`SessionStore`.
+        stats: as for :class:`SessionStore` (sent by an asyncio task).
 
     """
 
@@ -187,12 +208,17 @@ class AsyncSessionStore:
         prefix: str = "session",
         max_sessions_per_user: int | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
+        stats: Duration | None = None,
     ) -> None:
+        interval = stats_interval(stats)
         self._backend = as_backend(redis)
         self._flows = _flows(
             self._backend, prefix, idle_ttl, absolute_ttl, max_sessions_per_user, timeout
         )
         self._timeout = timeout
+        self._stats = start_reporter(
+            AsyncReporter, interval, self._backend, self._flows.telemetry, timeout
+        )
 
     async def _run(self, flow: Flow[T]) -> T:
         """Drive ``flow`` in asyncio on this store's connection, bounded by its timeout."""
@@ -246,3 +272,13 @@ class AsyncSessionStore:
     async def revoke_user_sessions(self, user_id: str | int, *, keep: str | None = None) -> int:
         """End every session of the user; see :meth:`SessionStore.revoke_user_sessions`."""
         return await self._run(self._flows.revoke_user_sessions(user_id, keep))
+
+    async def flush(self) -> None:
+        """Send the fleet statistics counted so far now; see :meth:`SessionStore.flush`."""
+        if self._stats is not None:
+            await self._stats.flush()
+
+    async def close(self) -> None:
+        """Stop sending fleet statistics in the background, and send what is left."""
+        if self._stats is not None:
+            await self._stats.close()

@@ -11,6 +11,7 @@ from redkit.core.clock import ClientClock, Clock, ServerClock, resolve_clock
 from redkit.core.driver import AsyncDriver, Backend, SyncDriver, as_backend, scripts_declare_keys
 from redkit.core.durations import Duration
 from redkit.core.errors import InvalidArgumentError
+from redkit.core.fleet import AsyncReporter, ThreadReporter, start_reporter, stats_interval
 from redkit.core.flow import run_async, run_sync
 from redkit.ratelimit.concurrency.flows import ConcurrencyFlows
 from redkit.ratelimit.concurrency.lease import Lease
@@ -66,6 +67,10 @@ class Concurrency:
         clock: ``"server"`` (Redis's ``TIME``: the default, except over Upstash's REST API),
             ``"client"`` (the default over REST), or a clock object such as
             :class:`redkit.core.clock.VirtualClock`.
+        stats: add this process's counts (acquired, refused, released, timeout) to Redis at
+            this interval (``"10 s"``; at least 1 s), for :func:`redkit.stats.read`; ``None``
+            (the default): off. Sent in the background (docs/stats.md); :meth:`close` sends
+            what is left.
 
     """
 
@@ -78,11 +83,17 @@ class Concurrency:
         timeout: float | None = DEFAULT_TIMEOUT,
         on_timeout: TimeoutPolicy = "allow",
         clock: Clock | Literal["server", "client"] | None = None,
+        stats: Duration | None = None,
     ) -> None:
+        interval = stats_interval(stats)
         self._backend, self._flows, self._timeout = _setup(
             redis, limit, prefix, timeout, on_timeout, clock
         )
         self._driver: SyncDriver | None = None
+        flows = self._flows
+        self._stats = start_reporter(
+            ThreadReporter, interval, self._backend, flows.telemetry, self._timeout, flows.clock
+        )
 
     @property
     def limit(self) -> ConcurrencyLimit:
@@ -122,6 +133,16 @@ class Concurrency:
     def reset(self, identifier: str | int) -> int:
         """Drop every lease of ``identifier``; return the number of keys deleted (0 or 1)."""
         return run_sync(self._flows.reset(identifier), self._sync_driver())
+
+    def flush(self) -> None:
+        """Send the fleet statistics counted so far now (nothing to do without ``stats=``)."""
+        if self._stats is not None:
+            self._stats.flush()
+
+    def close(self) -> None:
+        """Stop sending fleet statistics in the background, and send what is left."""
+        if self._stats is not None:
+            self._stats.close()
 
 
 class AcquireContext:
@@ -171,6 +192,7 @@ class AsyncConcurrency:
         timeout: seconds one call may take, as for :class:`Concurrency`.
         on_timeout: ``"allow"`` or ``"deny"``, as for :class:`Concurrency`.
         clock: ``"server"``, ``"client"`` or a clock object, as for :class:`Concurrency`.
+        stats: as for :class:`Concurrency` (sent by an asyncio task).
 
     """
 
@@ -183,9 +205,15 @@ class AsyncConcurrency:
         timeout: float | None = DEFAULT_TIMEOUT,
         on_timeout: TimeoutPolicy = "allow",
         clock: Clock | Literal["server", "client"] | None = None,
+        stats: Duration | None = None,
     ) -> None:
+        interval = stats_interval(stats)
         self._backend, self._flows, self._timeout = _setup(
             redis, limit, prefix, timeout, on_timeout, clock
+        )
+        flows = self._flows
+        self._stats = start_reporter(
+            AsyncReporter, interval, self._backend, flows.telemetry, self._timeout, flows.clock
         )
 
     @property
@@ -219,3 +247,13 @@ class AsyncConcurrency:
     async def reset(self, identifier: str | int) -> int:
         """Drop every lease of ``identifier``; return the number of keys deleted (0 or 1)."""
         return await run_async(self._flows.reset(identifier), self._async_driver())
+
+    async def flush(self) -> None:
+        """Send the fleet statistics counted so far now; see :meth:`Concurrency.flush`."""
+        if self._stats is not None:
+            await self._stats.flush()
+
+    async def close(self) -> None:
+        """Stop sending fleet statistics in the background, and send what is left."""
+        if self._stats is not None:
+            await self._stats.close()
