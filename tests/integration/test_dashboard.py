@@ -324,6 +324,8 @@ def test_fleet_statistics_show_on_the_overview_and_caches(conn: Connection) -> N
         assert sum(v for _, v in overview["decisions"]["cache_block"]) == 1  # the ephemeral cache
         prefixes = [p["prefix"] for p in web.get("/api/ratelimits").json()["prefixes"]]
         assert prefixes == ["rl", "frl"]
+        (sessions,) = web.get("/api/sessions").json()["prefixes"]
+        assert (sessions["fleet"]["created"], sessions["fleet"]["revoked"]) == (1, 1)
         page = web.get("/").text
         assert '<strong id="fleet-hit-ratio">62.5%</strong>' in page
         assert page.count('<img src="data:image/svg+xml;base64,') == 2

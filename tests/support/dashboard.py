@@ -59,6 +59,9 @@ def fill(conn: Connection) -> Filled:
         limiter.flush()
     finally:
         limiter.close()
+    store = SessionStore(conn, stats="10 s")
+    store.revoke_session("nobody", store.create(user_id="nobody").partition(".")[0])
+    store.close()
     filled.allowed = {"alice": 2, HOSTILE: 1, "bob": 2}
     filled.blocked = {"alice": 1}
     filled.denied = {"bad-actor": 1}
@@ -111,7 +114,8 @@ def keys_and_no_ttl(server: Any) -> tuple[int, int]:
 
 
 def fill_fleet(conn: Connection) -> None:
-    """Fleet statistics: the cache ``fleet`` 5 hits and 3 misses; ``frl`` 1 allowed, 2 refused."""
+    """Fleet statistics: the cache ``fleet`` 5 hits and 3 misses; ``frl`` 1 allowed, 2 refused;
+    the sessions 1 created, 1 revoked."""
     cache = Cache(conn, namespace="fleet", stats="10 s")
     for key in ("a", "b", "c"):
         cache.get_or_set(key, lambda: 1)  # a miss and a load each
@@ -122,3 +126,6 @@ def fill_fleet(conn: Connection) -> None:
     for _ in range(3):
         limiter.limit("u")  # allowed, blocked, then blocked from the ephemeral cache
     limiter.close()
+    store = SessionStore(conn, stats="10 s")
+    store.revoke_session("nobody", store.create(user_id="nobody").partition(".")[0])
+    store.close()

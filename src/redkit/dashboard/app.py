@@ -38,6 +38,7 @@ from redkit.dashboard.render import Renderer, Url
 from redkit.dashboard.scans import KeyspaceScans
 from redkit.dashboard.sessions import session_report
 from redkit.dashboard.sources import read_fleet
+from redkit.stats import FleetStats
 
 __all__ = ["Dashboard"]
 
@@ -168,7 +169,10 @@ class Dashboard:
             namespaces = _merged(self.cache_namespaces, fleet, "cache")
             return {"namespaces": [await self.caches.report(fleet, n) for n in namespaces]}
         prefixes = _merged(self.session_prefixes, fleet, "sessions")
-        return {"prefixes": [await self._run(session_report(p, self.top)) for p in prefixes]}
+        reports = [await self._run(session_report(p, self.top)) for p in prefixes]
+        for report in reports:  # created, rotated, revoked... over stats_since, fleet-wide
+            report["fleet"] = fleet.totals("sessions", report["prefix"])
+        return {"prefixes": reports}
 
     # -- requests ------------------------------------------------------------------------
 
@@ -221,7 +225,7 @@ class Dashboard:
             return self._refusal_page(request, Refused(503, f"{type(exc).__name__}: {exc}"))
         html = self._render.page(
             self._url(request), page, data, identity=identity, csrf=self.auth.csrf_token(identity),
-            actions=identity.role == "admin", done=done,
+            actions=identity.role == "admin", done=done, stats_since=self.stats_since,
         )  # fmt: skip
         response = HTMLResponse(html, status_code=status)
         if cookie is not None:
@@ -380,18 +384,15 @@ def _json_refusal(refused: Refused) -> Response:
     return JSONResponse({"error": refused.reason}, status_code=refused.status, headers=headers)
 
 
-def _merged(configured: tuple[str, ...], fleet: Any, feature: str) -> list[str]:
+def _merged(configured: tuple[str, ...], fleet: FleetStats, feature: str) -> list[str]:
     """The configured names, then those the fleet statistics know, each once."""
     seen = dict.fromkeys(configured)
-    if fleet is not None:
-        seen.update(dict.fromkeys(fleet.names(feature)))
+    seen.update(dict.fromkeys(fleet.names(feature)))
     return list(seen)
 
 
-def _fleet_overview(fleet: Any) -> dict[str, Any] | None:
+def _fleet_overview(fleet: FleetStats) -> dict[str, Any]:
     """The fleet's cache hits and misses and its decisions, summed over names, per minute."""
-    if fleet is None:
-        return None
 
     def summed(feature: str, counters: Sequence[str]) -> dict[str, list[tuple[int, float]]]:
         out: dict[str, list[tuple[int, float]]] = {}

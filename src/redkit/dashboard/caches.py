@@ -19,6 +19,7 @@ from redkit.core.ops import Pipeline, command
 from redkit.core.replies import as_int
 from redkit.dashboard.scan import find_keys
 from redkit.dashboard.sources import keyspace_scanner
+from redkit.stats import FleetStats
 
 __all__ = ["SERIES", "CacheReports", "generations"]
 
@@ -59,7 +60,7 @@ class CacheReports:
         self._max_age_s = max_age_s
         self._scans: dict[str, tuple[float, dict[str, Any]]] = {}
 
-    async def report(self, fleet: Any, namespace: str) -> dict[str, Any]:
+    async def report(self, fleet: FleetStats, namespace: str) -> dict[str, Any]:
         """The namespace's fleet figures, generations, and keys."""
         driver = self._backend.async_driver(timeout=self._timeout)
         report: dict[str, Any] = {
@@ -71,7 +72,7 @@ class CacheReports:
             "keyspace": None,
             "scanned_at": None,
         }
-        if fleet is not None and namespace in fleet.names("cache"):
+        if namespace in fleet.names("cache"):
             report["totals"] = fleet.totals("cache", namespace)
             report["hit_ratio"] = fleet.hit_ratio(namespace)
             report["series"] = {c: fleet.series("cache", namespace, c) for c in SERIES}

@@ -1,7 +1,7 @@
 """What the pages read from other packages: the fleet statistics and the keyspace scan.
 
-Both are optional at run time (:mod:`redkit.stats`, :mod:`redkit.ops.keyspace`): a page
-without one shows the rest and says what is missing.
+The keyspace report (:mod:`redkit.ops.keyspace`) is optional at run time: without it the
+keyspace page says so and the caches page shows the rest.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from redkit.core.driver import Backend
+from redkit.stats import FleetStats, aread
 
 __all__ = ["keyspace_scanner", "read_fleet"]
 
@@ -22,16 +23,13 @@ def _module(name: str) -> Any | None:
         return None
 
 
-async def read_fleet(backend: Backend, since: str) -> Any | None:
-    """``redkit.stats.aread`` over ``since``, per minute; ``None`` where it is not installed.
+async def read_fleet(backend: Backend, since: str) -> FleetStats:
+    """The fleet statistics of the last ``since``, per minute (:func:`redkit.stats.aread`).
 
     Raises:
         InvalidArgumentError: ``since`` is no duration, or more than the day minutes are kept.
     """
-    stats = _module("redkit.stats")
-    if stats is None:
-        return None
-    return await stats.aread(backend, since=since, resolution="minute")
+    return await aread(backend, since=since, resolution="minute")
 
 
 def keyspace_scanner() -> Callable[..., Any] | None:
