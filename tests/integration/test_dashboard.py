@@ -23,6 +23,8 @@ from redkit.dashboard import Dashboard
 from redkit.dashboard.server import serve
 from redkit.drivers.connect import Connection
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
+from redkit.drivers.rest import RestConnection
+from support.backends import REST_TOKEN
 from support.dashboard import (
     ADMIN,
     HOSTILE,
@@ -331,3 +333,30 @@ def test_fleet_statistics_show_on_the_overview_and_caches(conn: Connection) -> N
         assert page.count('<img src="data:image/svg+xml;base64,') == 2
         caches_page = web.get("/caches").text
         assert '<strong class="hit-ratio">62.5%</strong>' in caches_page
+
+
+def test_over_rest_through_the_gateway(redis_server: EmbeddedRedis, rest_gateway: str) -> None:
+    """On Upstash's REST protocol (redkit's gateway in front of the standalone server)."""
+    with redis_server.client() as admin:
+        admin.flushall()
+    conn = RestConnection(rest_gateway, token=REST_TOKEN, key_locking=True)
+    filled = fill(conn)
+    dashboard = Dashboard(conn, token=READ, admin_token=ADMIN, ratelimit_prefixes=["rl"])
+    with serve_asgi(dashboard, conn) as base, httpx.Client(base_url=base, headers=BEARER) as web:
+        (server,) = web.get("/api/overview").json()["servers"]
+        assert server["version"].count(".") == 2  # INFO as text over REST, read all the same
+        assert server["keys"] == keys_and_no_ttl(redis_server)[0]
+        (report,) = web.get("/api/ratelimits").json()["prefixes"]
+        assert report["totals"]["allowed"] == sum(filled.allowed.values())
+        assert report["deny_list"] == ["bad-actor"]
+        (sessions,) = web.get("/api/sessions").json()["prefixes"]
+        assert {u["user"]: u["sessions"] for u in sessions["users"]} == {
+            user: len(ids) for user, ids in filled.sessions.items()
+        }
+        done = web.post(
+            "/api/actions/revoke",
+            data={"prefix": "session", "user": "42"},
+            headers={"authorization": f"Bearer {ADMIN}"},
+        )
+        assert done.json()["count"] == 3
+    conn.close()

@@ -13,6 +13,7 @@ import httpx
 from redkit import Cache, FixedWindow, Ratelimit, SessionStore
 from redkit.dashboard import Dashboard
 from redkit.drivers.connect import Connection
+from redkit.drivers.rest import RestConnection
 from support.web import serve_asgi
 
 __all__ = [
@@ -42,7 +43,7 @@ class Filled:
     sessions: dict[str | int, list[str]] = field(default_factory=dict)
 
 
-def fill(conn: Connection) -> Filled:
+def fill(conn: Connection | RestConnection) -> Filled:
     """Decisions with analytics (prefix ``rl``), a deny list, overrides, and sessions."""
     filled = Filled()
     limiter = Ratelimit(
