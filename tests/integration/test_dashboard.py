@@ -7,7 +7,11 @@ CSRF token and the origin check refuse what they must; the actions really act.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import signal
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -17,6 +21,7 @@ from markupsafe import escape
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+import redkit
 from redkit import Cache, FixedWindow, Ratelimit, SessionStore
 from redkit.core.errors import InvalidArgumentError
 from redkit.dashboard import Dashboard
@@ -36,6 +41,7 @@ from support.dashboard import (
     logged_in,
     running_dashboard,
 )  # fmt: skip
+from support.probes import closed_port
 from support.web import serve_asgi
 
 BEARER = {"authorization": f"Bearer {READ}"}
@@ -360,3 +366,64 @@ def test_over_rest_through_the_gateway(redis_server: EmbeddedRedis, rest_gateway
         )
         assert done.json()["count"] == 3
     conn.close()
+
+
+def test_redis_out_of_reach_is_a_503_not_a_traceback() -> None:
+    unreachable = redkit.connect(f"redis://127.0.0.1:{closed_port()}", socket_timeout=0.5)
+    dashboard = Dashboard(unreachable, token=READ, timeout=0.5)
+    with (
+        serve_asgi(dashboard, unreachable) as base,
+        httpx.Client(base_url=base, headers=BEARER) as web,
+    ):
+        api = web.get("/api/sessions")
+        assert api.status_code == 503
+        assert api.json()["error"].startswith("BackendUnavailable: Redis is unavailable")
+        page = web.get("/sessions")
+        assert page.status_code == 503
+        assert "Refused (503)" in page.text
+    unreachable.close()
+
+
+def test_bad_action_input_is_a_400(conn: Connection) -> None:
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    with running_dashboard(conn) as base, httpx.Client(base_url=base, headers=admin) as web:
+        no_tag = web.post("/api/actions/tag", data={"namespace": "ns"})
+        assert no_tag.status_code == 400
+        assert "'tag'" in no_tag.json()["error"]
+        bad_namespace = web.post("/api/actions/bump", data={"namespace": "a*b"})
+        assert bad_namespace.status_code == 400
+        assert "must not contain" in bad_namespace.json()["error"]
+        unknown = web.post("/api/actions/flushall", data={})
+        assert unknown.status_code == 404
+        as_json = web.post("/api/actions/bump", json={"namespace": "ns"})
+        assert as_json.status_code == 415
+
+
+def test_serve_runs_the_dashboard_until_stopped(redis_server: EmbeddedRedis) -> None:
+    """``serve`` as ``redkit dashboard`` calls it, in a process of its own."""
+    port = closed_port()
+    code = (
+        "from redkit.dashboard.server import serve; "
+        f"serve({redis_server.url!r}, port={port}, token={READ!r}, admin_token=None)"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                reply = httpx.get(f"http://127.0.0.1:{port}/api/overview", headers=BEARER)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.communicate()[0]
+                assert time.monotonic() < deadline, "the dashboard did not start"
+                time.sleep(0.1)
+        assert reply.status_code == 200
+        assert reply.json()["servers"][0]["node"] == "standalone"
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=30)[0].decode()
+    assert process.returncode == 0, output
+    assert "Traceback" not in output

@@ -24,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from redkit.core import keys
 from redkit.core.driver import Backend, as_backend
-from redkit.core.errors import InvalidArgumentError, RedkitError
+from redkit.core.errors import InvalidArgumentError, InvalidKeyError, RedkitError
 from redkit.core.flow import run_async
 from redkit.core.ops import command
 from redkit.core.replies import server_time_ms
@@ -185,10 +185,12 @@ class Dashboard:
     def _json(self, page: str) -> Handler:
         async def handler(request: Request) -> Response:
             try:
-                self._caller(request, api=True)
+                self._caller(request)
                 return JSONResponse(await self.data(page))
             except Refused as refused:
                 return _json_refusal(refused)
+            except RedkitError as exc:  # Redis out of reach: said so, never a traceback
+                return _json_refusal(Refused(503, f"{type(exc).__name__}: {exc}"))
 
         return handler
 
@@ -202,7 +204,7 @@ class Dashboard:
 
         return url
 
-    def _caller(self, request: Request, *, api: bool) -> tuple[Identity, str | None]:
+    def _caller(self, request: Request) -> tuple[Identity, str | None]:
         identity, cookie = identify(self.auth, request)
         if identity is None:
             raise Refused(401, "log in, or send Authorization: Bearer <token>")
@@ -212,7 +214,7 @@ class Dashboard:
         self, request: Request, page: str, done: Done | None = None, status: int = 200
     ) -> Response:
         try:
-            identity, cookie = self._caller(request, api=False)
+            identity, cookie = self._caller(request)
         except Refused as refused:
             if refused.status == 401:
                 return RedirectResponse(self._url(request)("login"), status_code=303)
@@ -266,7 +268,7 @@ class Dashboard:
 
     def _checked_post(self, request: Request, form: Any, *, admin: bool) -> Identity:
         """The caller of a POST, after every check; raises :class:`Refused`."""
-        identity, _cookie = self._caller(request, api=True)
+        identity, _cookie = self._caller(request)
         if not same_origin(request, self.allowed_origins):
             raise Refused(403, "refused: the request comes from another origin")
         if identity.via != "bearer":  # a browser: its cookie goes along by itself
@@ -333,7 +335,7 @@ class Dashboard:
                     identity, client, field("prefix"), _user(field("user"))
                 )
                 return done, "sessions"
-        except InvalidArgumentError as exc:
+        except (InvalidArgumentError, InvalidKeyError) as exc:  # a prefix, a key, a tag
             raise Refused(400, str(exc)) from exc
         raise Refused(404, f"no action {action!r}")
 
