@@ -29,7 +29,7 @@ from redkit.dashboard.server import serve
 from redkit.drivers.connect import Connection
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
 from redkit.drivers.rest import RestConnection
-from support.backends import REST_TOKEN
+from support.backends import REST_TOKEN, BackendCase
 from support.dashboard import (
     ADMIN,
     HOSTILE,
@@ -427,3 +427,26 @@ def test_serve_runs_the_dashboard_until_stopped(redis_server: EmbeddedRedis) -> 
         output = process.communicate(timeout=30)[0].decode()
     assert process.returncode == 0, output
     assert "Traceback" not in output
+
+
+def test_each_backend_sync_and_async(backend: BackendCase) -> None:
+    """What each of the six backends' facades did (blocking or asyncio), the pages show."""
+    filled = fill(backend.conn, backend)
+    if backend.is_rest:
+        own: Connection | RestConnection = RestConnection(
+            backend.conn.url, token=REST_TOKEN, key_locking=True
+        )
+    else:
+        own = Connection(backend.conn.url)
+    dashboard = Dashboard(own, token=READ, ratelimit_prefixes=["rl"])
+    with serve_asgi(dashboard, own) as base, httpx.Client(base_url=base, headers=BEARER) as web:
+        (report,) = web.get("/api/ratelimits").json()["prefixes"]
+        for outcome in ("allowed", "blocked", "denied"):
+            assert report["totals"][outcome] == sum(getattr(filled, outcome).values())
+        assert report["identifier_limits"] == [{"identifier": "bob", "limit": 7}]
+        (sessions,) = web.get("/api/sessions").json()["prefixes"]
+        assert {u["user"]: u["sessions"] for u in sessions["users"]} == {
+            user: len(ids) for user, ids in filled.sessions.items()
+        }
+        assert len(web.get("/api/overview").json()["servers"]) == (3 if backend.is_cluster else 1)
+    own.close()

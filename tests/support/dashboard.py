@@ -10,10 +10,18 @@ from typing import Any
 
 import httpx
 
-from redkit import Cache, FixedWindow, Ratelimit, SessionStore
+from redkit import (
+    AsyncRatelimit,
+    AsyncSessionStore,
+    Cache,
+    FixedWindow,
+    Ratelimit,
+    SessionStore,
+)  # fmt: skip
 from redkit.dashboard import Dashboard
 from redkit.drivers.connect import Connection
 from redkit.drivers.rest import RestConnection
+from support.backends import BackendCase, Blocking
 from support.web import serve_asgi
 
 __all__ = [
@@ -43,12 +51,23 @@ class Filled:
     sessions: dict[str | int, list[str]] = field(default_factory=dict)
 
 
-def fill(conn: Connection | RestConnection) -> Filled:
-    """Decisions with analytics (prefix ``rl``), a deny list, overrides, and sessions."""
+def fill(conn: Connection | RestConnection, backend: BackendCase | None = None) -> Filled:
+    """Decisions with analytics (prefix ``rl``), a deny list, overrides, and sessions.
+
+    With ``backend``, through its facades: the asyncio ones when it is an async case.
+    """
+    run_async = backend is not None and backend.is_async
+
+    def made(sync: type, asyncio_: type, *args: Any, **options: Any) -> Any:
+        if not run_async:
+            return sync(conn, *args, **options)
+        assert backend is not None
+        return Blocking(asyncio_(backend.conn, *args, **options), backend)
+
     filled = Filled()
-    limiter = Ratelimit(
-        conn, FixedWindow(2, "1 m"), analytics=True, prefix="rl", dynamic_limits=True,
-        enable_protection=True,
+    limiter = made(
+        Ratelimit, AsyncRatelimit, FixedWindow(2, "1 m"), analytics=True, prefix="rl",
+        dynamic_limits=True, enable_protection=True,
     )  # fmt: skip
     try:
         limiter.deny("bad-actor")
@@ -60,13 +79,10 @@ def fill(conn: Connection | RestConnection) -> Filled:
         limiter.flush()
     finally:
         limiter.close()
-    store = SessionStore(conn, stats="10 s")
-    store.revoke_session("nobody", store.create(user_id="nobody").partition(".")[0])
-    store.close()
     filled.allowed = {"alice": 2, HOSTILE: 1, "bob": 2}
     filled.blocked = {"alice": 1}
     filled.denied = {"bad-actor": 1}
-    store = SessionStore(conn)
+    store = made(SessionStore, AsyncSessionStore)
     for user, count in (("carol", 2), (HOSTILE, 1), (42, 3)):
         filled.sessions[user] = [store.create({"n": i}, user_id=user) for i in range(count)]
     return filled
