@@ -450,3 +450,34 @@ def test_each_backend_sync_and_async(backend: BackendCase) -> None:
         }
         assert len(web.get("/api/overview").json()["servers"]) == (3 if backend.is_cluster else 1)
     own.close()
+
+
+def test_counts_written_by_upstash_ratelimit_show(
+    server: EmbeddedRedis | EmbeddedCluster, conn: Connection
+) -> None:
+    """``@upstash/ratelimit``'s analytics write ``ZINCRBY <prefix>:events:<hour ms> n <event>``
+    with the event ``JSON.stringify({identifier, success})``; the page reads them as its own."""
+    hour = int(time.time()) // 3600 * 3600 * 1000
+    client = conn.sync_driver().client
+    key = f"@upstash/ratelimit:events:{hour}"
+    client.zincrby(key, 4, '{"identifier":"js-user","success":true}')
+    client.zincrby(key, 2, '{"identifier":"js-user","success":false}')
+    client.zincrby(key, 1, '{"identifier":"1.2.3.4","success":"denied"}')
+    client.zincrby(
+        f"@upstash/ratelimit:events:{hour - 3600_000}", 3, '{"identifier":"js-user","success":true}'
+    )
+    client.sadd("@upstash/ratelimit:denyList:all", "1.2.3.4")
+    client.set("@upstash/ratelimit:dynamic:global", 50)
+    served = running_dashboard(conn, ratelimit_prefixes=["@upstash/ratelimit"])
+    with served as base, httpx.Client(base_url=base, headers=BEARER) as web:
+        (report,) = web.get("/api/ratelimits").json()["prefixes"]
+    assert report["totals"] == {"allowed": 7, "blocked": 2, "denied": 1}
+    assert report["per_hour"][-1] == {"time": hour, "allowed": 4, "blocked": 2, "denied": 1}
+    assert report["per_hour"][-2]["allowed"] == 3
+    assert report["identifiers"][0] == {
+        "identifier": "js-user",
+        "allowed": 7,
+        "blocked": 2,
+        "denied": 0,
+    }
+    assert (report["deny_list"], report["global_limit"]) == (["1.2.3.4"], 50)
