@@ -14,6 +14,9 @@ import io
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+# Imported with the app, so that a missing dashboard extra shows at start, not at a page view.
+import matplotlib
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
@@ -37,7 +40,6 @@ def _text(value: object, limit: int = 50) -> str:
 
 def _draw(paint: Callable[[Axes], None], title: str) -> str:
     """``paint`` on a new figure's axes, as a ``data:image/svg+xml`` URL."""
-    import matplotlib
     from matplotlib.backends.backend_svg import FigureCanvasSVG
     from matplotlib.figure import Figure
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 
+# At the top, not in serve(): `redkit dashboard` imports this module to learn whether the
+# dashboard extra (uvicorn, starlette, jinja2, matplotlib) is installed.
+import uvicorn
+
 from redkit.core.errors import InvalidArgumentError
+from redkit.dashboard.app import Dashboard
 
 __all__ = ["is_loopback", "serve"]
 
@@ -44,9 +49,5 @@ def serve(
             "the dashboard needs a token: set REDKIT_DASHBOARD_TOKEN (and "
             "REDKIT_DASHBOARD_ADMIN_TOKEN for the actions), or bind to 127.0.0.1 with --no-auth"
         )
-    import uvicorn
-
-    from redkit.dashboard.app import Dashboard
-
     app = Dashboard(redis_url, token=token, admin_token=admin_token, no_auth=no_auth)
     uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
