@@ -1,0 +1,42 @@
+"""redkit in Django: a cache backend, a session engine and rate limits, switched on by settings.
+
+::
+
+    CACHES = {"default": {"BACKEND": "redkit.web.django.RedisCache",
+                          "LOCATION": "redis://127.0.0.1:6379/0"}}
+    SESSION_ENGINE = "redkit.web.django.sessions"
+
+- The cache backend (:mod:`.cache`): :class:`RedisCache`, Django's whole ``BaseCache``
+  contract on redkit's :class:`~redkit.Cache`.
+- The session engine (:mod:`.sessions`): its ``SessionStore`` on redkit's session store.
+- Rate limits (:mod:`.ratelimit`): the ``ratelimit`` decorator and middleware.
+
+It needs ``redkit[django]``. The names are loaded on first use, so that Django's settings
+may name this package before Django is configured.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redkit.web._extras import framework_missing
+
+try:
+    import django  # noqa: F401  (every module here builds on it)
+except ModuleNotFoundError as exc:  # an optional dependency: say which extra
+    raise framework_missing(__name__, "Django", "django", exc) from exc
+
+__all__ = ["RedisCache", "ratelimit"]
+
+# Which module holds each public name: importing them here at once would import Django's
+# cache and auth machinery before the project's settings are configured.
+_HOMES = {"RedisCache": "redkit.web.django.cache", "ratelimit": "redkit.web.django.ratelimit"}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(home), name)
