@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 import redkit
-from redkit import Cache, FixedWindow, Ratelimit, SessionStore
+from redkit import Cache, Ratelimit, SessionStore
 from redkit.core.errors import InvalidArgumentError
 from redkit.dashboard import Dashboard
 from redkit.dashboard.server import serve
@@ -33,6 +33,7 @@ from support.backends import REST_TOKEN, BackendCase
 from support.dashboard import (
     ADMIN,
     HOSTILE,
+    LIMIT,
     READ,
     csrf_of,
     fill,
@@ -149,7 +150,7 @@ def test_reset_needs_admin_csrf_and_the_own_origin(
     conn: Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
     fill(conn)
-    limiter = Ratelimit(conn, FixedWindow(2, "1 m"), prefix="rl", ephemeral_cache=False)
+    limiter = Ratelimit(conn, LIMIT, prefix="rl", ephemeral_cache=False)
     assert not limiter.limit("alice")  # used up by fill()
     with running_dashboard(conn) as base:
         form = {"prefix": "rl", "identifier": "alice"}

@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from redkit import FixedWindow, Ratelimit, SessionStore
+from redkit import Ratelimit, SessionStore
 from redkit.drivers.connect import Connection
 from support.dashboard import (
     ADMIN,
     HOSTILE,
+    LIMIT,
     READ,
     fill,
     fill_fleet,
@@ -166,7 +167,7 @@ def test_an_admin_revokes_and_resets_by_clicking(conn: Connection, page: Any, sh
         assert "reset alice under rl" in page.locator(".done").inner_text()
     assert all(store.get(sid) is None for sid in filled.sessions["carol"])
     assert all(store.get(sid) is not None for sid in filled.sessions[42])
-    limiter = Ratelimit(conn, FixedWindow(2, "1 m"), prefix="rl", ephemeral_cache=False)
+    limiter = Ratelimit(conn, LIMIT, prefix="rl", ephemeral_cache=False)
     assert limiter.limit("alice").remaining == 1  # a fresh window
     limiter.close()
     assert page.console_errors == []

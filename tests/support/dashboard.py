@@ -14,9 +14,9 @@ from redkit import (
     AsyncRatelimit,
     AsyncSessionStore,
     Cache,
-    FixedWindow,
     Ratelimit,
     SessionStore,
+    TokenBucket,
 )  # fmt: skip
 from redkit.dashboard import Dashboard
 from redkit.drivers.connect import Connection
@@ -27,6 +27,7 @@ from support.web import serve_asgi
 __all__ = [
     "ADMIN",
     "HOSTILE",
+    "LIMIT",
     "READ",
     "Filled",
     "csrf_of",
@@ -37,6 +38,9 @@ __all__ = [
 
 READ = "read-token-0123456789abcdef"
 ADMIN = "admin-token-0123456789abcdef"
+#: What fill() limits with: 2 a caller, refilled after an hour. A bucket has no window edge
+#: that a test could straddle (a fixed window's next minute would admit again).
+LIMIT = TokenBucket(2, "1 h", 2)
 #: Characters that would break out of HTML text, attributes or a script if not escaped.
 HOSTILE = '<script>alert("x")</script>\'&'
 
@@ -66,7 +70,7 @@ def fill(conn: Connection | RestConnection, backend: BackendCase | None = None) 
 
     filled = Filled()
     limiter = made(
-        Ratelimit, AsyncRatelimit, FixedWindow(2, "1 m"), analytics=True, prefix="rl",
+        Ratelimit, AsyncRatelimit, LIMIT, analytics=True, prefix="rl",
         dynamic_limits=True, enable_protection=True,
     )  # fmt: skip
     try:
@@ -139,7 +143,7 @@ def fill_fleet(conn: Connection) -> None:
     for _ in range(5):
         cache.get("a")  # hits
     cache.close()  # sends what it counted
-    limiter = Ratelimit(conn, FixedWindow(1, "1 m"), prefix="frl", stats="10 s")
+    limiter = Ratelimit(conn, TokenBucket(1, "1 h", 1), prefix="frl", stats="10 s")
     for _ in range(3):
         limiter.limit("u")  # allowed, blocked, then blocked from the ephemeral cache
     limiter.close()

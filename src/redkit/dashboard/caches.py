@@ -24,7 +24,7 @@ from redkit.stats import FleetStats
 __all__ = ["SERIES", "CacheReports", "generations"]
 
 #: The counters charted over time.
-SERIES = ("hits", "misses", "loads", "stale_served", "errors")
+SERIES = ("hits", "misses", "loads", "stale_served", "early_refreshes", "errors")
 #: The most generation keys (one per version) listed.
 MAX_VERSIONS = 100
 

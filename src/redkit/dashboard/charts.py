@@ -28,6 +28,7 @@ COLOURS = {
     "allowed": "#2e7d32", "blocked": "#c62828", "denied": "#6a1b9a", "hits": "#2e7d32",
     "misses": "#ef6c00", "cache_block": "#ef9a9a", "timeout": "#757575", "loads": "#1565c0",
     "errors": "#c62828", "stale_served": "#6d4c41",
+    "early_refreshes": "#00838f",
 }  # fmt: skip
 
 
@@ -44,13 +45,13 @@ def _draw(paint: Callable[[Axes], None], title: str) -> str:
     from matplotlib.figure import Figure
 
     with matplotlib.rc_context(
-        {"svg.fonttype": "none", "font.size": 10, "axes.spines.top": False,
+        {"svg.fonttype": "none", "font.size": 12, "axes.spines.top": False,
          "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3}
     ):  # fmt: skip
         figure = Figure(figsize=(6.4, 2.8), layout="constrained")
         FigureCanvasSVG(figure)  # its own canvas: pyplot and its global state stay unused
         axes = figure.add_subplot()
-        axes.set_title(_text(title), loc="left", fontsize=10)
+        axes.set_title(_text(title), loc="left", fontsize=12)
         paint(axes)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
@@ -75,7 +76,7 @@ def _time_axis(axes: Axes, start: float, end: float) -> None:
     axes.xaxis.set_major_locator(FixedLocator([first + i * step for i in range(7)]))
     axes.xaxis.set_major_formatter(FuncFormatter(_clock))
     axes.set_xlim(start, end)
-    axes.set_xlabel("UTC", fontsize=8, loc="right")
+    axes.set_xlabel("UTC", fontsize=10, loc="right")
 
 
 def lines(
@@ -108,7 +109,7 @@ def lines(
         times = [t for points in series.values() for t, _ in points]
         _time_axis(axes, *(span or (min(times), max(times))))
         if len(series) > 1:
-            axes.legend(loc="upper left", fontsize=8, frameon=False)
+            axes.legend(loc="upper left", fontsize=10, frameon=False)
 
     return _draw(paint, title)
 
@@ -125,7 +126,7 @@ def stacked_hours(title: str, rows: Sequence[Mapping[str, Any]], outcomes: Seque
                      color=COLOURS.get(outcome), align="edge")  # fmt: skip
             bottom = [b + v for b, v in zip(bottom, values, strict=True)]
         _time_axis(axes, times[0], times[-1] + 3600)
-        axes.legend(loc="upper left", fontsize=8, frameon=False)
+        axes.legend(loc="upper left", fontsize=10, frameon=False)
 
     return _draw(paint, title)
 

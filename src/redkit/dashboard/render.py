@@ -22,6 +22,10 @@ NAV = (
 )  # fmt: skip
 
 
+#: The cache counters charted together, per minute.
+EVENTS = ("loads", "stale_served", "early_refreshes", "errors")
+
+
 def ratio_series(
     hits: Sequence[tuple[float, float]], misses: Sequence[tuple[float, float]]
 ) -> list[tuple[float, float]]:
@@ -108,7 +112,7 @@ def _charts(page: str, data: Mapping[str, Any]) -> dict[str, str | None]:
                     f"{name}: hit ratio", {"hit ratio": ratio}, percent=True,
                     span=_span(series["hits"]),
                 )  # fmt: skip
-                events = {c: series[c] for c in ("loads", "stale_served", "errors")}
+                events = {c: series[c] for c in EVENTS}
                 out[f"{name}/events"] = charts.lines(f"{name}: per minute", events)
             out[f"{name}/ttl"] = _ttl_chart(f"{name}: TTL of its keys", ns.get("keyspace"))
     elif page == "keyspace":
