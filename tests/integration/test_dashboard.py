@@ -400,17 +400,10 @@ def test_bad_action_input_is_a_400(conn: Connection) -> None:
         assert as_json.status_code == 415
 
 
-def test_serve_runs_the_dashboard_until_stopped(redis_server: EmbeddedRedis) -> None:
-    """``serve`` as ``redkit dashboard`` calls it, in a process of its own."""
-    port = closed_port()
-    code = (
-        "from redkit.dashboard.server import serve; "
-        f"serve({redis_server.url!r}, port={port}, token={READ!r}, admin_token=None)"
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    process = subprocess.Popen(
-        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+def overview_of_a_process(command: list[str], port: int, extra_env: dict[str, str]) -> Any:
+    """Run ``command`` (a dashboard server on ``port``), read /api/overview, stop it (SIGINT)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **extra_env}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -421,13 +414,40 @@ def test_serve_runs_the_dashboard_until_stopped(redis_server: EmbeddedRedis) -> 
                 assert process.poll() is None, process.communicate()[0]
                 assert time.monotonic() < deadline, "the dashboard did not start"
                 time.sleep(0.1)
-        assert reply.status_code == 200
-        assert reply.json()["servers"][0]["node"] == "standalone"
     finally:
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=30)[0].decode()
     assert process.returncode == 0, output
     assert "Traceback" not in output
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def test_serve_runs_the_dashboard_until_stopped(redis_server: EmbeddedRedis) -> None:
+    """``serve`` as ``redkit dashboard`` calls it, in a process of its own."""
+    port = closed_port()
+    code = (
+        "from redkit.dashboard.server import serve; "
+        f"serve({redis_server.url!r}, port={port}, token={READ!r}, admin_token=None)"
+    )
+    overview = overview_of_a_process([sys.executable, "-c", code], port, {})
+    assert overview["servers"][0]["node"] == "standalone"
+
+
+def test_the_redkit_dashboard_command(redis_server: EmbeddedRedis) -> None:
+    """``redkit dashboard --redis URL`` with the token from ``REDKIT_DASHBOARD_TOKEN``."""
+    help_text = subprocess.run(
+        [sys.executable, "-m", "redkit", "--help"], capture_output=True, text=True, check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    ).stdout  # fmt: skip
+    if "dashboard" not in help_text:
+        pytest.skip("this checkout's redkit command has no dashboard command (the CLI branch)")
+    port = closed_port()
+    command = [sys.executable, "-m", "redkit", "dashboard", "--redis", redis_server.url]
+    overview = overview_of_a_process(
+        [*command, "--port", str(port)], port, {"REDKIT_DASHBOARD_TOKEN": READ}
+    )
+    assert overview["servers"][0]["node"] == "standalone"
 
 
 def test_each_backend_sync_and_async(backend: BackendCase) -> None:
