@@ -23,7 +23,7 @@ from starlette.routing import Mount
 
 import redkit
 from redkit import Cache, Ratelimit, SessionStore
-from redkit.core.errors import InvalidArgumentError
+from redkit.core.errors import InvalidArgumentError, InvalidKeyError
 from redkit.dashboard import Dashboard
 from redkit.dashboard.server import serve
 from redkit.drivers.connect import Connection
@@ -271,6 +271,18 @@ def test_bad_settings_are_refused(conn: Connection) -> None:
         Dashboard(conn, token=READ, admin_token=READ)
     with pytest.raises(InvalidArgumentError, match="list of prefixes"):
         Dashboard(conn, token=READ, ratelimit_prefixes="rl")
+    with pytest.raises(InvalidArgumentError, match="at most a day"):
+        Dashboard(conn, token=READ, stats_since="2 d")
+    with pytest.raises(InvalidArgumentError, match="stats_since"):
+        Dashboard(conn, token=READ, stats_since="soon")
+    with pytest.raises(InvalidArgumentError, match="hours must be"):
+        Dashboard(conn, token=READ, hours=0)
+    with pytest.raises(InvalidArgumentError, match="scan_count"):
+        Dashboard(conn, token=READ, scan_count=0)
+    with pytest.raises(InvalidArgumentError, match="timeout"):
+        Dashboard(conn, token=READ, timeout=-1)
+    with pytest.raises(InvalidKeyError, match="must not contain"):
+        Dashboard(conn, token=READ, cache_namespaces=["a*"])
     with pytest.raises(InvalidArgumentError, match="REDKIT_DASHBOARD_TOKEN"):
         serve("redis://127.0.0.1:1", token=None, admin_token=None)
     with pytest.raises(InvalidArgumentError, match="loopback only"):

@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from redkit.core import keys
 from redkit.core.driver import Backend, as_backend
+from redkit.core.durations import Duration, duration_ms
 from redkit.core.errors import InvalidArgumentError, InvalidKeyError, RedkitError
 from redkit.core.flow import run_async
 from redkit.core.ops import command
@@ -43,6 +44,8 @@ from redkit.stats import FleetStats
 __all__ = ["Dashboard"]
 
 Handler = Callable[[Request], Awaitable[Response]]
+#: How far back minute buckets of the fleet statistics reach.
+DAY_MS = 86_400_000
 PAGES = ("overview", "ratelimits", "caches", "sessions", "keyspace")
 
 
@@ -74,7 +77,8 @@ class Dashboard:
         allowed_origins: origins besides the dashboard's own host that may POST (a proxy's).
 
     Raises:
-        InvalidArgumentError: no token without ``no_auth``, a token too short, equal tokens.
+        InvalidArgumentError: no token without ``no_auth``, a token too short, equal tokens, a
+            prefix that is not one, a setting out of its range.
     """
 
     def __init__(
@@ -88,7 +92,7 @@ class Dashboard:
         session_prefixes: Sequence[str] = ("session",),
         cache_namespaces: Sequence[str] = (),
         hours: int = 24,
-        stats_since: str = "1 h",
+        stats_since: Duration = "1 h",
         top: int = 10,
         timeout: float = 5.0,
         scan_count: int = 1000,
@@ -104,7 +108,21 @@ class Dashboard:
             raise InvalidArgumentError(f"hours must be an int from 1 to 2160, got {hours!r}")
         if not (isinstance(top, int) and 1 <= top <= 1000):
             raise InvalidArgumentError(f"top must be an int from 1 to 1000, got {top!r}")
-        self.hours, self.top, self.timeout = hours, top, timeout
+        if duration_ms(stats_since, name="stats_since") > DAY_MS:
+            raise InvalidArgumentError(
+                f"stats_since reaches back at most a day (minutes are kept a day), "
+                f"got {stats_since!r}"
+            )
+        if not (isinstance(scan_count, int) and 1 <= scan_count <= 100_000):
+            raise InvalidArgumentError(
+                f"scan_count must be an int from 1 to 100000, got {scan_count!r}"
+            )
+        self.hours, self.top = hours, top
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise InvalidArgumentError(
+                f"timeout must be a positive number of seconds, got {timeout!r}"
+            )
+        self.timeout = float(timeout)
         self.stats_since = stats_since
         self.allowed_origins = tuple(allowed_origins)
         self.actions = Actions(self.backend, timeout)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from redkit.core.driver import Backend
+from redkit.core.durations import Duration
 from redkit.stats import FleetStats, aread
 
 __all__ = ["keyspace_scanner", "read_fleet"]
@@ -23,7 +24,7 @@ def _module(name: str) -> Any | None:
         return None
 
 
-async def read_fleet(backend: Backend, since: str) -> FleetStats:
+async def read_fleet(backend: Backend, since: Duration) -> FleetStats:
     """The fleet statistics of the last ``since``, per minute (:func:`redkit.stats.aread`).
 
     Raises:
