@@ -6,6 +6,7 @@ CSRF token and the origin check refuse what they must; the actions really act.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import re
@@ -228,6 +229,13 @@ def test_revoke_ends_every_session_of_the_user(conn: Connection) -> None:
         done = admin.post("/actions/revoke", data=form, headers={"origin": base})
         assert done.status_code == 200
         assert "3 session(s) of user 42 revoked" in done.text
+        assert [r.status_code for r in done.history] == [303]  # redirected after the POST
+        assert str(done.url) == f"{base}/sessions"
+        again = admin.get("/sessions")  # a reload: the outcome is gone, nothing acts again
+        assert 'class="done"' not in again.text
+        forged = base64.urlsafe_b64encode(b"all sessions revoked").decode() + ".00"
+        admin.cookies.set("redkit_dashboard_done", forged)
+        assert 'class="done"' not in admin.get("/sessions").text
         hostile = {"prefix": "session", "user": '"' + HOSTILE.replace('"', '\\"') + '"'}
         done = admin.post("/actions/revoke", data=hostile | {"csrf": form["csrf"]})
         assert done.status_code == 200, done.text

@@ -114,3 +114,14 @@ def test_an_allowed_origin() -> None:
 )  # fmt: skip
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_signed_text_is_read_back_only_when_signed_here() -> None:
+    auth = Auth(READ, ADMIN, no_auth=False)
+    signed = auth.sign("3 session(s) of user <b>42</b> revoked")
+    assert auth.unsigned(signed) == "3 session(s) of user <b>42</b> revoked"
+    assert Auth(READ, None, no_auth=False).unsigned(signed) is None
+    encoded, _, mac = signed.partition(".")
+    assert auth.unsigned(encoded + "." + mac[::-1]) is None
+    assert auth.unsigned("") is None
+    assert auth.unsigned(None) is None

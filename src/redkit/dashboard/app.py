@@ -43,6 +43,10 @@ from redkit.stats import FleetStats
 
 __all__ = ["Dashboard"]
 
+#: The cookie that carries an action's outcome over its redirect, and how long it may.
+FLASH = "redkit_dashboard_done"
+FLASH_S = 60
+
 Handler = Callable[[Request], Awaitable[Response]]
 #: How far back minute buckets of the fleet statistics reach.
 DAY_MS = 86_400_000
@@ -228,9 +232,7 @@ class Dashboard:
             raise Refused(401, "log in, or send Authorization: Bearer <token>")
         return identity, cookie
 
-    async def _page(
-        self, request: Request, page: str, done: Done | None = None, status: int = 200
-    ) -> Response:
+    async def _page(self, request: Request, page: str) -> Response:
         try:
             identity, cookie = self._caller(request)
         except Refused as refused:
@@ -243,18 +245,24 @@ class Dashboard:
             data = await self.data(page)
         except RedkitError as exc:  # Redis out of reach: the page says so, never a traceback
             return self._refusal_page(request, Refused(503, f"{type(exc).__name__}: {exc}"))
+        # What the last action did, carried over its redirect (signed: no page forges it).
+        done = self.auth.unsigned(request.cookies.get(FLASH))
         html = self._render.page(
             self._url(request), page, data, identity=identity, csrf=self.auth.csrf_token(identity),
             actions=identity.role == "admin", done=done, stats_since=self.stats_since,
         )  # fmt: skip
-        response = HTMLResponse(html, status_code=status)
+        response = HTMLResponse(html)
         if cookie is not None:
-            self._set_cookie(request, response, cookie)
+            self._set_cookie(request, response, COOKIE, cookie, LOGIN_S)
+        if FLASH in request.cookies:
+            response.delete_cookie(FLASH, path=request.scope.get("root_path") or "/")
         return response
 
-    def _set_cookie(self, request: Request, response: Response, value: str) -> None:
+    def _set_cookie(
+        self, request: Request, response: Response, name: str, value: str, max_age: int
+    ) -> None:
         response.set_cookie(
-            COOKIE, value, max_age=LOGIN_S, path=request.scope.get("root_path") or "/",
+            name, value, max_age=max_age, path=request.scope.get("root_path") or "/",
             httponly=True, samesite="strict", secure=request.url.scheme == "https",
         )  # fmt: skip
 
@@ -276,7 +284,7 @@ class Dashboard:
             )
         cookie, _identity = self.auth.new_cookie(role)
         response = RedirectResponse(self._url(request)("overview"), status_code=303)
-        self._set_cookie(request, response, cookie)
+        self._set_cookie(request, response, COOKIE, cookie, LOGIN_S)
         return response
 
     async def _logout(self, request: Request) -> Response:
@@ -320,7 +328,10 @@ class Dashboard:
             return _json_refusal(refused) if api else self._refusal_page(request, refused)
         if api:
             return JSONResponse(done.__dict__)
-        return await self._page(request, page, done=done)
+        # Redirect after the POST: reloading the page shows it again, it does not act again.
+        response = RedirectResponse(self._url(request)(page), status_code=303)
+        self._set_cookie(request, response, FLASH, self.auth.sign(done.message), FLASH_S)
+        return response
 
     async def _perform(
         self, identity: Identity, client: str, action: str, form: Any

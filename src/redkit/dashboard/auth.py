@@ -8,6 +8,7 @@ each login session has its own. Every comparison is :func:`hmac.compare_digest`.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -128,6 +129,23 @@ class Auth:
         if role == "admin" and not self.actions_allowed:
             return None
         return Identity(role, "open" if self.no_auth else "cookie", nonce)  # type: ignore[arg-type]
+
+    def sign(self, text: str) -> str:
+        """``text`` with its MAC, for a cookie (see :meth:`unsigned`)."""
+        encoded = base64.urlsafe_b64encode(text.encode()).decode("ascii")
+        return f"{encoded}.{self._mac('flash.' + encoded)}"
+
+    def unsigned(self, value: str | None) -> str | None:
+        """The text :meth:`sign` signed; ``None`` when missing or not signed here."""
+        encoded, _, mac = (value or "").partition(".")
+        if not encoded or not hmac.compare_digest(
+            mac.encode(), self._mac("flash." + encoded).encode()
+        ):
+            return None
+        try:
+            return base64.urlsafe_b64decode(encoded.encode("ascii")).decode()
+        except (ValueError, UnicodeError):
+            return None
 
     def csrf_token(self, identity: Identity) -> str:
         """The CSRF token of the identity's login session (``""`` without one)."""
