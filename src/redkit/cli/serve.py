@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
@@ -146,7 +145,7 @@ def dashboard(
         )
     try:
         # Lazily: the dashboard's libraries (starlette, uvicorn) load only for this command.
-        server = importlib.import_module("redkit.dashboard.server")
+        from redkit.dashboard.server import serve
     except ModuleNotFoundError as exc:
         if (exc.name or "").startswith("redkit"):
             raise
@@ -155,5 +154,5 @@ def dashboard(
             file=sys.stderr,
         )
         return 1
-    server.serve(url, host=host, port=port, token=token, admin_token=admin_token, no_auth=no_auth)
+    serve(url, host=host, port=port, token=token, admin_token=admin_token, no_auth=no_auth)
     return 0
