@@ -133,6 +133,13 @@ class Recorder:
         self._pending: dict[int, dict[tuple[str, str], Counts]] = {}
         self._failing = False
         self.dropped_minutes = 0
+        # The instances whose counts this recorder takes at each flush (Telemetry.keep_totals).
+        self._watched: list[Telemetry] = []
+
+    def watch(self, telemetry: Telemetry) -> None:
+        """Take ``telemetry``'s counts at each flush; its timings come as observer calls."""
+        telemetry.keep_totals(self)
+        self._watched.append(telemetry)
 
     # -- the observer: on the request path, quick and never raising ------------------------
 
@@ -165,6 +172,12 @@ class Recorder:
         minute = int(self.clock.now_ms() // 60_000)
         with self._lock:
             current, self._current = self._current, {}
+        for telemetry in self._watched:
+            totals = telemetry.take_totals()
+            if totals:
+                counts = current.setdefault((telemetry.feature, telemetry.name), {})
+                for counter, n in totals.items():
+                    counts[counter] = counts.get(counter, 0) + n
         batches, self._pending = self._pending, {}
         if current:
             _merge(batches.setdefault(minute, {}), current)
@@ -325,10 +338,19 @@ class AsyncReporter(_Reporter):
         if self._task is None:
             self._start()
 
+    def watch(self, telemetry: Telemetry) -> None:
+        """As :meth:`Recorder.watch`; the flushing task starts at the first count."""
+        super().watch(telemetry)
+        telemetry.on_next_count(self._start)
+
     def _start(self) -> None:
+        if self._task is not None:
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # counted outside a loop: the next count in one starts it
+            for telemetry in self._watched:
+                telemetry.on_next_count(self._start)
             return
         self._task = loop.create_task(self._run(), name="redkit-stats")
 
@@ -377,5 +399,5 @@ def start_reporter(
     if interval is None:
         return None
     reporter = kind(backend, interval, timeout, clock)
-    telemetry.add(reporter)
+    reporter.watch(telemetry)
     return reporter
