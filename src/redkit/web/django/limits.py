@@ -166,6 +166,11 @@ class _Settings:
         self.prefix = config.get("PREFIX", "redkit:django")
         self.timeout = config.get("TIMEOUT", 5.0)
         self.on_timeout = config.get("ON_TIMEOUT", "allow")
+        try:  # checked now (the middleware reads them at startup), not at a first request
+            Ratelimit(_UNUSED, limits_from("1/s")[0], timeout=self.timeout,
+                      on_timeout=self.on_timeout, prefix=self.prefix)  # fmt: skip
+        except InvalidArgumentError as exc:
+            raise ConfigurationError(f"{_SETTING}: {exc}", variable=_SETTING) from None
         self._lock = threading.Lock()
         self._redis: Any = None
 
@@ -396,9 +401,10 @@ class RatelimitMiddleware:
         self._lock = threading.Lock()
         self._default = default
         self._key = config.get("KEY", "ip")
-        if default is not None:  # checked now: a bad setting fails at startup, not per request
+        current = _now()  # the settings checked now: a mistake fails at startup
+        if default is not None:
             _Limit(default, self._key, None, 1, "check")
-            _now().redis()  # a USING without a Redis LOCATION, say (nothing is opened yet)
+            current.redis()  # a USING without a Redis LOCATION, say (nothing is opened yet)
 
     def __call__(self, request: HttpRequest) -> Any:
         """Answer the request; the decision's headers go on the response."""
