@@ -2,9 +2,10 @@
 
 A :class:`Recorder` watches one instance's :class:`~redkit.core.telemetry.Telemetry`: the
 telemetry keeps the counts itself, one addition under a lock (``keep_totals``), and the
-recorder takes them at each flush; timings reach it as an observer's calls. Every interval a reporter (:class:`ThreadReporter` for the
-blocking facades, :class:`AsyncReporter` for the asyncio ones) runs :meth:`Recorder.flush_flow`,
-one pipelined round trip, never on the request path. A flush that fails keeps its counts for
+recorder takes them at each flush; timings reach it as an observer's calls. Every interval a
+reporter (:class:`ThreadReporter` for the blocking facades, :class:`AsyncReporter` for the
+asyncio ones) runs :meth:`Recorder.flush_flow`, one pipelined round trip, never on the request
+path. A flush that fails keeps its counts for
 the next one, up to :data:`MAX_PENDING_MINUTES`, and logs once per outage.
 
 The layout (docs/stats.md), ``<name>`` escaped, one hash tag per (feature, name) so that the
