@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import redis.cluster
 
-from redkit.core.errors import InvalidArgumentError
+from redkit.core.errors import BackendUnavailable, InvalidArgumentError
 from redkit.core.keys import glob_escape
 from redkit.core.ops import Pipeline, command
 from redkit.drivers.embedded import EmbeddedRedis
@@ -188,12 +188,25 @@ def test_count_and_delete_by_pattern(backend: BackendCase) -> None:
     assert count("odd:*") == 3
 
 
-@pytest.mark.parametrize("pattern", ["", "*", "**"])
+@pytest.mark.parametrize("pattern", ["", "*", "**", "?*", "*?*", "[a-z]*", "[*]*", "?"])
 def test_a_pattern_of_every_key_is_refused_without_everything(pattern: str) -> None:
+    # A pattern of wildcards alone ("?*" is every key but the empty one) may match them all.
     with pytest.raises(InvalidArgumentError, match="pattern"):
         delete_keys("redis://127.0.0.1:1", pattern, dry_run=False)
     with pytest.raises(InvalidArgumentError, match="pattern"):
         delete_keys("redis://127.0.0.1:1", pattern)
+
+
+@pytest.mark.parametrize("pattern", ["a*", "*:1", "[a-z]x*", "\\**", "\\?"])
+def test_a_pattern_with_a_literal_character_is_accepted(pattern: str) -> None:
+    # Accepted: it goes on to the server, which is out of reach here.
+    with pytest.raises(BackendUnavailable):
+        delete_keys("redis://127.0.0.1:1", pattern)
+
+
+def test_a_pattern_that_is_not_a_string_is_refused_as_such() -> None:
+    with pytest.raises(InvalidArgumentError, match="must be a string"):
+        count_keys("redis://127.0.0.1:1", b"tmp:*")  # type: ignore[arg-type]
 
 
 def test_everything_deletes_every_key(backend: BackendCase) -> None:
