@@ -43,7 +43,7 @@ def test_no_token_is_refused(redis_server: EmbeddedRedis) -> None:
 def test_no_redis_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REDIS_URL", raising=False)
     result = CliRunner().invoke(redkit_group, ["dashboard", "--no-auth"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a setting missing: a usage error
     assert result.stderr.startswith("redkit: error: redkit dashboard needs a Redis")
 
 
