@@ -9,7 +9,6 @@ any path of another Starlette or FastAPI app.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
@@ -39,6 +38,7 @@ from redkit.dashboard.render import Renderer, Url
 from redkit.dashboard.scans import KeyspaceScans
 from redkit.dashboard.sessions import session_report
 from redkit.dashboard.sources import read_fleet
+from redkit.sessions.flows import user_id_from_text
 from redkit.stats import FleetStats
 
 __all__ = ["Dashboard"]
@@ -361,7 +361,7 @@ class Dashboard:
                 return done, "caches"
             if action == "revoke":
                 done = await self.actions.revoke_user(
-                    identity, client, field("prefix"), _user(field("user"))
+                    identity, client, field("prefix"), user_id_from_text(field("user"))
                 )
                 return done, "sessions"
         except (InvalidArgumentError, InvalidKeyError) as exc:  # a prefix, a key, a tag
@@ -395,15 +395,6 @@ async def _form(request: Request) -> dict[str, str]:
     if body and kind != "application/x-www-form-urlencoded":
         raise Refused(415, "send the form as application/x-www-form-urlencoded")
     return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-
-
-def _user(text: str) -> str | int:
-    """A user id from a form: its JSON (``42``, ``"alice"``), else the text as a str."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    return value if isinstance(value, (str, int)) and not isinstance(value, bool) else text
 
 
 def _time() -> Any:
