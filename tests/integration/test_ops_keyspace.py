@@ -221,7 +221,15 @@ def test_everything_deletes_every_key(backend: BackendCase) -> None:
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("count", 0), ("pause", -1), ("sample_memory", -1), ("separator", ""), ("depth", -1)],
+    [
+        ("count", 0),
+        ("pause", -1),
+        ("sample_memory", -1),
+        ("separator", ""),
+        ("depth", -1),
+        ("match", ""),  # would scan the empty key alone: the whole keyspace is None
+        ("match", 5),
+    ],
 )
 def test_bad_options_are_refused_before_any_round_trip(option: str, value: Any) -> None:
     with pytest.raises(InvalidArgumentError, match=option):

@@ -40,6 +40,14 @@ FACTS_BATCH = 250
 _MEMORY_SAMPLES = 5
 
 
+def _check_match(match: object) -> None:
+    if match is not None and (not isinstance(match, str) or not match):
+        raise InvalidArgumentError(
+            "match must be a non-empty SCAN MATCH glob such as 'session:*', or None for the "
+            f"whole keyspace; got {match!r}"
+        )
+
+
 def _check(
     count: int, pause: float, sample_memory: int, separator: str, depth: int, width: int, top: int
 ) -> None:
@@ -197,6 +205,7 @@ def keyspace_flow(
 
     The arguments are checked here, before any round trip.
     """
+    _check_match(match)
     _check(count, pause, sample_memory, separator, depth, width, top)
     return _keyspace(match, count, pause, sample_memory, separator, depth, width, top, progress)
 
