@@ -204,6 +204,12 @@ def test_a_pattern_with_a_literal_character_is_accepted(pattern: str) -> None:
         delete_keys("redis://127.0.0.1:1", pattern)
 
 
+@pytest.mark.parametrize("pause", [-1, float("nan"), 61, "1"])
+def test_a_bad_pause_is_refused(pause: Any) -> None:
+    with pytest.raises(InvalidArgumentError, match="pause"):
+        delete_keys("redis://127.0.0.1:1", "tmp:*", dry_run=False, pause=pause)
+
+
 def test_a_pattern_that_is_not_a_string_is_refused_as_such() -> None:
     with pytest.raises(InvalidArgumentError, match="must be a string"):
         count_keys("redis://127.0.0.1:1", b"tmp:*")  # type: ignore[arg-type]

@@ -29,6 +29,7 @@ __all__ = [
     "KeyDeletion",
     "acount_keys",
     "adelete_keys",
+    "check_pause",
     "count_keys",
     "delete_keys",
     "match_flow",
@@ -70,6 +71,12 @@ class KeyDeletion:
             "dry_run": self.dry_run,
             "examples": list(self.examples),
         }
+
+
+def check_pause(pause: object) -> None:
+    """Refuse a pause between batches that is not a number of seconds from 0 to 60."""
+    if isinstance(pause, bool) or not isinstance(pause, (int, float)) or not 0 <= pause <= 60:
+        raise InvalidArgumentError(f"pause must be seconds from 0 to 60, got {pause!r}")
 
 
 def _has_literal(pattern: str) -> bool:
@@ -182,6 +189,7 @@ def _delete_flow(pattern: str, options: DeleteOptions) -> Flow[KeyDeletion]:
     dry_run = options.get("dry_run", True)
     batch = options.get("batch", 1000)
     _checked(pattern, deleting=True, everything=options.get("everything", False), batch=batch)
+    check_pause(options.get("pause", 0.0))
     return match_flow(
         pattern,
         delete=not dry_run,

@@ -19,6 +19,7 @@ from redkit.core.ops import Arg, Call, Command, Masters, OnNode, Pipeline, Sleep
 from redkit.core.replies import as_int, as_text
 from redkit.core.scripts import load_script
 from redkit.ops.backends import aowned, owned
+from redkit.ops.keys import check_pause
 from redkit.ops.report import KeyspaceReport, MasterCount, Tally
 
 if TYPE_CHECKING:
@@ -53,8 +54,7 @@ def _check(
 ) -> None:
     if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 100_000:
         raise InvalidArgumentError(f"count must be an int from 1 to 100000, got {count!r}")
-    if not isinstance(pause, (int, float)) or not 0 <= pause <= 60:
-        raise InvalidArgumentError(f"pause must be seconds from 0 to 60, got {pause!r}")
+    check_pause(pause)
     for name, value, low in (
         ("sample_memory", sample_memory, 0),
         ("depth", depth, 0),
