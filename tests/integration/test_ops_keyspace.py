@@ -210,6 +210,14 @@ def test_a_bad_pause_is_refused(pause: Any) -> None:
         delete_keys("redis://127.0.0.1:1", "tmp:*", dry_run=False, pause=pause)
 
 
+@pytest.mark.parametrize("flag", ["dry_run", "everything"])
+def test_a_flag_that_is_not_a_bool_is_refused(flag: str) -> None:
+    # everything="no" is truthy: it would have deleted every key.
+    options: dict[str, Any] = {"dry_run": False, flag: "no"}
+    with pytest.raises(InvalidArgumentError, match=flag):
+        delete_keys("redis://127.0.0.1:1", "*", **options)
+
+
 def test_a_pattern_that_is_not_a_string_is_refused_as_such() -> None:
     with pytest.raises(InvalidArgumentError, match="must be a string"):
         count_keys("redis://127.0.0.1:1", b"tmp:*")  # type: ignore[arg-type]

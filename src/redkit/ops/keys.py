@@ -187,8 +187,13 @@ class DeleteOptions(TypedDict, total=False):
 
 def _delete_flow(pattern: str, options: DeleteOptions) -> Flow[KeyDeletion]:
     dry_run = options.get("dry_run", True)
+    everything = options.get("everything", False)
+    # A truthy string ("no") must not mean yes: these two decide what is deleted.
+    for flag, value in (("dry_run", dry_run), ("everything", everything)):
+        if not isinstance(value, bool):
+            raise InvalidArgumentError(f"{flag} must be True or False, got {value!r}")
     batch = options.get("batch", 1000)
-    _checked(pattern, deleting=True, everything=options.get("everything", False), batch=batch)
+    _checked(pattern, deleting=True, everything=everything, batch=batch)
     check_pause(options.get("pause", 0.0))
     return match_flow(
         pattern,
