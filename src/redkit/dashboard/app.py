@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -57,6 +57,27 @@ def _prefixes(values: Sequence[str], name: str) -> tuple[str, ...]:
     if isinstance(values, str):
         raise InvalidArgumentError(f"{name} takes a list of prefixes, not one str: [{values!r}]")
     return tuple(keys.check_prefix(v) for v in values)
+
+
+def _origins(values: Sequence[str]) -> tuple[str, ...]:
+    """Each an origin as a browser's ``Origin`` header names it: a scheme and a host only."""
+    if isinstance(values, str):
+        raise InvalidArgumentError(
+            f"allowed_origins takes a list of origins, not one str: [{values!r}]"
+        )
+    for value in values:
+        parts = urlsplit(value) if isinstance(value, str) else None
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or value != f"{parts.scheme}://{parts.netloc}"
+        ):
+            raise InvalidArgumentError(
+                "allowed_origins are origins as a browser sends them, a scheme and a host "
+                f"without a path ('https://admin.example.com'), got {value!r}"
+            )
+    return tuple(values)
 
 
 class Dashboard:
@@ -128,7 +149,7 @@ class Dashboard:
             )
         self.timeout = float(timeout)
         self.stats_since = stats_since
-        self.allowed_origins = tuple(allowed_origins)
+        self.allowed_origins = _origins(allowed_origins)
         self.actions = Actions(self.backend, timeout)
         self.scans = KeyspaceScans(self.backend, scan_count)
         self.caches = CacheReports(self.backend, timeout, scan_count, max_age_s=60.0)
