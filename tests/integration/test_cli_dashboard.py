@@ -40,10 +40,21 @@ def test_no_token_is_refused(redis_server: EmbeddedRedis) -> None:
     assert "REDKIT_DASHBOARD_TOKEN" in result.stderr
 
 
+@pytest.mark.parametrize("port", ["0", "70000", "-1"])
+def test_a_port_out_of_range_is_one_line(redis_server: EmbeddedRedis, port: str) -> None:
+    token = "a-read-token-of-16-chars-or-more"
+    args = ["dashboard", "--redis", redis_server.url, "--token", token, "--port", port]
+    result = CliRunner().invoke(redkit_group, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("redkit: error: ")
+    assert "1 to 65535" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
 def test_no_redis_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REDIS_URL", raising=False)
     result = CliRunner().invoke(redkit_group, ["dashboard", "--no-auth"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a setting missing: a usage error
     assert result.stderr.startswith("redkit: error: redkit dashboard needs a Redis")
 
 

@@ -188,6 +188,22 @@ def test_sessions_list_and_revoke_user(url: str, conn: Connection) -> None:
     assert len(store.list_user_sessions("bob")) == 1
 
 
+def test_a_user_is_named_as_json_as_on_the_dashboard(url: str, conn: Connection) -> None:
+    # user_id=42 (an int) and user_id="42" (a str) are two users; 42 names the int, as the
+    # dashboard's form reads it, and '"42"' the str.
+    store = SessionStore(conn)
+    store.create({}, user_id=42)
+    store.create({}, user_id=42)
+    store.create({}, user_id="42")
+    listed = as_json("sessions", "list", "42", "--redis", url)
+    assert (listed["user"], listed["count"]) == (42, 2)
+    assert as_json("sessions", "list", '"42"', "--redis", url)["count"] == 1
+    out = invoke("sessions", "revoke-user", "42", "--redis", url).stdout
+    assert "revoked 2 sessions of 42" in out
+    assert store.list_user_sessions(42) == []
+    assert len(store.list_user_sessions("42")) == 1
+
+
 def test_redis_url_from_the_environment(url: str, conn: Connection) -> None:
     fill_keys(conn)
     result = invoke("keys", "count", "shop:*", "--json", env={"REDIS_URL": url})
@@ -197,9 +213,17 @@ def test_redis_url_from_the_environment(url: str, conn: Connection) -> None:
 def test_no_redis_named_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("REDIS_URL", "UPSTASH_REDIS_REST_URL", "KV_REST_API_URL"):
         monkeypatch.delenv(name, raising=False)
-    result = invoke("keys", "count", "x:*", code=1)
+    result = invoke("keys", "count", "x:*", code=2)  # a setting missing: a usage error
     assert result.stderr.startswith("redkit: error: REDIS_URL is not set")
     assert result.stderr.count("\n") == 1
+
+
+def test_a_bad_url_or_an_empty_identifier_exits_2_as_a_bad_argument(url: str) -> None:
+    bad_url = invoke("keys", "count", "x:*", "--redis", "http//nowhere", code=2)
+    assert bad_url.stderr.startswith("redkit: error: the URL is not a usable Redis URL")
+    empty = invoke("ratelimit", "reset", "", "--redis", url, "--rate", "10/minute", code=2)
+    assert empty.stderr.startswith("redkit: error: ")
+    assert "must not be empty" in empty.stderr
 
 
 def test_key_names_are_printed_escaped(redis_server: EmbeddedRedis) -> None:

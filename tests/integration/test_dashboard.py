@@ -297,6 +297,19 @@ def test_bad_settings_are_refused(conn: Connection) -> None:
         serve("redis://127.0.0.1:1", host="0.0.0.0", token=None, admin_token=None, no_auth=True)
 
 
+@pytest.mark.parametrize(
+    "origins",
+    ["https://admin.example.com", ["https://admin.example.com/"], ["admin.example.com"], [5]],
+)
+def test_an_allowed_origin_that_could_never_match_is_refused(
+    conn: Connection, origins: Any
+) -> None:
+    # A str was taken letter by letter, and a path or a missing scheme never equals the
+    # Origin header a browser sends: the POSTs it meant to allow were refused, silently.
+    with pytest.raises(InvalidArgumentError, match="allowed_origins"):
+        Dashboard(conn, token=READ, allowed_origins=origins)
+
+
 def wait_for_scan(web: httpx.Client) -> dict[str, Any]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

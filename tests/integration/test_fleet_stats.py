@@ -151,6 +151,24 @@ def test_bad_stats_arguments_are_refused(standalone_conn: Any, facade: Any, stat
         facade(standalone_conn, stats)
 
 
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        ({"name": ""}, "name must be"),
+        ({"name": 5}, "name must be"),
+        ({"since": "2 d"}, 'resolution="hour"'),
+        ({"since": "31 d", "resolution": "hour"}, "30 days"),
+    ],
+)
+def test_a_read_that_would_answer_something_else_is_refused(
+    arguments: dict[str, Any], says: str
+) -> None:
+    # An empty or non-str name matched nothing, silently; a range longer than its buckets
+    # are kept was cut to a day (minutes) or read empty hours beyond 30 days.
+    with pytest.raises(InvalidArgumentError, match=says):
+        read("redis://127.0.0.1:1", **arguments)
+
+
 def test_names_are_checked_and_escaped() -> None:
     with pytest.raises(InvalidArgumentError):
         bucket_key("cache", "", "m", 1)

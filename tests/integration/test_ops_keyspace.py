@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import redis.cluster
 
-from redkit.core.errors import InvalidArgumentError
+from redkit.core.errors import BackendUnavailable, InvalidArgumentError
 from redkit.core.keys import glob_escape
 from redkit.core.ops import Pipeline, command
 from redkit.drivers.embedded import EmbeddedRedis
@@ -188,12 +188,39 @@ def test_count_and_delete_by_pattern(backend: BackendCase) -> None:
     assert count("odd:*") == 3
 
 
-@pytest.mark.parametrize("pattern", ["", "*", "**"])
+@pytest.mark.parametrize("pattern", ["", "*", "**", "?*", "*?*", "[a-z]*", "[*]*", "?"])
 def test_a_pattern_of_every_key_is_refused_without_everything(pattern: str) -> None:
+    # A pattern of wildcards alone ("?*" is every key but the empty one) may match them all.
     with pytest.raises(InvalidArgumentError, match="pattern"):
         delete_keys("redis://127.0.0.1:1", pattern, dry_run=False)
     with pytest.raises(InvalidArgumentError, match="pattern"):
         delete_keys("redis://127.0.0.1:1", pattern)
+
+
+@pytest.mark.parametrize("pattern", ["a*", "*:1", "[a-z]x*", "\\**", "\\?"])
+def test_a_pattern_with_a_literal_character_is_accepted(pattern: str) -> None:
+    # Accepted: it goes on to the server, which is out of reach here.
+    with pytest.raises(BackendUnavailable):
+        delete_keys("redis://127.0.0.1:1", pattern)
+
+
+@pytest.mark.parametrize("pause", [-1, float("nan"), 61, "1"])
+def test_a_bad_pause_is_refused(pause: Any) -> None:
+    with pytest.raises(InvalidArgumentError, match="pause"):
+        delete_keys("redis://127.0.0.1:1", "tmp:*", dry_run=False, pause=pause)
+
+
+@pytest.mark.parametrize("flag", ["dry_run", "everything"])
+def test_a_flag_that_is_not_a_bool_is_refused(flag: str) -> None:
+    # everything="no" is truthy: it would have deleted every key.
+    options: dict[str, Any] = {"dry_run": False, flag: "no"}
+    with pytest.raises(InvalidArgumentError, match=flag):
+        delete_keys("redis://127.0.0.1:1", "*", **options)
+
+
+def test_a_pattern_that_is_not_a_string_is_refused_as_such() -> None:
+    with pytest.raises(InvalidArgumentError, match="must be a string"):
+        count_keys("redis://127.0.0.1:1", b"tmp:*")  # type: ignore[arg-type]
 
 
 def test_everything_deletes_every_key(backend: BackendCase) -> None:
@@ -208,7 +235,15 @@ def test_everything_deletes_every_key(backend: BackendCase) -> None:
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("count", 0), ("pause", -1), ("sample_memory", -1), ("separator", ""), ("depth", -1)],
+    [
+        ("count", 0),
+        ("pause", -1),
+        ("sample_memory", -1),
+        ("separator", ""),
+        ("depth", -1),
+        ("match", ""),  # would scan the empty key alone: the whole keyspace is None
+        ("match", 5),
+    ],
 )
 def test_bad_options_are_refused_before_any_round_trip(option: str, value: Any) -> None:
     with pytest.raises(InvalidArgumentError, match=option):

@@ -72,3 +72,16 @@ def test_tracked_children_are_bounded_while_scanning() -> None:
     report = tally.report(masters=(), match=None, memory_unavailable=None, seconds=0.0)
     assert len(report.tree.children) == 2
     assert sum(child.keys for child in report.tree.children) == 500
+
+
+def test_an_unsampled_prefix_takes_the_nearest_sampled_ancestors_mean() -> None:
+    # Only a:... keys are sampled; b:c:d has no sample at b: nor at b:c:, so both take the
+    # root's mean (10 bytes a key) rather than 0 for the deeper one.
+    tally = Tally(separator=b":", depth=3, width=10, top=0)
+    for i in range(4):
+        tally.add(f"a:{i}".encode(), "string", -1, 10)
+    tally.add(b"b:c:d", "string", -1, None)
+    report = tally.report(masters=(), match=None, memory_unavailable=None, seconds=0.0)
+    b = next(child for child in report.tree.children if child.prefix == "b:")
+    assert b.memory_bytes == 10
+    assert [(c.prefix, c.memory_bytes) for c in b.children] == [("b:c:", 10)]

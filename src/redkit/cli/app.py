@@ -10,7 +10,12 @@ import click
 
 import redkit
 from redkit.cli import advise, features, keyspace, serve, stats
-from redkit.core.errors import InvalidArgumentError, RedkitError
+from redkit.core.errors import (
+    ConfigurationError,
+    InvalidArgumentError,
+    InvalidKeyError,
+    RedkitError,
+)
 
 __all__ = ["RedkitGroup", "redkit_group", "run"]
 
@@ -87,12 +92,13 @@ def run(argv: list[str]) -> int:
         return exc.exit_code
     except click.Abort:
         return 130
-    except InvalidArgumentError as exc:
-        # Bad input (a flag's value, a file): one line, the usage error's exit status.
+    except (InvalidArgumentError, InvalidKeyError, ConfigurationError) as exc:
+        # Bad input (a flag's value, an identifier, the URL or a setting missing): one line,
+        # the usage error's exit status.
         print(f"redkit: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except RedkitError as exc:
-        print(f"redkit: error: {exc}", file=sys.stderr)
+        print(f"redkit: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

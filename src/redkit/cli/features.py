@@ -27,6 +27,7 @@ from redkit.ratelimit.limiters import (
     TokenBucket,
 )
 from redkit.ratelimit.rate_strings import parse_rate
+from redkit.sessions.flows import user_id_from_text
 from redkit.sessions.store import SessionStore
 
 __all__ = ["cache", "ratelimit", "sessions"]
@@ -287,7 +288,9 @@ def _time(seconds: float | None) -> str:
 
 
 @sessions.command(
-    "list", help="USER's live sessions, oldest first (SessionStore.list_user_sessions)."
+    "list",
+    help="USER's live sessions, oldest first (SessionStore.list_user_sessions). USER as JSON "
+    "names an int user id (42) or a str one ('\"42\"'); other text is a str (alice).",
 )
 @click.argument("user")
 @redis_option
@@ -295,12 +298,13 @@ def _time(seconds: float | None) -> str:
 @_session_prefix
 def sessions_list(user: str, redis_url: str | None, as_json_output: bool, prefix: str) -> int:
     """``redkit sessions list USER``."""
+    user_id = user_id_from_text(user)
     with open_redis(redis_url) as conn:
-        found = SessionStore(conn, prefix=prefix).list_user_sessions(user)
+        found = SessionStore(conn, prefix=prefix).list_user_sessions(user_id)
     if as_json_output:
         as_json(
             {
-                "user": user,
+                "user": user_id,
                 "count": len(found),
                 "sessions": [
                     {
@@ -335,7 +339,8 @@ def sessions_list(user: str, redis_url: str | None, as_json_output: bool, prefix
 
 @sessions.command(
     "revoke-user",
-    help="End every session of USER: log out everywhere (SessionStore.revoke_user_sessions).",
+    help="End every session of USER: log out everywhere (SessionStore.revoke_user_sessions). "
+    "USER as in sessions list: 42 is an int user id, '\"42\"' a str.",
 )
 @click.argument("user")
 @redis_option
@@ -343,6 +348,6 @@ def sessions_list(user: str, redis_url: str | None, as_json_output: bool, prefix
 def sessions_revoke_user(user: str, redis_url: str | None, prefix: str) -> int:
     """``redkit sessions revoke-user USER``."""
     with open_redis(redis_url) as conn:
-        ended = SessionStore(conn, prefix=prefix).revoke_user_sessions(user)
+        ended = SessionStore(conn, prefix=prefix).revoke_user_sessions(user_id_from_text(user))
     console().print(text(f"revoked {ended} sessions of {user}"))
     return 0

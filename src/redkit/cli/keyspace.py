@@ -146,7 +146,12 @@ def keys_count(pattern: str, redis_url: str | None, as_json_output: bool) -> int
 @redis_option
 @json_option
 @click.option("--yes", is_flag=True, help="delete them (without it, a dry run)")
-@click.option("--all", "everything", is_flag=True, help="allow a pattern that matches every key")
+@click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="allow a pattern of wildcards alone (*, ?*), which may match every key",
+)
 @click.option("--batch", type=int, default=1000, show_default=True, help="SCAN COUNT per batch")
 @click.option("--pause", type=float, default=0.0, show_default=True, help="seconds between batches")
 def keys_delete(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from redkit.advise._units import format_count
+from redkit.advise._units import format_count, format_seconds
 from redkit.cli.common import as_json, console, json_option, open_redis, redis_option, table, text
 from redkit.stats import FleetStats, read
 
@@ -63,7 +63,7 @@ def render_stats(figures: FleetStats) -> None:
         extra = ["hit ratio"] if feature == "cache" else []
         grid = table(feature, "name", "processes", *counters, *extra)
         for name in names:
-            row = [format_count(totals[name].get(counter, 0)) for counter in counters]
+            row = [_cell(counter, totals[name].get(counter, 0)) for counter in counters]
             if feature == "cache":
                 ratio = figures.hit_ratio(name)
                 row.append("-" if ratio is None else f"{ratio:.1%}")
@@ -71,3 +71,8 @@ def render_stats(figures: FleetStats) -> None:
         out.print(grid)
     if not shown:
         out.print('no fleet statistics in this range (create the facades with stats="10 s")')
+
+
+def _cell(counter: str, value: float) -> str:
+    """A count with separators; a timing's sum (``<what>_seconds``) as a duration."""
+    return format_seconds(value) if counter.endswith("_seconds") else format_count(value)

@@ -9,12 +9,11 @@ any path of another Starlette or FastAPI app.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -39,6 +38,7 @@ from redkit.dashboard.render import Renderer, Url
 from redkit.dashboard.scans import KeyspaceScans
 from redkit.dashboard.sessions import session_report
 from redkit.dashboard.sources import read_fleet
+from redkit.sessions.flows import user_id_from_text
 from redkit.stats import FleetStats
 
 __all__ = ["Dashboard"]
@@ -57,6 +57,27 @@ def _prefixes(values: Sequence[str], name: str) -> tuple[str, ...]:
     if isinstance(values, str):
         raise InvalidArgumentError(f"{name} takes a list of prefixes, not one str: [{values!r}]")
     return tuple(keys.check_prefix(v) for v in values)
+
+
+def _origins(values: Sequence[str]) -> tuple[str, ...]:
+    """Each an origin as a browser's ``Origin`` header names it: a scheme and a host only."""
+    if isinstance(values, str):
+        raise InvalidArgumentError(
+            f"allowed_origins takes a list of origins, not one str: [{values!r}]"
+        )
+    for value in values:
+        parts = urlsplit(value) if isinstance(value, str) else None
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or value != f"{parts.scheme}://{parts.netloc}"
+        ):
+            raise InvalidArgumentError(
+                "allowed_origins are origins as a browser sends them, a scheme and a host "
+                f"without a path ('https://admin.example.com'), got {value!r}"
+            )
+    return tuple(values)
 
 
 class Dashboard:
@@ -128,7 +149,7 @@ class Dashboard:
             )
         self.timeout = float(timeout)
         self.stats_since = stats_since
-        self.allowed_origins = tuple(allowed_origins)
+        self.allowed_origins = _origins(allowed_origins)
         self.actions = Actions(self.backend, timeout)
         self.scans = KeyspaceScans(self.backend, scan_count)
         self.caches = CacheReports(self.backend, timeout, scan_count, max_age_s=60.0)
@@ -361,7 +382,7 @@ class Dashboard:
                 return done, "caches"
             if action == "revoke":
                 done = await self.actions.revoke_user(
-                    identity, client, field("prefix"), _user(field("user"))
+                    identity, client, field("prefix"), user_id_from_text(field("user"))
                 )
                 return done, "sessions"
         except (InvalidArgumentError, InvalidKeyError) as exc:  # a prefix, a key, a tag
@@ -395,15 +416,6 @@ async def _form(request: Request) -> dict[str, str]:
     if body and kind != "application/x-www-form-urlencoded":
         raise Refused(415, "send the form as application/x-www-form-urlencoded")
     return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-
-
-def _user(text: str) -> str | int:
-    """A user id from a form: its JSON (``42``, ``"alice"``), else the text as a str."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    return value if isinstance(value, (str, int)) and not isinstance(value, bool) else text
 
 
 def _time() -> Any:

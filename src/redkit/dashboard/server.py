@@ -37,8 +37,10 @@ def serve(
 
     Raises:
         InvalidArgumentError: no token, unless ``no_auth`` on a loopback address; ``no_auth``
-            on any other address; a token too short.
+            on any other address; a token too short; a port not from 1 to 65535.
     """
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise InvalidArgumentError(f"port must be an int from 1 to 65535, got {port!r}")
     if no_auth and not is_loopback(host):
         raise InvalidArgumentError(
             f"no_auth serves the dashboard to anyone who reaches {host}: it is allowed on "

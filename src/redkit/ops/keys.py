@@ -2,8 +2,9 @@
 
 Never ``KEYS``. The pattern is a ``SCAN MATCH`` glob and its wildcards are the caller's: to
 match a part literally (an id a user typed), escape it with
-:func:`redkit.core.keys.glob_escape`. An empty pattern is refused, and so is a pattern that
-matches every key (``*``) unless ``everything=True`` says that is meant.
+:func:`redkit.core.keys.glob_escape`. An empty pattern is refused, and so is a deletion whose
+pattern has only wildcards (``*``, ``?*``, ``[a-z]*``: no character of its own, so it may match
+every key) unless ``everything=True`` says that is meant.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "KeyDeletion",
     "acount_keys",
     "adelete_keys",
+    "check_pause",
     "count_keys",
     "delete_keys",
     "match_flow",
@@ -71,15 +73,44 @@ class KeyDeletion:
         }
 
 
+def check_pause(pause: object) -> None:
+    """Refuse a pause between batches that is not a number of seconds from 0 to 60."""
+    if isinstance(pause, bool) or not isinstance(pause, (int, float)) or not 0 <= pause <= 60:
+        raise InvalidArgumentError(f"pause must be seconds from 0 to 60, got {pause!r}")
+
+
+def _has_literal(pattern: str) -> bool:
+    """Whether the glob names at least one character itself (not ``*``, ``?`` nor a ``[set]``)."""
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            return i + 1 < len(pattern)
+        if char == "[":
+            i += 1
+            while i < len(pattern) and pattern[i] != "]":
+                i += 2 if pattern[i] == "\\" else 1
+        elif char not in "*?":
+            return True
+        i += 1
+    return False
+
+
 def _checked(pattern: object, *, deleting: bool, everything: bool, batch: int) -> str:
-    if not isinstance(pattern, str) or not pattern:
+    if not isinstance(pattern, str):
+        raise InvalidArgumentError(
+            f"the pattern must be a string, a SCAN MATCH glob such as 'session:*'; got "
+            f"{type(pattern).__name__}"
+        )
+    if not pattern:
         raise InvalidArgumentError(
             "the pattern is empty: give a SCAN MATCH glob such as 'session:*'"
         )
-    if deleting and not everything and pattern.strip("*") == "":
+    # Wildcards alone ("*", "?*", "[a-z]*") may match every key: only on purpose.
+    if deleting and not everything and not _has_literal(pattern):
         raise InvalidArgumentError(
-            f"the pattern {pattern!r} matches every key: pass everything=True (--all) to "
-            "delete them all"
+            f"the pattern {pattern!r} has only wildcards, so it may match every key: name a "
+            "part of the keys ('tmp:*') or pass everything=True (--all) to delete them all"
         )
     if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= 100_000:
         raise InvalidArgumentError(f"batch must be an int from 1 to 100000, got {batch!r}")
@@ -156,8 +187,14 @@ class DeleteOptions(TypedDict, total=False):
 
 def _delete_flow(pattern: str, options: DeleteOptions) -> Flow[KeyDeletion]:
     dry_run = options.get("dry_run", True)
+    everything = options.get("everything", False)
+    # A truthy string ("no") must not mean yes: these two decide what is deleted.
+    for flag, value in (("dry_run", dry_run), ("everything", everything)):
+        if not isinstance(value, bool):
+            raise InvalidArgumentError(f"{flag} must be True or False, got {value!r}")
     batch = options.get("batch", 1000)
-    _checked(pattern, deleting=True, everything=options.get("everything", False), batch=batch)
+    _checked(pattern, deleting=True, everything=everything, batch=batch)
+    check_pause(options.get("pause", 0.0))
     return match_flow(
         pattern,
         delete=not dry_run,
@@ -176,14 +213,16 @@ def delete_keys(redis: object, pattern: str, **options: Unpack[DeleteOptions]) -
             :func:`redkit.core.keys.glob_escape` for literal parts).
         **options: any of these keywords (defaults in brackets):
             ``dry_run`` (True): only count and list what would go.
-            ``everything`` (False): allow a pattern that matches every key (``*``).
+            ``everything`` (False): allow a pattern of wildcards alone (``*``, ``?*``), which
+            may match every key.
             ``batch`` (1000): ``SCAN``'s ``COUNT``, the most keys one pipelined ``UNLINK``
             removes.
             ``pause`` (0): seconds to sleep between batches.
             ``progress``: called after each batch with (matched, deleted).
 
     Raises:
-        InvalidArgumentError: for an empty pattern, or ``*`` without ``everything=True``.
+        InvalidArgumentError: for an empty pattern, or one of wildcards alone (``*``,
+            ``?*``) without ``everything=True``.
 
     """
     flow = _delete_flow(pattern, options)

@@ -19,6 +19,7 @@ from redkit.core.ops import Arg, Call, Command, Masters, OnNode, Pipeline, Sleep
 from redkit.core.replies import as_int, as_text
 from redkit.core.scripts import load_script
 from redkit.ops.backends import aowned, owned
+from redkit.ops.keys import check_pause
 from redkit.ops.report import KeyspaceReport, MasterCount, Tally
 
 if TYPE_CHECKING:
@@ -40,13 +41,20 @@ FACTS_BATCH = 250
 _MEMORY_SAMPLES = 5
 
 
+def _check_match(match: object) -> None:
+    if match is not None and (not isinstance(match, str) or not match):
+        raise InvalidArgumentError(
+            "match must be a non-empty SCAN MATCH glob such as 'session:*', or None for the "
+            f"whole keyspace; got {match!r}"
+        )
+
+
 def _check(
     count: int, pause: float, sample_memory: int, separator: str, depth: int, width: int, top: int
 ) -> None:
     if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 100_000:
         raise InvalidArgumentError(f"count must be an int from 1 to 100000, got {count!r}")
-    if not isinstance(pause, (int, float)) or not 0 <= pause <= 60:
-        raise InvalidArgumentError(f"pause must be seconds from 0 to 60, got {pause!r}")
+    check_pause(pause)
     for name, value, low in (
         ("sample_memory", sample_memory, 0),
         ("depth", depth, 0),
@@ -197,6 +205,7 @@ def keyspace_flow(
 
     The arguments are checked here, before any round trip.
     """
+    _check_match(match)
     _check(count, pause, sample_memory, separator, depth, width, top)
     return _keyspace(match, count, pause, sample_memory, separator, depth, width, top, progress)
 

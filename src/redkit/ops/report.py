@@ -243,7 +243,7 @@ class Tally:
     ) -> KeyspaceReport:
         """The frozen report of everything counted."""
         measured = memory_unavailable is None
-        tree = self._freeze("", self._root, self._root, measured)
+        tree = self._freeze("", self._root, 0.0, measured)
         biggest = tuple(
             BigKey(display_key(key), memory, kind, ttl)
             for memory, _, key, kind, ttl in sorted(self._biggest, reverse=True)
@@ -264,7 +264,9 @@ class Tally:
             seconds=seconds,
         )
 
-    def _freeze(self, prefix: str, node: _Branch, parent: _Branch, measured: bool) -> PrefixNode:
+    def _freeze(self, prefix: str, node: _Branch, inherited: float, measured: bool) -> PrefixNode:
+        # A prefix with no sample takes the mean of its nearest sampled ancestor.
+        mean = node.sampled_bytes / node.sampled if node.sampled else inherited
         ranked = sorted(node.children.items(), key=lambda item: -item[1].keys)
         shown = ranked[: self._width]
         rest = [branch for _, branch in ranked[self._width :]]
@@ -272,7 +274,7 @@ class Tally:
             rest.append(node.other)
         sep = display_key(self._separator)
         children = [
-            self._freeze(f"{prefix}{display_key(part)}{sep}", branch, node, measured)
+            self._freeze(f"{prefix}{display_key(part)}{sep}", branch, mean, measured)
             for part, branch in shown
         ]
         if rest:
@@ -281,18 +283,10 @@ class Tally:
                 sampled=sum(b.sampled for b in rest),
                 sampled_bytes=sum(b.sampled_bytes for b in rest),
             )
-            children.append(self._freeze(prefix + OTHER, other, node, measured))
+            children.append(self._freeze(prefix + OTHER, other, mean, measured))
         return PrefixNode(
             prefix=prefix,
             keys=node.keys,
-            memory_bytes=_estimate(node, parent) if measured else None,
+            memory_bytes=round(mean * node.keys) if measured else None,
             children=tuple(children),
         )
-
-
-def _estimate(node: _Branch, parent: _Branch) -> int:
-    """Sampled bytes scaled to every key; a prefix with no sample takes its parent's mean."""
-    source = node if node.sampled else parent
-    if not source.sampled:
-        return 0
-    return round(source.sampled_bytes * node.keys / source.sampled)
