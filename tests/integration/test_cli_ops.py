@@ -133,9 +133,9 @@ def test_ratelimit_usage_reset_deny_allow(url: str, conn: Connection) -> None:
     again = Ratelimit(conn, SlidingWindow(3, "1 m"), prefix="api")
     try:
         assert again.get_remaining("alice").remaining == 3
-        assert invoke(
-            "ratelimit", "deny", "mallory", "--prefix", "api", "--redis", url
-        ).stdout.startswith("added 1 of 1 to the deny list of api")
+        denied = invoke("ratelimit", "deny", "mallory", "--prefix", "api", "--redis", url).stdout
+        assert denied.startswith("added 1 of 1 to the deny list of api")
+        assert "enable_protection=True" in denied  # the list binds only limiters that read it
         assert again.denied() == {"mallory"}
         assert as_json("ratelimit", "usage", "--prefix", "api", "--redis", url)["deny_list"] == [
             "mallory"

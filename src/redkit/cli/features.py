@@ -209,6 +209,9 @@ def _deny_list_command(name: str, help_text: str) -> Any:
             finally:
                 limiter.close()
         console().print(text(f"{what}: {', '.join(values)}"))
+        # The list is consulted only by limiters that ask for it: say so, or a user believes
+        # the identifiers are refused everywhere.
+        console().print(text("(limiters read it when made with enable_protection=True)"))
         return 0
 
     command.__doc__ = f"``redkit ratelimit {name} VALUE...``."

@@ -91,8 +91,8 @@ def stats_interval(stats: object) -> float | None:
         raise InvalidArgumentError(f"{hint}; got {stats!r}")
     try:
         seconds = duration_ms(stats, name="stats") / 1000
-    except (TypeError, InvalidArgumentError) as exc:
-        raise InvalidArgumentError(f"{hint}; got {stats!r} ({exc})") from None
+    except (TypeError, InvalidArgumentError):
+        raise InvalidArgumentError(f"{hint}; got {stats!r}") from None
     if seconds < MIN_INTERVAL_S:
         raise InvalidArgumentError(f"{hint}; got {stats!r}, which is shorter")
     return seconds
