@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from redkit.cli.app import redkit_group
 from redkit.drivers.embedded import EmbeddedRedis
+from support.backends import REST_TOKEN
 from support.probes import closed_port
 
 pytest.importorskip("redkit.dashboard.server", reason="the dashboard (redkit.dashboard) is absent")
@@ -58,17 +59,22 @@ def test_no_redis_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.stderr.startswith("redkit: error: redkit dashboard needs a Redis")
 
 
+@pytest.mark.parametrize("where", ["REDIS_URL", "UPSTASH_REDIS_REST_URL"])
 def test_the_token_from_the_environment_guards_the_served_pages(
-    redis_server: EmbeddedRedis,
+    redis_server: EmbeddedRedis, rest_gateway: str, where: str
 ) -> None:
     port = closed_port()
     token = "t" * 32
     env = {
-        **os.environ,
-        "PYTHONPATH": str(SRC),
-        "REDIS_URL": redis_server.url,
-        "REDKIT_DASHBOARD_TOKEN": token,
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("REDIS_URL", "UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN")
     }
+    env.update(PYTHONPATH=str(SRC), REDKIT_DASHBOARD_TOKEN=token)
+    if where == "REDIS_URL":
+        env["REDIS_URL"] = redis_server.url
+    else:  # Upstash over REST, as every other command takes it (the gateway stands in)
+        env.update(UPSTASH_REDIS_REST_URL=rest_gateway, UPSTASH_REDIS_REST_TOKEN=REST_TOKEN)
     process = subprocess.Popen(
         [sys.executable, "-m", "redkit", "dashboard", "--port", str(port)],
         stdout=subprocess.DEVNULL,
@@ -88,10 +94,21 @@ def test_the_token_from_the_environment_guards_the_served_pages(
                     assert time.monotonic() < deadline, "the dashboard did not start"
                     time.sleep(0.1)
             assert refused.status_code in (303, 401)  # to the login form, or refused
-            allowed = client.get(base, headers={"Authorization": f"Bearer {token}"})
+            bearer = {"Authorization": f"Bearer {token}"}
+            allowed = client.get(base, headers=bearer)
             assert allowed.status_code == 200
+            overview = client.get(base + "api/overview", headers=bearer)
+            assert overview.status_code == 200, overview.text  # Redis read, over REST too
     finally:
         process.terminate()
         process.wait(timeout=30)
         if process.stderr is not None:
             process.stderr.close()
+
+
+def test_a_rest_token_goes_with_a_rest_url_only(redis_server: EmbeddedRedis) -> None:
+    from redkit.core.errors import InvalidArgumentError
+    from redkit.dashboard import Dashboard
+
+    with pytest.raises(InvalidArgumentError, match="Upstash https:// REST URL only"):
+        Dashboard(redis_server.url, token="t" * 32, rest_token="x" * 32)

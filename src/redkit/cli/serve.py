@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from redkit.cli.common import redis_option
 from redkit.core.errors import ConfigurationError
 
 __all__ = ["dashboard", "demo", "gateway"]
@@ -112,7 +113,7 @@ def _port_from_env(variable: str, default: int) -> int:
     "keyspace). It needs a token (--token or REDKIT_DASHBOARD_TOKEN) unless bound to loopback "
     "with --no-auth; the actions (reset, invalidate, revoke) need the admin token.",
 )
-@click.option("--redis", "redis_url", metavar="URL", help="default: REDIS_URL")
+@redis_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="the address to serve on")
 @click.option("--port", type=int, default=8377, show_default=True, help="the port")
 @click.option(
@@ -137,12 +138,21 @@ def dashboard(
     no_auth: bool,
 ) -> int:
     """``redkit dashboard``: the dashboard's server, imported only when asked for."""
-    url = redis_url or os.environ.get("REDIS_URL")
+    url = redis_url or os.environ.get("REDIS_URL") or os.environ.get("UPSTASH_REDIS_REST_URL")
     if not url:
         raise ConfigurationError(
-            "redkit dashboard needs a Redis: give --redis URL or set REDIS_URL",
+            "redkit dashboard needs a Redis: give --redis URL or set REDIS_URL "
+            "(or UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN)",
             variable="REDIS_URL",
         )
+    rest_token = None
+    if url.startswith(("http://", "https://")):
+        rest_token = os.environ.get("UPSTASH_REDIS_REST_TOKEN")
+        if not rest_token:
+            raise ConfigurationError(
+                "the Redis is a REST URL: set UPSTASH_REDIS_REST_TOKEN to its token",
+                variable="UPSTASH_REDIS_REST_TOKEN",
+            )
     try:
         # Lazily: the dashboard's libraries (starlette, uvicorn) load only for this command.
         from redkit.dashboard.server import serve
@@ -154,5 +164,8 @@ def dashboard(
             file=sys.stderr,
         )
         return 1
-    serve(url, host=host, port=port, token=token, admin_token=admin_token, no_auth=no_auth)
+    serve(
+        url, host=host, port=port, token=token, admin_token=admin_token, no_auth=no_auth,
+        rest_token=rest_token,
+    )  # fmt: skip
     return 0

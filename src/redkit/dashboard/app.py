@@ -38,6 +38,7 @@ from redkit.dashboard.render import Renderer, Url
 from redkit.dashboard.scans import KeyspaceScans
 from redkit.dashboard.sessions import session_report
 from redkit.dashboard.sources import read_fleet
+from redkit.drivers.connect import connect
 from redkit.sessions.flows import user_id_from_text
 from redkit.stats import FleetStats
 
@@ -100,6 +101,7 @@ class Dashboard:
         timeout: seconds each call to Redis may take.
         scan_count: the keyspace scan's ``SCAN COUNT``.
         allowed_origins: origins besides the dashboard's own host that may POST (a proxy's).
+        rest_token: the token of an Upstash REST URL given as ``redis``.
 
     Raises:
         InvalidArgumentError: no token without ``no_auth``, a token too short, equal tokens, a
@@ -122,9 +124,17 @@ class Dashboard:
         timeout: float = 5.0,
         scan_count: int = 1000,
         allowed_origins: Sequence[str] = (),
+        rest_token: str | None = None,
     ) -> None:
         self.auth = Auth(token, admin_token, no_auth)
-        self._owned = as_backend(redis) if isinstance(redis, str) else None
+        if rest_token is not None and not (
+            isinstance(redis, str) and redis.startswith(("http://", "https://"))
+        ):
+            raise InvalidArgumentError("rest_token goes with an Upstash https:// REST URL only")
+        self._owned: Backend | None = None
+        if isinstance(redis, str):
+            # A URL is this dashboard's own connection (an Upstash one with its token).
+            self._owned = as_backend(connect(redis, token=rest_token) if rest_token else redis)
         self.backend: Backend = self._owned or as_backend(redis)
         self.ratelimit_prefixes = _prefixes(ratelimit_prefixes, "ratelimit_prefixes")
         self.session_prefixes = _prefixes(session_prefixes, "session_prefixes")

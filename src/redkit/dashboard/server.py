@@ -32,8 +32,11 @@ def serve(
     token: str | None,
     admin_token: str | None,
     no_auth: bool = False,
+    rest_token: str | None = None,
 ) -> None:
     """Serve the dashboard of ``redis_url`` on ``host:port`` until interrupted.
+
+    ``rest_token`` is the token of an Upstash REST URL (``UPSTASH_REDIS_REST_TOKEN``).
 
     Raises:
         InvalidArgumentError: no token, unless ``no_auth`` on a loopback address; ``no_auth``
@@ -51,5 +54,7 @@ def serve(
             "the dashboard needs a token: set REDKIT_DASHBOARD_TOKEN (and "
             "REDKIT_DASHBOARD_ADMIN_TOKEN for the actions), or bind to 127.0.0.1 with --no-auth"
         )
-    app = Dashboard(redis_url, token=token, admin_token=admin_token, no_auth=no_auth)
+    app = Dashboard(
+        redis_url, token=token, admin_token=admin_token, no_auth=no_auth, rest_token=rest_token
+    )
     uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
