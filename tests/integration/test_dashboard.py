@@ -418,6 +418,28 @@ def test_redis_out_of_reach_is_a_503_not_a_traceback() -> None:
     unreachable.close()
 
 
+def test_an_action_with_redis_out_of_reach_is_a_503_not_a_traceback() -> None:
+    unreachable = redkit.connect(f"redis://127.0.0.1:{closed_port()}", socket_timeout=0.5)
+    dashboard = Dashboard(unreachable, token=READ, admin_token=ADMIN, timeout=0.5)
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    with (
+        serve_asgi(dashboard, unreachable) as base,
+        httpx.Client(base_url=base, headers=admin) as web,
+    ):
+        for action, form in (
+            ("reset", {"prefix": "rl", "identifier": "alice"}),
+            ("bump", {"namespace": "ns"}),
+            ("revoke", {"prefix": "session", "user": "42"}),
+        ):
+            api = web.post(f"/api/actions/{action}", data=form)
+            assert api.status_code == 503, (action, api.text)
+            assert api.json()["error"].startswith("BackendUnavailable"), api.text
+        page = web.post("/actions/bump", data={"namespace": "ns"})
+        assert page.status_code == 503
+        assert "Refused (503)" in page.text
+    unreachable.close()
+
+
 def test_bad_action_input_is_a_400(conn: Connection) -> None:
     admin = {"authorization": f"Bearer {ADMIN}"}
     with running_dashboard(conn) as base, httpx.Client(base_url=base, headers=admin) as web:

@@ -397,6 +397,8 @@ class Dashboard:
                 return done, "sessions"
         except (InvalidArgumentError, InvalidKeyError) as exc:  # a prefix, a key, a tag
             raise Refused(400, str(exc)) from exc
+        except RedkitError as exc:  # Redis out of reach: said so, as the pages do
+            raise Refused(503, f"{type(exc).__name__}: {exc}") from exc
         raise Refused(404, f"no action {action!r}")
 
     def _refusal_page(self, request: Request, refused: Refused) -> Response:
