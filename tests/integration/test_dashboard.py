@@ -557,3 +557,29 @@ def test_counts_written_by_upstash_ratelimit_show(
         "denied": 0,
     }
     assert (report["deny_list"], report["global_limit"]) == (["1.2.3.4"], 50)
+
+
+def test_charts_are_drawn_off_the_event_loop(
+    conn: Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Drawing takes tens of ms of CPU: on the loop it would stall the app it is mounted in."""
+    import asyncio
+
+    from redkit.dashboard import charts
+
+    fill_fleet(conn)
+    on_a_loop: list[bool] = []
+    draw = charts._draw
+
+    def watched(*args: object, **kwargs: object) -> str:
+        try:
+            asyncio.get_running_loop()
+            on_a_loop.append(True)
+        except RuntimeError:
+            on_a_loop.append(False)
+        return draw(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(charts, "_draw", watched)
+    with running_dashboard(conn) as base, httpx.Client(base_url=base, headers=BEARER) as web:
+        assert web.get("/").status_code == 200
+    assert on_a_loop and not any(on_a_loop)  # charts were drawn, none on the event loop

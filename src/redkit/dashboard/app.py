@@ -8,6 +8,7 @@ any path of another Starlette or FastAPI app.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -278,7 +279,10 @@ class Dashboard:
             return self._refusal_page(request, Refused(503, f"{type(exc).__name__}: {exc}"))
         # What the last action did, carried over its redirect (signed: no page forges it).
         done = self.auth.unsigned(request.cookies.get(FLASH))
-        html = self._render.page(
+        # In a thread: drawing the charts takes tens of milliseconds of CPU, which on the
+        # event loop would stall every other request of the app the dashboard is mounted in.
+        html = await asyncio.to_thread(
+            self._render.page,
             self._url(request), page, data, identity=identity, csrf=self.auth.csrf_token(identity),
             actions=identity.role == "admin", done=done, stats_since=self.stats_since,
         )  # fmt: skip

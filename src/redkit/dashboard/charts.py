@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import io
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -39,12 +40,16 @@ def _text(value: object, limit: int = 50) -> str:
     return text.replace("$", r"\$")
 
 
+#: matplotlib's settings (``rc_context``) are process-wide: one chart is drawn at a time.
+_DRAWING = threading.Lock()
+
+
 def _draw(paint: Callable[[Axes], None], title: str) -> str:
     """``paint`` on a new figure's axes, as a ``data:image/svg+xml`` URL."""
     from matplotlib.backends.backend_svg import FigureCanvasSVG
     from matplotlib.figure import Figure
 
-    with matplotlib.rc_context(
+    with _DRAWING, matplotlib.rc_context(
         {"svg.fonttype": "none", "font.size": 12, "axes.spines.top": False,
          "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3}
     ):  # fmt: skip
