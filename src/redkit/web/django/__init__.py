@@ -7,7 +7,8 @@
     SESSION_ENGINE = "redkit.web.django.sessions"
 
 - The cache backend (:mod:`.cache`): :class:`RedisCache`, Django's whole ``BaseCache``
-  contract on redkit's :class:`~redkit.Cache`.
+  contract on redkit's :class:`~redkit.Cache`; :func:`cache_page` (:mod:`.response_cache`)
+  caches views' responses, with ETags and 304s.
 - The session engine (:mod:`.sessions`): its ``SessionStore`` on redkit's session store.
 - Rate limits (:mod:`.ratelimit`): the ``ratelimit`` decorator and middleware.
 
@@ -26,11 +27,15 @@ try:
 except ModuleNotFoundError as exc:  # an optional dependency: say which extra
     raise framework_missing(__name__, "Django", "django", exc) from exc
 
-__all__ = ["RedisCache", "ratelimit"]
+__all__ = ["RedisCache", "cache_page", "ratelimit"]
 
 # Which module holds each public name: importing them here at once would import Django's
 # cache and auth machinery before the project's settings are configured.
-_HOMES = {"RedisCache": "redkit.web.django.cache", "ratelimit": "redkit.web.django.ratelimit"}
+_HOMES = {
+    "RedisCache": "redkit.web.django.cache",
+    "cache_page": "redkit.web.django.response_cache",
+    "ratelimit": "redkit.web.django.ratelimit",
+}
 
 
 def __getattr__(name: str) -> Any:
