@@ -68,7 +68,9 @@ class _Page:
         personal = self.policy.personal(
             request.headers.get("Authorization"), getattr(request, "session", None)
         )
-        if personal or isinstance(response, StreamingHttpResponse):
+        # Django keeps cookies apart from the headers (response.cookies): a response that
+        # sets one is meant for its visitor, whatever its headers say.
+        if personal or isinstance(response, StreamingHttpResponse) or response.cookies:
             raise Uncacheable(response)
         if isinstance(response, SimpleTemplateResponse) and not response.is_rendered:
             response.render()  # what the middleware would do later: the body is needed now
