@@ -388,24 +388,27 @@ class CacheFlows:
         self, key: str | int, value: Any, ttl_ms: int | None = None, tags: Iterable[str] = ()
     ) -> Flow[bool]:
         """Store ``value`` under ``key``, stamped with ``tags``; ``False`` if Redis refused."""
-        redis_key = self.key(key)  # a bad key is refused before anything is sent
+        name = self.key(key)  # a bad key is refused before anything is sent
+        redis_key = name
         ttl_ms = self.entries.ttl_ms(ttl_ms, value)
         try:
-            redis_key = yield from self.redis_key(key)
-            stamps = yield from self.tags.stamp(tags)
+            namespace = self.generations.known() or (yield from self.generations.current())
+            redis_key = namespace + name
+            stamps = (yield from self.tags.stamp(tags)) if tags else {}
             data = self.entries.encode(redis_key, value, ttl_ms, tags=stamps)
             store = self.entries.set_command(redis_key, data, ttl_ms)
-            replies = yield Pipeline((store, *self.leases.fence([redis_key])))
-            reply = replies[0]
-            yield from self._changed([self.key(key)])
+            fence = self.leases.fence([redis_key])
+            # Without leases there is no fence: one command, not a pipeline of one.
+            reply = (yield Pipeline((store, *fence)))[0] if fence else (yield store)
+            yield from self._changed([name])
         except NO_ANSWER as exc:
             self.counters.add(errors=1)
             log.warning("cache write of %r failed: %s", redis_key, exc)
             return False
         if self.local is not None:
-            self.local.put(self.key(key), value)
+            self.local.put(name, value)
         if self.trace is not None:
-            self._trace_write("write", self.key(key), len(data), ttl_ms, stamps)
+            self._trace_write("write", name, len(data), ttl_ms, stamps)
         return is_ok(reply)
 
     def set_many(

@@ -17,6 +17,7 @@ share loads (single flight) and connections.
 from __future__ import annotations
 
 import inspect
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ OPTION_NAMES = {
     "CONNECTION": "keywords for redkit.connect (socket_timeout, max_connections, ...)",
     "NAMESPACE": 'the start of every Redis key (default "django")',
     "REDIS_TIMEOUT": "seconds one operation may wait for Redis (default 1.0)",
-    "LEASE": 'stampede lease of get_or_set with a callable (default "5 s"; None: off)',
+    "LEASE": 'a cross-process lease for get_or_set with a callable ("5 s"; default None: off)',
     "EARLY_REFRESH": "XFetch's beta for get_or_set with a callable (default 1.0; None: off)",
     "STALE_TTL": "serve a value this long past its time while one caller reloads it",
     "LOCAL_TTL": "keep values in this process's memory too, this long (default None: off)",
@@ -50,6 +51,9 @@ OPTION_NAMES = {
 }
 
 _lock = threading.Lock()
+#: Keys Django's validate_key has nothing to say about: up to memcached's 250 characters, none
+#: of them a control character, a space or DEL.
+_PLAIN_KEY = re.compile(r"[\x21-\x7e]{0,250}").fullmatch
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,9 @@ def _backing(location: str, namespace: str, options: Mapping[str, Any]) -> _Back
         shared: dict[str, Any] = {
             "namespace": namespace,
             "default_ttl": None,  # every call passes Django's timeout; None is "forever"
-            "lease": options.get("LEASE", "5 s"),
+            # Off unless asked for: with it, every write also fences the key's lease (one more
+            # command per write), which only pays where loaders run in many processes.
+            "lease": options.get("LEASE"),
             "early_refresh": options.get("EARLY_REFRESH", 1.0),
             "stale_ttl": options.get("STALE_TTL"),
             "local_ttl": options.get("LOCAL_TTL"),
@@ -213,6 +219,16 @@ class RedisCache(BaseCache):
     async def ainvalidate_tags(self, *tags: str) -> int:
         """See :meth:`invalidate_tags`."""
         return await self._async.invalidate_tags(*tags)
+
+    def validate_key(self, key: Any) -> None:
+        """Warn, as Django does, of keys that memcached would refuse (they work here).
+
+        The common key (short, printable ASCII without spaces) is passed with one match; any
+        other goes through Django's own check and its ``CacheKeyWarning``.
+        """
+        if isinstance(key, str) and _PLAIN_KEY(key) is not None:
+            return
+        super().validate_key(key)
 
     # -- timeouts ----------------------------------------------------------------------------
 
