@@ -2,7 +2,8 @@
 
 One process, one embedded ``redis-server`` on loopback, Django configured with the three
 backends as aliases (each with its defaults: values pickled, ints raw; and redkit's once more
-with its cross-process stampede lease on, whose writes cost one more command). Rows:
+with its cross-process stampede lease on, whose writes cost one more command, and with JSON
+values, which need no signature). Rows:
 
 - ``get`` (a hit): ``caches[alias].get(key)`` of a ~1 KB dict, 1000 keys per row, all written
   first; a miss counts against the row.
@@ -46,12 +47,18 @@ TASKS = 50
 BACKENDS = {
     "redkit": "redkit.web.django.RedisCache",
     "redkit-lease": "redkit.web.django.RedisCache",
+    "redkit-json": "redkit.web.django.RedisCache",
     "django": "django.core.cache.backends.redis.RedisCache",
     "django-redis": "django_redis.cache.RedisCache",
+}
+OPTIONS: dict[str, dict[str, Any]] = {
+    "redkit-lease": {"LEASE": "5 s"},
+    "redkit-json": {"SERIALIZER": "json"},
 }
 NAMES = {
     "redkit": "redkit.web.django.RedisCache",
     "redkit-lease": 'redkit, OPTIONS LEASE "5 s" (writes fence loads)',
+    "redkit-json": 'redkit, OPTIONS SERIALIZER "json" (not pickled: no signature)',
     "django": "Django's RedisCache",
     "django-redis": "django-redis RedisCache",
 }
@@ -100,7 +107,7 @@ def configure(url: str) -> None:
                 "BACKEND": backend,
                 "LOCATION": url,
                 "KEY_PREFIX": alias,
-                "OPTIONS": {"LEASE": "5 s"} if alias == "redkit-lease" else {},
+                "OPTIONS": OPTIONS.get(alias, {}),
             }
             for alias, backend in BACKENDS.items()
         },
