@@ -230,6 +230,14 @@ class RedisCache(BaseCache):
             return
         super().validate_key(key)
 
+    def _named(self, keys: Iterable[Any], version: int | None) -> dict[str | int, Any]:
+        """Django's key of each of ``keys`` (checked), mapped to the key as given."""
+        return {self.make_and_validate_key(key, version=version): key for key in keys}
+
+    def _named_values(self, data: Mapping[Any, Any], version: int | None) -> dict[str | int, Any]:
+        """``data`` under Django's keys (checked)."""
+        return {self.make_and_validate_key(k, version=version): v for k, v in data.items()}
+
     # -- timeouts ----------------------------------------------------------------------------
 
     def get_backend_timeout(self, timeout: float | None = DEFAULT_TIMEOUT) -> float | None:
@@ -294,9 +302,7 @@ class RedisCache(BaseCache):
 
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
         """The values of those ``keys`` that are cached, in one round trip."""
-        names: dict[str | int, Any] = {
-            self.make_and_validate_key(key, version=version): key for key in keys
-        }
+        names = self._named(keys, version)
         return {names[name]: value for name, value in self._cache.get_many(names).items()}
 
     def set_many(
@@ -310,9 +316,7 @@ class RedisCache(BaseCache):
         """Store every value in one round trip; returns the keys that were not stored."""
         if not data:
             return []
-        values: dict[str | int, Any] = {
-            self.make_and_validate_key(k, version=version): v for k, v in data.items()
-        }
+        values = self._named_values(data, version)
         ttl = self.get_backend_timeout(timeout)
         if ttl == 0:
             self._cache.delete(*values)
@@ -321,7 +325,7 @@ class RedisCache(BaseCache):
 
     def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
         """Remove those keys, in one round trip."""
-        names = [self.make_and_validate_key(key, version=version) for key in keys]
+        names = self._named(keys, version)
         if names:
             self._cache.delete(*names)
 
@@ -420,9 +424,7 @@ class RedisCache(BaseCache):
 
     async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
         """See :meth:`get_many`."""
-        names: dict[str | int, Any] = {
-            self.make_and_validate_key(key, version=version): key for key in keys
-        }
+        names = self._named(keys, version)
         return {names[name]: value for name, value in (await self._async.get_many(names)).items()}
 
     async def aset_many(
@@ -436,9 +438,7 @@ class RedisCache(BaseCache):
         """See :meth:`set_many`."""
         if not data:
             return []
-        values: dict[str | int, Any] = {
-            self.make_and_validate_key(k, version=version): v for k, v in data.items()
-        }
+        values = self._named_values(data, version)
         ttl = self.get_backend_timeout(timeout)
         if ttl == 0:
             await self._async.delete(*values)
@@ -447,7 +447,7 @@ class RedisCache(BaseCache):
 
     async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
         """See :meth:`delete_many`."""
-        names = [self.make_and_validate_key(key, version=version) for key in keys]
+        names = self._named(keys, version)
         if names:
             await self._async.delete(*names)
 
