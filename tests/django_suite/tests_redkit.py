@@ -18,6 +18,10 @@ from django.test import TestCase, override_settings
 PARAMS = {
     "BACKEND": "redkit.web.django.RedisCache",
     "LOCATION": os.environ["REDKIT_DJANGO_LOCATION"],
+    # Upstash's REST protocol (redkit's gateway, for --topology rest): its token.
+    "OPTIONS": {"TOKEN": os.environ["REDKIT_DJANGO_TOKEN"]}
+    if "REDKIT_DJANGO_TOKEN" in os.environ
+    else {},
 }
 
 
