@@ -121,7 +121,8 @@ def prepare(row: Row, loop: asyncio.AbstractEventLoop, admin: Any) -> None:
 
     cache = caches[row.backend]
     row.ids = [f"{row.mode}:{i}" for i in range(IDENTIFIERS)]
-    cache.set_many(dict.fromkeys(row.ids, VALUE))
+    # No timeout: a run outlasts the default 300 s, and a read must never find a key expired.
+    cache.set_many(dict.fromkeys(row.ids, VALUE), timeout=None)
     if row.mode == "get":
         row.op = cache.get
     elif row.mode == "set":

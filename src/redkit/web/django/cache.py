@@ -16,6 +16,7 @@ share loads (single flight) and connections.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import re
 import threading
@@ -109,7 +110,11 @@ def _namespace(options: Mapping[str, Any], key_prefix: str) -> str:
 
 def _backing(location: str, namespace: str, options: Mapping[str, Any]) -> _Backing:
     """The connection and facades of this configuration, made once per process."""
-    ident = (location, namespace + "\x00" + repr(sorted(options.items(), key=lambda i: i[0])))
+    secret = options.get("SECRET", getattr(settings, "SECRET_KEY", None) or None)
+    # The secret is part of the configuration (tests override SECRET_KEY): by its digest.
+    signing = hashlib.sha256(str(secret).encode()).hexdigest()
+    settings_repr = repr(sorted(options.items(), key=lambda item: item[0]))
+    ident = (location, "\x00".join((namespace, settings_repr, signing)))
     with _lock:
         found = _backings.get(ident)
         if found is not None:
@@ -119,7 +124,6 @@ def _backing(location: str, namespace: str, options: Mapping[str, Any]) -> _Back
             connection_options["token"] = options["TOKEN"]
         connection = connect(location, **connection_options)
         serializer: str | Serializer = options.get("SERIALIZER", "pickle")
-        secret = options.get("SECRET", getattr(settings, "SECRET_KEY", None) or None)
         signed = serializer == "pickle" or getattr(serializer, "needs_signature", False)
         shared: dict[str, Any] = {
             "namespace": namespace,
@@ -142,10 +146,11 @@ def _backing(location: str, namespace: str, options: Mapping[str, Any]) -> _Back
             )
         except InvalidArgumentError as exc:
             connection.close()
+            hint = ""
+            if "secret" in str(exc):
+                hint = " (pickled entries are signed with settings.SECRET_KEY or OPTIONS SECRET)"
             raise ConfigurationError(
-                f"CACHES OPTIONS of redkit.web.django.RedisCache: {exc} (pickled entries are "
-                'signed with settings.SECRET_KEY, or OPTIONS["SECRET"] when given)',
-                variable="OPTIONS",
+                f"CACHES OPTIONS of redkit.web.django.RedisCache: {exc}{hint}", variable="OPTIONS"
             ) from exc
         except Exception:
             connection.close()
