@@ -107,9 +107,17 @@ class Entries:
             ttl = max(1, round(ttl * (1 - self.ttl_jitter * self.random())))
         return ttl
 
-    def keep_ms(self, ttl_ms: int | None) -> int:
-        """How long Redis keeps an entry fresh for ``ttl_ms``: with its stale window (0: ever)."""
-        return ttl_ms + (self.stale_ms or 0) if ttl_ms else 0
+    def keep_ms(self, ttl_ms: int | None, data: bytes | None = None) -> int:
+        """How long Redis keeps an entry fresh for ``ttl_ms``: with its stale window (0: ever).
+
+        An integer stored as digits (``data``, with ``raw_ints``) has no stale window: it has
+        no envelope to tell a reader it is stale, so it lives its time to live and no longer.
+        """
+        if not ttl_ms:
+            return 0
+        if data is not None and self.raw_ints and data[:1] in _INT_STARTS:
+            return ttl_ms
+        return ttl_ms + (self.stale_ms or 0)
 
     def encode(
         self,
@@ -157,7 +165,7 @@ class Entries:
     def set_command(self, redis_key: str, data: bytes, ttl_ms: int | None) -> Command:
         """The ``SET`` that stores an encoded entry, kept for its stale window too."""
         if ttl_ms:
-            return command("SET", redis_key, data, "PX", self.keep_ms(ttl_ms))
+            return command("SET", redis_key, data, "PX", self.keep_ms(ttl_ms, data))
         return command("SET", redis_key, data)
 
     def freshness(self, entry: Entry) -> Freshness:

@@ -457,7 +457,8 @@ class CacheFlows:
             redis_key = yield from self.redis_key(key)
             data = self.entries.encode(redis_key, value, ttl_ms)
             if ttl_ms:
-                store = command("SET", redis_key, data, "NX", "PX", self.entries.keep_ms(ttl_ms))
+                px = self.entries.keep_ms(ttl_ms, data)
+                store = command("SET", redis_key, data, "NX", "PX", px)
             else:
                 store = command("SET", redis_key, data, "NX")
             stored = is_ok((yield Pipeline((store, *self.leases.fence([redis_key]))))[0])
@@ -700,7 +701,7 @@ class CacheFlows:
             data = self.entries.encode(redis_key, value, ttl_ms, load_ms, tags=stamps)
             try:
                 if token:  # a write since the load began wins over this older value
-                    px = self.entries.keep_ms(ttl_ms)
+                    px = self.entries.keep_ms(ttl_ms, data)
                     yield self.leases.store(redis_key, token, data, px)
                 else:
                     yield self.entries.set_command(redis_key, data, ttl_ms)
