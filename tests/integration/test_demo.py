@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -25,8 +22,10 @@ from redkit.drivers.connect import Connection
 from redkit.drivers.embedded import EmbeddedRedis
 from redkit.web import TrustedProxies
 from support.backends import REST_TOKEN
+from support.demo import running_demo
 from support.probes import process_alive
 from support.web import serve_asgi
+from support.windows import early_in_window
 
 ALICE = {"name": "alice", "password": "wonderland"}
 # The demo serves plain HTTP, so its session cookie is not Secure: the middleware warns.
@@ -38,18 +37,6 @@ def demo(conn: Connection) -> Iterator[tuple[str, Database]]:
     db = Database()
     with serve_asgi(create_app(conn, db), conn) as url:
         yield url, db
-
-
-def early_in_window(window_s: int, needed_s: float = 3.0) -> None:
-    """Wait for the next window when this one ends within ``needed_s``.
-
-    The windows are aligned to the epoch; requests that straddle a boundary are rightly
-    counted in two windows (the sliding window weights the previous one), which would blur
-    "the 11th request is refused".
-    """
-    left = window_s - time.time() % window_s
-    if left < needed_s:
-        time.sleep(left + 0.05)
 
 
 def queries(client: httpx.Client) -> int:
@@ -214,51 +201,25 @@ def _flush(conn: Connection) -> None:
 
 
 def test_the_command_serves_until_ctrl_c_and_stops_its_redis() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "redkit", "demo", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={k: v for k, v in os.environ.items() if k != "REDIS_URL"},
-    )
-    try:
-        assert process.stdout is not None
-        started = process.stdout.readline()
-        pid = int(re.search(r"\(pid (\d+)\)", started).group(1))  # type: ignore[union-attr]
-        line = process.stdout.readline()
-        url = re.search(r"(http://\S+)/", line).group(1)  # type: ignore[union-attr]
-        page = httpx.get(url + "/", timeout=30)
+    with running_demo({k: v for k, v in os.environ.items() if k != "REDIS_URL"}) as demo:
+        pid = int(re.search(r"\(pid (\d+)\)", demo.first_line).group(1))  # type: ignore[union-attr]
+        page = httpx.get(demo.url + "/", timeout=30)
         assert page.status_code == 200
         assert "curl" in page.text
-        assert httpx.get(url + "/api/products", timeout=30).json()["source"] == "database"
+        assert httpx.get(demo.url + "/api/products", timeout=30).json()["source"] == "database"
         assert process_alive(pid)
-    finally:
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
-    assert process.returncode == 0, err
-    assert "Stopped the embedded redis-server" in out
+    assert demo.returncode == 0, demo.err
+    assert "Stopped the embedded redis-server" in demo.out
     assert not process_alive(pid)
 
 
 def test_the_command_uses_redis_url_when_set(redis_server: EmbeddedRedis) -> None:
     with redis_server.client() as admin:
         admin.flushall()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "redkit", "demo", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "REDIS_URL": redis_server.url},
-    )
-    try:
-        assert process.stdout is not None
-        assert "Using the Redis at REDIS_URL" in process.stdout.readline()
-        url = re.search(r"(http://\S+)/", process.stdout.readline()).group(1)  # type: ignore[union-attr]
-        httpx.get(url + "/api/products", timeout=30)
-    finally:
-        process.send_signal(signal.SIGINT)
-        _out, err = process.communicate(timeout=60)
-    assert process.returncode == 0, err
+    with running_demo({**os.environ, "REDIS_URL": redis_server.url}) as demo:
+        assert "Using the Redis at REDIS_URL" in demo.first_line
+        httpx.get(demo.url + "/api/products", timeout=30)
+    assert demo.returncode == 0, demo.err
     with redis_server.client() as admin:
         assert admin.dbsize() > 0  # the demo wrote there, and left the server running
 
@@ -284,25 +245,13 @@ def test_the_command_runs_on_upstash_variables(
         admin.flushall()
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env |= {"UPSTASH_REDIS_REST_URL": rest_gateway, "UPSTASH_REDIS_REST_TOKEN": REST_TOKEN}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "redkit", "demo", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert process.stdout is not None
-        assert "Upstash's REST API" in process.stdout.readline()
-        url = re.search(r"(http://\S+)/", process.stdout.readline()).group(1)  # type: ignore[union-attr]
-        with httpx.Client(base_url=url, timeout=30) as client:
+    with running_demo(env) as demo:
+        assert "Upstash's REST API" in demo.first_line
+        with httpx.Client(base_url=demo.url, timeout=30) as client:
             sources = [client.get("/api/products").json()["source"] for _ in range(2)]
             assert client.post("/api/login", json=ALICE).status_code == 200
             assert client.get("/api/me").json()["user_id"] == 1
-    finally:
-        process.send_signal(signal.SIGINT)
-        _out, err = process.communicate(timeout=60)
-    assert process.returncode == 0, err
+    assert demo.returncode == 0, demo.err
     assert sources == ["database", "cache"]
     with redis_server.client() as admin:
         # The seed's limiter wrote its counter in @upstash/ratelimit's layout, no hash tag

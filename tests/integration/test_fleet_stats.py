@@ -151,6 +151,24 @@ def test_bad_stats_arguments_are_refused(standalone_conn: Any, facade: Any, stat
         facade(standalone_conn, stats)
 
 
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        ({"name": ""}, "name must be"),
+        ({"name": 5}, "name must be"),
+        ({"since": "2 d"}, 'resolution="hour"'),
+        ({"since": "31 d", "resolution": "hour"}, "30 days"),
+    ],
+)
+def test_a_read_that_would_answer_something_else_is_refused(
+    arguments: dict[str, Any], says: str
+) -> None:
+    # An empty or non-str name matched nothing, silently; a range longer than its buckets
+    # are kept was cut to a day (minutes) or read empty hours beyond 30 days.
+    with pytest.raises(InvalidArgumentError, match=says):
+        read("redis://127.0.0.1:1", **arguments)
+
+
 def test_names_are_checked_and_escaped() -> None:
     with pytest.raises(InvalidArgumentError):
         bucket_key("cache", "", "m", 1)
@@ -308,3 +326,21 @@ def test_a_url_is_read_on_a_connection_of_its_own_that_is_closed(
     assert by_url.totals("cache", ns)["misses"] == 1
     assert loop_thread.run(aread(redis_server.url, name=ns)).totals("cache", ns)["misses"] == 1
     gc.collect()  # an unclosed connection would warn here, and warnings fail the tests
+
+
+def test_an_async_facade_made_outside_a_loop_sends_on_its_own(
+    standalone_conn: Any, loop_thread: LoopThread
+) -> None:
+    ns = unique("tick")
+    cache = AsyncCache(standalone_conn, namespace=ns, stats=1)  # made before any loop runs
+    try:
+        for _ in range(3):
+            loop_thread.run(cache.get("absent"))  # the first count starts the task in its loop
+        deadline = time.monotonic() + 10
+        sent: dict[str, Any] = {}
+        while time.monotonic() < deadline and not sent:
+            time.sleep(0.1)
+            sent = read(standalone_conn, name=ns).totals("cache", ns)
+        assert sent == {"misses": 3}  # sent by the task, before any close or flush
+    finally:
+        loop_thread.run(cache.close())

@@ -10,6 +10,11 @@ breaker, another failure opens it again, and any other way out of the trial (can
 
 On a Redis Cluster the breaker keeps one circuit per master, so that one master that stalls
 costs only the keys it holds.
+
+A breaker reports ``circuit_opened`` (a closed circuit opened) and ``circuit_closed`` (an
+open one closed again) through its ``telemetry``: the one of the first driver it guards that
+has one (feature ``"driver"``, see :mod:`redkit.drivers.observed`). Opened minus closed is
+the number of circuits open now.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 from redkit.core.driver import AsyncDriver, SyncDriver
 from redkit.core.errors import NO_ANSWER, BackendUnavailable, CommandError
 from redkit.core.ops import RedisOp
+from redkit.core.telemetry import Telemetry
 
 __all__ = ["AsyncBreakerDriver", "Breaker", "BreakerDriver"]
 
@@ -52,6 +58,18 @@ class Breaker:
         self.cooldown = cooldown
         self._circuits: dict[str | None, _Circuit] = {}
         self._lock = threading.Lock()
+        #: Where openings and closings are reported (set by the first driver guarded).
+        self.telemetry: Telemetry | None = None
+
+    def report_to(self, driver: object) -> None:
+        """Report through ``driver``'s ``telemetry``, unless this breaker reports already."""
+        telemetry = getattr(driver, "telemetry", None)
+        if self.telemetry is None and isinstance(telemetry, Telemetry):
+            self.telemetry = telemetry
+
+    def _report(self, counter: str) -> None:
+        if self.telemetry is not None:
+            self.telemetry.count(counter)
 
     def _circuit(self, route: str | None) -> _Circuit:
         circuit = self._circuits.get(route)
@@ -99,8 +117,11 @@ class Breaker:
         circuit = self._circuits.get(route)
         if circuit is not None and circuit.failures:
             with self._lock:
+                was_open = circuit.failures >= self.threshold
                 circuit.failures = 0
                 circuit.trial = False
+            if was_open:
+                self._report("circuit_closed")  # outside the lock: an observer may be slow
 
     def abandoned(self, route: str | None = None) -> None:
         """The trial ended with no verdict (cancelled, interrupted): the next operation is one."""
@@ -137,6 +158,9 @@ class Breaker:
             circuit.trial = False
             if circuit.failures >= self.threshold:
                 circuit.open_until = time.monotonic() + self.cooldown
+            opened = circuit.failures == self.threshold  # a failed trial stays open
+        if opened:
+            self._report("circuit_opened")
 
 
 def _router(driver: object) -> Callable[[RedisOp], str | None] | None:
@@ -154,6 +178,7 @@ class BreakerDriver:
         self.driver = driver
         self.breaker = breaker
         self._route = _router(driver)
+        breaker.report_to(driver)
 
     def execute(self, op: RedisOp) -> Any:
         """Run ``op``, unless the breaker is open (for the node of ``op``, on a cluster)."""
@@ -173,6 +198,7 @@ class AsyncBreakerDriver:
         self.driver = driver
         self.breaker = breaker
         self._route = _router(driver)
+        breaker.report_to(driver)
 
     async def execute(self, op: RedisOp) -> Any:
         """Run ``op``, unless the breaker is open (for the node of ``op``, on a cluster)."""

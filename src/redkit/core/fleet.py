@@ -1,9 +1,11 @@
 """Fleet statistics: every process's counts, added to Redis at an interval (``stats="10 s"``).
 
-A :class:`Recorder` is an :class:`~redkit.core.telemetry.Observer`: it sums what one instance
-reports, in memory, under a lock. Every interval a reporter (:class:`ThreadReporter` for the
-blocking facades, :class:`AsyncReporter` for the asyncio ones) runs :meth:`Recorder.flush_flow`,
-one pipelined round trip, never on the request path. A flush that fails keeps its counts for
+A :class:`Recorder` watches one instance's :class:`~redkit.core.telemetry.Telemetry`: the
+telemetry keeps the counts itself, one addition under a lock (``keep_totals``), and the
+recorder takes them at each flush; timings reach it as an observer's calls. Every interval a
+reporter (:class:`ThreadReporter` for the blocking facades, :class:`AsyncReporter` for the
+asyncio ones) runs :meth:`Recorder.flush_flow`, one pipelined round trip, never on the request
+path. A flush that fails keeps its counts for
 the next one, up to :data:`MAX_PENDING_MINUTES`, and logs once per outage.
 
 The layout (docs/stats.md), ``<name>`` escaped, one hash tag per (feature, name) so that the
@@ -89,8 +91,8 @@ def stats_interval(stats: object) -> float | None:
         raise InvalidArgumentError(f"{hint}; got {stats!r}")
     try:
         seconds = duration_ms(stats, name="stats") / 1000
-    except (TypeError, InvalidArgumentError) as exc:
-        raise InvalidArgumentError(f"{hint}; got {stats!r} ({exc})") from None
+    except (TypeError, InvalidArgumentError):
+        raise InvalidArgumentError(f"{hint}; got {stats!r}") from None
     if seconds < MIN_INTERVAL_S:
         raise InvalidArgumentError(f"{hint}; got {stats!r}, which is shorter")
     return seconds
@@ -133,6 +135,13 @@ class Recorder:
         self._pending: dict[int, dict[tuple[str, str], Counts]] = {}
         self._failing = False
         self.dropped_minutes = 0
+        # The instances whose counts this recorder takes at each flush (Telemetry.keep_totals).
+        self._watched: list[Telemetry] = []
+
+    def watch(self, telemetry: Telemetry) -> None:
+        """Take ``telemetry``'s counts at each flush; its timings come as observer calls."""
+        telemetry.keep_totals(self)
+        self._watched.append(telemetry)
 
     # -- the observer: on the request path, quick and never raising ------------------------
 
@@ -165,6 +174,12 @@ class Recorder:
         minute = int(self.clock.now_ms() // 60_000)
         with self._lock:
             current, self._current = self._current, {}
+        for telemetry in self._watched:
+            totals = telemetry.take_totals()
+            if totals:
+                counts = current.setdefault((telemetry.feature, telemetry.name), {})
+                for counter, n in totals.items():
+                    counts[counter] = counts.get(counter, 0) + n
         batches, self._pending = self._pending, {}
         if current:
             _merge(batches.setdefault(minute, {}), current)
@@ -325,10 +340,19 @@ class AsyncReporter(_Reporter):
         if self._task is None:
             self._start()
 
+    def watch(self, telemetry: Telemetry) -> None:
+        """As :meth:`Recorder.watch`; the flushing task starts at the first count."""
+        super().watch(telemetry)
+        telemetry.on_next_count(self._start)
+
     def _start(self) -> None:
+        if self._task is not None:
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # counted outside a loop: the next count in one starts it
+            for telemetry in self._watched:
+                telemetry.on_next_count(self._start)
             return
         self._task = loop.create_task(self._run(), name="redkit-stats")
 
@@ -377,5 +401,5 @@ def start_reporter(
     if interval is None:
         return None
     reporter = kind(backend, interval, timeout, clock)
-    telemetry.add(reporter)
+    reporter.watch(telemetry)
     return reporter

@@ -14,6 +14,7 @@ unconditionally. An observer must be quick and must not raise: it runs on the re
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 __all__ = ["Observer", "Telemetry", "add_observer", "observers", "remove_observer"]
@@ -25,6 +26,8 @@ class Observer(Protocol):
     ``feature`` is ``"cache"``, ``"ratelimit"``, ``"concurrency"`` or ``"sessions"``;
     ``name`` is the instance's namespace or prefix (bounded: never an identifier, a key or
     a session id); ``counter`` and ``what`` are fixed words of each feature (docs/stats.md).
+    The drivers report as ``"driver"``, named after their kind (``"standalone"``,
+    ``"cluster"``, ``"rest"``; see :mod:`redkit.drivers.observed`).
     """
 
     def count(self, feature: str, name: str, counter: str, n: int) -> None:
@@ -70,7 +73,8 @@ def observers() -> tuple[Observer, ...]:
 class Telemetry:
     """One instance's reporter: its feature and name, its own observers and the process's."""
 
-    __slots__ = ("_all", "_own", "_version", "feature", "name")
+    __slots__ = ("_all", "_first", "_keeping", "_lock", "_own", "_timers", "_totals", "_version",
+                 "feature", "name")  # fmt: skip
 
     def __init__(self, feature: str, name: str, own: tuple[Observer, ...] = ()) -> None:
         self.feature = feature
@@ -78,11 +82,38 @@ class Telemetry:
         self._own = own
         self._version = -1
         self._all: tuple[Observer, ...] = own
+        # Counts kept here for a reader that takes them at an interval (keep_totals).
+        self._keeping = False
+        self._totals: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._timers: tuple[Observer, ...] = ()
+        self._first: Callable[[], object] | None = None
 
     def add(self, observer: Observer) -> None:
-        """Send this instance's events to ``observer`` too (its fleet statistics, say)."""
+        """Send this instance's events to ``observer`` too, as they happen."""
         self._own = (*self._own, observer)
         self._version = -1
+
+    def keep_totals(self, timer: Observer, on_count: Callable[[], object] | None = None) -> None:
+        """Keep this instance's counts here, for :meth:`take_totals`; send timings to ``timer``.
+
+        This is the cheap way for a reader that sends counts at an interval (the fleet
+        statistics): a count is one addition under a lock, not a call per observer.
+        ``on_count`` is called at the next count (an asyncio reporter starts its task there).
+        """
+        self._keeping = True
+        self._timers = (*self._timers, timer)
+        self._first = on_count
+
+    def on_next_count(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` at the next count (once)."""
+        self._first = callback
+
+    def take_totals(self) -> dict[str, int]:
+        """The counts kept since the last take (see :meth:`keep_totals`), and start afresh."""
+        with self._lock:
+            totals, self._totals = self._totals, {}
+        return totals
 
     def _observers(self) -> tuple[Observer, ...]:
         # Re-read the registry only when it changed: the common case is one comparison.
@@ -95,14 +126,23 @@ class Telemetry:
     @property
     def active(self) -> bool:
         """Whether anything listens: a caller may skip measuring a time when nothing does."""
-        return bool(self._observers())
+        return bool(self._timers or self._observers())
 
     def count(self, counter: str, n: int = 1) -> None:
         """Report ``n`` more of ``counter``."""
+        if self._keeping:
+            with self._lock:
+                totals = self._totals  # read under the lock: a take swaps it
+                totals[counter] = totals.get(counter, 0) + n
+            if self._first is not None:
+                first, self._first = self._first, None
+                first()
         for observer in self._observers():
             observer.count(self.feature, self.name, counter, n)
 
     def timing(self, what: str, seconds: float) -> None:
         """Report that ``what`` took ``seconds``."""
+        for observer in self._timers:
+            observer.timing(self.feature, self.name, what, seconds)
         for observer in self._observers():
             observer.timing(self.feature, self.name, what, seconds)

@@ -6,7 +6,7 @@ statements the database ran, so a cache hit is visible as a request that ran non
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
@@ -31,7 +31,10 @@ from redkit.web.fastapi import (
     tier_by_api_key,
 )
 
-__all__ = ["API_KEYS", "create_app"]
+if TYPE_CHECKING:
+    from redkit.metrics import PrometheusMetrics
+
+__all__ = ["API_KEYS", "create_app", "installed_metrics"]
 
 #: The request's session, loaded (the only routes that read Redis for it are those that ask).
 SessionDep = Annotated[RequestSession, Depends(load_session)]
@@ -60,6 +63,7 @@ def create_app(
     *,
     proxies: TrustedProxies | None = None,
     secure_cookies: bool = False,
+    metrics: PrometheusMetrics | None = None,
 ) -> FastAPI:
     """The demo app on ``redis`` and ``db``.
 
@@ -70,6 +74,8 @@ def create_app(
             client is the socket peer).
         secure_cookies: mark the session cookie ``Secure``; off by default because the demo
             serves plain HTTP on loopback (the middleware warns about it).
+        metrics: served at ``/metrics`` (Prometheus' text format) when given;
+            ``redkit demo`` gives one whenever prometheus-client is installed.
 
     """
     # The seed's limiter, in its own key layout: a JS service could share these counters.
@@ -94,6 +100,8 @@ def create_app(
     app = FastAPI(title="redkit demo", docs_url="/docs", redoc_url=None)
     app.add_middleware(SessionMiddleware, store=sessions, secure=secure_cookies)
     app.state.cache = cache
+    if metrics is not None:
+        app.mount("/metrics", metrics.asgi_app())
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index(request: Request) -> str:
@@ -235,3 +243,12 @@ def create_app(
 def _handle(session: RequestSession) -> str | None:
     sid = session.id
     return None if sid is None else sid.partition(".")[0]
+
+
+def installed_metrics() -> PrometheusMetrics | None:
+    """Prometheus metrics of the whole process, enabled; ``None`` without prometheus-client."""
+    try:
+        from redkit.metrics import PrometheusMetrics
+    except ModuleNotFoundError:
+        return None  # an optional extra: the demo runs without /metrics
+    return PrometheusMetrics().enable()

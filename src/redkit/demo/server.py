@@ -59,7 +59,7 @@ def main(
     """
     import uvicorn
 
-    from redkit.demo.app import create_app
+    from redkit.demo.app import create_app, installed_metrics
     from redkit.demo.db import Database
 
     env = os.environ if environ is None else environ
@@ -77,7 +77,10 @@ def main(
         # The demo serves plain HTTP on loopback, so its session cookie cannot be Secure; the
         # middleware's warning about that (raised when the app starts) says nothing new here.
         warnings.filterwarnings("ignore", category=InsecureCookieWarning)
-        app = create_app(redis, Database())
+        metrics = installed_metrics()
+        if metrics is not None:
+            stack.callback(metrics.disable)
+        app = create_app(redis, Database(), metrics=metrics)
         listener = stack.enter_context(_listen(host, port, out))
         bound_port = listener.getsockname()[1]
         url = f"http://{f'[{host}]' if ':' in host else host}:{bound_port}"

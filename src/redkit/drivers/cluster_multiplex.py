@@ -44,6 +44,7 @@ from redis.retry import Retry
 from redkit.core.errors import BackendError, BackendTimeout, BackendUnavailable
 from redkit.core.ops import Command, RedisOp, ScriptCall
 from redkit.drivers.multiplex import MultiplexedConnection
+from redkit.drivers.observed import DriverTelemetry
 from redkit.drivers.redis import (
     REDIS_ERRORS,
     _batchable,
@@ -85,9 +86,11 @@ class NodeConnections:
         deadline: float | None,
         batch_ops: int,
         count: int,
+        telemetry: DriverTelemetry | None = None,
     ) -> None:
         """Connections made by ``make`` (a redis-py connection, not yet connected)."""
         self._make = make
+        self._telemetry = telemetry
         self._deadline = deadline
         self._batch_ops = batch_ops
         self._count = count
@@ -130,12 +133,18 @@ class NodeConnections:
             if deadline is None:
                 # No driver deadline: the node's socket timeout bounds each write's replies.
                 mux = await MultiplexedConnection.open(
-                    connection, deadline=connection.socket_timeout, batch_ops=self._batch_ops
+                    connection,
+                    deadline=connection.socket_timeout,
+                    batch_ops=self._batch_ops,
+                    telemetry=self._telemetry,
                 )
             else:
                 async with asyncio.timeout(deadline):  # type: ignore[attr-defined,unused-ignore]
                     mux = await MultiplexedConnection.open(
-                        connection, deadline=deadline, batch_ops=self._batch_ops
+                        connection,
+                        deadline=deadline,
+                        batch_ops=self._batch_ops,
+                        telemetry=self._telemetry,
                     )
         except TimeoutError:
             await connection.disconnect()
@@ -288,6 +297,7 @@ class ClusterMultiplexer:
                 deadline=driver._deadline,
                 batch_ops=driver._batch_ops,
                 count=self._connections,
+                telemetry=driver.telemetry,
             )
         return links
 

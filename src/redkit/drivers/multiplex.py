@@ -38,6 +38,7 @@ import redis.asyncio
 from redis._parsers.base import BaseParser
 
 from redkit.core.errors import BackendError, BackendTimeout, BackendUnavailable
+from redkit.drivers.observed import DriverTelemetry
 
 __all__ = ["DEFAULT_BATCH_BYTES", "DEFAULT_BATCH_OPS", "MultiplexedConnection"]
 
@@ -57,9 +58,18 @@ class MultiplexedConnection(asyncio.Protocol):
     command and return the future that its reply resolves.
     """
 
-    def __init__(self, *, deadline: float | None, batch_ops: int, batch_bytes: int) -> None:
+    def __init__(
+        self,
+        *,
+        deadline: float | None,
+        batch_ops: int,
+        batch_bytes: int,
+        telemetry: DriverTelemetry | None = None,
+    ) -> None:
         """A protocol with no transport yet; use :meth:`open`."""
         self._deadline = deadline
+        # Told of each write (one round trip): once a batch, not once a command.
+        self._telemetry = telemetry
         self._batch_ops = batch_ops
         self._batch_bytes = batch_bytes
         self._loop = asyncio.get_running_loop()
@@ -88,14 +98,20 @@ class MultiplexedConnection(asyncio.Protocol):
         deadline: float | None,
         batch_ops: int = DEFAULT_BATCH_OPS,
         batch_bytes: int = DEFAULT_BATCH_BYTES,
+        telemetry: DriverTelemetry | None = None,
     ) -> MultiplexedConnection:
-        """Connect ``connection`` (redis-py's handshake), then take its transport over."""
+        """Connect ``connection`` (redis-py's handshake), then take its transport over.
+
+        ``telemetry`` is told of each write and the commands it carries.
+        """
         await connection.connect()  # type: ignore[no-untyped-call]
         writer = connection._writer  # redis-py keeps its stream writer private
         if writer is None:
             raise BackendUnavailable("redis-py connected without a transport; try again")
         transport = writer.transport
-        mux = cls(deadline=deadline, batch_ops=batch_ops, batch_bytes=batch_bytes)
+        mux = cls(
+            deadline=deadline, batch_ops=batch_ops, batch_bytes=batch_bytes, telemetry=telemetry
+        )
         transport.set_protocol(mux)
         mux.connection_made(transport)
         # The transport is this protocol's now: redis-py would close it when its connection
@@ -165,6 +181,8 @@ class MultiplexedConnection(asyncio.Protocol):
         self._buffered_bytes = 0
         self._sent += len(buffer)
         transport.write(b"".join(buffer))
+        if self._telemetry is not None:
+            self._telemetry.sent(len(buffer))
         if self._deadline is not None:
             due = self._loop.time() + self._deadline
             self._due.append((due, self._sent))

@@ -41,6 +41,7 @@ from redkit.core.errors import (
 )
 from redkit.core.ops import Command, Masters, OnNode, Pipeline, RedisOp, ScriptCall
 from redkit.drivers.multiplex import DEFAULT_BATCH_OPS
+from redkit.drivers.observed import DriverTelemetry, commands_in
 from redkit.drivers.shared import SharedConnection, pack_command, shareable
 
 if TYPE_CHECKING:
@@ -234,6 +235,8 @@ class RedisDriver:
             self._factory = client
             self.is_cluster = is_cluster
             self._command = self._first_command
+        #: What this driver reports (:mod:`redkit.drivers.observed`).
+        self.telemetry = DriverTelemetry("cluster" if self.is_cluster else "standalone")
 
     def _adopt(self, client: SyncClient) -> None:
         _check_binary_safe(client)
@@ -272,6 +275,17 @@ class RedisDriver:
 
     def execute(self, op: RedisOp) -> Any:
         """Run one operation (a command, script call, pipeline, node query) and reply."""
+        telemetry = self.telemetry
+        if not telemetry.active:
+            return self._run(op)
+        telemetry.sent(commands_in(op))
+        try:
+            return self._run(op)
+        except BackendError as exc:
+            telemetry.failed(exc)
+            raise
+
+    def _run(self, op: RedisOp) -> Any:
         shared = self._shared
         if shared is not None:
             kind = type(op)
@@ -494,6 +508,9 @@ class AsyncRedisDriver:
             raise ValueError(f"connections must be a whole number >= 1, got {connections!r}")
         self.client = client
         self.is_cluster = isinstance(client, redis.asyncio.cluster.RedisCluster)
+        #: What this driver reports (:mod:`redkit.drivers.observed`); auto-pipelined
+        #: connections count their writes themselves.
+        self.telemetry = DriverTelemetry("cluster" if self.is_cluster else "standalone")
         self._command: Callable[..., Awaitable[Any]] = client.execute_command
         # A semaphore, not redis-py's BlockingConnectionPool: taking a free slot costs no
         # suspension and no timer, where that pool takes a Condition and arms a timeout on
@@ -514,7 +531,11 @@ class AsyncRedisDriver:
         if autopipeline and self.is_cluster:
             self._cluster_mux = ClusterMultiplexer(self, connections=connections)
         self._shared = NodeConnections(
-            self._new_connection, deadline=deadline, batch_ops=batch_ops, count=connections
+            self._new_connection,
+            deadline=deadline,
+            batch_ops=batch_ops,
+            count=connections,
+            telemetry=self.telemetry,
         )
 
     def route(self, op: RedisOp) -> str | None:
@@ -528,24 +549,30 @@ class AsyncRedisDriver:
 
     async def execute(self, op: RedisOp) -> Any:
         """Run one operation (a command, script call, pipeline, node query) and reply."""
-        if self._autopipeline:
-            if self._cluster_mux is not None:
-                return await self._cluster_mux.execute(op)
-            kind = type(op)
-            if kind is Command:
-                args = op.args  # type: ignore[union-attr]
-                if args and _name_batchable(args[0]):
-                    return await self._auto_command(args)
-            elif kind is ScriptCall:
-                return await self._auto_script(op)  # type: ignore[arg-type]
-            else:
-                items = _batchable(op)
-                if items is not None:
-                    return await self._auto_pipeline(items)
-        return await self._alone(op)
+        # A try block costs nothing until it catches: the failure is counted only then.
+        try:
+            if self._autopipeline:
+                if self._cluster_mux is not None:
+                    return await self._cluster_mux.execute(op)
+                kind = type(op)
+                if kind is Command:
+                    args = op.args  # type: ignore[union-attr]
+                    if args and _name_batchable(args[0]):
+                        return await self._auto_command(args)
+                elif kind is ScriptCall:
+                    return await self._auto_script(op)  # type: ignore[arg-type]
+                else:
+                    items = _batchable(op)
+                    if items is not None:
+                        return await self._auto_pipeline(items)
+            return await self._alone(op)
+        except BackendError as exc:
+            self.telemetry.failed(exc)
+            raise
 
     async def _alone(self, op: RedisOp) -> Any:
         """Run ``op`` on a connection of its own from redis-py's pool (no auto-pipelining)."""
+        self.telemetry.sent(commands_in(op))
         slots = self._slots
         if slots is None:
             return await self._within_deadline(op)

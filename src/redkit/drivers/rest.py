@@ -52,6 +52,7 @@ from redkit.core.errors import (
     ConfigurationError,
 )
 from redkit.core.ops import RedisOp
+from redkit.drivers.observed import DriverTelemetry
 from redkit.drivers.pool import DriverPool
 from redkit.drivers.rest_protocol import (
     HttpReply,
@@ -217,6 +218,9 @@ class RestDriver:
         #: Whether the server behind the API is a Redis Cluster (``RestConnection(cluster=)``).
         self.is_cluster = settings.cluster
         self._budget = timeout
+        #: What this driver reports (:mod:`redkit.drivers.observed`): one round trip an HTTP
+        #: request (a batch of callers is one).
+        self.telemetry = DriverTelemetry("rest")
         transport = settings.transport
         if transport is not None and not isinstance(transport, httpx.BaseTransport):
             raise ConfigurationError("this transport serves asyncio only (the async driver)")
@@ -235,6 +239,9 @@ class RestDriver:
             return self._settings.explained(stop.value)
         except CommandError as exc:
             raise self._settings.explained(exc) from None
+        except BackendError as exc:
+            self.telemetry.failed(exc)
+            raise
         finally:
             steps.close()
 
@@ -243,6 +250,7 @@ class RestDriver:
         started = time.monotonic()
         attempt = 0
         while True:
+            self.telemetry.sent(request.command_count)
             try:
                 response = self._client.post(
                     settings.url + request.path,
@@ -294,6 +302,9 @@ class AsyncRestDriver:
         #: Whether the server behind the API is a Redis Cluster (``RestConnection(cluster=)``).
         self.is_cluster = settings.cluster
         self._budget = timeout
+        #: What this driver reports (:mod:`redkit.drivers.observed`): one round trip an HTTP
+        #: request (a batch of callers is one).
+        self.telemetry = DriverTelemetry("rest")
         transport = settings.transport
         if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
             raise ConfigurationError("this transport is blocking only (the sync driver)")
@@ -321,6 +332,9 @@ class AsyncRestDriver:
             return self._settings.explained(stop.value)
         except CommandError as exc:
             raise self._settings.explained(exc) from None
+        except BackendError as exc:
+            self.telemetry.failed(exc)
+            raise
         finally:
             steps.close()
 
@@ -329,6 +343,7 @@ class AsyncRestDriver:
         started = time.monotonic()
         attempt = 0
         while True:
+            self.telemetry.sent(request.command_count)
             try:
                 response = await self._client.post(
                     settings.url + request.path,

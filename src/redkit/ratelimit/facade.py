@@ -257,7 +257,11 @@ class Ratelimit:
         return run_sync(self._flows.top(count, hours), self._sync_driver())
 
     def deny(self, *values: str) -> int:
-        """Put identifiers, IPs, user agents or countries on the deny list (count the new)."""
+        """Put identifiers, IPs, user agents or countries on the deny list (count the new).
+
+        The list is shared by every limiter of this prefix, and consulted only by those made
+        with ``enable_protection=True``.
+        """
         return run_sync(self._flows.deny(*values), self._sync_driver())
 
     def allow(self, *values: str) -> int:
@@ -438,7 +442,11 @@ class AsyncRatelimit:
         return await run_async(self._flows.top(count, hours), self._async_driver())
 
     async def deny(self, *values: str) -> int:
-        """Put identifiers, IPs, user agents or countries on the deny list (count the new)."""
+        """Put identifiers, IPs, user agents or countries on the deny list (count the new).
+
+        The list is shared by every limiter of this prefix, and consulted only by those made
+        with ``enable_protection=True``.
+        """
         return await run_async(self._flows.deny(*values), self._async_driver())
 
     async def allow(self, *values: str) -> int:

@@ -32,7 +32,13 @@ from redkit.core.scripts import SERVER_TIME, clocked_script
 from redkit.core.telemetry import Telemetry
 from redkit.sessions.model import Session, SessionConflictError, SessionInfo, encode_value
 
-__all__ = ["MAX_DATA_BYTES", "SessionFlows", "new_session_id", "valid_session_id"]
+__all__ = [
+    "MAX_DATA_BYTES",
+    "SessionFlows",
+    "new_session_id",
+    "user_id_from_text",
+    "valid_session_id",
+]
 
 #: ``lua/session.lua`` behind the clock head: ``ARGV[1]`` the clock, ``ARGV[2]`` the operation.
 _SCRIPT = clocked_script("redkit.sessions", "session")
@@ -58,6 +64,19 @@ def valid_session_id(value: object) -> bool:
 
 def _digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode("ascii")).hexdigest()
+
+
+def user_id_from_text(text: str) -> str | int:
+    """A user id typed as text (a form's field, a command's argument): its JSON, else the text.
+
+    ``42`` names the int user id 42 and ``"42"`` the str one; ``alice``, not JSON, is the str
+    ``alice``. The dashboard's forms and ``redkit sessions`` read a user this way.
+    """
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, (str, int)) and not isinstance(value, bool) else text
 
 
 def _user_json(user_id: object) -> str:

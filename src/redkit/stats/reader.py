@@ -19,6 +19,8 @@ __all__ = ["aread", "read", "read_flow"]
 
 FEATURES = ("cache", "ratelimit", "concurrency", "sessions")
 _STEPS = {"minute": (60, "m", "pm"), "hour": (3600, "h", "ph")}
+#: How far back each resolution's buckets are kept (their TTL, less its margin).
+_KEPT_S = {"minute": 86_400, "hour": 30 * 86_400}
 #: At most this many buckets in one read (a day of minutes, 30 days of hours).
 MAX_BUCKETS = 1_441
 
@@ -44,8 +46,22 @@ def read_flow(
         raise InvalidArgumentError(f"feature must be one of {FEATURES} or None, got {feature!r}")
     if resolution not in _STEPS:
         raise InvalidArgumentError(f'resolution must be "minute" or "hour", got {resolution!r}')
+    if name is not None and (not isinstance(name, str) or not name):
+        raise InvalidArgumentError(
+            f"name must be a non-empty str (a namespace or prefix) or None, got {name!r}"
+        )
     step, counts_kind, processes_kind = _STEPS[resolution]
     span_s = duration_ms(since, name="since") // 1000
+    # Longer than the buckets are kept would read a range cut short, or hours all empty.
+    if span_s > _KEPT_S[resolution]:
+        raise InvalidArgumentError(
+            f"since={since!r} is longer than {resolution} buckets are kept "
+            + (
+                '(1 day): use resolution="hour" (kept 30 days)'
+                if resolution == "minute"
+                else "(30 days)"
+            )
+        )
     now_s = int((clock or ClientClock()).now_ms() // 1000)
     end = now_s // step * step
     start = max(end - span_s // step * step, end - (MAX_BUCKETS - 1) * step)
@@ -101,9 +117,14 @@ def read(
         feature: only this feature's names (``"cache"``, ``"ratelimit"``, ``"concurrency"``,
             ``"sessions"``); ``None`` for all.
         name: only this namespace or prefix; ``None`` for all.
-        since: how far back (``"1 h"``, ``"1 d"``); at most a day of minutes or 30 days of hours.
+        since: how far back (``"1 h"``, ``"1 d"``); at most a day of minutes or 30 days of hours
+            (longer is refused: the buckets are not kept).
         resolution: ``"minute"`` (kept a day) or ``"hour"`` (kept 30 days) buckets.
         clock: where "now" comes from (this machine's clock by default; a virtual one in tests).
+
+    Raises:
+        InvalidArgumentError: an unknown feature or resolution, an empty or non-str name, a
+            ``since`` that is no duration or longer than its buckets are kept.
 
     """
     flow = read_flow(feature=feature, name=name, since=since, resolution=resolution, clock=clock)

@@ -1,0 +1,1 @@
+"""Small apps that show redkit in a framework; the tests import and serve them."""

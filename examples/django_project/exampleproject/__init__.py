@@ -1,0 +1,1 @@
+"""A small Django project on redkit (see ../README.md)."""
