@@ -28,6 +28,18 @@ log = logging.getLogger("redkit.cache")
 Freshness: TypeAlias = Literal["fresh", "stale", "early"]
 
 
+#: The first bytes of a stored integer (an envelope starts with 0xFF, its text form with "r").
+_INT_STARTS = frozenset(b"%d" % d for d in range(10)) | {b"-"}
+
+
+def _plain_int(stored: bytes) -> int:
+    """The integer a raw value holds; :class:`CorruptEntry` for other bytes."""
+    try:
+        return int(stored)
+    except ValueError as exc:
+        raise CorruptEntry("a value starting as an integer that is none") from exc
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -46,6 +58,11 @@ class Entries:
         early_refresh: XFetch's beta (``None``: no early reloads).
         counters: where corrupt entries are counted.
         clock: where the entries' times come from (``None``: this machine's clock).
+        raw_ints: store an ``int`` (exactly, not a ``bool``) written without tags as its
+            decimal digits, with no envelope, so that ``INCRBY`` works on it server side and
+            a read gives an ``int`` back (Django's own Redis backend does the same). Digits
+            are told from an entry by its first byte: an envelope starts with ``0xFF`` (or
+            ``rk64:`` in its text form), never with a digit or ``-``.
     """
 
     def __init__(
@@ -61,6 +78,7 @@ class Entries:
         early_refresh: float | None,
         counters: Counters,
         clock: Clock | None,
+        raw_ints: bool = False,
     ) -> None:
         self.serializer = serializer
         self.secret = secret
@@ -77,6 +95,7 @@ class Entries:
         # by it is then gone, whatever Redis holds.
         self._clock_ms: Callable[[], float] = _now_ms if clock is None else clock.now_ms
         self._own_clock = clock is not None
+        self.raw_ints = raw_ints
 
     def ttl_ms(self, ttl_ms: int | None, value: Any) -> int | None:
         """The time to live to write ``value`` with: ``ttl_ms``, or the cache's, jittered."""
@@ -88,9 +107,17 @@ class Entries:
             ttl = max(1, round(ttl * (1 - self.ttl_jitter * self.random())))
         return ttl
 
-    def keep_ms(self, ttl_ms: int | None) -> int:
-        """How long Redis keeps an entry fresh for ``ttl_ms``: with its stale window (0: ever)."""
-        return ttl_ms + (self.stale_ms or 0) if ttl_ms else 0
+    def keep_ms(self, ttl_ms: int | None, data: bytes | None = None) -> int:
+        """How long Redis keeps an entry fresh for ``ttl_ms``: with its stale window (0: ever).
+
+        An integer stored as digits (``data``, with ``raw_ints``) has no stale window: it has
+        no envelope to tell a reader it is stale, so it lives its time to live and no longer.
+        """
+        if not ttl_ms:
+            return 0
+        if data is not None and self.raw_ints and data[:1] in _INT_STARTS:
+            return ttl_ms
+        return ttl_ms + (self.stale_ms or 0)
 
     def encode(
         self,
@@ -101,6 +128,8 @@ class Entries:
         tags: dict[str, str] | None = None,
     ) -> bytes:
         """The entry of ``value`` under ``redis_key``, as stored: fresh for ``ttl_ms``."""
+        if self.raw_ints and type(value) is int and not tags:  # type(): not a bool
+            return b"%d" % value
         now = int(self._clock_ms())
         fresh_until = now + ttl_ms if ttl_ms else 0
         expires = fresh_until + self.stale_ms if fresh_until and self.stale_ms else fresh_until
@@ -117,6 +146,8 @@ class Entries:
         try:
             # Either form is read, whichever client wrote it (REST or not, on one Redis).
             stored = bytes(raw)
+            if self.raw_ints and stored[:1] in _INT_STARTS:
+                return Entry(_plain_int(stored), 0, 0, 0, 0, size=len(stored))
             data = entry_from_text(stored)
             entry = unpack(self.serializer, redis_key, data, secret=self.secret)
             if data is not stored:  # the text form: its size is what Redis holds
@@ -134,7 +165,7 @@ class Entries:
     def set_command(self, redis_key: str, data: bytes, ttl_ms: int | None) -> Command:
         """The ``SET`` that stores an encoded entry, kept for its stale window too."""
         if ttl_ms:
-            return command("SET", redis_key, data, "PX", self.keep_ms(ttl_ms))
+            return command("SET", redis_key, data, "PX", self.keep_ms(ttl_ms, data))
         return command("SET", redis_key, data)
 
     def freshness(self, entry: Entry) -> Freshness:

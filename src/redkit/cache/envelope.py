@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 import struct
@@ -56,7 +55,8 @@ class Entry(NamedTuple):
 
 def _mac(secret: bytes, key: str, body: bytes) -> bytes:
     # The key is part of the signed text: an entry copied under another key does not verify.
-    return hmac.new(secret, key.encode() + b"\x00" + body, hashlib.sha256).digest()
+    # hmac.digest: the one-shot C path, a few µs less per entry than an HMAC object.
+    return hmac.digest(secret, key.encode() + b"\x00" + body, "sha256")
 
 
 def pack(

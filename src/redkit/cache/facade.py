@@ -125,6 +125,7 @@ def _setup(
     timeout: float | None,
     trace: TraceRecorder | None,
     clock: Clock | None = None,
+    raw_ints: bool = False,
 ) -> tuple[Backend, CacheFlows, float | None]:
     backend = as_backend(redis)
     chosen, key = _serializer(serializer, secret)
@@ -145,6 +146,7 @@ def _setup(
         text_values=values_are_text(backend),
         trace=_trace(trace),
         clock=_clock(clock),
+        raw_ints=raw_ints,
     )
     return backend, flows, timeout
 
@@ -233,6 +235,9 @@ class Cache:
             every process; ``None`` (the default) keeps them in this process only. One
             pipelined round trip per interval, from a background thread, never on the request
             path (docs/stats.md). :meth:`close` sends what is left.
+        raw_ints: store an ``int`` written without tags as its digits, with no envelope, so
+            that :meth:`incr` can add to it on the server (``False``, the default: every
+            value in an envelope, and :meth:`incr` refuses them).
 
     """
 
@@ -256,12 +261,13 @@ class Cache:
         trace: TraceRecorder | None = None,
         clock: Clock | None = None,
         stats: Duration | None = None,
+        raw_ints: bool = False,
     ) -> None:
         interval = stats_interval(stats)
         self._backend, self._flows, self._timeout = _setup(
             redis, namespace, version, default_ttl, negative_ttl, lease, early_refresh,
             stale_ttl, ttl_jitter, local_ttl, local_size, serializer, secret, timeout, trace,
-            clock,
+            clock, raw_ints,
         )  # fmt: skip
         self._unsubscribe = _listen(self._backend, self._flows)
         # Stops waiting on a Redis that is down: reads miss at once, the loader answers.
@@ -319,6 +325,14 @@ class Cache:
         """Store every value in one round trip; ``False`` when any could not be stored."""
         flow = self._flows.set_many(values, _ttl(ttl, "ttl"), tags)
         return run_sync(flow, self._sync_driver())
+
+    def add(self, key: str | int, value: Any, ttl: Duration | None = None) -> bool:
+        """Store ``value`` only if ``key`` holds nothing; ``True`` when this call stored it."""
+        return run_sync(self._flows.add(key, value, _ttl(ttl, "ttl")), self._sync_driver())
+
+    def incr(self, key: str | int, delta: int = 1) -> int | None:
+        """Add ``delta`` to an integer, on the server (needs ``raw_ints``); ``None`` if missing."""
+        return run_sync(self._flows.incr(key, delta), self._sync_driver())
 
     def invalidate_tags(self, *tags: str) -> int:
         """Make every entry stamped with any of ``tags`` stale at once (O(1) per tag)."""
@@ -508,6 +522,7 @@ class AsyncCache:
         trace: as for :class:`Cache`.
         clock: as for :class:`Cache`.
         stats: as for :class:`Cache` (sent by an asyncio task).
+        raw_ints: as for :class:`Cache`.
 
     """
 
@@ -531,12 +546,13 @@ class AsyncCache:
         trace: TraceRecorder | None = None,
         clock: Clock | None = None,
         stats: Duration | None = None,
+        raw_ints: bool = False,
     ) -> None:
         interval = stats_interval(stats)
         self._backend, self._flows, self._timeout = _setup(
             redis, namespace, version, default_ttl, negative_ttl, lease, early_refresh,
             stale_ttl, ttl_jitter, local_ttl, local_size, serializer, secret, timeout, trace,
-            clock,
+            clock, raw_ints,
         )  # fmt: skip
         self._unsubscribe = _listen(self._backend, self._flows)
         # Stops waiting on a Redis that is down: reads miss at once, the loader answers.
@@ -596,6 +612,15 @@ class AsyncCache:
         """Store every value in one round trip; ``False`` when any could not be stored."""
         flow = self._flows.set_many(values, _ttl(ttl, "ttl"), tags)
         return await run_async(flow, self._async_driver())
+
+    async def add(self, key: str | int, value: Any, ttl: Duration | None = None) -> bool:
+        """Store ``value`` only if ``key`` holds nothing; see :meth:`Cache.add`."""
+        flow = self._flows.add(key, value, _ttl(ttl, "ttl"))
+        return await run_async(flow, self._async_driver())
+
+    async def incr(self, key: str | int, delta: int = 1) -> int | None:
+        """Add ``delta`` to an integer, on the server; see :meth:`Cache.incr`."""
+        return await run_async(self._flows.incr(key, delta), self._async_driver())
 
     async def invalidate_tags(self, *tags: str) -> int:
         """Make every entry stamped with any of ``tags`` stale at once (O(1) per tag)."""

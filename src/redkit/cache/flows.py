@@ -43,11 +43,13 @@ from redkit.core.errors import (
     NO_ANSWER,
     BackendError,
     BackendUnavailable,
+    CommandError,
     InvalidArgumentError,
 )
 from redkit.core.flow import Flow
-from redkit.core.ops import Call, Pipeline, command
+from redkit.core.ops import Call, Pipeline, ScriptCall, command
 from redkit.core.replies import as_int, is_ok
+from redkit.core.scripts import load_script
 from redkit.core.telemetry import Telemetry
 
 if TYPE_CHECKING:  # the advise package is never imported by the cache itself
@@ -66,6 +68,8 @@ __all__ = [
 
 log = logging.getLogger("redkit.cache")
 
+#: Adds to an integer entry that exists (``incr``).
+INCR_EXISTING = load_script("redkit.cache", "incr_existing")
 #: Keys longer than this (in UTF-8) are stored under a digest.
 MAX_KEY_BYTES = 512
 # Where Redis does not answer (NO_ANSWER), reads become misses and writes report False.
@@ -133,6 +137,7 @@ class CacheFlows:
         text_values: bool = False,
         trace: TraceRecorder | None = None,
         clock: Clock | None = None,
+        raw_ints: bool = False,
     ) -> None:
         prefix = keys.check_prefix(namespace)
         if version is not None:
@@ -153,7 +158,7 @@ class CacheFlows:
             serializer=serializer, secret=secret, text_values=text_values,
             default_ttl_ms=default_ttl_ms, negative_ttl_ms=negative_ttl_ms, stale_ms=stale_ms,
             ttl_jitter=ttl_jitter, early_refresh=early_refresh, counters=self.counters,
-            clock=clock,
+            clock=clock, raw_ints=raw_ints,
         )  # fmt: skip
         #: The stampede leases, and the fence each write leaves in them.
         self.leases = Leases(lease_ms, self.counters, self._read_one)
@@ -383,24 +388,27 @@ class CacheFlows:
         self, key: str | int, value: Any, ttl_ms: int | None = None, tags: Iterable[str] = ()
     ) -> Flow[bool]:
         """Store ``value`` under ``key``, stamped with ``tags``; ``False`` if Redis refused."""
-        redis_key = self.key(key)  # a bad key is refused before anything is sent
+        name = self.key(key)  # a bad key is refused before anything is sent
+        redis_key = name
         ttl_ms = self.entries.ttl_ms(ttl_ms, value)
         try:
-            redis_key = yield from self.redis_key(key)
-            stamps = yield from self.tags.stamp(tags)
+            namespace = self.generations.known() or (yield from self.generations.current())
+            redis_key = namespace + name
+            stamps = (yield from self.tags.stamp(tags)) if tags else {}
             data = self.entries.encode(redis_key, value, ttl_ms, tags=stamps)
             store = self.entries.set_command(redis_key, data, ttl_ms)
-            replies = yield Pipeline((store, *self.leases.fence([redis_key])))
-            reply = replies[0]
-            yield from self._changed([self.key(key)])
+            fence = self.leases.fence([redis_key])
+            # Without leases there is no fence: one command, not a pipeline of one.
+            reply = (yield Pipeline((store, *fence)))[0] if fence else (yield store)
+            yield from self._changed([name])
         except NO_ANSWER as exc:
             self.counters.add(errors=1)
             log.warning("cache write of %r failed: %s", redis_key, exc)
             return False
         if self.local is not None:
-            self.local.put(self.key(key), value)
+            self.local.put(name, value)
         if self.trace is not None:
-            self._trace_write("write", self.key(key), len(data), ttl_ms, stamps)
+            self._trace_write("write", name, len(data), ttl_ms, stamps)
         return is_ok(reply)
 
     def set_many(
@@ -436,6 +444,59 @@ class CacheFlows:
         for name, size, entry_ttl in traced:
             self._trace_write("write", name, size, entry_ttl, stamps)
         return all(is_ok(reply) for reply in replies)
+
+    def add(self, key: str | int, value: Any, ttl_ms: int | None = None) -> Flow[bool]:
+        """Store ``value`` only if ``key`` holds nothing (``SET NX``); ``True`` when stored.
+
+        Decided by Redis, so of many callers at once exactly one stores. ``False`` too when
+        Redis could not take it (the failure is logged and counted, as for :meth:`set`).
+        """
+        name = self.key(key)
+        ttl_ms = self.entries.ttl_ms(ttl_ms, value)
+        try:
+            redis_key = yield from self.redis_key(key)
+            data = self.entries.encode(redis_key, value, ttl_ms)
+            if ttl_ms:
+                px = self.entries.keep_ms(ttl_ms, data)
+                store = command("SET", redis_key, data, "NX", "PX", px)
+            else:
+                store = command("SET", redis_key, data, "NX")
+            stored = is_ok((yield Pipeline((store, *self.leases.fence([redis_key]))))[0])
+            if stored:
+                yield from self._changed([name])
+        except NO_ANSWER as exc:
+            self.counters.add(errors=1)
+            log.warning("cache add of %r failed: %s", name, exc)
+            return False
+        if stored and self.trace is not None:
+            self._trace_write("write", name, len(data), ttl_ms)
+        return stored
+
+    def incr(self, key: str | int, delta: int = 1) -> Flow[int | None]:
+        """Add ``delta`` to the integer under ``key``, atomically on the server.
+
+        Returns the new value, or ``None`` when ``key`` holds nothing. Needs ``raw_ints``
+        (integers stored as digits). Raises :class:`~redkit.errors.InvalidArgumentError` when
+        the value is no integer, and the backend's error when Redis cannot be reached: a
+        counter has no answer of its own to fall back on.
+        """
+        if isinstance(delta, bool) or not isinstance(delta, int):
+            raise InvalidArgumentError(f"delta must be an int, got {delta!r}")
+        name = self.key(key)
+        redis_key = yield from self.redis_key(key)
+        call = ScriptCall(INCR_EXISTING, (redis_key,), (delta,))
+        reply, *_fenced = yield Pipeline((call, *self.leases.fence([redis_key])))
+        if isinstance(reply, CommandError):
+            raise InvalidArgumentError(
+                f"cache key {name!r} holds no integer that Redis can add to ({reply}): "
+                "incr and decr work on ints stored without tags"
+            ) from reply
+        if isinstance(reply, BackendError):
+            raise reply
+        if reply is None:
+            return None
+        yield from self._changed([name])
+        return as_int(reply)
 
     def delete(self, *cache_keys: str | int) -> Flow[int]:
         """Remove those keys; return how many existed. Raises when Redis cannot be reached."""
@@ -640,7 +701,7 @@ class CacheFlows:
             data = self.entries.encode(redis_key, value, ttl_ms, load_ms, tags=stamps)
             try:
                 if token:  # a write since the load began wins over this older value
-                    px = self.entries.keep_ms(ttl_ms)
+                    px = self.entries.keep_ms(ttl_ms, data)
                     yield self.leases.store(redis_key, token, data, px)
                 else:
                     yield self.entries.set_command(redis_key, data, ttl_ms)

@@ -7,7 +7,8 @@
     SESSION_ENGINE = "redkit.web.django.sessions"
 
 - The cache backend (:mod:`.cache`): :class:`RedisCache`, Django's whole ``BaseCache``
-  contract on redkit's :class:`~redkit.Cache`.
+  contract on redkit's :class:`~redkit.Cache`; :func:`cache_page` (:mod:`.response_cache`)
+  caches views' responses, with ETags and 304s.
 - The session engine (:mod:`.sessions`): its ``SessionStore`` on redkit's session store;
   :class:`SessionMiddleware` (:mod:`.middleware`) answers a failed session 503 or 409.
 - Rate limits (:mod:`.limits`): the ``ratelimit`` decorator and ``RatelimitMiddleware``.
@@ -34,6 +35,7 @@ __all__ = [
     "RedisCache",
     "SessionMiddleware",
     "arevoke_user_sessions",
+    "cache_page",
     "ratelimit",
     "revoke_user_sessions",
 ]
@@ -42,6 +44,7 @@ __all__ = [
 # cache and auth machinery before the project's settings are configured.
 _HOMES = {
     "RedisCache": "redkit.web.django.cache",
+    "cache_page": "redkit.web.django.response_cache",
     "ratelimit": "redkit.web.django.limits",
     "RatelimitMiddleware": "redkit.web.django.limits",
     "revoke_user_sessions": "redkit.web.django.sessions",
