@@ -399,5 +399,5 @@ def test_tokens_file(tmp_path: Path) -> None:
 def test_cli_reports_a_missing_token(capsys: pytest.CaptureFixture[str]) -> None:
     from redkit.cli import main
 
-    assert main(["gateway", "--redis", "redis://localhost:1"]) == 1
+    assert main(["gateway", "--redis", "redis://localhost:1"]) == 2  # a missing setting: exit 2
     assert "no token" in capsys.readouterr().err
