@@ -344,3 +344,56 @@ def test_an_async_facade_made_outside_a_loop_sends_on_its_own(
         assert sent == {"misses": 3}  # sent by the task, before any close or flush
     finally:
         loop_thread.run(cache.close())
+
+
+def test_close_during_a_flush_waits_for_it_and_loses_nothing() -> None:
+    """close() while the task's flush is on the wire: the flush ends, no count is dropped."""
+    import asyncio
+
+    ns = unique("closing")
+    with EmbeddedRedis() as server, server.connect() as conn:
+
+        async def scenario() -> None:
+            cache = AsyncCache(conn, namespace=ns, stats=1, timeout=5)
+            await cache.get("absent")  # one miss; the reporter's task starts
+            os.kill(server.pid, signal.SIGSTOP)  # its flush, due at 1 s, hangs on the server
+            try:
+                await asyncio.sleep(1.4)
+                asyncio.get_running_loop().call_later(0.3, os.kill, server.pid, signal.SIGCONT)
+                await cache.close()  # cancels the task while its flush is in flight
+            finally:
+                os.kill(server.pid, signal.SIGCONT)
+            await conn.aclose()
+
+        asyncio.run(scenario())
+        assert read(conn, name=ns).totals("cache", ns) == {"misses": 1}
+
+
+def test_an_async_reporter_starts_again_in_the_next_loop(redis_server: EmbeddedRedis) -> None:
+    """A loop that ends (asyncio.run) takes the task with it; the next loop gets a new one."""
+    import asyncio
+
+    ns = unique("loops")
+    standalone_conn = redis_server.connect()
+    cache = AsyncCache(standalone_conn, namespace=ns, stats=1)
+
+    async def miss() -> None:
+        await cache.get("absent")
+        await standalone_conn.aclose()  # this loop's sockets, before it ends
+
+    async def miss_and_wait() -> dict[str, Any]:
+        await cache.get("absent")
+        deadline = time.monotonic() + 10
+        sent: dict[str, Any] = {}
+        while time.monotonic() < deadline and sent.get("misses") != 2:
+            await asyncio.sleep(0.1)
+            sent = (await aread(standalone_conn, name=ns)).totals("cache", ns)
+        await cache.close()
+        await standalone_conn.aclose()
+        return sent
+
+    try:
+        asyncio.run(miss())  # its loop ends before the first flush is due
+        assert asyncio.run(miss_and_wait()) == {"misses": 2}  # sent by the second loop's task
+    finally:
+        standalone_conn.close()

@@ -333,6 +333,8 @@ class AsyncReporter(_Reporter):
     """
 
     _task: asyncio.Task[None] | None = None
+    # The flush the task is sending: shielded from the task's cancel, awaited by close().
+    _sending: asyncio.Future[None] | None = None
 
     def count(self, feature: str, name: str, counter: str, n: int) -> None:
         """Add ``n`` to ``counter`` of ``name``; start the flushing task if none runs."""
@@ -357,9 +359,17 @@ class AsyncReporter(_Reporter):
         self._task = loop.create_task(self._run(), name="redkit-stats")
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            await self.flush()
+        try:
+            while True:
+                await asyncio.sleep(self._interval)
+                # Shielded: a close() while counts travel must not drop them half-sent.
+                self._sending = asyncio.ensure_future(self.flush())
+                await asyncio.shield(self._sending)
+        finally:
+            if self._task is asyncio.current_task():  # its loop ended, not close(): the next
+                self._task = None  # count, in whichever loop runs then, starts a new task
+                for telemetry in self._watched:
+                    telemetry.on_next_count(self._start)
 
     async def flush(self) -> None:
         """Send what is pending now (a failure keeps it for the next flush, and is logged)."""
@@ -378,6 +388,9 @@ class AsyncReporter(_Reporter):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+                sending = self._sending
+                if sending is not None and not sending.done():
+                    await sending  # the flush under way ends first (it never raises)
             else:  # started in another loop: stopped there
                 task.get_loop().call_soon_threadsafe(task.cancel)
         await self.flush()
