@@ -461,3 +461,26 @@ def test_using_names_a_cache_alias_and_bad_settings_say_what_to_do(users: Server
                         SessionStore().save()
             finally:
                 close_connections()
+
+
+def test_using_a_redkit_cache_takes_its_connection_options_as_the_backend_reads_them() -> None:
+    from redkit.web.django.connection import _location_of
+
+    caches = {
+        "redkit": {
+            "BACKEND": "redkit.web.django.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"TOKEN": "t", "CONNECTION": {"socket_timeout": 2.5}, "SERIALIZER": "json"},
+        },
+        "django": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_timeout": 1.5, "db": 3},
+        },
+    }
+    with override_settings(CACHES=caches):
+        assert _location_of("redkit", "REDKIT_SESSIONS") == (
+            "redis://127.0.0.1:1/0",
+            {"socket_timeout": 2.5, "token": "t"},  # not the cache's own SERIALIZER
+        )
+        assert _location_of("django", "REDKIT_SESSIONS")[1] == {"socket_timeout": 1.5}

@@ -55,8 +55,15 @@ def _location_of(alias: str, setting: str) -> tuple[str, dict[str, Any]]:
             f"(got {location!r}); point USING at a Redis cache, or give 'LOCATION' instead",
             variable=setting,
         )
-    options = {str(k).lower(): v for k, v in dict(entry.get("OPTIONS") or {}).items()}
-    # Only what a connection takes: the cache's own OPTIONS (serializer, tags...) stay there.
+    raw = dict(entry.get("OPTIONS") or {})
+    if entry.get("BACKEND") == "redkit.web.django.RedisCache":
+        # As that backend reads them: TOKEN, and redkit.connect's keywords under CONNECTION.
+        connection = dict(raw.get("CONNECTION") or {})
+        if "TOKEN" in raw:
+            connection["token"] = raw["TOKEN"]
+        return location, connection
+    options = {str(k).lower(): v for k, v in raw.items()}
+    # Another backend's (Django's RedisCache: redis-py's keywords): what a connection takes.
     wanted = {"token", "socket_timeout", "connect_timeout", "max_connections"}
     return location, {k: v for k, v in options.items() if k in wanted}
 
