@@ -32,6 +32,7 @@ from redkit.ratelimit.limiters import (
     SlidingWindow,
 )
 from redkit.ratelimit.result import RatelimitResult, Remaining
+from redkit.ratelimit.scripts import multiregion_args, multiregion_merge_args
 
 __all__ = ["RegionAnswer", "RegionsCore", "Request"]
 
@@ -141,12 +142,12 @@ class RegionsCore:
         names: tuple[str, ...] = (request.current_key(region),)
         if self.sliding:
             names = (*names, f"{request.bases[region]}:{request.bucket - 1}")
-        args = (
-            request.request_id,
-            request.rate,
-            self.limiter.limit,
-            self.ttl,
-            repr(request.weight),
+        args = multiregion_args(
+            request_id=request.request_id,
+            rate=request.rate,
+            limit=self.limiter.limit,
+            ttl=self.ttl,
+            weight=repr(request.weight),
         )
         return ScriptCall(_DECIDE, names, args)
 
@@ -216,12 +217,11 @@ class RegionsCore:
                 continue  # a full region refuses everything already (the SDK skips it too)
             missing = [(rid, cost) for rid, cost in union.items() if rid not in answer.current]
             if missing:
-                args: list[str | int] = [self.ttl]
+                fields: list[str | int] = []
                 for rid, cost in missing:
-                    args += [rid, cost]
-                calls.append(
-                    (region, ScriptCall(_MERGE, (request.current_key(region),), tuple(args)))
-                )
+                    fields += [rid, cost]
+                args = multiregion_merge_args(ttl=self.ttl, fields=fields)
+                calls.append((region, ScriptCall(_MERGE, (request.current_key(region),), args)))
         return calls
 
     def reset_command(self, identifier: str | int, region: int) -> Any:

@@ -6,8 +6,10 @@
 -- ARGV[5]  the previous window's weight (0 for a fixed window)
 -- Returns {current fields, previous fields, admitted}; the current fields include this
 -- request's own when it was written, so the caller can spread it to the other regions.
+local request_id = ARGV[1]
 local rate = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
+local ttl = ARGV[4]
 local weight = tonumber(ARGV[5])
 
 local function total(fields)
@@ -28,11 +30,11 @@ if rate > 0 and total(previous) * weight + total(current) + rate > limit then
   return {current, previous, 0} -- refused: nothing is written, so nothing is consumed
 end
 if rate ~= 0 then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('HSET', KEYS[1], request_id, ARGV[2])
   if #current == 0 then
-    redis.call('PEXPIRE', KEYS[1], ARGV[4])
+    redis.call('PEXPIRE', KEYS[1], ttl)
   end
-  current[#current + 1] = ARGV[1]
+  current[#current + 1] = request_id
   current[#current + 1] = ARGV[2]
 end
 return {current, previous, 1}
