@@ -24,6 +24,7 @@ from redkit.ratelimit.limiters import (
     TokenBucket,
 )
 from redkit.ratelimit.multi import MultiLimit
+from redkit.ratelimit.multiregion import AsyncMultiRegionRatelimit, MultiRegionRatelimit
 from redkit.ratelimit.rates import limits_from, parse_rate, parse_rates
 from redkit.ratelimit.result import RatelimitResult, Remaining
 from redkit.ratelimit.tiers import AsyncTieredRatelimit, TieredRatelimit
@@ -32,6 +33,7 @@ __all__ = [
     "GCRA",
     "AcquireContext",
     "AsyncConcurrency",
+    "AsyncMultiRegionRatelimit",
     "AsyncRatelimit",
     "AsyncTieredRatelimit",
     "CachedFixedWindow",
@@ -42,6 +44,7 @@ __all__ = [
     "Lease",
     "Limiter",
     "MultiLimit",
+    "MultiRegionRatelimit",
     "Ratelimit",
     "RatelimitResult",
     "Remaining",

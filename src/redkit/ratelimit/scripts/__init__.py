@@ -48,6 +48,8 @@ __all__ = [
     "guarded_script",
     "multi_args",
     "multi_script",
+    "multiregion_args",
+    "multiregion_merge_args",
     "ratelimit_script",
     "reset_args",
     "script_head",
@@ -182,6 +184,21 @@ def add_args(*, delta: int, window: int) -> tuple[Arg, ...]:
     return (delta, window)
 
 
+def multiregion_args(
+    *, request_id: str, rate: int, limit: int, ttl: int, weight: str
+) -> tuple[Arg, ...]:
+    """``multiregion`` (no clock: the window is in the keys): id, cost, limit, TTL, weight.
+
+    The TTL is the hash's in ms; the weight is the previous window's, a float as text.
+    """
+    return (request_id, rate, limit, ttl, weight)
+
+
+def multiregion_merge_args(*, ttl: int, fields: Sequence[str | int]) -> tuple[Arg, ...]:
+    """``multiregion_merge``: the TTL for a new hash, then request id, cost, id, cost, ..."""
+    return (ttl, *fields)
+
+
 def concurrency_acquire_args(*, now: int, token: str, limit: int, lease: int) -> tuple[Arg, ...]:
     """``concurrency_acquire``: the new lease's token, the most in flight, the lease in ms."""
     return (clock_ms(now), token, limit, lease)
@@ -258,6 +275,8 @@ ARGV_BUILDERS: dict[str, Callable[..., tuple[Arg, ...]]] = {
     "sliding_log": sliding_log_args,
     "reset": reset_args,
     "add": add_args,
+    "multiregion": multiregion_args,
+    "multiregion_merge": multiregion_merge_args,
     "concurrency_acquire": concurrency_acquire_args,
     "concurrency_release": concurrency_release_args,
     "concurrency_extend": concurrency_extend_args,
