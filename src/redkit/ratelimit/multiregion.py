@@ -27,7 +27,7 @@ from redkit.core.flow import Flow, run_async, run_sync
 from redkit.core.ops import Command, ScriptCall
 from redkit.core.replies import as_int
 from redkit.ratelimit.ephemeral import EphemeralCache
-from redkit.ratelimit.facade import DEFAULT_TIMEOUT
+from redkit.ratelimit.facade import DEFAULT_TIMEOUT, check_timeout, ephemeral_cache_of
 from redkit.ratelimit.flows import DEFAULT_PREFIX, TimeoutPolicy
 from redkit.ratelimit.limiters import FixedWindow, SlidingWindow
 from redkit.ratelimit.regions import RegionAnswer, RegionsCore, Request
@@ -58,20 +58,8 @@ def _setup(
             f"got {type(redis).__name__}"
         )
     backends = [as_backend(region) for region in redis]
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
-    ):
-        raise InvalidArgumentError(
-            f"timeout must be a number of seconds >= 0 or None, got {timeout!r}"
-        )
-    if isinstance(ephemeral_cache, EphemeralCache):
-        cache: EphemeralCache | None = ephemeral_cache
-    elif ephemeral_cache is True or ephemeral_cache is False:
-        cache = EphemeralCache() if ephemeral_cache else None
-    else:
-        raise InvalidArgumentError(
-            f"ephemeral_cache must be True, False or an EphemeralCache, got {ephemeral_cache!r}"
-        )
+    check_timeout(timeout)
+    cache = ephemeral_cache_of(ephemeral_cache)
     core = RegionsCore(
         limiter,
         clusters=[backend.is_cluster for backend in backends],
