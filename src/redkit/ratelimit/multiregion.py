@@ -36,6 +36,8 @@ from redkit.ratelimit.result import RatelimitResult, Remaining
 __all__ = ["AsyncMultiRegionRatelimit", "MultiRegionRatelimit"]
 
 log = logging.getLogger("redkit.ratelimit")
+#: Threads per region (blocking class): the calls one region has under way at once.
+_WORKERS = 8
 
 
 def _one(op: ScriptCall | Command) -> Flow[Any]:
@@ -152,10 +154,14 @@ class MultiRegionRatelimit:
         )
         self._drivers: list[SyncDriver | None] = [None] * len(self._backends)
         self._lock = threading.Lock()
-        # Enough workers for a few decisions per region at once; more wait their turn.
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=4 * len(self._backends), thread_name_prefix="redkit-multiregion"
-        )
+        # A pool per region: a slow region's calls queue behind each other, never in front of
+        # a fast region's (one shared pool let a far region's backlog delay every decision).
+        self._pools = [
+            concurrent.futures.ThreadPoolExecutor(
+                max_workers=_WORKERS, thread_name_prefix=f"redkit-multiregion-{region}"
+            )
+            for region in range(len(self._backends))
+        ]
         #: Background work under way: the regions' writes and the catch-up (``len()``).
         self.pending = _Pending()
 
@@ -176,6 +182,9 @@ class MultiRegionRatelimit:
 
     def _execute(self, region: int, op: ScriptCall | Command) -> Any:
         return run_sync(_one(op), self._driver(region))
+
+    def _submit(self, region: int, op: ScriptCall | Command) -> concurrent.futures.Future[Any]:
+        return self._pools[region].submit(self._execute, region, op)
 
     def _first(self, futures: list[concurrent.futures.Future[Any]]) -> tuple[int, Any] | None:
         """The first region's reply, waiting at most the timeout; ``None`` if none answered."""
@@ -204,7 +213,7 @@ class MultiRegionRatelimit:
         core = self._core
         self.pending.add()
         futures = [
-            self._pool.submit(self._execute, region, core.call(request, region))
+            self._submit(region, core.call(request, region))
             for region in range(len(self._backends))
         ]
         left = [len(futures)]
@@ -221,7 +230,7 @@ class MultiRegionRatelimit:
                 ]
                 for region, call in core.merges(request, answers):
                     self.pending.add()
-                    merge = self._pool.submit(self._execute, region, call)
+                    merge = self._submit(region, call)
                     merge.add_done_callback(self._merged)
             finally:
                 self.pending.finish()
@@ -259,7 +268,7 @@ class MultiRegionRatelimit:
         core = self._core
         request = core.request(identifier, 0)
         futures = [
-            self._pool.submit(self._execute, region, core.call(request, region))
+            self._submit(region, core.call(request, region))
             for region in range(len(self._backends))
         ]
         first = self._first(futures)
@@ -296,7 +305,7 @@ class MultiRegionRatelimit:
         self.flush()
         core = self._core
         futures = [
-            self._pool.submit(self._execute, region, core.reset_command(identifier, region))
+            self._submit(region, core.reset_command(identifier, region))
             for region in range(len(self._backends))
         ]
         core.unblock(identifier)
@@ -317,7 +326,8 @@ class MultiRegionRatelimit:
     def close(self) -> None:
         """Wait for the pending work, then stop the worker threads."""
         self.flush()
-        self._pool.shutdown(wait=True)
+        for pool in self._pools:
+            pool.shutdown(wait=True)
 
     def __enter__(self) -> MultiRegionRatelimit:
         return self
