@@ -1,0 +1,123 @@
+"""Multi-region rate limiting where regions are 3-master clusters (and one standalone server)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis.cluster
+
+from redkit import Connection
+from redkit.core.clock import VirtualClock
+from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
+from redkit.ratelimit import (
+    AsyncMultiRegionRatelimit,
+    FixedWindow,
+    MultiRegionRatelimit,
+    SlidingWindow,
+)
+
+NOW_MS = 1_700_000_040_000  # a window boundary of a minute
+MINUTE = 60_000
+
+Region = EmbeddedCluster | EmbeddedRedis
+
+
+@pytest.fixture(scope="module")
+def second_cluster() -> Iterator[EmbeddedCluster]:
+    with EmbeddedCluster(3) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def regions(
+    redis_cluster: EmbeddedCluster, second_cluster: EmbeddedCluster, redis_server: EmbeddedRedis
+) -> list[Region]:
+    """Two cluster regions and a standalone one: both key forms in one limiter."""
+    return [redis_cluster, second_cluster, redis_server]
+
+
+def _key(region: Region, prefix: str, identifier: str, bucket: int) -> str:
+    if isinstance(region, EmbeddedCluster):
+        return f"{prefix}:{{{identifier}}}:{bucket}"  # hash-tagged: one slot per identifier
+    return f"{prefix}:{identifier}:{bucket}"
+
+
+def _client(region: Region) -> redis.Redis | redis.cluster.RedisCluster:
+    if isinstance(region, EmbeddedCluster):
+        return redis.cluster.RedisCluster(host="127.0.0.1", port=region.ports[0])
+    return region.client()
+
+
+def _hashes(
+    regions: list[Region], prefix: str, identifier: str, bucket: int
+) -> list[dict[bytes, bytes]]:
+    found = []
+    for region in regions:
+        with _client(region) as client:
+            found.append(client.hgetall(_key(region, prefix, identifier, bucket)))
+    return found
+
+
+def test_cluster_regions_decide_converge_and_reset(regions: list[Region]) -> None:
+    prefix = f"mrc{uuid.uuid4().hex[:8]}"
+    conns = [region.connect() for region in regions]
+    try:
+        with MultiRegionRatelimit(
+            conns, FixedWindow(5, "1 m"), prefix=prefix, ephemeral_cache=False,
+            clock=VirtualClock(NOW_MS),
+        ) as limiter:  # fmt: skip
+            results = []
+            for _ in range(7):
+                results.append(limiter.limit("ann"))
+                assert limiter.flush(10)
+            assert [r.success for r in results] == [True] * 5 + [False] * 2
+            assert [r.remaining for r in results[:5]] == [4, 3, 2, 1, 0]
+            hashes = _hashes(regions, prefix, "ann", NOW_MS // MINUTE)
+            assert len(hashes[0]) == 5
+            assert all(h == hashes[0] for h in hashes), "the same request ids in every region"
+            assert limiter.reset("ann") == 3  # one key in each region
+            assert limiter.get_remaining("ann").remaining == 5
+            assert _hashes(regions, prefix, "ann", NOW_MS // MINUTE) == [{}, {}, {}]
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_async_sliding_window_on_cluster_regions_converges(regions: list[Region]) -> None:
+    # A sliding window's script reads two windows' hashes: on a cluster region they must share
+    # a slot, which the identifier's hash tag gives them.
+    prefix = f"mrc{uuid.uuid4().hex[:8]}"
+    now = NOW_MS + MINUTE // 2
+    bucket = now // MINUTE
+
+    async def scenario() -> None:
+        conns: list[Connection] = [region.connect() for region in regions]
+        limiter = AsyncMultiRegionRatelimit(
+            conns, SlidingWindow(10, "1 m"), prefix=prefix, ephemeral_cache=False,
+            clock=VirtualClock(now),
+        )  # fmt: skip
+        try:
+            for region in regions:  # 4 requests last window in every region: they weigh 2
+                with _client(region) as client:
+                    client.hset(
+                        _key(region, prefix, "bo", bucket - 1),
+                        mapping={f"old{i}": 1 for i in range(4)},
+                    )
+            results = []
+            for _ in range(12):  # one at a time: each region admits the same 8
+                results.append(await limiter.limit("bo"))
+                await limiter.flush()
+            assert sum(r.success for r in results) == 8  # 10 - 2 for the previous window
+            await limiter.aclose()
+            hashes = _hashes(regions, prefix, "bo", bucket)
+            assert len(hashes[0]) == 8
+            assert all(h == hashes[0] for h in hashes)
+            assert (await limiter.get_remaining("bo")).remaining == 0
+        finally:
+            for conn in conns:
+                await conn.aclose()
+
+    asyncio.run(scenario())
