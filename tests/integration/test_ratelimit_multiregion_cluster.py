@@ -1,10 +1,14 @@
-"""Multi-region rate limiting where regions are 3-master clusters (and one standalone server)."""
+"""Multi-region rate limiting where regions are 3-master clusters, a server, or Upstash REST.
+
+The third region is the standalone server, reached directly or through redkit's gateway with
+the REST driver (as an Upstash database would be).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis.cluster
@@ -12,12 +16,14 @@ import redis.cluster
 from redkit import Connection
 from redkit.core.clock import VirtualClock
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
+from redkit.drivers.rest import RestConnection
 from redkit.ratelimit import (
     AsyncMultiRegionRatelimit,
     FixedWindow,
     MultiRegionRatelimit,
     SlidingWindow,
 )
+from support.backends import REST_TOKEN
 
 NOW_MS = 1_700_000_040_000  # a window boundary of a minute
 MINUTE = 60_000
@@ -37,6 +43,21 @@ def regions(
 ) -> list[Region]:
     """Two cluster regions and a standalone one: both key forms in one limiter."""
     return [redis_cluster, second_cluster, redis_server]
+
+
+@pytest.fixture(params=["standalone", "rest"])
+def connect(request: pytest.FixtureRequest) -> Callable[[Region], Connection | RestConnection]:
+    """How a test reaches each region: the standalone one directly or over REST."""
+    if request.param == "standalone":
+        return lambda region: region.connect()
+    gateway: str = request.getfixturevalue("rest_gateway")
+
+    def through_gateway(region: Region) -> Connection | RestConnection:
+        if isinstance(region, EmbeddedCluster):
+            return region.connect()
+        return RestConnection(gateway, token=REST_TOKEN, key_locking=True)
+
+    return through_gateway
 
 
 def _key(region: Region, prefix: str, identifier: str, bucket: int) -> str:
@@ -61,9 +82,11 @@ def _hashes(
     return found
 
 
-def test_cluster_regions_decide_converge_and_reset(regions: list[Region]) -> None:
+def test_cluster_regions_decide_converge_and_reset(
+    regions: list[Region], connect: Callable[[Region], Connection | RestConnection]
+) -> None:
     prefix = f"mrc{uuid.uuid4().hex[:8]}"
-    conns = [region.connect() for region in regions]
+    conns = [connect(region) for region in regions]
     try:
         with MultiRegionRatelimit(
             conns, FixedWindow(5, "1 m"), prefix=prefix, ephemeral_cache=False,
@@ -86,7 +109,9 @@ def test_cluster_regions_decide_converge_and_reset(regions: list[Region]) -> Non
             conn.close()
 
 
-def test_async_sliding_window_on_cluster_regions_converges(regions: list[Region]) -> None:
+def test_async_sliding_window_on_cluster_regions_converges(
+    regions: list[Region], connect: Callable[[Region], Connection | RestConnection]
+) -> None:
     # A sliding window's script reads two windows' hashes: on a cluster region they must share
     # a slot, which the identifier's hash tag gives them.
     prefix = f"mrc{uuid.uuid4().hex[:8]}"
@@ -94,7 +119,7 @@ def test_async_sliding_window_on_cluster_regions_converges(regions: list[Region]
     bucket = now // MINUTE
 
     async def scenario() -> None:
-        conns: list[Connection] = [region.connect() for region in regions]
+        conns = [connect(region) for region in regions]
         limiter = AsyncMultiRegionRatelimit(
             conns, SlidingWindow(10, "1 m"), prefix=prefix, ephemeral_cache=False,
             clock=VirtualClock(now),
