@@ -17,6 +17,7 @@ from redkit import Connection
 from redkit.core.clock import VirtualClock
 from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
 from redkit.drivers.rest import RestConnection
+from redkit.errors import InvalidArgumentError
 from redkit.ratelimit import (
     AsyncMultiRegionRatelimit,
     FixedWindow,
@@ -146,3 +147,81 @@ def test_async_sliding_window_on_cluster_regions_converges(
                 await conn.aclose()
 
     asyncio.run(scenario())
+
+
+HOUR_MS = 3_600_000
+
+
+def _events(regions: list[Region], prefix: str) -> list[dict[str, float]]:
+    """Each region's analytics of the hour: Upstash's JSON event -> count."""
+    key = f"{prefix}:events:{NOW_MS // HOUR_MS * HOUR_MS}"
+    found = []
+    for region in regions:
+        with _client(region) as client:
+            found.append({m.decode(): s for m, s in client.zrange(key, 0, -1, withscores=True)})
+    return found
+
+
+def _allowed_blocked(identifier: str) -> dict[str, float]:
+    return {
+        f'{{"identifier":"{identifier}","success":true}}': 3.0,
+        f'{{"identifier":"{identifier}","success":false}}': 2.0,
+    }
+
+
+def test_analytics_go_to_the_first_region_in_upstashs_layout(
+    regions: list[Region], connect: Callable[[Region], Connection | RestConnection]
+) -> None:
+    prefix = f"mrc{uuid.uuid4().hex[:8]}"
+    conns = [connect(region) for region in regions]  # the first region is a cluster
+    try:
+        with MultiRegionRatelimit(
+            conns, FixedWindow(3, "1 m"), prefix=prefix, clock=VirtualClock(NOW_MS),
+            analytics=True,
+        ) as limiter:  # fmt: skip
+            for _ in range(3):
+                assert limiter.limit("cy").success
+                assert limiter.flush(10)
+            assert limiter.limit("cy").reason is None  # refused by the regions
+            assert limiter.limit("cy").reason == "cacheBlock"  # refused from memory: counted too
+            assert limiter.flush(10)
+            assert limiter.get_usage() == {"cy": {"allowed": 3, "blocked": 2, "denied": 0}}
+            assert limiter.get_top() == {"allowed": [("cy", 3)], "blocked": [("cy", 2)]}
+            hours = limiter.get_usage_over_time(2)
+            assert hours[-1] == {"time": NOW_MS // HOUR_MS * HOUR_MS, "allowed": 3, "blocked": 2,
+                                 "denied": 0}  # fmt: skip
+        assert _events(regions, prefix) == [_allowed_blocked("cy"), {}, {}]
+        with MultiRegionRatelimit(conns, FixedWindow(3, "1 m"), prefix=prefix) as off:
+            with pytest.raises(InvalidArgumentError, match="analytics=True"):
+                off.get_usage()
+            with pytest.raises(InvalidArgumentError, match="hours"):
+                MultiRegionRatelimit(conns, FixedWindow(3, "1 m"), analytics=True).get_usage(0)
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_async_analytics_on_a_standalone_or_rest_first_region(
+    regions: list[Region], connect: Callable[[Region], Connection | RestConnection]
+) -> None:
+    prefix = f"mrc{uuid.uuid4().hex[:8]}"
+    first_standalone = regions[::-1]
+
+    async def scenario() -> None:
+        conns = [connect(region) for region in first_standalone]
+        limiter = AsyncMultiRegionRatelimit(
+            conns, SlidingWindow(3, "1 m"), prefix=prefix, clock=VirtualClock(NOW_MS),
+            analytics=True,
+        )  # fmt: skip
+        try:
+            for _ in range(5):
+                await limiter.limit("di")
+                await limiter.flush()
+            assert await limiter.get_usage() == {"di": {"allowed": 3, "blocked": 2, "denied": 0}}
+            await limiter.aclose()
+        finally:
+            for conn in conns:
+                await conn.aclose()
+
+    asyncio.run(scenario())
+    assert _events(first_standalone, prefix) == [_allowed_blocked("di"), {}, {}]

@@ -26,6 +26,7 @@ from redkit.core.errors import NO_ANSWER, BackendError, InvalidArgumentError
 from redkit.core.flow import Flow, run_async, run_sync
 from redkit.core.ops import Command, ScriptCall
 from redkit.core.replies import as_int
+from redkit.ratelimit.analytics import Usage
 from redkit.ratelimit.ephemeral import EphemeralCache
 from redkit.ratelimit.facade import DEFAULT_TIMEOUT
 from redkit.ratelimit.flows import DEFAULT_PREFIX, TimeoutPolicy
@@ -53,6 +54,7 @@ def _setup(
     on_timeout: TimeoutPolicy,
     ephemeral_cache: bool | EphemeralCache,
     clock: Clock | None,
+    analytics: bool,
 ) -> tuple[list[Backend], RegionsCore, float | None]:
     if isinstance(redis, (str, bytes)) or not isinstance(redis, Sequence) or not redis:
         raise InvalidArgumentError(
@@ -81,6 +83,7 @@ def _setup(
         clock=clock or ClientClock(),
         ephemeral_cache=cache,
         on_timeout=on_timeout,
+        analytics=analytics,
     )
     return backends, core, float(timeout) if timeout else None
 
@@ -132,6 +135,8 @@ class MultiRegionRatelimit:
         ephemeral_cache: remember refused identifiers until their window ends and refuse them
             without a round trip: ``True``, ``False`` or a shared :class:`EphemeralCache`.
         clock: the clock naming the windows; this machine's by default (as the JS SDK).
+        analytics: count allowed and blocked requests per identifier and hour, in Upstash's
+            layout, in the first region (as the JS SDK); read with :meth:`get_usage`.
 
     Raises:
         InvalidArgumentError: for another algorithm, no regions, or a bad setting.
@@ -148,9 +153,10 @@ class MultiRegionRatelimit:
         on_timeout: TimeoutPolicy = "allow",
         ephemeral_cache: bool | EphemeralCache = True,
         clock: Clock | None = None,
+        analytics: bool = False,
     ) -> None:
         self._backends, self._core, self._timeout = _setup(
-            redis, limiter, prefix, timeout, on_timeout, ephemeral_cache, clock
+            redis, limiter, prefix, timeout, on_timeout, ephemeral_cache, clock, analytics
         )
         self._drivers: list[SyncDriver | None] = [None] * len(self._backends)
         self._lock = threading.Lock()
@@ -232,6 +238,7 @@ class MultiRegionRatelimit:
                     self.pending.add()
                     merge = self._submit(region, call)
                     merge.add_done_callback(self._merged)
+                self._send_analytics()
             finally:
                 self.pending.finish()
 
@@ -245,6 +252,33 @@ class MultiRegionRatelimit:
             log.warning("multi-region catch-up not written to a region: %s", error)
         self.pending.finish()
 
+    def _send_analytics(self) -> None:
+        """Send the counted events to the first region in the background (if any wait)."""
+        flow = self._core.analytics_flush()
+        if flow is None:
+            return
+        self.pending.add()
+        sent = self._pools[0].submit(run_sync, flow, self._driver(0))
+        sent.add_done_callback(self._analytics_sent)
+
+    def _analytics_sent(self, future: concurrent.futures.Future[Any]) -> None:
+        error = future.exception()
+        if error is not None:  # the events were put back: the next send retries them
+            log.warning("multi-region analytics not written: %s", error)
+        self.pending.finish()
+
+    def get_usage(self, hours: int = 24) -> Usage:
+        """Allowed and blocked counts per identifier over the last ``hours`` (first region)."""
+        return run_sync(self._core.usage(hours), self._driver(0))
+
+    def get_usage_over_time(self, hours: int = 24) -> list[dict[str, int]]:
+        """The counts of each of the last ``hours``, oldest first (first region)."""
+        return run_sync(self._core.usage_over_time(hours), self._driver(0))
+
+    def get_top(self, count: int = 5, hours: int = 24) -> dict[str, list[tuple[str, int]]]:
+        """The ``count`` most allowed and most blocked identifiers over the last ``hours``."""
+        return run_sync(self._core.top(count, hours), self._driver(0))
+
     def limit(self, identifier: str | int, rate: int = 1) -> RatelimitResult:
         """Decide one request of cost ``rate`` (negative refunds, 0 peeks) for ``identifier``."""
         core = self._core
@@ -252,11 +286,11 @@ class MultiRegionRatelimit:
         local_now = time.monotonic() * 1000
         cached = core.cached(request, local_now)
         if cached is not None:
-            return cached
+            return core.tally(identifier, cached)
         first = self._first(self._send(request))
         if first is None:
             return core.timeout_result()
-        return core.settle(request, core.answer(first[1]), local_now)
+        return core.tally(identifier, core.settle(request, core.answer(first[1]), local_now))
 
     def get_remaining(self, identifier: str | int) -> Remaining:
         """What ``identifier`` has left now, per the first region to answer; consumes nothing.
@@ -320,7 +354,11 @@ class MultiRegionRatelimit:
         return deleted
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait for the pending writes and catch-up (at most ``timeout`` s); True when done."""
+        """Wait for the pending writes, catch-up and analytics (at most ``timeout`` s).
+
+        Returns True when all were done in time.
+        """
+        self._send_analytics()  # the events no decision's background work sent yet
         return self.pending.wait(timeout)
 
     def close(self) -> None:
@@ -350,6 +388,7 @@ class AsyncMultiRegionRatelimit:
         on_timeout: ``"allow"`` (the default) or ``"deny"``.
         ephemeral_cache: as for :class:`MultiRegionRatelimit`.
         clock: the clock naming the windows; this machine's by default.
+        analytics: as for :class:`MultiRegionRatelimit`.
 
     Raises:
         InvalidArgumentError: for another algorithm, no regions, or a bad setting.
@@ -366,9 +405,10 @@ class AsyncMultiRegionRatelimit:
         on_timeout: TimeoutPolicy = "allow",
         ephemeral_cache: bool | EphemeralCache = True,
         clock: Clock | None = None,
+        analytics: bool = False,
     ) -> None:
         self._backends, self._core, self._timeout = _setup(
-            redis, limiter, prefix, timeout, on_timeout, ephemeral_cache, clock
+            redis, limiter, prefix, timeout, on_timeout, ephemeral_cache, clock, analytics
         )
         #: The background tasks under way: the regions' writes and the catch-up.
         self.pending: set[asyncio.Task[None]] = set()
@@ -419,6 +459,28 @@ class AsyncMultiRegionRatelimit:
         for result in results:
             if isinstance(result, BaseException):
                 log.warning("multi-region catch-up not written to a region: %s", result)
+        await self._send_analytics()
+
+    async def _send_analytics(self) -> None:
+        flow = self._core.analytics_flush()
+        if flow is None:
+            return
+        try:
+            await run_async(flow, self._driver(0))
+        except Exception as exc:  # the events were put back: the next send retries them
+            log.warning("multi-region analytics not written: %s", exc)
+
+    async def get_usage(self, hours: int = 24) -> Usage:
+        """Allowed and blocked counts per identifier over the last ``hours`` (first region)."""
+        return await run_async(self._core.usage(hours), self._driver(0))
+
+    async def get_usage_over_time(self, hours: int = 24) -> list[dict[str, int]]:
+        """The counts of each of the last ``hours``, oldest first (first region)."""
+        return await run_async(self._core.usage_over_time(hours), self._driver(0))
+
+    async def get_top(self, count: int = 5, hours: int = 24) -> dict[str, list[tuple[str, int]]]:
+        """The ``count`` most allowed and most blocked identifiers over the last ``hours``."""
+        return await run_async(self._core.top(count, hours), self._driver(0))
 
     def _track(self, task: asyncio.Task[None]) -> None:
         self.pending.add(task)
@@ -431,7 +493,7 @@ class AsyncMultiRegionRatelimit:
         local_now = time.monotonic() * 1000
         cached = core.cached(request, local_now)
         if cached is not None:
-            return cached
+            return core.tally(identifier, cached)
         tasks = [
             asyncio.create_task(self._execute(region, core.call(request, region)))
             for region in range(len(self._backends))
@@ -440,7 +502,7 @@ class AsyncMultiRegionRatelimit:
         first = await self._first(tasks)
         if first is None:
             return core.timeout_result()
-        return core.settle(request, core.answer(first[1]), local_now)
+        return core.tally(identifier, core.settle(request, core.answer(first[1]), local_now))
 
     async def get_remaining(self, identifier: str | int) -> Remaining:
         """What ``identifier`` has left now, per the first region to answer; consumes nothing.
@@ -507,13 +569,14 @@ class AsyncMultiRegionRatelimit:
         return deleted
 
     async def flush(self) -> None:
-        """Wait for the pending writes and catch-up of this event loop."""
+        """Wait for the pending writes, catch-up and analytics of this event loop."""
         loop = asyncio.get_running_loop()
         while True:
             mine = [task for task in self.pending if task.get_loop() is loop]
             if not mine:
-                return
+                break
             await asyncio.gather(*mine, return_exceptions=True)
+        await self._send_analytics()  # the events no decision's background work sent yet
 
     async def aclose(self) -> None:
         """Wait for the pending work (the connections stay open: they are the caller's)."""
