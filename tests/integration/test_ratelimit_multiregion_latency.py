@@ -20,7 +20,7 @@ from redkit.ratelimit import AsyncMultiRegionRatelimit, FixedWindow, MultiRegion
 from support.latency_proxy import LatencyProxy
 from support.multiregion_worker import hammer_timed
 
-LAG_MS = 100  # each way: a far region's round trip is 200 ms longer
+LAG_MS = 300  # each way: a far region's round trip is 600 ms longer
 NOW_MS = 1_700_000_040_000
 MINUTE = 60_000
 
@@ -65,8 +65,10 @@ def _limiter(kind: type[Any], conns: list[Connection], prefix: str) -> Any:
 
 
 def _check(servers: list[EmbeddedRedis], key: str, results: list[Any], slowest: float) -> None:
-    # The near region answers every decision; the far ones' backlog is not waited for.
-    assert slowest < LAG_MS / 1000
+    # The near region answers every decision; the far ones' backlog is not waited for. A
+    # decision that waited for a far region takes 2 * LAG at least; the margin below that is
+    # for a loaded machine's pauses.
+    assert slowest < 1.3 * LAG_MS / 1000
     assert [r.success for r in results] == [True] * 25 + [False] * 5
     hashes = _hashes(servers, key)
     assert len(hashes[0]) == 25
@@ -80,7 +82,7 @@ def test_the_proxy_adds_its_lag_to_each_round_trip(
         client.ping()
         started = time.monotonic()
         client.ping()
-        assert 2 * LAG_MS / 1000 <= time.monotonic() - started < 2 * LAG_MS / 1000 + 0.15
+        assert 2 * LAG_MS / 1000 <= time.monotonic() - started < 2 * LAG_MS / 1000 + 0.5
 
 
 def test_far_regions_cost_a_decision_nothing_and_converge(
