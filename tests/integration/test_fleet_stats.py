@@ -93,7 +93,8 @@ def test_counts_written_are_the_counts_read(backend: BackendCase) -> None:
     assert 0 <= stats.totals("cache", ns)["load_seconds"] < 5
     assert stats.hit_ratio(ns) == pytest.approx(2 / 3)
     totals = stats.totals("ratelimit", prefix)
-    assert (totals["allowed"], totals["blocked"], totals["decision_timed"]) == (2, 1, 3)
+    assert (totals["allowed"], totals["blocked"]) == (2, 1)
+    assert "decision_timed" not in totals  # no clock read for it: the statistics store loads
     assert stats.totals("concurrency", cc) == {"acquired": 1, "refused": 1, "released": 1}
     assert stats.totals("sessions", sp) == {"created": 1, "loaded": 1}
     assert ns in stats.names("cache")

@@ -30,6 +30,7 @@ from redkit.ratelimit import (
     SlidingWindow,
     TokenBucket,
 )
+from redkit.ratelimit.multiregion import _WORKERS
 from support.multiregion_worker import hammer
 
 NOW_MS = 1_700_000_040_000  # a window boundary of every window used below
@@ -333,6 +334,9 @@ def test_over_admission_with_processes_hammering_one_identifier(
         f"\nmulti-region over-admission ({'sliding' if sliding else 'fixed'}): "
         f"{admitted} admitted for a limit of {limit}, {processes} processes x {calls} calls"
     )
-    # Every decision is sent to every region, so a region lags only by the requests in
-    # flight: with no added latency, the excess stays within one request per process.
-    assert limit <= admitted <= limit + processes
+    # Every decision is sent to every region, so a region lags only by the writes not yet
+    # applied there. A process has at most one decision waiting, but a region's writes from
+    # earlier decisions may still queue in its pool (_WORKERS threads), more so on a loaded
+    # machine: the excess stays within that many per process, far below the hard bound
+    # (every region admitting the limit: regions x limit).
+    assert limit <= admitted <= limit + processes * _WORKERS

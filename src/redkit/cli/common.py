@@ -59,19 +59,29 @@ def json_option(fn: F) -> F:
     )(fn)
 
 
+def rest_token() -> str:
+    """The token of a REST URL given as the Redis: ``UPSTASH_REDIS_REST_TOKEN``.
+
+    Raises:
+        ConfigurationError: when it is not set.
+
+    """
+    token = os.environ.get("UPSTASH_REDIS_REST_TOKEN")
+    if not token:
+        raise ConfigurationError(
+            "the Redis is a REST URL: set UPSTASH_REDIS_REST_TOKEN to its token",
+            variable="UPSTASH_REDIS_REST_TOKEN",
+        )
+    return token
+
+
 @contextmanager
 def open_redis(url: str | None) -> Iterator[Connection | RestConnection]:
     """The connection ``--redis`` names (or the environment's), closed when the block ends."""
     if url is None:
         conn = from_env()
     elif url.startswith(("http://", "https://")):
-        token = os.environ.get("UPSTASH_REDIS_REST_TOKEN")
-        if not token:
-            raise ConfigurationError(
-                "--redis is a REST URL: set UPSTASH_REDIS_REST_TOKEN to its token",
-                variable="UPSTASH_REDIS_REST_TOKEN",
-            )
-        conn = connect(url, token=token)
+        conn = connect(url, token=rest_token())
     else:
         conn = connect(url)
     try:

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from redkit.cli.common import redis_option
+from redkit.cli.common import redis_option, rest_token
 from redkit.core.errors import ConfigurationError
 
 __all__ = ["dashboard", "demo", "gateway"]
@@ -145,14 +145,7 @@ def dashboard(
             "(or UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN)",
             variable="REDIS_URL",
         )
-    rest_token = None
-    if url.startswith(("http://", "https://")):
-        rest_token = os.environ.get("UPSTASH_REDIS_REST_TOKEN")
-        if not rest_token:
-            raise ConfigurationError(
-                "the Redis is a REST URL: set UPSTASH_REDIS_REST_TOKEN to its token",
-                variable="UPSTASH_REDIS_REST_TOKEN",
-            )
+    token_of_rest = rest_token() if url.startswith(("http://", "https://")) else None
     try:
         # Lazily: the dashboard's libraries (starlette, uvicorn) load only for this command.
         from redkit.dashboard.server import serve
@@ -166,6 +159,6 @@ def dashboard(
         return 1
     serve(
         url, host=host, port=port, token=token, admin_token=admin_token, no_auth=no_auth,
-        rest_token=rest_token,
+        rest_token=token_of_rest,
     )  # fmt: skip
     return 0

@@ -366,8 +366,12 @@ class AsyncReporter(_Reporter):
                 self._sending = asyncio.ensure_future(self.flush())
                 await asyncio.shield(self._sending)
         finally:
-            if self._task is asyncio.current_task():  # its loop ended, not close(): the next
-                self._task = None  # count, in whichever loop runs then, starts a new task
+            try:
+                ended = self._task is asyncio.current_task()
+            except RuntimeError:  # collected after its loop closed: no loop runs this
+                ended = self._task is not None and self._task.get_loop().is_closed()
+            if ended:  # its loop ended, not close(): the next count, in whichever loop
+                self._task = None  # runs then, starts a new task
                 for telemetry in self._watched:
                     telemetry.on_next_count(self._start)
 

@@ -73,8 +73,8 @@ def observers() -> tuple[Observer, ...]:
 class Telemetry:
     """One instance's reporter: its feature and name, its own observers and the process's."""
 
-    __slots__ = ("_all", "_first", "_keeping", "_lock", "_own", "_timers", "_totals", "_version",
-                 "feature", "name")  # fmt: skip
+    __slots__ = ("_all", "_first", "_keeping", "_lock", "_own", "_timed", "_timers", "_totals",
+                 "_version", "feature", "name")  # fmt: skip
 
     def __init__(self, feature: str, name: str, own: tuple[Observer, ...] = ()) -> None:
         self.feature = feature
@@ -87,6 +87,7 @@ class Telemetry:
         self._totals: dict[str, int] = {}
         self._lock = threading.Lock()
         self._timers: tuple[Observer, ...] = ()
+        self._timed: frozenset[str] = frozenset()  # what the timers want timed
         self._first: Callable[[], object] | None = None
 
     def add(self, observer: Observer) -> None:
@@ -94,15 +95,22 @@ class Telemetry:
         self._own = (*self._own, observer)
         self._version = -1
 
-    def keep_totals(self, timer: Observer, on_count: Callable[[], object] | None = None) -> None:
-        """Keep this instance's counts here, for :meth:`take_totals`; send timings to ``timer``.
+    def keep_totals(
+        self,
+        timer: Observer,
+        timings: frozenset[str] = frozenset({"load"}),
+        on_count: Callable[[], object] | None = None,
+    ) -> None:
+        """Keep this instance's counts here, for :meth:`take_totals`; send ``timings`` to ``timer``.
 
         This is the cheap way for a reader that sends counts at an interval (the fleet
-        statistics): a count is one addition under a lock, not a call per observer.
-        ``on_count`` is called at the next count (an asyncio reporter starts its task there).
+        statistics): a count is one addition under a lock, not a call per observer, and only
+        the ``timings`` it stores are measured for it. ``on_count`` is called at the next
+        count (an asyncio reporter starts its task there).
         """
         self._keeping = True
         self._timers = (*self._timers, timer)
+        self._timed = self._timed | timings
         self._first = on_count
 
     def on_next_count(self, callback: Callable[[], object]) -> None:
@@ -128,6 +136,10 @@ class Telemetry:
         """Whether anything listens: a caller may skip measuring a time when nothing does."""
         return bool(self._timers or self._observers())
 
+    def times(self, what: str) -> bool:
+        """Whether a timing of ``what`` is wanted (a caller reads no clock when it is not)."""
+        return what in self._timed or bool(self._observers())
+
     def count(self, counter: str, n: int = 1) -> None:
         """Report ``n`` more of ``counter``."""
         if self._keeping:
@@ -142,7 +154,8 @@ class Telemetry:
 
     def timing(self, what: str, seconds: float) -> None:
         """Report that ``what`` took ``seconds``."""
-        for observer in self._timers:
-            observer.timing(self.feature, self.name, what, seconds)
+        if what in self._timed:
+            for observer in self._timers:
+                observer.timing(self.feature, self.name, what, seconds)
         for observer in self._observers():
             observer.timing(self.feature, self.name, what, seconds)

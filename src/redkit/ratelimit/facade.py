@@ -53,22 +53,8 @@ def _flows(
     analytics: bool,
 ) -> tuple[Backend, RatelimitFlows, float | None]:
     backend = as_backend(redis)
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
-    ):
-        raise InvalidArgumentError(
-            f"timeout must be a number of seconds >= 0 or None, got {timeout!r}"
-        )
-    if isinstance(ephemeral_cache, EphemeralCache):
-        cache: EphemeralCache | None = ephemeral_cache
-    elif ephemeral_cache is True:
-        cache = EphemeralCache()
-    elif ephemeral_cache is False:
-        cache = None
-    else:
-        raise InvalidArgumentError(
-            f"ephemeral_cache must be True, False or an EphemeralCache, got {ephemeral_cache!r}"
-        )
+    check_timeout(timeout)
+    cache = ephemeral_cache_of(ephemeral_cache)
     if isinstance(limiter, (list, tuple)):
         limiter = MultiLimit.of(limiter)  # several limits, checked and charged together
     # Upstash asks that scripts read no clock (and their keys must not depend on one).
@@ -86,6 +72,37 @@ def _flows(
         analytics=Analytics(prefix) if analytics else None,
     )
     return backend, flows, float(timeout) if timeout else None
+
+
+def check_timeout(timeout: object) -> None:
+    """A limiter's ``timeout=`` checked: seconds >= 0 (0: no budget) or ``None``.
+
+    Raises:
+        InvalidArgumentError: for anything else.
+
+    """
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
+    ):
+        raise InvalidArgumentError(
+            f"timeout must be a number of seconds >= 0 or None, got {timeout!r}"
+        )
+
+
+def ephemeral_cache_of(ephemeral_cache: object) -> EphemeralCache | None:
+    """A limiter's ``ephemeral_cache=``: ``True`` (a new one), ``False`` (none) or one given.
+
+    Raises:
+        InvalidArgumentError: for anything else.
+
+    """
+    if isinstance(ephemeral_cache, EphemeralCache):
+        return ephemeral_cache
+    if ephemeral_cache is True or ephemeral_cache is False:
+        return EphemeralCache() if ephemeral_cache else None
+    raise InvalidArgumentError(
+        f"ephemeral_cache must be True, False or an EphemeralCache, got {ephemeral_cache!r}"
+    )
 
 
 def _trace(trace: TraceRecorder | None) -> TraceRecorder | None:

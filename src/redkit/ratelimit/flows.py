@@ -151,7 +151,8 @@ def _override(reply: Any) -> int | None:
         return None
 
 
-def _hours(hours: object) -> int:
+def check_hours(hours: object) -> int:
+    """``hours`` of an analytics query, checked: an int from 1 to the retention's 90 days."""
     # Upstash's readers look back at most 256 hours; a query past the retention finds nothing.
     if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= 24 * 90:
         raise InvalidArgumentError(f"hours must be an int from 1 to {24 * 90}, got {hours!r}")
@@ -450,7 +451,7 @@ class RatelimitFlows:
         against the deny list first. The outcome is reported to :attr:`telemetry`.
         """
         telemetry = self.telemetry
-        if not telemetry.active:  # nothing listens: no clock read, one count call
+        if not telemetry.times("decision"):  # nobody times it: no clock read, one count
             result = yield from self._decide(identifier, rate, ip, user_agent, country)
         else:
             started = time.perf_counter()
@@ -511,7 +512,7 @@ class RatelimitFlows:
         telemetry = self.telemetry
         started = time.perf_counter()
         results = yield from self._decide_many(identifiers, rate)
-        if telemetry.active:
+        if telemetry.times("decision"):
             telemetry.timing("decision", time.perf_counter() - started)
         for result in results:
             telemetry.count(outcome(result))
@@ -641,18 +642,17 @@ class RatelimitFlows:
 
     def usage(self, hours: int) -> Flow[Usage]:
         """Allowed, blocked and denied counts per identifier over the last ``hours``."""
-        return (yield from self._analytics_on().usage(self.wall_ms(), _hours(hours)))
+        return (yield from self._analytics_on().usage(self.wall_ms(), check_hours(hours)))
 
     def usage_over_time(self, hours: int) -> Flow[list[dict[str, int]]]:
         """The counts of each of the last ``hours``, oldest first."""
-        return (yield from self._analytics_on().usage_over_time(self.wall_ms(), _hours(hours)))
+        return (yield from self._analytics_on().usage_over_time(self.wall_ms(), check_hours(hours)))
 
     def top(self, count: int, hours: int) -> Flow[dict[str, list[tuple[str, int]]]]:
         """The most allowed and the most blocked identifiers over the last ``hours``."""
         analytics = self._analytics_on()
-        return (
-            yield from analytics.top(self.wall_ms(), _hours(hours), check_count(count, "count"))
-        )
+        checked = check_hours(hours), check_count(count, "count")
+        return (yield from analytics.top(self.wall_ms(), *checked))
 
     def has_pending(self) -> bool:
         """Whether counts made in this process wait to be sent (see :meth:`sync_local`)."""

@@ -26,8 +26,9 @@ from redkit.core.errors import NO_ANSWER, BackendError, InvalidArgumentError
 from redkit.core.flow import Flow, run_async, run_sync
 from redkit.core.ops import Command, ScriptCall
 from redkit.core.replies import as_int
+from redkit.ratelimit.analytics import Usage
 from redkit.ratelimit.ephemeral import EphemeralCache
-from redkit.ratelimit.facade import DEFAULT_TIMEOUT
+from redkit.ratelimit.facade import DEFAULT_TIMEOUT, check_timeout, ephemeral_cache_of
 from redkit.ratelimit.flows import DEFAULT_PREFIX, TimeoutPolicy
 from redkit.ratelimit.limiters import FixedWindow, SlidingWindow
 from redkit.ratelimit.regions import RegionAnswer, RegionsCore, Request
@@ -36,6 +37,8 @@ from redkit.ratelimit.result import RatelimitResult, Remaining
 __all__ = ["AsyncMultiRegionRatelimit", "MultiRegionRatelimit"]
 
 log = logging.getLogger("redkit.ratelimit")
+#: Threads per region (blocking class): the calls one region has under way at once.
+_WORKERS = 8
 
 
 def _one(op: ScriptCall | Command) -> Flow[Any]:
@@ -51,6 +54,7 @@ def _setup(
     on_timeout: TimeoutPolicy,
     ephemeral_cache: bool | EphemeralCache,
     clock: Clock | None,
+    analytics: bool,
 ) -> tuple[list[Backend], RegionsCore, float | None]:
     if isinstance(redis, (str, bytes)) or not isinstance(redis, Sequence) or not redis:
         raise InvalidArgumentError(
@@ -58,20 +62,8 @@ def _setup(
             f"got {type(redis).__name__}"
         )
     backends = [as_backend(region) for region in redis]
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
-    ):
-        raise InvalidArgumentError(
-            f"timeout must be a number of seconds >= 0 or None, got {timeout!r}"
-        )
-    if isinstance(ephemeral_cache, EphemeralCache):
-        cache: EphemeralCache | None = ephemeral_cache
-    elif ephemeral_cache is True or ephemeral_cache is False:
-        cache = EphemeralCache() if ephemeral_cache else None
-    else:
-        raise InvalidArgumentError(
-            f"ephemeral_cache must be True, False or an EphemeralCache, got {ephemeral_cache!r}"
-        )
+    check_timeout(timeout)
+    cache = ephemeral_cache_of(ephemeral_cache)
     core = RegionsCore(
         limiter,
         clusters=[backend.is_cluster for backend in backends],
@@ -79,6 +71,7 @@ def _setup(
         clock=clock or ClientClock(),
         ephemeral_cache=cache,
         on_timeout=on_timeout,
+        analytics=analytics,
     )
     return backends, core, float(timeout) if timeout else None
 
@@ -130,6 +123,8 @@ class MultiRegionRatelimit:
         ephemeral_cache: remember refused identifiers until their window ends and refuse them
             without a round trip: ``True``, ``False`` or a shared :class:`EphemeralCache`.
         clock: the clock naming the windows; this machine's by default (as the JS SDK).
+        analytics: count allowed and blocked requests per identifier and hour, in Upstash's
+            layout, in the first region (as the JS SDK); read with :meth:`get_usage`.
 
     Raises:
         InvalidArgumentError: for another algorithm, no regions, or a bad setting.
@@ -146,16 +141,21 @@ class MultiRegionRatelimit:
         on_timeout: TimeoutPolicy = "allow",
         ephemeral_cache: bool | EphemeralCache = True,
         clock: Clock | None = None,
+        analytics: bool = False,
     ) -> None:
         self._backends, self._core, self._timeout = _setup(
-            redis, limiter, prefix, timeout, on_timeout, ephemeral_cache, clock
+            redis, limiter, prefix, timeout, on_timeout, ephemeral_cache, clock, analytics
         )
         self._drivers: list[SyncDriver | None] = [None] * len(self._backends)
         self._lock = threading.Lock()
-        # Enough workers for a few decisions per region at once; more wait their turn.
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=4 * len(self._backends), thread_name_prefix="redkit-multiregion"
-        )
+        # A pool per region: a slow region's calls queue behind each other, never in front of
+        # a fast region's (one shared pool let a far region's backlog delay every decision).
+        self._pools = [
+            concurrent.futures.ThreadPoolExecutor(
+                max_workers=_WORKERS, thread_name_prefix=f"redkit-multiregion-{region}"
+            )
+            for region in range(len(self._backends))
+        ]
         #: Background work under way: the regions' writes and the catch-up (``len()``).
         self.pending = _Pending()
 
@@ -176,6 +176,9 @@ class MultiRegionRatelimit:
 
     def _execute(self, region: int, op: ScriptCall | Command) -> Any:
         return run_sync(_one(op), self._driver(region))
+
+    def _submit(self, region: int, op: ScriptCall | Command) -> concurrent.futures.Future[Any]:
+        return self._pools[region].submit(self._execute, region, op)
 
     def _first(self, futures: list[concurrent.futures.Future[Any]]) -> tuple[int, Any] | None:
         """The first region's reply, waiting at most the timeout; ``None`` if none answered."""
@@ -204,7 +207,7 @@ class MultiRegionRatelimit:
         core = self._core
         self.pending.add()
         futures = [
-            self._pool.submit(self._execute, region, core.call(request, region))
+            self._submit(region, core.call(request, region))
             for region in range(len(self._backends))
         ]
         left = [len(futures)]
@@ -221,8 +224,9 @@ class MultiRegionRatelimit:
                 ]
                 for region, call in core.merges(request, answers):
                     self.pending.add()
-                    merge = self._pool.submit(self._execute, region, call)
+                    merge = self._submit(region, call)
                     merge.add_done_callback(self._merged)
+                self._send_analytics()
             finally:
                 self.pending.finish()
 
@@ -236,6 +240,33 @@ class MultiRegionRatelimit:
             log.warning("multi-region catch-up not written to a region: %s", error)
         self.pending.finish()
 
+    def _send_analytics(self) -> None:
+        """Send the counted events to the first region in the background (if any wait)."""
+        flow = self._core.analytics_flush()
+        if flow is None:
+            return
+        self.pending.add()
+        sent = self._pools[0].submit(run_sync, flow, self._driver(0))
+        sent.add_done_callback(self._analytics_sent)
+
+    def _analytics_sent(self, future: concurrent.futures.Future[Any]) -> None:
+        error = future.exception()
+        if error is not None:  # the events were put back: the next send retries them
+            log.warning("multi-region analytics not written: %s", error)
+        self.pending.finish()
+
+    def get_usage(self, hours: int = 24) -> Usage:
+        """Allowed and blocked counts per identifier over the last ``hours`` (first region)."""
+        return run_sync(self._core.usage(hours), self._driver(0))
+
+    def get_usage_over_time(self, hours: int = 24) -> list[dict[str, int]]:
+        """The counts of each of the last ``hours``, oldest first (first region)."""
+        return run_sync(self._core.usage_over_time(hours), self._driver(0))
+
+    def get_top(self, count: int = 5, hours: int = 24) -> dict[str, list[tuple[str, int]]]:
+        """The ``count`` most allowed and most blocked identifiers over the last ``hours``."""
+        return run_sync(self._core.top(count, hours), self._driver(0))
+
     def limit(self, identifier: str | int, rate: int = 1) -> RatelimitResult:
         """Decide one request of cost ``rate`` (negative refunds, 0 peeks) for ``identifier``."""
         core = self._core
@@ -243,11 +274,11 @@ class MultiRegionRatelimit:
         local_now = time.monotonic() * 1000
         cached = core.cached(request, local_now)
         if cached is not None:
-            return cached
+            return core.tally(identifier, cached)
         first = self._first(self._send(request))
         if first is None:
             return core.timeout_result()
-        return core.settle(request, core.answer(first[1]), local_now)
+        return core.tally(identifier, core.settle(request, core.answer(first[1]), local_now))
 
     def get_remaining(self, identifier: str | int) -> Remaining:
         """What ``identifier`` has left now, per the first region to answer; consumes nothing.
@@ -259,7 +290,7 @@ class MultiRegionRatelimit:
         core = self._core
         request = core.request(identifier, 0)
         futures = [
-            self._pool.submit(self._execute, region, core.call(request, region))
+            self._submit(region, core.call(request, region))
             for region in range(len(self._backends))
         ]
         first = self._first(futures)
@@ -296,7 +327,7 @@ class MultiRegionRatelimit:
         self.flush()
         core = self._core
         futures = [
-            self._pool.submit(self._execute, region, core.reset_command(identifier, region))
+            self._submit(region, core.reset_command(identifier, region))
             for region in range(len(self._backends))
         ]
         core.unblock(identifier)
@@ -311,13 +342,18 @@ class MultiRegionRatelimit:
         return deleted
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait for the pending writes and catch-up (at most ``timeout`` s); True when done."""
+        """Wait for the pending writes, catch-up and analytics (at most ``timeout`` s).
+
+        Returns True when all were done in time.
+        """
+        self._send_analytics()  # the events no decision's background work sent yet
         return self.pending.wait(timeout)
 
     def close(self) -> None:
         """Wait for the pending work, then stop the worker threads."""
         self.flush()
-        self._pool.shutdown(wait=True)
+        for pool in self._pools:
+            pool.shutdown(wait=True)
 
     def __enter__(self) -> MultiRegionRatelimit:
         return self
@@ -340,6 +376,7 @@ class AsyncMultiRegionRatelimit:
         on_timeout: ``"allow"`` (the default) or ``"deny"``.
         ephemeral_cache: as for :class:`MultiRegionRatelimit`.
         clock: the clock naming the windows; this machine's by default.
+        analytics: as for :class:`MultiRegionRatelimit`.
 
     Raises:
         InvalidArgumentError: for another algorithm, no regions, or a bad setting.
@@ -356,9 +393,10 @@ class AsyncMultiRegionRatelimit:
         on_timeout: TimeoutPolicy = "allow",
         ephemeral_cache: bool | EphemeralCache = True,
         clock: Clock | None = None,
+        analytics: bool = False,
     ) -> None:
         self._backends, self._core, self._timeout = _setup(
-            redis, limiter, prefix, timeout, on_timeout, ephemeral_cache, clock
+            redis, limiter, prefix, timeout, on_timeout, ephemeral_cache, clock, analytics
         )
         #: The background tasks under way: the regions' writes and the catch-up.
         self.pending: set[asyncio.Task[None]] = set()
@@ -409,6 +447,28 @@ class AsyncMultiRegionRatelimit:
         for result in results:
             if isinstance(result, BaseException):
                 log.warning("multi-region catch-up not written to a region: %s", result)
+        await self._send_analytics()
+
+    async def _send_analytics(self) -> None:
+        flow = self._core.analytics_flush()
+        if flow is None:
+            return
+        try:
+            await run_async(flow, self._driver(0))
+        except Exception as exc:  # the events were put back: the next send retries them
+            log.warning("multi-region analytics not written: %s", exc)
+
+    async def get_usage(self, hours: int = 24) -> Usage:
+        """Allowed and blocked counts per identifier over the last ``hours`` (first region)."""
+        return await run_async(self._core.usage(hours), self._driver(0))
+
+    async def get_usage_over_time(self, hours: int = 24) -> list[dict[str, int]]:
+        """The counts of each of the last ``hours``, oldest first (first region)."""
+        return await run_async(self._core.usage_over_time(hours), self._driver(0))
+
+    async def get_top(self, count: int = 5, hours: int = 24) -> dict[str, list[tuple[str, int]]]:
+        """The ``count`` most allowed and most blocked identifiers over the last ``hours``."""
+        return await run_async(self._core.top(count, hours), self._driver(0))
 
     def _track(self, task: asyncio.Task[None]) -> None:
         self.pending.add(task)
@@ -421,7 +481,7 @@ class AsyncMultiRegionRatelimit:
         local_now = time.monotonic() * 1000
         cached = core.cached(request, local_now)
         if cached is not None:
-            return cached
+            return core.tally(identifier, cached)
         tasks = [
             asyncio.create_task(self._execute(region, core.call(request, region)))
             for region in range(len(self._backends))
@@ -430,7 +490,7 @@ class AsyncMultiRegionRatelimit:
         first = await self._first(tasks)
         if first is None:
             return core.timeout_result()
-        return core.settle(request, core.answer(first[1]), local_now)
+        return core.tally(identifier, core.settle(request, core.answer(first[1]), local_now))
 
     async def get_remaining(self, identifier: str | int) -> Remaining:
         """What ``identifier`` has left now, per the first region to answer; consumes nothing.
@@ -497,13 +557,14 @@ class AsyncMultiRegionRatelimit:
         return deleted
 
     async def flush(self) -> None:
-        """Wait for the pending writes and catch-up of this event loop."""
+        """Wait for the pending writes, catch-up and analytics of this event loop."""
         loop = asyncio.get_running_loop()
         while True:
             mine = [task for task in self.pending if task.get_loop() is loop]
             if not mine:
-                return
+                break
             await asyncio.gather(*mine, return_exceptions=True)
+        await self._send_analytics()  # the events no decision's background work sent yet
 
     async def aclose(self) -> None:
         """Wait for the pending work (the connections stay open: they are the caller's)."""

@@ -20,16 +20,19 @@ from typing import Any
 from redkit.core import keys
 from redkit.core.clock import Clock
 from redkit.core.errors import InvalidArgumentError
+from redkit.core.flow import Flow
 from redkit.core.ops import ScriptCall, command
 from redkit.core.replies import as_int, as_text
 from redkit.core.scripts import load_script
+from redkit.ratelimit.analytics import Analytics, Usage
 from redkit.ratelimit.ephemeral import EphemeralCache
-from redkit.ratelimit.flows import TimeoutPolicy, identifier_part
+from redkit.ratelimit.flows import TimeoutPolicy, check_hours, identifier_part
 from redkit.ratelimit.limiters import (
     MAX_TOKENS,
     CachedFixedWindow,
     FixedWindow,
     SlidingWindow,
+    check_count,
 )
 from redkit.ratelimit.result import RatelimitResult, Remaining
 from redkit.ratelimit.scripts import multiregion_args, multiregion_merge_args
@@ -91,6 +94,7 @@ class RegionsCore:
         clock: Clock,
         ephemeral_cache: EphemeralCache | None,
         on_timeout: TimeoutPolicy,
+        analytics: bool = False,
     ) -> None:
         # CachedFixedWindow counts locally: the regions would never see its requests.
         if type(limiter) not in (FixedWindow, SlidingWindow) or isinstance(
@@ -115,6 +119,8 @@ class RegionsCore:
         self.clock = clock
         self.blocks = ephemeral_cache
         self.on_timeout: TimeoutPolicy = on_timeout
+        #: Counted here, sent to the first region (as the JS SDK's ``redis[0]``).
+        self.analytics = Analytics(self.prefix) if analytics else None
         window = limiter.window_ms
         self.window = window
         #: A window hash's TTL from its first write (ms).
@@ -191,6 +197,38 @@ class RegionsCore:
             return None
         retry = (block.until - local_now) / 1000
         return RatelimitResult(False, self.limiter.limit, 0, block.reset, retry, "cacheBlock")
+
+    # -- analytics ---------------------------------------------------------------------------
+
+    def tally(self, identifier: str | int, result: RatelimitResult) -> RatelimitResult:
+        """Count a decision in the analytics (a timeout's answer is no decision)."""
+        if self.analytics is not None and result.reason != "timeout":
+            self.analytics.count(str(identifier), result.success, self.clock.now_ms())
+        return result
+
+    def analytics_flush(self) -> Flow[None] | None:
+        """The flow sending the counted events to the first region, if any wait."""
+        if self.analytics is None or not self.analytics.has_pending():
+            return None
+        return self.analytics.flush(self.clock.now_ms())
+
+    def _analytics_on(self) -> Analytics:
+        if self.analytics is None:
+            raise InvalidArgumentError("analytics are off: create the limiter with analytics=True")
+        return self.analytics
+
+    def usage(self, hours: int) -> Flow[Usage]:
+        """Allowed and blocked counts per identifier over the last ``hours`` (first region)."""
+        return self._analytics_on().usage(self.clock.now_ms(), check_hours(hours))
+
+    def usage_over_time(self, hours: int) -> Flow[list[dict[str, int]]]:
+        """The counts of each of the last ``hours``, oldest first (first region)."""
+        return self._analytics_on().usage_over_time(self.clock.now_ms(), check_hours(hours))
+
+    def top(self, count: int, hours: int) -> Flow[dict[str, list[tuple[str, int]]]]:
+        """The most allowed and the most blocked identifiers over the last ``hours``."""
+        analytics = self._analytics_on()
+        return analytics.top(self.clock.now_ms(), check_hours(hours), check_count(count, "count"))
 
     def timeout_result(self) -> RatelimitResult:
         """The answer when no region answered in time: per the ``on_timeout`` policy."""
