@@ -146,9 +146,10 @@ class Telemetry:
             with self._lock:
                 totals = self._totals  # read under the lock: a take swaps it
                 totals[counter] = totals.get(counter, 0) + n
-            if self._first is not None:
-                first, self._first = self._first, None
-                first()
+            first = self._first  # read once: another thread may clear it meanwhile
+            if first is not None:
+                self._first = None
+                first()  # two threads may both call it: the callbacks are idempotent
         for observer in self._observers():
             observer.count(self.feature, self.name, counter, n)
 
