@@ -30,11 +30,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import harness
+from observe import Row  # the same rows: what runs, what it measured
 
 from redkit import AsyncRatelimit, FixedWindow, Ratelimit
 from redkit.drivers.embedded import EmbeddedRedis
@@ -121,22 +121,6 @@ def lag_part(calls: int, lags: tuple[int, ...]) -> str:
         for server in servers:
             server.stop()
     return "\n".join(lines)
-
-
-@dataclass
-class Row:
-    """One benchmark row: what it runs and what it measured."""
-
-    section: str
-    name: str
-    mode: str
-    reference: bool
-    op: Any
-    sync: bool
-    rates: list[float] = field(default_factory=list)
-    ratios: list[float] = field(default_factory=list)
-    commands: str = ""
-    note: str = ""
 
 
 def speed_part(rounds: int, seconds: float) -> str:
