@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio
 import redis.asyncio.cluster
 from redis import exceptions as rx
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from redkit.core.errors import BackendError, BackendTimeout, BackendUnavailable
 from redkit.core.ops import Command, RedisOp, ScriptCall

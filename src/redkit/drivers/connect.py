@@ -17,13 +17,14 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
@@ -210,13 +211,13 @@ class Connection:
             url = self._client_url
             driver = RedisDriver(
                 lambda: redis.cluster.RedisCluster.from_url(
-                    url, retry=_cluster_retry(timeout), **options
+                    url, retry=_cluster_retry(timeout, Retry), **options
                 ),
                 is_cluster=True,
             )
         else:
             driver = RedisDriver(
-                redis.Redis.from_url(self._client_url, retry=_standalone_retry(), **options),
+                redis.Redis.from_url(self._client_url, retry=_standalone_retry(Retry), **options),
                 shared=self.autopipeline,
             )
         return driver
@@ -230,7 +231,10 @@ class Connection:
             settings = dict(options)
             most = settings.pop("max_connections", DEFAULT_ASYNC_CONNECTIONS)
             client = redis.asyncio.cluster.RedisCluster.from_url(
-                self._client_url, retry=_cluster_retry(timeout), max_connections=most, **settings
+                self._client_url,
+                retry=_cluster_retry(timeout, AsyncRetry),
+                max_connections=most,
+                **settings,
             )
             seconds = options["socket_timeout"]
             driver = AsyncRedisDriver(
@@ -255,7 +259,7 @@ class Connection:
             client = redis.asyncio.Redis.from_url(
                 self._client_url,
                 max_connections=most,
-                retry=_standalone_retry(),
+                retry=_standalone_retry(AsyncRetry),
                 **settings,
             )
             driver = AsyncRedisDriver(
@@ -324,20 +328,24 @@ class Connection:
         await self.aclose()
 
 
-def _standalone_retry() -> Retry:
+_R = TypeVar("_R", Retry, AsyncRetry)
+
+
+def _standalone_retry(kind: type[_R]) -> _R:
     # One quick reconnect when a pooled connection turns out dead; never a retry after a
-    # timeout, which would double the wait and could apply a write twice.
-    return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+    # timeout, which would double the wait and could apply a write twice. ``kind`` is
+    # redis-py's asyncio Retry for an asyncio client (it warns about a blocking one).
+    return kind(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
 
-def _cluster_retry(timeout: float | None) -> Retry:
+def _cluster_retry(timeout: float | None, kind: type[_R]) -> _R:
     # A cluster retries to follow topology changes (failover, resharding); keep that short.
     # redis-py's cluster client retries timeouts too, whatever the Retry says, and a retry
     # re-sends the command: so a caller with a time budget gets no retries at all (a moved
     # slot is still followed: redirections are not retries).
     if timeout is not None:
-        return Retry(NoBackoff(), 0)
-    return Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
+        return kind(NoBackoff(), 0)
+    return kind(ExponentialBackoff(cap=0.5, base=0.05), 2)
 
 
 def _is_http(url: object) -> bool:
