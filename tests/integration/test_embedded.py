@@ -165,6 +165,19 @@ def test_server_by_name_or_by_path() -> None:
     assert EmbeddedRedis(binary=redis_binary).binary == redis_binary
 
 
+def test_a_relative_path_starts_the_server_it_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The server runs in a directory of its own: a path relative to here is made absolute.
+    real = find_redis_server()
+    monkeypatch.chdir(os.path.dirname(real))
+    relative = os.path.join(os.curdir, os.path.basename(real))
+    for server in (EmbeddedRedis(server=relative), EmbeddedRedis(binary=relative)):
+        assert server.binary == real
+        with server, server.client() as client:
+            assert client.ping()
+    monkeypatch.setenv("REDKIT_REDIS_SERVER", relative)
+    assert find_redis_server() == real  # handed on to child processes, wherever they run
+
+
 def test_server_asked_for_badly_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match=r"one of 'redis', 'valkey' or the path"):
         EmbeddedRedis(server="memcached")

