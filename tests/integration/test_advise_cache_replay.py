@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from redkit.advise.cache_sim import CacheSimulation, resource_of
+from redkit.advise.cache_sim import ENTRY_OVERHEAD_BYTES, CacheSimulation, resource_of
 from redkit.advise.trace import Op, Trace
 from redkit.cache import AsyncCache, Cache
 from redkit.core.clock import ServerClock, VirtualClock
@@ -105,6 +105,31 @@ def test_the_real_cache_hits_and_misses_read_for_read_as_simulated(backend: Back
 #: The real seconds the maxmemory replay takes: Redis's LRU clock ticks in whole seconds, so a
 #: replay squeezed into one or two leaves its sampling only ties to choose among.
 PACE_S = 20.0
+#: Entries stored to weigh the server's bytes against the model's (see _server_bytes_per_byte).
+CALIBRATION_ENTRIES = 1000
+
+
+def _server_bytes_per_byte(cache: Cache, admin: Any, trace: Trace) -> float:
+    """This server's memory for an entry over the model's, on entries of the trace's own sizes.
+
+    The model counts a value, its key and :data:`ENTRY_OVERHEAD_BYTES` (Redis 6.2 with libc's
+    malloc); a jemalloc build (Debian's Redis 7) or Valkey spends other bytes on the same
+    entries. The budget handed to ``maxmemory`` is the model's scaled by this, so the test
+    weighs the eviction model, not the allocator. The entries are deleted again.
+    """
+    sizes: dict[str, int] = {}
+    for request in trace.requests():
+        assert request.size is not None
+        sizes.setdefault(request.key, request.size)
+        if len(sizes) == CALIBRATION_ENTRIES:
+            break
+    before = int(admin.info("memory")["used_memory"])
+    for key, size in sizes.items():
+        cache.set(key, "x" * (size - 2))
+    taken = int(admin.info("memory")["used_memory"]) - before
+    assert cache.delete(*sizes) == len(sizes)
+    modelled = sum(size + ENTRY_OVERHEAD_BYTES + len(key.encode()) for key, size in sizes.items())
+    return taken / modelled
 
 
 @pytest.mark.slow
@@ -125,8 +150,9 @@ def test_with_maxmemory_and_allkeys_lru_the_hit_ratio_is_within_two_points_of_th
             # No lease: its keys (and the write fences) are not entries and would take memory.
             cache = Cache(conn, default_ttl=ttl_s, early_refresh=None, lease=None)
             cache.get("warm-up")  # the connection and the namespace read: part of the baseline
+            scale = _server_bytes_per_byte(cache, admin, trace)
             baseline = int(admin.info("memory")["used_memory"])
-            admin.config_set("maxmemory", baseline + budget)
+            admin.config_set("maxmemory", baseline + int(budget * scale))
             admin.config_set("maxmemory-policy", "allkeys-lru")
             admin.config_set("maxmemory-samples", 10)  # Redis's default is 5
             hits = reads = 0
@@ -147,7 +173,8 @@ def test_with_maxmemory_and_allkeys_lru_the_hit_ratio_is_within_two_points_of_th
             conn.close()
     measured = hits / reads
     print(
-        f"allkeys-lru at {budget} B: measured {measured:.4f}, predicted {predicted.hit_ratio:.4f}"
+        f"allkeys-lru at {budget} B (x {scale:.3f} on this server): measured {measured:.4f}, "
+        f"predicted {predicted.hit_ratio:.4f}"
     )
     assert evicted > 500  # the budget does evict, a lot
     assert measured < unbounded.hit_ratio - 0.1
