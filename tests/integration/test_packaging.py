@@ -3,6 +3,7 @@ and the wheel, installed into a clean virtual environment, runs (its Lua scripts
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tarfile
@@ -57,9 +58,12 @@ def test_the_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
+    # Not the caller's PYTHONPATH: with PYTHONPATH=src the build's src/redkit.egg-info reads as
+    # redkit installed already, and pip skips the wheel.
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run(
         [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel],
-        check=True, capture_output=True, timeout=300,
+        check=True, capture_output=True, timeout=300, env=clean,
     )  # fmt: skip
     used = subprocess.run(
         [python, "-c", USE_IT],
