@@ -60,7 +60,8 @@ Expiry and invalidation are applied here, not by libCacheSim (whose build on PyP
 ``ttl`` on requests): an entry leaves the cache at its expiry (Redis's active expiry reclaims
 expired keys soon after they expire) or at a write to its resource. Sizes are bytes of Redis
 memory: the value and :data:`ENTRY_OVERHEAD_BYTES` plus the key's length per entry (measured
-with ``INFO memory`` on Redis 6.2 and 7: key, envelope, dict entries, allocator rounding).
+with ``INFO memory`` on Redis 6.2 with libc's malloc: key, envelope, dict entries, allocator
+rounding; a jemalloc build, as Debian's Redis 7.0, takes about 10% more, docs/servers.md).
 Traces of more than :data:`EXACT_READS` reads are sampled by key (SHARDS, Waldspurger et al.,
 FAST 2015: keep the keys whose hash falls under a rate, scale the budget by it, and count out
 of the hits the reads the sample holds beyond its expected share, "SHARDS-adj": on Zipf traffic
