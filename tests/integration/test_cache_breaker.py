@@ -137,6 +137,9 @@ def test_a_trial_left_by_a_base_exception_ends(server: Any, loop_thread: LoopThr
         raise Interrupted
 
     with owned_backend(server.url, "sync", loop_thread) as backend:
+        # Connected first (a cluster client learns the topology on first use): the signal
+        # must land in the blocked read, not in setup code that may swallow it.
+        assert backend.conn.sync_driver().execute(command("EXISTS", "empty")) == 0
         driver = guarded(backend, half_open(Breaker()))
         previous = signal.signal(signal.SIGALRM, interrupt)
         try:
