@@ -187,7 +187,7 @@ async def test_async_sliding_window_decides_and_converges(regions: list[Embedded
     # first answer decides, so 4 or 6 are admitted depending on who answered.
     admitted = sum(r.success for r in results)
     assert admitted in (4, 5, 6)
-    await limiter.aclose()
+    await limiter.close()
     assert not limiter.pending
     for conn in conns:
         await conn.aclose()
@@ -218,7 +218,7 @@ async def test_async_fixed_window_keys_and_convergence(regions: list[EmbeddedRed
     assert len(hashes[0]) == 8
     assert all(h == hashes[0] for h in hashes)
     assert await limiter.reset("erin") == 3
-    await limiter.aclose()
+    await limiter.close()
     for conn in conns:
         await conn.aclose()
 
@@ -288,7 +288,7 @@ async def test_async_no_region_answering_is_the_timeout_policy(
     finally:
         for server in regions:
             _thawed(server)
-        await limiter.aclose()
+        await limiter.close()
         for conn in conns:
             await conn.aclose()
 
@@ -311,7 +311,7 @@ async def test_async_one_silent_region_still_decides_at_once(
         await limiter.flush()
     finally:
         _thawed(regions[0])
-        await limiter.aclose()
+        await limiter.close()
         for conn in conns:
             await conn.aclose()
 

@@ -137,7 +137,7 @@ def test_async_sliding_window_on_cluster_regions_converges(
                 results.append(await limiter.limit("bo"))
                 await limiter.flush()
             assert sum(r.success for r in results) == 8  # 10 - 2 for the previous window
-            await limiter.aclose()
+            await limiter.close()
             hashes = _hashes(regions, prefix, "bo", bucket)
             assert len(hashes[0]) == 8
             assert all(h == hashes[0] for h in hashes)
@@ -218,7 +218,7 @@ def test_async_analytics_on_a_standalone_or_rest_first_region(
                 await limiter.limit("di")
                 await limiter.flush()
             assert await limiter.get_usage() == {"di": {"allowed": 3, "blocked": 2, "denied": 0}}
-            await limiter.aclose()
+            await limiter.close()
         finally:
             for conn in conns:
                 await conn.aclose()

@@ -124,7 +124,7 @@ def py_limit(
                 await rl.flush()
             return answers
         finally:
-            await rl.aclose()
+            await rl.close()
             for conn in conns:
                 await conn.aclose()
 

@@ -122,7 +122,7 @@ def test_async_far_regions_cost_a_decision_nothing_and_converge(
                 results.append(await limiter.limit("lea"))
                 slowest = max(slowest, time.monotonic() - asked)
             assert limiter.pending
-            await limiter.aclose()
+            await limiter.close()
             _check(servers, f"{prefix}:lea:{NOW_MS // MINUTE}", results, slowest)
         finally:
             for conn in conns:

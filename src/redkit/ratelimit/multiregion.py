@@ -4,7 +4,7 @@ Every decision is sent to every region at once. The caller gets the first region
 goes on; the other regions' writes continue in the background, and once all regions have
 answered, those that lack some of the window's request ids get them
 (:meth:`~redkit.ratelimit.regions.RegionsCore.merges`). That work is :attr:`pending`;
-``flush()`` (``await flush()``) waits for it, ``close()`` / ``aclose()`` too.
+``flush()`` (``await flush()``) waits for it, ``close()`` (``await close()``) too.
 
 Keys and fields are ``@upstash/ratelimit``'s ``MultiRegionRatelimit``'s (docs/multiregion.md).
 """
@@ -366,7 +366,7 @@ class AsyncMultiRegionRatelimit:
     """A rate limiter over several regions' Redis, for asyncio: as :class:`MultiRegionRatelimit`.
 
     The regions are asked in tasks; the first to answer decides; the rest run on as
-    :attr:`pending` tasks, which :meth:`flush` and :meth:`aclose` await.
+    :attr:`pending` tasks, which :meth:`flush` and :meth:`close` await.
 
     Args:
         redis: the regions, as for :class:`MultiRegionRatelimit`.
@@ -566,6 +566,6 @@ class AsyncMultiRegionRatelimit:
             await asyncio.gather(*mine, return_exceptions=True)
         await self._send_analytics()  # the events no decision's background work sent yet
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         """Wait for the pending work (the connections stay open: they are the caller's)."""
         await self.flush()
