@@ -556,15 +556,24 @@ class AsyncMultiRegionRatelimit:
             deleted += as_int(result)
         return deleted
 
-    async def flush(self) -> None:
-        """Wait for the pending writes, catch-up and analytics of this event loop."""
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait for this loop's pending writes, catch-up and analytics (at most ``timeout`` s).
+
+        Returns True when all were done in time. Only the waiting ends at the timeout (or when
+        the caller is cancelled): the background work goes on.
+        """
         loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        # The events no decision's background work sent yet.
+        self._track(asyncio.create_task(self._send_analytics()))
         while True:
             mine = [task for task in self.pending if task.get_loop() is loop]
             if not mine:
-                break
-            await asyncio.gather(*mine, return_exceptions=True)
-        await self._send_analytics()  # the events no decision's background work sent yet
+                return True
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            _, waiting = await asyncio.wait(mine, timeout=left)
+            if waiting:
+                return False
 
     async def close(self) -> None:
         """Wait for the pending work (the connections stay open: they are the caller's)."""
