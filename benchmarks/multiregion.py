@@ -164,7 +164,7 @@ def speed_part(rounds: int, seconds: float) -> str:
         harness.bracketed_rounds(rows, rounds, run, "multiregion")
     finally:
         multi.close()
-        loop.run_until_complete(async_multi.aclose())
+        loop.run_until_complete(async_multi.close())
         single.close()
         loop.run_until_complete(async_single.close())
         for conn in conns:

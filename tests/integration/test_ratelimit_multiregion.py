@@ -31,6 +31,7 @@ from redkit.ratelimit import (
     TokenBucket,
 )
 from redkit.ratelimit.multiregion import _WORKERS
+from redkit.ratelimit.result import COMPLETED
 from support.multiregion_worker import hammer
 
 NOW_MS = 1_700_000_040_000  # a window boundary of every window used below
@@ -147,6 +148,7 @@ def test_refunds_peeks_reset_and_the_ephemeral_cache(
         cached = limiter.limit("bob")
         assert not cached.success
         assert cached.reason == "cacheBlock"
+        assert cached.pending is COMPLETED  # answered from memory: nothing to write
         assert limiter.limit("bob", -2).success  # a refund: a field of negative cost
         limiter.flush(10)
         assert limiter.limit("bob", 0).remaining == 2  # a peek writes nothing
@@ -187,7 +189,7 @@ async def test_async_sliding_window_decides_and_converges(regions: list[Embedded
     # first answer decides, so 4 or 6 are admitted depending on who answered.
     admitted = sum(r.success for r in results)
     assert admitted in (4, 5, 6)
-    await limiter.aclose()
+    await limiter.close()
     assert not limiter.pending
     for conn in conns:
         await conn.aclose()
@@ -218,7 +220,7 @@ async def test_async_fixed_window_keys_and_convergence(regions: list[EmbeddedRed
     assert len(hashes[0]) == 8
     assert all(h == hashes[0] for h in hashes)
     assert await limiter.reset("erin") == 3
-    await limiter.aclose()
+    await limiter.close()
     for conn in conns:
         await conn.aclose()
 
@@ -285,10 +287,90 @@ async def test_async_no_region_answering_is_the_timeout_policy(
         assert not result.success
         assert result.reason == "timeout"
         assert time.monotonic() - started < 1.0
+        # The writes still under way: they end by the connections' timeout.
+        assert result.pending is not COMPLETED
+        await asyncio.wait_for(result.pending, 10)
     finally:
         for server in regions:
             _thawed(server)
-        await limiter.aclose()
+        await limiter.close()
+        for conn in conns:
+            await conn.aclose()
+
+
+def _fields_in(regions: list[EmbeddedRedis], key: str) -> list[int]:
+    counts = []
+    for server in regions:
+        with server.client() as client:
+            counts.append(client.hlen(key))
+    return counts
+
+
+def test_with_a_silent_region_a_decisions_pending_still_completes(
+    regions: list[EmbeddedRedis], conns: list[Connection]
+) -> None:
+    prefix = _prefix()
+    with MultiRegionRatelimit(
+        conns, FixedWindow(5, "1 m"), prefix=prefix, timeout=0.5, clock=VirtualClock(NOW_MS)
+    ) as limiter:
+        assert limiter.limit("nia").pending.wait(10)  # connections made before the freeze
+        _frozen(regions[1])
+        try:
+            result = limiter.limit("nia")
+            assert result.success
+            assert result.reason is None  # the others decided
+            returned = time.monotonic()
+            assert result.pending.wait(10)  # the silent region's call failed by its timeout
+            assert time.monotonic() - returned < 5.0
+            key = f"{prefix}:nia:{NOW_MS // MINUTE}"
+            assert _fields_in([regions[0], regions[2]], key) == [2, 2]
+        finally:
+            _thawed(regions[1])
+
+
+def test_no_region_answering_the_timeouts_pending_is_the_writes_under_way(
+    regions: list[EmbeddedRedis], conns: list[Connection]
+) -> None:
+    with MultiRegionRatelimit(conns, FixedWindow(5, "1 m"), prefix=_prefix(), timeout=0.3) as rl:
+        assert rl.limit("olga").pending.wait(10)
+        for server in regions:
+            _frozen(server)
+        try:
+            result = rl.limit("olga")
+            assert result.reason == "timeout"
+            assert result.success  # on_timeout="allow"
+            assert result.pending is not COMPLETED
+            assert result.pending.wait(10)
+        finally:
+            for server in regions:
+                _thawed(server)
+
+
+@in_loop
+async def test_async_with_a_silent_region_a_decisions_pending_still_completes(
+    regions: list[EmbeddedRedis],
+) -> None:
+    conns = [server.connect() for server in regions]
+    prefix = _prefix()
+    limiter = AsyncMultiRegionRatelimit(
+        conns, SlidingWindow(5, "1 m"), prefix=prefix, timeout=0.5, clock=VirtualClock(NOW_MS)
+    )
+    try:
+        await (await limiter.limit("pat")).pending
+        _frozen(regions[0])
+        try:
+            result = await limiter.limit("pat")
+            assert result.success
+            assert result.reason is None
+            returned = time.monotonic()
+            await asyncio.wait_for(result.pending, 10)
+            assert time.monotonic() - returned < 5.0
+            key = f"{prefix}:pat:{NOW_MS // MINUTE}"
+            assert _fields_in(regions[1:], key) == [2, 2]
+        finally:
+            _thawed(regions[0])
+    finally:
+        await limiter.close()
         for conn in conns:
             await conn.aclose()
 
@@ -308,10 +390,12 @@ async def test_async_one_silent_region_still_decides_at_once(
         results = [await limiter.limit("hal") for _ in range(5)]
         assert all(r.success and r.reason is None for r in results)
         assert time.monotonic() - started < 1.0
-        await limiter.flush()
+        # The silent region's last call waits for its 0.5 s timeout: not done yet.
+        assert not await limiter.flush(0)
+        assert await limiter.flush(10)  # waiting stopped, the work went on
     finally:
         _thawed(regions[0])
-        await limiter.aclose()
+        await limiter.close()
         for conn in conns:
             await conn.aclose()
 

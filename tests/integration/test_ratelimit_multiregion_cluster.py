@@ -94,9 +94,12 @@ def test_cluster_regions_decide_converge_and_reset(
             clock=VirtualClock(NOW_MS),
         ) as limiter:  # fmt: skip
             results = []
-            for _ in range(7):
+            for _ in range(7):  # each decision's writes waited for, as a JS handler's pending
                 results.append(limiter.limit("ann"))
-                assert limiter.flush(10)
+                assert results[-1].pending.wait(10)
+                assert len(_hashes(regions, prefix, "ann", NOW_MS // MINUTE)[1]) == min(
+                    len(results), 5
+                ), "the handle completes once every region holds the request"
             assert [r.success for r in results] == [True] * 5 + [False] * 2
             assert [r.remaining for r in results[:5]] == [4, 3, 2, 1, 0]
             hashes = _hashes(regions, prefix, "ann", NOW_MS // MINUTE)
@@ -135,9 +138,11 @@ def test_async_sliding_window_on_cluster_regions_converges(
             results = []
             for _ in range(12):  # one at a time: each region admits the same 8
                 results.append(await limiter.limit("bo"))
-                await limiter.flush()
+                await results[-1].pending
+                counts = [len(h) for h in _hashes(regions, prefix, "bo", bucket)]
+                assert counts == [sum(r.success for r in results)] * 3
             assert sum(r.success for r in results) == 8  # 10 - 2 for the previous window
-            await limiter.aclose()
+            await limiter.close()
             hashes = _hashes(regions, prefix, "bo", bucket)
             assert len(hashes[0]) == 8
             assert all(h == hashes[0] for h in hashes)
@@ -180,11 +185,14 @@ def test_analytics_go_to_the_first_region_in_upstashs_layout(
             analytics=True,
         ) as limiter:  # fmt: skip
             for _ in range(3):
-                assert limiter.limit("cy").success
-                assert limiter.flush(10)
+                allowed = limiter.limit("cy")
+                assert allowed.success
+                assert allowed.pending.wait(10)
             assert limiter.limit("cy").reason is None  # refused by the regions
-            assert limiter.limit("cy").reason == "cacheBlock"  # refused from memory: counted too
-            assert limiter.flush(10)
+            cached = limiter.limit("cy")
+            assert cached.reason == "cacheBlock"  # refused from memory: counted too
+            assert cached.pending.wait(10)  # its count sent (with the one before, or after it)
+            assert _events(regions, prefix) == [_allowed_blocked("cy"), {}, {}]
             assert limiter.get_usage() == {"cy": {"allowed": 3, "blocked": 2, "denied": 0}}
             assert limiter.get_top() == {"allowed": [("cy", 3)], "blocked": [("cy", 2)]}
             hours = limiter.get_usage_over_time(2)
@@ -218,7 +226,7 @@ def test_async_analytics_on_a_standalone_or_rest_first_region(
                 await limiter.limit("di")
                 await limiter.flush()
             assert await limiter.get_usage() == {"di": {"allowed": 3, "blocked": 2, "denied": 0}}
-            await limiter.aclose()
+            await limiter.close()
         finally:
             for conn in conns:
                 await conn.aclose()

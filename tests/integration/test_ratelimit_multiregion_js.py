@@ -103,8 +103,8 @@ def py_limit(
 ) -> list[bool]:
     """``calls`` decisions by redkit over ``conns`` (blocking or asyncio).
 
-    Each decision's background work is waited for before the next, as the JavaScript side
-    awaits each ``pending``: otherwise the regions may see one client's requests in different
+    Each decision's ``pending`` is waited for before the next, as the JavaScript side awaits
+    each ``pending``: otherwise the regions may see one client's requests in different
     orders, and the limit holds only within the bound docs/multiregion.md states.
     """
     limiter = ALGORITHMS[algorithm](LIMIT, "1 h")
@@ -112,19 +112,21 @@ def py_limit(
     if mode == "sync":
         with MultiRegionRatelimit(conns, limiter, prefix=prefix, ephemeral_cache=False) as rl:
             for _ in range(calls):
-                answers.append(rl.limit(identifier).success)
-                assert rl.flush(timeout=10)
+                result = rl.limit(identifier)
+                answers.append(result.success)
+                assert result.pending.wait(timeout=10)
         return answers
 
     async def run() -> list[bool]:
         rl = AsyncMultiRegionRatelimit(conns, limiter, prefix=prefix, ephemeral_cache=False)
         try:
             for _ in range(calls):
-                answers.append((await rl.limit(identifier)).success)
-                await rl.flush()
+                result = await rl.limit(identifier)
+                answers.append(result.success)
+                await result.pending
             return answers
         finally:
-            await rl.aclose()
+            await rl.close()
             for conn in conns:
                 await conn.aclose()
 

@@ -122,8 +122,78 @@ def test_async_far_regions_cost_a_decision_nothing_and_converge(
                 results.append(await limiter.limit("lea"))
                 slowest = max(slowest, time.monotonic() - asked)
             assert limiter.pending
-            await limiter.aclose()
+            await limiter.close()
             _check(servers, f"{prefix}:lea:{NOW_MS // MINUTE}", results, slowest)
+        finally:
+            for conn in conns:
+                await conn.aclose()
+
+    asyncio.run(scenario())
+
+
+HOUR_MS = 3_600_000
+
+
+def _seed_near_region(servers: list[EmbeddedRedis], key: str) -> None:
+    """A request id the far regions lack: the decision's catch-up must copy it there."""
+    with servers[0].client() as client:
+        client.hset(key, "near-only-000000", 1)
+
+
+def _check_written(servers: list[EmbeddedRedis], prefix: str, key: str, result: Any) -> None:
+    """Right after the handle: every region holds the request and the catch-up; the count."""
+    assert result.success
+    hashes = _hashes(servers, key)
+    assert len(hashes[0]) == 2
+    assert b"near-only-000000" in hashes[0]
+    assert all(h == hashes[0] for h in hashes), "written and caught up in every region"
+    with servers[0].client() as client:  # the analytics, in the first region
+        assert client.zcard(f"{prefix}:events:{NOW_MS // HOUR_MS * HOUR_MS}") == 1
+
+
+def _analytic_limiter(kind: type[Any], conns: list[Connection], prefix: str) -> Any:
+    return kind(
+        conns, FixedWindow(25, "1 m"), prefix=prefix, clock=VirtualClock(NOW_MS), analytics=True
+    )
+
+
+def test_a_decisions_pending_completes_once_every_far_region_holds_it(
+    servers: list[EmbeddedRedis], urls: list[str]
+) -> None:
+    prefix = f"lag{uuid.uuid4().hex[:8]}"
+    key = f"{prefix}:pia:{NOW_MS // MINUTE}"
+    conns = [Connection(url) for url in urls]
+    limiter = _analytic_limiter(MultiRegionRatelimit, conns, prefix)
+    try:
+        limiter.get_remaining("pia")  # every connection made
+        _seed_near_region(servers, key)
+        result = limiter.limit("pia")  # the near region answers: the far ones are 600 ms away
+        assert not result.pending.done()
+        assert result.pending.wait(30)
+        _check_written(servers, prefix, key, result)
+        assert len(limiter.pending) == 0
+    finally:
+        limiter.close()
+        for conn in conns:
+            conn.close()
+
+
+def test_async_a_decisions_pending_completes_once_every_far_region_holds_it(
+    servers: list[EmbeddedRedis], urls: list[str]
+) -> None:
+    async def scenario() -> None:
+        prefix = f"lag{uuid.uuid4().hex[:8]}"
+        key = f"{prefix}:quin:{NOW_MS // MINUTE}"
+        conns = [Connection(url) for url in urls]
+        limiter = _analytic_limiter(AsyncMultiRegionRatelimit, conns, prefix)
+        try:
+            await limiter.get_remaining("quin")
+            _seed_near_region(servers, key)
+            result = await limiter.limit("quin")
+            assert not result.pending.done()
+            await asyncio.wait_for(result.pending, 30)
+            _check_written(servers, prefix, key, result)
+            await limiter.close()
         finally:
             for conn in conns:
                 await conn.aclose()

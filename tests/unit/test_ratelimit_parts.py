@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import ast
+import asyncio
+import copy
+import pickle
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,8 +27,9 @@ from redkit import (
     TokenBucket,
 )
 from redkit.core.errors import InvalidArgumentError, InvalidKeyError
-from redkit.ratelimit import Limiter, MultiLimit
+from redkit.ratelimit import Limiter, MultiLimit, Pending
 from redkit.ratelimit.limiters import MAX_TOKENS
+from redkit.ratelimit.result import COMPLETED
 
 URL = "redis://127.0.0.1:1"  # never contacted: configuration errors come first
 
@@ -144,6 +149,56 @@ def test_result_is_truthy_when_admitted_and_frozen() -> None:
     assert (admitted.retry_after, admitted.reason) == (0.0, None)
     with pytest.raises(AttributeError):
         admitted.success = False  # type: ignore[misc]
+
+
+def test_a_results_pending_is_completed_by_default_and_neither_compared_nor_shown() -> None:
+    result = RatelimitResult(True, 10, 9, 1_700_000_000_000)
+    assert result.pending is COMPLETED
+    assert result.pending.done()
+    assert result.pending.wait(0)
+    asyncio.run(_awaited(result.pending))
+    running, _ = Pending.started()
+    assert RatelimitResult(True, 10, 9, 1_700_000_000_000, pending=running) == result
+    assert "pending" not in repr(result)
+    assert pickle.loads(pickle.dumps(result)) == result  # still a plain value when done
+    assert pickle.loads(pickle.dumps(result)).pending is COMPLETED
+    assert copy.deepcopy(result).pending is COMPLETED
+
+
+async def _awaited(pending: Pending) -> None:
+    await pending
+
+
+def test_a_pending_handle_completes_when_its_work_is_done_from_any_thread() -> None:
+    pending, complete = Pending.started()
+    assert not pending.done()
+    assert not pending.wait(0.01)
+    assert repr(pending) == "<Pending running>"
+    with pytest.raises(TypeError, match="running"):
+        pickle.dumps(pending)
+    assert copy.copy(pending) is pending  # the same work, not another
+    threading.Timer(0.05, complete).start()
+    assert pending.wait(10)
+    assert pending.done()
+    assert repr(pending) == "<Pending done>"
+
+
+def test_a_pending_handle_is_awaited_and_a_cancelled_wait_leaves_it_running() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        pending, complete = Pending.started(loop)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(pending, 0.01)  # cancels its own wait, not the work
+        with pytest.raises(RuntimeError, match="await it"):
+            pending.wait(0)  # the loop doing the work would never finish it
+        assert not pending.done()
+        loop.call_later(0.01, complete)
+        await asyncio.shield(pending)
+        assert pending.done()
+        assert pending.wait(0)
+        await asyncio.gather(pending, pending)  # done: awaited again at once
+
+    asyncio.run(scenario())
 
 
 def test_ephemeral_cache_blocks_until_the_deadline_and_evicts_the_oldest() -> None:

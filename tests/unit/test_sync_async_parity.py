@@ -3,7 +3,8 @@
 One comparison for every pair redkit exports: the same public names, each of the same kind
 (method, property, ...), with the same parameters (names, kinds, defaults, annotations) and the
 same return type, the async one's compared once awaited. A second test makes sure the list of
-pairs misses none of ``redkit.__all__``; a third, that the comparison does catch each kind of
+pairs misses none of ``redkit.__all__`` nor of ``redkit.ratelimit.__all__`` (where the
+multi-region pair is exported); a third, that the comparison does catch each kind of
 difference.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 import redkit
+import redkit.ratelimit
 from redkit import (
     AsyncCache,
     AsyncConcurrency,
@@ -29,10 +31,12 @@ from redkit import (
     SessionStore,
     TieredRatelimit,
 )
+from redkit.ratelimit import AsyncMultiRegionRatelimit, MultiRegionRatelimit
 
 PAIRS: list[tuple[type, type]] = [
     (Ratelimit, AsyncRatelimit),
     (TieredRatelimit, AsyncTieredRatelimit),
+    (MultiRegionRatelimit, AsyncMultiRegionRatelimit),
     (Concurrency, AsyncConcurrency),
     (Cache, AsyncCache),
     (SessionStore, AsyncSessionStore),
@@ -180,7 +184,12 @@ def test_the_async_facade_offers_the_calls_of_the_blocking_one(
 
 
 def test_every_exported_async_facade_is_compared_with_its_twin() -> None:
-    exported = {name: getattr(redkit, name) for name in redkit.__all__ if name != "RestConnection"}
+    exported = {
+        name: getattr(module, name)
+        for module in (redkit, redkit.ratelimit)  # the multi-region pair is exported there only
+        for name in module.__all__
+        if name != "RestConnection"
+    }
     twins = {
         (exported[name.removeprefix("Async")], facade)
         for name, facade in exported.items()

@@ -26,7 +26,7 @@ from redkit.ratelimit.limiters import (
 from redkit.ratelimit.multi import MultiLimit
 from redkit.ratelimit.multiregion import AsyncMultiRegionRatelimit, MultiRegionRatelimit
 from redkit.ratelimit.rates import limits_from, parse_rate, parse_rates
-from redkit.ratelimit.result import RatelimitResult, Remaining
+from redkit.ratelimit.result import Pending, RatelimitResult, Remaining
 from redkit.ratelimit.tiers import AsyncTieredRatelimit, TieredRatelimit
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "Limiter",
     "MultiLimit",
     "MultiRegionRatelimit",
+    "Pending",
     "Ratelimit",
     "RatelimitResult",
     "Remaining",

@@ -3,8 +3,10 @@
 Every decision is sent to every region at once. The caller gets the first region's answer and
 goes on; the other regions' writes continue in the background, and once all regions have
 answered, those that lack some of the window's request ids get them
-(:meth:`~redkit.ratelimit.regions.RegionsCore.merges`). That work is :attr:`pending`;
-``flush()`` (``await flush()``) waits for it, ``close()`` / ``aclose()`` too.
+(:meth:`~redkit.ratelimit.regions.RegionsCore.merges`). That work, with the analytics sends,
+is the limiter's :attr:`pending`; ``flush()`` (``await flush()``) waits for it, ``close()``
+(``await close()``) too. Each decision's own share of it is its result's ``pending`` handle
+(:class:`~redkit.ratelimit.result.Pending`, built by :mod:`redkit.ratelimit.inflight`).
 
 Keys and fields are ``@upstash/ratelimit``'s ``MultiRegionRatelimit``'s (docs/multiregion.md).
 """
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -30,6 +34,14 @@ from redkit.ratelimit.analytics import Usage
 from redkit.ratelimit.ephemeral import EphemeralCache
 from redkit.ratelimit.facade import DEFAULT_TIMEOUT, check_timeout, ephemeral_cache_of
 from redkit.ratelimit.flows import DEFAULT_PREFIX, TimeoutPolicy
+from redkit.ratelimit.inflight import (
+    AnalyticsSends,
+    AsyncAnalyticsSends,
+    PendingCount,
+    Work,
+    handle_of,
+    logged,
+)
 from redkit.ratelimit.limiters import FixedWindow, SlidingWindow
 from redkit.ratelimit.regions import RegionAnswer, RegionsCore, Request
 from redkit.ratelimit.result import RatelimitResult, Remaining
@@ -84,31 +96,6 @@ def _failure(errors: list[BaseException]) -> BaseException | None:
     return None
 
 
-class _Pending:
-    """Background work of a blocking limiter: a count, and a condition to wait on."""
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._done = threading.Condition()
-
-    def __len__(self) -> int:
-        return self._count
-
-    def add(self) -> None:
-        with self._done:
-            self._count += 1
-
-    def finish(self) -> None:
-        with self._done:
-            self._count -= 1
-            if self._count == 0:
-                self._done.notify_all()
-
-    def wait(self, timeout: float | None) -> bool:
-        with self._done:
-            return self._done.wait_for(lambda: self._count == 0, timeout)
-
-
 class MultiRegionRatelimit:
     """A rate limiter over several regions' Redis, blocking; the first region to answer decides.
 
@@ -156,8 +143,10 @@ class MultiRegionRatelimit:
             )
             for region in range(len(self._backends))
         ]
-        #: Background work under way: the regions' writes and the catch-up (``len()``).
-        self.pending = _Pending()
+        #: Background work under way: the regions' writes, the catch-up and the analytics
+        #: sends (``len()``); each decision's share is its result's ``pending``.
+        self.pending = PendingCount()
+        self._analytics = AnalyticsSends(self._send_events)
 
     @property
     def limiter(self) -> FixedWindow | SlidingWindow:
@@ -202,16 +191,21 @@ class MultiRegionRatelimit:
             raise failure
         return None
 
-    def _send(self, request: Request) -> list[concurrent.futures.Future[Any]]:
+    def _send(self, request: Request, work: Work) -> list[concurrent.futures.Future[Any]]:
         """Send ``request`` to every region; the catch-up follows once all have answered."""
         core = self._core
-        self.pending.add()
-        futures = [
-            self._submit(region, core.call(request, region))
-            for region in range(len(self._backends))
-        ]
+        work.add()  # the regions' answers, then the catch-up's calls sent
+        try:
+            futures = [
+                self._submit(region, core.call(request, region))
+                for region in range(len(self._backends))
+            ]
+        except BaseException:
+            work.finish()
+            raise
         left = [len(futures)]
         count = threading.Lock()
+        merged = functools.partial(logged, "catch-up not written to a region", work)
 
         def answered(_: concurrent.futures.Future[Any]) -> None:
             with count:
@@ -223,37 +217,37 @@ class MultiRegionRatelimit:
                     None if f.exception() is not None else core.answer(f.result()) for f in futures
                 ]
                 for region, call in core.merges(request, answers):
-                    self.pending.add()
-                    merge = self._submit(region, call)
-                    merge.add_done_callback(self._merged)
-                self._send_analytics()
+                    work.add()
+                    self._submit(region, call).add_done_callback(merged)
             finally:
-                self.pending.finish()
+                work.finish()
 
         for future in futures:
             future.add_done_callback(answered)
         return futures
 
-    def _merged(self, future: concurrent.futures.Future[Any]) -> None:
-        error = future.exception()
-        if error is not None:
-            log.warning("multi-region catch-up not written to a region: %s", error)
-        self.pending.finish()
-
-    def _send_analytics(self) -> None:
-        """Send the counted events to the first region in the background (if any wait)."""
+    def _send_events(self) -> None:
+        """Send the counted analytics events to the first region (in the analytics thread)."""
         flow = self._core.analytics_flush()
-        if flow is None:
-            return
-        self.pending.add()
-        sent = self._pools[0].submit(run_sync, flow, self._driver(0))
-        sent.add_done_callback(self._analytics_sent)
+        if flow is not None:
+            run_sync(flow, self._driver(0))
 
-    def _analytics_sent(self, future: concurrent.futures.Future[Any]) -> None:
-        error = future.exception()
-        if error is not None:  # the events were put back: the next send retries them
-            log.warning("multi-region analytics not written: %s", error)
-        self.pending.finish()
+    def _send_analytics(self, work: Work) -> None:
+        """Make ``work`` wait for the analytics send that carries what is counted now."""
+        work.add()
+        self._analytics.next().add_done_callback(work.finish)
+
+    def _answered(
+        self, identifier: str | int, result: RatelimitResult, work: Work | None
+    ) -> RatelimitResult:
+        """``result`` counted in the analytics, with its decision's handle (``work``'s)."""
+        if self._core.tally(identifier, result):
+            work = work or Work(self.pending)
+            self._send_analytics(work)
+        if work is None:
+            return result  # nothing left to do: the completed handle
+        work.finish()  # the caller's part
+        return dataclasses.replace(result, pending=work.handle)
 
     def get_usage(self, hours: int = 24) -> Usage:
         """Allowed and blocked counts per identifier over the last ``hours`` (first region)."""
@@ -268,17 +262,31 @@ class MultiRegionRatelimit:
         return run_sync(self._core.top(count, hours), self._driver(0))
 
     def limit(self, identifier: str | int, rate: int = 1) -> RatelimitResult:
-        """Decide one request of cost ``rate`` (negative refunds, 0 peeks) for ``identifier``."""
+        """Decide one request of cost ``rate`` (negative refunds, 0 peeks) for ``identifier``.
+
+        The result's ``pending`` completes when this decision's writes to every region, its
+        catch-up and its analytics send are done (``result.pending.wait(timeout)``): see
+        :class:`~redkit.ratelimit.result.Pending`. After a timeout (``reason="timeout"``) it is
+        the writes still under way; for an answer of the ephemeral cache, the analytics send
+        (already completed without analytics).
+        """
         core = self._core
         request = core.request(identifier, rate)
         local_now = time.monotonic() * 1000
         cached = core.cached(request, local_now)
         if cached is not None:
-            return core.tally(identifier, cached)
-        first = self._first(self._send(request))
-        if first is None:
-            return core.timeout_result()
-        return core.tally(identifier, core.settle(request, core.answer(first[1]), local_now))
+            return self._answered(identifier, cached, None)
+        work = Work(self.pending)
+        try:
+            first = self._first(self._send(request, work))
+            if first is None:
+                answer = core.timeout_result()
+            else:
+                answer = core.settle(request, core.answer(first[1]), local_now)
+        except BaseException:
+            work.finish()  # the caller's part: no answer to count
+            raise
+        return self._answered(identifier, answer, work)
 
     def get_remaining(self, identifier: str | int) -> Remaining:
         """What ``identifier`` has left now, per the first region to answer; consumes nothing.
@@ -346,12 +354,16 @@ class MultiRegionRatelimit:
 
         Returns True when all were done in time.
         """
-        self._send_analytics()  # the events no decision's background work sent yet
+        if self._core.analytics is not None:  # the events a failed send put back, if any
+            work = Work(self.pending)
+            self._send_analytics(work)
+            work.finish()
         return self.pending.wait(timeout)
 
     def close(self) -> None:
         """Wait for the pending work, then stop the worker threads."""
         self.flush()
+        self._analytics.close()
         for pool in self._pools:
             pool.shutdown(wait=True)
 
@@ -366,7 +378,8 @@ class AsyncMultiRegionRatelimit:
     """A rate limiter over several regions' Redis, for asyncio: as :class:`MultiRegionRatelimit`.
 
     The regions are asked in tasks; the first to answer decides; the rest run on as
-    :attr:`pending` tasks, which :meth:`flush` and :meth:`aclose` await.
+    :attr:`pending` tasks, which :meth:`flush` and :meth:`close` await; a result's
+    ``pending`` is its own decision's share (``await result.pending``).
 
     Args:
         redis: the regions, as for :class:`MultiRegionRatelimit`.
@@ -398,8 +411,10 @@ class AsyncMultiRegionRatelimit:
         self._backends, self._core, self._timeout = _setup(
             redis, limiter, prefix, timeout, on_timeout, ephemeral_cache, clock, analytics
         )
-        #: The background tasks under way: the regions' writes and the catch-up.
+        #: The background tasks under way: the regions' writes and the catch-up, the
+        #: analytics sends; each decision's share is its result's ``pending``.
         self.pending: set[asyncio.Task[None]] = set()
+        self._analytics = AsyncAnalyticsSends(self._send_events)
 
     @property
     def limiter(self) -> FixedWindow | SlidingWindow:
@@ -447,16 +462,29 @@ class AsyncMultiRegionRatelimit:
         for result in results:
             if isinstance(result, BaseException):
                 log.warning("multi-region catch-up not written to a region: %s", result)
-        await self._send_analytics()
 
-    async def _send_analytics(self) -> None:
+    async def _send_events(self) -> None:
+        """Send the counted analytics events to the first region."""
         flow = self._core.analytics_flush()
-        if flow is None:
-            return
-        try:
+        if flow is not None:
             await run_async(flow, self._driver(0))
-        except Exception as exc:  # the events were put back: the next send retries them
-            log.warning("multi-region analytics not written: %s", exc)
+
+    def _send_analytics(self) -> asyncio.Task[None]:
+        """The analytics send that carries what is counted now (a pending task)."""
+        task, new = self._analytics.next()
+        if new:
+            self._track(task)
+        return task
+
+    def _answered(
+        self, identifier: str | int, result: RatelimitResult, work: list[asyncio.Task[None]]
+    ) -> RatelimitResult:
+        """``result`` counted in the analytics, with a handle of its decision's ``work``."""
+        if self._core.tally(identifier, result):
+            work.append(self._send_analytics())
+        if not work:
+            return result  # nothing left to do: the completed handle
+        return dataclasses.replace(result, pending=handle_of(work))
 
     async def get_usage(self, hours: int = 24) -> Usage:
         """Allowed and blocked counts per identifier over the last ``hours`` (first region)."""
@@ -472,25 +500,36 @@ class AsyncMultiRegionRatelimit:
 
     def _track(self, task: asyncio.Task[None]) -> None:
         self.pending.add(task)
-        task.add_done_callback(self.pending.discard)
+        task.add_done_callback(self._untrack)
+
+    def _untrack(self, task: asyncio.Task[None]) -> None:
+        self.pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("multi-region background work failed: %s", task.exception())
 
     async def limit(self, identifier: str | int, rate: int = 1) -> RatelimitResult:
-        """Decide one request of cost ``rate`` (negative refunds, 0 peeks) for ``identifier``."""
+        """Decide one request of cost ``rate`` (negative refunds, 0 peeks) for ``identifier``.
+
+        ``await result.pending`` waits for this decision's writes, catch-up and analytics
+        send, as for :meth:`MultiRegionRatelimit.limit`.
+        """
         core = self._core
         request = core.request(identifier, rate)
         local_now = time.monotonic() * 1000
         cached = core.cached(request, local_now)
         if cached is not None:
-            return core.tally(identifier, cached)
+            return self._answered(identifier, cached, [])
         tasks = [
             asyncio.create_task(self._execute(region, core.call(request, region)))
             for region in range(len(self._backends))
         ]
-        self._track(asyncio.create_task(self._catch_up(request, tasks)))
+        catch_up = asyncio.create_task(self._catch_up(request, tasks))
+        self._track(catch_up)
         first = await self._first(tasks)
         if first is None:
-            return core.timeout_result()
-        return core.tally(identifier, core.settle(request, core.answer(first[1]), local_now))
+            return self._answered(identifier, core.timeout_result(), [catch_up])
+        answer = core.settle(request, core.answer(first[1]), local_now)
+        return self._answered(identifier, answer, [catch_up])
 
     async def get_remaining(self, identifier: str | int) -> Remaining:
         """What ``identifier`` has left now, per the first region to answer; consumes nothing.
@@ -556,16 +595,25 @@ class AsyncMultiRegionRatelimit:
             deleted += as_int(result)
         return deleted
 
-    async def flush(self) -> None:
-        """Wait for the pending writes, catch-up and analytics of this event loop."""
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait for this loop's pending writes, catch-up and analytics (at most ``timeout`` s).
+
+        Returns True when all were done in time. Only the waiting ends at the timeout (or when
+        the caller is cancelled): the background work goes on.
+        """
         loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        if self._core.analytics is not None:
+            self._send_analytics()  # the events a failed send put back, if any
         while True:
             mine = [task for task in self.pending if task.get_loop() is loop]
             if not mine:
-                break
-            await asyncio.gather(*mine, return_exceptions=True)
-        await self._send_analytics()  # the events no decision's background work sent yet
+                return True
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            _, waiting = await asyncio.wait(mine, timeout=left)
+            if waiting:
+                return False
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         """Wait for the pending work (the connections stay open: they are the caller's)."""
         await self.flush()

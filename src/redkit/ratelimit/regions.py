@@ -200,11 +200,12 @@ class RegionsCore:
 
     # -- analytics ---------------------------------------------------------------------------
 
-    def tally(self, identifier: str | int, result: RatelimitResult) -> RatelimitResult:
-        """Count a decision in the analytics (a timeout's answer is no decision)."""
-        if self.analytics is not None and result.reason != "timeout":
-            self.analytics.count(str(identifier), result.success, self.clock.now_ms())
-        return result
+    def tally(self, identifier: str | int, result: RatelimitResult) -> bool:
+        """Count a decision in the analytics (a timeout's answer is no decision); if counted."""
+        if self.analytics is None or result.reason == "timeout":
+            return False
+        self.analytics.count(str(identifier), result.success, self.clock.now_ms())
+        return True
 
     def analytics_flush(self) -> Flow[None] | None:
         """The flow sending the counted events to the first region, if any wait."""
