@@ -6,7 +6,7 @@ implementation of auto-pipelining behind it. Each run draws its mix of operation
 that it prints (pytest shows it with a failure); ``REDKIT_LOAD_SEED=<seed>`` replays that mix
 (the interleaving on the event loop and the server's timing still vary from run to run).
 
-On a cluster the tests skip for as long as ``Connection`` refuses ``autopipeline=True`` there.
+Each runs on a standalone server and on a 3-master cluster.
 test_autopipeline.py holds the small, targeted cases; these are the mixed, randomized runs.
 """
 

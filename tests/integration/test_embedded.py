@@ -6,6 +6,7 @@ import importlib.util
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from redkit.core.errors import EmbeddedRedisError, InvalidArgumentError, RedisServerNotFound
+from redkit.core.ops import command
+from redkit.drivers import embedded
 from redkit.drivers.embedded import (
     CLUSTER_SLOTS,
     EmbeddedCluster,
@@ -416,3 +419,33 @@ def test_a_malformed_embedded_url_says_what_to_write(url: str, complaint: str) -
     with pytest.raises(ConfigurationError, match=complaint) as raised:
         redkit.connect(url)
     assert "embedded+cluster://[name]?masters=N" in str(raised.value)
+
+
+def test_a_cluster_node_whose_port_is_taken_meanwhile_starts_on_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Under parallel test workers, a port probed free was bound by someone else before the
+    # node started (an outgoing connection took it as its local port): the node tries again.
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    taken_port = taken.getsockname()[1]
+    real_free_port = embedded._free_port
+    handed = [taken_port]
+
+    def free_port(*, with_bus: bool = False) -> int:
+        return handed.pop() if handed else real_free_port(with_bus=with_bus)
+
+    monkeypatch.setattr(embedded, "_free_port", free_port)
+    with taken, EmbeddedCluster(3) as cluster:
+        assert not handed  # the taken port was handed out, and refused
+        assert taken_port not in cluster.ports
+        assert len(set(cluster.ports)) == 3
+        conn = cluster.connect()
+        try:
+            driver = conn.sync_driver()
+            for key in ("a", "b", "c", "d"):  # keys on different masters
+                driver.execute(command("SET", key, key))
+                assert driver.execute(command("GET", key)) == key.encode()
+        finally:
+            conn.close()

@@ -551,12 +551,21 @@ class EmbeddedCluster:
 
     def _start_nodes(self, root: Path) -> None:
         for index in range(self.masters):
+            workdir = root / f"node{index}"
+            workdir.mkdir()
+            self._start_node(workdir)
+
+    def _start_node(self, workdir: Path) -> None:
+        """Start one node on a free port pair and wait until it answers.
+
+        A port probed free can be taken before the node binds it (another program's server,
+        or an outgoing connection given it as its local port): then a new pair is tried.
+        """
+        last_error: EmbeddedRedisError | None = None
+        for _ in range(3):
             port = _free_port(with_bus=True)
             while port in self.ports:
                 port = _free_port(with_bus=True)
-            self.ports.append(port)
-            workdir = root / f"node{index}"
-            workdir.mkdir()
             args = [
                 "--port", str(port),
                 "--cluster-enabled", "yes",
@@ -568,11 +577,31 @@ class EmbeddedCluster:
                 *_COMMON_ARGS,
                 *self.extra_args,
             ]  # fmt: skip
-            self._servers.append(_Server(self.binary, args, workdir))
-        deadline = time.monotonic() + self.startup_timeout
-        for server, client in zip(self._servers, self._admin_clients(), strict=True):
-            with client:
-                server.wait_ready(client, deadline)
+            server = _Server(self.binary, args, workdir)
+            self._servers.append(server)
+            self.ports.append(port)
+            # Short waits, no retries: a port taken by a program that never answers must not
+            # hold the start up for redis-py's retries of a 5 s read.
+            client = redis.Redis(
+                host=_LOOPBACK,
+                port=port,
+                socket_timeout=1.0,
+                socket_connect_timeout=1.0,
+                retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0),
+            )
+            try:
+                server.wait_ready(client, time.monotonic() + self.startup_timeout)
+                return
+            except EmbeddedRedisError as exc:
+                last_error = exc
+                server.stop()
+                self._servers.pop()
+                self.ports.pop()
+                shutil.rmtree(workdir)  # its nodes.conf names the old port: start afresh
+                workdir.mkdir()
+            finally:
+                client.close()
+        raise EmbeddedRedisError(f"could not start a cluster node: {last_error}")
 
     def _admin_clients(self) -> list[redis.Redis]:
         return self.node_clients(socket_timeout=5.0, socket_connect_timeout=2.0)
