@@ -27,7 +27,7 @@ from redkit.core.clock import ClientClock, Clock
 from redkit.core.driver import AsyncDriver, Backend, SyncDriver, as_backend
 from redkit.core.durations import Duration, duration_ms
 from redkit.core.errors import NO_ANSWER, BackendError, InvalidArgumentError
-from redkit.core.flow import Flow, run_async, run_sync
+from redkit.core.flow import run_async, run_sync
 from redkit.core.ops import Command, ScriptCall
 from redkit.core.replies import as_int
 from redkit.ratelimit.analytics import Usage
@@ -51,11 +51,6 @@ __all__ = ["AsyncMultiRegionRatelimit", "MultiRegionRatelimit"]
 log = logging.getLogger("redkit.ratelimit")
 #: Threads per region (blocking class): the calls one region has under way at once.
 _WORKERS = 8
-
-
-def _one(op: ScriptCall | Command) -> Flow[Any]:
-    reply = yield op
-    return reply
 
 
 def _setup(
@@ -164,13 +159,22 @@ class MultiRegionRatelimit:
         return driver
 
     def _execute(self, region: int, op: ScriptCall | Command) -> Any:
-        return run_sync(_one(op), self._driver(region))
+        return self._driver(region).execute(op)
+
+    def _ask(self, region: int, op: ScriptCall) -> RegionAnswer:
+        return self._core.answer(self._execute(region, op))
 
     def _submit(self, region: int, op: ScriptCall | Command) -> concurrent.futures.Future[Any]:
         return self._pools[region].submit(self._execute, region, op)
 
-    def _first(self, futures: list[concurrent.futures.Future[Any]]) -> tuple[int, Any] | None:
-        """The first region's reply, waiting at most the timeout; ``None`` if none answered."""
+    def _submit_ask(self, region: int, op: ScriptCall) -> concurrent.futures.Future[RegionAnswer]:
+        """``op`` sent to ``region`` in its pool, the reply read there (off the caller)."""
+        return self._pools[region].submit(self._ask, region, op)
+
+    def _first(
+        self, futures: list[concurrent.futures.Future[RegionAnswer]]
+    ) -> tuple[int, RegionAnswer] | None:
+        """The first region's answer, waiting at most the timeout; ``None`` if none answered."""
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         waiting = set(futures)
         errors: list[BaseException] = []
@@ -191,13 +195,13 @@ class MultiRegionRatelimit:
             raise failure
         return None
 
-    def _send(self, request: Request, work: Work) -> list[concurrent.futures.Future[Any]]:
+    def _send(self, request: Request, work: Work) -> list[concurrent.futures.Future[RegionAnswer]]:
         """Send ``request`` to every region; the catch-up follows once all have answered."""
         core = self._core
         work.add()  # the regions' answers, then the catch-up's calls sent
         try:
             futures = [
-                self._submit(region, core.call(request, region))
+                self._submit_ask(region, core.call(request, region))
                 for region in range(len(self._backends))
             ]
         except BaseException:
@@ -207,15 +211,13 @@ class MultiRegionRatelimit:
         count = threading.Lock()
         merged = functools.partial(logged, "catch-up not written to a region", work)
 
-        def answered(_: concurrent.futures.Future[Any]) -> None:
+        def answered(_: concurrent.futures.Future[RegionAnswer]) -> None:
             with count:
                 left[0] -= 1
                 if left[0]:
                     return
             try:
-                answers = [
-                    None if f.exception() is not None else core.answer(f.result()) for f in futures
-                ]
+                answers = [None if f.exception() is not None else f.result() for f in futures]
                 for region, call in core.merges(request, answers):
                     work.add()
                     self._submit(region, call).add_done_callback(merged)
@@ -282,7 +284,7 @@ class MultiRegionRatelimit:
             if first is None:
                 answer = core.timeout_result()
             else:
-                answer = core.settle(request, core.answer(first[1]), local_now)
+                answer = core.settle(request, first[1], local_now)
         except BaseException:
             work.finish()  # the caller's part: no answer to count
             raise
@@ -298,13 +300,13 @@ class MultiRegionRatelimit:
         core = self._core
         request = core.request(identifier, 0)
         futures = [
-            self._submit(region, core.call(request, region))
+            self._submit_ask(region, core.call(request, region))
             for region in range(len(self._backends))
         ]
         first = self._first(futures)
         if first is None:
             raise BackendError("no region answered in time")
-        return core.remaining(request, core.answer(first[1]))
+        return core.remaining(request, first[1])
 
     def block_until_ready(
         self, identifier: str | int, timeout: Duration, rate: int = 1
@@ -425,12 +427,17 @@ class AsyncMultiRegionRatelimit:
         return self._backends[region].async_driver(timeout=self._timeout)
 
     async def _execute(self, region: int, op: ScriptCall | Command) -> Any:
-        return await run_async(_one(op), self._driver(region))
+        return await self._driver(region).execute(op)
 
-    async def _first(self, tasks: list[asyncio.Task[Any]]) -> tuple[int, Any] | None:
+    async def _ask(self, region: int, op: ScriptCall) -> RegionAnswer:
+        return self._core.answer(await self._execute(region, op))
+
+    async def _first(
+        self, tasks: list[asyncio.Task[RegionAnswer]]
+    ) -> tuple[int, RegionAnswer] | None:
         loop = asyncio.get_running_loop()
         deadline = None if self._timeout is None else loop.time() + self._timeout
-        waiting: set[asyncio.Task[Any]] = set(tasks)
+        waiting: set[asyncio.Task[RegionAnswer]] = set(tasks)
         errors: list[BaseException] = []
         while waiting:
             left = None if deadline is None else max(0.0, deadline - loop.time())
@@ -449,11 +456,10 @@ class AsyncMultiRegionRatelimit:
             raise failure
         return None
 
-    async def _catch_up(self, request: Request, tasks: list[asyncio.Task[Any]]) -> None:
+    async def _catch_up(self, request: Request, tasks: list[asyncio.Task[RegionAnswer]]) -> None:
         replies = await asyncio.gather(*tasks, return_exceptions=True)
         answers: list[RegionAnswer | None] = [
-            None if isinstance(reply, BaseException) else self._core.answer(reply)
-            for reply in replies
+            None if isinstance(reply, BaseException) else reply for reply in replies
         ]
         merges = self._core.merges(request, answers)
         results = await asyncio.gather(
@@ -520,7 +526,7 @@ class AsyncMultiRegionRatelimit:
         if cached is not None:
             return self._answered(identifier, cached, [])
         tasks = [
-            asyncio.create_task(self._execute(region, core.call(request, region)))
+            asyncio.create_task(self._ask(region, core.call(request, region)))
             for region in range(len(self._backends))
         ]
         catch_up = asyncio.create_task(self._catch_up(request, tasks))
@@ -528,7 +534,7 @@ class AsyncMultiRegionRatelimit:
         first = await self._first(tasks)
         if first is None:
             return self._answered(identifier, core.timeout_result(), [catch_up])
-        answer = core.settle(request, core.answer(first[1]), local_now)
+        answer = core.settle(request, first[1], local_now)
         return self._answered(identifier, answer, [catch_up])
 
     async def get_remaining(self, identifier: str | int) -> Remaining:
@@ -541,7 +547,7 @@ class AsyncMultiRegionRatelimit:
         core = self._core
         request = core.request(identifier, 0)
         tasks = [
-            asyncio.create_task(self._execute(region, core.call(request, region)))
+            asyncio.create_task(self._ask(region, core.call(request, region)))
             for region in range(len(self._backends))
         ]
         try:
@@ -552,7 +558,7 @@ class AsyncMultiRegionRatelimit:
             await asyncio.gather(*tasks, return_exceptions=True)
         if first is None:
             raise BackendError("no region answered in time")
-        return core.remaining(request, core.answer(first[1]))
+        return core.remaining(request, first[1])
 
     async def block_until_ready(
         self, identifier: str | int, timeout: Duration, rate: int = 1

@@ -160,8 +160,8 @@ class RegionsCore:
     @staticmethod
     def answer(reply: Any) -> RegionAnswer:
         """A region's reply to :meth:`call`, read."""
-        current, previous, admitted = reply
-        return RegionAnswer(_fields(current), sum(_fields(previous).values()), admitted == 1)
+        current, previous_total, admitted = reply
+        return RegionAnswer(_fields(current), as_int(previous_total), admitted == 1)
 
     # -- results -----------------------------------------------------------------------------
 

@@ -4,8 +4,9 @@
 -- ARGV[1]  this request's id             ARGV[2] rate: cost, negative refunds, 0 peeks
 -- ARGV[3]  the limit                     ARGV[4] the hash's TTL in ms on its first write
 -- ARGV[5]  the previous window's weight (0 for a fixed window)
--- Returns {current fields, previous fields, admitted}; the current fields include this
--- request's own when it was written, so the caller can spread it to the other regions.
+-- Returns {current fields, the previous window's total, admitted}; the current fields include
+-- this request's own when it was written, so the caller can spread it to the other regions
+-- (the previous window's ids are never needed: only its total weighs in).
 local request_id = ARGV[1]
 local rate = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
@@ -21,12 +22,12 @@ local function total(fields)
 end
 
 local current = redis.call('HGETALL', KEYS[1])
-local previous = {}
+local previous = 0
 if KEYS[2] then
-  previous = redis.call('HGETALL', KEYS[2])
+  previous = total(redis.call('HGETALL', KEYS[2]))
 end
 -- Not floored, and with the cost included, as the JS SDK's multi-region check.
-if rate > 0 and total(previous) * weight + total(current) + rate > limit then
+if rate > 0 and previous * weight + total(current) + rate > limit then
   return {current, previous, 0} -- refused: nothing is written, so nothing is consumed
 end
 if rate ~= 0 then
