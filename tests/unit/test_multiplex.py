@@ -32,8 +32,10 @@ class RecordingTransport(asyncio.Transport):
         self.aborted = True
 
 
-def opened(*, deadline: float | None = None, batch_ops: int = 256) -> tuple[Any, Any]:
-    mux = MultiplexedConnection(deadline=deadline, batch_ops=batch_ops, batch_bytes=1 << 20)
+def opened(
+    *, deadline: float | None = None, batch_ops: int = 256, batch_bytes: int = 1 << 20
+) -> tuple[Any, Any]:
+    mux = MultiplexedConnection(deadline=deadline, batch_ops=batch_ops, batch_bytes=batch_bytes)
     transport = RecordingTransport()
     mux.connection_made(transport)
     return mux, transport
@@ -93,6 +95,21 @@ def test_a_full_batch_is_written_at_once() -> None:
         assert len(transport.writes) == 2  # 3 + 3 at once; the 7th at the end of the pass
         await asyncio.sleep(0)
         assert len(transport.writes) == 3
+
+    asyncio.run(main())
+
+
+def test_a_batch_is_written_once_it_holds_its_bytes() -> None:
+    async def main() -> None:
+        value = "v" * 1000
+        one = len(pack("SET", "k", value))
+        mux, transport = opened(batch_bytes=3 * one)  # three of these commands fill a batch
+        futures = [mux.send(pack("SET", "k", value)) for _ in range(7)]
+        assert [len(w) for w in transport.writes] == [3 * one, 3 * one]  # at once, unsplit
+        await asyncio.sleep(0)
+        assert [len(w) for w in transport.writes] == [3 * one, 3 * one, one]
+        mux.data_received(b"+OK\r\n" * 7)  # the replies still match across the writes
+        assert [f.result() for f in futures] == [b"OK"] * 7
 
     asyncio.run(main())
 
