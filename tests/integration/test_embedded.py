@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -421,31 +423,64 @@ def test_a_malformed_embedded_url_says_what_to_write(url: str, complaint: str) -
     assert "embedded+cluster://[name]?masters=N" in str(raised.value)
 
 
-def test_a_cluster_node_whose_port_is_taken_meanwhile_starts_on_another(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Under parallel test workers, a port probed free was bound by someone else before the
-    # node started (an outgoing connection took it as its local port): the node tries again.
-    taken = socket.socket()
-    taken.bind(("127.0.0.1", 0))
-    taken.listen()
-    taken_port = taken.getsockname()[1]
+@contextlib.contextmanager
+def _port_holder(kind: str) -> Iterator[int]:
+    """A port already taken: by a program that never answers, or by another Redis."""
+    if kind == "silent listener":
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            yield taken.getsockname()[1]
+    else:
+        with EmbeddedRedis() as other, other.client() as client:
+            client.set("other's", "kept")
+            yield other.port or 0
+            assert client.get("other's") == b"kept"  # never taken for ours, never written
+            assert client.dbsize() == 1
+
+
+def _hand_out_first(monkeypatch: pytest.MonkeyPatch, port: int) -> list[int]:
+    """Make the next free-port probe answer ``port``; the list empties once it is handed."""
     real_free_port = embedded._free_port
-    handed = [taken_port]
+    handed = [port]
 
     def free_port(*, with_bus: bool = False) -> int:
         return handed.pop() if handed else real_free_port(with_bus=with_bus)
 
     monkeypatch.setattr(embedded, "_free_port", free_port)
-    with taken, EmbeddedCluster(3) as cluster:
-        assert not handed  # the taken port was handed out, and refused
-        assert taken_port not in cluster.ports
-        assert len(set(cluster.ports)) == 3
-        conn = cluster.connect()
-        try:
-            driver = conn.sync_driver()
-            for key in ("a", "b", "c", "d"):  # keys on different masters
-                driver.execute(command("SET", key, key))
-                assert driver.execute(command("GET", key)) == key.encode()
-        finally:
-            conn.close()
+    return handed
+
+
+@pytest.mark.parametrize("holder", ["silent listener", "another redis-server"])
+def test_a_server_whose_port_is_taken_meanwhile_starts_on_another(
+    monkeypatch: pytest.MonkeyPatch, holder: str
+) -> None:
+    # Under parallel test workers, a port probed free is bound by someone else before the
+    # server binds it: another worker's server, or a program that never answers.
+    with _port_holder(holder) as taken_port:
+        handed = _hand_out_first(monkeypatch, taken_port)
+        with EmbeddedRedis() as server, server.client() as client:
+            assert not handed  # the taken port was handed out, and refused
+            assert server.port != taken_port
+            client.set("mine", "1")
+            assert client.dbsize() == 1
+
+
+@pytest.mark.parametrize("holder", ["silent listener", "another redis-server"])
+def test_a_cluster_node_whose_port_is_taken_meanwhile_starts_on_another(
+    monkeypatch: pytest.MonkeyPatch, holder: str
+) -> None:
+    with _port_holder(holder) as taken_port:
+        handed = _hand_out_first(monkeypatch, taken_port)
+        with EmbeddedCluster(3) as cluster:
+            assert not handed
+            assert taken_port not in cluster.ports
+            assert len(set(cluster.ports)) == 3
+            conn = cluster.connect()
+            try:
+                driver = conn.sync_driver()
+                for key in ("a", "b", "c", "d"):  # keys on different masters
+                    driver.execute(command("SET", key, key))
+                    assert driver.execute(command("GET", key)) == key.encode()
+            finally:
+                conn.close()

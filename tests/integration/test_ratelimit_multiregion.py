@@ -162,6 +162,20 @@ def test_refunds_peeks_reset_and_the_ephemeral_cache(
         assert limiter.get_remaining("bob").remaining == 3
 
 
+def test_close_twice_and_flush_after_close_leave_nothing_counted(
+    conns: list[Connection], regions: list[EmbeddedRedis]
+) -> None:
+    prefix = _prefix()
+    limiter = MultiRegionRatelimit(conns, FixedWindow(5, "1 m"), prefix=prefix, analytics=True)
+    assert limiter.limit("closer").success
+    limiter.close()
+    limiter.close()  # a second close (a with block around an explicit close) is harmless
+    assert limiter.flush(1)  # nothing left to send: no new work on the stopped threads
+    assert len(limiter.pending) == 0
+    with regions[0].client() as client:  # the one decision's analytics were written
+        assert client.keys(f"{prefix}*:events:*")
+
+
 def test_block_until_ready_waits_for_the_next_window(conns: list[Connection]) -> None:
     with MultiRegionRatelimit(conns, FixedWindow(1, "1 s"), prefix=_prefix()) as limiter:
         assert limiter.limit("carol").success

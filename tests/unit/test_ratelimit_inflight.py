@@ -123,3 +123,24 @@ def test_asyncio_analytics_sends_chain_and_a_burst_joins_the_waiting_one() -> No
         await third
 
     asyncio.run(scenario())
+
+
+def test_an_asyncio_send_cancelled_before_it_started_is_not_joined_again() -> None:
+    async def scenario() -> None:
+        sends: list[int] = []
+
+        async def send() -> None:
+            sends.append(len(sends))
+
+        analytics = AsyncAnalyticsSends(send)
+        first, new = analytics.next()
+        first.cancel()  # before it started (a loop shutting down cancels its tasks)
+        await asyncio.sleep(0)
+        assert first.cancelled()
+        second, new = analytics.next()
+        assert new  # a fresh send, not the dead one: later counts still get written
+        assert second is not first
+        await second
+        assert sends == [0]
+
+    asyncio.run(scenario())

@@ -201,6 +201,19 @@ def test_a_pending_handle_is_awaited_and_a_cancelled_wait_leaves_it_running() ->
     asyncio.run(scenario())
 
 
+def test_waiting_on_a_handle_whose_loop_is_stopped_is_refused_not_hung() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        pending, complete = Pending.started(loop)
+        with pytest.raises(RuntimeError, match="not running"):
+            pending.wait()  # nothing would run the work until the loop runs again
+        loop.call_soon(complete)
+        loop.run_until_complete(pending)  # the way out the error names
+        assert pending.wait()
+    finally:
+        loop.close()
+
+
 def test_ephemeral_cache_blocks_until_the_deadline_and_evicts_the_oldest() -> None:
     cache = EphemeralCache(max_size=2)
     cache.block("a", until=100.0, reset=5)

@@ -297,7 +297,14 @@ class _Server:
                 )
             try:
                 if client.ping():
-                    return
+                    # A port probed free can be bound by another server before this one binds
+                    # it: then that server answered, and this one is about to exit.
+                    answered_by = int(client.info("server").get("process_id", self.pid))
+                    if answered_by == self.pid:
+                        return
+                    raise EmbeddedRedisError(
+                        f"another server (pid {answered_by}) took the port meanwhile"
+                    )
             except redis.exceptions.RedisError:
                 pass
             if time.monotonic() > deadline:

@@ -146,8 +146,10 @@ class AsyncAnalyticsSends:
     def next(self) -> tuple[asyncio.Task[None], bool]:
         """The send that carries what is counted now, and whether it is a new task."""
         loop = asyncio.get_running_loop()
-        if self._queued is not None and self._queued.get_loop() is loop:
-            return self._queued, False
+        queued = self._queued
+        # A queued send cancelled before it started (its loop closing) is no longer queued.
+        if queued is not None and queued.get_loop() is loop and not queued.done():
+            return queued, False
         last = self._last if self._last is not None and self._last.get_loop() is loop else None
         task = loop.create_task(self._run(last))
         self._queued = self._last = task

@@ -142,6 +142,7 @@ class MultiRegionRatelimit:
         #: sends (``len()``); each decision's share is its result's ``pending``.
         self.pending = PendingCount()
         self._analytics = AnalyticsSends(self._send_events)
+        self._closed = False
 
     @property
     def limiter(self) -> FixedWindow | SlidingWindow:
@@ -220,7 +221,13 @@ class MultiRegionRatelimit:
                 answers = [None if f.exception() is not None else f.result() for f in futures]
                 for region, call in core.merges(request, answers):
                     work.add()
-                    self._submit(region, call).add_done_callback(merged)
+                    try:
+                        sent = self._submit(region, call)
+                    except RuntimeError as exc:  # the pools were shut down (close())
+                        log.warning("multi-region catch-up not sent to a region: %s", exc)
+                        work.finish()
+                        continue
+                    sent.add_done_callback(merged)
             finally:
                 work.finish()
 
@@ -237,7 +244,12 @@ class MultiRegionRatelimit:
     def _send_analytics(self, work: Work) -> None:
         """Make ``work`` wait for the analytics send that carries what is counted now."""
         work.add()
-        self._analytics.next().add_done_callback(work.finish)
+        try:
+            send = self._analytics.next()
+        except BaseException:
+            work.finish()  # nothing queued: this part never ran
+            raise
+        send.add_done_callback(work.finish)
 
     def _answered(
         self, identifier: str | int, result: RatelimitResult, work: Work | None
@@ -356,14 +368,18 @@ class MultiRegionRatelimit:
 
         Returns True when all were done in time.
         """
-        if self._core.analytics is not None:  # the events a failed send put back, if any
+        analytics = self._core.analytics
+        if analytics is not None and analytics.has_pending():  # what a failed send put back
             work = Work(self.pending)
             self._send_analytics(work)
             work.finish()
         return self.pending.wait(timeout)
 
     def close(self) -> None:
-        """Wait for the pending work, then stop the worker threads."""
+        """Wait for the pending work, then stop the worker threads. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
         self.flush()
         self._analytics.close()
         for pool in self._pools:
@@ -609,8 +625,9 @@ class AsyncMultiRegionRatelimit:
         """
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        if self._core.analytics is not None:
-            self._send_analytics()  # the events a failed send put back, if any
+        analytics = self._core.analytics
+        if analytics is not None and analytics.has_pending():
+            self._send_analytics()  # the events a failed send put back
         while True:
             mine = [task for task in self.pending if task.get_loop() is loop]
             if not mine:

@@ -57,14 +57,22 @@ class Pending:
         """Block until the work is done, ``timeout`` seconds at most; True when it is done.
 
         Raises:
-            RuntimeError: when called in the event loop that does the work (it would never
-                be done): ``await`` the handle there.
+            RuntimeError: when called in the event loop that does the work, or while that
+                loop is stopped (it would never be done): ``await`` the handle there.
 
         """
-        if not self._future.done() and self._loop is not None and _running_loop() is self._loop:
-            raise RuntimeError(
-                "Pending.wait() in the event loop doing the work would block it: await it"
-            )
+        loop = self._loop
+        if not self._future.done() and loop is not None:
+            if _running_loop() is loop:
+                raise RuntimeError(
+                    "Pending.wait() in the event loop doing the work would block it: await it"
+                )
+            if not loop.is_running():
+                # Nothing runs the work until the loop runs again (after run_until_complete).
+                raise RuntimeError(
+                    "Pending.wait(): the event loop doing the work is not running; run it "
+                    "(loop.run_until_complete(result.pending)) or await the handle there"
+                )
         concurrent.futures.wait((self._future,), timeout)
         return self._future.done()
 
@@ -136,7 +144,8 @@ class RatelimitResult:
             analytics. :data:`COMPLETED` for the other limiters, whose script has written
             the decision when it answers (a ``CachedFixedWindow``'s local counts are sent by
             the limiter's ``flush()`` and its own background sends, not tracked here). Not
-            compared, not shown in ``repr``.
+            compared, not shown in ``repr``; a result pickles once its handle is done (a
+            running one is work in this process: pickling it is a ``TypeError``).
 
     """
 
