@@ -57,9 +57,9 @@ def test_a_stale_value_is_served_while_it_is_refreshed_in_the_background(
     assert cache.get_or_set("k", load) == 1
     assert 29 < cache.ttl("k") <= 30.3  # kept for the stale window too
     time.sleep(0.35)  # no longer fresh
-    started = time.monotonic()
+    load.seconds = 0.5  # the refresh takes a while: the caller must not wait for it
     assert cache.get_or_set("k", load) == 1  # served at once, stale
-    assert time.monotonic() - started < 0.2
+    assert load.loads == 1  # the refresh is still loading: it was not waited for
     assert cache.stats.stale_served == 1
     deadline = time.monotonic() + 5
     while cache.get("k") != 2 and time.monotonic() < deadline:

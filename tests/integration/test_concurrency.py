@@ -323,7 +323,7 @@ def test_a_hung_redis_gets_the_policys_answer_in_time(
         assert 0.2 < took < 0.3 + MARGIN
         # Nothing is held, so nothing is given back: no round trip at all.
         released, took = timed(limiter.release, lease)
-        assert (released, took < 0.05) == (False, True)
+        assert (released, took < 0.2) == (False, True)  # under the 0.3 s a round trip waits
         assert limiter.extend(lease) is False
     # A lease that does hold a slot cannot be released or renewed either, but never raises.
     held = Lease(True, 2, 1, "job", "ab" * 16, T0)
