@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from redkit.core.clock import VirtualClock
 from redkit.core.errors import (
     BackendTimeout,
     BackendUnavailable,
@@ -501,7 +502,9 @@ def test_batches_through_a_gateway_in_front_of_a_cluster(
     conn, transport = recorded(cluster_gateway, cluster=True)
 
     async def served(driver: Any) -> list[Any]:
-        limiter = AsyncRatelimit(conn, SlidingWindow(2, "10 s"), ephemeral_cache=False)
+        # A clock standing still mid-window: the decisions cannot straddle a window's end.
+        clock = VirtualClock(1_700_000_005_000)
+        limiter = AsyncRatelimit(conn, SlidingWindow(2, "10 s"), ephemeral_cache=False, clock=clock)
         counts = await asyncio.gather(
             *(driver.execute(command("INCR", f"n{k}")) for k in range(60))
         )
