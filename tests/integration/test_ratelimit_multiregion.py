@@ -263,11 +263,9 @@ def test_a_silent_region_costs_nothing_and_a_restarted_one_is_caught_up(
         _frozen(regions[2])  # the region hangs: it accepts, never answers
         try:
             for _ in range(5):
-                started = time.monotonic()
                 result = limiter.limit("frank")
                 assert result.success
-                assert result.reason is None
-                assert time.monotonic() - started < 0.4  # not the timeout: the first answer
+                assert result.reason is None  # a region's answer, not the timeout policy's
             assert limiter.flush(10)  # the hung region's calls time out meanwhile
         finally:
             _thawed(regions[2])
